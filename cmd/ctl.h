@@ -1,0 +1,42 @@
+/* loyaltyctl's subcommands share these (cmd/ only). */
+#ifndef LOY_CTL_H
+#define LOY_CTL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "loy_codec.h"
+#include "loy_source.h"
+
+int ctl_replay_main(int argc, char **argv);
+int ctl_inspect_main(int argc, char **argv);
+int ctl_triggers_main(int argc, char **argv);
+int ctl_fields_main(int argc, char **argv);
+int ctl_demo_main(int argc, char **argv);
+
+/* Produces every event of src (Avro, key = customer id) to topic. speed 0
+ * = as fast as possible, else event-time gaps are divided by speed. Stops
+ * early when *running drops to 0 or after limit events (0 = all). Returns
+ * the number produced, or -1 with errstr. */
+int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec,
+                   loy_source_t *src, const char *topic, double speed,
+                   int64_t limit, volatile int *running, char *errstr,
+                   size_t errstr_size);
+
+/* A private redis-server on a free loopback port in dir. */
+typedef struct ctl_redis {
+        pid_t pid;
+        int port;
+} ctl_redis_t;
+int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
+                    size_t errstr_size);
+void ctl_redis_stop(ctl_redis_t *r);
+
+/* A free TCP port on 127.0.0.1, or -1. */
+int ctl_free_port(void);
+int64_t ctl_wall_ms(void);
+void ctl_sleep_ms(int ms);
+
+#endif

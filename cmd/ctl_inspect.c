@@ -1,0 +1,219 @@
+/* loyaltyctl inspect, triggers, fields: looking at what loyaltyd made. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "ctl.h"
+#include "loy_config.h"
+#include "loy_feat.h"
+#include "loy_kafka.h"
+
+static const char *find_value(redisReply *r, const char *field) {
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+                if (!strcmp(r->element[i]->str, field))
+                        return r->element[i + 1]->str;
+        return NULL;
+}
+
+static void print_group(redisReply *r, const char *title,
+                        const char *const *fields) {
+        printf("%s\n", title);
+        for (int i = 0; fields[i]; i++) {
+                const char *v = find_value(r, fields[i]);
+                if (v)
+                        printf("  %-20s %s\n", fields[i], v);
+        }
+}
+
+int ctl_inspect_main(int argc, char **argv) {
+        static const char *const scores[] = {
+            "segment_name", "loyalty_group_name", "loyalty_score", "r_score",
+            "f_score", "m_score", "p_alive", "churn_prob", "exp_purchases",
+            "clv", "tier_name", "points", "scored_ms", "next_check_ms", NULL};
+        static const char *const buying[] = {
+            "first_purchase_ms", "last_purchase_ms", "recency_days",
+            "T_days", "frequency", "orders", "x", "t_x_days", "monetary",
+            "gross_value", "aov", "mean_repeat_value", "returns",
+            "return_value", "ipt_mean_days", "ipt_var_days",
+            "dec_purchases_now", "dec_spend_now", NULL};
+        static const char *const browsing[] = {
+            "views", "carts", "cart_removes", "searches", "wishlists",
+            "sessions", "last_browse_ms", "recent_views", NULL};
+        const char *host = "127.0.0.1", *ns = "loy";
+        int port = 6379, opt, rc = 1;
+        struct timeval tv = {2, 0};
+        redisContext *c;
+        redisReply *r;
+
+        while ((opt = getopt(argc, argv, "h:p:n:")) != -1) {
+                switch (opt) {
+                case 'h': host = optarg; break;
+                case 'p': port = atoi(optarg); break;
+                case 'n': ns = optarg; break;
+                default: goto usage;
+                }
+        }
+        if (optind != argc - 1)
+                goto usage;
+        c = redisConnectWithTimeout(host, port, tv);
+        if (!c || c->err) {
+                fprintf(stderr, "inspect: redis %s:%d: %s\n", host, port,
+                        c ? c->errstr : "out of memory");
+                if (c)
+                        redisFree(c);
+                return 1;
+        }
+        r = redisCommand(c, "HGETALL %s:c:{%s}", ns, argv[optind]);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+                fprintf(stderr, "inspect: %s\n", r ? r->str : c->errstr);
+        } else if (r->elements == 0) {
+                fprintf(stderr, "inspect: no customer %s in %s:c:{%s}\n",
+                        argv[optind], ns, argv[optind]);
+        } else {
+                printf("customer %s   (redis-cli -p %d HGETALL '%s:c:{%s}')"
+                       "\n", argv[optind], port, ns, argv[optind]);
+                print_group(r, "scores", scores);
+                print_group(r, "purchases", buying);
+                print_group(r, "browsing", browsing);
+                printf("applied offsets and cooldowns\n");
+                for (size_t i = 0; i + 1 < r->elements; i += 2)
+                        if (!strncmp(r->element[i]->str, "off:", 4) ||
+                            !strncmp(r->element[i]->str, "cool:", 5))
+                                printf("  %-20s %s\n", r->element[i]->str,
+                                       r->element[i + 1]->str);
+                rc = 0;
+        }
+        if (r)
+                freeReplyObject(r);
+        if (rc == 0) {
+                r = redisCommand(c, "ZREVRANK %s:rank:churn %s", ns,
+                                 argv[optind]);
+                if (r && r->type == REDIS_REPLY_INTEGER)
+                        printf("rank             #%lld most at risk\n",
+                               r->integer + 1);
+                if (r)
+                        freeReplyObject(r);
+                r = redisCommand(c, "ZREVRANK %s:rank:clv %s", ns,
+                                 argv[optind]);
+                if (r && r->type == REDIS_REPLY_INTEGER)
+                        printf("                 #%lld by CLV\n",
+                               r->integer + 1);
+                if (r)
+                        freeReplyObject(r);
+        }
+        redisFree(c);
+        return rc;
+usage:
+        fprintf(stderr, "usage: loyaltyctl inspect [-h HOST] [-p PORT] "
+                        "[-n NAMESPACE] CUSTOMER_ID\n");
+        return 2;
+}
+
+static volatile sig_atomic_t trig_running = 1;
+static void on_int(int sig) {
+        (void)sig;
+        trig_running = 0;
+}
+
+/* Prints the reward-trigger topic as JSON lines, from the beginning, until
+ * nothing arrives for -w ms (or Ctrl-C with -w 0). */
+int ctl_triggers_main(int argc, char **argv) {
+        const char *brokers = "localhost:9092", *topic = "reward-triggers";
+        int wait_ms = 3000, opt;
+        int64_t n = 0, max = 0, idle_since;
+        loy_config_t conf;
+        loy_codec_t *codec;
+        rd_kafka_t *rk;
+        rd_kafka_topic_partition_list_t *sub;
+        char err[512];
+
+        loy_config_defaults(&conf);
+        while ((opt = getopt(argc, argv, "b:t:w:n:")) != -1) {
+                switch (opt) {
+                case 'b': brokers = optarg; break;
+                case 't': topic = optarg; break;
+                case 'w': wait_ms = atoi(optarg); break;
+                case 'n': max = atoll(optarg); break;
+                default:
+                        fprintf(stderr, "usage: loyaltyctl triggers [-b "
+                                "BROKERS] [-t TOPIC] [-w IDLE_MS] [-n MAX]"
+                                "\n");
+                        return 2;
+                }
+        }
+        loy_config_set(&conf, "-b", "kafka.bootstrap.servers", brokers, err,
+                       sizeof(err));
+        snprintf(conf.group_id, sizeof(conf.group_id), "loyaltyctl-%d",
+                 (int)getpid());
+        codec = loy_codec_create(NULL, err, sizeof(err));
+        rk = codec ? loy_kafka_consumer_new(&conf, NULL, NULL, err,
+                                            sizeof(err))
+                   : NULL;
+        if (!rk) {
+                fprintf(stderr, "triggers: %s\n", err);
+                if (codec)
+                        loy_codec_destroy(codec);
+                loy_config_free(&conf);
+                return 1;
+        }
+        sub = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_subscribe(rk, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+        signal(SIGINT, on_int);
+        idle_since = ctl_wall_ms();
+        while (trig_running && (!max || n < max)) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m) {
+                        /* the group join takes a few seconds: count idle
+                         * time from the first message on */
+                        if (wait_ms && n &&
+                            ctl_wall_ms() - idle_since > wait_ms)
+                                break;
+                        if (wait_ms && !n &&
+                            ctl_wall_ms() - idle_since > wait_ms + 10000)
+                                break;
+                        continue;
+                }
+                if (!m->err) {
+                        char *json = loy_codec_trigger_to_json(
+                            codec, m->payload, m->len, err, sizeof(err));
+                        if (json) {
+                                printf("%s\n", json);
+                                free(json);
+                        } else {
+                                fprintf(stderr, "offset %" PRId64 ": %s\n",
+                                        m->offset, err);
+                        }
+                        n++;
+                        idle_since = ctl_wall_ms();
+                }
+                rd_kafka_message_destroy(m);
+        }
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        loy_codec_destroy(codec);
+        loy_config_free(&conf);
+        fprintf(stderr, "%" PRId64 " triggers\n", n);
+        return 0;
+}
+
+/* Prints the customer hash's fields as a Markdown table. */
+int ctl_fields_main(int argc, char **argv) {
+        (void)argc;
+        (void)argv;
+        printf("| field | type | unit | meaning |\n|---|---|---|---|\n");
+        for (const loy_field_t *f = loy_feat_fields; f->name; f++)
+                printf("| `%s` | %s | %s | %s |\n", f->name,
+                       f->type == LOY_FT_DERIVED ? "derived" :
+                       f->type == LOY_FT_DBL ? "number" :
+                       f->type == LOY_FT_STR ? "text" : "integer",
+                       f->unit ? f->unit : "", f->doc ? f->doc : "");
+        return 0;
+}

@@ -1,0 +1,12 @@
+# Turns config/<name>.avsc into C string constants loy_schema_<name>.
+set(content "/* generated from the config .avsc files by config/embed.cmake */\n#ifndef LOY_SCHEMAS_H\n#define LOY_SCHEMAS_H\n")
+string(REPLACE "," ";" NAMES "${NAMES}")
+foreach(n ${NAMES})
+  file(READ ${DIR}/${n}.avsc text)
+  string(REPLACE "\\" "\\\\" text "${text}")
+  string(REPLACE "\"" "\\\"" text "${text}")
+  string(REPLACE "\n" "\\n\"\n\"" text "${text}")
+  string(APPEND content "static const char loy_schema_${n}[] =\n\"${text}\";\n")
+endforeach()
+string(APPEND content "#endif\n")
+file(WRITE ${OUT} "${content}")

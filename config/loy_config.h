@@ -1,0 +1,92 @@
+/*
+ * loy_config: loyaltyd's configuration file.
+ *
+ * INI-like text: "[section]" lines, "key = value" lines, '#' comments.
+ * Sections: input, output, redis, clock, features, scoring, timers, avro,
+ * kafka (every key passes straight to librdkafka) and one "[rule <name>]"
+ * per reward rule. One declarative table (loy_config.c) gives every key its
+ * type, default, bounds and doc; it drives parsing, `loyaltyd --help-config`
+ * and the shipped config/loyaltyd.conf. Unknown keys are errors, reported as
+ * "file:line: key: message".
+ */
+#ifndef LOY_CONFIG_H
+#define LOY_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "../features/loy_feat.h"
+#include "../models/loy_rules.h"
+
+#define LOY_KAFKA_PROPS_MAX 64
+
+typedef struct loy_config {
+        /* input */
+        char topic_purchase[128];
+        char topic_browse[128];
+        char group_id[128];
+        int batch_max;           /* messages per batch */
+        int batch_ms;            /* longest wait to fill a batch */
+
+        /* output */
+        char topic_triggers[128];
+        char topic_deadletter[128];
+
+        /* redis */
+        char redis_host[128];
+        int redis_port;
+        char redis_ns[32];
+        int redis_timeout_ms;
+        int cache_customers;     /* local cache bound (customers) */
+        int backoff_max_ms;      /* reconnect backoff ceiling */
+
+        /* clock */
+        int lateness_ms;         /* allowed lateness behind the watermark */
+        int idle_ms;             /* idle partition stops holding the clock */
+
+        /* features, scoring */
+        loy_feat_conf_t feat;
+        char model_path[512];
+        double horizon_days;
+        double margin;
+        double rfm_weights[3];   /* R, F, M */
+
+        /* timers: re-score silent customers */
+        double timer_first_days; /* first check after the last purchase */
+        double timer_every_days; /* then every ... */
+        double timer_max_days;   /* until silent this long */
+        int timer_batch;         /* timers fired per batch at most */
+
+        /* avro framing */
+        int schema_purchase, schema_browse, schema_trigger;
+
+        /* [kafka] pass-through */
+        char *kafka_keys[LOY_KAFKA_PROPS_MAX];
+        char *kafka_vals[LOY_KAFKA_PROPS_MAX];
+        int nkafka;
+
+        loy_rules_t rules;
+} loy_config_t;
+
+/* Fills defaults (no rules, no kafka properties). */
+void loy_config_defaults(loy_config_t *conf);
+
+/* Reads path on top of the current values. 0, or -1 with "file:line: key:
+ * message" in errstr. Relative model paths are resolved against the config
+ * file's directory. */
+int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
+                    size_t errstr_size);
+
+/* Sets one "section.key" (or "kafka.<prop>", "rule.<name>.<key>") from the
+ * command line; same errors, with "<origin>" as the file name. */
+int loy_config_set(loy_config_t *conf, const char *origin,
+                   const char *dotted_key, const char *value, char *errstr,
+                   size_t errstr_size);
+
+/* Frees the kafka property strings. */
+void loy_config_free(loy_config_t *conf);
+
+/* Writes every key with its default and doc, as a config file. */
+void loy_config_print_reference(FILE *fp);
+
+#endif

@@ -1,0 +1,161 @@
+/* loy_event: see loy_event.h. */
+#include "loy_event.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const action_names[LOY_ACT__COUNT] = {
+        "view", "add_to_cart", "remove_from_cart", "search", "wishlist",
+};
+
+void loy_event_reset(loy_event_t *ev) {
+        loy_line_t *lines = ev->lines;
+        int cap = ev->lines_cap;
+        memset(ev, 0, sizeof(*ev));
+        ev->lines = lines;
+        ev->lines_cap = cap;
+}
+
+void loy_event_free(loy_event_t *ev) {
+        free(ev->lines);
+        ev->lines = NULL;
+        ev->lines_cap = 0;
+        ev->nlines = 0;
+}
+
+loy_line_t *loy_event_add_line(loy_event_t *ev) {
+        loy_line_t *line;
+        if (ev->nlines >= LOY_LINES_MAX)
+                return NULL;
+        if (ev->nlines == ev->lines_cap) {
+                int cap = ev->lines_cap ? ev->lines_cap * 2 : 16;
+                loy_line_t *nl;
+                if (cap > LOY_LINES_MAX)
+                        cap = LOY_LINES_MAX;
+                nl = realloc(ev->lines, (size_t)cap * sizeof(*nl));
+                if (!nl)
+                        return NULL;
+                ev->lines = nl;
+                ev->lines_cap = cap;
+        }
+        line = &ev->lines[ev->nlines++];
+        memset(line, 0, sizeof(*line));
+        return line;
+}
+
+double loy_event_net_value(const loy_event_t *ev) {
+        double sum = 0;
+        for (int i = 0; i < ev->nlines; i++)
+                sum += (double)ev->lines[i].quantity * ev->lines[i].unit_price;
+        return sum;
+}
+
+const char *loy_browse_action_name(loy_browse_action_t a) {
+        if ((int)a < 0 || a >= LOY_ACT__COUNT)
+                return "unknown";
+        return action_names[a];
+}
+
+int loy_browse_action_parse(const char *name) {
+        for (int i = 0; i < LOY_ACT__COUNT; i++)
+                if (!strcmp(name, action_names[i]))
+                        return i;
+        /* the spelling people type on the command line */
+        if (!strcmp(name, "add-to-cart"))
+                return LOY_ACT_ADD_TO_CART;
+        if (!strcmp(name, "remove-from-cart"))
+                return LOY_ACT_REMOVE_FROM_CART;
+        return -1;
+}
+
+/* Ids are printable, non-empty and without spaces, so they can be used in
+ * Redis key names and shown in tools as they are. */
+static int bad_id(const char *what, const char *id, int required,
+                  char *errstr, size_t errstr_size) {
+        size_t n = strlen(id);
+        if (n == 0) {
+                if (!required)
+                        return 0;
+                snprintf(errstr, errstr_size, "%s is missing or empty", what);
+                return 1;
+        }
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)id[i];
+                if (ch <= ' ' || ch == 0x7f) {
+                        snprintf(errstr, errstr_size,
+                                 "%s has a blank or control character", what);
+                        return 1;
+                }
+        }
+        return 0;
+}
+
+#define LOY_TS_MIN_MS 631152000000LL /* 1990-01-01 */
+
+int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
+                       size_t errstr_size) {
+        if (ev->kind != LOY_EV_PURCHASE && ev->kind != LOY_EV_BROWSE) {
+                snprintf(errstr, errstr_size, "unknown event kind %d",
+                         (int)ev->kind);
+                return -1;
+        }
+        if (bad_id("event_id", ev->event_id, 1, errstr, errstr_size) ||
+            bad_id("customer_id", ev->customer_id, 1, errstr, errstr_size))
+                return -1;
+        if (ev->ts_ms < LOY_TS_MIN_MS) {
+                snprintf(errstr, errstr_size,
+                         "timestamp %lld ms is before 1990 (seconds instead "
+                         "of milliseconds?)", (long long)ev->ts_ms);
+                return -1;
+        }
+        if (now_ms > 0 && ev->ts_ms > now_ms + 86400000LL) {
+                snprintf(errstr, errstr_size,
+                         "timestamp %lld ms is more than a day in the future",
+                         (long long)ev->ts_ms);
+                return -1;
+        }
+        if (ev->kind == LOY_EV_BROWSE) {
+                if (bad_id("session_id", ev->session_id, 0, errstr,
+                           errstr_size))
+                        return -1;
+                if ((int)ev->action < 0 || ev->action >= LOY_ACT__COUNT) {
+                        snprintf(errstr, errstr_size, "unknown browse action");
+                        return -1;
+                }
+                if (ev->action != LOY_ACT_SEARCH && !ev->sku[0]) {
+                        snprintf(errstr, errstr_size,
+                                 "browse action %s needs a sku",
+                                 loy_browse_action_name(ev->action));
+                        return -1;
+                }
+                return 0;
+        }
+        if (bad_id("order_id", ev->order_id, 1, errstr, errstr_size))
+                return -1;
+        if (ev->nlines < 1) {
+                snprintf(errstr, errstr_size, "purchase has no lines");
+                return -1;
+        }
+        for (int i = 0; i < ev->nlines; i++) {
+                const loy_line_t *l = &ev->lines[i];
+                if (!l->sku[0]) {
+                        snprintf(errstr, errstr_size, "line %d has no sku", i);
+                        return -1;
+                }
+                if (!isfinite(l->unit_price) || l->unit_price < 0 ||
+                    l->unit_price > 1e9) {
+                        snprintf(errstr, errstr_size,
+                                 "line %d unit_price %g is not a finite "
+                                 "amount in [0, 1e9]", i, l->unit_price);
+                        return -1;
+                }
+                if (l->quantity == 0) {
+                        snprintf(errstr, errstr_size,
+                                 "line %d has quantity 0", i);
+                        return -1;
+                }
+        }
+        return 0;
+}

@@ -1,0 +1,178 @@
+/*
+ * loy_feat: one customer's rolling features, updated event by event.
+ *
+ * Pure arithmetic: no I/O. The state store turns a loy_cust_t into the Redis
+ * hash loy:c:{<cid>} and back through the field table below, so the table is
+ * the single description of that public hash (docs/redis-keys.md lists it).
+ */
+#ifndef LOY_FEAT_H
+#define LOY_FEAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loy_event.h"
+
+#define LOY_RECENT_VIEWS 5   /* last viewed skus kept per customer */
+#define LOY_SLOTS_MAX 16     /* named int64 slots (offsets, cooldowns) */
+#define LOY_SLOT_NAME_MAX 96
+
+#define LOY_MS_PER_DAY 86400000LL
+
+/* Half-lives of the decayed counters, in days (<= 0: no decay). */
+typedef struct loy_feat_conf {
+        double purchase_half_life_days;
+        double spend_half_life_days;
+        double browse_session_gap_min;  /* a new browse session after this */
+        double points_per_unit;         /* loyalty points per unit spent */
+        double tier_silver_points;
+        double tier_gold_points;
+} loy_feat_conf_t;
+
+void loy_feat_conf_default(loy_feat_conf_t *conf);
+
+/* A named int64 kept in the customer hash under its own field name:
+ * "off:<topic>:<partition>" (last applied offset) and "cool:<rule>" (last
+ * time a rule fired, ms). */
+typedef struct loy_slot {
+        char name[LOY_SLOT_NAME_MAX];
+        int64_t value;
+} loy_slot_t;
+
+typedef struct loy_cust {
+        char id[LOY_ID_MAX + 1];
+
+        /* purchases (net of returns where it says so) */
+        int64_t first_purchase_ms;   /* 0 = never bought */
+        int64_t last_purchase_ms;
+        int64_t orders;              /* purchase events with a positive value */
+        int64_t purchase_days;       /* distinct UTC days with an order */
+        double gross_value;          /* sum of positive order values */
+        double first_day_value;      /* value bought on the first day */
+        int64_t returns;             /* return events */
+        double return_value;         /* value given back, >= 0 */
+        double ipt_mean_days;        /* mean gap between purchase days */
+        double ipt_m2;               /* Welford sum of squares of the gaps */
+        int64_t ipt_n;               /* gaps in the mean: out-of-order
+                                      * purchases add a day but no gap */
+        double dec_purchases;        /* decayed order count at dec_ref_ms */
+        double dec_spend;            /* decayed spend at dec_ref_ms */
+        int64_t dec_ref_ms;
+        double points;
+        int tier;                    /* 0 bronze, 1 silver, 2 gold */
+
+        /* browse */
+        int64_t views, carts, cart_removes, searches, wishlists;
+        int64_t sessions;
+        int64_t last_browse_ms;
+        char recent_views[LOY_RECENT_VIEWS][LOY_SKU_MAX + 1]; /* newest first */
+
+        int64_t last_event_ms;       /* newest event time applied */
+
+        /* scores, written by the scorer */
+        double p_alive;
+        double churn_prob;
+        double exp_purchases;        /* over the configured horizon */
+        double clv;
+        int r_score, f_score, m_score;   /* 1..5, 0 = not scored */
+        double loyalty_score;
+        int loyalty_group;           /* 0 low .. 3 very high */
+        int segment;                 /* loy_segment_t from loy_rfm.h */
+        int64_t scored_ms;           /* event time of the last scoring */
+        int64_t next_check_ms;       /* timer due time, 0 = none */
+
+        loy_slot_t slots[LOY_SLOTS_MAX];
+        int nslots;
+} loy_cust_t;
+
+/* Empties a customer and sets its id (truncated to LOY_ID_MAX). */
+void loy_feat_init(loy_cust_t *c, const char *id);
+
+/* Applies one validated event. Purchases with a negative net value are
+ * returns: they lower spend and count as returns, not as orders (a zero net
+ * value is a return only when some line is negative, an exchange; a free
+ * order is neither). Events older than the newest one applied still count
+ * but never move last_*_ms backwards; an out-of-order purchase on a new day
+ * adds a purchase day but no inter-purchase gap (its neighbours are not
+ * known). Only orders feed the decayed counters. */
+void loy_feat_apply(loy_cust_t *c, const loy_event_t *ev,
+                    const loy_feat_conf_t *conf);
+
+/* Derived values at event time now_ms. */
+double loy_feat_recency_days(const loy_cust_t *c, int64_t now_ms);
+double loy_feat_age_days(const loy_cust_t *c, int64_t now_ms);   /* T */
+double loy_feat_tx_days(const loy_cust_t *c);        /* t_x */
+int64_t loy_feat_repeats(const loy_cust_t *c);       /* x = purchase_days-1 */
+double loy_feat_monetary(const loy_cust_t *c);       /* net spend */
+double loy_feat_aov(const loy_cust_t *c);
+double loy_feat_mean_repeat_value(const loy_cust_t *c);
+double loy_feat_ipt_var_days(const loy_cust_t *c);
+/* Decayed counters brought forward to now_ms (not stored). */
+double loy_feat_dec_purchases(const loy_cust_t *c, int64_t now_ms,
+                              const loy_feat_conf_t *conf);
+double loy_feat_dec_spend(const loy_cust_t *c, int64_t now_ms,
+                          const loy_feat_conf_t *conf);
+const char *loy_feat_tier_name(int tier);
+
+/* Named slots. get returns def when absent; set returns -1 when full or
+ * when the name is empty or too long (never truncated: two names must not
+ * collide). */
+int64_t loy_feat_slot_get(const loy_cust_t *c, const char *name, int64_t def);
+int loy_feat_slot_set(loy_cust_t *c, const char *name, int64_t value);
+
+/*
+ * Field table: how each stored field is named in the Redis hash and where it
+ * lives in loy_cust_t. LOY_FT_DERIVED fields are computed when written
+ * (recency_days, aov ...) and ignored when read.
+ */
+typedef enum {
+        LOY_FT_I64,
+        LOY_FT_INT,
+        LOY_FT_DBL,
+        LOY_FT_DERIVED,
+        LOY_FT_STR,     /* recent_views: comma-separated skus, newest first;
+                         * ',' and '%' in a sku are written %2C and %25 */
+} loy_field_type_t;
+
+typedef struct loy_field {
+        const char *name;
+        loy_field_type_t type;
+        size_t offset;               /* into loy_cust_t; for DERIVED an
+                                      * internal id */
+        const char *unit;            /* for docs: "ms", "days", "count" ... */
+        const char *doc;
+} loy_field_t;
+
+/* NULL-terminated. */
+extern const loy_field_t loy_feat_fields[];
+
+/* A buffer this big holds any formatted field (recent_views with every
+ * character escaped is the longest). */
+#define LOY_FIELD_TEXT_MAX 1024
+
+/* Formats field f of c at event time now_ms as readable text: integers as
+ * integers, doubles with up to 10 significant digits (parse gives them back
+ * within 1e-9 relative), the *_name fields as names (segment, loyalty_group
+ * and tier themselves are stored as numbers). conf may be NULL (defaults).
+ * Returns the length written, or -1 when it does not fit. */
+int loy_feat_field_format(const loy_cust_t *c, const loy_field_t *f,
+                          int64_t now_ms, const loy_feat_conf_t *conf,
+                          char *buf, size_t size);
+
+/* Numeric value of field f (segment, group, tier as their numbers, also
+ * for the *_name fields); NAN for recent_views. conf may be NULL. */
+double loy_feat_field_number(const loy_cust_t *c, const loy_field_t *f,
+                             int64_t now_ms, const loy_feat_conf_t *conf);
+
+/* Field by name, or NULL. */
+const loy_field_t *loy_feat_field_find(const char *name);
+
+/* Parses a stored field by name into c. Unknown and derived names are
+ * ignored (so older and newer versions can share a hash); slot names
+ * ("off:", "cool:") land in the slots. value need not be NUL-terminated.
+ * Returns 0, or -1 for a malformed value or a slot that does not fit (full,
+ * or name longer than LOY_SLOT_NAME_MAX - 1). */
+int loy_feat_field_parse(loy_cust_t *c, const char *name, const char *value,
+                         size_t value_len);
+
+#endif

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the demo need, when
+# any is missing. Idempotent: does nothing on a machine that has them.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
+      libhiredis-dev libcunit1-dev libjansson-dev libgsl-dev zlib1g-dev
+      redis-server kafkacat gnuplot-nox)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+    || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "bootstrap: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a system redis on 6379; loyaltyd's tests and demo use their
+# own private servers, so the system one is left as the admin configured it.

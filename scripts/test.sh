@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds and runs every test twice: a normal build, then under
+# AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+jobs=$(nproc)
+for variant in build build-asan; do
+  flags=()
+  [ "$variant" = build-asan ] && flags=(-DLOY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+  cmake -S . -B "$variant" "${flags[@]}" >/dev/null
+  cmake --build "$variant" -j "$jobs" >/dev/null
+  echo "== tests ($variant)"
+  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$variant" --output-on-failure
+done

@@ -1,0 +1,145 @@
+/*
+ * loy_store: the Redis state store (hiredis). Owns the public key layout
+ * (docs/redis-keys.md); every key starts with the configured namespace.
+ *
+ *   <ns>:c:{<cid>}            hash   customer features, scores, offsets
+ *   <ns>:seg                  hash   customers per segment
+ *   <ns>:hist:<dim>           hash   population histogram bin -> customers
+ *   <ns>:rank:churn, :rank:clv zset  customer -> churn_prob / clv
+ *   <ns>:kpi:<yyyy-mm-dd>     hash   daily KPIs
+ *   <ns>:stats                hash   processor counters
+ *   <ns>:timers:<partition>   zset   customer -> due time (ms, event time)
+ *   <ns>:outbox               hash   trigger_id -> framed Avro trigger
+ *
+ * Never one round trip per event: loads are one pipeline per batch, writes
+ * one pipeline per batch holding one MULTI/EXEC per customer, so a
+ * customer's fields, offsets, aggregates, timer and outbox entries change
+ * together or not at all.
+ *
+ * Errors: LOY_STORE_OK, or LOY_STORE_ERR_IO (connection lost; reconnect and
+ * retry the batch) or LOY_STORE_ERR (a reply that makes no sense), with
+ * errstr filled.
+ */
+#ifndef LOY_STORE_H
+#define LOY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../features/loy_feat.h"
+#include "../features/loy_rfm.h"
+
+typedef enum {
+        LOY_STORE_OK = 0,
+        LOY_STORE_ERR_IO = -1,
+        LOY_STORE_ERR = -2,
+} loy_store_err_t;
+
+typedef struct loy_store loy_store_t;
+
+/* Connects. NULL with errstr when the address is unusable; a server that is
+ * down is not an error here: the store starts disconnected and
+ * loy_store_connect() retries. Free with loy_store_destroy().
+ * ns NULL or "" means "loy"; timeout_ms (connect and each command) 0 means
+ * 2000. SIGPIPE from a dead server is blocked and consumed inside the
+ * store's calls, so applications need not ignore it. */
+loy_store_t *loy_store_create(const char *host, int port, const char *ns,
+                              int timeout_ms, char *errstr,
+                              size_t errstr_size);
+void loy_store_destroy(loy_store_t *s);
+
+/* (Re)connects if needed and PINGs. 0 when usable. */
+int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size);
+int loy_store_is_connected(const loy_store_t *s);
+const char *loy_store_ns(const loy_store_t *s);
+
+/* Loads n customers in one pipeline. custs[i] must be loy_feat_init()'ed
+ * with its id; stored fields are parsed into it. found[i] (may be NULL) is
+ * set to 1 when the customer existed. */
+int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
+                   int *found, char *errstr, size_t errstr_size);
+
+/* Replaces rfm's counts with the <ns>:hist:* hashes. */
+int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
+                        size_t errstr_size);
+
+typedef struct loy_kpi_delta {
+        int64_t day_ms;          /* any time within the UTC day */
+        const char *field;       /* "purchases", "revenue", "triggers:winback" */
+        double delta;
+} loy_kpi_delta_t;
+
+typedef struct loy_outbox_entry {
+        const char *trigger_id;
+        const void *payload;     /* framed Avro trigger */
+        size_t len;
+} loy_outbox_entry_t;
+
+/* What one customer's atomic write changes. old_* describe the customer as
+ * loaded (old_seg -1 and old_bins -1 for a customer new to Redis); the new
+ * values come from cust itself. */
+typedef struct loy_cust_write {
+        const loy_cust_t *cust;
+        int old_seg;
+        int old_bins[LOY_DIM__COUNT];
+        int32_t partition;               /* timers live per partition */
+        int64_t old_timer_ms;            /* 0 when no timer was set */
+        const loy_kpi_delta_t *kpi;
+        int nkpi;
+        const loy_outbox_entry_t *outbox;
+        int noutbox;
+} loy_cust_write_t;
+
+/* Writes n customers: one pipeline, one MULTI/EXEC each. now_ms is event
+ * time (derived fields such as recency_days are computed at it). */
+int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
+                    int64_t now_ms, const loy_feat_conf_t *fconf,
+                    char *errstr, size_t errstr_size);
+
+/* The two halves of loy_store_write, so a processor can keep one batch in
+ * flight while it prepares the next: _send checks, queues and transmits the
+ * batch without waiting for Redis; _recv waits for its replies and returns
+ * what loy_store_write would have. w and the customers it points to must
+ * stay valid until _recv. Until then every other call on the store fails
+ * with LOY_STORE_ERR (the replies of the write come first on the
+ * connection). After an error from _send nothing is in flight. */
+int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
+                         int64_t now_ms, const loy_feat_conf_t *fconf,
+                         char *errstr, size_t errstr_size);
+int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size);
+
+/* Adds deltas to <ns>:stats and sets gauges there, in one round trip.
+ * Either array may be empty. */
+int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
+                    const double *incr, int nincr,
+                    const char *const *set_fields, const double *set,
+                    int nset, char *errstr, size_t errstr_size);
+
+/* Up to max customer ids whose timer in partition is due at or before
+ * clock_ms, earliest first. *ids is an array of malloc'ed strings the caller
+ * frees with loy_store_free_ids(). */
+int loy_store_timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
+                         int max, char ***ids, int *n, char *errstr,
+                         size_t errstr_size);
+void loy_store_free_ids(char **ids, int n);
+
+/* Calls cb for each outbox entry (used at start-up to re-send triggers that
+ * were written but whose delivery was never confirmed). cb returns 0 to go
+ * on. */
+typedef int (loy_outbox_cb_t)(const char *trigger_id, const void *payload,
+                              size_t len, void *opaque);
+int loy_store_outbox_scan(loy_store_t *s, loy_outbox_cb_t *cb, void *opaque,
+                          char *errstr, size_t errstr_size);
+
+/* Removes delivered triggers from the outbox, one round trip. */
+int loy_store_outbox_ack(loy_store_t *s, const char *const *ids, int n,
+                         char *errstr, size_t errstr_size);
+
+/* Raw hiredis-free helpers for tools and tests: HGETALL of a full key name
+ * printed as "field value" lines through cb. */
+typedef void (loy_kv_cb_t)(const char *field, const char *value,
+                           void *opaque);
+int loy_store_hgetall(loy_store_t *s, const char *key, loy_kv_cb_t *cb,
+                      void *opaque, char *errstr, size_t errstr_size);
+
+#endif

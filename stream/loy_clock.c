@@ -1,0 +1,131 @@
+/* loy_clock: see loy_clock.h. */
+#include "loy_clock.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct clock_part {
+        char topic[128];
+        int32_t partition;
+        int64_t newest_ts;     /* 0 = nothing seen yet */
+        int64_t last_wall;     /* when it last delivered, or was assigned */
+} clock_part_t;
+
+struct loy_clock {
+        clock_part_t *parts;
+        int n, cap;
+        int64_t lateness_ms, idle_ms;
+        int64_t now;
+};
+
+loy_clock_t *loy_clock_create(int64_t lateness_ms, int64_t idle_ms) {
+        loy_clock_t *clk = calloc(1, sizeof(*clk));
+        if (!clk)
+                return NULL;
+        clk->lateness_ms = lateness_ms;
+        clk->idle_ms = idle_ms;
+        return clk;
+}
+
+void loy_clock_destroy(loy_clock_t *clk) {
+        if (!clk)
+                return;
+        free(clk->parts);
+        free(clk);
+}
+
+static clock_part_t *find(loy_clock_t *clk, const char *topic, int32_t p) {
+        for (int i = 0; i < clk->n; i++)
+                if (clk->parts[i].partition == p &&
+                    !strcmp(clk->parts[i].topic, topic))
+                        return &clk->parts[i];
+        return NULL;
+}
+
+int loy_clock_assign(loy_clock_t *clk, const char *topic, int32_t partition,
+                     int64_t wall_ms) {
+        clock_part_t *cp = find(clk, topic, partition);
+        if (cp)
+                return 0;
+        if (clk->n == clk->cap) {
+                int cap = clk->cap ? clk->cap * 2 : 16;
+                clock_part_t *np = realloc(clk->parts,
+                                           (size_t)cap * sizeof(*np));
+                if (!np)
+                        return -1;
+                clk->parts = np;
+                clk->cap = cap;
+        }
+        cp = &clk->parts[clk->n++];
+        memset(cp, 0, sizeof(*cp));
+        strncpy(cp->topic, topic, sizeof(cp->topic) - 1);
+        cp->partition = partition;
+        cp->last_wall = wall_ms;
+        return 0;
+}
+
+void loy_clock_revoke(loy_clock_t *clk, const char *topic, int32_t partition) {
+        clock_part_t *cp = find(clk, topic, partition);
+        if (!cp)
+                return;
+        *cp = clk->parts[--clk->n];
+}
+
+void loy_clock_revoke_all(loy_clock_t *clk) {
+        clk->n = 0;
+}
+
+void loy_clock_observe(loy_clock_t *clk, const char *topic,
+                       int32_t partition, int64_t ts_ms, int64_t wall_ms) {
+        clock_part_t *cp = find(clk, topic, partition);
+        if (!cp) {
+                /* a message from a partition we were not told about (manual
+                 * assignment in tools): own it from now on */
+                if (loy_clock_assign(clk, topic, partition, wall_ms) == -1)
+                        return;
+                cp = find(clk, topic, partition);
+        }
+        if (ts_ms > cp->newest_ts)
+                cp->newest_ts = ts_ms;
+        cp->last_wall = wall_ms;
+}
+
+int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms) {
+        int64_t min = INT64_MAX;
+        int64_t min_seen = INT64_MAX;
+        int held = 0;
+        for (int i = 0; i < clk->n; i++) {
+                const clock_part_t *cp = &clk->parts[i];
+                int idle = wall_ms - cp->last_wall >= clk->idle_ms;
+                if (cp->newest_ts > 0 && cp->newest_ts < min_seen)
+                        min_seen = cp->newest_ts;
+                if (idle)
+                        continue;
+                held = 1;
+                if (cp->newest_ts == 0) {
+                        /* not heard from yet: it may hold older events */
+                        min = 0;
+                        continue;
+                }
+                if (cp->newest_ts < min)
+                        min = cp->newest_ts;
+        }
+        /* all idle: nothing is in flight, so the oldest partition's newest
+         * event bounds what can still arrive late */
+        if (!held)
+                min = min_seen;
+        if (min != INT64_MAX && min > 0) {
+                int64_t t = min - clk->lateness_ms;
+                if (t > clk->now)
+                        clk->now = t;
+        }
+        return clk->now;
+}
+
+int64_t loy_clock_now(const loy_clock_t *clk) {
+        return clk->now;
+}
+
+int loy_clock_owned(const loy_clock_t *clk) {
+        return clk->n;
+}

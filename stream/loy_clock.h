@@ -1,0 +1,38 @@
+/*
+ * loy_clock: event time, as DESIGN.md step 5 defines it. Like Flink's
+ * watermark and Kafka Streams' stream time: the minimum, over the partitions
+ * this process owns, of the newest event time seen there, minus the allowed
+ * lateness. A partition that has been silent (wall clock) for idle_ms stops
+ * holding the clock back; a partition that has not delivered anything yet
+ * holds it until it too has been idle that long. The clock never goes
+ * backwards. No Kafka types: partitions are (topic, partition) pairs.
+ */
+#ifndef LOY_CLOCK_H
+#define LOY_CLOCK_H
+
+#include <stdint.h>
+
+typedef struct loy_clock loy_clock_t;
+
+/* NULL on no memory. Free with loy_clock_destroy(). */
+loy_clock_t *loy_clock_create(int64_t lateness_ms, int64_t idle_ms);
+void loy_clock_destroy(loy_clock_t *clk);
+
+/* Ownership changes (rebalance). wall_ms is the wall clock now. */
+int loy_clock_assign(loy_clock_t *clk, const char *topic, int32_t partition,
+                     int64_t wall_ms);
+void loy_clock_revoke(loy_clock_t *clk, const char *topic, int32_t partition);
+void loy_clock_revoke_all(loy_clock_t *clk);
+
+/* An event of ts_ms arrived on (topic, partition) at wall_ms. */
+void loy_clock_observe(loy_clock_t *clk, const char *topic,
+                       int32_t partition, int64_t ts_ms, int64_t wall_ms);
+
+/* Recomputes and returns the clock at wall_ms: 0 while nothing is known. */
+int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms);
+int64_t loy_clock_now(const loy_clock_t *clk);
+
+/* Number of owned partitions. */
+int loy_clock_owned(const loy_clock_t *clk);
+
+#endif

@@ -1,0 +1,1220 @@
+/* loy_proc: see loy_proc.h. */
+#include "loy_proc.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "../features/loy_rfm.h"
+#include "../models/loy_model.h"
+#include "../models/loy_rules.h"
+#include "../state/loy_cache.h"
+#include "../state/loy_store.h"
+#include "loy_clock.h"
+#include "loy_codec.h"
+#include "loy_kafka.h"
+#include "loy_log.h"
+
+#define LAT_RING 1024          /* batch latencies kept for percentiles */
+#define HIST_REFRESH_MS 10000  /* re-read the shared population this often */
+
+/* A customer the batch touches, with what Redis held before the batch so the
+ * write can move aggregate counts exactly once. */
+typedef struct touched {
+        loy_cust_t *c;                  /* in the cache */
+        int need_load;
+        int existed;                    /* known to Redis (or the cache) */
+        int old_seg;
+        int old_bins[LOY_DIM__COUNT];
+        int cur_bins[LOY_DIM__COUNT];   /* as the in-memory population has it */
+        int64_t old_timer;
+        int by_event, by_purchase, by_timer;
+        int32_t partition;              /* of its purchase topic */
+        int64_t timer_due;
+        int kpi_first, nkpi;            /* range in the sorted kpi array */
+        int outbox_first, noutbox;      /* range in p->entries */
+} touched_t;
+
+typedef struct kpi_rec {
+        int touched;
+        loy_kpi_delta_t d;
+} kpi_rec_t;
+
+typedef struct outbox_rec {
+        int touched;
+        char trigger_id[33];
+        void *payload;                  /* owned */
+        size_t len;
+} outbox_rec_t;
+
+struct loy_proc {
+        loy_config_t conf;
+        loy_model_t model;
+        loy_codec_t *codec;
+        loy_store_t *store;
+        loy_cache_t *cache;
+        loy_rfm_t *rfm;
+        loy_clock_t *clock;
+        rd_kafka_t *consumer;
+        rd_kafka_t *producer;
+
+        /* the batch */
+        rd_kafka_message_t **msgs;
+        int nmsgs;
+        loy_event_t *events;            /* decoded, batch_max of them */
+        int *event_msg;                 /* event -> its message */
+        int nevents;
+        char **timer_ids;               /* due timers this batch */
+        int32_t *timer_part;
+        int64_t *timer_due;
+        int ntimers, timers_cap;
+        touched_t *touched;
+        int ntouched, touched_cap;
+        int *index;                     /* open addressing: cid -> touched */
+        size_t index_size;
+        kpi_rec_t *kpi;
+        int nkpi, kpi_cap;
+        loy_kpi_delta_t *kpi_sorted;
+        outbox_rec_t *outbox;
+        int noutbox, outbox_cap;
+        loy_cust_write_t *writes;
+        loy_outbox_entry_t *entries;
+        char names[LOY_RULES_MAX][2][48]; /* "triggers:<r>", "holdout:<r>" */
+
+        /* delivered trigger ids waiting for their outbox HDEL */
+        char **acked;
+        int nacked, acked_cap;
+        int dr_failed;
+        int need_refresh;               /* population and outbox re-read */
+
+        int64_t last_hist_ms;
+        double lat_ms[LAT_RING];
+        int nlat;
+        int64_t started_ms;
+        loy_proc_stats_t stats;
+        int64_t pending_stats[8];
+};
+
+static int64_t wall_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+}
+
+static uint64_t hash_str(const char *s) {
+        return loy_hash64(s, strlen(s), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Kafka callbacks                                                      */
+/* ------------------------------------------------------------------ */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+        loy_proc_t *p = opaque;
+        int64_t now = wall_ms();
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                for (int i = 0; i < parts->cnt; i++)
+                        loy_clock_assign(p->clock, parts->elems[i].topic,
+                                         parts->elems[i].partition, now);
+                LOY_INFO("proc", "assigned %d partitions", parts->cnt);
+                rd_kafka_assign(rk, parts);
+                return;
+        }
+        /* Revoked: commit what was stored, and forget cached customers: the
+         * next owner of their partitions may change them. */
+        rd_kafka_commit(rk, NULL, 0);
+        loy_clock_revoke_all(p->clock);
+        loy_cache_clear(p->cache);
+        LOY_INFO("proc", "revoked %d partitions", parts->cnt);
+        rd_kafka_assign(rk, NULL);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        loy_proc_t *p = opaque;
+        char *id = m->_private;
+        (void)rk;
+        if (!id)
+                return;
+        if (m->err) {
+                /* stays in the outbox; re-sent on the next outbox scan */
+                LOY_ERROR("proc", "trigger %s not delivered: %s", id,
+                          rd_kafka_err2str(m->err));
+                p->dr_failed = 1;
+                free(id);
+                return;
+        }
+        if (p->nacked == p->acked_cap) {
+                int cap = p->acked_cap ? p->acked_cap * 2 : 256;
+                char **na = realloc(p->acked, (size_t)cap * sizeof(*na));
+                if (!na) {
+                        free(id); /* outbox keeps it: re-sent, same id */
+                        return;
+                }
+                p->acked = na;
+                p->acked_cap = cap;
+        }
+        p->acked[p->nacked++] = id;
+        p->stats.triggers_acked++;
+}
+
+/* ------------------------------------------------------------------ */
+/* create / destroy                                                     */
+/* ------------------------------------------------------------------ */
+
+static int subscribe(loy_proc_t *p, char *errstr, size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *topics =
+            rd_kafka_topic_partition_list_new(2);
+        rd_kafka_resp_err_t err;
+        if (p->conf.topic_purchase[0])
+                rd_kafka_topic_partition_list_add(
+                    topics, p->conf.topic_purchase, RD_KAFKA_PARTITION_UA);
+        if (p->conf.topic_browse[0])
+                rd_kafka_topic_partition_list_add(
+                    topics, p->conf.topic_browse, RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(p->consumer, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (err) {
+                snprintf(errstr, errstr_size, "subscribe: %s",
+                         rd_kafka_err2str(err));
+                return -1;
+        }
+        return 0;
+}
+
+loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
+                            size_t errstr_size) {
+        loy_proc_t *p = calloc(1, sizeof(*p));
+        loy_codec_ids_t ids;
+        int per_batch;
+        if (!p) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        p->conf = *conf;
+        /* the kafka strings stay owned by the caller's conf */
+        if (loy_model_load(&p->model, conf->model_path, errstr,
+                           errstr_size) == -1)
+                goto fail;
+        ids.purchase = conf->schema_purchase;
+        ids.browse = conf->schema_browse;
+        ids.trigger = conf->schema_trigger;
+        p->codec = loy_codec_create(&ids, errstr, errstr_size);
+        if (!p->codec)
+                goto fail;
+        p->store = loy_store_create(conf->redis_host, conf->redis_port,
+                                    conf->redis_ns, conf->redis_timeout_ms,
+                                    errstr, errstr_size);
+        if (!p->store)
+                goto fail;
+        p->cache = loy_cache_create((size_t)conf->cache_customers);
+        p->rfm = loy_rfm_create();
+        p->clock = loy_clock_create(conf->lateness_ms, conf->idle_ms);
+        per_batch = conf->batch_max + conf->timer_batch;
+        p->msgs = calloc((size_t)conf->batch_max, sizeof(*p->msgs));
+        p->events = calloc((size_t)conf->batch_max, sizeof(*p->events));
+        p->event_msg = calloc((size_t)conf->batch_max, sizeof(int));
+        p->touched_cap = per_batch;
+        p->touched = calloc((size_t)per_batch, sizeof(*p->touched));
+        p->writes = calloc((size_t)per_batch, sizeof(*p->writes));
+        p->index_size = 16;
+        while (p->index_size < (size_t)per_batch * 2)
+                p->index_size *= 2;
+        p->index = malloc(p->index_size * sizeof(int));
+        if (!p->cache || !p->rfm || !p->clock || !p->msgs || !p->events ||
+            !p->event_msg || !p->touched || !p->writes || !p->index) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto fail;
+        }
+        for (int i = 0; i < conf->rules.n; i++) {
+                snprintf(p->names[i][0], sizeof(p->names[i][0]),
+                         "triggers:%s", conf->rules.rule[i].name);
+                snprintf(p->names[i][1], sizeof(p->names[i][1]),
+                         "holdout:%s", conf->rules.rule[i].name);
+        }
+        p->consumer = loy_kafka_consumer_new(conf, rebalance_cb, p, errstr,
+                                             errstr_size);
+        if (!p->consumer)
+                goto fail;
+        p->producer = loy_kafka_producer_new(conf, dr_cb, p, errstr,
+                                             errstr_size);
+        if (!p->producer)
+                goto fail;
+        if (subscribe(p, errstr, errstr_size) == -1)
+                goto fail;
+        p->started_ms = wall_ms();
+        p->need_refresh = 1;
+        LOY_INFO("proc", "model %s (%s, r=%g alpha=%g a=%g b=%g)",
+                 p->model.version,
+                 p->model.variant == LOY_VARIANT_MBGNBD ? "mbgnbd" : "bgnbd",
+                 p->model.r, p->model.alpha, p->model.a, p->model.b);
+        return p;
+fail:
+        loy_proc_destroy(p);
+        return NULL;
+}
+
+static void free_batch(loy_proc_t *p) {
+        for (int i = 0; i < p->nmsgs; i++)
+                rd_kafka_message_destroy(p->msgs[i]);
+        p->nmsgs = 0;
+        p->nevents = 0;
+        for (int i = 0; i < p->ntimers; i++)
+                free(p->timer_ids[i]);
+        p->ntimers = 0;
+        for (int i = 0; i < p->noutbox; i++)
+                free(p->outbox[i].payload);
+        p->noutbox = 0;
+}
+
+static void ack_delivered(loy_proc_t *p) {
+        char err[256];
+        if (!p->nacked)
+                return;
+        if (loy_store_outbox_ack(p->store, (const char *const *)p->acked,
+                                 p->nacked, err, sizeof(err)) != 0) {
+                /* they stay in the outbox and are sent again, same ids */
+                LOY_WARN("proc", "outbox ack: %s", err);
+        }
+        for (int i = 0; i < p->nacked; i++)
+                free(p->acked[i]);
+        p->nacked = 0;
+}
+
+void loy_proc_destroy(loy_proc_t *p) {
+        if (!p)
+                return;
+        if (p->consumer) {
+                rd_kafka_consumer_close(p->consumer);
+                rd_kafka_destroy(p->consumer);
+        }
+        free_batch(p);
+        if (p->producer) {
+                rd_kafka_flush(p->producer, 10000);
+                rd_kafka_poll(p->producer, 0);
+                if (p->store)
+                        ack_delivered(p);
+                rd_kafka_destroy(p->producer);
+        }
+        for (int i = 0; i < p->nacked; i++)
+                free(p->acked[i]);
+        free(p->acked);
+        if (p->events)
+                for (int i = 0; i < p->conf.batch_max; i++)
+                        loy_event_free(&p->events[i]);
+        free(p->events);
+        free(p->event_msg);
+        free(p->msgs);
+        free(p->touched);
+        free(p->writes);
+        free(p->index);
+        free(p->kpi);
+        free(p->kpi_sorted);
+        free(p->outbox);
+        free(p->entries);
+        free(p->timer_ids);
+        free(p->timer_part);
+        free(p->timer_due);
+        loy_clock_destroy(p->clock);
+        if (p->rfm)
+                loy_rfm_destroy(p->rfm);
+        if (p->cache)
+                loy_cache_destroy(p->cache);
+        if (p->store)
+                loy_store_destroy(p->store);
+        if (p->codec)
+                loy_codec_destroy(p->codec);
+        free(p);
+}
+
+int loy_proc_reload_model(loy_proc_t *p, char *errstr, size_t errstr_size) {
+        loy_model_t m;
+        if (loy_model_load(&m, p->conf.model_path, errstr, errstr_size) ==
+            -1)
+                return -1;
+        p->model = m;
+        LOY_INFO("proc", "model reloaded: %s", m.version);
+        return 0;
+}
+
+const loy_proc_stats_t *loy_proc_stats(const loy_proc_t *p) {
+        return &p->stats;
+}
+
+/* ------------------------------------------------------------------ */
+/* the batch: touched customers                                         */
+/* ------------------------------------------------------------------ */
+
+static void index_reset(loy_proc_t *p) {
+        memset(p->index, 0xff, p->index_size * sizeof(int));
+        p->ntouched = 0;
+        p->nkpi = 0;
+}
+
+static touched_t *touch(loy_proc_t *p, const char *cid, char *errstr,
+                        size_t errstr_size) {
+        size_t mask = p->index_size - 1;
+        size_t i = hash_str(cid) & mask;
+        touched_t *t;
+        int is_new;
+        for (; p->index[i] != -1; i = (i + 1) & mask)
+                if (!strcmp(p->touched[p->index[i]].c->id, cid))
+                        return &p->touched[p->index[i]];
+        if (p->ntouched == p->touched_cap) {
+                snprintf(errstr, errstr_size, "batch holds too many customers");
+                return NULL;
+        }
+        t = &p->touched[p->ntouched];
+        memset(t, 0, sizeof(*t));
+        t->c = loy_cache_put(p->cache, cid, &is_new);
+        if (!t->c) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        t->need_load = is_new;
+        t->existed = !is_new;
+        t->partition = -1;
+        p->index[i] = p->ntouched++;
+        return t;
+}
+
+static int kpi_add(loy_proc_t *p, int touched, int64_t day_ms,
+                   const char *field, double delta) {
+        kpi_rec_t *k;
+        if (p->nkpi == p->kpi_cap) {
+                int cap = p->kpi_cap ? p->kpi_cap * 2 : 1024;
+                kpi_rec_t *nk = realloc(p->kpi, (size_t)cap * sizeof(*nk));
+                loy_kpi_delta_t *ns = realloc(p->kpi_sorted,
+                                              (size_t)cap * sizeof(*ns));
+                if (ns)
+                        p->kpi_sorted = ns;
+                if (!nk || !ns) {
+                        if (nk)
+                                p->kpi = nk;
+                        return -1;
+                }
+                p->kpi = nk;
+                p->kpi_cap = cap;
+        }
+        k = &p->kpi[p->nkpi++];
+        k->touched = touched;
+        k->d.day_ms = day_ms;
+        k->d.field = field;
+        k->d.delta = delta;
+        return 0;
+}
+
+static outbox_rec_t *outbox_add(loy_proc_t *p) {
+        if (p->noutbox == p->outbox_cap) {
+                int cap = p->outbox_cap ? p->outbox_cap * 2 : 64;
+                outbox_rec_t *no = realloc(p->outbox,
+                                           (size_t)cap * sizeof(*no));
+                loy_outbox_entry_t *ne;
+                if (!no)
+                        return NULL;
+                p->outbox = no;
+                ne = realloc(p->entries, (size_t)cap * sizeof(*ne));
+                if (!ne)
+                        return NULL;
+                p->entries = ne;
+                p->outbox_cap = cap;
+        }
+        memset(&p->outbox[p->noutbox], 0, sizeof(p->outbox[0]));
+        return &p->outbox[p->noutbox++];
+}
+
+/* ------------------------------------------------------------------ */
+/* collecting and decoding                                              */
+/* ------------------------------------------------------------------ */
+
+static loy_event_kind_t topic_kind(const loy_proc_t *p, const char *topic) {
+        if (!strcmp(topic, p->conf.topic_purchase))
+                return LOY_EV_PURCHASE;
+        if (!strcmp(topic, p->conf.topic_browse))
+                return LOY_EV_BROWSE;
+        return 0;
+}
+
+/* Polls up to batch_max messages or batch_ms. Returns -1 on a fatal
+ * consumer error. */
+static int collect(loy_proc_t *p, volatile sig_atomic_t *running) {
+        double deadline = mono_ms() + p->conf.batch_ms;
+        while (p->nmsgs < p->conf.batch_max && *running) {
+                double left = deadline - mono_ms();
+                rd_kafka_message_t *m;
+                if (left <= 0)
+                        break;
+                m = rd_kafka_consumer_poll(p->consumer, (int)left + 1);
+                if (!m)
+                        continue;
+                if (m->err) {
+                        if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                                LOY_ERROR("proc", "consumer: %s",
+                                          rd_kafka_message_errstr(m));
+                                rd_kafka_message_destroy(m);
+                                return -1;
+                        }
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                LOY_WARN("proc", "consumer: %s",
+                                         rd_kafka_message_errstr(m));
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                p->msgs[p->nmsgs++] = m;
+        }
+        return 0;
+}
+
+/* Decodes the batch; bad messages go to the dead-letter topic. Returns -1
+ * when a dead letter cannot be produced. */
+static int decode(loy_proc_t *p) {
+        int64_t now = wall_ms();
+        int dead = 0;
+        for (int i = 0; i < p->nmsgs; i++) {
+                rd_kafka_message_t *m = p->msgs[i];
+                const char *topic = rd_kafka_topic_name(m->rkt);
+                loy_event_t *ev = &p->events[p->nevents];
+                char why[256], err[256];
+                p->stats.events_in++;
+                if (loy_codec_decode(p->codec, m->payload, m->len,
+                                     topic_kind(p, topic), now, ev, why,
+                                     sizeof(why)) == 0) {
+                        ev->topic = topic;
+                        ev->partition = m->partition;
+                        ev->offset = m->offset;
+                        p->event_msg[p->nevents++] = i;
+                        loy_clock_observe(p->clock, topic, m->partition,
+                                          ev->ts_ms, now);
+                        continue;
+                }
+                LOY_DEBUG("proc", "dead letter %s [%" PRId32 "] @%" PRId64
+                          ": %s", topic, m->partition, m->offset, why);
+                if (loy_kafka_deadletter(p->producer,
+                                         p->conf.topic_deadletter, m, why,
+                                         err, sizeof(err)) == -1) {
+                        LOY_ERROR("proc", "%s", err);
+                        return -1;
+                }
+                p->stats.dead_lettered++;
+                dead++;
+                /* a bad message still moves the partition's clock along */
+                loy_clock_observe(p->clock, topic, m->partition, 0, now);
+        }
+        /* dead letters must be in Kafka before their offsets are committed */
+        while (dead && rd_kafka_flush(p->producer, 1000) ==
+                           RD_KAFKA_RESP_ERR__TIMED_OUT)
+                LOY_WARN("proc", "waiting for the dead-letter topic");
+        return 0;
+}
+
+static int fetch_timers(loy_proc_t *p, int64_t clock_ms, char *errstr,
+                        size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        int left = p->conf.timer_batch;
+        if (clock_ms <= 0 || !p->conf.topic_purchase[0])
+                return 0;
+        if (rd_kafka_assignment(p->consumer, &asg) || !asg)
+                return 0;
+        for (int i = 0; i < asg->cnt && left > 0; i++) {
+                char **ids = NULL;
+                int n = 0;
+                if (strcmp(asg->elems[i].topic, p->conf.topic_purchase))
+                        continue;
+                if (loy_store_timers_due(p->store, asg->elems[i].partition,
+                                         clock_ms, left, &ids, &n, errstr,
+                                         errstr_size) != 0) {
+                        rd_kafka_topic_partition_list_destroy(asg);
+                        return -1;
+                }
+                if (p->ntimers + n > p->timers_cap) {
+                        int cap = p->ntimers + n + 64;
+                        char **ni = realloc(p->timer_ids,
+                                            (size_t)cap * sizeof(*ni));
+                        int32_t *np;
+                        int64_t *nd;
+                        if (ni)
+                                p->timer_ids = ni;
+                        np = realloc(p->timer_part, (size_t)cap * sizeof(*np));
+                        if (np)
+                                p->timer_part = np;
+                        nd = realloc(p->timer_due, (size_t)cap * sizeof(*nd));
+                        if (nd)
+                                p->timer_due = nd;
+                        if (!ni || !np || !nd) {
+                                loy_store_free_ids(ids, n);
+                                rd_kafka_topic_partition_list_destroy(asg);
+                                snprintf(errstr, errstr_size,
+                                         "out of memory");
+                                return -1;
+                        }
+                        p->timers_cap = cap;
+                }
+                for (int k = 0; k < n; k++) {
+                        p->timer_ids[p->ntimers] = ids[k];
+                        p->timer_part[p->ntimers] = asg->elems[i].partition;
+                        p->timer_due[p->ntimers++] = clock_ms;
+                }
+                free(ids); /* the strings moved to timer_ids */
+                left -= n;
+        }
+        rd_kafka_topic_partition_list_destroy(asg);
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* load, apply, score, decide, write                                    */
+/* ------------------------------------------------------------------ */
+
+static void snapshot(touched_t *t) {
+        const loy_cust_t *c = t->c;
+        t->old_seg = t->existed ? c->segment : -1;
+        for (int d = 0; d < LOY_DIM__COUNT; d++)
+                t->old_bins[d] = t->existed ? loy_rfm_bin(c, (loy_dim_t)d)
+                                            : -1;
+        memcpy(t->cur_bins, t->old_bins, sizeof(t->cur_bins));
+        t->old_timer = c->next_check_ms;
+}
+
+/* One pipelined round trip for every touched customer not in the cache. */
+static int load(loy_proc_t *p, char *errstr, size_t errstr_size) {
+        loy_cust_t **custs;
+        int *found;
+        int *which;
+        int n = 0, rc = 0;
+        custs = malloc((size_t)p->ntouched * sizeof(*custs));
+        found = malloc((size_t)p->ntouched * sizeof(*found));
+        which = malloc((size_t)p->ntouched * sizeof(*which));
+        if (!custs || !found || !which) {
+                snprintf(errstr, errstr_size, "out of memory");
+                rc = LOY_STORE_ERR;
+                goto out;
+        }
+        for (int i = 0; i < p->ntouched; i++)
+                if (p->touched[i].need_load) {
+                        which[n] = i;
+                        custs[n++] = p->touched[i].c;
+                }
+        if (n)
+                rc = loy_store_load(p->store, custs, n, found, errstr,
+                                    errstr_size);
+        for (int k = 0; rc == 0 && k < n; k++)
+                p->touched[which[k]].existed = found[k];
+        for (int i = 0; rc == 0 && i < p->ntouched; i++)
+                snapshot(&p->touched[i]);
+out:
+        free(custs);
+        free(found);
+        free(which);
+        return rc;
+}
+
+static int evaluate(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
+                    int64_t clock_ms, char *errstr, size_t errstr_size);
+
+static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
+                        size_t errstr_size) {
+        char slot[LOY_SLOT_NAME_MAX];
+        for (int i = 0; i < p->nevents; i++) {
+                const loy_event_t *ev = &p->events[i];
+                touched_t *t = touch(p, ev->customer_id, errstr, errstr_size);
+                loy_cust_t *c;
+                int ti, was_buyer;
+                if (!t)
+                        return -1;
+                ti = (int)(t - p->touched);
+                c = t->c;
+                snprintf(slot, sizeof(slot), "off:%s:%" PRId32, ev->topic,
+                         ev->partition);
+                if (ev->offset <= loy_feat_slot_get(c, slot, -1)) {
+                        p->stats.events_skipped_dup++;
+                        continue;
+                }
+                was_buyer = c->orders > 0;
+                loy_feat_apply(c, ev, &p->conf.feat);
+                if (loy_feat_slot_set(c, slot, ev->offset) == -1)
+                        LOY_WARN("proc", "customer %s: no slot left for %s; "
+                                 "replays of it will not be fenced",
+                                 c->id, slot);
+                p->stats.events_applied++;
+                t->by_event = 1;
+                if (ev->kind == LOY_EV_BROWSE) {
+                        if (kpi_add(p, ti, ev->ts_ms, "browse_events", 1))
+                                goto nomem;
+                        if (evaluate(p, t, ev, clock_ms, errstr,
+                                     errstr_size) == -1)
+                                return -1;
+                        continue;
+                }
+                t->by_purchase = 1;
+                if (!strcmp(ev->topic, p->conf.topic_purchase))
+                        t->partition = ev->partition;
+                {
+                        double net = loy_event_net_value(ev);
+                        int rc;
+                        if (net > 0) {
+                                rc = kpi_add(p, ti, ev->ts_ms, "purchases", 1) ||
+                                     kpi_add(p, ti, ev->ts_ms, "revenue", net) ||
+                                     kpi_add(p, ti, ev->ts_ms,
+                                             was_buyer ? "repeat_purchases"
+                                                       : "new_customers",
+                                             1);
+                        } else {
+                                rc = kpi_add(p, ti, ev->ts_ms, "returns", 1) ||
+                                     kpi_add(p, ti, ev->ts_ms, "return_value",
+                                             -net);
+                        }
+                        if (rc)
+                                goto nomem;
+                }
+                if (evaluate(p, t, ev, clock_ms, errstr, errstr_size) == -1)
+                        return -1;
+        }
+        return 0;
+nomem:
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+}
+
+static void score(loy_proc_t *p, touched_t *t, int64_t now) {
+        loy_cust_t *c = t->c;
+        loy_model_input_t in;
+        loy_model_scores_t s;
+        double unit = p->model.unit_days;
+        c->scored_ms = now;
+        if (c->first_purchase_ms == 0) {
+                c->segment = LOY_SEG_NONE;
+                return;
+        }
+        in.x = (double)loy_feat_repeats(c);
+        in.t_x = loy_feat_tx_days(c) / unit;
+        in.T = loy_feat_age_days(c, now) / unit;
+        in.mean_value = loy_feat_mean_repeat_value(c);
+        in.aov = loy_feat_aov(c);
+        loy_model_score(&p->model, &in, p->conf.horizon_days, p->conf.margin,
+                        &s);
+        c->p_alive = s.p_alive;
+        c->churn_prob = s.churn_prob;
+        c->exp_purchases = s.exp_purchases;
+        c->clv = s.clv;
+        /* the customer's own move first, so it is ranked among the
+         * population as it now stands */
+        for (int d = LOY_DIM_RECENCY; d <= LOY_DIM_MONETARY; d++) {
+                int bin = loy_rfm_bin(c, (loy_dim_t)d);
+                loy_rfm_move(p->rfm, (loy_dim_t)d, t->cur_bins[d], bin);
+                t->cur_bins[d] = bin;
+        }
+        loy_rfm_score(p->rfm, c, p->conf.rfm_weights);
+        {
+                int bin = loy_rfm_bin(c, LOY_DIM_LOYALTY);
+                loy_rfm_move(p->rfm, LOY_DIM_LOYALTY,
+                             t->cur_bins[LOY_DIM_LOYALTY], bin);
+                t->cur_bins[LOY_DIM_LOYALTY] = bin;
+        }
+}
+
+/* Next silence check: first.days after the last purchase, then every
+ * every.days, until max.days of silence. */
+static int64_t next_check(const loy_config_t *conf, const loy_cust_t *c,
+                          int64_t now) {
+        int64_t first = (int64_t)(conf->timer_first_days * LOY_MS_PER_DAY);
+        int64_t every = (int64_t)(conf->timer_every_days * LOY_MS_PER_DAY);
+        int64_t max = (int64_t)(conf->timer_max_days * LOY_MS_PER_DAY);
+        int64_t due;
+        if (!c->first_purchase_ms || every <= 0)
+                return 0;
+        due = c->last_purchase_ms + first;
+        if (due <= now)
+                due += ((now - due) / every + 1) * every;
+        return due > c->last_purchase_ms + max ? 0 : due;
+}
+
+/* Runs the reward rules for one evaluation: after event ev, or (ev NULL)
+ * for the customer's silence timer. */
+static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
+                  int64_t now, char *errstr, size_t errstr_size) {
+        loy_cust_t *c = t->c;
+        const loy_rules_t *rules = &p->conf.rules;
+        loy_rule_on_t kind = ev ? LOY_ON_EVENT : LOY_ON_TIMER;
+        const loy_rule_t *r;
+        loy_trigger_t tr;
+        outbox_rec_t *ob;
+        char cause[256], slot[LOY_SLOT_NAME_MAX];
+        const void *buf;
+        size_t len;
+        int idx = loy_rules_pick(rules, c, kind,
+                                 ev && ev->kind == LOY_EV_PURCHASE, now,
+                                 &p->conf.feat);
+        int ti = (int)(t - p->touched);
+        if (idx < 0)
+                return 0;
+        r = &rules->rule[idx];
+        memset(&tr, 0, sizeof(tr));
+        if (ev) {
+                snprintf(cause, sizeof(cause), "%s:%" PRId32 ":%" PRId64,
+                         ev->topic, ev->partition, ev->offset);
+                tr.cause_kind = "event";
+                tr.cause_topic = ev->topic;
+                tr.cause_partition = ev->partition;
+                tr.cause_offset = ev->offset;
+                tr.cause_event_id = ev->event_id;
+        } else {
+                snprintf(cause, sizeof(cause), "timer:%" PRId32 ":%" PRId64,
+                         t->partition, t->timer_due);
+                tr.cause_kind = "timer";
+                tr.cause_partition = t->partition;
+                tr.cause_offset = -1;
+        }
+        ob = outbox_add(p);
+        if (!ob) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        loy_trigger_id(r->name, c->id, cause, ob->trigger_id);
+        tr.trigger_id = ob->trigger_id;
+        tr.customer_id = c->id;
+        tr.rule = r->name;
+        tr.reward_kind = r->reward_kind;
+        tr.reward_value = r->reward_value;
+        tr.reward_currency = r->reward_currency;
+        tr.reward_expiry_ms = now + (int64_t)(r->reward_expiry_days *
+                                              LOY_MS_PER_DAY);
+        tr.holdout = loy_rule_in_holdout(r, c->id);
+        tr.p_alive = c->p_alive;
+        tr.churn_prob = c->churn_prob;
+        tr.exp_purchases = c->exp_purchases;
+        tr.clv = c->clv;
+        tr.monetary = loy_feat_monetary(c);
+        tr.frequency = c->purchase_days;
+        tr.r_score = c->r_score;
+        tr.f_score = c->f_score;
+        tr.m_score = c->m_score;
+        tr.loyalty_score = c->loyalty_score;
+        tr.segment = loy_segment_name(c->segment);
+        tr.event_time_ms = now;
+        tr.emit_time_ms = wall_ms();
+        tr.model_version = p->model.version;
+        buf = loy_codec_encode_trigger(p->codec, &tr, &len, errstr,
+                                       errstr_size);
+        if (!buf) {
+                p->noutbox--;
+                return -1;
+        }
+        ob->payload = malloc(len);
+        if (!ob->payload) {
+                p->noutbox--;
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        memcpy(ob->payload, buf, len);
+        ob->len = len;
+        ob->touched = ti;
+        t->noutbox++;
+        snprintf(slot, sizeof(slot), "cool:%s", r->name);
+        if (loy_feat_slot_set(c, slot, now) == -1)
+                LOY_WARN("proc", "customer %s: no slot left for %s", c->id,
+                         slot);
+        if (kpi_add(p, ti, now, p->names[idx][tr.holdout ? 1 : 0], 1)) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        return 0;
+}
+
+/* Scores the customer at event time and runs the rules: after each event
+ * (so a rule sees every step, not only the batch's last), or for a timer. */
+static int evaluate(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
+                    int64_t clock_ms, char *errstr, size_t errstr_size) {
+        loy_cust_t *c = t->c;
+        int64_t now = clock_ms > c->last_event_ms ? clock_ms
+                                                  : c->last_event_ms;
+        score(p, t, now);
+        return decide(p, t, ev, now, errstr, errstr_size);
+}
+
+/* Lays the outbox entries out by customer, each one's in a row. */
+static void group_outbox(loy_proc_t *p) {
+        int pos = 0;
+        for (int i = 0; i < p->ntouched; i++) {
+                p->touched[i].outbox_first = pos;
+                pos += p->touched[i].noutbox;
+                p->touched[i].noutbox = 0;
+        }
+        for (int k = 0; k < p->noutbox; k++) {
+                touched_t *t = &p->touched[p->outbox[k].touched];
+                loy_outbox_entry_t *e =
+                    &p->entries[t->outbox_first + t->noutbox++];
+                e->trigger_id = p->outbox[k].trigger_id;
+                e->payload = p->outbox[k].payload;
+                e->len = p->outbox[k].len;
+        }
+}
+
+/* Groups the kpi deltas by customer (counting sort, stable). */
+static void group_kpis(loy_proc_t *p) {
+        int pos = 0;
+        for (int i = 0; i < p->ntouched; i++)
+                p->touched[i].nkpi = 0;
+        for (int k = 0; k < p->nkpi; k++)
+                p->touched[p->kpi[k].touched].nkpi++;
+        for (int i = 0; i < p->ntouched; i++) {
+                p->touched[i].kpi_first = pos;
+                pos += p->touched[i].nkpi;
+                p->touched[i].nkpi = 0;
+        }
+        for (int k = 0; k < p->nkpi; k++) {
+                touched_t *t = &p->touched[p->kpi[k].touched];
+                p->kpi_sorted[t->kpi_first + t->nkpi++] = p->kpi[k].d;
+        }
+}
+
+static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
+                     size_t errstr_size) {
+        int rc, nwrites;
+        index_reset(p);
+        for (int i = 0; i < p->noutbox; i++)
+                free(p->outbox[i].payload);
+        p->noutbox = 0;
+        /* touch everyone first so one pipeline loads them all */
+        for (int i = 0; i < p->nevents; i++)
+                if (!touch(p, p->events[i].customer_id, errstr, errstr_size))
+                        return LOY_STORE_ERR;
+        for (int i = 0; i < p->ntimers; i++) {
+                touched_t *t = touch(p, p->timer_ids[i], errstr, errstr_size);
+                if (!t)
+                        return LOY_STORE_ERR;
+                t->by_timer = 1;
+                t->partition = p->timer_part[i];
+        }
+        rc = load(p, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (apply_events(p, clock_ms, errstr, errstr_size) == -1)
+                return LOY_STORE_ERR;
+        for (int i = 0; i < p->ntouched; i++) {
+                touched_t *t = &p->touched[i];
+                loy_cust_t *c = t->c;
+                if (t->by_timer) {
+                        t->timer_due = t->old_timer;
+                        p->stats.timers_fired++;
+                        /* a stale entry (never bought): drop the timer */
+                        if (!c->first_purchase_ms) {
+                                c->next_check_ms = 0;
+                                continue;
+                        }
+                        /* events in this batch already re-scored it */
+                        if (!t->by_event &&
+                            evaluate(p, t, NULL, clock_ms, errstr,
+                                     errstr_size) == -1)
+                                return LOY_STORE_ERR;
+                }
+                if ((t->by_event || t->by_timer) && t->partition >= 0)
+                        c->next_check_ms = next_check(&p->conf, c,
+                                                      c->scored_ms);
+        }
+        group_kpis(p);
+        group_outbox(p);
+        /* only customers something happened to are written: a replayed
+         * event changes nothing, not even derived fields */
+        nwrites = 0;
+        for (int i = 0; i < p->ntouched; i++) {
+                touched_t *t = &p->touched[i];
+                loy_cust_write_t *w = &p->writes[nwrites];
+                if (!t->by_event && !t->by_timer)
+                        continue;
+                nwrites++;
+                w->cust = t->c;
+                w->old_seg = t->old_seg;
+                memcpy(w->old_bins, t->old_bins, sizeof(w->old_bins));
+                w->partition = t->partition;
+                w->old_timer_ms = t->partition >= 0 ? t->old_timer
+                                                    : t->c->next_check_ms;
+                w->kpi = p->kpi_sorted + t->kpi_first;
+                w->nkpi = t->nkpi;
+                w->outbox = t->noutbox ? p->entries + t->outbox_first : NULL;
+                w->noutbox = t->noutbox;
+        }
+        if (!nwrites)
+                return LOY_STORE_OK;
+        return loy_store_write(p->store, p->writes, nwrites, clock_ms,
+                               &p->conf.feat, errstr, errstr_size);
+}
+
+/* ------------------------------------------------------------------ */
+/* after a successful write: emit, store offsets, stats                 */
+/* ------------------------------------------------------------------ */
+
+static void emit(loy_proc_t *p) {
+        char err[256];
+        for (int i = 0; i < p->noutbox; i++) {
+                outbox_rec_t *o = &p->outbox[i];
+                const loy_cust_t *c = p->touched[o->touched].c;
+                char *id = strdup(o->trigger_id);
+                if (!id || loy_kafka_produce(p->producer,
+                                             p->conf.topic_triggers, c->id,
+                                             strlen(c->id), o->payload,
+                                             o->len, id, err,
+                                             sizeof(err)) == -1) {
+                        /* the outbox has it: re-sent by the next scan */
+                        LOY_ERROR("proc", "trigger %s: %s", o->trigger_id,
+                                  id ? err : "out of memory");
+                        free(id);
+                        p->dr_failed = 1;
+                }
+        }
+        p->stats.triggers_out += p->noutbox;
+}
+
+static void store_offsets(loy_proc_t *p) {
+        rd_kafka_topic_partition_list_t *list;
+        rd_kafka_resp_err_t err;
+        if (!p->nmsgs)
+                return;
+        list = rd_kafka_topic_partition_list_new(8);
+        for (int i = 0; i < p->nmsgs; i++) {
+                const rd_kafka_message_t *m = p->msgs[i];
+                rd_kafka_topic_partition_t *tp =
+                    rd_kafka_topic_partition_list_find(
+                        list, rd_kafka_topic_name(m->rkt), m->partition);
+                if (!tp)
+                        tp = rd_kafka_topic_partition_list_add(
+                            list, rd_kafka_topic_name(m->rkt), m->partition);
+                if (m->offset + 1 > tp->offset)
+                        tp->offset = m->offset + 1;
+        }
+        err = rd_kafka_offsets_store(p->consumer, list);
+        if (err)
+                LOY_DEBUG("proc", "offsets store: %s (partitions moved)",
+                          rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(list);
+}
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+static double percentile(const double *sorted, int n, double q) {
+        int i;
+        if (!n)
+                return 0;
+        i = (int)ceil(q * n) - 1;
+        return sorted[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+static int64_t consumer_lag(loy_proc_t *p) {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        int64_t lag = 0;
+        if (rd_kafka_assignment(p->consumer, &asg) || !asg)
+                return 0;
+        rd_kafka_position(p->consumer, asg);
+        for (int i = 0; i < asg->cnt; i++) {
+                int64_t lo, hi;
+                if (rd_kafka_get_watermark_offsets(
+                        p->consumer, asg->elems[i].topic,
+                        asg->elems[i].partition, &lo, &hi) ||
+                    hi < 0 || asg->elems[i].offset < 0)
+                        continue;
+                if (hi > asg->elems[i].offset)
+                        lag += hi - asg->elems[i].offset;
+        }
+        rd_kafka_topic_partition_list_destroy(asg);
+        return lag;
+}
+
+static void publish_stats(loy_proc_t *p, double batch_ms) {
+        static const char *const incr_names[] = {
+            "events_in", "events_applied", "events_skipped_dup",
+            "dead_lettered", "triggers_out", "timers_fired", "batches",
+            "redis_failures"};
+        const int64_t now_vals[8] = {
+            p->stats.events_in, p->stats.events_applied,
+            p->stats.events_skipped_dup, p->stats.dead_lettered,
+            p->stats.triggers_out, p->stats.timers_fired, p->stats.batches,
+            p->stats.redis_failures};
+        const char *set_names[] = {"batch_ms_last", "batch_ms_p50",
+                                   "batch_ms_p99", "events_per_s", "clock_ms",
+                                   "lag", "cache_customers"};
+        double incr[8], set[7], sorted[LAT_RING];
+        int n = p->nlat < LAT_RING ? p->nlat : LAT_RING;
+        char err[256];
+        for (int i = 0; i < 8; i++)
+                incr[i] = (double)(now_vals[i] - p->pending_stats[i]);
+        memcpy(sorted, p->lat_ms, (size_t)n * sizeof(double));
+        qsort(sorted, (size_t)n, sizeof(double), cmp_double);
+        set[0] = batch_ms;
+        set[1] = percentile(sorted, n, 0.50);
+        set[2] = percentile(sorted, n, 0.99);
+        set[3] = p->stats.busy_s > 0
+                     ? (double)p->stats.events_in / p->stats.busy_s
+                     : 0;
+        set[4] = (double)p->stats.clock_ms;
+        set[5] = (double)consumer_lag(p);
+        set[6] = (double)loy_cache_size(p->cache);
+        if (loy_store_stats(p->store, incr_names, incr, 8, set_names, set, 7,
+                            err, sizeof(err)) == 0)
+                memcpy(p->pending_stats, now_vals, sizeof(now_vals));
+}
+
+/* ------------------------------------------------------------------ */
+/* the loop                                                             */
+/* ------------------------------------------------------------------ */
+
+static int resend_cb(const char *id, const void *payload, size_t len,
+                     void *opaque) {
+        loy_proc_t *p = opaque;
+        char err[256];
+        char *copy = strdup(id);
+        if (!copy)
+                return -1;
+        /* the key is lost with the outbox hash; the partitioner of the
+         * trigger topic does not matter for de-duplication by trigger_id */
+        if (loy_kafka_produce(p->producer, p->conf.topic_triggers, NULL, 0,
+                              payload, len, copy, err, sizeof(err)) == -1) {
+                free(copy);
+                LOY_ERROR("proc", "outbox re-send: %s", err);
+                return -1;
+        }
+        return 0;
+}
+
+/* Connects to Redis, backing off while it is down; on success refreshes
+ * the population and re-sends the outbox. 0 when usable. */
+static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
+        int backoff = 50;
+        char err[256];
+        int was_down = !loy_store_is_connected(p->store);
+        while (*running) {
+                if (loy_store_connect(p->store, err, sizeof(err)) == 0) {
+                        if (was_down || p->dr_failed || p->need_refresh) {
+                                p->dr_failed = 0;
+                                p->need_refresh = 0;
+                                if (loy_store_load_hist(p->store, p->rfm, err,
+                                                        sizeof(err)) ||
+                                    loy_store_outbox_scan(p->store, resend_cb,
+                                                          p, err,
+                                                          sizeof(err))) {
+                                        LOY_WARN("proc", "after connect: %s",
+                                                 err);
+                                        continue;
+                                }
+                                p->last_hist_ms = wall_ms();
+                                LOY_INFO("proc", "redis %s:%d ready",
+                                         p->conf.redis_host,
+                                         p->conf.redis_port);
+                        }
+                        return 0;
+                }
+                if (!was_down || backoff == 50)
+                        LOY_WARN("proc", "redis unavailable (%s); retrying",
+                                 err);
+                was_down = 1;
+                /* keep the producer's delivery reports flowing */
+                rd_kafka_poll(p->producer, 0);
+                sleep_ms(backoff);
+                backoff = backoff * 2 > p->conf.backoff_max_ms
+                              ? p->conf.backoff_max_ms
+                              : backoff * 2;
+        }
+        return -1;
+}
+
+int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
+                 volatile sig_atomic_t *reload) {
+        char err[512];
+        int rc = 0;
+        while (*running) {
+                double t0;
+                int64_t clock_ms;
+                if (*reload) {
+                        *reload = 0;
+                        if (loy_proc_reload_model(p, err, sizeof(err)) == -1)
+                                LOY_ERROR("proc", "model reload refused, "
+                                          "keeping %s: %s",
+                                          p->model.version, err);
+                }
+                if (ensure_redis(p, running) == -1)
+                        break;
+                if (wall_ms() - p->last_hist_ms > HIST_REFRESH_MS) {
+                        if (loy_store_load_hist(p->store, p->rfm, err,
+                                                sizeof(err)) == 0)
+                                p->last_hist_ms = wall_ms();
+                }
+                if (collect(p, running) == -1) {
+                        rc = -1;
+                        break;
+                }
+                t0 = mono_ms();
+                rd_kafka_poll(p->producer, 0);
+                ack_delivered(p);
+                if (decode(p) == -1) {
+                        rc = -1;
+                        break;
+                }
+                clock_ms = loy_clock_advance(p->clock, wall_ms());
+                p->stats.clock_ms = clock_ms;
+                if (fetch_timers(p, clock_ms, err, sizeof(err)) == -1) {
+                        LOY_WARN("proc", "timers: %s", err);
+                        p->ntimers = 0;
+                }
+                if (!p->nmsgs && !p->ntimers) {
+                        loy_cache_trim(p->cache);
+                        continue;
+                }
+                while (*running) {
+                        int wrc = run_batch(p, clock_ms, err, sizeof(err));
+                        if (wrc == 0)
+                                break;
+                        /* The cache holds changes Redis may not have: forget
+                         * them, reconnect, and do the batch again; offsets
+                         * already written make the redo skip what landed. */
+                        p->stats.redis_failures++;
+                        LOY_WARN("proc", "batch write failed: %s", err);
+                        loy_cache_clear(p->cache);
+                        p->need_refresh = 1;
+                        if (wrc == LOY_STORE_ERR)
+                                sleep_ms(p->conf.backoff_max_ms);
+                        if (ensure_redis(p, running) == -1)
+                                break;
+                }
+                if (!*running) {
+                        /* not written: nothing stored, nothing committed */
+                        free_batch(p);
+                        break;
+                }
+                emit(p);
+                store_offsets(p);
+                free_batch(p);
+                loy_cache_trim(p->cache);
+                p->stats.batches++;
+                {
+                        double ms = mono_ms() - t0;
+                        p->stats.busy_s += ms / 1e3;
+                        p->lat_ms[p->nlat++ % LAT_RING] = ms;
+                        publish_stats(p, ms);
+                }
+        }
+        /* drain: deliver what was emitted, commit what was written */
+        rd_kafka_flush(p->producer, 10000);
+        rd_kafka_poll(p->producer, 0);
+        if (loy_store_is_connected(p->store))
+                ack_delivered(p);
+        rd_kafka_commit(p->consumer, NULL, 0);
+        return rc;
+}

@@ -1,0 +1,55 @@
+/*
+ * loy_proc: the processor, the batch loop of DESIGN.md ("Data flow: one
+ * batch"): consume, decode (bad input dead-lettered), load the batch's
+ * customers in one pipeline, apply events in offset order (skipping what a
+ * customer has already applied), advance event time and fire due timers,
+ * score, decide rewards, write each customer atomically, emit triggers from
+ * the outbox, store offsets.
+ */
+#ifndef LOY_PROC_H
+#define LOY_PROC_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../config/loy_config.h"
+
+typedef struct loy_proc loy_proc_t;
+
+/* Counters since start (also mirrored into <ns>:stats). */
+typedef struct loy_proc_stats {
+        int64_t events_in;          /* messages consumed */
+        int64_t events_applied;
+        int64_t events_skipped_dup; /* at or below a customer's offset */
+        int64_t dead_lettered;
+        int64_t triggers_out;       /* triggers written to the outbox */
+        int64_t triggers_acked;     /* delivered to Kafka */
+        int64_t timers_fired;
+        int64_t batches;
+        int64_t redis_failures;
+        int64_t clock_ms;
+        double busy_s;              /* wall time spent on batches */
+} loy_proc_stats_t;
+
+/* Builds every part from conf (copied). Redis may be down at start: the
+ * processor waits for it before consuming. NULL with errstr on a bad model
+ * file or Kafka configuration. Free with loy_proc_destroy(). */
+loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
+                            size_t errstr_size);
+
+/* Runs batches until *running becomes 0, then drains: triggers delivered,
+ * offsets committed. *reload set to 1 asks for a model reload (SIGHUP); it
+ * is reset. Returns 0, or -1 on a fatal Kafka error. */
+int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
+                 volatile sig_atomic_t *reload);
+
+/* Re-reads the model file; on error the old model stays. 0 or -1. */
+int loy_proc_reload_model(loy_proc_t *p, char *errstr, size_t errstr_size);
+
+const loy_proc_stats_t *loy_proc_stats(const loy_proc_t *p);
+
+/* Closes the consumer (commit, leave group) and frees everything. */
+void loy_proc_destroy(loy_proc_t *p);
+
+#endif

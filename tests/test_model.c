@@ -1,0 +1,403 @@
+/*
+ * loy_model: model file parsing and validation, P(alive) and expected
+ * purchases against independent high-precision values, extreme inputs,
+ * Gamma-Gamma spend and the combined scores.
+ *
+ * Reference values were computed with mpmath at 40 digits from the
+ * published closed forms (FHL 2005 eq. (10) with mpmath's hyp2f1,
+ * Batislam et al. 2007), cross-checked against a direct series of the
+ * expectation; none of them comes from the code under test.
+ */
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loy_model.h"
+#include "tu.h"
+
+#define ASSERT_REL(v, ref, tol) \
+        CU_ASSERT(fabs((v) - (ref)) <= (tol) * fabs(ref))
+
+/* Writes text to a fresh temp file; path must hold 64 bytes. */
+static void write_tmp(char *path, const char *text) {
+        int fd;
+        FILE *f;
+        strcpy(path, "/tmp/test_model_XXXXXX");
+        fd = mkstemp(path);
+        CU_ASSERT_FATAL(fd >= 0);
+        f = fdopen(fd, "w");
+        CU_ASSERT_FATAL(f != NULL);
+        fputs(text, f);
+        fclose(f);
+}
+
+/* Loads text as a model file; returns the rc and leaves the message with
+ * the temp path replaced by "F" in msg. */
+static int load_text(loy_model_t *m, const char *text, char *msg,
+                     size_t size) {
+        char path[64], err[512];
+        int rc;
+        size_t plen;
+
+        write_tmp(path, text);
+        err[0] = '\0';
+        rc = loy_model_load(m, path, err, sizeof(err));
+        unlink(path);
+        plen = strlen(path);
+        if (!strncmp(err, path, plen))
+                snprintf(msg, size, "F%s", err + plen);
+        else
+                snprintf(msg, size, "%s", err);
+        return rc;
+}
+
+static const char *good =
+        "# comment\n"
+        "\n"
+        "version = v7\n"
+        "variant = bgnbd   # trailing comment\n"
+        "time_unit = weeks\n"
+        "  r = 0.243\n"
+        "alpha=4.414\n"
+        "a = 0.793\n"
+        "b = 2.426\n"
+        "log_likelihood = -9582.4\n"
+        "fitted_at = 2024-01-01T00:00:00Z\n"
+        "customers = 2357\n"
+        "calibration_end = 1997-09-30\n"
+        "note = FHL 2005 CDNOW\n";
+
+static void test_load_ok(void) {
+        loy_model_t m;
+        char msg[512];
+
+        memset(&m, 0, sizeof(m));
+        CU_ASSERT_EQUAL(load_text(&m, good, msg, sizeof(msg)), 0);
+        CU_ASSERT_STRING_EQUAL(m.version, "v7");
+        CU_ASSERT_EQUAL(m.variant, LOY_VARIANT_BGNBD);
+        CU_ASSERT_EQUAL(m.unit_days, 7);
+        CU_ASSERT_EQUAL(m.r, 0.243);
+        CU_ASSERT_EQUAL(m.alpha, 4.414);
+        CU_ASSERT_EQUAL(m.a, 0.793);
+        CU_ASSERT_EQUAL(m.b, 2.426);
+        CU_ASSERT_EQUAL(m.has_gg, 0);
+}
+
+static void test_load_default(void) {
+        loy_model_t m;
+        char err[512] = "";
+        int rc = loy_model_load(&m, tu_src_path("config/model.default"), err,
+                                sizeof(err));
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc)
+                fprintf(stderr, "%s\n", err);
+        CU_ASSERT_STRING_EQUAL(m.version, "default-1");
+        CU_ASSERT_EQUAL(m.variant, LOY_VARIANT_MBGNBD);
+        CU_ASSERT_EQUAL(m.unit_days, 1);
+        CU_ASSERT_EQUAL(m.has_gg, 1);
+        CU_ASSERT(m.gg_q > 1);
+}
+
+static void expect_error(const char *text, const char *want) {
+        loy_model_t m;
+        char msg[512];
+        memset(&m, 0x5a, sizeof(m));
+        CU_ASSERT_EQUAL(load_text(&m, text, msg, sizeof(msg)), -1);
+        CU_ASSERT_STRING_EQUAL(msg, want);
+        if (strcmp(msg, want))
+                fprintf(stderr, "\n got '%s'\nwant '%s'\n", msg, want);
+        /* untouched on failure */
+        CU_ASSERT_EQUAL(((unsigned char *)&m)[0], 0x5a);
+}
+
+static void test_load_errors(void) {
+        const char *base = "version = x\nvariant = mbgnbd\ntime_unit = days\n"
+                           "r = 1\nalpha = 2\na = 3\nb = 4\n";
+        char text[1024];
+
+        snprintf(text, sizeof(text), "%sfoo = 1\n", base);
+        expect_error(text, "F:8: foo: unknown key");
+        expect_error("version = x\n\n# c\nr = 1.5x\n", "F:4: r: not a number");
+        expect_error("alpha = \n", "F:1: alpha: not a number");
+        expect_error("b = nan\n", "F:1: b: not a number");
+        expect_error("version = x\nvariant = mbgnbd\ntime_unit = days\n"
+                     "r = 1\nalpha = 2\na = 3\n",
+                     "F: b: missing");
+        expect_error("version = x\nvariant = mbgnbd\ntime_unit = days\n"
+                     "alpha = 2\na = 3\nb = 4\n",
+                     "F: r: missing");
+        expect_error("variant = pareto\n",
+                     "F:1: variant: must be bgnbd or mbgnbd");
+        expect_error("time_unit = months\n",
+                     "F:1: time_unit: must be days or weeks");
+        expect_error("r = 1\nr = 2\n", "F:2: r: duplicate key");
+        expect_error("just words\n", "F:1: just words: expected key = value");
+        snprintf(text, sizeof(text), "%sgg_p = 1\ngg_gamma = 2\n", base);
+        expect_error(text, "F: gg_q: missing");
+        snprintf(text, sizeof(text), "%sgg_p = 1\ngg_q = 0.5\ngg_gamma = 2\n",
+                 base);
+        expect_error(text, "F: gg_q: must be > 1 (mean spend is infinite)");
+        expect_error("version = x\nvariant = mbgnbd\ntime_unit = days\n"
+                     "r = 1\nalpha = -2\na = 3\nb = 4\n",
+                     "F: alpha: must be finite and > 0");
+        expect_error("version = x\nvariant = mbgnbd\ntime_unit = days\n"
+                     "r = 1\nalpha = 2\na = 0\nb = 4\n",
+                     "F: a: must be finite and > 0");
+        {
+                loy_model_t m;
+                char err[256];
+                CU_ASSERT_EQUAL(loy_model_load(&m, "/nonexistent/model", err,
+                                               sizeof(err)), -1);
+                CU_ASSERT_STRING_EQUAL(err, "/nonexistent/model: "
+                                       "No such file or directory");
+        }
+}
+
+static void test_validate(void) {
+        loy_model_t m = {"v", LOY_VARIANT_MBGNBD, 1, 1, 2, 3, 4, 0, 0, 0, 0};
+        char err[256];
+        CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), 0);
+        m.b = INFINITY;
+        CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), -1);
+        CU_ASSERT_STRING_EQUAL(err, "b: must be finite and > 0");
+        m.b = 4;
+        m.unit_days = 30;
+        CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), -1);
+        m.unit_days = 7;
+        m.has_gg = 1;   /* gg parameters still 0 */
+        CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), -1);
+        CU_ASSERT_STRING_EQUAL(err, "gg_p: must be finite and > 0");
+}
+
+static loy_model_t model(loy_variant_t v, double r, double alpha, double a,
+                         double b) {
+        loy_model_t m;
+        memset(&m, 0, sizeof(m));
+        strcpy(m.version, "t");
+        m.variant = v;
+        m.unit_days = 1;
+        m.r = r;
+        m.alpha = alpha;
+        m.a = a;
+        m.b = b;
+        return m;
+}
+
+static loy_model_input_t input(double x, double tx, double T) {
+        loy_model_input_t in = {x, tx, T, 0, 0};
+        return in;
+}
+
+/* FHL (2005) CDNOW parameters, weeks: the customer with x = 2,
+ * t_x = 30.43, T = 38.86 has E[X(39)] = 1.226 in the paper's note. */
+static void test_cdnow_bgnbd(void) {
+        loy_model_t m = model(LOY_VARIANT_BGNBD, 0.243, 4.414, 0.793, 2.426);
+        loy_model_input_t in = input(2, 30.43, 38.86);
+        double e = loy_model_expected_purchases(&m, &in, 39);
+
+        CU_ASSERT_DOUBLE_EQUAL(e, 1.226, 0.0005);
+        ASSERT_REL(e, 1.2260281747671444631, 1e-12);
+        ASSERT_REL(loy_model_p_alive(&m, &in), 0.72657857008067291192, 1e-13);
+        in = input(0, 0, 38.86);
+        CU_ASSERT_EQUAL(loy_model_p_alive(&m, &in), 1);
+        ASSERT_REL(loy_model_expected_purchases(&m, &in, 39),
+                   0.19509805201126263750, 1e-12);
+}
+
+static void test_cdnow_mbgnbd(void) {
+        loy_model_t m = model(LOY_VARIANT_MBGNBD, 0.243, 4.414, 0.793, 2.426);
+        loy_model_input_t in = input(2, 30.43, 38.86);
+
+        ASSERT_REL(loy_model_p_alive(&m, &in), 0.77441924262364616627, 1e-13);
+        ASSERT_REL(loy_model_expected_purchases(&m, &in, 39),
+                   1.3404974284912132345, 1e-12);
+        /* one-time buyer: BG/NBD says alive for sure, MBG/NBD does not */
+        in = input(0, 0, 38.86);
+        ASSERT_REL(loy_model_p_alive(&m, &in), 0.63725333796489528171, 1e-13);
+        ASSERT_REL(loy_model_expected_purchases(&m, &in, 39),
+                   0.12746138254566130159, 1e-12);
+}
+
+/* a < 1, a = 1 (where the closed form's 1/(a-1) is 0/0) and a large x. */
+static void test_small_a(void) {
+        loy_model_t mb = model(LOY_VARIANT_MBGNBD, 0.8, 60, 0.1, 1.5);
+        loy_model_t bg = model(LOY_VARIANT_BGNBD, 0.8, 60, 0.1, 1.5);
+        loy_model_input_t in = input(3, 100, 300);
+
+        ASSERT_REL(loy_model_p_alive(&mb, &in), 0.67373516359050303653, 1e-13);
+        ASSERT_REL(loy_model_expected_purchases(&mb, &in, 365),
+                   2.5084532606787781280, 1e-12);
+        in = input(0, 0, 300);
+        ASSERT_REL(loy_model_expected_purchases(&bg, &in, 365),
+                   0.77698688588672816925, 1e-12);
+        in = input(3000, 1990, 2000);
+        ASSERT_REL(loy_model_p_alive(&bg, &in), 0.013475132385189764016,
+                   1e-12);
+        ASSERT_REL(loy_model_expected_purchases(&bg, &in, 52),
+                   1.0194424355753854422, 1e-12);
+
+        bg.a = 1;
+        mb.a = 1;
+        in = input(3, 100, 300);
+        ASSERT_REL(loy_model_p_alive(&bg, &in), 0.13838464542385828833, 1e-13);
+        ASSERT_REL(loy_model_expected_purchases(&bg, &in, 365),
+                   0.38273340644589062361, 1e-12);
+        in = input(0, 0, 300);
+        ASSERT_REL(loy_model_p_alive(&mb, &in), 0.26348319420261534013, 1e-13);
+        ASSERT_REL(loy_model_expected_purchases(&mb, &in, 365),
+                   0.17362570323527252102, 1e-12);
+}
+
+/* Inputs where the literal formula overflows or cancels: huge b, tiny or
+ * huge alpha, thousands of repeats, decades of history. */
+static void test_extreme_values(void) {
+        loy_model_t m = model(LOY_VARIANT_MBGNBD, 2, 1e6, 3, 1e4);
+        loy_model_input_t in = input(5000, 14000, 14600);
+
+        ASSERT_REL(loy_model_p_alive(&m, &in), 0.99615950146632760943, 1e-13);
+        ASSERT_REL(loy_model_expected_purchases(&m, &in, 365),
+                   1.7922246107714294361, 1e-12);
+        /* prior rate r/alpha = 800 a day: needs the integral route */
+        m = model(LOY_VARIANT_MBGNBD, 0.8, 1e-3, 0.5, 1e4);
+        in = input(0, 0, 0);
+        ASSERT_REL(loy_model_p_alive(&m, &in), 0.99995000249987500625, 1e-13);
+        ASSERT_REL(loy_model_expected_purchases(&m, &in, 365),
+                   76372.101672937420, 1e-9);
+        m = model(LOY_VARIANT_BGNBD, 0.5, 1e-3, 1.7, 0.3);
+        ASSERT_REL(loy_model_expected_purchases(&m, &in, 52),
+                   1.4168549286144831, 1e-9);
+}
+
+static void test_extreme_matrix(void) {
+        const double rs[] = {0.05, 0.8, 20};
+        const double alphas[] = {1e-3, 1, 60, 1e6};
+        const double as[] = {0.01, 0.5, 1, 3, 200};
+        const double bs[] = {0.05, 1.5, 1e4};
+        const double xs[][3] = {
+                {0, 0, 0}, {0, 0, 14000}, {1, 0.5, 1}, {5, 20, 400},
+                {3000, 13990, 14000}, {9000, 2000, 2000}, {5000, 10, 14000},
+        };
+        const double hs[] = {0, 1e-6, 1, 7, 30, 90, 365, 730, 3650};
+        int bad = 0;
+
+        for (int v = 0; v < 2; v++)
+        for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 4; j++)
+        for (size_t k = 0; k < 5; k++)
+        for (size_t l = 0; l < 3; l++)
+        for (size_t c = 0; c < sizeof(xs) / sizeof(xs[0]); c++) {
+                loy_model_t m = model(v, rs[i], alphas[j], as[k], bs[l]);
+                loy_model_input_t in = input(xs[c][0], xs[c][1], xs[c][2]);
+                double pa = loy_model_p_alive(&m, &in), prev = 0;
+
+                if (!(pa >= 0 && pa <= 1))
+                        bad++;
+                for (size_t h = 0; h < sizeof(hs) / sizeof(hs[0]); h++) {
+                        double e = loy_model_expected_purchases(&m, &in,
+                                                                hs[h]);
+                        if (!isfinite(e) || e < 0 || e < prev) {
+                                if (bad++ < 5)
+                                        fprintf(stderr, "\nv%d r=%g al=%g "
+                                                "a=%g b=%g x=%g h=%g: %g "
+                                                "(prev %g)\n", v, rs[i],
+                                                alphas[j], as[k], bs[l],
+                                                xs[c][0], hs[h], e, prev);
+                        }
+                        prev = e;
+                }
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+}
+
+static void test_bad_inputs(void) {
+        loy_model_t m = model(LOY_VARIANT_BGNBD, 0.243, 4.414, 0.793, 2.426);
+        loy_model_input_t in = input(2, 30.43, 38.86);
+        loy_model_input_t nanin = input(NAN, NAN, NAN);
+
+        CU_ASSERT_EQUAL(loy_model_expected_purchases(&m, &in, 0), 0);
+        CU_ASSERT_EQUAL(loy_model_expected_purchases(&m, &in, -5), 0);
+        CU_ASSERT_EQUAL(loy_model_expected_purchases(&m, &in, NAN), 0);
+        /* garbage summary is read as a brand-new customer */
+        CU_ASSERT_EQUAL(loy_model_p_alive(&m, &nanin), 1);
+        CU_ASSERT(isfinite(loy_model_expected_purchases(&m, &nanin, 39)));
+        /* t_x beyond T is clamped to T: last purchase just now */
+        in = input(2, 50, 38.86);
+        ASSERT_REL(loy_model_p_alive(&m, &in), 1 / (1 + 0.793 / 3.426), 1e-14);
+}
+
+static void test_gamma_gamma(void) {
+        loy_model_t m = model(LOY_VARIANT_BGNBD, 0.243, 4.414, 0.793, 2.426);
+        loy_model_input_t in = input(3, 20, 30);
+        loy_model_scores_t s;
+
+        m.unit_days = 7;
+        m.has_gg = 1;
+        m.gg_p = 6.25;
+        m.gg_q = 3.74;
+        m.gg_gamma = 15.44;
+        in.mean_value = 40;
+        in.aov = 99;
+        /* (gamma + m x) p / (p x + q - 1) = 135.44 * 6.25 / 21.49 */
+        loy_model_score(&m, &in, 7 * 39, 0.25, &s);
+        ASSERT_REL(s.exp_value, 846.5 / 21.49, 1e-14);
+        ASSERT_REL(s.p_alive, loy_model_p_alive(&m, &in), 1e-15);
+        ASSERT_REL(s.churn_prob, 1 - s.p_alive, 1e-15);
+        ASSERT_REL(s.exp_purchases,
+                   loy_model_expected_purchases(&m, &in, 39), 1e-15);
+        ASSERT_REL(s.clv, s.exp_purchases * 846.5 / 21.49 * 0.25, 1e-14);
+
+        /* no repeat yet: population mean gamma p / (q - 1) */
+        in.x = 0;
+        loy_model_score(&m, &in, 7, 1, &s);
+        ASSERT_REL(s.exp_value, 96.5 / 2.74, 1e-14);
+        in.x = 3;
+        in.mean_value = 0;
+        loy_model_score(&m, &in, 7, 1, &s);
+        ASSERT_REL(s.exp_value, 96.5 / 2.74, 1e-14);
+
+        /* no spend model: the customer's own mean, else the AOV */
+        m.has_gg = 0;
+        loy_model_score(&m, &in, 7, 1, &s);
+        CU_ASSERT_EQUAL(s.exp_value, 99);
+        in.mean_value = 40;
+        loy_model_score(&m, &in, 7, 1, &s);
+        CU_ASSERT_EQUAL(s.exp_value, 40);
+}
+
+/* The CDNOW customer through loy_model_score: 39 weeks = 273 days. */
+static void test_score_units(void) {
+        loy_model_t m = model(LOY_VARIANT_BGNBD, 0.243, 4.414, 0.793, 2.426);
+        loy_model_input_t in = input(2, 30.43, 38.86);
+        loy_model_scores_t s;
+
+        m.unit_days = 7;
+        in.aov = 20;
+        loy_model_score(&m, &in, 273, 0.5, &s);
+        ASSERT_REL(s.exp_purchases, 1.2260281747671444631, 1e-12);
+        ASSERT_REL(s.churn_prob, 1 - 0.72657857008067291192, 1e-12);
+        ASSERT_REL(s.clv, 1.2260281747671444631 * 20 * 0.5, 1e-12);
+}
+
+int main(void) {
+        CU_pSuite s;
+        if (CU_initialize_registry() != CUE_SUCCESS)
+                return 1;
+        s = CU_add_suite("model", NULL, NULL);
+        CU_add_test(s, "load ok", test_load_ok);
+        CU_add_test(s, "load config/model.default", test_load_default);
+        CU_add_test(s, "load errors with file:line", test_load_errors);
+        CU_add_test(s, "validate", test_validate);
+        CU_add_test(s, "CDNOW BG/NBD (FHL 2005)", test_cdnow_bgnbd);
+        CU_add_test(s, "CDNOW MBG/NBD", test_cdnow_mbgnbd);
+        CU_add_test(s, "a < 1 and a = 1, large x", test_small_a);
+        CU_add_test(s, "extreme values", test_extreme_values);
+        CU_add_test(s, "extreme matrix finite, >= 0, monotone",
+                    test_extreme_matrix);
+        CU_add_test(s, "bad inputs", test_bad_inputs);
+        CU_add_test(s, "Gamma-Gamma", test_gamma_gamma);
+        CU_add_test(s, "score units", test_score_units);
+        return tu_cunit_run();
+}

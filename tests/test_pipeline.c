@@ -1,0 +1,563 @@
+/*
+ * End-to-end: events into librdkafka's mock Kafka cluster, the processor
+ * (the same code loyaltyd runs, in a thread), a real redis-server; then the
+ * exact Redis fields and trigger records that come out.
+ */
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "loy_codec.h"
+#include "loy_config.h"
+#include "loy_feat.h"
+#include "loy_log.h"
+#include "loy_proc.h"
+#include "loy_rules.h"
+#include "loy_source.h"
+#include "tu.h"
+
+#define DAY 86400000LL
+#define T0 1291190400000LL /* 2010-12-01T08:00:00Z */
+
+static tu_redis_t redis;
+static tu_kafka_t *kafka;
+static int topic_seq;
+
+typedef struct runner {
+        pthread_t th;
+        loy_proc_t *proc;
+        volatile sig_atomic_t running, reload;
+        int rc;
+} runner_t;
+
+static void *run_thread(void *arg) {
+        runner_t *r = arg;
+        r->rc = loy_proc_run(r->proc, &r->running, &r->reload);
+        return NULL;
+}
+
+/* A config on fresh topic names (one set per test), the shipped rules. */
+static void make_conf(loy_config_t *conf, const char *group) {
+        char err[512], v[64];
+        int n = ++topic_seq;
+        loy_config_defaults(conf);
+        CU_ASSERT_EQUAL_FATAL(loy_config_load(conf,
+                                              tu_src_path("config/loyaltyd.conf"),
+                                              err, sizeof(err)),
+                              0);
+        snprintf(conf->topic_purchase, sizeof(conf->topic_purchase),
+                 "purchases%d", n);
+        snprintf(conf->topic_browse, sizeof(conf->topic_browse), "browse%d",
+                 n);
+        snprintf(conf->topic_triggers, sizeof(conf->topic_triggers),
+                 "triggers%d", n);
+        snprintf(conf->topic_deadletter, sizeof(conf->topic_deadletter),
+                 "dead%d", n);
+        snprintf(conf->group_id, sizeof(conf->group_id), "%s", group);
+        snprintf(v, sizeof(v), "%d", redis.port);
+        CU_ASSERT_EQUAL(loy_config_set(conf, "test", "redis.port", v, err,
+                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(conf, "test",
+                                       "kafka.bootstrap.servers",
+                                       tu_kafka_bootstraps(kafka), err,
+                                       sizeof(err)), 0);
+        /* the mock coordinator holds a re-join for session.timeout - 1 s */
+        loy_config_set(conf, "test", "kafka.session.timeout.ms", "6000", err,
+                       sizeof(err));
+        conf->batch_ms = 50;
+        conf->idle_ms = 300;
+        conf->redis_timeout_ms = 500;
+        conf->backoff_max_ms = 200;
+        tu_kafka_topic(kafka, conf->topic_purchase, 2);
+        tu_kafka_topic(kafka, conf->topic_browse, 2);
+        tu_kafka_topic(kafka, conf->topic_triggers, 1);
+        tu_kafka_topic(kafka, conf->topic_deadletter, 1);
+}
+
+static void start(runner_t *r, const loy_config_t *conf) {
+        char err[512];
+        memset(r, 0, sizeof(*r));
+        r->running = 1;
+        r->proc = loy_proc_create(conf, err, sizeof(err));
+        if (!r->proc)
+                fprintf(stderr, "proc: %s\n", err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r->proc);
+        pthread_create(&r->th, NULL, run_thread, r);
+}
+
+static void stop(runner_t *r) {
+        r->running = 0;
+        pthread_join(r->th, NULL);
+        CU_ASSERT_EQUAL(r->rc, 0);
+        loy_proc_destroy(r->proc);
+}
+
+static long long stat_of(const char *field) {
+        char args[128];
+        char *v;
+        long long n;
+        snprintf(args, sizeof(args), "HGET loy:stats %s", field);
+        v = tu_redis_cli(&redis, args);
+        n = v ? atoll(v) : 0;
+        free(v);
+        return n;
+}
+
+/* Waits (up to 30 s) until the processor has consumed n messages. */
+static int wait_consumed(const runner_t *r, long long n) {
+        for (int i = 0; i < 600; i++) {
+                if (loy_proc_stats(r->proc)->events_in >= n &&
+                    loy_proc_stats(r->proc)->batches > 0 &&
+                    stat_of("events_in") >= n)
+                        return 0;
+                usleep(50000);
+        }
+        return -1;
+}
+
+static char *hget(const char *key, const char *field) {
+        char args[256];
+        snprintf(args, sizeof(args), "HGET '%s' %s", key, field);
+        return tu_redis_cli(&redis, args);
+}
+
+#define ASSERT_FIELD(key, field, expect)                                     \
+        do {                                                                 \
+                char *v_ = hget(key, field);                                 \
+                CU_ASSERT_PTR_NOT_NULL(v_);                                  \
+                if (v_ && strcmp(v_, expect))                                \
+                        fprintf(stderr, "%s %s: got '%s' want '%s'\n", key,  \
+                                field, v_, expect);                          \
+                CU_ASSERT_STRING_EQUAL(v_ ? v_ : "", expect);                \
+                free(v_);                                                    \
+        } while (0)
+
+static void json_purchase(char *buf, size_t size, const char *eid,
+                          const char *cid, long long ts, const char *lines) {
+        snprintf(buf, size,
+                 "{\"event_id\":\"%s\",\"customer_id\":\"%s\",\"ts\":%lld,"
+                 "\"order_id\":\"o-%s\",\"lines\":[%s]}",
+                 eid, cid, ts, eid, lines);
+}
+
+/* Collected trigger records, decoded to JSON. */
+typedef struct seen {
+        char *json[64];
+        char key[64][64];
+        int n;
+        loy_codec_t *codec;
+} seen_t;
+
+static void on_trigger(const char *key, const void *val, size_t len,
+                       const char *headers, int32_t partition, int64_t offset,
+                       void *opaque) {
+        seen_t *s = opaque;
+        char err[256];
+        (void)headers;
+        (void)partition;
+        (void)offset;
+        if (s->n == 64)
+                return;
+        snprintf(s->key[s->n], sizeof(s->key[0]), "%s", key ? key : "");
+        s->json[s->n] = loy_codec_trigger_to_json(s->codec, val, len, err,
+                                                  sizeof(err));
+        s->n++;
+}
+
+static void seen_free(seen_t *s) {
+        for (int i = 0; i < s->n; i++)
+                free(s->json[i]);
+        loy_codec_destroy(s->codec);
+}
+
+static void collect_triggers(const char *topic, seen_t *s) {
+        char err[256];
+        memset(s, 0, sizeof(*s));
+        s->codec = loy_codec_create(NULL, err, sizeof(err));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s->codec);
+        tu_kafka_consume_all(kafka, topic, 500, on_trigger, s);
+}
+
+static const char *jstr(json_t *o, const char *path1, const char *path2) {
+        json_t *v = json_object_get(o, path1);
+        if (path2)
+                v = json_object_get(v, path2);
+        /* Avro JSON wraps union branches: {"string": "..."} */
+        if (json_is_object(v) && json_object_get(v, "string"))
+                v = json_object_get(v, "string");
+        return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static double jnum(json_t *o, const char *path1, const char *path2) {
+        json_t *v = json_object_get(o, path1);
+        if (path2)
+                v = json_object_get(v, path2);
+        return json_number_value(v);
+}
+
+/* One customer's purchases, a same-day order, a return and a view: every
+ * feature field and the one trigger are exactly as worked out by hand. */
+static void test_exact_state_and_trigger(void) {
+        loy_config_t conf;
+        runner_t r;
+        char msg[512], expect_id[33], cause[256];
+        seen_t seen;
+        json_t *t;
+        const char *key = "loy:c:{c1}";
+
+        make_conf(&conf, "exact");
+        /* day 0: 2 x 10 + 1 x 5 = 25 */
+        json_purchase(msg, sizeof(msg), "e1", "c1", T0,
+                      "{\"sku\":\"A\",\"quantity\":2,\"unit_price\":10},"
+                      "{\"sku\":\"B\",\"quantity\":1,\"unit_price\":5}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "c1", msg, strlen(msg));
+        /* day 10: 10, and 6 later that day (one purchase day) */
+        json_purchase(msg, sizeof(msg), "e2", "c1", T0 + 10 * DAY,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":10}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "c1", msg, strlen(msg));
+        json_purchase(msg, sizeof(msg), "e3", "c1", T0 + 10 * DAY + 3600000,
+                      "{\"sku\":\"C\",\"quantity\":3,\"unit_price\":2}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "c1", msg, strlen(msg));
+        /* day 20: returns one A */
+        json_purchase(msg, sizeof(msg), "e4", "c1", T0 + 20 * DAY,
+                      "{\"sku\":\"A\",\"quantity\":-1,\"unit_price\":10}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "c1", msg, strlen(msg));
+        snprintf(msg, sizeof(msg),
+                 "{\"event_id\":\"b1\",\"customer_id\":\"c1\",\"ts\":%lld,"
+                 "\"session_id\":\"s1\",\"action\":\"view\",\"sku\":\"D\"}",
+                 T0 + 21 * DAY);
+        tu_kafka_produce(kafka, conf.topic_browse, 1, "c1", msg, strlen(msg));
+
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 5), 0);
+        stop(&r);
+
+        ASSERT_FIELD(key, "orders", "3");
+        ASSERT_FIELD(key, "frequency", "2");
+        ASSERT_FIELD(key, "gross_value", "41");
+        ASSERT_FIELD(key, "first_day_value", "25");
+        ASSERT_FIELD(key, "returns", "1");
+        ASSERT_FIELD(key, "return_value", "10");
+        ASSERT_FIELD(key, "monetary", "31");
+        ASSERT_FIELD(key, "mean_repeat_value", "16");
+        ASSERT_FIELD(key, "ipt_mean_days", "10");
+        ASSERT_FIELD(key, "first_purchase_ms", "1291190400000");
+        /* day 10, one hour later: the same purchase day */
+        ASSERT_FIELD(key, "last_purchase_ms", "1292058000000");
+        ASSERT_FIELD(key, "last_event_ms", "1293004800000");    /* day 21 */
+        ASSERT_FIELD(key, "points", "31");
+        ASSERT_FIELD(key, "views", "1");
+        ASSERT_FIELD(key, "recent_views", "D");
+        ASSERT_FIELD(key, "x", "1");
+        ASSERT_FIELD(key, "t_x_days", "10.04166667");
+        ASSERT_FIELD(key, "off:purchases1:1", "3");
+        ASSERT_FIELD(key, "off:browse1:1", "0");
+        ASSERT_FIELD(key, "cool:second_purchase", "1291190400000");
+        ASSERT_FIELD("loy:kpi:2010-12-01", "purchases", "1");
+        ASSERT_FIELD("loy:kpi:2010-12-01", "new_customers", "1");
+        ASSERT_FIELD("loy:kpi:2010-12-01", "revenue", "25");
+        ASSERT_FIELD("loy:kpi:2010-12-01", "triggers:second_purchase", "1");
+        ASSERT_FIELD("loy:kpi:2010-12-11", "purchases", "2");
+        ASSERT_FIELD("loy:kpi:2010-12-11", "repeat_purchases", "2");
+        ASSERT_FIELD("loy:kpi:2010-12-21", "returns", "1");
+        ASSERT_FIELD("loy:kpi:2010-12-21", "return_value", "10");
+        ASSERT_FIELD("loy:stats", "events_in", "5");
+        {
+                /* P(alive) from the shipped model is a probability, churn
+                 * its complement */
+                char *pa = hget(key, "p_alive"), *cp = hget(key, "churn_prob");
+                CU_ASSERT(pa && cp && fabs(atof(pa) + atof(cp) - 1) < 1e-9);
+                CU_ASSERT(pa && atof(pa) > 0 && atof(pa) <= 1);
+                free(pa);
+                free(cp);
+        }
+
+        /* The second_purchase rule fires on the first order only (it is in
+         * cooldown afterwards); its id is a function of rule, customer and
+         * cause. */
+        collect_triggers(conf.topic_triggers, &seen);
+        CU_ASSERT_EQUAL(seen.n, 1);
+        if (seen.n == 1) {
+                CU_ASSERT_STRING_EQUAL(seen.key[0], "c1");
+                t = json_loads(seen.json[0], 0, NULL);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+                snprintf(cause, sizeof(cause), "%s:1:0", conf.topic_purchase);
+                loy_trigger_id("second_purchase", "c1", cause, expect_id);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "trigger_id", NULL), expect_id);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "rule", NULL),
+                                       "second_purchase");
+                CU_ASSERT_STRING_EQUAL(jstr(t, "customer_id", NULL), "c1");
+                CU_ASSERT_STRING_EQUAL(jstr(t, "reward", "kind"), "coupon");
+                CU_ASSERT_DOUBLE_EQUAL(jnum(t, "reward", "value"), 10, 1e-9);
+                CU_ASSERT_EQUAL(json_integer_value(json_object_get(
+                                    json_object_get(t, "reward"),
+                                    "expiry_ts")),
+                                T0 + 45 * DAY);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "cause", "topic"),
+                                       conf.topic_purchase);
+                CU_ASSERT_EQUAL(json_integer_value(json_object_get(
+                                    json_object_get(t, "cause"), "offset")),
+                                0);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "cause", "event_id"), "e1");
+                CU_ASSERT_EQUAL(json_integer_value(json_object_get(
+                                    json_object_get(t, "scores"),
+                                    "frequency")),
+                                1);
+                CU_ASSERT_DOUBLE_EQUAL(jnum(t, "scores", "monetary"), 25,
+                                       1e-9);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "model_version", NULL),
+                                       "default-1");
+                CU_ASSERT_EQUAL(json_integer_value(json_object_get(
+                                    t, "event_time")),
+                                T0);
+                json_decref(t);
+        }
+        /* delivered, so the outbox is empty again */
+        {
+                char *n = tu_redis_cli(&redis, "HLEN loy:outbox");
+                CU_ASSERT_STRING_EQUAL(n ? n : "", "0");
+                free(n);
+        }
+        seen_free(&seen);
+        loy_config_free(&conf);
+}
+
+/* Dumps every key but loy:stats as sorted text, to compare states. */
+static char *dump_state(void) {
+        return tu_redis_cli(
+            &redis,
+            "--no-raw EVAL \"local out = {} "
+            "for _, k in ipairs(redis.call('KEYS', '*')) do "
+            "if k ~= 'loy:stats' then "
+            "local t = redis.call('TYPE', k)['ok'] "
+            "local v = t == 'hash' and redis.call('HGETALL', k) or "
+            "redis.call('ZRANGE', k, 0, -1, 'WITHSCORES') "
+            "table.insert(out, k .. '=' .. table.concat(v, ',')) end end "
+            "table.sort(out) return table.concat(out, '\\n')\" 0");
+}
+
+static int64_t produce_file(const char *topic, const char *path, int skip,
+                            int limit) {
+        char err[256];
+        loy_source_t *src = loy_source_open(path, LOY_SRC_AUTO, err,
+                                            sizeof(err));
+        loy_codec_t *codec = loy_codec_create(NULL, err, sizeof(err));
+        loy_event_t ev;
+        int64_t n = 0, i = 0;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(codec);
+        memset(&ev, 0, sizeof(ev));
+        while (loy_source_next(src, &ev) == 1) {
+                size_t len;
+                const void *buf;
+                if (i++ < skip)
+                        continue;
+                if (limit && n == limit)
+                        break;
+                buf = loy_codec_encode_event(codec, &ev, &len, err,
+                                             sizeof(err));
+                CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+                CU_ASSERT_EQUAL(tu_kafka_produce_async(kafka, topic, -1,
+                                                       ev.customer_id, buf,
+                                                       len), 0);
+                n++;
+        }
+        CU_ASSERT_EQUAL(tu_kafka_flush(kafka, 30000), 0);
+        loy_event_free(&ev);
+        loy_codec_destroy(codec);
+        loy_source_close(src);
+        return n;
+}
+
+/* Replaying the same topic from the beginning (a new consumer group) skips
+ * every event: the state is byte-for-byte the same, no second trigger. */
+static void test_replay_changes_nothing(void) {
+        loy_config_t conf;
+        runner_t r;
+        char *before, *after;
+        seen_t s1, s2;
+        int64_t n;
+
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "replay-a");
+        n = produce_file(conf.topic_purchase,
+                         tu_src_path("tests/data/online_retail_head300.csv"),
+                         0, 0);
+        CU_ASSERT(n > 10);
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, n), 0);
+        stop(&r);
+        collect_triggers(conf.topic_triggers, &s1);
+        CU_ASSERT(s1.n > 0);
+        before = dump_state();
+
+        snprintf(conf.group_id, sizeof(conf.group_id), "replay-b");
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, n), 0);
+        CU_ASSERT_EQUAL(loy_proc_stats(r.proc)->events_skipped_dup, n);
+        CU_ASSERT_EQUAL(loy_proc_stats(r.proc)->events_applied, 0);
+        stop(&r);
+        after = dump_state();
+        CU_ASSERT_PTR_NOT_NULL(before);
+        CU_ASSERT(before && strlen(before) > 1000);
+        CU_ASSERT_STRING_EQUAL(before ? before : "x", after ? after : "y");
+        collect_triggers(conf.topic_triggers, &s2);
+        CU_ASSERT_EQUAL(s2.n, s1.n);
+        free(before);
+        free(after);
+        seen_free(&s1);
+        seen_free(&s2);
+        loy_config_free(&conf);
+}
+
+typedef struct dead {
+        int n;
+        char reason[8][256];
+        char payload[8][256];
+} dead_t;
+
+static void on_dead(const char *key, const void *val, size_t len,
+                    const char *headers, int32_t partition, int64_t offset,
+                    void *opaque) {
+        dead_t *d = opaque;
+        (void)key;
+        (void)partition;
+        (void)offset;
+        if (d->n == 8)
+                return;
+        snprintf(d->reason[d->n], sizeof(d->reason[0]), "%s", headers);
+        snprintf(d->payload[d->n], sizeof(d->payload[0]), "%.*s",
+                 (int)(len < 255 ? len : 255), (const char *)val);
+        d->n++;
+}
+
+/* Malformed Avro, malformed JSON, a missing field, an oversized id: each
+ * lands on the dead-letter topic, bytes intact, with its reason; the good
+ * event behind them is applied. */
+static void test_dead_letters(void) {
+        loy_config_t conf;
+        runner_t r;
+        dead_t dead;
+        char good[512], longid[100];
+        static const char bad_avro[] = "\0\0\0\0\1\x99\x99";
+        const char *bad_json = "{\"event_id\": \"x\", ";
+        const char *missing = "{\"event_id\":\"m1\",\"ts\":1291190400000,"
+                              "\"order_id\":\"o\",\"lines\":[{\"sku\":\"A\","
+                              "\"quantity\":1,\"unit_price\":1}]}";
+        char oversized[512];
+
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "dead");
+        memset(longid, 'x', 65);
+        longid[65] = '\0';
+        json_purchase(oversized, sizeof(oversized), "o1", longid, T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":1}");
+        json_purchase(good, sizeof(good), "g1", "c9", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":7}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "k", bad_avro,
+                         sizeof(bad_avro) - 1);
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "k", bad_json,
+                         strlen(bad_json));
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "k", missing,
+                         strlen(missing));
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "k", oversized,
+                         strlen(oversized));
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "c9", good,
+                         strlen(good));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 5), 0);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{c9}", "gross_value", "7");
+        ASSERT_FIELD("loy:stats", "dead_lettered", "4");
+
+        memset(&dead, 0, sizeof(dead));
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
+                             &dead);
+        CU_ASSERT_EQUAL_FATAL(dead.n, 4);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[0], "loy.reason=avro"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[1], "loy.reason=json"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[2],
+                                      "missing field 'customer_id'"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[3], "longer than 64"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[3], "loy.offset=3"));
+        CU_ASSERT_STRING_EQUAL(dead.payload[1], bad_json);
+        CU_ASSERT_STRING_EQUAL(dead.payload[2], missing);
+        loy_config_free(&conf);
+}
+
+/* Sums a numeric customer field over every customer hash. */
+static double sum_field(const char *field) {
+        char args[512];
+        char *v;
+        double d;
+        snprintf(args, sizeof(args),
+                 "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
+                 "'loy:c:*')) do s = s + tonumber(redis.call('HGET', k, "
+                 "'%s') or 0) end return tostring(s)\" 0", field);
+        v = tu_redis_cli(&redis, args);
+        d = v ? atof(v) : -1;
+        free(v);
+        return d;
+}
+
+/* Redis killed (kill -9, durable AOF) in the middle of a stream and started
+ * again: once it is back every event counts exactly once. */
+static void test_redis_restart(void) {
+        loy_config_t conf;
+        runner_t r;
+        int64_t n1, n2;
+        char file[1024];
+        snprintf(file, sizeof(file), "%s",
+                 tu_src_path("tests/data/online_retail_head300.csv"));
+        tu_redis_stop(&redis);
+        CU_ASSERT_EQUAL_FATAL(tu_redis_start(&redis, 1), 0);
+        make_conf(&conf, "restart");
+        n1 = produce_file(conf.topic_purchase, file, 0, 10);
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, n1), 0);
+        tu_redis_kill(&redis, SIGKILL);
+        n2 = produce_file(conf.topic_purchase, file, 10, 0);
+        usleep(1500000); /* the processor meets the dead server */
+        CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&redis), 0);
+        for (int i = 0; i < 600 && sum_field("orders") + sum_field("returns") <
+                                        (double)(n1 + n2); i++)
+                usleep(50000);
+        stop(&r);
+        /* every event once: orders + returns over customers = events */
+        CU_ASSERT_DOUBLE_EQUAL(sum_field("orders") + sum_field("returns"),
+                               (double)(n1 + n2), 1e-9);
+        loy_config_free(&conf);
+}
+
+int main(void) {
+        CU_pSuite s;
+        int rc;
+        loy_log_set_level(LOY_LOG_WARN);
+        if (tu_redis_start(&redis, 0) != 0) {
+                fprintf(stderr, "redis-server did not start\n");
+                return 1;
+        }
+        kafka = tu_kafka_start(1);
+        if (!kafka) {
+                tu_redis_stop(&redis);
+                return 1;
+        }
+        CU_initialize_registry();
+        s = CU_add_suite("pipeline", NULL, NULL);
+        CU_add_test(s, "exact state and trigger", test_exact_state_and_trigger);
+        CU_add_test(s, "replay changes nothing", test_replay_changes_nothing);
+        CU_add_test(s, "dead letters", test_dead_letters);
+        CU_add_test(s, "redis killed and restarted", test_redis_restart);
+        rc = tu_cunit_run();
+        tu_kafka_stop(kafka);
+        tu_redis_stop(&redis);
+        return rc;
+}

@@ -1,0 +1,1006 @@
+/*
+ * loy_store against a real redis-server: round trips through the field
+ * table, the exact public key layout (checked with redis-cli), timers,
+ * outbox, stats, namespaces, errors, connection loss and a large pipeline.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+
+#include "loy_feat.h"
+#include "loy_rfm.h"
+#include "loy_store.h"
+#include "tu.h"
+
+static tu_redis_t R;
+static loy_store_t *S;
+static loy_feat_conf_t FC;
+static char E[512];
+
+/* 2024-03-05T12:00:00Z */
+#define T0 1709640000000LL
+#define DAY LOY_MS_PER_DAY
+
+/* ------------------------------------------------------------- helpers */
+
+static int suite_init(void) {
+        if (tu_redis_start(&R, 0))
+                return -1;
+        loy_feat_conf_default(&FC);
+        S = loy_store_create("127.0.0.1", R.port, NULL, 2000, E, sizeof(E));
+        return S ? 0 : -1;
+}
+
+static int suite_clean(void) {
+        loy_store_destroy(S);
+        tu_redis_stop(&R);
+        return 0;
+}
+
+static void flush(void) {
+        free(tu_redis_cli(&R, "FLUSHALL"));
+}
+
+/* Asserts that redis-cli prints exactly want for args. */
+#define CLI_EQ(r, args, want)                                                \
+        do {                                                                 \
+                char *out_ = tu_redis_cli((r), (args));                      \
+                CU_ASSERT_PTR_NOT_NULL_FATAL(out_);                          \
+                if (strcmp(out_, (want)))                                    \
+                        fprintf(stderr, "\n  %s -> \"%s\", want \"%s\"\n",   \
+                                (args), out_, (want));                       \
+                CU_ASSERT_STRING_EQUAL(out_, (want));                        \
+                free(out_);                                                  \
+        } while (0)
+
+/* A buyer: bought on 3 days, 3 orders, scored. */
+static void buyer(loy_cust_t *c, const char *id) {
+        loy_feat_init(c, id);
+        c->first_purchase_ms = T0 - 30 * DAY;
+        c->last_purchase_ms = T0 - 2 * DAY;
+        c->orders = 3;
+        c->purchase_days = 3;
+        c->gross_value = 150.5;
+        c->first_day_value = 40.25;
+        c->returns = 1;
+        c->return_value = 10.5;
+        c->ipt_mean_days = 14;
+        c->ipt_m2 = 8;
+        c->dec_purchases = 2.5;
+        c->dec_spend = 120.75;
+        c->dec_ref_ms = T0 - 2 * DAY;
+        c->points = 140;
+        c->tier = 1;
+        c->views = 12;
+        c->carts = 4;
+        c->cart_removes = 1;
+        c->searches = 5;
+        c->wishlists = 2;
+        c->sessions = 6;
+        c->last_browse_ms = T0 - DAY;
+        c->last_event_ms = T0 - DAY;
+        c->p_alive = 0.875;
+        c->churn_prob = 0.25;
+        c->exp_purchases = 1.5;
+        c->clv = 123.5;
+        c->r_score = 4;
+        c->f_score = 3;
+        c->m_score = 5;
+        c->loyalty_score = 4.1;
+        c->loyalty_group = 2;
+        c->segment = LOY_SEG_NEW;
+        c->scored_ms = T0 - DAY;
+        c->next_check_ms = 0;
+}
+
+static void wr_init(loy_cust_write_t *w, const loy_cust_t *c) {
+        memset(w, 0, sizeof(*w));
+        w->cust = c;
+        w->old_seg = -1;
+        for (int d = 0; d < LOY_DIM__COUNT; d++)
+                w->old_bins[d] = -1;
+}
+
+static int write1(const loy_cust_write_t *w) {
+        int rc = loy_store_write(S, w, 1, T0, &FC, E, sizeof(E));
+        if (rc)
+                fprintf(stderr, "\n  write: %s\n", E);
+        return rc;
+}
+
+static void fmt(const loy_cust_t *c, const loy_field_t *f, char *buf,
+                size_t size) {
+        int n = loy_feat_field_format(c, f, T0, &FC, buf, size);
+        CU_ASSERT_TRUE(n >= 0);
+        if (n < 0)
+                buf[0] = '\0';
+}
+
+/* ------------------------------------------------------------- connect */
+
+static void test_create_args(void) {
+        loy_store_t *s;
+        CU_ASSERT_PTR_NULL(loy_store_create(NULL, 6379, NULL, 100, E,
+                                            sizeof(E)));
+        CU_ASSERT_PTR_NULL(loy_store_create("", 6379, NULL, 100, E,
+                                            sizeof(E)));
+        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 0, NULL, 100, E,
+                                            sizeof(E)));
+        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 70000, NULL, 100, E,
+                                            sizeof(E)));
+        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 6379, "a{b}", 100,
+                                            E, sizeof(E)));
+        CU_ASSERT_TRUE(strstr(E, "namespace") != NULL);
+        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 6379, "loy", -1, E,
+                                            sizeof(E)));
+
+        s = loy_store_create("127.0.0.1", R.port, NULL, 0, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT_TRUE(loy_store_is_connected(s));
+        CU_ASSERT_STRING_EQUAL(loy_store_ns(s), "loy");
+        CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)), LOY_STORE_OK);
+        loy_store_destroy(s);
+}
+
+static void test_server_down(void) {
+        tu_redis_t dead;
+        loy_store_t *s;
+        loy_cust_t c;
+        loy_cust_write_t w;
+        char **ids = NULL;
+        int n = -1;
+
+        /* A port that had a server a moment ago and has none now. */
+        CU_ASSERT_EQUAL_FATAL(tu_redis_start(&dead, 0), 0);
+        tu_redis_kill(&dead, SIGKILL);
+        s = loy_store_create("127.0.0.1", dead.port, "x", 200, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT_FALSE(loy_store_is_connected(s));
+        E[0] = '\0';
+        CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)), LOY_STORE_ERR_IO);
+        CU_ASSERT_TRUE(E[0] != '\0');
+
+        buyer(&c, "1");
+        wr_init(&w, &c);
+        CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR_IO);
+        CU_ASSERT_TRUE(strstr(E, "not connected") != NULL);
+        CU_ASSERT_EQUAL(loy_store_timers_due(s, 0, T0, 10, &ids, &n, E,
+                                             sizeof(E)),
+                        LOY_STORE_ERR_IO);
+        CU_ASSERT_PTR_NULL(ids);
+        CU_ASSERT_EQUAL(n, 0);
+
+        /* The same store comes up once a server listens there. */
+        CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&dead), 0);
+        CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_TRUE(loy_store_is_connected(s));
+        CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CLI_EQ(&dead, "HGET x:c:{1} orders", "3");
+        loy_store_destroy(s);
+        tu_redis_stop(&dead);
+}
+
+/* ---------------------------------------------------------- round trip */
+
+static void test_round_trip(void) {
+        loy_cust_t a, b;
+        loy_cust_t *pb = &b;
+        loy_cust_write_t w;
+        int found = -1, nf = 0;
+        char fa[4096], fb[4096];
+
+        flush();
+        buyer(&a, "42");
+        snprintf(a.recent_views[0], sizeof(a.recent_views[0]), "sku-2");
+        snprintf(a.recent_views[1], sizeof(a.recent_views[1]), "sku-1");
+        a.ipt_n = 2;
+        CU_ASSERT_EQUAL(loy_feat_slot_set(&a, "off:purchases:0", 17), 0);
+        CU_ASSERT_EQUAL(loy_feat_slot_set(&a, "cool:winback",
+                                          T0 - 5 * DAY), 0);
+        wr_init(&w, &a);
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+
+        loy_feat_init(&b, "42");
+        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &pb, 1, &found, E,
+                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 1);
+        /* Every field of the table, derived ones too (they are computed
+         * from stored ones at the same now_ms). */
+        for (const loy_field_t *f = loy_feat_fields; f->name; f++) {
+                fmt(&a, f, fa, sizeof(fa));
+                fmt(&b, f, fb, sizeof(fb));
+                if (strcmp(fa, fb))
+                        fprintf(stderr, "\n  field %s: \"%s\" != \"%s\"\n",
+                                f->name, fa, fb);
+                CU_ASSERT_STRING_EQUAL(fa, fb);
+                nf++;
+        }
+        CU_ASSERT_TRUE(nf > 0);
+        CU_ASSERT_EQUAL(b.orders, 3);
+        CU_ASSERT_EQUAL(b.first_purchase_ms, T0 - 30 * DAY);
+        CU_ASSERT_DOUBLE_EQUAL(b.churn_prob, 0.25, 0);
+        CU_ASSERT_EQUAL(b.segment, LOY_SEG_NEW);
+        CU_ASSERT_EQUAL(b.nslots, 2);
+        CU_ASSERT_STRING_EQUAL(b.recent_views[0], "sku-2");
+        CU_ASSERT_STRING_EQUAL(b.recent_views[1], "sku-1");
+        CU_ASSERT_EQUAL(b.ipt_n, 2);
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&b, "off:purchases:0", -1), 17);
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&b, "cool:winback", -1),
+                        T0 - 5 * DAY);
+
+        /* The public hash, as a dashboard sees it. */
+        CLI_EQ(&R, "HGET loy:c:{42} orders", "3");
+        CLI_EQ(&R, "HGET loy:c:{42} first_purchase_ms", "1707048000000");
+        CLI_EQ(&R, "HGET loy:c:{42} off:purchases:0", "17");
+        CLI_EQ(&R, "HGET loy:c:{42} churn_prob", "0.25");
+        CLI_EQ(&R, "HGET loy:c:{42} gross_value", "150.5");
+        CLI_EQ(&R, "HGET loy:c:{42} recent_views", "sku-2,sku-1");
+        /* derived at now_ms = T0: last order 2 days, first 30 days ago */
+        CLI_EQ(&R, "HGET loy:c:{42} recency_days", "2");
+        CLI_EQ(&R, "HGET loy:c:{42} T_days", "30");
+        CLI_EQ(&R, "HGET loy:c:{42} segment_name", "new");
+        CLI_EQ(&R, "HGET loy:c:{42} tier_name", "silver");
+        CLI_EQ(&R, "HGET loy:c:{42} cool:winback", "1709208000000");
+        {
+                char want[16];
+                snprintf(want, sizeof(want), "%d", nf + 2);
+                CLI_EQ(&R, "HLEN loy:c:{42}", want);
+        }
+}
+
+static void test_load_missing(void) {
+        loy_cust_t a, x, y;
+        loy_cust_t *p[3] = {&x, &y, NULL};
+        loy_cust_t z;
+        loy_cust_write_t w;
+        int found[3] = {-1, -1, -1};
+
+        flush();
+        buyer(&a, "7");
+        wr_init(&w, &a);
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        loy_feat_init(&x, "nobody");
+        loy_feat_init(&y, "7");
+        loy_feat_init(&z, "also-nobody");
+        p[2] = &z;
+        CU_ASSERT_EQUAL(loy_store_load(S, p, 3, found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found[0], 0);
+        CU_ASSERT_EQUAL(found[1], 1);
+        CU_ASSERT_EQUAL(found[2], 0);
+        CU_ASSERT_EQUAL(x.orders, 0);
+        CU_ASSERT_EQUAL(x.first_purchase_ms, 0);
+        CU_ASSERT_EQUAL(y.orders, 3);
+        /* found may be NULL; n 0 is a no-op. */
+        CU_ASSERT_EQUAL(loy_store_load(S, p, 3, NULL, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_load(S, p, 0, found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CLI_EQ(&R, "EXISTS loy:c:{nobody}", "0");
+}
+
+/* --------------------------------------------------- aggregates, ranks */
+
+static void test_seg_hist_rank(void) {
+        loy_cust_t c, browser;
+        loy_cust_write_t w;
+        char cmd[256], want[32];
+        const char *sn = loy_segment_name(LOY_SEG_NEW);
+        const char *sl = loy_segment_name(LOY_SEG_LOYAL);
+        int bins1[LOY_DIM__COUNT], bins2[LOY_DIM__COUNT];
+
+        flush();
+        buyer(&c, "42");
+        wr_init(&w, &c);
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sn);
+        CLI_EQ(&R, cmd, "1");
+        CLI_EQ(&R, "HGET loy:seg new", "1");   /* the documented name */
+        CLI_EQ(&R, "HLEN loy:seg", "1");
+        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.25");
+        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "123.5");
+        for (int d = 0; d < LOY_DIM__COUNT; d++) {
+                bins1[d] = loy_rfm_bin(&c, (loy_dim_t)d);
+                if (bins1[d] < 0)
+                        continue;
+                snprintf(cmd, sizeof(cmd), "HGET loy:hist:%s %d",
+                         loy_dim_name((loy_dim_t)d), bins1[d]);
+                CLI_EQ(&R, cmd, "1");
+        }
+        CU_ASSERT_TRUE(bins1[LOY_DIM_RECENCY] >= 0);
+
+        /* Same segment and bins again: nothing moves. */
+        w.old_seg = c.segment;
+        memcpy(w.old_bins, bins1, sizeof(bins1));
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sn);
+        CLI_EQ(&R, cmd, "1");
+
+        /* Buys a week later and becomes loyal: one count moves. */
+        c.last_purchase_ms = T0 + 7 * DAY;
+        c.orders = 4;
+        c.purchase_days = 4;
+        c.gross_value = 400;
+        c.segment = LOY_SEG_LOYAL;
+        c.churn_prob = 0.125;
+        c.clv = 300;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sn);
+        CLI_EQ(&R, cmd, "0");
+        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sl);
+        CLI_EQ(&R, cmd, "1");
+        CLI_EQ(&R, "HGETALL loy:seg", "new\n0\nloyal\n1");
+        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.125");
+        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "300");
+        CLI_EQ(&R, "ZCARD loy:rank:churn", "1");
+        for (int d = 0; d < LOY_DIM__COUNT; d++) {
+                const char *dn = loy_dim_name((loy_dim_t)d);
+                bins2[d] = loy_rfm_bin(&c, (loy_dim_t)d);
+                if (bins2[d] == bins1[d])
+                        continue;
+                if (bins1[d] >= 0) {
+                        snprintf(cmd, sizeof(cmd), "HGET loy:hist:%s %d", dn,
+                                 bins1[d]);
+                        CLI_EQ(&R, cmd, "0");
+                }
+                if (bins2[d] >= 0) {
+                        snprintf(cmd, sizeof(cmd), "HGET loy:hist:%s %d", dn,
+                                 bins2[d]);
+                        CLI_EQ(&R, cmd, "1");
+                }
+        }
+        /* 9 days later is another recency week, so that bin must move. */
+        CU_ASSERT_NOT_EQUAL(bins2[LOY_DIM_RECENCY], bins1[LOY_DIM_RECENCY]);
+
+        /* A browse-only customer counts in its segment, not in the ranks
+         * or histograms. */
+        loy_feat_init(&browser, "b1");
+        browser.views = 3;
+        browser.last_event_ms = T0;
+        browser.segment = LOY_SEG_NONE;
+        wr_init(&w, &browser);
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s",
+                 loy_segment_name(LOY_SEG_NONE));
+        CLI_EQ(&R, cmd, "1");
+        CLI_EQ(&R, "ZSCORE loy:rank:churn b1", "");
+        CLI_EQ(&R, "ZCARD loy:rank:clv", "1");
+        snprintf(cmd, sizeof(cmd), "HLEN loy:hist:%s",
+                 loy_dim_name(LOY_DIM_RECENCY));
+        snprintf(want, sizeof(want), "%d",
+                 bins2[LOY_DIM_RECENCY] == bins1[LOY_DIM_RECENCY] ? 1 : 2);
+        CLI_EQ(&R, cmd, want);
+}
+
+static void test_load_hist(void) {
+        loy_cust_t c[3];
+        loy_cust_write_t w[3];
+        loy_rfm_t *rfm = loy_rfm_create();
+        char cmd[128];
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(rfm);
+        flush();
+        for (int i = 0; i < 3; i++) {
+                char id[8];
+                snprintf(id, sizeof(id), "h%d", i);
+                buyer(&c[i], id);
+                c[i].last_purchase_ms = T0 - i * DAY;
+                wr_init(&w[i], &c[i]);
+        }
+        CU_ASSERT_EQUAL_FATAL(loy_store_write(S, w, 3, T0, &FC, E,
+                                              sizeof(E)), LOY_STORE_OK);
+        /* A count that Redis does not have must not survive the load. */
+        loy_rfm_set(rfm, LOY_DIM_RECENCY, 5, 1000);
+        CU_ASSERT_EQUAL(loy_store_load_hist(S, rfm, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_rfm_total(rfm, LOY_DIM_RECENCY), 3);
+        CU_ASSERT_EQUAL(loy_rfm_total(rfm, LOY_DIM_FREQUENCY), 3);
+        CU_ASSERT_EQUAL(loy_rfm_total(rfm, LOY_DIM_MONETARY), 3);
+
+        /* Counts come from Redis, not from what this process wrote. */
+        snprintf(cmd, sizeof(cmd), "HSET loy:hist:%s 7 40",
+                 loy_dim_name(LOY_DIM_MONETARY));
+        free(tu_redis_cli(&R, cmd));
+        CU_ASSERT_EQUAL(loy_store_load_hist(S, rfm, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_rfm_total(rfm, LOY_DIM_MONETARY), 43);
+
+        /* A bin outside the histogram is an error and changes nothing. */
+        snprintf(cmd, sizeof(cmd), "HSET loy:hist:%s 99999 1",
+                 loy_dim_name(LOY_DIM_FREQUENCY));
+        free(tu_redis_cli(&R, cmd));
+        CU_ASSERT_EQUAL(loy_store_load_hist(S, rfm, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_EQUAL(loy_rfm_total(rfm, LOY_DIM_MONETARY), 43);
+        loy_rfm_destroy(rfm);
+}
+
+/* ------------------------------------------------------------------ KPI */
+
+static void test_kpi(void) {
+        loy_cust_t c;
+        loy_cust_write_t w;
+        loy_kpi_delta_t k1[] = {
+                {T0 + 12 * 3600000LL - 1, "purchases", 1}, /* 23:59:59.999 */
+                {T0, "revenue", 12.5},
+                {T0, "triggers:winback", 1},
+                {T0 + 12 * 3600000LL, "purchases", 1},     /* next day */
+                {-1, "purchases", 1},                      /* 1969-12-31 */
+        };
+        loy_kpi_delta_t k2[] = {
+                {T0, "purchases", 1},
+                {T0, "revenue", 10},   /* integral after a fraction */
+                {T0, "return_value", -2.25},
+        };
+
+        flush();
+        buyer(&c, "k");
+        wr_init(&w, &c);
+        w.kpi = k1;
+        w.nkpi = 5;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        w.kpi = k2;
+        w.nkpi = 3;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "2");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "22.5");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 triggers:winback", "1");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 return_value", "-2.25");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-06 purchases", "1");
+        CLI_EQ(&R, "HGET loy:kpi:1969-12-31 purchases", "1");
+        CLI_EQ(&R, "EXISTS loy:kpi:1969-12-31 loy:kpi:2024-03-05 "
+                   "loy:kpi:2024-03-06", "3");
+        CLI_EQ(&R, "EVAL \"return #redis.call('KEYS', 'loy:kpi:*')\" 0",
+               "3");
+}
+
+/* --------------------------------------------------------------- timers */
+
+static void test_timers(void) {
+        loy_cust_t c[4];
+        loy_cust_write_t w[4];
+        const char *id[4] = {"a", "b", "c", "d"};
+        int64_t due[4] = {T0 + 300, T0 + 100, T0 + 200, T0 + 500};
+        char **ids = NULL;
+        int n = -1;
+
+        flush();
+        for (int i = 0; i < 4; i++) {
+                buyer(&c[i], id[i]);
+                c[i].next_check_ms = due[i];
+                wr_init(&w[i], &c[i]);
+                w[i].partition = 3;
+        }
+        CU_ASSERT_EQUAL_FATAL(loy_store_write(S, w, 4, T0, &FC, E,
+                                              sizeof(E)), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:timers:3 b", "1709640000100");
+
+        CU_ASSERT_EQUAL(loy_store_timers_due(S, 3, T0 + 300, 10, &ids, &n, E,
+                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(n, 3);
+        CU_ASSERT_STRING_EQUAL(ids[0], "b");
+        CU_ASSERT_STRING_EQUAL(ids[1], "c");
+        CU_ASSERT_STRING_EQUAL(ids[2], "a");
+        loy_store_free_ids(ids, n);
+
+        CU_ASSERT_EQUAL(loy_store_timers_due(S, 3, T0 + 1000, 2, &ids, &n, E,
+                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(n, 2);
+        CU_ASSERT_STRING_EQUAL(ids[0], "b");
+        CU_ASSERT_STRING_EQUAL(ids[1], "c");
+        loy_store_free_ids(ids, n);
+
+        CU_ASSERT_EQUAL(loy_store_timers_due(S, 3, T0 + 99, 10, &ids, &n, E,
+                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(n, 0);
+        loy_store_free_ids(ids, n);
+        CU_ASSERT_EQUAL(loy_store_timers_due(S, 4, T0 + 1000, 10, &ids, &n,
+                                             E, sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(n, 0);
+        loy_store_free_ids(ids, n);
+
+        /* Cleared timer: ZREM. */
+        w[1].old_timer_ms = due[1];
+        c[1].next_check_ms = 0;
+        CU_ASSERT_EQUAL_FATAL(write1(&w[1]), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:timers:3 b", "");
+        CLI_EQ(&R, "ZCARD loy:timers:3", "3");
+
+        /* Moved timer. */
+        w[0].old_timer_ms = due[0];
+        c[0].next_check_ms = T0 + 50;
+        CU_ASSERT_EQUAL_FATAL(write1(&w[0]), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:timers:3 a", "1709640000050");
+
+        /* Unchanged timer: not written (the score set behind our back
+         * stays). */
+        free(tu_redis_cli(&R, "ZADD loy:timers:3 7 c"));
+        w[2].old_timer_ms = due[2];
+        CU_ASSERT_EQUAL_FATAL(write1(&w[2]), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:timers:3 c", "7");
+}
+
+/* --------------------------------------------------------------- outbox */
+
+typedef struct seen {
+        int calls;
+        int stop_after;
+        int bin_ok;
+        char ids[2000][16];
+} seen_t;
+
+static int outbox_cb(const char *trigger_id, const void *payload, size_t len,
+                     void *opaque) {
+        seen_t *s = opaque;
+        if (!strcmp(trigger_id, "t-bin"))
+                s->bin_ok = len == 6 && !memcmp(payload, "\0\001ab\0c", 6);
+        if (s->calls < 2000)
+                snprintf(s->ids[s->calls], sizeof(s->ids[0]), "%s",
+                         trigger_id);
+        s->calls++;
+        return s->stop_after && s->calls >= s->stop_after;
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+static void test_outbox(void) {
+        loy_cust_t c;
+        loy_cust_write_t w;
+        loy_outbox_entry_t ob[2] = {
+                {"t-bin", "\0\001ab\0c", 6},
+                {"t-2", "hello", 5},
+        };
+        const char *ack[2] = {"t-bin", "t-2"};
+        seen_t *seen = calloc(1, sizeof(*seen));
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(seen);
+        flush();
+        buyer(&c, "o");
+        wr_init(&w, &c);
+        w.outbox = ob;
+        w.noutbox = 2;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "HSTRLEN loy:outbox t-bin", "6");
+        CLI_EQ(&R, "--no-raw HGET loy:outbox t-bin", "\"\\x00\\x01ab\\x00c\"");
+        CLI_EQ(&R, "HGET loy:outbox t-2", "hello");
+
+        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E,
+                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(seen->calls, 2);
+        CU_ASSERT_TRUE(seen->bin_ok);
+
+        CU_ASSERT_EQUAL(loy_store_outbox_ack(S, ack, 0, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CLI_EQ(&R, "HLEN loy:outbox", "2");
+        CU_ASSERT_EQUAL(loy_store_outbox_ack(S, ack, 2, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CLI_EQ(&R, "HLEN loy:outbox", "0");
+
+        /* Enough entries for several HSCAN pages (hashtable encoding). */
+        free(tu_redis_cli(&R, "EVAL \"for i=1,1200 do redis.call('HSET', "
+                              "KEYS[1], string.format('t%04d', i), 'p') end "
+                              "return 1\" 1 loy:outbox"));
+        CLI_EQ(&R, "HLEN loy:outbox", "1200");
+        memset(seen, 0, sizeof(*seen));
+        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E,
+                                              sizeof(E)), LOY_STORE_OK);
+        /* HSCAN may repeat an entry, never miss one. */
+        CU_ASSERT_TRUE_FATAL(seen->calls >= 1200 && seen->calls <= 2000);
+        qsort(seen->ids, (size_t)seen->calls, sizeof(seen->ids[0]), cmp_str);
+        {
+                int distinct = 0;
+                for (int i = 0; i < seen->calls; i++)
+                        if (i == 0 || strcmp(seen->ids[i], seen->ids[i - 1]))
+                                distinct++;
+                CU_ASSERT_EQUAL(distinct, 1200);
+                CU_ASSERT_STRING_EQUAL(seen->ids[0], "t0001");
+                CU_ASSERT_STRING_EQUAL(seen->ids[seen->calls - 1], "t1200");
+        }
+
+        /* The callback stops the scan. */
+        memset(seen, 0, sizeof(*seen));
+        seen->stop_after = 3;
+        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E,
+                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(seen->calls, 3);
+        free(seen);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static void test_stats(void) {
+        const char *inc[] = {"events_in", "dead_lettered", "batches"};
+        double d1[] = {5, 1, 1};
+        double d2[] = {7, 0, 1};
+        const char *set[] = {"batch_ms_last", "clock_ms", "lag",
+                             "events_per_s"};
+        double v[] = {12.5, 1709640000123.0, 3, 0.1};
+
+        flush();
+        CU_ASSERT_EQUAL(loy_store_stats(S, inc, d1, 3, set, v, 4, E,
+                                        sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_stats(S, inc, d2, 3, NULL, NULL, 0, E,
+                                        sizeof(E)), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:stats events_in", "12");
+        CLI_EQ(&R, "HGET loy:stats dead_lettered", "1");
+        CLI_EQ(&R, "HGET loy:stats batches", "2");
+        CLI_EQ(&R, "HGET loy:stats batch_ms_last", "12.5");
+        CLI_EQ(&R, "HGET loy:stats clock_ms", "1709640000123");
+        CLI_EQ(&R, "HGET loy:stats lag", "3");
+        CLI_EQ(&R, "HGET loy:stats events_per_s", "0.1");
+        CU_ASSERT_EQUAL(loy_store_stats(S, NULL, NULL, 0, NULL, NULL, 0, E,
+                                        sizeof(E)), LOY_STORE_OK);
+        v[0] = NAN;
+        CU_ASSERT_EQUAL(loy_store_stats(S, NULL, NULL, 0, set, v, 1, E,
+                                        sizeof(E)), LOY_STORE_ERR);
+        CLI_EQ(&R, "HGET loy:stats batch_ms_last", "12.5");
+}
+
+/* -------------------------------------------------- namespace, hgetall */
+
+typedef struct kv {
+        char text[8192];
+} kv_t;
+
+static void kv_cb(const char *field, const char *value, void *opaque) {
+        kv_t *kv = opaque;
+        size_t l = strlen(kv->text);
+        snprintf(kv->text + l, sizeof(kv->text) - l, "%s=%s;", field, value);
+}
+
+static void test_namespace(void) {
+        loy_store_t *s2;
+        loy_cust_t c, b;
+        loy_cust_t *pb = &b;
+        loy_cust_write_t w;
+        loy_kpi_delta_t k = {T0, "purchases", 1};
+        loy_outbox_entry_t ob = {"t1", "x", 1};
+        int found = -1;
+        kv_t kv = {""};
+
+        flush();
+        s2 = loy_store_create("127.0.0.1", R.port, "shop2", 1000, E,
+                              sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s2);
+        CU_ASSERT_STRING_EQUAL(loy_store_ns(s2), "shop2");
+        buyer(&c, "7");
+        c.next_check_ms = T0 + 1;
+        wr_init(&w, &c);
+        w.kpi = &k;
+        w.nkpi = 1;
+        w.outbox = &ob;
+        w.noutbox = 1;
+        CU_ASSERT_EQUAL_FATAL(loy_store_write(s2, &w, 1, T0, &FC, E,
+                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_stats(s2, (const char *[]){"events_in"},
+                                        (double[]){1}, 1, NULL, NULL, 0, E,
+                                        sizeof(E)), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET shop2:c:{7} orders", "3");
+        /* Every key this store wrote carries the namespace. */
+        {
+                char *keys = tu_redis_cli(&R, "KEYS '*'");
+                char *save = NULL;
+                int nkeys = 0;
+                CU_ASSERT_PTR_NOT_NULL_FATAL(keys);
+                for (char *t = strtok_r(keys, "\n", &save); t;
+                     t = strtok_r(NULL, "\n", &save)) {
+                        CU_ASSERT_EQUAL(strncmp(t, "shop2:", 6), 0);
+                        nkeys++;
+                }
+                /* c, seg, hist (>= 3 dims), 2 ranks, kpi, timers, outbox,
+                 * stats */
+                CU_ASSERT_TRUE(nkeys >= 11);
+                free(keys);
+        }
+        CLI_EQ(&R, "EXISTS loy:c:{7}", "0");
+        CLI_EQ(&R, "HGET shop2:kpi:2024-03-05 purchases", "1");
+        CLI_EQ(&R, "ZSCORE shop2:timers:0 7", "1709640000001");
+        CLI_EQ(&R, "HGET shop2:outbox t1", "x");
+        CLI_EQ(&R, "HGET shop2:stats events_in", "1");
+
+        /* The default-namespace store does not see it. */
+        loy_feat_init(&b, "7");
+        CU_ASSERT_EQUAL(loy_store_load(S, &pb, 1, &found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 0);
+        CU_ASSERT_EQUAL(loy_store_load(s2, &pb, 1, &found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 1);
+
+        CU_ASSERT_EQUAL(loy_store_hgetall(s2, "shop2:outbox", kv_cb, &kv, E,
+                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_STRING_EQUAL(kv.text, "t1=x;");
+        kv.text[0] = '\0';
+        CU_ASSERT_EQUAL(loy_store_hgetall(s2, "shop2:stats", kv_cb, &kv, E,
+                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_STRING_EQUAL(kv.text, "events_in=1;");
+        kv.text[0] = '\0';
+        CU_ASSERT_EQUAL(loy_store_hgetall(s2, "nothing-here", kv_cb, &kv, E,
+                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_STRING_EQUAL(kv.text, "");
+        loy_store_destroy(s2);
+}
+
+/* --------------------------------------------------------------- errors */
+
+static void test_errors(void) {
+        loy_cust_t c[2];
+        loy_cust_write_t w[2];
+        char cmd[128];
+        kv_t kv = {""};
+
+        flush();
+        buyer(&c[0], "good");
+        buyer(&c[1], "bad");
+        wr_init(&w[0], &c[0]);
+        wr_init(&w[1], &c[1]);
+
+        /* NaN would poison the ranks: the whole batch is refused before
+         * anything is sent, and the connection stays usable. */
+        c[1].clv = NAN;
+        CU_ASSERT_EQUAL(loy_store_write(S, w, 2, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_TRUE(strstr(E, "bad") != NULL);
+        CU_ASSERT_TRUE(loy_store_is_connected(S));
+        CLI_EQ(&R, "EXISTS loy:c:{good}", "0");
+        c[1].clv = 10;
+
+        c[1].segment = 99;
+        CU_ASSERT_EQUAL(loy_store_write(S, w, 2, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        c[1].segment = LOY_SEG_NEW;
+
+        /* A command failing inside EXEC names the customer; the other
+         * customer's transaction is applied and replies stay in step. */
+        free(tu_redis_cli(&R, "SET loy:rank:clv oops"));
+        c[0].first_purchase_ms = 0;   /* "good" does not touch the ranks */
+        E[0] = '\0';
+        CU_ASSERT_EQUAL(loy_store_write(S, w, 2, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_TRUE(strstr(E, "customer bad") != NULL);
+        CU_ASSERT_TRUE(strstr(E, "WRONGTYPE") != NULL);
+        CU_ASSERT_TRUE(loy_store_is_connected(S));
+        CLI_EQ(&R, "HGET loy:c:{good} orders", "3");
+        CU_ASSERT_EQUAL(loy_store_hgetall(S, "loy:c:{good}", kv_cb, &kv, E,
+                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_TRUE(strstr(kv.text, "orders=3;") != NULL);
+
+        /* A field Redis holds that the table cannot parse. */
+        free(tu_redis_cli(&R, "DEL loy:rank:clv"));
+        snprintf(cmd, sizeof(cmd), "HSET loy:c:{good} orders lots");
+        free(tu_redis_cli(&R, cmd));
+        {
+                loy_cust_t x;
+                loy_cust_t *px = &x;
+                int found = -1;
+                loy_feat_init(&x, "good");
+                CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E,
+                                               sizeof(E)), LOY_STORE_ERR);
+                CU_ASSERT_TRUE(strstr(E, "orders") != NULL);
+        }
+        /* Replies are still in step afterwards. */
+        CU_ASSERT_EQUAL(write1(&w[1]), LOY_STORE_OK);
+}
+
+/* ------------------------------------------------------ connection loss */
+
+#define LOSS_N 5000
+
+static void test_connection_loss(void) {
+        static loy_cust_write_t wl[LOSS_N];
+        tu_redis_t a;
+        loy_store_t *s;
+        loy_cust_t c1, c2, b;
+        loy_cust_t *pb = &b;
+        loy_cust_write_t w1, w2;
+        loy_outbox_entry_t ob = {"t-1", "payload", 7};
+        int found = -1;
+
+        CU_ASSERT_EQUAL_FATAL(tu_redis_start(&a, 1), 0);
+        s = loy_store_create("127.0.0.1", a.port, NULL, 1000, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        buyer(&c1, "1");
+        c1.next_check_ms = T0 + DAY;
+        wr_init(&w1, &c1);
+        w1.outbox = &ob;
+        w1.noutbox = 1;
+        CU_ASSERT_EQUAL_FATAL(loy_store_write(s, &w1, 1, T0, &FC, E,
+                                              sizeof(E)), LOY_STORE_OK);
+
+        tu_redis_kill(&a, SIGKILL);
+        /* Writing to the dead server must not raise SIGPIPE (this test
+         * program does not ignore it): a batch of several MiB takes more
+         * than one write(2), and the ones after the peer's RST fail with
+         * EPIPE. */
+        buyer(&c2, "2");
+        wr_init(&w2, &c2);
+        for (int i = 0; i < LOSS_N; i++)
+                wl[i] = w2;
+        CU_ASSERT_EQUAL(loy_store_write(s, wl, LOSS_N, T0, &FC, E,
+                                        sizeof(E)), LOY_STORE_ERR_IO);
+        CU_ASSERT_FALSE(loy_store_is_connected(s));
+        CU_ASSERT_EQUAL(loy_store_write(s, &w2, 1, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR_IO);
+        CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)), LOY_STORE_ERR_IO);
+
+        CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&a), 0);
+        CU_ASSERT_EQUAL_FATAL(loy_store_connect(s, E, sizeof(E)),
+                              LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_write(s, &w2, 1, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CLI_EQ(&a, "HGET loy:c:{1} orders", "3");
+        CLI_EQ(&a, "HGET loy:c:{2} orders", "3");
+        CLI_EQ(&a, "ZSCORE loy:timers:0 1", "1709726400000");
+        CLI_EQ(&a, "HGET loy:outbox t-1", "payload");
+        loy_feat_init(&b, "1");
+        CU_ASSERT_EQUAL(loy_store_load(s, &pb, 1, &found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 1);
+        CU_ASSERT_EQUAL(b.next_check_ms, T0 + DAY);
+
+        /* A stale context (server restarted behind a connected store) is
+         * replaced by loy_store_connect. */
+        tu_redis_kill(&a, SIGKILL);
+        CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&a), 0);
+        CU_ASSERT_TRUE(loy_store_is_connected(s));
+        CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_load(s, &pb, 1, &found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 1);
+        loy_store_destroy(s);
+        tu_redis_stop(&a);
+}
+
+/* ------------------------------------------------ write in two halves */
+
+static void test_write_split(void) {
+        tu_redis_t a;
+        loy_store_t *s;
+        loy_cust_t c[2], x;
+        loy_cust_t *px = &x;
+        loy_cust_write_t w[2];
+        char **ids = NULL;
+        int n = -1, found = -1;
+
+        flush();
+        buyer(&c[0], "s0");
+        buyer(&c[1], "s1");
+        wr_init(&w[0], &c[0]);
+        wr_init(&w[1], &c[1]);
+        CU_ASSERT_EQUAL(loy_store_write_recv(S, E, sizeof(E)), LOY_STORE_ERR);
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_send(S, w, 2, T0, &FC, E,
+                                                   sizeof(E)), LOY_STORE_OK);
+        /* Sent, not waited for: Redis has it before _recv is called. */
+        for (int i = 0; i < 100; i++) {
+                char *o = tu_redis_cli(&R, "EXISTS loy:c:{s1}");
+                int ok = o && !strcmp(o, "1");
+                free(o);
+                if (ok)
+                        break;
+        }
+        CLI_EQ(&R, "HGET loy:c:{s1} orders", "3");
+        /* Nothing else may go on the connection before the replies. */
+        loy_feat_init(&x, "s0");
+        CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_TRUE(strstr(E, "in flight") != NULL);
+        CU_ASSERT_EQUAL(loy_store_timers_due(S, 0, T0, 5, &ids, &n, E,
+                                             sizeof(E)), LOY_STORE_ERR);
+        CU_ASSERT_EQUAL(loy_store_write_send(S, w, 2, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_EQUAL(loy_store_connect(S, E, sizeof(E)), LOY_STORE_ERR);
+        CU_ASSERT_EQUAL(loy_store_write_recv(S, E, sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_write_recv(S, E, sizeof(E)), LOY_STORE_ERR);
+        CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 1);
+        CU_ASSERT_EQUAL(x.orders, 3);
+
+        /* The server dies with a batch in flight: _recv reports it. The
+         * server is stopped first so it cannot answer before it dies. */
+        CU_ASSERT_EQUAL_FATAL(tu_redis_start(&a, 0), 0);
+        s = loy_store_create("127.0.0.1", a.port, NULL, 1000, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        kill(a.pid, SIGSTOP);
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_send(s, w, 2, T0, &FC, E,
+                                                   sizeof(E)), LOY_STORE_OK);
+        tu_redis_kill(&a, SIGKILL);
+        CU_ASSERT_EQUAL(loy_store_write_recv(s, E, sizeof(E)),
+                        LOY_STORE_ERR_IO);
+        CU_ASSERT_FALSE(loy_store_is_connected(s));
+        CU_ASSERT_EQUAL(loy_store_write_recv(s, E, sizeof(E)),
+                        LOY_STORE_ERR_IO);
+        loy_store_destroy(s);
+        tu_redis_stop(&a);
+}
+
+/* ------------------------------------------------------- big pipeline */
+
+#define BIG 10000
+
+static void test_big_pipeline(void) {
+        loy_cust_t *c = calloc(BIG, sizeof(*c));
+        loy_cust_t **p = calloc(BIG, sizeof(*p));
+        loy_cust_write_t *w = calloc(BIG, sizeof(*w));
+        loy_kpi_delta_t k = {T0, "purchases", 1};
+        int *found = calloc(BIG, sizeof(*found));
+        int nfound = 0, ok = 1;
+        char want[32], cmd[64];
+
+        CU_ASSERT_TRUE_FATAL(c && p && w && found);
+        flush();
+        for (int i = 0; i < BIG; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "c%d", i);
+                buyer(&c[i], id);
+                c[i].orders = i;
+                c[i].churn_prob = (double)i / BIG;
+                c[i].next_check_ms = T0 + i;
+                wr_init(&w[i], &c[i]);
+                w[i].kpi = &k;
+                w[i].nkpi = 1;
+        }
+        CU_ASSERT_EQUAL_FATAL(loy_store_write(S, w, BIG, T0, &FC, E,
+                                              sizeof(E)), LOY_STORE_OK);
+        snprintf(want, sizeof(want), "%d", BIG);
+        CLI_EQ(&R, "ZCARD loy:rank:churn", want);
+        CLI_EQ(&R, "ZCARD loy:timers:0", want);
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", want);
+        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s",
+                 loy_segment_name(LOY_SEG_NEW));
+        CLI_EQ(&R, cmd, want);
+        CLI_EQ(&R, "HGET loy:c:{c9999} orders", "9999");
+        CLI_EQ(&R, "ZREVRANGE loy:rank:churn 0 0", "c9999");
+
+        for (int i = 0; i < BIG; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "c%d", i);
+                loy_feat_init(&c[i], id);
+                p[i] = &c[i];
+        }
+        CU_ASSERT_EQUAL(loy_store_load(S, p, BIG, found, E, sizeof(E)),
+                        LOY_STORE_OK);
+        for (int i = 0; i < BIG; i++) {
+                nfound += found[i];
+                ok &= c[i].orders == i;
+        }
+        CU_ASSERT_EQUAL(nfound, BIG);
+        CU_ASSERT_TRUE(ok);
+        free(c);
+        free(p);
+        free(w);
+        free(found);
+}
+
+int main(void) {
+        CU_pSuite su;
+        if (CU_initialize_registry() != CUE_SUCCESS)
+                return CU_get_error();
+        su = CU_add_suite("store", suite_init, suite_clean);
+        if (!su)
+                return CU_get_error();
+        CU_add_test(su, "create arguments", test_create_args);
+        CU_add_test(su, "server down", test_server_down);
+        CU_add_test(su, "round trip", test_round_trip);
+        CU_add_test(su, "load missing", test_load_missing);
+        CU_add_test(su, "segments, histograms, ranks", test_seg_hist_rank);
+        CU_add_test(su, "load histograms", test_load_hist);
+        CU_add_test(su, "KPI", test_kpi);
+        CU_add_test(su, "timers", test_timers);
+        CU_add_test(su, "outbox", test_outbox);
+        CU_add_test(su, "stats", test_stats);
+        CU_add_test(su, "namespace and hgetall", test_namespace);
+        CU_add_test(su, "errors", test_errors);
+        CU_add_test(su, "connection loss", test_connection_loss);
+        CU_add_test(su, "write in two halves", test_write_split);
+        CU_add_test(su, "10,000 customers in one write", test_big_pipeline);
+        return tu_cunit_run();
+}

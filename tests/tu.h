@@ -1,0 +1,108 @@
+/*
+ * Test utilities: a throw-away redis-server on a free loopback port, and
+ * librdkafka's mock Kafka cluster. Real servers, real protocols.
+ */
+#ifndef LOY_TU_H
+#define LOY_TU_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct tu_redis {
+        pid_t pid;
+        int port;
+        char dir[256];     /* temp dir holding its data files */
+        int aof;           /* appendonly with fsync always */
+} tu_redis_t;
+
+/* Starts redis-server (aof: durable AOF so kill -9 loses nothing) and waits
+ * until it answers PING. 0 or -1. */
+int tu_redis_start(tu_redis_t *r, int aof);
+/* Sends sig (SIGKILL to simulate a crash, SIGTERM to stop) and reaps it. */
+void tu_redis_kill(tu_redis_t *r, int sig);
+/* Starts it again on the same port and directory. */
+int tu_redis_restart(tu_redis_t *r);
+/* Stops it and removes its directory. */
+void tu_redis_stop(tu_redis_t *r);
+
+/* Runs a redis-cli command line against r and returns its trimmed stdout
+ * (malloc'ed; caller frees), e.g. tu_redis_cli(r, "HGET loy:c:{1} orders"). */
+char *tu_redis_cli(const tu_redis_t *r, const char *args);
+
+/* Mock Kafka cluster (rdkafka_mock.h) hosted by a private producer handle.
+ * Topics are created with the given partitions. librdkafka logs of warning
+ * level or worse go to stderr (TU_KAFKA_LOG_LEVEL=7 in the environment
+ * shows everything). Trap: the mock cluster keeps only ~5 MiB per partition
+ * and silently drops older data, so consume large volumes while producing.
+ * Not thread-safe: use one tu_kafka_t from one thread. */
+typedef struct tu_kafka tu_kafka_t;
+/* brokers: broker count (ids 1..brokers). NULL on error (printed). */
+tu_kafka_t *tu_kafka_start(int brokers);
+const char *tu_kafka_bootstraps(const tu_kafka_t *k);
+int tu_kafka_topic(tu_kafka_t *k, const char *topic, int partitions);
+/* Produces one message (key may be NULL) and waits for delivery. 0 or -1.
+ * partition -1 lets the partitioner pick from the key. */
+int tu_kafka_produce(tu_kafka_t *k, const char *topic, int32_t partition,
+                     const char *key, const void *val, size_t len);
+/* Consumes every message of topic from the beginning until every partition
+ * has reached its end and no message arrived for idle_ms. Calls cb for each
+ * (key is NUL-terminated or NULL; key, val and headers are only valid during
+ * the call); returns the count or -1. Headers are passed as
+ * "name=value;name=value" text ("" when there are none). A fresh group id
+ * and a direct assignment of all partitions: no group join, no commit.
+ * A partition that never reports its end (leader down) stops the wait
+ * 10 s after the last message. */
+typedef void (tu_msg_cb_t)(const char *key, const void *val, size_t len,
+                           const char *headers, int32_t partition,
+                           int64_t offset, void *opaque);
+int tu_kafka_consume_all(tu_kafka_t *k, const char *topic, int idle_ms,
+                         tu_msg_cb_t *cb, void *opaque);
+/* Flushes and stops the producer, then the mock cluster; NULL ok. */
+void tu_kafka_stop(tu_kafka_t *k);
+
+/* Like tu_kafka_produce, with one header hname=hval (hname NULL: none). */
+int tu_kafka_produce_hdr(tu_kafka_t *k, const char *topic, int32_t partition,
+                         const char *key, const void *val, size_t len,
+                         const char *hname, const char *hval);
+/* Produce-many: enqueues one message without waiting (val is copied) ...
+ * 0 or -1 (queue still full after ~10 s of retrying) ... */
+int tu_kafka_produce_async(tu_kafka_t *k, const char *topic,
+                           int32_t partition, const char *key,
+                           const void *val, size_t len);
+/* ... then waits for every enqueued message's delivery report. 0 when all
+ * were delivered; -1 when any failed since the last flush or timeout_ms
+ * passed first. */
+int tu_kafka_flush(tu_kafka_t *k, int timeout_ms);
+
+/* Consumes topic in consumer group `group` (subscribe, so it pays the mock
+ * cluster's ~3 s group join), from the group's committed offsets (earliest
+ * when none), until every assigned partition has reached its end and no
+ * message arrived for idle_ms; then commits the positions synchronously and
+ * leaves the group. Returns the count or -1 (no assignment within 30 s,
+ * commit failed). Members use session.timeout.ms=3000 because the mock
+ * coordinator holds the next join after a group's last member left for
+ * session.timeout.ms - 1 s: a second call on the same group takes ~2 s. */
+int tu_kafka_consume_group(tu_kafka_t *k, const char *topic,
+                           const char *group, int idle_ms, tu_msg_cb_t *cb,
+                           void *opaque);
+/* Committed offset of group on topic/partition (the next offset to read),
+ * -1001 (RD_KAFKA_OFFSET_INVALID) when none, -1 on error. */
+int64_t tu_kafka_committed(tu_kafka_t *k, const char *group,
+                           const char *topic, int32_t partition);
+
+/* The mock cluster, for fault injection with rdkafka_mock.h
+ * (rd_kafka_mock_broker_set_down, rd_kafka_mock_push_request_errors ...).
+ * Owned by k. */
+struct rd_kafka_mock_cluster_s *tu_kafka_mock(tu_kafka_t *k);
+
+/* Path of a file under the source tree (LOY_SOURCE_DIR) or the build tree
+ * (LOY_BUILD_DIR); static buffer. */
+const char *tu_src_path(const char *rel);
+const char *tu_build_path(const char *rel);
+
+/* Runs the CUnit suites registered by the caller, prints the summary and
+ * returns the process exit code (0 when nothing failed). */
+int tu_cunit_run(void);
+
+#endif

@@ -1,0 +1,165 @@
+/* Throw-away redis-server for tests (see tu.h). */
+#include "tu.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+
+static int free_port(void) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a;
+        socklen_t len = sizeof(a);
+        int port = -1;
+        if (fd < 0)
+                return -1;
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+                port = ntohs(a.sin_port);
+        close(fd);
+        return port;
+}
+
+static void sleep_ms(int ms) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+}
+
+static int spawn(tu_redis_t *r) {
+        char port[16];
+        pid_t pid;
+        snprintf(port, sizeof(port), "%d", r->port);
+        pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                int devnull = open("/dev/null", 1);
+                if (devnull >= 0) {
+                        dup2(devnull, 1);
+                        dup2(devnull, 2);
+                }
+                execlp("redis-server", "redis-server", "--port", port,
+                       "--bind", "127.0.0.1", "--dir", r->dir,
+                       "--save", "", "--appendonly", r->aof ? "yes" : "no",
+                       "--appendfsync", "always", "--daemonize", "no",
+                       (char *)NULL);
+                _exit(127);
+        }
+        r->pid = pid;
+        for (int i = 0; i < 200; i++) {
+                char *pong = tu_redis_cli(r, "PING");
+                int ok = pong && !strcmp(pong, "PONG");
+                free(pong);
+                if (ok)
+                        return 0;
+                sleep_ms(25);
+        }
+        return -1;
+}
+
+int tu_redis_start(tu_redis_t *r, int aof) {
+        memset(r, 0, sizeof(*r));
+        snprintf(r->dir, sizeof(r->dir), "/tmp/loy-tu-redis-XXXXXX");
+        if (!mkdtemp(r->dir))
+                return -1;
+        r->aof = aof;
+        r->port = free_port();
+        if (r->port < 0)
+                return -1;
+        return spawn(r);
+}
+
+void tu_redis_kill(tu_redis_t *r, int sig) {
+        if (r->pid <= 0)
+                return;
+        kill(r->pid, sig);
+        waitpid(r->pid, NULL, 0);
+        r->pid = 0;
+}
+
+int tu_redis_restart(tu_redis_t *r) {
+        return spawn(r);
+}
+
+void tu_redis_stop(tu_redis_t *r) {
+        char cmd[300];
+        tu_redis_kill(r, SIGTERM);
+        if (r->dir[0]) {
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "tu: could not remove %s\n", r->dir);
+                r->dir[0] = '\0';
+        }
+}
+
+char *tu_redis_cli(const tu_redis_t *r, const char *args) {
+        char cmd[4096];
+        char *out = NULL;
+        size_t len = 0, cap = 0;
+        char buf[4096];
+        size_t n;
+        FILE *p;
+        snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s 2>/dev/null", r->port,
+                 args);
+        p = popen(cmd, "r");
+        if (!p)
+                return NULL;
+        while ((n = fread(buf, 1, sizeof(buf), p)) > 0) {
+                if (len + n + 1 > cap) {
+                        char *nb;
+                        cap = (len + n + 1) * 2;
+                        nb = realloc(out, cap);
+                        if (!nb) {
+                                free(out);
+                                pclose(p);
+                                return NULL;
+                        }
+                        out = nb;
+                }
+                memcpy(out + len, buf, n);
+                len += n;
+        }
+        pclose(p);
+        if (!out)
+                return strdup("");
+        while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r'))
+                len--;
+        out[len] = '\0';
+        return out;
+}
+
+const char *tu_src_path(const char *rel) {
+        static char buf[1024];
+        const char *d = getenv("LOY_SOURCE_DIR");
+        snprintf(buf, sizeof(buf), "%s/%s", d ? d : LOY_SOURCE_DIR, rel);
+        return buf;
+}
+
+const char *tu_build_path(const char *rel) {
+        static char buf[1024];
+        const char *d = getenv("LOY_BUILD_DIR");
+        snprintf(buf, sizeof(buf), "%s/%s", d ? d : ".", rel);
+        return buf;
+}
+
+int tu_cunit_run(void) {
+        unsigned failed;
+        CU_basic_set_mode(CU_BRM_VERBOSE);
+        CU_basic_run_tests();
+        failed = CU_get_number_of_failures() +
+                 CU_get_number_of_tests_failed();
+        CU_cleanup_registry();
+        return failed ? 1 : CU_get_error();
+}
