@@ -423,6 +423,26 @@ int ctl_demo_main(int argc, char **argv) {
                         produced < 0 ? err : "undelivered messages");
                 goto out;
         }
+        /* bad input, on purpose, to show the dead-letter path */
+        {
+                static const char *const bad[] = {
+                    "this is not an event",
+                    "{\"event_id\":\"demo-bad-1\",\"ts\":1323419400000,"
+                    "\"order_id\":\"x\",\"lines\":[{\"sku\":\"A\","
+                    "\"quantity\":1,\"unit_price\":1}]}",
+                    "{\"event_id\":\"demo-bad-2\",\"customer_id\":"
+                    "\"12346\",\"ts\":1323419400000,\"order_id\":"
+                    "\"x\",\"lines\":[{\"sku\":\"A\",\"quantity\":1,"
+                    "\"unit_price\":-11062.06}]}"};
+                for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                        if (loy_kafka_produce(producer, "purchases", "demo", 4,
+                                              bad[i], strlen(bad[i]), NULL,
+                                              err, sizeof(err)) == 0)
+                                produced++;
+                rd_kafka_flush(producer, 10000);
+                printf("  (and 3 malformed messages, sent on purpose to show "
+                       "the dead-letter path)\n");
+        }
         replay_s = (double)(ctl_wall_ms() - t0) / 1e3;
         printf("\nreplayed %" PRId64 " events in %.1f s; waiting for "
                "loyaltyd to catch up ...\n", produced, replay_s);

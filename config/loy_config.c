@@ -193,7 +193,11 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
         case CT_DBL:
                 errno = 0;
                 d = strtod(value, &end);
-                if (end == value || *trim(end) || errno || !isfinite(d))
+                /* trailing blanks are fine, but value is the caller's
+                 * (maybe read-only) string: skip them, never cut them */
+                while (isspace((unsigned char)*end))
+                        end++;
+                if (end == value || *end || errno || !isfinite(d))
                         return fail(errstr, errstr_size, file, line, key,
                                     "'%s' is not a number", value);
                 if (k->type == CT_INT && d != floor(d))
@@ -201,7 +205,8 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
                                     "'%s' is not a whole number", value);
                 if (d < k->min || d > k->max)
                         return fail(errstr, errstr_size, file, line, key,
-                                    "%s is out of range [%g, %g]", value,
+                                    "%s is out of range [%.15g, %.15g]",
+                                    value,
                                     k->min, k->max);
                 if (k->type == CT_INT)
                         *(int *)p = (int)d;
@@ -387,13 +392,12 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
         FILE *fp = fopen(path, "r");
         char linebuf[2048];
         char section[64] = "";
-        char model_before[sizeof(conf->model_path)];
+        int model_set = 0;
         int lineno = 0;
 
         if (!fp)
                 return fail(errstr, errstr_size, path, 0, "file", "%s",
                             strerror(errno));
-        memcpy(model_before, conf->model_path, sizeof(model_before));
         while (fgets(linebuf, sizeof(linebuf), fp)) {
                 char *line, *eq, *key, *value, *hash;
                 lineno++;
@@ -426,6 +430,15 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                                             name, "unknown section");
                         }
                         snprintf(section, sizeof(section), "%s", name);
+                        /* an empty [rule x] must not vanish silently: make
+                         * it now, so a bad name or a missing 'when' is
+                         * reported */
+                        if (!strncmp(section, "rule ", 5) &&
+                            !rule_get(conf, section + 5, path, lineno,
+                                      errstr, errstr_size)) {
+                                fclose(fp);
+                                return -1;
+                        }
                         continue;
                 }
                 eq = strchr(line, '=');
@@ -437,6 +450,11 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                 *eq = '\0';
                 key = trim(line);
                 value = trim(eq + 1);
+                if (!*key) {
+                        fclose(fp);
+                        return fail(errstr, errstr_size, path, lineno, "=",
+                                    "expected key = value");
+                }
                 if (!section[0]) {
                         fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, key,
@@ -447,10 +465,12 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                         fclose(fp);
                         return -1;
                 }
+                if (!strcmp(section, "scoring") && !strcmp(key, "model"))
+                        model_set = 1;
         }
         fclose(fp);
-        if (strcmp(model_before, conf->model_path) &&
-            resolve_model(conf, path, errstr, errstr_size) == -1)
+        /* only a path this file gave is relative to this file */
+        if (model_set && resolve_model(conf, path, errstr, errstr_size) == -1)
                 return -1;
         return check(conf, path, errstr, errstr_size);
 }
@@ -478,6 +498,9 @@ int loy_config_set(loy_config_t *conf, const char *origin,
                         return fail(errstr, errstr_size, origin, 0,
                                     dotted_key, "unknown section");
         }
+        if (!dot[1])
+                return fail(errstr, errstr_size, origin, 0, dotted_key,
+                            "expected section.key");
         if (set_key(conf, section, dot + 1, value, origin, 0, errstr,
                     errstr_size) == -1)
                 return -1;
@@ -498,7 +521,9 @@ void loy_config_print_reference(FILE *fp) {
         }
         fprintf(fp, "\n[kafka]\n# any librdkafka property, passed through, "
                     "e.g.\n# bootstrap.servers = localhost:9092\n");
-        fprintf(fp, "\n[rule <name>]   # one section per reward rule\n");
+        /* commented out too: "<name>" is no valid name, and an empty rule
+         * section is an error */
+        fprintf(fp, "\n# [rule <name>]   # one section per reward rule\n");
         for (size_t i = 0; i < NKEYS(rule_keys); i++)
                 fprintf(fp, "# %s\n# %s = %s\n", rule_keys[i].doc,
                         rule_keys[i].name, rule_keys[i].def);

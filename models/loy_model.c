@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_integration.h>
@@ -17,7 +18,7 @@
 
 enum {
         K_VERSION, K_VARIANT, K_TIME_UNIT, K_R, K_ALPHA, K_A, K_B,
-        K_GG_P, K_GG_Q, K_GG_GAMMA, K_INFO, K__COUNT
+        K_GG_P, K_GG_Q, K_GG_GAMMA, K_DISCOUNT, K_INFO, K__COUNT
 };
 
 static const struct {
@@ -29,10 +30,20 @@ static const struct {
         {"alpha", K_ALPHA},       {"a", K_A},
         {"b", K_B},               {"gg_p", K_GG_P},
         {"gg_q", K_GG_Q},         {"gg_gamma", K_GG_GAMMA},
+        {"discount_monthly", K_DISCOUNT},
         /* written by the fitter for people; accepted and ignored */
         {"log_likelihood", K_INFO}, {"fitted_at", K_INFO},
         {"customers", K_INFO},    {"calibration_end", K_INFO},
-        {"note", K_INFO},
+        {"note", K_INFO},         {"format", K_INFO},
+        {"source", K_INFO},       {"source_format", K_INFO},
+        {"same_day_merge", K_INFO}, {"unique_summaries", K_INFO},
+        {"repeat_customers", K_INFO}, {"repeat_purchases", K_INFO},
+        {"first_purchase", K_INFO}, {"converged", K_INFO},
+        {"ridge", K_INFO},        {"penalised", K_INFO},
+        {"ml_log_likelihood", K_INFO}, {"ml_stopped_at", K_INFO},
+        {"gg_log_likelihood", K_INFO}, {"gg_customers", K_INFO},
+        {"refunds", K_INFO},      {"fit_seconds", K_INFO},
+        {"iterations", K_INFO},   {"prior", K_INFO},
 };
 
 static char *trim(char *s) {
@@ -135,6 +146,7 @@ static int load_line(loy_model_t *m, int *seen, const char *path, int lineno,
         case K_B: dst = &m->b; break;
         case K_GG_P: dst = &m->gg_p; break;
         case K_GG_Q: dst = &m->gg_q; break;
+        case K_DISCOUNT: dst = &m->discount_monthly; break;
         default: dst = &m->gg_gamma; break;
         }
         if (parse_number(val, dst) == -1) {
@@ -251,6 +263,12 @@ int loy_model_validate(const loy_model_t *m, char *errstr, size_t errstr_size) {
                                  "%s: must be finite and > 0", p[i].name);
                         return -1;
                 }
+        if (!isfinite(m->discount_monthly) || m->discount_monthly < 0 ||
+            m->discount_monthly > 1) {
+                snprintf(errstr, errstr_size,
+                         "discount_monthly: must be in [0, 1]");
+                return -1;
+        }
         /* The Gamma-Gamma mean spend gamma*p/(q-1) only exists for q > 1. */
         if (m->has_gg && m->gg_q <= 1) {
                 snprintf(errstr, errstr_size,
@@ -494,14 +512,14 @@ static double alive_quad(double n, double a, double beta, double s) {
         return ok ? res : 0;
 }
 
-double loy_model_expected_purchases(const loy_model_t *m,
-                                    const loy_model_input_t *in,
-                                    double horizon) {
-        double x, tx, T, n, beta, z, s, e;
+/* Expected purchases in the next horizon units given alive, for the
+ * sanitised summary (x, T). */
+static double alive_expected(const loy_model_t *m, double x, double T,
+                             double horizon) {
+        double n, beta, z, s, e;
 
         if (!(horizon > 0) || !isfinite(horizon))
                 return 0;
-        sanitize(in, &x, &tx, &T);
         n = m->r + x;
         /* posterior of p given alive: BG flips a coin after each of the x
          * repeats, MBG also after the first purchase */
@@ -514,8 +532,78 @@ double loy_model_expected_purchases(const loy_model_t *m,
                 e = alive_quad(n, m->a, beta, s);
         else
                 e = alive_series(n, m->a, beta, z);
-        e *= loy_model_p_alive(m, in);
         return isfinite(e) && e > 0 ? e : 0;
+}
+
+double loy_model_expected_purchases(const loy_model_t *m,
+                                    const loy_model_input_t *in,
+                                    double horizon) {
+        double x, tx, T, e;
+
+        if (!(horizon > 0) || !isfinite(horizon))
+                return 0;
+        sanitize(in, &x, &tx, &T);
+        e = alive_expected(m, x, T, horizon) * loy_model_p_alive(m, in);
+        return isfinite(e) && e > 0 ? e : 0;
+}
+
+#define DAYS_PER_MONTH (365.25 / 12)
+
+/* Discounted expected purchases given alive over h units: month k's
+ * purchases E(t_k) - E(t_{k-1}) weigh (1 + d)^-k. E is monotone in t
+ * (see alive_series), so no month contributes a negative amount. */
+static double alive_discounted(const loy_model_t *m, double x, double T,
+                               double h) {
+        double d = m->discount_monthly, month = DAYS_PER_MONTH / m->unit_days;
+        double prev = 0, sum = 0, f = 1, k_max;
+
+        if (!(d > 0))
+                return alive_expected(m, x, T, h);
+        if (!(h > 0) || !isfinite(h))
+                return 0;
+        /* a 100-year horizon is 1,200 months: beyond that the weight
+         * (1 + d)^-k is negligible for any useful d and time is bounded */
+        k_max = fmin(ceil(h / month), 1200);
+        for (double k = 1; k <= k_max; k++) {
+                double t = k == k_max ? fmin(h, k * month) : k * month;
+                double e = alive_expected(m, x, T, t);
+                f /= 1 + d;
+                if (e > prev) {
+                        sum += (e - prev) * f;
+                        prev = e;
+                }
+        }
+        return sum;
+}
+
+double loy_model_discounted_purchases(const loy_model_t *m,
+                                      const loy_model_input_t *in,
+                                      double horizon_days) {
+        double x, tx, T, e;
+
+        if (!(horizon_days > 0) || !isfinite(horizon_days))
+                return 0;
+        sanitize(in, &x, &tx, &T);
+        e = alive_discounted(m, x, T, horizon_days / m->unit_days) *
+            loy_model_p_alive(m, in);
+        return isfinite(e) && e > 0 ? e : 0;
+}
+
+double loy_model_net_mean_value(double gross_value, double first_day_value,
+                                double return_value, double x) {
+        double rep, keep;
+
+        if (!(x > 0) || !(gross_value > 0) || !isfinite(gross_value))
+                return 0;
+        rep = gross_value - (isfinite(first_day_value) ? first_day_value : 0);
+        if (!(rep > 0))
+                return 0;
+        keep = isfinite(return_value) && return_value > 0
+                       ? 1 - return_value / gross_value
+                       : 1;
+        if (!(keep > 0))
+                return 0;
+        return rep * keep / x;
 }
 
 static double expected_value(const loy_model_t *m,
@@ -541,10 +629,107 @@ void loy_model_score(const loy_model_t *m, const loy_model_input_t *in,
                      double horizon_days, double margin,
                      loy_model_scores_t *out) {
         double h = horizon_days / m->unit_days;
+        double x, tx, T, pa, e, disc;
 
-        out->p_alive = loy_model_p_alive(m, in);
-        out->churn_prob = 1 - out->p_alive;
-        out->exp_purchases = loy_model_expected_purchases(m, in, h);
+        sanitize(in, &x, &tx, &T);
+        pa = loy_model_p_alive(m, in);
+        e = alive_expected(m, x, T, h) * pa;
+        out->p_alive = pa;
+        out->churn_prob = 1 - pa;
+        out->exp_purchases = isfinite(e) && e > 0 ? e : 0;
         out->exp_value = expected_value(m, in);
-        out->clv = out->exp_purchases * out->exp_value * margin;
+        if (m->discount_monthly > 0) {
+                disc = alive_discounted(m, x, T, h) * pa;
+                disc = isfinite(disc) && disc > 0 ? disc : 0;
+        } else {
+                disc = out->exp_purchases;
+        }
+        out->clv = disc * out->exp_value * margin;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                              */
+/* ------------------------------------------------------------------ */
+
+int loy_model_write(const loy_model_t *m, const char *info, const char *path,
+                    char *errstr, size_t errstr_size) {
+        char *tmp = NULL, why[256];
+        loy_model_t back;
+        size_t len = strlen(path);
+        FILE *f = NULL;
+        int fd = -1;
+
+        if (loy_model_validate(m, why, sizeof(why)) == -1) {
+                snprintf(errstr, errstr_size, "%s: not written: %s", path,
+                         why);
+                return -1;
+        }
+        if (strchr(m->version, '#') || strchr(m->version, '\n') ||
+            !m->version[0]) {
+                snprintf(errstr, errstr_size,
+                         "%s: not written: version must be a non-empty "
+                         "word without '#'", path);
+                return -1;
+        }
+        tmp = malloc(len + 16);
+        if (!tmp) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        /* same directory, so rename(2) is atomic */
+        snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+        fd = mkstemp(tmp);
+        if (fd < 0 || !(f = fdopen(fd, "w"))) {
+                snprintf(errstr, errstr_size, "%s: %s", tmp,
+                         strerror(errno));
+                goto fail;
+        }
+        fd = -1;
+        fprintf(f, "# loyaltyd customer-value model (models/loy_model.h)\n"
+                   "version = %s\nvariant = %s\ntime_unit = %s\n"
+                   "r = %.17g\nalpha = %.17g\na = %.17g\nb = %.17g\n",
+                m->version,
+                m->variant == LOY_VARIANT_MBGNBD ? "mbgnbd" : "bgnbd",
+                m->unit_days == 7 ? "weeks" : "days", m->r, m->alpha, m->a,
+                m->b);
+        if (m->has_gg)
+                fprintf(f, "gg_p = %.17g\ngg_q = %.17g\ngg_gamma = %.17g\n",
+                        m->gg_p, m->gg_q, m->gg_gamma);
+        if (m->discount_monthly > 0)
+                fprintf(f, "discount_monthly = %.17g\n", m->discount_monthly);
+        if (info && *info) {
+                fputs(info, f);
+                if (info[strlen(info) - 1] != '\n')
+                        fputc('\n', f);
+        }
+        if (fflush(f) || fsync(fileno(f))) {
+                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                goto fail;
+        }
+        if (fclose(f)) {
+                f = NULL;
+                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                goto fail;
+        }
+        f = NULL;
+        /* what loyaltyd will read must load: check before it is visible */
+        if (loy_model_load(&back, tmp, why, sizeof(why)) == -1) {
+                snprintf(errstr, errstr_size, "not written: %s", why);
+                goto fail;
+        }
+        if (rename(tmp, path)) {
+                snprintf(errstr, errstr_size, "%s: %s", path,
+                         strerror(errno));
+                goto fail;
+        }
+        free(tmp);
+        return 0;
+fail:
+        if (f)
+                fclose(f);
+        if (fd >= 0)
+                close(fd);
+        unlink(tmp);
+        free(tmp);
+        return -1;
 }

@@ -19,10 +19,12 @@ struct loy_cache {
         entry_t *head, *tail;
 };
 
-static uint64_t hash_str(const char *s) {
+/* Keys are ids as loy_feat_init stores them: at most LOY_ID_MAX bytes, so
+ * a longer id finds the customer it was stored as. */
+static uint64_t hash_id(const char *s) {
         uint64_t h = 1469598103934665603ULL;
-        while (*s) {
-                h ^= (unsigned char)*s++;
+        for (size_t i = 0; i < LOY_ID_MAX && s[i]; i++) {
+                h ^= (unsigned char)s[i];
                 h *= 1099511628211ULL;
         }
         return h;
@@ -33,15 +35,39 @@ loy_cache_t *loy_cache_create(size_t capacity) {
         if (!c)
                 return NULL;
         c->capacity = capacity ? capacity : 1;
+        /* grows with the entries, not sized by the capacity up front: a
+         * huge configured bound must not cost memory before it is used */
         c->nbuckets = 16;
-        while (c->nbuckets < c->capacity * 2)
-                c->nbuckets *= 2;
         c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
         if (!c->buckets) {
                 free(c);
                 return NULL;
         }
         return c;
+}
+
+/* Doubles the table when it is fuller than one entry per bucket; a batch
+ * may put far more than the capacity. Failing to grow only costs speed. */
+static void maybe_grow(loy_cache_t *c) {
+        size_t nb = c->nbuckets * 2;
+        entry_t **b;
+        if (c->n <= c->nbuckets || nb < c->nbuckets)
+                return;
+        b = calloc(nb, sizeof(*b));
+        if (!b)
+                return;
+        for (size_t i = 0; i < c->nbuckets; i++) {
+                entry_t *e = c->buckets[i];
+                while (e) {
+                        entry_t *next = e->hnext;
+                        e->hnext = b[e->hash & (nb - 1)];
+                        b[e->hash & (nb - 1)] = e;
+                        e = next;
+                }
+        }
+        free(c->buckets);
+        c->buckets = b;
+        c->nbuckets = nb;
 }
 
 static void lru_unlink(loy_cache_t *c, entry_t *e) {
@@ -66,20 +92,19 @@ static void lru_push_front(loy_cache_t *c, entry_t *e) {
                 c->tail = e;
 }
 
-static entry_t *lookup(loy_cache_t *c, const char *cid, uint64_t h,
-                       entry_t ***slotp) {
-        entry_t **slot = &c->buckets[h & (c->nbuckets - 1)];
-        for (; *slot; slot = &(*slot)->hnext)
-                if ((*slot)->hash == h && !strcmp((*slot)->cust.id, cid)) {
-                        if (slotp)
-                                *slotp = slot;
-                        return *slot;
-                }
+static entry_t *lookup(loy_cache_t *c, const char *cid, uint64_t h) {
+        entry_t *e = c->buckets[h & (c->nbuckets - 1)];
+        for (; e; e = e->hnext)
+                if (e->hash == h && !strncmp(e->cust.id, cid, LOY_ID_MAX))
+                        return e;
         return NULL;
 }
 
-static void drop(loy_cache_t *c, entry_t **slot) {
-        entry_t *e = *slot;
+/* Unhashes, unlinks and frees e. */
+static void drop(loy_cache_t *c, entry_t *e) {
+        entry_t **slot = &c->buckets[e->hash & (c->nbuckets - 1)];
+        while (*slot != e)
+                slot = &(*slot)->hnext;
         *slot = e->hnext;
         lru_unlink(c, e);
         free(e);
@@ -87,7 +112,7 @@ static void drop(loy_cache_t *c, entry_t **slot) {
 }
 
 loy_cust_t *loy_cache_get(loy_cache_t *c, const char *cid) {
-        entry_t *e = lookup(c, cid, hash_str(cid), NULL);
+        entry_t *e = lookup(c, cid, hash_id(cid));
         if (!e)
                 return NULL;
         lru_unlink(c, e);
@@ -96,9 +121,10 @@ loy_cust_t *loy_cache_get(loy_cache_t *c, const char *cid) {
 }
 
 loy_cust_t *loy_cache_put(loy_cache_t *c, const char *cid, int *is_new) {
-        uint64_t h = hash_str(cid);
-        entry_t *e = lookup(c, cid, h, NULL);
-        *is_new = 0;
+        uint64_t h = hash_id(cid);
+        entry_t *e = lookup(c, cid, h);
+        if (is_new)
+                *is_new = 0;
         if (e) {
                 lru_unlink(c, e);
                 lru_push_front(c, e);
@@ -113,24 +139,21 @@ loy_cust_t *loy_cache_put(loy_cache_t *c, const char *cid, int *is_new) {
         c->buckets[h & (c->nbuckets - 1)] = e;
         lru_push_front(c, e);
         c->n++;
-        *is_new = 1;
+        maybe_grow(c);
+        if (is_new)
+                *is_new = 1;
         return &e->cust;
 }
 
 void loy_cache_remove(loy_cache_t *c, const char *cid) {
-        entry_t **slot;
-        if (lookup(c, cid, hash_str(cid), &slot))
-                drop(c, slot);
+        entry_t *e = lookup(c, cid, hash_id(cid));
+        if (e)
+                drop(c, e);
 }
 
 void loy_cache_trim(loy_cache_t *c) {
-        while (c->n > c->capacity && c->tail) {
-                entry_t **slot;
-                entry_t *victim = c->tail;
-                if (!lookup(c, victim->cust.id, victim->hash, &slot))
-                        break; /* cannot happen: every listed entry is hashed */
-                drop(c, slot);
-        }
+        while (c->n > c->capacity && c->tail)
+                drop(c, c->tail);
 }
 
 void loy_cache_clear(loy_cache_t *c) {

@@ -24,7 +24,8 @@ loy_cust_t *loy_cache_get(loy_cache_t *cache, const char *cid);
 
 /* A slot for cid, new (loy_feat_init'ed, *is_new = 1) or existing. May
  * exceed the capacity until the next trim, so every customer of a batch
- * stays valid through the batch. NULL on no memory. */
+ * stays valid through the batch. NULL on no memory. is_new may be NULL.
+ * Like loy_feat_init, ids are keyed by their first LOY_ID_MAX bytes. */
 loy_cust_t *loy_cache_put(loy_cache_t *cache, const char *cid, int *is_new);
 
 /* Removes cid if present. */

@@ -1000,6 +1000,38 @@ static int read_plain(loy_store_t *s, int n, const char *what, char *errstr,
         return rc;
 }
 
+/* A ratio cannot be HINCRBY'd: it is recomputed from the day's two
+ * counters, server-side so concurrent processes cannot interleave. */
+static const char kpi_rate_lua[] =
+    "local p = tonumber(redis.call('HGET', KEYS[1], 'purchases') or '0') "
+    "if p > 0 then "
+    "local r = tonumber(redis.call('HGET', KEYS[1], 'repeat_purchases') "
+    "or '0') "
+    "redis.call('HSET', KEYS[1], 'repurchase_rate', "
+    "string.format('%.4f', r / p)) end return 0";
+
+int loy_store_kpi_rates(loy_store_t *s, const int64_t *day_ms, int n,
+                        char *errstr, size_t errstr_size) {
+        char key[256];
+        int rc;
+        if (n <= 0)
+                return LOY_STORE_OK;
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        ab_reset(s);
+        for (int i = 0; i < n; i++) {
+                kpi_key(s, day_ms[i], key, sizeof(key));
+                ab_hdr(s, '*', 4);
+                ab_str(s, "EVAL");
+                ab_str(s, kpi_rate_lua);
+                ab_str(s, "1");
+                ab_str(s, key);
+        }
+        if ((rc = ab_flush(s, errstr, errstr_size)))
+                return rc;
+        return read_plain(s, n, "kpi rates", errstr, errstr_size);
+}
+
 int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
                     const double *incr, int nincr,
                     const char *const *set_fields, const double *set,

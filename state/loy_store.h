@@ -115,6 +115,11 @@ int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
                     const char *const *set_fields, const double *set,
                     int nset, char *errstr, size_t errstr_size);
 
+/* Recomputes repurchase_rate (= repeat_purchases / purchases) in the KPI
+ * hashes of the given days (any time within each UTC day), one pipeline. */
+int loy_store_kpi_rates(loy_store_t *s, const int64_t *day_ms, int n,
+                        char *errstr, size_t errstr_size);
+
 /* Up to max customer ids whose timer in partition is due at or before
  * clock_ms, earliest first. *ids is an array of malloc'ed strings the caller
  * frees with loy_store_free_ids(). */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 typedef struct clock_part {
-        char topic[128];
+        char *topic;           /* owned; Kafka allows 249 bytes */
         int32_t partition;
         int64_t newest_ts;     /* 0 = nothing seen yet */
         int64_t last_wall;     /* when it last delivered, or was assigned */
@@ -30,6 +30,7 @@ loy_clock_t *loy_clock_create(int64_t lateness_ms, int64_t idle_ms) {
 void loy_clock_destroy(loy_clock_t *clk) {
         if (!clk)
                 return;
+        loy_clock_revoke_all(clk);
         free(clk->parts);
         free(clk);
 }
@@ -56,9 +57,12 @@ int loy_clock_assign(loy_clock_t *clk, const char *topic, int32_t partition,
                 clk->parts = np;
                 clk->cap = cap;
         }
-        cp = &clk->parts[clk->n++];
+        cp = &clk->parts[clk->n];
         memset(cp, 0, sizeof(*cp));
-        strncpy(cp->topic, topic, sizeof(cp->topic) - 1);
+        cp->topic = strdup(topic);
+        if (!cp->topic)
+                return -1;
+        clk->n++;
         cp->partition = partition;
         cp->last_wall = wall_ms;
         return 0;
@@ -68,10 +72,13 @@ void loy_clock_revoke(loy_clock_t *clk, const char *topic, int32_t partition) {
         clock_part_t *cp = find(clk, topic, partition);
         if (!cp)
                 return;
+        free(cp->topic);
         *cp = clk->parts[--clk->n];
 }
 
 void loy_clock_revoke_all(loy_clock_t *clk) {
+        for (int i = 0; i < clk->n; i++)
+                free(clk->parts[i].topic);
         clk->n = 0;
 }
 
@@ -85,6 +92,12 @@ void loy_clock_observe(loy_clock_t *clk, const char *topic,
                         return;
                 cp = find(clk, topic, partition);
         }
+        /* A message without a usable time (ts_ms <= 0: the processor
+         * reports dead letters so) on a partition that has given no time
+         * yet must not keep it "active": it would hold the clock at 0 for
+         * as long as bad data keeps coming. */
+        if (ts_ms <= 0 && cp->newest_ts == 0)
+                return;
         if (ts_ms > cp->newest_ts)
                 cp->newest_ts = ts_ms;
         cp->last_wall = wall_ms;

@@ -24,7 +24,9 @@ int loy_clock_assign(loy_clock_t *clk, const char *topic, int32_t partition,
 void loy_clock_revoke(loy_clock_t *clk, const char *topic, int32_t partition);
 void loy_clock_revoke_all(loy_clock_t *clk);
 
-/* An event of ts_ms arrived on (topic, partition) at wall_ms. */
+/* An event of ts_ms arrived on (topic, partition) at wall_ms. ts_ms <= 0
+ * means a message without a time (dead letter): it keeps a partition that
+ * already has a time active, but does not end the wait for a first time. */
 void loy_clock_observe(loy_clock_t *clk, const char *topic,
                        int32_t partition, int64_t ts_ms, int64_t wall_ms);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <librdkafka/rdkafka.h>
@@ -68,6 +69,8 @@ struct loy_proc {
         int nmsgs;
         loy_event_t *events;            /* decoded, batch_max of them */
         int *event_msg;                 /* event -> its message */
+        int *order;                     /* events in apply order */
+        int *group_of, *group_head;     /* merge scratch, per event */
         int nevents;
         char **timer_ids;               /* due timers this batch */
         int32_t *timer_part;
@@ -93,6 +96,8 @@ struct loy_proc {
         int need_refresh;               /* population and outbox re-read */
 
         int64_t last_hist_ms;
+        int64_t last_model_check_ms;
+        struct timespec model_mtime;    /* of the model file last loaded */
         double lat_ms[LAT_RING];
         int nlat;
         int64_t started_ms;
@@ -115,6 +120,12 @@ static double mono_ms(void) {
 static void sleep_ms(int ms) {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
+}
+
+static struct timespec mtime_of(const char *path) {
+        struct stat st;
+        struct timespec none = {0, 0};
+        return stat(path, &st) == 0 ? st.st_mtim : none;
 }
 
 static uint64_t hash_str(const char *s) {
@@ -231,6 +242,9 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->msgs = calloc((size_t)conf->batch_max, sizeof(*p->msgs));
         p->events = calloc((size_t)conf->batch_max, sizeof(*p->events));
         p->event_msg = calloc((size_t)conf->batch_max, sizeof(int));
+        p->order = calloc((size_t)conf->batch_max, sizeof(int));
+        p->group_of = calloc((size_t)conf->batch_max, sizeof(int));
+        p->group_head = calloc((size_t)conf->batch_max, sizeof(int));
         p->touched_cap = per_batch;
         p->touched = calloc((size_t)per_batch, sizeof(*p->touched));
         p->writes = calloc((size_t)per_batch, sizeof(*p->writes));
@@ -239,7 +253,8 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 p->index_size *= 2;
         p->index = malloc(p->index_size * sizeof(int));
         if (!p->cache || !p->rfm || !p->clock || !p->msgs || !p->events ||
-            !p->event_msg || !p->touched || !p->writes || !p->index) {
+            !p->event_msg || !p->order || !p->group_of || !p->group_head ||
+            !p->touched || !p->writes || !p->index) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
@@ -261,6 +276,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 goto fail;
         p->started_ms = wall_ms();
         p->need_refresh = 1;
+        p->model_mtime = mtime_of(conf->model_path);
         LOY_INFO("proc", "model %s (%s, r=%g alpha=%g a=%g b=%g)",
                  p->model.version,
                  p->model.variant == LOY_VARIANT_MBGNBD ? "mbgnbd" : "bgnbd",
@@ -321,6 +337,9 @@ void loy_proc_destroy(loy_proc_t *p) {
                         loy_event_free(&p->events[i]);
         free(p->events);
         free(p->event_msg);
+        free(p->order);
+        free(p->group_of);
+        free(p->group_head);
         free(p->msgs);
         free(p->touched);
         free(p->writes);
@@ -346,6 +365,8 @@ void loy_proc_destroy(loy_proc_t *p) {
 
 int loy_proc_reload_model(loy_proc_t *p, char *errstr, size_t errstr_size) {
         loy_model_t m;
+        /* remembered even when refused: a bad file is reported once */
+        p->model_mtime = mtime_of(p->conf.model_path);
         if (loy_model_load(&m, p->conf.model_path, errstr, errstr_size) ==
             -1)
                 return -1;
@@ -524,6 +545,57 @@ static int decode(loy_proc_t *p) {
         return 0;
 }
 
+/* Orders the batch for applying: a merge by event time of the partitions'
+ * runs, each run kept in offset order (like Kafka Streams picking the
+ * partition with the oldest head record). Sorting by time alone would
+ * reorder a partition whose timestamps go backwards, and the offset fence
+ * would then drop the earlier offset. */
+static void merge_order(loy_proc_t *p) {
+        int ngroups = 0;
+        int *next = p->group_of; /* reused: next event of the same run */
+        int *head = p->group_head;
+        int tail[64], gcount = 0;
+        /* runs are few (assigned partitions), so linear scans are cheap */
+        const char *gtopic[64];
+        int32_t gpart[64];
+        for (int i = 0; i < p->nevents; i++)
+                next[i] = -1;
+        for (int i = 0; i < p->nevents; i++) {
+                const loy_event_t *ev = &p->events[i];
+                int g;
+                for (g = 0; g < ngroups; g++)
+                        if (gpart[g] == ev->partition && gtopic[g] == ev->topic)
+                                break;
+                if (g == ngroups) {
+                        if (ngroups == 64) {
+                                /* more runs than we merge: keep arrival
+                                 * order, which is offset order per run */
+                                for (int k = 0; k < p->nevents; k++)
+                                        p->order[k] = k;
+                                return;
+                        }
+                        gtopic[g] = ev->topic;
+                        gpart[g] = ev->partition;
+                        head[g] = i;
+                        tail[g] = i;
+                        ngroups++;
+                } else {
+                        next[tail[g]] = i;
+                        tail[g] = i;
+                }
+        }
+        while (gcount < p->nevents) {
+                int best = -1;
+                for (int g = 0; g < ngroups; g++)
+                        if (head[g] >= 0 &&
+                            (best < 0 || p->events[head[g]].ts_ms <
+                                             p->events[head[best]].ts_ms))
+                                best = g;
+                p->order[gcount++] = head[best];
+                head[best] = next[head[best]];
+        }
+}
+
 static int fetch_timers(loy_proc_t *p, int64_t clock_ms, char *errstr,
                         size_t errstr_size) {
         rd_kafka_topic_partition_list_t *asg = NULL;
@@ -632,7 +704,7 @@ static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
                         size_t errstr_size) {
         char slot[LOY_SLOT_NAME_MAX];
         for (int i = 0; i < p->nevents; i++) {
-                const loy_event_t *ev = &p->events[i];
+                const loy_event_t *ev = &p->events[p->order[i]];
                 touched_t *t = touch(p, ev->customer_id, errstr, errstr_size);
                 loy_cust_t *c;
                 int ti, was_buyer;
@@ -842,8 +914,11 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
 static int evaluate(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
                     int64_t clock_ms, char *errstr, size_t errstr_size) {
         loy_cust_t *c = t->c;
-        int64_t now = clock_ms > c->last_event_ms ? clock_ms
-                                                  : c->last_event_ms;
+        /* after an event: the customer's own event time (the clock may lag
+         * behind it); for a timer: the clock */
+        int64_t now = ev ? c->last_event_ms
+                         : clock_ms > c->last_event_ms ? clock_ms
+                                                       : c->last_event_ms;
         score(p, t, now);
         return decide(p, t, ev, now, errstr, errstr_size);
 }
@@ -979,6 +1054,26 @@ static void emit(loy_proc_t *p) {
                 }
         }
         p->stats.triggers_out += p->noutbox;
+}
+
+/* Days whose purchases changed get their repurchase rate recomputed. */
+static void update_kpi_rates(loy_proc_t *p) {
+        int64_t days[64];
+        int n = 0;
+        char err[256];
+        for (int k = 0; k < p->nkpi && n < 64; k++) {
+                int64_t day = p->kpi[k].d.day_ms -
+                              p->kpi[k].d.day_ms % LOY_MS_PER_DAY;
+                int i;
+                if (strcmp(p->kpi[k].d.field, "purchases"))
+                        continue;
+                for (i = 0; i < n && days[i] != day; i++)
+                        ;
+                if (i == n)
+                        days[n++] = day;
+        }
+        if (n && loy_store_kpi_rates(p->store, days, n, err, sizeof(err)))
+                LOY_WARN("proc", "kpi rates: %s", err);
 }
 
 static void store_offsets(loy_proc_t *p) {
@@ -1142,6 +1237,15 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
         while (*running) {
                 double t0;
                 int64_t clock_ms;
+                if (wall_ms() - p->last_model_check_ms > 1000) {
+                        struct timespec mt = mtime_of(p->conf.model_path);
+                        p->last_model_check_ms = wall_ms();
+                        if (mt.tv_sec != p->model_mtime.tv_sec ||
+                            mt.tv_nsec != p->model_mtime.tv_nsec) {
+                                LOY_INFO("proc", "model file changed");
+                                *reload = 1;
+                        }
+                }
                 if (*reload) {
                         *reload = 0;
                         if (loy_proc_reload_model(p, err, sizeof(err)) == -1)
@@ -1167,6 +1271,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         rc = -1;
                         break;
                 }
+                merge_order(p);
                 clock_ms = loy_clock_advance(p->clock, wall_ms());
                 p->stats.clock_ms = clock_ms;
                 if (fetch_timers(p, clock_ms, err, sizeof(err)) == -1) {
@@ -1199,6 +1304,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         break;
                 }
                 emit(p);
+                update_kpi_rates(p);
                 store_offsets(p);
                 free_batch(p);
                 loy_cache_trim(p->cache);

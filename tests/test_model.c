@@ -157,7 +157,7 @@ static void test_load_errors(void) {
 }
 
 static void test_validate(void) {
-        loy_model_t m = {"v", LOY_VARIANT_MBGNBD, 1, 1, 2, 3, 4, 0, 0, 0, 0};
+        loy_model_t m = {"v", LOY_VARIANT_MBGNBD, 1, 1, 2, 3, 4, 0, 0, 0, 0, 0};
         char err[256];
         CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), 0);
         m.b = INFINITY;

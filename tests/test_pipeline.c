@@ -267,6 +267,8 @@ static void test_exact_state_and_trigger(void) {
         ASSERT_FIELD("loy:kpi:2010-12-01", "triggers:second_purchase", "1");
         ASSERT_FIELD("loy:kpi:2010-12-11", "purchases", "2");
         ASSERT_FIELD("loy:kpi:2010-12-11", "repeat_purchases", "2");
+        ASSERT_FIELD("loy:kpi:2010-12-11", "repurchase_rate", "1.0000");
+        ASSERT_FIELD("loy:kpi:2010-12-01", "repurchase_rate", "0.0000");
         ASSERT_FIELD("loy:kpi:2010-12-21", "returns", "1");
         ASSERT_FIELD("loy:kpi:2010-12-21", "return_value", "10");
         ASSERT_FIELD("loy:stats", "events_in", "5");
@@ -537,6 +539,148 @@ static void test_redis_restart(void) {
         loy_config_free(&conf);
 }
 
+static void write_model(const char *path, const char *version,
+                        const char *r_value) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *in = fopen(tu_src_path("config/model.default"), "r");
+        FILE *out;
+        char line[512];
+        CU_ASSERT_PTR_NOT_NULL_FATAL(in);
+        out = open_memstream(&text, &len);
+        while (fgets(line, sizeof(line), in)) {
+                if (!strncmp(line, "version", 7))
+                        fprintf(out, "version = %s\n", version);
+                else if (!strncmp(line, "r ", 2) || !strncmp(line, "r=", 2))
+                        fprintf(out, "r = %s\n", r_value);
+                else
+                        fputs(line, out);
+        }
+        fclose(in);
+        fclose(out);
+        out = fopen(path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+        fputs(text, out);
+        fclose(out);
+        free(text);
+}
+
+static void produce_first_order(const loy_config_t *conf, const char *cid) {
+        char msg[512], eid[64];
+        snprintf(eid, sizeof(eid), "first-%s", cid);
+        json_purchase(msg, sizeof(msg), eid, cid, T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":3}");
+        tu_kafka_produce(kafka, conf->topic_purchase, 0, cid, msg, strlen(msg));
+}
+
+/* The model file is re-read when it changes: a bad one is refused and the
+ * old model keeps scoring; a good one is used from then on, and each
+ * trigger names the model version that scored it. */
+static void test_model_reload(void) {
+        loy_config_t conf;
+        runner_t r;
+        seen_t seen;
+        char path[] = "/tmp/loy-model-XXXXXX";
+        int fd = mkstemp(path);
+        const char *want[3] = {"default-1", "default-1", "v2"};
+        CU_ASSERT_FATAL(fd >= 0);
+        close(fd);
+        write_model(path, "default-1", "0.83");
+        make_conf(&conf, "reload");
+        snprintf(conf.model_path, sizeof(conf.model_path), "%s", path);
+        start(&r, &conf);
+        produce_first_order(&conf, "m1");
+        CU_ASSERT_EQUAL(wait_consumed(&r, 1), 0);
+        write_model(path, "broken", "not-a-number");
+        usleep(1600000);
+        produce_first_order(&conf, "m2");
+        CU_ASSERT_EQUAL(wait_consumed(&r, 2), 0);
+        write_model(path, "v2", "0.9");
+        usleep(1600000);
+        produce_first_order(&conf, "m3");
+        CU_ASSERT_EQUAL(wait_consumed(&r, 3), 0);
+        stop(&r);
+        collect_triggers(conf.topic_triggers, &seen);
+        CU_ASSERT_EQUAL(seen.n, 3);
+        for (int i = 0; i < seen.n && i < 3; i++) {
+                json_t *t = json_loads(seen.json[i], 0, NULL);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "model_version", NULL),
+                                       want[i]);
+                json_decref(t);
+        }
+        seen_free(&seen);
+        unlink(path);
+        loy_config_free(&conf);
+}
+
+/* A silent customer is re-scored by its timer as event time moves on
+ * (driven by another customer's events), and a timer-only rule fires for it
+ * once, with a timer as its cause. */
+static void test_silence_timer(void) {
+        loy_config_t conf;
+        runner_t r;
+        seen_t seen;
+        char msg[512], err[256];
+        static const int days[] = {40, 70, 100};
+        int timer_triggers = 0;
+
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "timers");
+        conf.rules.n = 0; /* only the rule under test */
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.when",
+                                       "recency_days >= 60", err,
+                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.on",
+                                       "timer", err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test",
+                                       "rule.silent.cooldown.days", "1000",
+                                       err, sizeof(err)), 0);
+        json_purchase(msg, sizeof(msg), "t1a", "t1", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":300}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t1", msg, strlen(msg));
+        json_purchase(msg, sizeof(msg), "t1b", "t1", T0 + 5 * DAY,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":300}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t1", msg, strlen(msg));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 2), 0);
+        /* first check 30 days after the last purchase */
+        ASSERT_FIELD("loy:c:{t1}", "next_check_ms", "1294214400000");
+        for (int i = 0; i < 3; i++) {
+                char eid[16];
+                snprintf(eid, sizeof(eid), "t2-%d", i);
+                json_purchase(msg, sizeof(msg), eid, "t2",
+                              T0 + days[i] * DAY,
+                              "{\"sku\":\"B\",\"quantity\":1,"
+                              "\"unit_price\":1}");
+                tu_kafka_produce(kafka, conf.topic_purchase, 0, "t2", msg,
+                                 strlen(msg));
+                CU_ASSERT_EQUAL(wait_consumed(&r, 3 + i), 0);
+                usleep(800000); /* idle partitions stop holding the clock */
+        }
+        stop(&r);
+        CU_ASSERT(stat_of("timers_fired") >= 2);
+        collect_triggers(conf.topic_triggers, &seen);
+        for (int i = 0; i < seen.n; i++) {
+                json_t *t = json_loads(seen.json[i], 0, NULL);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "customer_id", NULL), "t1");
+                CU_ASSERT_STRING_EQUAL(jstr(t, "rule", NULL), "silent");
+                CU_ASSERT_STRING_EQUAL(jstr(t, "cause", "kind"), "timer");
+                timer_triggers++;
+                json_decref(t);
+        }
+        CU_ASSERT_EQUAL(timer_triggers, 1);
+        /* checks go on every 30 days: 35, 65, 95, 125 ... */
+        {
+                char *v = hget("loy:c:{t1}", "next_check_ms");
+                long long next = v ? atoll(v) : 0;
+                CU_ASSERT(next > T0 + 100 * DAY);
+                CU_ASSERT_EQUAL((next - (T0 + 5 * DAY)) % (30 * DAY), 0);
+                free(v);
+        }
+        seen_free(&seen);
+        loy_config_free(&conf);
+}
+
 int main(void) {
         CU_pSuite s;
         int rc;
@@ -555,6 +699,8 @@ int main(void) {
         CU_add_test(s, "exact state and trigger", test_exact_state_and_trigger);
         CU_add_test(s, "replay changes nothing", test_replay_changes_nothing);
         CU_add_test(s, "dead letters", test_dead_letters);
+        CU_add_test(s, "model file reload", test_model_reload);
+        CU_add_test(s, "silence timer", test_silence_timer);
         CU_add_test(s, "redis killed and restarted", test_redis_restart);
         rc = tu_cunit_run();
         tu_kafka_stop(kafka);
