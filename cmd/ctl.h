@@ -15,6 +15,11 @@ int ctl_inspect_main(int argc, char **argv);
 int ctl_triggers_main(int argc, char **argv);
 int ctl_fields_main(int argc, char **argv);
 int ctl_demo_main(int argc, char **argv);
+int ctl_reco_eval_main(int argc, char **argv);
+int ctl_reco_bench_main(int argc, char **argv);
+int ctl_fit_main(int argc, char **argv);
+int ctl_eval_main(int argc, char **argv);
+int ctl_bench_model_main(int argc, char **argv);
 
 /* Produces every event of src (Avro, key = customer id) to topic. speed 0
  * = as fast as possible, else event-time gaps are divided by speed. Stops

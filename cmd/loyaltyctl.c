@@ -23,6 +23,11 @@ static const struct {
     {"inspect", ctl_inspect_main, "show one customer from Redis"},
     {"triggers", ctl_triggers_main, "print reward triggers as JSON"},
     {"fields", ctl_fields_main, "list the customer hash fields"},
+    {"reco-eval", ctl_reco_eval_main, "evaluate the recommender (HR@10)"},
+    {"reco-bench", ctl_reco_bench_main, "recommender events/s and memory"},
+    {"fit", ctl_fit_main, "fit the customer-value model (ML)"},
+    {"eval", ctl_eval_main, "evaluate the model on a holdout, report"},
+    {"bench-model", ctl_bench_model_main, "scoring cost and fit time"},
 };
 
 int main(int argc, char **argv) {

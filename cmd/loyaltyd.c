@@ -96,6 +96,11 @@ int main(int argc, char **argv) {
                 }
         }
 
+        if (loy_config_check(&conf, "-X", err, sizeof(err)) == -1) {
+                fprintf(stderr, "loyaltyd: %s\n", err);
+                loy_config_free(&conf);
+                return 2;
+        }
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_stop;
         sigaction(SIGINT, &sa, NULL);

@@ -504,6 +504,13 @@ int loy_config_set(loy_config_t *conf, const char *origin,
         if (set_key(conf, section, dot + 1, value, origin, 0, errstr,
                     errstr_size) == -1)
                 return -1;
+        /* the whole config is checked once all keys are set
+         * (loy_config_check), so rule keys may come in any order */
+        return 0;
+}
+
+int loy_config_check(loy_config_t *conf, const char *origin, char *errstr,
+                     size_t errstr_size) {
         return check(conf, origin, errstr, errstr_size);
 }
 

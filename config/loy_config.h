@@ -78,10 +78,17 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                     size_t errstr_size);
 
 /* Sets one "section.key" (or "kafka.<prop>", "rule.<name>.<key>") from the
- * command line; same errors, with "<origin>" as the file name. */
+ * command line; same errors, with "<origin>" as the file name. Call
+ * loy_config_check() after the last one. */
 int loy_config_set(loy_config_t *conf, const char *origin,
                    const char *dotted_key, const char *value, char *errstr,
                    size_t errstr_size);
+
+/* Cross-key checks (a rule without a condition, no input topic ...) and
+ * rule sorting, after the last loy_config_set(). loy_config_load() does it
+ * itself. 0 or -1 with "origin: key: message". */
+int loy_config_check(loy_config_t *conf, const char *origin, char *errstr,
+                     size_t errstr_size);
 
 /* Frees the kafka property strings. */
 void loy_config_free(loy_config_t *conf);

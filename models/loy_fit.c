@@ -260,6 +260,7 @@ struct ctx {
         size_t n;
         double scale;             /* 1 / customers: an O(1) objective */
         double prior_sd;          /* > 0: penalise log a, log b */
+        double fix_a;             /* > 0: a held there (profile) */
         int dim;
 };
 
@@ -274,13 +275,18 @@ static double objective(const gsl_vector *lp, struct ctx *cx,
                         return GSL_POSINF;
                 p[i] = exp(e);
         }
+        if (cx->fix_a > 0)
+                p[2] = cx->fix_a;
         ll = cx->kind ? spend_ll(p, cx->s, cx->n, df ? gr : NULL)
                       : rows_ll(cx->v, p, cx->g, cx->n, df ? gr : NULL);
         if (!isfinite(ll))
                 return GSL_POSINF;
-        if (df)
+        if (df) {
                 for (int i = 0; i < cx->dim; i++)
                         gr[i] *= p[i];   /* d/d log p */
+                if (cx->fix_a > 0)
+                        gr[2] = 0;
+        }
         if (cx->prior_sd > 0) {
                 double v2 = cx->prior_sd * cx->prior_sd;
                 for (int i = 2; i < 4; i++) {
@@ -378,6 +384,34 @@ static int on_ridge(const double p[4]) {
         return 0;
 }
 
+/*
+ * Is the maximum at p really identified? The profile likelihood with a
+ * held 1000 times smaller (towards "nobody drops out") and 1000 times
+ * larger (with b following: the a, b -> infinity ridge), the other three
+ * parameters re-fitted. If either is within the 95 % likelihood-ratio
+ * bound (1.92) of the maximum, the data cannot tell a from the boundary:
+ * the optimum found is one point of a flat ridge, not an estimate.
+ */
+static int profile_flat(struct ctx *cx, const double p[4], double ll,
+                        int *iters, double *at) {
+        static const double mult[2] = {1e-3, 1e3};
+        for (int k = 0; k < 2; k++) {
+                double q[4] = {p[0], p[1], p[2], p[3]}, f;
+                struct ctx pc = *cx;
+                pc.fix_a = p[2] * mult[k];
+                q[2] = pc.fix_a;
+                if (k == 1)
+                        q[3] = p[3] * mult[k];
+                if (minimise(&pc, q, iters, &f) < 0)
+                        return -1;
+                if (isfinite(f) && -f / pc.scale > ll - 1.92) {
+                        *at = pc.fix_a;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
 int loy_fit_purchases_ex(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
                          const loy_fit_opts_t *opts, loy_fit_report_t *rep,
                          char *errstr, size_t errstr_size) {
@@ -421,6 +455,14 @@ int loy_fit_purchases_ex(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
                 memcpy(r.ml_p, p, sizeof(p));
                 r.converged = conv;
                 r.ridge = !conv || on_ridge(p);
+                if (!r.ridge) {
+                        double at = 0;
+                        int fl = profile_flat(&cx, p, r.ll_ml,
+                                              &r.iterations, &at);
+                        if (fl < 0)
+                                goto nomem;
+                        r.ridge = fl;
+                }
                 if (p[0] < 1e-6 || p[1] < 1e-6 || p[0] > 1e8 || p[1] > 1e8) {
                         snprintf(errstr, errstr_size,
                                  "r or alpha ran off (r=%g alpha=%g): the "

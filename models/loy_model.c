@@ -549,13 +549,68 @@ double loy_model_expected_purchases(const loy_model_t *m,
 
 #define DAYS_PER_MONTH (365.25 / 12)
 
+#define DISC_MONTHS_FAST 120
+
+/*
+ * Discounted expected purchases given alive, in one pass over the
+ * purchase count j. With E_k = E(t_k) at the month ends and f = 1/(1+d),
+ *
+ *   sum_k f^k (E_k - E_{k-1}) = sum_k w_k E_k,
+ *   w_k = f^k - f^(k+1) (k < K), w_K = f^K     (summation by parts),
+ *
+ * and E_k = sum_{j>=1} P_k(N = j) C_j (see alive_series), so
+ *
+ *   = sum_{j>=1} C_j sum_k w_k P_k(N = j):
+ *
+ * every weight positive (no differences of nearly equal E_k), and the K
+ * negative-binomial pmfs share the ratio (n+j-1)/j, so a month costs two
+ * multiplications a term instead of a whole series. Returns -1 when the
+ * pmfs would underflow at j = 0 or need too many terms: the caller then
+ * sums month by month.
+ */
+static double disc_series(double n, double a, double beta, const double *z,
+                          const double *w, int K, double *plain) {
+        double pmf[DISC_MONTHS_FAST], c = 1, C = 0;
+        double zK = z[K - 1];
+        struct ksum sum = {0, 0}, last = {0, 0};
+
+        for (int k = 0; k < K; k++) {
+                double l0 = n * log1p(-z[k]);
+                if (l0 < -650)
+                        return -1;
+                pmf[k] = exp(l0);
+        }
+        for (double j = 1; j < 200000; j++) {
+                double ratio = (n + j - 1) / j, S = 0, rho, tail;
+                C += c;
+                c *= (beta + j - 1) / (a + beta + j - 1);
+                for (int k = 0; k < K; k++) {
+                        pmf[k] *= ratio * z[k];
+                        S += w[k] * pmf[k];
+                }
+                ksum_add(&sum, S * C);
+                /* the whole horizon's pmf: the undiscounted E for free */
+                ksum_add(&last, pmf[K - 1] * C);
+                rho = n > 1 ? (n + j) / (j + 1) * zK : zK;
+                if (rho >= 1 || S == 0)
+                        continue;
+                tail = (S + pmf[K - 1]) * rho / (1 - rho) *
+                       (C + c + 1 / (1 - rho));
+                if (tail <= 1e-17 * (sum.s + sum.c)) {
+                        *plain = last.s + last.c;
+                        return sum.s + sum.c;
+                }
+        }
+        return -1;
+}
+
 /* Discounted expected purchases given alive over h units: month k's
  * purchases E(t_k) - E(t_{k-1}) weigh (1 + d)^-k. E is monotone in t
  * (see alive_series), so no month contributes a negative amount. */
 static double alive_discounted(const loy_model_t *m, double x, double T,
-                               double h) {
+                               double h, double *plain) {
         double d = m->discount_monthly, month = DAYS_PER_MONTH / m->unit_days;
-        double prev = 0, sum = 0, f = 1, k_max;
+        double prev = 0, sum = 0, f = 1, k_max, pl = 0;
 
         if (!(d > 0))
                 return alive_expected(m, x, T, h);
@@ -564,6 +619,29 @@ static double alive_discounted(const loy_model_t *m, double x, double T,
         /* a 100-year horizon is 1,200 months: beyond that the weight
          * (1 + d)^-k is negligible for any useful d and time is bounded */
         k_max = fmin(ceil(h / month), 1200);
+        if (k_max <= DISC_MONTHS_FAST) {
+                double z[DISC_MONTHS_FAST], w[DISC_MONTHS_FAST], fk = 1;
+                double n = m->r + x, beta = m->b + x +
+                                          (m->variant == LOY_VARIANT_MBGNBD);
+                int K = (int)k_max;
+                for (int k = 0; k < K; k++) {
+                        double t = k == K - 1 ? h : (k + 1) * month;
+                        z[k] = t / (m->alpha + T + t);
+                        fk /= 1 + d;
+                        w[k] = k == K - 1 ? fk : fk - fk / (1 + d);
+                }
+                if (z[K - 1] < 1 && z[0] > 0) {
+                        double e = disc_series(n, m->a, beta, z, w, K,
+                                               &pl);
+                        /* for a <= 1 alive_series is this very sum; for
+                         * a > 1 it may need its deficit form */
+                        if (e >= 0) {
+                                if (plain && m->a <= 1)
+                                        *plain = pl;
+                                return e;
+                        }
+                }
+        }
         for (double k = 1; k <= k_max; k++) {
                 double t = k == k_max ? fmin(h, k * month) : k * month;
                 double e = alive_expected(m, x, T, t);
@@ -584,7 +662,7 @@ double loy_model_discounted_purchases(const loy_model_t *m,
         if (!(horizon_days > 0) || !isfinite(horizon_days))
                 return 0;
         sanitize(in, &x, &tx, &T);
-        e = alive_discounted(m, x, T, horizon_days / m->unit_days) *
+        e = alive_discounted(m, x, T, horizon_days / m->unit_days, NULL) *
             loy_model_p_alive(m, in);
         return isfinite(e) && e > 0 ? e : 0;
 }
@@ -633,17 +711,22 @@ void loy_model_score(const loy_model_t *m, const loy_model_input_t *in,
 
         sanitize(in, &x, &tx, &T);
         pa = loy_model_p_alive(m, in);
-        e = alive_expected(m, x, T, h) * pa;
+        if (m->discount_monthly > 0) {
+                double plain = -1;
+                disc = alive_discounted(m, x, T, h, &plain) * pa;
+                disc = isfinite(disc) && disc > 0 ? disc : 0;
+                e = plain >= 0 ? plain : alive_expected(m, x, T, h);
+                e *= pa;
+        } else {
+                e = alive_expected(m, x, T, h) * pa;
+                disc = -1;
+        }
         out->p_alive = pa;
         out->churn_prob = 1 - pa;
         out->exp_purchases = isfinite(e) && e > 0 ? e : 0;
         out->exp_value = expected_value(m, in);
-        if (m->discount_monthly > 0) {
-                disc = alive_discounted(m, x, T, h) * pa;
-                disc = isfinite(disc) && disc > 0 ? disc : 0;
-        } else {
+        if (disc < 0)
                 disc = out->exp_purchases;
-        }
         out->clv = disc * out->exp_value * margin;
 }
 

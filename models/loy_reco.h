@@ -64,7 +64,7 @@
 #include "../features/loy_event.h"
 
 #define LOY_RECO_K_MAX 64       /* top_k upper bound */
-#define LOY_RECO_HIST_MAX 64    /* hist_size upper bound */
+#define LOY_RECO_HIST_MAX 512   /* hist_size upper bound */
 #define LOY_RECO_SESS_MAX 16    /* session_window upper bound */
 #define LOY_RECO_N_MAX 100      /* recommendations per call */
 #define LOY_RECO_EXCLUDE_MAX 512
@@ -77,6 +77,8 @@ typedef struct loy_reco_conf {
         double w_hist_purchase;      /* history weight of a bought item */
         double w_hist_action[LOY_ACT__COUNT]; /* ... of a browse action */
         double repeat_weight;        /* S(h, h) of a bought item */
+        double pop_weight;           /* + pop_weight * n(j) / n(top item)
+                                        for every scored candidate */
         double shrink;               /* support shrinkage of sim */
         double min_pair;             /* pairs below this are always pruned */
         int top_k;                   /* neighbours kept per item */

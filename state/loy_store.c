@@ -710,6 +710,16 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
 
         ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
         k++;
+        if (w->timer_only) {
+                char part[24];
+                fmt_i64(part, w->fired_partition);
+                ab_hdr(s, '*', 3);
+                ab_str(s, "ZREM");
+                ab_key(s, ":timers:", part, "");
+                ab_str(s, c->id);
+                ab_raw(s, "*1\r\n$4\r\nEXEC\r\n", 14);
+                return k + 2;
+        }
 
         ab_hdr(s, '*', 2 + 2 * (size_t)(s->nfields + c->nslots));
         ab_str(s, "HSET");
@@ -776,21 +786,33 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 k++;
         }
 
-        if (c->next_check_ms != w->old_timer_ms) {
+        if (w->timer_fired) {
+                char part[24];
+                fmt_i64(part, w->fired_partition);
+                ab_hdr(s, '*', 3);
+                ab_str(s, "ZREM");
+                ab_key(s, ":timers:", part, "");
+                ab_str(s, c->id);
+                k++;
+        }
+        if (c->next_check_ms > 0 &&
+            (w->timer_fired || c->next_check_ms != w->old_timer_ms)) {
                 char part[24];
                 fmt_i64(part, w->partition);
-                if (c->next_check_ms > 0) {
-                        ab_hdr(s, '*', 4);
-                        ab_str(s, "ZADD");
-                        ab_key(s, ":timers:", part, "");
-                        ab_i64(s, c->next_check_ms);
-                        ab_str(s, c->id);
-                } else {
-                        ab_hdr(s, '*', 3);
-                        ab_str(s, "ZREM");
-                        ab_key(s, ":timers:", part, "");
-                        ab_str(s, c->id);
-                }
+                ab_hdr(s, '*', 4);
+                ab_str(s, "ZADD");
+                ab_key(s, ":timers:", part, "");
+                ab_i64(s, c->next_check_ms);
+                ab_str(s, c->id);
+                k++;
+        } else if (c->next_check_ms == 0 && w->old_timer_ms != 0 &&
+                   !(w->timer_fired && w->fired_partition == w->partition)) {
+                char part[24];
+                fmt_i64(part, w->partition);
+                ab_hdr(s, '*', 3);
+                ab_str(s, "ZREM");
+                ab_key(s, ":timers:", part, "");
+                ab_str(s, c->id);
                 k++;
         }
 
@@ -1093,15 +1115,19 @@ static int roundtrip(loy_store_t *s, redisReply **r, char *errstr,
         return rc;
 }
 
-int loy_store_timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
-                         int max, char ***ids, int *n, char *errstr,
-                         size_t errstr_size) {
+static int timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
+                      int max, char ***ids, int64_t **due, int *n,
+                      char *errstr, size_t errstr_size) {
         redisReply *r;
         char part[24];
         char **out;
+        int64_t *when = NULL;
+        size_t count, step = due ? 2 : 1;
         int rc;
 
         *ids = NULL;
+        if (due)
+                *due = NULL;
         *n = 0;
         if ((rc = usable(s, errstr, errstr_size)))
                 return rc;
@@ -1109,45 +1135,78 @@ int loy_store_timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
                 return LOY_STORE_OK;
         fmt_i64(part, partition);
         ab_reset(s);
-        ab_hdr(s, '*', 7);
+        ab_hdr(s, '*', due ? 8 : 7);
         ab_str(s, "ZRANGEBYSCORE");
         ab_key(s, ":timers:", part, "");
         ab_str(s, "-inf");
         ab_i64(s, clock_ms);
+        if (due)
+                ab_str(s, "WITHSCORES");
         ab_str(s, "LIMIT");
         ab_str(s, "0");
         ab_i64(s, max);
         if ((rc = roundtrip(s, &r, errstr, errstr_size)))
                 return rc;
-        if (r->type != REDIS_REPLY_ARRAY) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements % step) {
                 seterr(errstr, errstr_size, "ZRANGEBYSCORE: %s",
                        r->type == REDIS_REPLY_ERROR ? r->str :
                                                       "unexpected reply");
                 freeReplyObject(r);
                 return LOY_STORE_ERR;
         }
-        if (r->elements == 0) {
+        count = r->elements / step;
+        if (count == 0) {
                 freeReplyObject(r);
                 return LOY_STORE_OK;
         }
-        out = calloc(r->elements, sizeof(*out));
-        if (!out)
+        out = calloc(count, sizeof(*out));
+        if (due)
+                when = calloc(count, sizeof(*when));
+        if (!out || (due && !when)) {
+                free(out);
+                free(when);
                 goto oom;
-        for (size_t i = 0; i < r->elements; i++) {
-                if (r->element[i]->type != REDIS_REPLY_STRING ||
-                    !(out[i] = strdup(r->element[i]->str))) {
+        }
+        for (size_t i = 0; i < count; i++) {
+                const redisReply *id = r->element[i * step];
+                if (id->type != REDIS_REPLY_STRING ||
+                    !(out[i] = strdup(id->str))) {
                         loy_store_free_ids(out, (int)i);
+                        free(when);
                         goto oom;
+                }
+                if (due) {
+                        const redisReply *sc = r->element[i * step + 1];
+                        when[i] = sc->type == REDIS_REPLY_STRING
+                                      ? (int64_t)strtod(sc->str, NULL)
+                                      : 0;
                 }
         }
         *ids = out;
-        *n = (int)r->elements;
+        if (due)
+                *due = when;
+        *n = (int)count;
         freeReplyObject(r);
         return LOY_STORE_OK;
 oom:
         seterr(errstr, errstr_size, "timers: out of memory or bad reply");
         freeReplyObject(r);
         return LOY_STORE_ERR;
+}
+
+int loy_store_timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
+                         int max, char ***ids, int *n, char *errstr,
+                         size_t errstr_size) {
+        return timers_due(s, partition, clock_ms, max, ids, NULL, n, errstr,
+                          errstr_size);
+}
+
+int loy_store_timers_due_at(loy_store_t *s, int32_t partition,
+                            int64_t clock_ms, int max, char ***ids,
+                            int64_t **due, int *n, char *errstr,
+                            size_t errstr_size) {
+        return timers_due(s, partition, clock_ms, max, ids, due, n, errstr,
+                          errstr_size);
 }
 
 void loy_store_free_ids(char **ids, int n) {

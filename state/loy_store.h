@@ -84,6 +84,14 @@ typedef struct loy_cust_write {
         int old_bins[LOY_DIM__COUNT];
         int32_t partition;               /* timers live per partition */
         int64_t old_timer_ms;            /* 0 when no timer was set */
+        /* The timer entry that fired for this customer, if any: always
+         * removed (wherever it was), so an entry the customer's hash does
+         * not know about cannot fire forever. */
+        int timer_fired;
+        int32_t fired_partition;
+        /* Only remove the fired timer entry; the customer is not written
+         * (a timer left behind by a customer Redis no longer has). */
+        int timer_only;
         const loy_kpi_delta_t *kpi;
         int nkpi;
         const loy_outbox_entry_t *outbox;
@@ -127,6 +135,11 @@ int loy_store_timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
                          int max, char ***ids, int *n, char *errstr,
                          size_t errstr_size);
 void loy_store_free_ids(char **ids, int n);
+/* The same, with each entry's due time in *due (malloc'ed, caller frees). */
+int loy_store_timers_due_at(loy_store_t *s, int32_t partition,
+                            int64_t clock_ms, int max, char ***ids,
+                            int64_t **due, int *n, char *errstr,
+                            size_t errstr_size);
 
 /* Calls cb for each outbox entry (used at start-up to re-send triggers that
  * were written but whose delivery was never confirmed). cb returns 0 to go

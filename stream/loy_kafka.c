@@ -46,6 +46,12 @@ static rd_kafka_conf_t *base_conf(const loy_config_t *conf, int producer,
                 goto fail;
         if (set(kc, "log_level", "4", errstr, errstr_size) == -1)
                 goto fail;
+        /* no duplicates or reordering from the producer's own retries; the
+         * user's [kafka] keys below may still override these */
+        if (producer &&
+            (set(kc, "enable.idempotence", "true", errstr, errstr_size) ||
+             set(kc, "linger.ms", "5", errstr, errstr_size)))
+                goto fail;
         for (int i = 0; i < conf->nkafka; i++) {
                 const char *k = conf->kafka_keys[i];
                 /* consumer-only keys would make the producer complain */
@@ -114,11 +120,6 @@ rd_kafka_t *loy_kafka_producer_new(const loy_config_t *conf,
         rd_kafka_t *rk;
         if (!kc)
                 return NULL;
-        if (set(kc, "enable.idempotence", "true", errstr, errstr_size) ||
-            set(kc, "linger.ms", "5", errstr, errstr_size)) {
-                rd_kafka_conf_destroy(kc);
-                return NULL;
-        }
         if (dr_cb)
                 rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
         rd_kafka_conf_set_opaque(kc, opaque);
@@ -155,7 +156,7 @@ int loy_kafka_produce(rd_kafka_t *producer, const char *topic,
 
 int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                          const rd_kafka_message_t *msg, const char *reason,
-                         char *errstr, size_t errstr_size) {
+                         void *msg_opaque, char *errstr, size_t errstr_size) {
         char part[16], off[24];
         const char *src = rd_kafka_topic_name(msg->rkt);
         snprintf(part, sizeof(part), "%" PRId32, msg->partition);
@@ -172,7 +173,8 @@ int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                     RD_KAFKA_V_KEY(msg->key, msg->key_len),
                     RD_KAFKA_V_VALUE(msg->payload, msg->len),
                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque),
+                    RD_KAFKA_V_END);
                 if (!err)
                         return 0; /* headers now owned by the message */
                 rd_kafka_headers_destroy(hdrs);

@@ -33,11 +33,12 @@ rd_kafka_t *loy_kafka_producer_new(const loy_config_t *conf,
                                    size_t errstr_size);
 
 /* Produces msg's key and value, bytes intact, to topic with headers
- * loy.reason, loy.topic, loy.partition, loy.offset. Retries a full queue a
- * bounded number of times. 0 or -1 with errstr. */
+ * loy.reason, loy.topic, loy.partition, loy.offset. msg_opaque reaches the
+ * delivery report. Retries a full queue a bounded number of times. 0 or -1
+ * with errstr. */
 int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                          const rd_kafka_message_t *msg, const char *reason,
-                         char *errstr, size_t errstr_size);
+                         void *msg_opaque, char *errstr, size_t errstr_size);
 
 /* Produces with retries on a full queue (polling in between): 0 or -1. */
 int loy_kafka_produce(rd_kafka_t *producer, const char *topic,

@@ -23,6 +23,9 @@
 
 #define LAT_RING 1024          /* batch latencies kept for percentiles */
 #define HIST_REFRESH_MS 10000  /* re-read the shared population this often */
+#define QUARANTINE_MAX 64
+
+static char dlq_mark; /* delivery-report opaque of dead letters */
 
 /* A customer the batch touches, with what Redis held before the batch so the
  * write can move aggregate counts exactly once. */
@@ -36,7 +39,9 @@ typedef struct touched {
         int64_t old_timer;
         int by_event, by_purchase, by_timer;
         int32_t partition;              /* of its purchase topic */
-        int64_t timer_due;
+        int64_t timer_due;              /* score of the fired entry */
+        int32_t fired_partition;
+        int stale_timer;                /* fired entry the hash moved on */
         int kpi_first, nkpi;            /* range in the sorted kpi array */
         int outbox_first, noutbox;      /* range in p->entries */
 } touched_t;
@@ -93,10 +98,20 @@ struct loy_proc {
         char **acked;
         int nacked, acked_cap;
         int dr_failed;
+        int resend_failed;              /* an outbox re-send was refused */
+        int dlq_failed;                 /* a dead letter was not delivered */
+        int pending_dead;               /* dead letters sent while applying */
+        int revoked;                    /* partitions revoked during poll */
+        char *event_dead;               /* per event: dead-lettered already */
+        /* customers whose Redis state makes every write fail: their events
+         * are dead-lettered instead of blocking the partition */
+        char quarantine[QUARANTINE_MAX][LOY_ID_MAX + 1];
+        int nquarantine;
         int need_refresh;               /* population and outbox re-read */
 
         int64_t last_hist_ms;
         int64_t last_model_check_ms;
+        int64_t last_scan_ms;           /* of the outbox */
         struct timespec model_mtime;    /* of the model file last loaded */
         double lat_ms[LAT_RING];
         int nlat;
@@ -141,27 +156,49 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          void *opaque) {
         loy_proc_t *p = opaque;
         int64_t now = wall_ms();
+        int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk),
+                                  "COOPERATIVE");
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 for (int i = 0; i < parts->cnt; i++)
                         loy_clock_assign(p->clock, parts->elems[i].topic,
                                          parts->elems[i].partition, now);
                 LOY_INFO("proc", "assigned %d partitions", parts->cnt);
-                rd_kafka_assign(rk, parts);
+                if (cooperative)
+                        rd_kafka_error_destroy(
+                            rd_kafka_incremental_assign(rk, parts));
+                else
+                        rd_kafka_assign(rk, parts);
                 return;
         }
         /* Revoked: commit what was stored, and forget cached customers: the
-         * next owner of their partitions may change them. */
+         * next owner of their partitions may change them. Messages of these
+         * partitions already polled into the batch are dropped unprocessed
+         * (the new owner reads them). */
         rd_kafka_commit(rk, NULL, 0);
-        loy_clock_revoke_all(p->clock);
+        for (int i = 0; i < parts->cnt; i++)
+                loy_clock_revoke(p->clock, parts->elems[i].topic,
+                                 parts->elems[i].partition);
         loy_cache_clear(p->cache);
+        p->revoked = 1;
         LOY_INFO("proc", "revoked %d partitions", parts->cnt);
-        rd_kafka_assign(rk, NULL);
+        if (cooperative)
+                rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+        else
+                rd_kafka_assign(rk, NULL);
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         loy_proc_t *p = opaque;
         char *id = m->_private;
         (void)rk;
+        if (id == &dlq_mark) {
+                if (m->err) {
+                        LOY_ERROR("proc", "dead letter not delivered: %s",
+                                  rd_kafka_err2str(m->err));
+                        p->dlq_failed = 1;
+                }
+                return;
+        }
         if (!id)
                 return;
         if (m->err) {
@@ -245,6 +282,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->order = calloc((size_t)conf->batch_max, sizeof(int));
         p->group_of = calloc((size_t)conf->batch_max, sizeof(int));
         p->group_head = calloc((size_t)conf->batch_max, sizeof(int));
+        p->event_dead = calloc((size_t)conf->batch_max, 1);
         p->touched_cap = per_batch;
         p->touched = calloc((size_t)per_batch, sizeof(*p->touched));
         p->writes = calloc((size_t)per_batch, sizeof(*p->writes));
@@ -254,6 +292,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->index = malloc(p->index_size * sizeof(int));
         if (!p->cache || !p->rfm || !p->clock || !p->msgs || !p->events ||
             !p->event_msg || !p->order || !p->group_of || !p->group_head ||
+            !p->event_dead ||
             !p->touched || !p->writes || !p->index) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
@@ -340,6 +379,7 @@ void loy_proc_destroy(loy_proc_t *p) {
         free(p->order);
         free(p->group_of);
         free(p->group_head);
+        free(p->event_dead);
         free(p->msgs);
         free(p->touched);
         free(p->writes);
@@ -503,11 +543,13 @@ static int collect(loy_proc_t *p, volatile sig_atomic_t *running) {
         return 0;
 }
 
-/* Decodes the batch; bad messages go to the dead-letter topic. Returns -1
- * when a dead letter cannot be produced. */
-static int decode(loy_proc_t *p) {
+/* Decodes the batch; bad messages go to the dead-letter topic. Returns 0,
+ * or 1 when a dead letter could not be delivered: the batch must then be
+ * read again (loy_proc_run rewinds it), so no bad message is lost. */
+static int decode(loy_proc_t *p, volatile sig_atomic_t *running) {
         int64_t now = wall_ms();
         int dead = 0;
+        p->dlq_failed = 0;
         for (int i = 0; i < p->nmsgs; i++) {
                 rd_kafka_message_t *m = p->msgs[i];
                 const char *topic = rd_kafka_topic_name(m->rkt);
@@ -520,6 +562,7 @@ static int decode(loy_proc_t *p) {
                         ev->topic = topic;
                         ev->partition = m->partition;
                         ev->offset = m->offset;
+                        p->event_dead[p->nevents] = 0;
                         p->event_msg[p->nevents++] = i;
                         loy_clock_observe(p->clock, topic, m->partition,
                                           ev->ts_ms, now);
@@ -529,19 +572,117 @@ static int decode(loy_proc_t *p) {
                           ": %s", topic, m->partition, m->offset, why);
                 if (loy_kafka_deadletter(p->producer,
                                          p->conf.topic_deadletter, m, why,
-                                         err, sizeof(err)) == -1) {
+                                         &dlq_mark, err, sizeof(err)) == -1) {
                         LOY_ERROR("proc", "%s", err);
-                        return -1;
+                        p->dlq_failed = 1;
+                        break;
                 }
                 p->stats.dead_lettered++;
                 dead++;
-                /* a bad message still moves the partition's clock along */
-                loy_clock_observe(p->clock, topic, m->partition, 0, now);
         }
         /* dead letters must be in Kafka before their offsets are committed */
-        while (dead && rd_kafka_flush(p->producer, 1000) ==
-                           RD_KAFKA_RESP_ERR__TIMED_OUT)
+        while (dead && *running &&
+               rd_kafka_flush(p->producer, 1000) ==
+                   RD_KAFKA_RESP_ERR__TIMED_OUT)
                 LOY_WARN("proc", "waiting for the dead-letter topic");
+        rd_kafka_poll(p->producer, 0);
+        return p->dlq_failed || (dead && rd_kafka_outq_len(p->producer) &&
+                                 !*running);
+}
+
+/* Dead-letters event i of the batch (once per batch, whatever the redos). */
+static void dead_letter_event(loy_proc_t *p, int i, const char *why) {
+        char err[256];
+        if (p->event_dead[i])
+                return;
+        p->event_dead[i] = 1;
+        if (loy_kafka_deadletter(p->producer, p->conf.topic_deadletter,
+                                 p->msgs[p->event_msg[i]], why, &dlq_mark,
+                                 err, sizeof(err)) == -1) {
+                LOY_ERROR("proc", "%s", err);
+                p->dlq_failed = 1;
+                return;
+        }
+        p->stats.dead_lettered++;
+        p->pending_dead++;
+}
+
+/* Seeks every partition of the batch back to its first message and drops
+ * the batch: it will be consumed again. */
+static void rewind_batch(loy_proc_t *p) {
+        rd_kafka_topic_partition_list_t *list =
+            rd_kafka_topic_partition_list_new(8);
+        rd_kafka_error_t *error;
+        for (int i = 0; i < p->nmsgs; i++) {
+                const rd_kafka_message_t *m = p->msgs[i];
+                rd_kafka_topic_partition_t *tp =
+                    rd_kafka_topic_partition_list_find(
+                        list, rd_kafka_topic_name(m->rkt), m->partition);
+                if (!tp) {
+                        tp = rd_kafka_topic_partition_list_add(
+                            list, rd_kafka_topic_name(m->rkt), m->partition);
+                        tp->offset = m->offset;
+                } else if (m->offset < tp->offset) {
+                        tp->offset = m->offset;
+                }
+        }
+        error = rd_kafka_seek_partitions(p->consumer, list, 5000);
+        if (error) {
+                LOY_ERROR("proc", "rewind: %s", rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        free_batch(p);
+}
+
+/* After a revocation during the poll, drops the messages of partitions this
+ * process no longer owns: their new owner processes them. */
+static void drop_revoked(loy_proc_t *p) {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        int w = 0;
+        p->revoked = 0;
+        if (rd_kafka_assignment(p->consumer, &asg) || !asg)
+                return;
+        for (int i = 0; i < p->nmsgs; i++) {
+                rd_kafka_message_t *m = p->msgs[i];
+                if (rd_kafka_topic_partition_list_find(
+                        asg, rd_kafka_topic_name(m->rkt), m->partition))
+                        p->msgs[w++] = m;
+                else
+                        rd_kafka_message_destroy(m);
+        }
+        if (w < p->nmsgs)
+                LOY_INFO("proc", "dropped %d messages of revoked partitions",
+                         p->nmsgs - w);
+        p->nmsgs = w;
+        rd_kafka_topic_partition_list_destroy(asg);
+}
+
+static int quarantined(const loy_proc_t *p, const char *cid) {
+        for (int i = 0; i < p->nquarantine; i++)
+                if (!strcmp(p->quarantine[i], cid))
+                        return 1;
+        return 0;
+}
+
+/* Store errors name the customer ("customer <id>: ..."; ids hold no
+ * blanks). Adds it to the quarantine; 0, or -1 when no customer is named. */
+static int quarantine_from(loy_proc_t *p, const char *err) {
+        const char *id = strncmp(err, "customer ", 9) ? NULL : err + 9;
+        const char *end = id ? strstr(id, ": ") : NULL;
+        size_t n;
+        if (!end || end == id || p->nquarantine == QUARANTINE_MAX)
+                return -1;
+        n = (size_t)(end - id);
+        if (n > LOY_ID_MAX)
+                return -1;
+        memcpy(p->quarantine[p->nquarantine], id, n);
+        p->quarantine[p->nquarantine][n] = '\0';
+        LOY_ERROR("proc", "customer %s quarantined: its events go to the "
+                  "dead-letter topic until its Redis state is repaired and "
+                  "loyaltyd restarted (%s)", p->quarantine[p->nquarantine],
+                  err);
+        p->nquarantine++;
         return 0;
 }
 
@@ -606,12 +747,13 @@ static int fetch_timers(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 return 0;
         for (int i = 0; i < asg->cnt && left > 0; i++) {
                 char **ids = NULL;
+                int64_t *due = NULL;
                 int n = 0;
                 if (strcmp(asg->elems[i].topic, p->conf.topic_purchase))
                         continue;
-                if (loy_store_timers_due(p->store, asg->elems[i].partition,
-                                         clock_ms, left, &ids, &n, errstr,
-                                         errstr_size) != 0) {
+                if (loy_store_timers_due_at(p->store, asg->elems[i].partition,
+                                            clock_ms, left, &ids, &due, &n,
+                                            errstr, errstr_size) != 0) {
                         rd_kafka_topic_partition_list_destroy(asg);
                         return -1;
                 }
@@ -631,6 +773,7 @@ static int fetch_timers(loy_proc_t *p, int64_t clock_ms, char *errstr,
                                 p->timer_due = nd;
                         if (!ni || !np || !nd) {
                                 loy_store_free_ids(ids, n);
+                                free(due);
                                 rd_kafka_topic_partition_list_destroy(asg);
                                 snprintf(errstr, errstr_size,
                                          "out of memory");
@@ -641,9 +784,10 @@ static int fetch_timers(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 for (int k = 0; k < n; k++) {
                         p->timer_ids[p->ntimers] = ids[k];
                         p->timer_part[p->ntimers] = asg->elems[i].partition;
-                        p->timer_due[p->ntimers++] = clock_ms;
+                        p->timer_due[p->ntimers++] = due[k];
                 }
                 free(ids); /* the strings moved to timer_ids */
+                free(due);
                 left -= n;
         }
         rd_kafka_topic_partition_list_destroy(asg);
@@ -704,26 +848,43 @@ static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
                         size_t errstr_size) {
         char slot[LOY_SLOT_NAME_MAX];
         for (int i = 0; i < p->nevents; i++) {
-                const loy_event_t *ev = &p->events[p->order[i]];
-                touched_t *t = touch(p, ev->customer_id, errstr, errstr_size);
+                int idx = p->order[i];
+                const loy_event_t *ev = &p->events[idx];
+                touched_t *t;
                 loy_cust_t *c;
-                int ti, was_buyer;
+                int ti, was_buyer, n;
+                if (quarantined(p, ev->customer_id)) {
+                        dead_letter_event(p, idx, "state: this customer's "
+                                          "Redis state fails every write");
+                        continue;
+                }
+                t = touch(p, ev->customer_id, errstr, errstr_size);
                 if (!t)
                         return -1;
                 ti = (int)(t - p->touched);
                 c = t->c;
-                snprintf(slot, sizeof(slot), "off:%s:%" PRId32, ev->topic,
-                         ev->partition);
+                n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32,
+                             ev->topic, ev->partition);
+                if (n < 0 || (size_t)n >= sizeof(slot)) {
+                        dead_letter_event(p, idx, "topic name too long to "
+                                          "fence replays");
+                        continue;
+                }
                 if (ev->offset <= loy_feat_slot_get(c, slot, -1)) {
                         p->stats.events_skipped_dup++;
                         continue;
                 }
+                /* without its fence an event could count twice on replay */
+                if (loy_feat_slot_get(c, slot, INT64_MIN) == INT64_MIN &&
+                    c->nslots >= LOY_SLOTS_MAX) {
+                        dead_letter_event(p, idx, "state: customer has no "
+                                          "free offset slot (events on too "
+                                          "many partitions)");
+                        continue;
+                }
                 was_buyer = c->orders > 0;
                 loy_feat_apply(c, ev, &p->conf.feat);
-                if (loy_feat_slot_set(c, slot, ev->offset) == -1)
-                        LOY_WARN("proc", "customer %s: no slot left for %s; "
-                                 "replays of it will not be fenced",
-                                 c->id, slot);
+                loy_feat_slot_set(c, slot, ev->offset);
                 p->stats.events_applied++;
                 t->by_event = 1;
                 if (ev->kind == LOY_EV_BROWSE) {
@@ -837,6 +998,15 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
         if (idx < 0)
                 return 0;
         r = &rules->rule[idx];
+        snprintf(slot, sizeof(slot), "cool:%s", r->name);
+        /* a reward whose cooldown cannot be recorded would fire again on
+         * every event */
+        if (loy_feat_slot_get(c, slot, INT64_MIN) == INT64_MIN &&
+            c->nslots >= LOY_SLOTS_MAX) {
+                LOY_WARN("proc", "customer %s: no slot for %s; not fired",
+                         c->id, slot);
+                return 0;
+        }
         memset(&tr, 0, sizeof(tr));
         if (ev) {
                 snprintf(cause, sizeof(cause), "%s:%" PRId32 ":%" PRId64,
@@ -898,10 +1068,7 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
         ob->len = len;
         ob->touched = ti;
         t->noutbox++;
-        snprintf(slot, sizeof(slot), "cool:%s", r->name);
-        if (loy_feat_slot_set(c, slot, now) == -1)
-                LOY_WARN("proc", "customer %s: no slot left for %s", c->id,
-                         slot);
+        loy_feat_slot_set(c, slot, now);
         if (kpi_add(p, ti, now, p->names[idx][tr.holdout ? 1 : 0], 1)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
@@ -968,14 +1135,20 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
         p->noutbox = 0;
         /* touch everyone first so one pipeline loads them all */
         for (int i = 0; i < p->nevents; i++)
-                if (!touch(p, p->events[i].customer_id, errstr, errstr_size))
+                if (!quarantined(p, p->events[i].customer_id) &&
+                    !touch(p, p->events[i].customer_id, errstr, errstr_size))
                         return LOY_STORE_ERR;
         for (int i = 0; i < p->ntimers; i++) {
-                touched_t *t = touch(p, p->timer_ids[i], errstr, errstr_size);
+                touched_t *t;
+                if (quarantined(p, p->timer_ids[i]))
+                        continue;
+                t = touch(p, p->timer_ids[i], errstr, errstr_size);
                 if (!t)
                         return LOY_STORE_ERR;
                 t->by_timer = 1;
                 t->partition = p->timer_part[i];
+                t->fired_partition = p->timer_part[i];
+                t->timer_due = p->timer_due[i];
         }
         rc = load(p, errstr, errstr_size);
         if (rc)
@@ -986,20 +1159,31 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 touched_t *t = &p->touched[i];
                 loy_cust_t *c = t->c;
                 if (t->by_timer) {
-                        t->timer_due = t->old_timer;
+                        /* The hash knows better than the entry that fired:
+                         * a redo after a partly applied write, or an entry
+                         * left in another partition. It is moved, not
+                         * evaluated. */
+                        if (c->next_check_ms > clock_ms ||
+                            (c->first_purchase_ms && !c->next_check_ms &&
+                             !t->by_purchase)) {
+                                t->stale_timer = 1;
+                                continue;
+                        }
                         p->stats.timers_fired++;
-                        /* a stale entry (never bought): drop the timer */
+                        /* a timer of a customer who never bought (or whom
+                         * Redis no longer has): drop it */
                         if (!c->first_purchase_ms) {
                                 c->next_check_ms = 0;
                                 continue;
                         }
-                        /* events in this batch already re-scored it */
-                        if (!t->by_event &&
+                        /* a purchase in this batch replaced the timer; a
+                         * browse event did not */
+                        if (!t->by_purchase &&
                             evaluate(p, t, NULL, clock_ms, errstr,
                                      errstr_size) == -1)
                                 return LOY_STORE_ERR;
                 }
-                if ((t->by_event || t->by_timer) && t->partition >= 0)
+                if ((t->by_purchase || t->by_timer) && t->partition >= 0)
                         c->next_check_ms = next_check(&p->conf, c,
                                                       c->scored_ms);
         }
@@ -1020,6 +1204,9 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 w->partition = t->partition;
                 w->old_timer_ms = t->partition >= 0 ? t->old_timer
                                                     : t->c->next_check_ms;
+                w->timer_fired = t->by_timer;
+                w->fired_partition = t->fired_partition;
+                w->timer_only = t->by_timer && !t->existed && !t->by_event;
                 w->kpi = p->kpi_sorted + t->kpi_first;
                 w->nkpi = t->nkpi;
                 w->outbox = t->noutbox ? p->entries + t->outbox_first : NULL;
@@ -1184,6 +1371,7 @@ static int resend_cb(const char *id, const void *payload, size_t len,
                               payload, len, copy, err, sizeof(err)) == -1) {
                 free(copy);
                 LOY_ERROR("proc", "outbox re-send: %s", err);
+                p->resend_failed = 1;
                 return -1;
         }
         return 0;
@@ -1197,23 +1385,36 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         int was_down = !loy_store_is_connected(p->store);
         while (*running) {
                 if (loy_store_connect(p->store, err, sizeof(err)) == 0) {
-                        if (was_down || p->dr_failed || p->need_refresh) {
+                        if (!was_down && !p->need_refresh &&
+                            (!p->dr_failed ||
+                             wall_ms() - p->last_scan_ms < 5000))
+                                return 0;
+                        p->last_scan_ms = wall_ms();
+                        /* a population that does not load only makes ranks
+                         * approximate for a while: not worth stopping for */
+                        if (loy_store_load_hist(p->store, p->rfm, err,
+                                                sizeof(err)) == 0)
+                                p->last_hist_ms = wall_ms();
+                        else
+                                LOY_WARN("proc", "population: %s", err);
+                        p->resend_failed = 0;
+                        if (loy_store_outbox_scan(p->store, resend_cb, p, err,
+                                                  sizeof(err)) == 0 &&
+                            !p->resend_failed) {
                                 p->dr_failed = 0;
                                 p->need_refresh = 0;
-                                if (loy_store_load_hist(p->store, p->rfm, err,
-                                                        sizeof(err)) ||
-                                    loy_store_outbox_scan(p->store, resend_cb,
-                                                          p, err,
-                                                          sizeof(err))) {
-                                        LOY_WARN("proc", "after connect: %s",
-                                                 err);
-                                        continue;
-                                }
-                                p->last_hist_ms = wall_ms();
-                                LOY_INFO("proc", "redis %s:%d ready",
-                                         p->conf.redis_host,
-                                         p->conf.redis_port);
+                                if (was_down)
+                                        LOY_INFO("proc", "redis %s:%d ready",
+                                                 p->conf.redis_host,
+                                                 p->conf.redis_port);
+                                return 0;
                         }
+                        LOY_WARN("proc", "outbox re-send incomplete: %s",
+                                 p->resend_failed ? "producer refused" : err);
+                        /* triggers stay in the outbox; try again later
+                         * rather than stall the stream */
+                        p->dr_failed = 1;
+                        p->need_refresh = 0;
                         return 0;
                 }
                 if (!was_down || backoff == 50)
@@ -1232,8 +1433,8 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
 
 int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                  volatile sig_atomic_t *reload) {
-        char err[512];
-        int rc = 0;
+        char err[512], last_err[512];
+        int rc = 0, wrc;
         while (*running) {
                 double t0;
                 int64_t clock_ms;
@@ -1264,26 +1465,34 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         rc = -1;
                         break;
                 }
+                if (p->revoked)
+                        drop_revoked(p);
                 t0 = mono_ms();
                 rd_kafka_poll(p->producer, 0);
                 ack_delivered(p);
-                if (decode(p) == -1) {
-                        rc = -1;
-                        break;
+                if (decode(p, running)) {
+                        /* a dead letter did not make it: read it all again */
+                        rewind_batch(p);
+                        sleep_ms(p->conf.backoff_max_ms);
+                        continue;
                 }
                 merge_order(p);
                 clock_ms = loy_clock_advance(p->clock, wall_ms());
                 p->stats.clock_ms = clock_ms;
                 if (fetch_timers(p, clock_ms, err, sizeof(err)) == -1) {
                         LOY_WARN("proc", "timers: %s", err);
+                        for (int i = 0; i < p->ntimers; i++)
+                                free(p->timer_ids[i]);
                         p->ntimers = 0;
                 }
                 if (!p->nmsgs && !p->ntimers) {
                         loy_cache_trim(p->cache);
                         continue;
                 }
+                wrc = -1;
+                last_err[0] = '\0';
                 while (*running) {
-                        int wrc = run_batch(p, clock_ms, err, sizeof(err));
+                        wrc = run_batch(p, clock_ms, err, sizeof(err));
                         if (wrc == 0)
                                 break;
                         /* The cache holds changes Redis may not have: forget
@@ -1293,18 +1502,44 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         LOY_WARN("proc", "batch write failed: %s", err);
                         loy_cache_clear(p->cache);
                         p->need_refresh = 1;
-                        if (wrc == LOY_STORE_ERR)
+                        if (wrc == LOY_STORE_ERR) {
+                                /* the same customer failing twice is its
+                                 * state, not the connection */
+                                if (!strcmp(err, last_err) &&
+                                    quarantine_from(p, err) == 0)
+                                        continue;
+                                snprintf(last_err, sizeof(last_err), "%s",
+                                         err);
                                 sleep_ms(p->conf.backoff_max_ms);
+                        }
                         if (ensure_redis(p, running) == -1)
                                 break;
                 }
-                if (!*running) {
+                if (wrc != 0) {
                         /* not written: nothing stored, nothing committed */
                         free_batch(p);
                         break;
                 }
                 emit(p);
                 update_kpi_rates(p);
+                if (p->pending_dead) {
+                        while (*running &&
+                               rd_kafka_flush(p->producer, 1000) ==
+                                   RD_KAFKA_RESP_ERR__TIMED_OUT)
+                                LOY_WARN("proc", "waiting for the "
+                                         "dead-letter topic");
+                        rd_kafka_poll(p->producer, 0);
+                        if (rd_kafka_outq_len(p->producer))
+                                p->dlq_failed = 1;
+                        p->pending_dead = 0;
+                }
+                if (p->dlq_failed) {
+                        /* written, but a dead letter of this batch was not
+                         * delivered: read the batch again (what was applied
+                         * is skipped by the offsets) */
+                        rewind_batch(p);
+                        continue;
+                }
                 store_offsets(p);
                 free_batch(p);
                 loy_cache_trim(p->cache);

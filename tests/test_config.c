@@ -502,6 +502,8 @@ static void test_set(void) {
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.z-2.priority", "9",
                                        err, sizeof(err)), 0);
         CU_ASSERT_EQUAL_FATAL(c.rules.n, 2);
+        /* sorted by the check after the last set */
+        CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), 0);
         check_str(c.rules.rule[0].name, "z-2");
         check_str(c.rules.rule[1].name, "x");
         /* replacing a condition replaces all its terms */
@@ -535,9 +537,15 @@ static void test_set(void) {
                                                 "[rule x]");
         expect_set_error(&c, "rule.b@d.when", "orders > 1",
                          "-X: b@d: rule names use letters, digits, _ and -");
-        /* a rule is complete only with a condition */
-        expect_set_error(&c, "rule.y.priority", "1",
-                         "-X: y: rule has no 'when' condition");
+        /* a rule is complete only with a condition: keys may come in any
+         * order, the check after the last one says so */
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.y.priority", "1", err,
+                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), -1);
+        check_str(err, "-X: y: rule has no 'when' condition");
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.y.when", "orders > 2",
+                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), 0);
         /* failed sets left the good values alone */
         CU_ASSERT_EQUAL(c.redis_port, 6381);
         loy_config_free(&c);

@@ -194,6 +194,116 @@ static void test_fit_errors(void) {
                                           sizeof(err)), -1);
 }
 
+/* The analytic gradient against central differences (both variants). */
+static void test_gradient(void) {
+        const double p[4] = {0.3, 5, 0.7, 2.2};
+        for (int v = 0; v < 2; v++) {
+                double g[4];
+                double ll = loy_fit_ll_grad(v, p, cust, ncust, g);
+                CU_ASSERT_DOUBLE_EQUAL(ll, loy_fit_ll(v, p, cust, ncust),
+                                       1e-9);
+                for (int i = 0; i < 4; i++) {
+                        double hi[4], lo[4], h = 1e-6 * p[i], num;
+                        memcpy(hi, p, sizeof(hi));
+                        memcpy(lo, p, sizeof(lo));
+                        hi[i] += h;
+                        lo[i] -= h;
+                        num = (loy_fit_ll(v, hi, cust, ncust) -
+                               loy_fit_ll(v, lo, cust, ncust)) / (2 * h);
+                        CU_ASSERT(fabs(num - g[i]) <=
+                                  1e-5 * fmax(1, fabs(g[i])));
+                }
+        }
+}
+
+/* Merging identical summaries changes nothing: the sample twice has twice
+ * the log-likelihood, and customer order does not matter. */
+static void test_duplicates(void) {
+        static loy_fit_cust_t two[2 * MAXC];
+        const double p[4] = {0.243, 4.414, 0.793, 2.426};
+        double one = loy_fit_ll(LOY_VARIANT_BGNBD, p, cust, ncust);
+        for (size_t i = 0; i < ncust; i++) {
+                two[i] = cust[ncust - 1 - i];
+                two[ncust + i] = cust[i];
+        }
+        CU_ASSERT_DOUBLE_EQUAL(loy_fit_ll(LOY_VARIANT_BGNBD, p, two,
+                                          2 * ncust), 2 * one, 1e-6);
+}
+
+/* The ridge: customers who all kept buying to the very end (t_x = T)
+ * give no evidence of dropout; the likelihood rises as a -> 0. */
+static void test_ridge(void) {
+        static loy_fit_cust_t r[200];
+        loy_model_t m;
+        loy_fit_report_t rep;
+        loy_fit_opts_t none = {LOY_FIT_PRIOR_NONE, 2};
+        loy_fit_opts_t aut = {LOY_FIT_PRIOR_AUTO, 2};
+        char err[256];
+
+        for (int i = 0; i < 200; i++) {
+                r[i].x = i % 7;
+                r[i].T = 20 + i % 13;
+                r[i].t_x = r[i].x > 0 ? r[i].T : 0;
+        }
+        memset(&m, 0, sizeof(m));
+        m.variant = LOY_VARIANT_MBGNBD;
+        CU_ASSERT_EQUAL(loy_fit_purchases_ex(&m, r, 200, &none, &rep, err,
+                                             sizeof(err)), -1);
+        CU_ASSERT(!strncmp(err, "no interior maximum", 19));
+        CU_ASSERT_EQUAL(rep.ridge, 1);
+        CU_ASSERT_EQUAL(m.r, 0);   /* untouched on failure */
+        CU_ASSERT_EQUAL(loy_fit_purchases_ex(&m, r, 200, &aut, &rep, err,
+                                             sizeof(err)), 0);
+        CU_ASSERT_EQUAL(rep.ridge, 1);
+        CU_ASSERT_EQUAL(rep.penalised, 1);
+        CU_ASSERT_EQUAL(rep.converged, 1);
+        CU_ASSERT(m.a > 1e-4 && m.a < 1e4 && m.b > 1e-4 && m.b < 1e4);
+        CU_ASSERT(rep.ll <= rep.ll_ml);
+        CU_ASSERT(!strncmp(rep.note, "ML has no interior maximum", 26));
+        CU_ASSERT_EQUAL(rep.customers, 200);
+        CU_ASSERT_EQUAL(rep.unique, 7 * 13);   /* lcm(7, 13) = 91 */
+        {
+                double p[4] = {m.r, m.alpha, m.a, m.b};
+                CU_ASSERT_DOUBLE_EQUAL(loy_fit_ll(m.variant, p, r, 200),
+                                       rep.ll, 1e-9);
+        }
+}
+
+/* On CDNOW the auto mode is plain ML; the always-prior fit moves a
+ * little and costs some likelihood. */
+static void test_auto_prior(void) {
+        loy_model_t m, pm;
+        loy_fit_report_t rep;
+        loy_fit_opts_t always = {LOY_FIT_PRIOR_ALWAYS, 2};
+        char err[256];
+
+        memset(&m, 0, sizeof(m));
+        pm = m;
+        CU_ASSERT_EQUAL(loy_fit_purchases_ex(&m, cust, ncust, NULL, &rep,
+                                             err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(rep.ridge, 0);
+        CU_ASSERT_EQUAL(rep.penalised, 0);
+        CU_ASSERT_DOUBLE_EQUAL(m.a, 0.793, 0.0005);
+        CU_ASSERT_DOUBLE_EQUAL(rep.ll, -9582.4, 0.05);
+        CU_ASSERT_STRING_EQUAL(rep.note, "maximum likelihood, converged");
+        CU_ASSERT_EQUAL(rep.unique, 1016);
+        CU_ASSERT_EQUAL(loy_fit_purchases_ex(&pm, cust, ncust, &always, &rep,
+                                             err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(rep.penalised, 1);
+        CU_ASSERT(rep.ll < -9582.4 && rep.ll > -9583.5);
+}
+
+static void test_bad_summary(void) {
+        loy_model_t m;
+        loy_fit_cust_t bad[2] = {{1, 5, 3, 0}, {0, 0, 1, 0}};
+        char err[256];
+        memset(&m, 0, sizeof(m));
+        CU_ASSERT_EQUAL(loy_fit_purchases(&m, bad, 2, NULL, err,
+                                          sizeof(err)), -1);
+        CU_ASSERT_STRING_EQUAL(err, "customer 0: need 0 <= t_x <= T and "
+                               "x >= 0 (got x=1 t_x=5 T=3)");
+}
+
 int main(void) {
         CU_pSuite s;
         if (CU_initialize_registry() != CUE_SUCCESS)
@@ -205,5 +315,10 @@ int main(void) {
         CU_add_test(s, "Gamma-Gamma reproduces Fader & Hardie 2013",
                     test_fit_gg);
         CU_add_test(s, "errors", test_fit_errors);
+        CU_add_test(s, "analytic gradient", test_gradient);
+        CU_add_test(s, "identical summaries merged", test_duplicates);
+        CU_add_test(s, "ridge detected, weak priors", test_ridge);
+        CU_add_test(s, "auto and always priors on CDNOW", test_auto_prior);
+        CU_add_test(s, "bad summary", test_bad_summary);
         return tu_cunit_run();
 }

@@ -635,6 +635,7 @@ static void test_silence_timer(void) {
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test",
                                        "rule.silent.cooldown.days", "1000",
                                        err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_check(&conf, "test", err, sizeof(err)), 0);
         json_purchase(msg, sizeof(msg), "t1a", "t1", T0,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":300}");
         tu_kafka_produce(kafka, conf.topic_purchase, 0, "t1", msg, strlen(msg));
