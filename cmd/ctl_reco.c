@@ -323,7 +323,7 @@ static void score_case(eval_t *e, int cid, const loy_event_t *ev,
 
 /* One pass over the file; progressive: keep learning after the split. */
 static int eval_pass(eval_t *e, loy_source_t *src, int64_t split,
-                     int progressive, int64_t *customers) {
+                     int64_t until, int progressive, int64_t *customers) {
         loy_event_t ev = {0};
         int *truth = malloc(LOY_LINES_MAX * sizeof(*truth)), rc = 0, got;
 
@@ -334,6 +334,8 @@ static int eval_pass(eval_t *e, loy_source_t *src, int64_t split,
                 int cid, nt, test;
                 if (got < 0 || ev.kind != LOY_EV_PURCHASE)
                         continue;
+                if (ev.ts_ms >= until)
+                        break;
                 if (ev.ts_ms >= split && !progressive) {
                         /* frozen: score only */
                         cid = st_find(&e->custs, ev.customer_id);
@@ -410,15 +412,18 @@ static void eval_usage(void) {
                 "usage: loyaltyctl reco-eval [options]\n"
                 "  --data PATH          Online Retail file (default %s)\n"
                 "  --split YYYY-MM-DD   train before this day (2011-11-01)\n"
+                "  --until YYYY-MM-DD   test only before this day (none):\n"
+                "                       tune on --split 2011-10-01 --until\n"
+                "                       2011-11-01, report on the default\n"
                 "  -n N                 list length (10)\n"
                 "  --half-life D        co-occurrence half-life, days (30)\n"
-                "  --hist-half-life D   customer history half-life (30)\n"
-                "  --repeat-weight X    self-similarity of bought items (1)\n"
+                "  --hist-half-life D   customer history half-life (365)\n"
+                "  --repeat-weight X    self-similarity of bought items (20)\n"
                 "  --shrink X           support shrinkage of sim (1)\n"
-                "  --pop-weight X       popularity term of a candidate\n"
+                "  --pop-weight X       popularity term of a candidate (30)\n"
                 "  --top-k K            neighbours per item (20)\n"
                 "  --max-basket N       distinct items per basket (50)\n"
-                "  --hist-size N        items in a history (64)\n"
+                "  --hist-size N        items in a history (128)\n"
                 "  --mode static|progressive|both (both)\n",
                 DEFAULT_DATA);
 }
@@ -441,10 +446,10 @@ int ctl_reco_eval_main(int argc, char **argv) {
             {"repeat-weight", 1, 0, 'w'}, {"shrink", 1, 0, 'k'},
             {"top-k", 1, 0, 'K'},         {"max-basket", 1, 0, 'b'},
             {"hist-size", 1, 0, 'z'},     {"mode", 1, 0, 'm'},
-            {"pop-weight", 1, 0, 'P'},
+            {"pop-weight", 1, 0, 'P'},    {"until", 1, 0, 'u'},
             {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
         const char *data = DEFAULT_DATA, *mode = "both";
-        int64_t split = SPLIT_MS, customers;
+        int64_t split = SPLIT_MS, until = INT64_MAX, customers;
         loy_reco_conf_t base;
         loy_source_t *src;
         char err[512];
@@ -461,6 +466,13 @@ int ctl_reco_eval_main(int argc, char **argv) {
                 case 's':
                         split = parse_day(optarg);
                         if (split < 0) {
+                                eval_usage();
+                                return 2;
+                        }
+                        break;
+                case 'u':
+                        until = parse_day(optarg);
+                        if (until < 0) {
                                 eval_usage();
                                 return 2;
                         }
@@ -486,21 +498,24 @@ int ctl_reco_eval_main(int argc, char **argv) {
                 return 2;
         }
         base.mem_limit = 256u << 20;
-        /* the variants: the default blend, neighbours only, excluding
-         * what the customer bought */
-        e.v[0].name = "reco (neighbours + repeat)";
+        /* the default blend, then what each of its parts is worth */
+        e.v[0].name = "reco (default blend)";
         e.v[0].conf = base;
-        e.v[1].name = "reco, neighbours only";
+        e.v[1].name = "reco, no popularity term";
         e.v[1].conf = base;
-        e.v[1].conf.repeat_weight = 0;
-        e.v[2].name = "reco, exclude bought";
+        e.v[1].conf.pop_weight = 0;
+        e.v[2].name = "reco, neighbours only";
         e.v[2].conf = base;
-        e.v[2].conf.include_bought = 0;
-        e.v[3].name = "reco, no decay";
+        e.v[2].conf.pop_weight = 0;
+        e.v[2].conf.repeat_weight = 0;
+        e.v[3].name = "reco, exclude bought";
         e.v[3].conf = base;
-        e.v[3].conf.half_life_days = 0;
-        e.v[3].conf.hist_half_life_days = 0;
-        e.nv = 4;
+        e.v[3].conf.include_bought = 0;
+        e.v[4].name = "reco, no decay";
+        e.v[4].conf = base;
+        e.v[4].conf.half_life_days = 0;
+        e.v[4].conf.hist_half_life_days = 0;
+        e.nv = 5;
 
         src = loy_source_open(data, LOY_SRC_ONLINE_RETAIL, err, sizeof(err));
         if (!src) {
@@ -528,7 +543,8 @@ int ctl_reco_eval_main(int argc, char **argv) {
                         }
                 }
                 customers = 0;
-                if (!rc && eval_pass(&e, src, split, prog, &customers)) {
+                if (!rc && eval_pass(&e, src, split, until, prog,
+                                        &customers)) {
                         fprintf(stderr, "reco-eval: out of memory\n");
                         rc = 1;
                 }
@@ -540,6 +556,7 @@ int ctl_reco_eval_main(int argc, char **argv) {
                         for (int k = 0; k < e.nv; k++)
                                 print_metric(e.v[k].name, mname, &e.v[k].m,
                                              e.topn);
+                        fflush(stdout);
                         fprintf(stderr,
                                 "# %s: %" PRId64 " test invoices, %" PRId64
                                 " training customers\n",

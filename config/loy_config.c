@@ -78,6 +78,8 @@ static const cfg_key_t conf_keys[] = {
      "horizon of expected purchases and CLV"},
     {"scoring", "margin", CT_DBL, C_OFF(margin), "0.3", 0, 1,
      "profit margin applied to expected revenue for CLV"},
+    {"scoring", "discount.monthly", CT_DBL, C_OFF(discount_monthly), "-1",
+     -1, 1, "monthly discount rate of CLV; -1 keeps the model file's"},
     {"scoring", "weight.recency", CT_DBL, C_OFF(rfm_weights[0]), "0.3", 0, 1,
      "loyalty score weight of R"},
     {"scoring", "weight.frequency", CT_DBL, C_OFF(rfm_weights[1]), "0.3", 0,

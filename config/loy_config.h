@@ -49,6 +49,7 @@ typedef struct loy_config {
         char model_path[512];
         double horizon_days;
         double margin;
+        double discount_monthly;  /* CLV discount rate; < 0: model file's */
         double rfm_weights[3];   /* R, F, M */
 
         /* timers: re-score silent customers */

@@ -44,6 +44,7 @@ typedef struct item {
         uint8_t longsku;
         uint8_t pending;
         uint8_t nnbr;
+        uint8_t ext;            /* list came from loy_reco_set_nbrs() */
 } item_t;
 
 typedef struct nbr {
@@ -212,7 +213,7 @@ static void update_bytes(loy_reco_t *r, size_t transient) {
 void loy_reco_conf_default(loy_reco_conf_t *c) {
         memset(c, 0, sizeof(*c));
         c->half_life_days = 30;
-        c->hist_half_life_days = 30;
+        c->hist_half_life_days = 365;
         c->w_purchase = 1;
         c->w_browse = 0.3;
         c->w_hist_purchase = 1;
@@ -221,13 +222,14 @@ void loy_reco_conf_default(loy_reco_conf_t *c) {
         c->w_hist_action[LOY_ACT_REMOVE_FROM_CART] = 0;
         c->w_hist_action[LOY_ACT_SEARCH] = 0;
         c->w_hist_action[LOY_ACT_WISHLIST] = 0.4;
-        c->repeat_weight = 1;
+        c->repeat_weight = 20;
+        c->pop_weight = 30;
         c->shrink = 1;
         c->min_pair = 0.01;
         c->top_k = 20;
         c->max_basket = 50;
         c->session_window = 8;
-        c->hist_size = 64;
+        c->hist_size = 128;
         c->include_bought = 1;
         c->pop_k = 20;
         c->mem_limit = 64u << 20;
@@ -598,6 +600,7 @@ static uint32_t item_intern(loy_reco_t *r, const char *sku, const char *cat) {
                 it->alive = 1;
                 it->pending = 0;
                 it->nnbr = 0;
+                it->ext = 0;
                 r->items_alive++;
                 ihash_put(r, id);
         }
@@ -1117,12 +1120,34 @@ void loy_reco_maintain(loy_reco_t *r, int64_t now_ms) {
         update_bytes(r, 0);
 }
 
+/*
+ * Recomputes the sims of id's list from the local counts. n(id) just
+ * changed, so every entry moved; O(top_k). Entries of other items that
+ * point at id catch up when those items are seen or their pair is. A list
+ * read from the shared model is left alone.
+ */
+static void refresh_list(loy_reco_t *r, uint32_t id, double g) {
+        item_t *it = &r->items[id];
+        nbr_t *l = nbr_list(r, it);
+
+        if (!l || it->ext)
+                return;
+        for (int i = 0; i < it->nnbr; i++) {
+                const pair_t *p = pair_find(r, id, l[i].id);
+                if (p)
+                        l[i].sim = (float)loy_reco_sim(
+                                &r->conf, p->c / g, it->n / g,
+                                r->items[l[i].id].n / g);
+        }
+}
+
 /* n(id) += w at ts (g = scale at ts). */
 static void count_item(loy_reco_t *r, uint32_t id, double w, double g,
                        double ge) {
         item_t *it = &r->items[id];
 
         it->n = (float)(it->n + w * g);
+        refresh_list(r, id, g);
         pop_touch(r, r->gpop, &r->ngpop, id);
         if (it->cat >= 0)
                 pop_touch(r, r->cats[it->cat].pop, &r->cats[it->cat].npop,
@@ -1376,6 +1401,7 @@ int loy_reco_set_nbrs(loy_reco_t *r, const char *sku,
         if (!it->blk && nbr_alloc(r, it))
                 return -1;
         it->nnbr = 0;
+        it->ext = 1;
         for (int i = 0; i < n; i++) {
                 if (!(sims[i] > 0) || !strcmp(nbr_skus[i], sku))
                         continue;

@@ -16,7 +16,9 @@
  *
  * The shrink factor keeps one-off pairs of rare items (cosine 1) from
  * outranking well-supported ones. Each item keeps the top_k neighbours by
- * sim; an entry is recomputed whenever its pair receives evidence.
+ * sim. Sims are cached in the list: an item's whole list is recomputed
+ * each time the item is seen (O(top_k)), and an entry each time its pair
+ * is; in between an entry can lag behind the growth of its neighbour's n.
  *
  * A customer's recent items live in a small caller-owned loy_reco_hist_t
  * (embed it in the customer's cached state). Their weights decay with
@@ -24,11 +26,14 @@
  * wishlist). The score of a candidate j is
  *
  *   score(j) = sum over history items h of  w(h) * S(h, j)
+ *              + pop_weight * n(j) / n(most popular item)
  *
  * with S(h, j) = sim(h, j) for a neighbour and S(h, h) = repeat_weight for
- * an item the customer bought (retail customers re-buy: this blend of
- * "repeat-buy" and neighbours is what beats both baselines on Online
- * Retail). With include_bought = 0 bought items are never recommended.
+ * an item the customer bought; only items reached through the history are
+ * candidates. Retail customers re-buy, and of their past items they re-buy
+ * the popular ones: this blend of repeat-buy, popularity and neighbours is
+ * what beats both baselines on Online Retail (docs/recommendations.md).
+ * With include_bought = 0 bought items are never recommended.
  * When fewer than N candidates score, the list is filled with the most
  * popular items of the customer's recent categories, then globally.
  *
@@ -64,7 +69,7 @@
 #include "../features/loy_event.h"
 
 #define LOY_RECO_K_MAX 64       /* top_k upper bound */
-#define LOY_RECO_HIST_MAX 512   /* hist_size upper bound */
+#define LOY_RECO_HIST_MAX 128   /* hist_size upper bound */
 #define LOY_RECO_SESS_MAX 16    /* session_window upper bound */
 #define LOY_RECO_N_MAX 100      /* recommendations per call */
 #define LOY_RECO_EXCLUDE_MAX 512
@@ -169,12 +174,13 @@ typedef struct loy_reco_stats {
 
 typedef struct loy_reco loy_reco_t;
 
-/* Defaults: half-life 30 d (history 30 d), purchase 1, browse 0.3, history
+/* Defaults (tuned on a validation month, see docs/recommendations.md):
+ * half-life 30 d, history half-life 365 d, purchase 1, browse 0.3, history
  * purchase 1 / view 0.2 / cart 0.5 / remove 0 / search 0 / wishlist 0.4,
- * repeat_weight 1, shrink 1, min_pair 0.01, top_k 20, max_basket 50,
- * session_window 8, hist_size 64, include_bought 1, pop_k 20, mem_limit
- * 64 MiB, pair_mem_frac 0.5, no pending, pending_max 262144, epoch
- * 2010-01-01, LOY_RECO_EXCLUDE_DEFAULT. */
+ * repeat_weight 20, pop_weight 30, shrink 1, min_pair 0.01, top_k 20,
+ * max_basket 50, session_window 8, hist_size 128, include_bought 1, pop_k
+ * 20, mem_limit 64 MiB, pair_mem_frac 0.5, no pending, pending_max 262144,
+ * epoch 2010-01-01, LOY_RECO_EXCLUDE_DEFAULT. */
 void loy_reco_conf_default(loy_reco_conf_t *conf);
 
 /* Creates a model (conf is copied; NULL = defaults). NULL with errstr on a

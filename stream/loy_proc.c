@@ -261,6 +261,8 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         if (loy_model_load(&p->model, conf->model_path, errstr,
                            errstr_size) == -1)
                 goto fail;
+        if (conf->discount_monthly >= 0)
+                p->model.discount_monthly = conf->discount_monthly;
         ids.purchase = conf->schema_purchase;
         ids.browse = conf->schema_browse;
         ids.trigger = conf->schema_trigger;
@@ -410,6 +412,8 @@ int loy_proc_reload_model(loy_proc_t *p, char *errstr, size_t errstr_size) {
         if (loy_model_load(&m, p->conf.model_path, errstr, errstr_size) ==
             -1)
                 return -1;
+        if (p->conf.discount_monthly >= 0)
+                m.discount_monthly = p->conf.discount_monthly;
         p->model = m;
         LOY_INFO("proc", "model reloaded: %s", m.version);
         return 0;
@@ -938,7 +942,10 @@ static void score(loy_proc_t *p, touched_t *t, int64_t now) {
         in.x = (double)loy_feat_repeats(c);
         in.t_x = loy_feat_tx_days(c) / unit;
         in.T = loy_feat_age_days(c, now) / unit;
-        in.mean_value = loy_feat_mean_repeat_value(c);
+        /* refunds netted the way the spend model was fitted */
+        in.mean_value = loy_model_net_mean_value(c->gross_value,
+                                                 c->first_day_value,
+                                                 c->return_value, in.x);
         in.aov = loy_feat_aov(c);
         loy_model_score(&p->model, &in, p->conf.horizon_days, p->conf.margin,
                         &s);

@@ -12,7 +12,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "loy_model.h"
@@ -381,6 +383,200 @@ static void test_score_units(void) {
         ASSERT_REL(s.clv, 1.2260281747671444631 * 20 * 0.5, 1e-12);
 }
 
+/* Month by month through the public undiscounted expectation: an
+ * independent route to the one-pass discounted sum. */
+static double disc_by_months(const loy_model_t *m,
+                             const loy_model_input_t *in, double hdays) {
+        double month = 365.25 / 12, prev = 0, sum = 0;
+        int k_max = (int)ceil(hdays / month);
+        for (int k = 1; k <= k_max; k++) {
+                double t = fmin(k * month, hdays) / m->unit_days;
+                double e = loy_model_expected_purchases(m, in, t);
+                sum += (e - prev) * pow(1 + m->discount_monthly, -k);
+                prev = e;
+        }
+        return sum;
+}
+
+static void test_discount(void) {
+        loy_model_t m = model(LOY_VARIANT_MBGNBD, 0.83, 69, 0.05, 1.5);
+        loy_model_input_t in = input(4, 200, 300);
+        loy_model_scores_t s, s0;
+        const double xs[][3] = {{0, 0, 10}, {4, 200, 300}, {60, 360, 365},
+                                {3000, 13990, 14000}};
+
+        /* no discount: the plain expectation */
+        CU_ASSERT_EQUAL(loy_model_discounted_purchases(&m, &in, 365),
+                        loy_model_expected_purchases(&m, &in, 365));
+        m.discount_monthly = 0.01;
+        for (int v = 0; v < 2; v++)
+                for (size_t c = 0; c < 4; c++) {
+                        loy_model_input_t i2 = input(xs[c][0], xs[c][1],
+                                                     xs[c][2]);
+                        double hs[] = {10, 365, 730, 3653 * 2 /* fallback */};
+                        m.variant = v;
+                        for (int h = 0; h < 4; h++) {
+                                double d = loy_model_discounted_purchases(
+                                        &m, &i2, hs[h]);
+                                ASSERT_REL(d, disc_by_months(&m, &i2, hs[h]),
+                                           1e-10);
+                                CU_ASSERT(d <= loy_model_expected_purchases(
+                                                       &m, &i2, hs[h]));
+                        }
+                }
+        /* one month: a single weight 1/1.01 */
+        m.variant = LOY_VARIANT_MBGNBD;
+        ASSERT_REL(loy_model_discounted_purchases(&m, &in, 30),
+                   loy_model_expected_purchases(&m, &in, 30) / 1.01, 1e-13);
+        /* score: CLV discounted, exp_purchases not */
+        m.has_gg = 1;
+        m.gg_p = 6.25;
+        m.gg_q = 3.74;
+        m.gg_gamma = 15.44;
+        in.mean_value = 40;
+        loy_model_score(&m, &in, 365, 0.3, &s);
+        ASSERT_REL(s.exp_purchases, loy_model_expected_purchases(&m, &in, 365),
+                   1e-13);
+        ASSERT_REL(s.clv, disc_by_months(&m, &in, 365) * s.exp_value * 0.3,
+                   1e-10);
+        m.discount_monthly = 0;
+        loy_model_score(&m, &in, 365, 0.3, &s0);
+        CU_ASSERT(s.clv < s0.clv);
+        /* the one-pass sum shares the series: equal to rounding */
+        ASSERT_REL(s.exp_purchases, s0.exp_purchases, 1e-13);
+        /* weeks: the horizon is still in days */
+        m.unit_days = 7;
+        m.discount_monthly = 0.02;
+        in = input(2, 30.43, 38.86);
+        ASSERT_REL(loy_model_discounted_purchases(&m, &in, 273),
+                   disc_by_months(&m, &in, 273), 1e-10);
+}
+
+static void test_discount_extreme(void) {
+        const double as[] = {0.01, 0.5, 3, 200};
+        const double alphas[] = {1e-3, 60, 1e6};
+        const double xs[][3] = {{0, 0, 0}, {9000, 2000, 2000},
+                                {5000, 10, 14000}, {3000, 13990, 14000}};
+        int bad = 0;
+        for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 3; j++)
+        for (size_t c = 0; c < 4; c++) {
+                loy_model_t m = model(LOY_VARIANT_MBGNBD, 0.8, alphas[j],
+                                      as[i], 1.5);
+                loy_model_input_t in = input(xs[c][0], xs[c][1], xs[c][2]);
+                loy_model_scores_t s;
+                m.discount_monthly = 0.05;
+                loy_model_score(&m, &in, 3650, 1, &s);
+                if (!isfinite(s.clv) || s.clv < 0 ||
+                    s.clv > s.exp_purchases * s.exp_value * (1 + 1e-12))
+                        bad++;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+}
+
+static void test_net_mean(void) {
+        /* repeat value 300 - 100 = 200 over 2 repeats, 60 of 300 returned:
+         * 200 * 0.8 / 2 */
+        CU_ASSERT_DOUBLE_EQUAL(loy_model_net_mean_value(300, 100, 60, 2), 80,
+                               1e-12);
+        CU_ASSERT_DOUBLE_EQUAL(loy_model_net_mean_value(300, 100, 0, 2), 100,
+                               1e-12);
+        CU_ASSERT_EQUAL(loy_model_net_mean_value(300, 100, 300, 2), 0);
+        CU_ASSERT_EQUAL(loy_model_net_mean_value(300, 100, 999, 2), 0);
+        CU_ASSERT_EQUAL(loy_model_net_mean_value(300, 100, 60, 0), 0);
+        CU_ASSERT_EQUAL(loy_model_net_mean_value(100, 100, 0, 1), 0);
+        CU_ASSERT_EQUAL(loy_model_net_mean_value(NAN, 100, 0, 1), 0);
+}
+
+static void test_load_discount(void) {
+        const char *base = "version = x\nvariant = mbgnbd\ntime_unit = days\n"
+                           "r = 1\nalpha = 2\na = 3\nb = 4\n";
+        char text[1024], msg[512];
+        loy_model_t m;
+
+        CU_ASSERT_EQUAL(load_text(&m, base, msg, sizeof(msg)), 0);
+        CU_ASSERT_EQUAL(m.discount_monthly, 0);
+        snprintf(text, sizeof(text), "%sdiscount_monthly = 0.015\n"
+                 "format = 1\nsource = x.csv\nridge = no\n"
+                 "ml_stopped_at = r 1 alpha 2 a 3 b 4\n", base);
+        CU_ASSERT_EQUAL(load_text(&m, text, msg, sizeof(msg)), 0);
+        CU_ASSERT_EQUAL(m.discount_monthly, 0.015);
+        snprintf(text, sizeof(text), "%sdiscount_monthly = -0.1\n", base);
+        expect_error(text, "F: discount_monthly: must be in [0, 1]");
+}
+
+/* Files in dir whose name contains ".tmp.": leftovers of a write. */
+static int tmp_files(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        int n = 0;
+        if (!d)
+                return -1;
+        while ((e = readdir(d)))
+                n += strstr(e->d_name, ".tmp.") != NULL;
+        closedir(d);
+        return n;
+}
+
+static void test_write(void) {
+        char dir[] = "/tmp/test_model_w_XXXXXX", path[128], err[512];
+        loy_model_t m = model(LOY_VARIANT_BGNBD, 0.2425, 4.4136, 0.7929,
+                              2.4259), back, bad;
+        FILE *f;
+
+        CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "%s/model", dir);
+        m.r = 1.0 / 3;   /* needs all 17 digits */
+        m.unit_days = 7;
+        m.has_gg = 1;
+        m.gg_p = 6.25;
+        m.gg_q = 3.74;
+        m.gg_gamma = 15.44;
+        m.discount_monthly = 0.01;
+        strcpy(m.version, "fit-1");
+        CU_ASSERT_EQUAL(loy_model_write(&m, "customers = 2357\nnote = ok",
+                                        path, err, sizeof(err)), 0);
+        memset(&back, 0, sizeof(back));
+        CU_ASSERT_EQUAL(loy_model_load(&back, path, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(memcmp(&back, &m, sizeof(m)), 0);
+        CU_ASSERT_EQUAL(tmp_files(dir), 0);
+
+        /* a bad model is refused and the old file stays */
+        bad = m;
+        bad.alpha = -1;
+        CU_ASSERT_EQUAL(loy_model_write(&bad, NULL, path, err, sizeof(err)),
+                        -1);
+        CU_ASSERT(strstr(err, "alpha: must be finite and > 0") != NULL);
+        /* info the loader would refuse: not written either */
+        CU_ASSERT_EQUAL(loy_model_write(&m, "bogus = 1\n", path, err,
+                                        sizeof(err)), -1);
+        CU_ASSERT(strstr(err, "bogus: unknown key") != NULL);
+        CU_ASSERT_EQUAL(tmp_files(dir), 0);
+        memset(&back, 0, sizeof(back));
+        CU_ASSERT_EQUAL(loy_model_load(&back, path, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(memcmp(&back, &m, sizeof(m)), 0);
+
+        /* replaced, not appended: no Gamma-Gamma any more */
+        m.has_gg = 0;
+        m.discount_monthly = 0;
+        CU_ASSERT_EQUAL(loy_model_write(&m, NULL, path, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_model_load(&back, path, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(back.has_gg, 0);
+        CU_ASSERT_EQUAL(back.gg_p, 0);
+        CU_ASSERT_EQUAL(back.discount_monthly, 0);
+
+        /* a directory that does not exist */
+        CU_ASSERT_EQUAL(loy_model_write(&m, NULL, "/nonexistent/dir/model",
+                                        err, sizeof(err)), -1);
+        CU_ASSERT(strstr(err, "No such file or directory") != NULL);
+        f = fopen(path, "r");
+        CU_ASSERT(f != NULL);
+        if (f)
+                fclose(f);
+        unlink(path);
+        CU_ASSERT_EQUAL(rmdir(dir), 0);
+}
+
 int main(void) {
         CU_pSuite s;
         if (CU_initialize_registry() != CUE_SUCCESS)
@@ -399,5 +595,10 @@ int main(void) {
         CU_add_test(s, "bad inputs", test_bad_inputs);
         CU_add_test(s, "Gamma-Gamma", test_gamma_gamma);
         CU_add_test(s, "score units", test_score_units);
+        CU_add_test(s, "discounted CLV", test_discount);
+        CU_add_test(s, "discounted CLV, extreme inputs", test_discount_extreme);
+        CU_add_test(s, "refunds netted", test_net_mean);
+        CU_add_test(s, "discount_monthly and info keys", test_load_discount);
+        CU_add_test(s, "atomic write, round trip", test_write);
         return tu_cunit_run();
 }
