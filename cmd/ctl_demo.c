@@ -258,9 +258,16 @@ static void print_at_risk(redisContext *c) {
 static void print_hash(redisContext *c, const char *key, const char *indent) {
         redisReply *r = redisCommand(c, "HGETALL %s", key);
         if (r && r->type == REDIS_REPLY_ARRAY)
-                for (size_t i = 0; i + 1 < r->elements; i += 2)
-                        printf("%s%-18s %s\n", indent, r->element[i]->str,
-                               r->element[i + 1]->str);
+                for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                        const char *v = r->element[i + 1]->str;
+                        /* HINCRBYFLOAT sums print with 17 digits */
+                        if (strchr(v, '.') && strlen(v) > 12)
+                                printf("%s%-26s %.2f\n", indent,
+                                       r->element[i]->str, atof(v));
+                        else
+                                printf("%s%-26s %s\n", indent,
+                                       r->element[i]->str, v);
+                }
         if (r)
                 freeReplyObject(r);
 }

@@ -709,7 +709,7 @@ static int bench_memory(size_t limit, int64_t items, int basket,
         const char *sp[64];
         long rss0, rss1, hwm;
         uint64_t x = 88172645463325252ULL;
-        int64_t ts = 1291161600000LL, nb = 0, i;
+        int64_t ts = 1291161600000LL, nb = 0, i, failed = 0;
         double t0, t1;
 
         loy_reco_conf_default(&conf);
@@ -746,9 +746,11 @@ static int bench_memory(size_t limit, int64_t items, int basket,
                                  id);
                         sp[j] = skus[j];
                 }
-                loy_reco_learn_basket(r, sp, NULL, basket, ts, 1.0);
+                if (loy_reco_learn_basket(r, sp, NULL, basket, ts, 1.0))
+                        failed++;
                 ts += 60000;
-                if (track_pending && loy_reco_pending_count(r) > 100000)
+                /* the processor flushes once a batch (1000 events) */
+                if (track_pending && nb % 1000 == 999)
                         loy_reco_pending_clear(r);
         }
         t1 = now_s();
@@ -757,10 +759,10 @@ static int bench_memory(size_t limit, int64_t items, int basket,
         hwm = proc_kb("VmHWM");
         printf("| %6zu MiB | %8" PRId64 " | %7.1f MiB | %7.1f MiB | %7.1f "
                "MiB | %7.1f MiB | %8" PRId64 " | %9" PRId64 " | %8" PRId64
-               " | %7.0f |\n",
+               " | %6" PRId64 " | %7.0f |\n",
                limit >> 20, items, st.bytes / 1048576.0,
                st.bytes_peak / 1048576.0, (rss1 - rss0) / 1024.0,
-               hwm / 1024.0, st.items, st.pairs, st.items_evicted,
+               hwm / 1024.0, st.items, st.pairs, st.items_evicted, failed,
                nb / (t1 - t0));
         fflush(stdout);
         loy_reco_destroy(r);
@@ -840,8 +842,8 @@ int ctl_reco_bench_main(int argc, char **argv) {
                        items, basket);
                 printf("| limit      | items    | model now   | model peak  |"
                        " RSS delta   | VmHWM       | alive    | pairs     |"
-                       " evicted  | baskets/s |\n|---|---|---|---|---|---|"
-                       "---|---|---|---|\n");
+                       " evicted  | failed | baskets/s |\n|---|---|---|---|"
+                       "---|---|---|---|---|---|---|\n");
                 for (int i = 0; i < nlim; i++) {
                         int c = bench_memory_child(limits[i], items, basket,
                                                    1);

@@ -623,6 +623,7 @@ static const char *const ref_keys[][3] = {
         {"scoring", "model", "model.default"},
         {"scoring", "horizon.days", "90"},
         {"scoring", "margin", "0.3"},
+        {"scoring", "discount.monthly", "-1"},
         {"scoring", "weight.recency", "0.3"},
         {"scoring", "weight.frequency", "0.3"},
         {"scoring", "weight.monetary", "0.4"},
@@ -701,7 +702,7 @@ static void test_reference(void) {
                 }
         }
         fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 34);
+        CU_ASSERT_EQUAL(nkeys, 35);
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)
