@@ -281,6 +281,22 @@ static void stop_kafka(demo_t *d) {
         d->mock_rk = NULL;
 }
 
+/* VmHWM of a process, in KiB (0 when unknown). */
+static long long peak_rss_kb(pid_t pid) {
+        char path[64], line[256];
+        long long kb = 0;
+        FILE *fp;
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        fp = fopen(path, "r");
+        if (!fp)
+                return 0;
+        while (fgets(line, sizeof(line), fp))
+                if (!strncmp(line, "VmHWM:", 6))
+                        kb = atoll(line + 6);
+        fclose(fp);
+        return kb;
+}
+
 static void teardown(demo_t *d) {
         char cmd[300];
         if (d->loyaltyd > 0) {
@@ -345,7 +361,7 @@ int ctl_demo_main(int argc, char **argv) {
         struct timeval tv = {2, 0};
         tally_t rules[32], reasons[32];
         int nrules = 0, nreasons = 0;
-        long long ntrig, ndead;
+        long long ntrig, ndead, peak_kb = 0;
 
         while ((opt = getopt(argc, argv, "d:c:n:k")) != -1) {
                 switch (opt) {
@@ -485,6 +501,7 @@ int ctl_demo_main(int argc, char **argv) {
         }
         if (!demo_running)
                 goto out;
+        peak_kb = peak_rss_kb(d.loyaltyd);
         kill(d.loyaltyd, SIGTERM);
         waitpid(d.loyaltyd, NULL, 0);
         d.loyaltyd = 0;
@@ -508,8 +525,10 @@ int ctl_demo_main(int argc, char **argv) {
                "caught up, %.1f s); %.0f events/s of loyaltyd busy time\n",
                (double)produced / ((double)(t_done - t0) / 1e3),
                (double)(t_done - t0) / 1e3, stat_d(d.rc, "events_per_s"));
-        printf("  batch latency      p50 %.1f ms, p99 %.1f ms\n",
+        printf("  batch latency      p50 %.1f ms, p99 %.1f ms (batches of up "
+               "to 1000 events)\n",
                stat_d(d.rc, "batch_ms_p50"), stat_d(d.rc, "batch_ms_p99"));
+        printf("  loyaltyd memory    %.1f MiB peak RSS\n", peak_kb / 1024.0);
         printf("\n== customers per segment (loy:seg)\n");
         print_hash(d.rc, "loy:seg", "  ");
         printf("\n== reward triggers on topic reward-triggers: %lld\n", ntrig);
