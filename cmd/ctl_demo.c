@@ -521,10 +521,18 @@ int ctl_demo_main(int argc, char **argv) {
                 printf("    %5lld  %s\n", reasons[i].n, reasons[i].name);
         printf("  silence timers     %lld fired\n",
                stat_ll(d.rc, "timers_fired"));
-        printf("  throughput         %.0f events/s wall (replay start to "
-               "caught up, %.1f s); %.0f events/s of loyaltyd busy time\n",
-               (double)produced / ((double)(t_done - t0) / 1e3),
-               (double)(t_done - t0) / 1e3, stat_d(d.rc, "events_per_s"));
+        {
+                /* from loyaltyd's first batch: the consumer-group join
+                 * (~3 s on the mock cluster) is not processing time */
+                double first = stat_d(d.rc, "first_batch_wall_ms");
+                double s = first > 0 ? ((double)t_done - first) / 1e3
+                                     : (double)(t_done - t0) / 1e3;
+                printf("  throughput         %.0f events/s wall (first batch "
+                       "to caught up, %.1f s); %.0f events/s of loyaltyd "
+                       "busy time\n",
+                       (double)produced / (s > 0 ? s : 1), s,
+                       stat_d(d.rc, "events_per_s"));
+        }
         printf("  batch latency      p50 %.1f ms, p99 %.1f ms (batches of up "
                "to 1000 events)\n",
                stat_d(d.rc, "batch_ms_p50"), stat_d(d.rc, "batch_ms_p99"));

@@ -112,6 +112,7 @@ struct loy_proc {
         int64_t last_hist_ms;
         int64_t last_model_check_ms;
         int64_t last_scan_ms;           /* of the outbox */
+        int64_t first_batch_ms;         /* wall clock of the first batch */
         struct timespec model_mtime;    /* of the model file last loaded */
         double lat_ms[LAT_RING];
         int nlat;
@@ -1339,8 +1340,9 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
             p->stats.redis_failures};
         const char *set_names[] = {"batch_ms_last", "batch_ms_p50",
                                    "batch_ms_p99", "events_per_s", "clock_ms",
-                                   "lag", "cache_customers"};
-        double incr[8], set[7], sorted[LAT_RING];
+                                   "lag", "cache_customers",
+                                   "first_batch_wall_ms"};
+        double incr[8], set[8], sorted[LAT_RING];
         int n = p->nlat < LAT_RING ? p->nlat : LAT_RING;
         char err[256];
         for (int i = 0; i < 8; i++)
@@ -1356,7 +1358,8 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
         set[4] = (double)p->stats.clock_ms;
         set[5] = (double)consumer_lag(p);
         set[6] = (double)loy_cache_size(p->cache);
-        if (loy_store_stats(p->store, incr_names, incr, 8, set_names, set, 7,
+        set[7] = (double)p->first_batch_ms;
+        if (loy_store_stats(p->store, incr_names, incr, 8, set_names, set, 8,
                             err, sizeof(err)) == 0)
                 memcpy(p->pending_stats, now_vals, sizeof(now_vals));
 }
@@ -1496,6 +1499,8 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         loy_cache_trim(p->cache);
                         continue;
                 }
+                if (!p->first_batch_ms)
+                        p->first_batch_ms = wall_ms();
                 wrc = -1;
                 last_err[0] = '\0';
                 while (*running) {

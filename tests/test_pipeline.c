@@ -682,6 +682,71 @@ static void test_silence_timer(void) {
         loy_config_free(&conf);
 }
 
+/* Regression: a timer entry the customer's hash does not know about (a
+ * customer Redis no longer has) fires once and is removed, not on every
+ * batch forever; no empty customer hash is created for it. */
+static void test_ghost_timer(void) {
+        loy_config_t conf;
+        runner_t r;
+        char msg[512], args[128];
+        char *v;
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "ghost");
+        snprintf(args, sizeof(args), "ZADD loy:timers:0 %lld ghost", T0);
+        free(tu_redis_cli(&redis, args));
+        json_purchase(msg, sizeof(msg), "g1", "c2", T0 + 5 * DAY,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":3}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "c2", msg, strlen(msg));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 1), 0);
+        usleep(1500000); /* many batch loops with the clock past the entry */
+        stop(&r);
+        CU_ASSERT(loy_proc_stats(r.proc) != NULL);
+        CU_ASSERT(stat_of("timers_fired") <= 1);
+        v = tu_redis_cli(&redis, "ZSCORE loy:timers:0 ghost");
+        CU_ASSERT_STRING_EQUAL(v ? v : "x", "");
+        free(v);
+        v = tu_redis_cli(&redis, "EXISTS loy:c:{ghost}");
+        CU_ASSERT_STRING_EQUAL(v ? v : "x", "0");
+        free(v);
+        loy_config_free(&conf);
+}
+
+/* Regression: a customer whose hash cannot be loaded (a field edited to
+ * junk) no longer stops the whole stream: after two failed attempts it is
+ * quarantined, its events are dead-lettered with a "state:" reason, and
+ * the other customers of the batch are written. */
+static void test_quarantine(void) {
+        loy_config_t conf;
+        runner_t r;
+        dead_t dead;
+        char msg[512];
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "quarantine");
+        conf.backoff_max_ms = 50;
+        free(tu_redis_cli(&redis, "HSET loy:c:{bad} orders abc"));
+        json_purchase(msg, sizeof(msg), "q1", "bad", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":3}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "bad", msg,
+                         strlen(msg));
+        json_purchase(msg, sizeof(msg), "q2", "good", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":4}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "good", msg,
+                         strlen(msg));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 2), 0);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{good}", "gross_value", "4");
+        ASSERT_FIELD("loy:c:{bad}", "orders", "abc"); /* left for repair */
+        memset(&dead, 0, sizeof(dead));
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
+                             &dead);
+        CU_ASSERT_EQUAL_FATAL(dead.n, 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[0], "loy.reason=state:"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dead.payload[0], "\"q1\""));
+        loy_config_free(&conf);
+}
+
 int main(void) {
         CU_pSuite s;
         int rc;
@@ -702,6 +767,8 @@ int main(void) {
         CU_add_test(s, "dead letters", test_dead_letters);
         CU_add_test(s, "model file reload", test_model_reload);
         CU_add_test(s, "silence timer", test_silence_timer);
+        CU_add_test(s, "ghost timer fires once", test_ghost_timer);
+        CU_add_test(s, "quarantine of broken state", test_quarantine);
         CU_add_test(s, "redis killed and restarted", test_redis_restart);
         rc = tu_cunit_run();
         tu_kafka_stop(kafka);
