@@ -15,7 +15,6 @@
 #include <jansson.h>
 
 #include "loy_codec.h"
-#include "loy_source.h"
 #include "tu.h"
 
 static tu_redis_t redis;
@@ -47,58 +46,35 @@ static pid_t spawn(const char *ns, const char *suffix, const char *group) {
         return pid;
 }
 
-static double lua_sum(const char *ns, const char *field) {
+/* Sum of a numeric field over the hashes matching <ns>:<kind>:* (kind "c"
+ * for customers, "kpi" for days). */
+static double hash_sum(const char *ns, const char *kind, const char *field) {
         char args[512];
         char *v;
         double d;
         snprintf(args, sizeof(args),
                  "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
-                 "'%s:c:*')) do s = s + tonumber(redis.call('HGET', k, "
-                 "'%s') or 0) end return tostring(s)\" 0", ns, field);
+                 "'%s:%s:*')) do s = s + tonumber(redis.call('HGET', k, "
+                 "'%s') or 0) end return tostring(s)\" 0", ns, kind, field);
         v = tu_redis_cli(&redis, args);
         d = v ? atof(v) : -1;
         free(v);
         return d;
+}
+
+static double lua_sum(const char *ns, const char *field) {
+        return hash_sum(ns, "c", field);
 }
 
 static double kpi_sum(const char *ns, const char *field) {
-        char args[512];
-        char *v;
-        double d;
-        snprintf(args, sizeof(args),
-                 "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
-                 "'%s:kpi:*')) do s = s + tonumber(redis.call('HGET', k, "
-                 "'%s') or 0) end return tostring(s)\" 0", ns, field);
-        v = tu_redis_cli(&redis, args);
-        d = v ? atof(v) : -1;
-        free(v);
-        return d;
+        return hash_sum(ns, "kpi", field);
 }
 
 static int64_t produce_file(const char *topic) {
-        char err[256];
-        loy_source_t *src = loy_source_open(
-            tu_src_path("tests/data/online_retail_head300.csv"), LOY_SRC_AUTO,
-            err, sizeof(err));
-        loy_codec_t *codec = loy_codec_create(NULL, err, sizeof(err));
-        loy_event_t ev;
-        int64_t n = 0;
-        CU_ASSERT_PTR_NOT_NULL_FATAL(src);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(codec);
-        memset(&ev, 0, sizeof(ev));
-        while (loy_source_next(src, &ev) == 1) {
-                size_t len;
-                const void *buf = loy_codec_encode_event(codec, &ev, &len, err,
-                                                         sizeof(err));
-                CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
-                tu_kafka_produce_async(kafka, topic, -1, ev.customer_id, buf,
-                                       len);
-                n++;
-        }
-        CU_ASSERT_EQUAL(tu_kafka_flush(kafka, 30000), 0);
-        loy_event_free(&ev);
-        loy_codec_destroy(codec);
-        loy_source_close(src);
+        int64_t n = tu_produce_file(
+            kafka, topic, tu_src_path("tests/data/online_retail_head300.csv"),
+            0, 0);
+        CU_ASSERT_FATAL(n > 0);
         return n;
 }
 

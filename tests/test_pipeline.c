@@ -348,34 +348,8 @@ static char *dump_state(void) {
 
 static int64_t produce_file(const char *topic, const char *path, int skip,
                             int limit) {
-        char err[256];
-        loy_source_t *src = loy_source_open(path, LOY_SRC_AUTO, err,
-                                            sizeof(err));
-        loy_codec_t *codec = loy_codec_create(NULL, err, sizeof(err));
-        loy_event_t ev;
-        int64_t n = 0, i = 0;
-        CU_ASSERT_PTR_NOT_NULL_FATAL(src);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(codec);
-        memset(&ev, 0, sizeof(ev));
-        while (loy_source_next(src, &ev) == 1) {
-                size_t len;
-                const void *buf;
-                if (i++ < skip)
-                        continue;
-                if (limit && n == limit)
-                        break;
-                buf = loy_codec_encode_event(codec, &ev, &len, err,
-                                             sizeof(err));
-                CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
-                CU_ASSERT_EQUAL(tu_kafka_produce_async(kafka, topic, -1,
-                                                       ev.customer_id, buf,
-                                                       len), 0);
-                n++;
-        }
-        CU_ASSERT_EQUAL(tu_kafka_flush(kafka, 30000), 0);
-        loy_event_free(&ev);
-        loy_codec_destroy(codec);
-        loy_source_close(src);
+        int64_t n = tu_produce_file(kafka, topic, path, skip, limit);
+        CU_ASSERT_FATAL(n >= 0);
         return n;
 }
 

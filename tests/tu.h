@@ -96,6 +96,12 @@ int64_t tu_kafka_committed(tu_kafka_t *k, const char *group,
  * Owned by k. */
 struct rd_kafka_mock_cluster_s *tu_kafka_mock(tu_kafka_t *k);
 
+/* Produces the events of a real data file (loy_source, Avro, key =
+ * customer id), skipping the first skip, at most limit (0 = all), and
+ * waits for delivery. Returns the number produced or -1. */
+int64_t tu_produce_file(tu_kafka_t *k, const char *topic, const char *path,
+                        int skip, int limit);
+
 /* Path of a file under the source tree (LOY_SOURCE_DIR) or the build tree
  * (LOY_BUILD_DIR); static buffer. */
 const char *tu_src_path(const char *rel);
