@@ -62,6 +62,10 @@ static double stat_d(redisContext *c, const char *field) {
         return v;
 }
 
+/* Extra -X settings for loyaltyd, from the demo's own -X. */
+static const char *extra_x[8];
+static int nextra_x;
+
 static pid_t spawn_loyaltyd(const demo_t *d, const char *conf_path) {
         char self[PATH_MAX], bin[PATH_MAX + 16], log[300];
         char xb[300], xr[64];
@@ -82,8 +86,23 @@ static pid_t spawn_loyaltyd(const demo_t *d, const char *conf_path) {
         if (pid == 0) {
                 if (!freopen(log, "w", stderr))
                         _exit(126);
-                execl(bin, "loyaltyd", "-c", conf_path, "-X", xb, "-X", xr,
-                      "-X", "clock.idle.ms=2000", (char *)NULL);
+                const char *argv[32];
+                int a = 0;
+                argv[a++] = "loyaltyd";
+                argv[a++] = "-c";
+                argv[a++] = conf_path;
+                argv[a++] = "-X";
+                argv[a++] = xb;
+                argv[a++] = "-X";
+                argv[a++] = xr;
+                argv[a++] = "-X";
+                argv[a++] = "clock.idle.ms=2000";
+                for (int i = 0; i < nextra_x; i++) {
+                        argv[a++] = "-X";
+                        argv[a++] = extra_x[i];
+                }
+                argv[a] = NULL;
+                execv(bin, (char *const *)argv);
                 _exit(127);
         }
         return pid;
@@ -363,17 +382,23 @@ int ctl_demo_main(int argc, char **argv) {
         int nrules = 0, nreasons = 0;
         long long ntrig, ndead, peak_kb = 0;
 
-        while ((opt = getopt(argc, argv, "d:c:n:k")) != -1) {
+        while ((opt = getopt(argc, argv, "d:c:n:kX:")) != -1) {
                 switch (opt) {
+                case 'X':
+                        if (nextra_x < 8)
+                                extra_x[nextra_x++] = optarg;
+                        break;
                 case 'd': data = optarg; break;
                 case 'c': conf_path = optarg; break;
                 case 'n': limit = atoll(optarg); break;
                 case 'k': keep = 1; break;
                 default:
                         fprintf(stderr, "usage: loyaltyctl demo [-d DATA] "
-                                "[-c CONFIG] [-n LIMIT] [-k]\n"
+                                "[-c CONFIG] [-n LIMIT] [-k] [-X k=v]...\n"
                                 "  -k  keep Kafka, Redis and loyaltyd "
-                                "running afterwards (Ctrl-C stops)\n");
+                                "running afterwards (Ctrl-C stops)\n"
+                                "  -X  a loyaltyd setting, e.g. -X "
+                                "reco.enabled=no\n");
                         return 2;
                 }
         }
@@ -545,6 +570,19 @@ int ctl_demo_main(int argc, char **argv) {
                        rules[i].name, rules[i].n, rules[i].holdout);
         printf("\n== most valuable customers at risk (loy:rank:churn)\n");
         print_at_risk(d.rc);
+        {
+                redisReply *r = redisCommand(
+                    d.rc, "ZREVRANGE loy:c:{17850}:recs 0 4 WITHSCORES");
+                if (r && r->type == REDIS_REPLY_ARRAY && r->elements) {
+                        printf("\n== recommended next items for customer "
+                               "17850 (loy:c:{17850}:recs)\n");
+                        for (size_t i = 0; i + 1 < r->elements; i += 2)
+                                printf("  %-10s %.3f\n", r->element[i]->str,
+                                       atof(r->element[i + 1]->str));
+                }
+                if (r)
+                        freeReplyObject(r);
+        }
         printf("\n== last day's KPIs (loy:kpi:2011-12-09)\n");
         print_hash(d.rc, "loy:kpi:2011-12-09", "  ");
         rc = 0;

@@ -94,6 +94,28 @@ static const cfg_key_t conf_keys[] = {
      "stop checking after this much silence"},
     {"timers", "batch", CT_INT, C_OFF(timer_batch), "1000", 1, 1000000,
      "timers fired per batch at most (the rest wait for the next batch)"},
+    {"reco", "enabled", CT_BOOL, C_OFF(reco_enabled), "yes", 0, 0,
+     "item-to-item recommendations in the stream and in triggers"},
+    {"reco", "top_n", CT_INT, C_OFF(reco_top_n), "10", 1, 20,
+     "recommended items per customer (Redis) and per trigger"},
+    {"reco", "flush.ms", CT_INT, C_OFF(reco_flush_ms), "1000", 0, 600000,
+     "co-occurrence increments go to Redis at least this often"},
+    {"reco", "refresh.items", CT_INT, C_OFF(reco_refresh_items), "200", 0,
+     100000, "items whose neighbour lists are rebuilt from Redis per flush"},
+    {"reco", "mem.mb", CT_INT, C_OFF(reco_mem_mb), "64", 1, 65536,
+     "memory bound of the local model"},
+    {"reco", "half_life.days", CT_DBL, C_OFF(reco.half_life_days), "30", 0,
+     36500, "decay of co-occurrence counts"},
+    {"reco", "top_k", CT_INT, C_OFF(reco.top_k), "20", 1, LOY_RECO_K_MAX,
+     "neighbours kept per item"},
+    {"reco", "max_basket", CT_INT, C_OFF(reco.max_basket), "20", 1, 4096,
+     "distinct items of a basket paired (bounds work per purchase)"},
+    {"reco", "weight.browse", CT_DBL, C_OFF(reco.w_browse), "0.2", 0, 100,
+     "pair weight of a browse session (a basket weighs reco.weight.purchase)"},
+    {"reco", "weight.purchase", CT_DBL, C_OFF(reco.w_purchase), "1", 0, 100,
+     "pair weight of a basket"},
+    {"reco", "include_bought", CT_BOOL, C_OFF(reco.include_bought), "yes", 0,
+     0, "recommend items the customer bought before (retail re-buys)"},
     {"avro", "schema.purchase", CT_INT, C_OFF(schema_purchase), "1", 0,
      2147483647, "Confluent schema id of purchase events"},
     {"avro", "schema.browse", CT_INT, C_OFF(schema_browse), "2", 0,
@@ -222,6 +244,8 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
 void loy_config_defaults(loy_config_t *conf) {
         char err[64];
         memset(conf, 0, sizeof(*conf));
+        /* knobs the table does not list keep the model's own defaults */
+        loy_reco_conf_default(&conf->reco);
         for (size_t i = 0; i < NKEYS(conf_keys); i++)
                 set_value(conf, &conf_keys[i], conf_keys[i].def, "defaults",
                           0, conf_keys[i].name, err, sizeof(err));

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "../features/loy_feat.h"
+#include "../models/loy_reco.h"
 #include "../models/loy_rules.h"
 
 #define LOY_KAFKA_PROPS_MAX 64
@@ -57,6 +58,14 @@ typedef struct loy_config {
         double timer_every_days; /* then every ... */
         double timer_max_days;   /* until silent this long */
         int timer_batch;         /* timers fired per batch at most */
+
+        /* recommendations */
+        int reco_enabled;
+        int reco_top_n;          /* items per customer and trigger */
+        int reco_flush_ms;       /* increments to Redis at least this often */
+        int reco_refresh_items;  /* neighbour lists re-read per flush */
+        int reco_mem_mb;         /* local model memory bound */
+        loy_reco_conf_t reco;    /* model knobs (mem_limit from mem_mb) */
 
         /* avro framing */
         int schema_purchase, schema_browse, schema_trigger;

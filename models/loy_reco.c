@@ -1062,6 +1062,22 @@ void loy_reco_pending_get(const loy_reco_t *r, size_t i,
         out->delta = p->d;
 }
 
+static int has_nbr(const loy_reco_t *r, uint32_t a, uint32_t b) {
+        const item_t *it = &r->items[a];
+        const nbr_t *l = nbr_list(r, it);
+        for (int i = 0; i < it->nnbr; i++)
+                if (l[i].id == b)
+                        return 1;
+        return 0;
+}
+
+int loy_reco_pending_in_nbrs(const loy_reco_t *r, size_t i) {
+        const pend_t *p = &r->pend[i];
+        if (p->b == NONE)
+                return 1;
+        return has_nbr(r, p->a, p->b) || has_nbr(r, p->b, p->a);
+}
+
 void loy_reco_pending_clear(loy_reco_t *r) {
         uint32_t mask = r->phash_cap - 1;
 

@@ -261,6 +261,9 @@ int loy_reco_set_nbrs(loy_reco_t *r, const char *sku,
 size_t loy_reco_pending_count(const loy_reco_t *r);
 void loy_reco_pending_get(const loy_reco_t *r, size_t i,
                           loy_reco_incr_t *out);
+/* Whether pending increment i is an item count, or a pair one of whose
+ * items holds the other in its neighbour list (by id: no string work). */
+int loy_reco_pending_in_nbrs(const loy_reco_t *r, size_t i);
 /* Forgets every pending increment (call once they are written). */
 void loy_reco_pending_clear(loy_reco_t *r);
 

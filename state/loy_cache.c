@@ -6,13 +6,15 @@
 #include <string.h>
 
 typedef struct entry {
-        loy_cust_t cust;
+        loy_cust_t cust;               /* first: a customer is its entry */
         struct entry *hnext;           /* hash chain */
         struct entry *prev, *next;     /* LRU: head = most recent */
         uint64_t hash;
+        max_align_t ext[];             /* ext_size bytes for the caller */
 } entry_t;
 
 struct loy_cache {
+        size_t ext_size;
         entry_t **buckets;
         size_t nbuckets;               /* power of two */
         size_t n, capacity;
@@ -31,9 +33,14 @@ static uint64_t hash_id(const char *s) {
 }
 
 loy_cache_t *loy_cache_create(size_t capacity) {
+        return loy_cache_create_ext(capacity, 0);
+}
+
+loy_cache_t *loy_cache_create_ext(size_t capacity, size_t ext_size) {
         loy_cache_t *c = calloc(1, sizeof(*c));
         if (!c)
                 return NULL;
+        c->ext_size = ext_size;
         c->capacity = capacity ? capacity : 1;
         /* grows with the entries, not sized by the capacity up front: a
          * huge configured bound must not cost memory before it is used */
@@ -130,9 +137,10 @@ loy_cust_t *loy_cache_put(loy_cache_t *c, const char *cid, int *is_new) {
                 lru_push_front(c, e);
                 return &e->cust;
         }
-        e = malloc(sizeof(*e));
+        e = malloc(sizeof(*e) + c->ext_size);
         if (!e)
                 return NULL;
+        memset(e->ext, 0, c->ext_size);
         loy_feat_init(&e->cust, cid);
         e->hash = h;
         e->hnext = c->buckets[h & (c->nbuckets - 1)];
@@ -178,4 +186,8 @@ void loy_cache_destroy(loy_cache_t *c) {
         loy_cache_clear(c);
         free(c->buckets);
         free(c);
+}
+
+void *loy_cache_ext(loy_cust_t *cust) {
+        return ((entry_t *)(void *)cust)->ext;
 }

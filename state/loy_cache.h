@@ -18,6 +18,14 @@ typedef struct loy_cache loy_cache_t;
 loy_cache_t *loy_cache_create(size_t capacity);
 void loy_cache_destroy(loy_cache_t *cache);
 
+/* The same, with ext_size bytes of the caller's own per customer (zeroed
+ * when the customer enters the cache, freed with it): state that lives
+ * beside the customer, such as its recommendation history. */
+loy_cache_t *loy_cache_create_ext(size_t capacity, size_t ext_size);
+
+/* The ext block of a customer returned by this cache. */
+void *loy_cache_ext(loy_cust_t *cust);
+
 /* The cached customer (marked most recently used), or NULL. The pointer
  * stays valid until the next loy_cache_trim() or loy_cache_clear(). */
 loy_cust_t *loy_cache_get(loy_cache_t *cache, const char *cid);

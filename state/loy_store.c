@@ -816,6 +816,30 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 k++;
         }
 
+        if (w->hist_text) {
+                ab_hdr(s, '*', 3);
+                ab_str(s, "SET");
+                ab_key(s, ":c:{", c->id, "}:rh");
+                ab_str(s, w->hist_text);
+                k++;
+        }
+        if (w->recs_set) {
+                ab_hdr(s, '*', 2);
+                ab_str(s, "DEL");
+                ab_key(s, ":c:{", c->id, "}:recs");
+                k++;
+                if (w->nrecs > 0) {
+                        ab_hdr(s, '*', 2 + 2 * (size_t)w->nrecs);
+                        ab_str(s, "ZADD");
+                        ab_key(s, ":c:{", c->id, "}:recs");
+                        for (int i = 0; i < w->nrecs; i++) {
+                                ab_dbl(s, w->rec_scores[i]);
+                                ab_str(s, w->rec_items[i]);
+                        }
+                        k++;
+                }
+        }
+
         if (w->noutbox > 0) {
                 ab_hdr(s, '*', 2 + 2 * (size_t)w->noutbox);
                 ab_str(s, "HSET");
@@ -1309,4 +1333,294 @@ int loy_store_hgetall(loy_store_t *s, const char *key, loy_kv_cb_t *cb,
                 cb(r->element[i]->str, r->element[i + 1]->str, opaque);
         freeReplyObject(r);
         return LOY_STORE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* recommendations: customer histories, the shared item model           */
+/* ------------------------------------------------------------------ */
+
+int loy_store_get_texts(loy_store_t *s, const char *suffix,
+                        const char *const *ids, int n, char **texts,
+                        char *errstr, size_t errstr_size) {
+        char end[64];
+        pipe_guard_t g;
+        int rc;
+        for (int i = 0; i < n; i++)
+                texts[i] = NULL;
+        if (n <= 0)
+                return LOY_STORE_OK;
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        snprintf(end, sizeof(end), "}%s", suffix);
+        ab_reset(s);
+        for (int i = 0; i < n; i++) {
+                ab_hdr(s, '*', 2);
+                ab_str(s, "GET");
+                ab_key(s, ":c:{", ids[i], end);
+        }
+        if ((rc = ab_flush(s, errstr, errstr_size)))
+                return rc;
+        guard_on(&g);
+        for (int i = 0; i < n; i++) {
+                redisReply *r;
+                if (get_reply(s, &r, errstr, errstr_size)) {
+                        rc = LOY_STORE_ERR_IO;
+                        break;
+                }
+                if (r->type == REDIS_REPLY_STRING) {
+                        texts[i] = strdup(r->str);
+                        if (!texts[i] && rc == LOY_STORE_OK) {
+                                seterr(errstr, errstr_size, "out of memory");
+                                rc = LOY_STORE_ERR;
+                        }
+                } else if (r->type == REDIS_REPLY_ERROR &&
+                           rc == LOY_STORE_OK) {
+                        seterr(errstr, errstr_size, "customer %s: GET: %s",
+                               ids[i], r->str);
+                        rc = LOY_STORE_ERR;
+                }
+                freeReplyObject(r);
+        }
+        guard_off(&g);
+        if (rc)
+                for (int i = 0; i < n; i++) {
+                        free(texts[i]);
+                        texts[i] = NULL;
+                }
+        return rc;
+}
+
+int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr,
+                         size_t n, char *errstr, size_t errstr_size) {
+        int rc, ncmd = 0;
+        char key[KEY_MAX];
+        if (!n)
+                return LOY_STORE_OK;
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        snprintf(key, sizeof(key), "%s:i:n", s->ns);
+        ab_reset(s);
+        for (size_t i = 0; i < n; i++) {
+                if (!incr[i].b) {
+                        hincrbyfloat(s, key, incr[i].a, incr[i].delta);
+                        ncmd++;
+                        continue;
+                }
+                /* one field per unordered pair, in the hash of the
+                 * alphabetically smaller item */
+                {
+                        int swap = strcmp(incr[i].a, incr[i].b) > 0;
+                        char pk[KEY_MAX];
+                        snprintf(pk, sizeof(pk), "%s:i:%s:co", s->ns,
+                                 swap ? incr[i].b : incr[i].a);
+                        hincrbyfloat(s, pk, swap ? incr[i].a : incr[i].b,
+                                     incr[i].delta);
+                        ncmd++;
+                }
+        }
+        if (s->oom) {
+                seterr(errstr, errstr_size, "reco flush: out of memory");
+                ab_reset(s);
+                return LOY_STORE_ERR;
+        }
+        if ((rc = ab_flush(s, errstr, errstr_size)))
+                return rc;
+        return read_plain(s, ncmd, "reco flush", errstr, errstr_size);
+}
+
+typedef struct nbr {
+        const char *sku;
+        double sim;
+        int idx;
+} nbr_t;
+
+static int cmp_nbr(const void *a, const void *b) {
+        double x = ((const nbr_t *)a)->sim, y = ((const nbr_t *)b)->sim;
+        return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Reads n replies into r[] (NULL-initialised by the caller). */
+static int read_replies(loy_store_t *s, redisReply **r, int n, char *errstr,
+                        size_t size) {
+        pipe_guard_t g;
+        int rc = LOY_STORE_OK;
+        guard_on(&g);
+        for (int i = 0; i < n; i++)
+                if (get_reply(s, &r[i], errstr, size)) {
+                        rc = LOY_STORE_ERR_IO;
+                        break;
+                }
+        guard_off(&g);
+        return rc;
+}
+
+int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
+                           const char *const *cands, int ncand, int top_k,
+                           loy_sim_fn_t *sim, loy_nbrs_cb_t *cb,
+                           void *opaque, char *errstr, size_t errstr_size) {
+        redisReply **shared = NULL, **rep = NULL;
+        nbr_t *nb = NULL;
+        const char **names = NULL;
+        double *sims = NULL;
+        char key[KEY_MAX], pk[KEY_MAX];
+        int rc, nset = 0, maxc = ncand + LOY_RECO_K_MAX, nrep = 0;
+        if (n <= 0)
+                return LOY_STORE_OK;
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        shared = calloc((size_t)n, sizeof(*shared));
+        nb = calloc((size_t)maxc, sizeof(*nb));
+        names = calloc((size_t)top_k, sizeof(*names));
+        sims = calloc((size_t)top_k, sizeof(*sims));
+        if (!shared || !nb || !names || !sims) {
+                seterr(errstr, errstr_size, "reco refresh: out of memory");
+                rc = LOY_STORE_ERR;
+                goto out;
+        }
+        snprintf(key, sizeof(key), "%s:i:n", s->ns);
+        /* 1: the shared lists as they stand: candidates found by others */
+        ab_reset(s);
+        for (int i = 0; i < n; i++) {
+                ab_hdr(s, '*', 4);
+                ab_str(s, "ZRANGE");
+                ab_key(s, ":i:", skus[i], ":nbrs");
+                ab_str(s, "0");
+                ab_str(s, "-1");
+        }
+        if ((rc = ab_flush(s, errstr, errstr_size)) ||
+            (rc = read_replies(s, shared, n, errstr, errstr_size)))
+                goto out;
+        /* 2: per item, n(item) and n(candidate) with one HMGET, and each
+         * pair count with one HGET */
+        rep = calloc((size_t)n * (size_t)(1 + maxc), sizeof(*rep));
+        if (!rep) {
+                seterr(errstr, errstr_size, "reco refresh: out of memory");
+                rc = LOY_STORE_ERR;
+                goto out;
+        }
+        ab_reset(s);
+        for (int i = 0; i < n; i++) {
+                const char *mine[LOY_RECO_K_MAX * 2 + 64];
+                int m = 0;
+                for (int j = 0; j < ncand && cands[i * ncand + j]; j++)
+                        mine[m++] = cands[i * ncand + j];
+                if (shared[i]->type == REDIS_REPLY_ARRAY)
+                        for (size_t j = 0; j < shared[i]->elements &&
+                                           m < maxc; j++) {
+                                const char *b = shared[i]->element[j]->str;
+                                int dup = 0;
+                                for (int q = 0; q < m && !dup; q++)
+                                        dup = !strcmp(mine[q], b);
+                                if (!dup)
+                                        mine[m++] = b;
+                        }
+                ab_hdr(s, '*', 3 + (size_t)m);
+                ab_str(s, "HMGET");
+                ab_str(s, key);
+                ab_str(s, skus[i]);
+                for (int j = 0; j < m; j++)
+                        ab_str(s, mine[j]);
+                for (int j = 0; j < m; j++) {
+                        int swap = strcmp(skus[i], mine[j]) > 0;
+                        snprintf(pk, sizeof(pk), "%s:i:%s:co", s->ns,
+                                 swap ? mine[j] : skus[i]);
+                        ab_hdr(s, '*', 3);
+                        ab_str(s, "HGET");
+                        ab_str(s, pk);
+                        ab_str(s, swap ? skus[i] : mine[j]);
+                }
+                nrep += 1 + m;
+        }
+        if ((rc = ab_flush(s, errstr, errstr_size)) ||
+            (rc = read_replies(s, rep, nrep, errstr, errstr_size)))
+                goto out;
+        /* 3: similarities, the best top_k published and handed back */
+        ab_reset(s);
+        for (int i = 0, r = 0; i < n; i++) {
+                redisReply *counts = rep[r++];
+                size_t m = counts->type == REDIS_REPLY_ARRAY &&
+                                   counts->elements > 0
+                               ? counts->elements - 1
+                               : 0;
+                double na = m && counts->element[0]->type ==
+                                         REDIS_REPLY_STRING
+                                ? strtod(counts->element[0]->str, NULL)
+                                : 0;
+                int k = 0;
+                for (size_t j = 0; j < m; j++) {
+                        redisReply *nbv = counts->element[j + 1];
+                        redisReply *cv = rep[r + (int)j];
+                        if (nbv->type != REDIS_REPLY_STRING ||
+                            cv->type != REDIS_REPLY_STRING || na <= 0)
+                                continue;
+                        /* the HMGET echoed the names in order */
+                        nb[k].sku = NULL;
+                        nb[k].sim = sim(opaque, strtod(cv->str, NULL), na,
+                                        strtod(nbv->str, NULL));
+                        nb[k].idx = (int)j;
+                        if (nb[k].sim > 0 && isfinite(nb[k].sim))
+                                k++;
+                }
+                r += (int)m;
+                /* names: rebuild the candidate order used above */
+                {
+                        const char *mine[LOY_RECO_K_MAX * 2 + 64];
+                        int mm = 0;
+                        for (int j = 0; j < ncand && cands[i * ncand + j];
+                             j++)
+                                mine[mm++] = cands[i * ncand + j];
+                        if (shared[i]->type == REDIS_REPLY_ARRAY)
+                                for (size_t j = 0; j < shared[i]->elements &&
+                                                   mm < maxc; j++) {
+                                        const char *b =
+                                            shared[i]->element[j]->str;
+                                        int dup = 0;
+                                        for (int q = 0; q < mm && !dup; q++)
+                                                dup = !strcmp(mine[q], b);
+                                        if (!dup)
+                                                mine[mm++] = b;
+                                }
+                        for (int j = 0; j < k; j++)
+                                nb[j].sku = mine[nb[j].idx];
+                }
+                qsort(nb, (size_t)k, sizeof(*nb), cmp_nbr);
+                if (k > top_k)
+                        k = top_k;
+                for (int j = 0; j < k; j++) {
+                        names[j] = nb[j].sku;
+                        sims[j] = nb[j].sim;
+                }
+                ab_hdr(s, '*', 2);
+                ab_str(s, "DEL");
+                ab_key(s, ":i:", skus[i], ":nbrs");
+                nset++;
+                if (k > 0) {
+                        ab_hdr(s, '*', 2 + 2 * (size_t)k);
+                        ab_str(s, "ZADD");
+                        ab_key(s, ":i:", skus[i], ":nbrs");
+                        for (int j = 0; j < k; j++) {
+                                ab_dbl(s, sims[j]);
+                                ab_str(s, names[j]);
+                        }
+                        nset++;
+                }
+                if (cb)
+                        cb(opaque, skus[i], names, sims, k);
+        }
+        if (nset && (rc = ab_flush(s, errstr, errstr_size)) == 0)
+                rc = read_plain(s, nset, "reco refresh", errstr,
+                                errstr_size);
+out:
+        for (int i = 0; shared && i < n; i++)
+                if (shared[i])
+                        freeReplyObject(shared[i]);
+        for (int i = 0; rep && i < nrep; i++)
+                if (rep[i])
+                        freeReplyObject(rep[i]);
+        free(shared);
+        free(rep);
+        free(nb);
+        free(names);
+        free(sims);
+        return rc;
 }

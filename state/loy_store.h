@@ -28,6 +28,7 @@
 
 #include "../features/loy_feat.h"
 #include "../features/loy_rfm.h"
+#include "../models/loy_reco.h"
 
 typedef enum {
         LOY_STORE_OK = 0,
@@ -92,6 +93,14 @@ typedef struct loy_cust_write {
         /* Only remove the fired timer entry; the customer is not written
          * (a timer left behind by a customer Redis no longer has). */
         int timer_only;
+        /* Recommendations (all optional): the customer's history as text,
+         * stored in <ns>:c:{cid}:rh when not NULL; with recs_set, the
+         * sorted set <ns>:c:{cid}:recs is replaced by the nrecs given. */
+        const char *hist_text;
+        int recs_set;
+        int nrecs;
+        const char *const *rec_items;
+        const double *rec_scores;
         const loy_kpi_delta_t *kpi;
         int nkpi;
         const loy_outbox_entry_t *outbox;
@@ -159,5 +168,34 @@ typedef void (loy_kv_cb_t)(const char *field, const char *value,
                            void *opaque);
 int loy_store_hgetall(loy_store_t *s, const char *key, loy_kv_cb_t *cb,
                       void *opaque, char *errstr, size_t errstr_size);
+
+/* Pipelined GET of <ns>:c:{id}<suffix> for n customers: texts[i] is a
+ * malloc'ed copy (caller frees) or NULL when the key does not exist. */
+int loy_store_get_texts(loy_store_t *s, const char *suffix,
+                        const char *const *ids, int n, char **texts,
+                        char *errstr, size_t errstr_size);
+
+/* Adds the recommender's pending increments to the shared model, one
+ * pipeline of HINCRBYFLOAT: n(a) into hash <ns>:i:n; c(a,b) into hash
+ * <ns>:i:<x>:co field <y>, x the alphabetically smaller of a and b.
+ * Increments are sums, so several processes build one model. */
+int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr,
+                         size_t n, char *errstr, size_t errstr_size);
+
+/* Rebuilds the neighbour lists <ns>:i:<sku>:nbrs of n items from the shared
+ * counts. Item i's candidates are cands[i*ncand ...] (NULL-terminated when
+ * fewer than ncand: the caller's local neighbours) and the members of its
+ * shared list (candidates other processes found); their similarity is
+ * sim(opaque, c_ab, n_a, n_b) on the shared counts, the best top_k are kept
+ * and cb (may be NULL) gets each new list. Three round trips in all. */
+typedef double (loy_sim_fn_t)(void *opaque, double c_ab, double n_a,
+                              double n_b);
+typedef void (loy_nbrs_cb_t)(void *opaque, const char *sku,
+                             const char *const *nbrs, const double *sims,
+                             int n);
+int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
+                           const char *const *cands, int ncand, int top_k,
+                           loy_sim_fn_t *sim, loy_nbrs_cb_t *cb,
+                           void *opaque, char *errstr, size_t errstr_size);
 
 #endif

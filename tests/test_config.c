@@ -624,6 +624,17 @@ static const char *const ref_keys[][3] = {
         {"scoring", "horizon.days", "90"},
         {"scoring", "margin", "0.3"},
         {"scoring", "discount.monthly", "-1"},
+        {"reco", "enabled", "yes"},
+        {"reco", "top_n", "10"},
+        {"reco", "flush.ms", "1000"},
+        {"reco", "refresh.items", "200"},
+        {"reco", "mem.mb", "64"},
+        {"reco", "half_life.days", "30"},
+        {"reco", "top_k", "20"},
+        {"reco", "max_basket", "20"},
+        {"reco", "weight.browse", "0.2"},
+        {"reco", "weight.purchase", "1"},
+        {"reco", "include_bought", "yes"},
         {"scoring", "weight.recency", "0.3"},
         {"scoring", "weight.frequency", "0.3"},
         {"scoring", "weight.monetary", "0.4"},
@@ -702,7 +713,7 @@ static void test_reference(void) {
                 }
         }
         fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 35);
+        CU_ASSERT_EQUAL(nkeys, 46);
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)

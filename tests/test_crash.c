@@ -46,15 +46,14 @@ static pid_t spawn(const char *ns, const char *suffix, const char *group) {
         return pid;
 }
 
-/* Sum of a numeric field over the hashes matching <ns>:<kind>:* (kind "c"
- * for customers, "kpi" for days). */
+/* Sum of a numeric field over the hashes matching <ns>:<pattern>. */
 static double hash_sum(const char *ns, const char *kind, const char *field) {
         char args[512];
         char *v;
         double d;
         snprintf(args, sizeof(args),
                  "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
-                 "'%s:%s:*')) do s = s + tonumber(redis.call('HGET', k, "
+                 "'%s:%s')) do s = s + tonumber(redis.call('HGET', k, "
                  "'%s') or 0) end return tostring(s)\" 0", ns, kind, field);
         v = tu_redis_cli(&redis, args);
         d = v ? atof(v) : -1;
@@ -63,11 +62,11 @@ static double hash_sum(const char *ns, const char *kind, const char *field) {
 }
 
 static double lua_sum(const char *ns, const char *field) {
-        return hash_sum(ns, "c", field);
+        return hash_sum(ns, "c:{*}", field);  /* hashes, not :rh or :recs */
 }
 
 static double kpi_sum(const char *ns, const char *field) {
-        return hash_sum(ns, "kpi", field);
+        return hash_sum(ns, "kpi:*", field);
 }
 
 static int64_t produce_file(const char *topic) {

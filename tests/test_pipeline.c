@@ -317,10 +317,26 @@ static void test_exact_state_and_trigger(void) {
                                        1e-9);
                 CU_ASSERT_STRING_EQUAL(jstr(t, "model_version", NULL),
                                        "default-1");
+                /* when e1 fired the model knew e1's items; "B" is on the
+                 * non-product list (Online Retail's bank-charge code) */
+                {
+                        json_t *recs = json_object_get(t, "recommendations");
+                        CU_ASSERT_EQUAL(json_array_size(recs), 1);
+                        CU_ASSERT_STRING_EQUAL(
+                            jstr(json_array_get(recs, 0), "item", NULL), "A");
+                }
                 CU_ASSERT_EQUAL(json_integer_value(json_object_get(
                                     t, "event_time")),
                                 T0);
                 json_decref(t);
+        }
+        /* the customer's current top items: the products it met (B and
+         * D are non-product codes) */
+        {
+                char *n = tu_redis_cli(&redis,
+                                       "ZRANGE loy:c:{c1}:recs 0 -1");
+                CU_ASSERT(n && (!strcmp(n, "A\nC") || !strcmp(n, "C\nA")));
+                free(n);
         }
         /* delivered, so the outbox is empty again */
         {
@@ -341,6 +357,7 @@ static char *dump_state(void) {
             "if k ~= 'loy:stats' then "
             "local t = redis.call('TYPE', k)['ok'] "
             "local v = t == 'hash' and redis.call('HGETALL', k) or "
+            "t == 'string' and {redis.call('GET', k)} or "
             "redis.call('ZRANGE', k, 0, -1, 'WITHSCORES') "
             "table.insert(out, k .. '=' .. table.concat(v, ',')) end end "
             "table.sort(out) return table.concat(out, '\\n')\" 0");
@@ -476,7 +493,7 @@ static double sum_field(const char *field) {
         double d;
         snprintf(args, sizeof(args),
                  "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
-                 "'loy:c:*')) do s = s + tonumber(redis.call('HGET', k, "
+                 "'loy:c:{*}')) do s = s + tonumber(redis.call('HGET', k, "
                  "'%s') or 0) end return tostring(s)\" 0", field);
         v = tu_redis_cli(&redis, args);
         d = v ? atof(v) : -1;
@@ -721,6 +738,78 @@ static void test_quarantine(void) {
         loy_config_free(&conf);
 }
 
+/* Item counts of a namespace's shared model, "sku=count" sorted. */
+static char *item_counts(const char *ns) {
+        char args[512];
+        snprintf(args, sizeof(args),
+                 "EVAL \"local t = redis.call('HGETALL', '%s:i:n') "
+                 "local out = {} for i = 1, #t, 2 do table.insert(out, "
+                 "t[i] .. '=' .. string.format('%%.6g', tonumber(t[i + 1]))) "
+                 "end table.sort(out) return table.concat(out, ',')\" 0",
+                 ns);
+        return tu_redis_cli(&redis, args);
+}
+
+/* Two processes in one consumer group build one recommender model: the
+ * item counts in Redis are those one process alone builds from the same
+ * events, and both processes published neighbour lists. */
+static void test_two_processes_one_model(void) {
+        loy_config_t one, two;
+        runner_t r1, r2;
+        int64_t n;
+        char *a, *b, *lists;
+        const char *file = "tests/data/online_retail_head300.csv";
+        char path[1024];
+        snprintf(path, sizeof(path), "%s", tu_src_path(file));
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&one, "reco-one"); /* its topics have 2 partitions */
+        snprintf(one.redis_ns, sizeof(one.redis_ns), "one");
+        n = produce_file(one.topic_purchase, path, 0, 0);
+        start(&r1, &one);
+        for (int i = 0; i < 600 && loy_proc_stats(r1.proc)->events_in < n;
+             i++)
+                usleep(50000);
+        stop(&r1);
+
+        make_conf(&two, "reco-two");
+        snprintf(two.redis_ns, sizeof(two.redis_ns), "two");
+        snprintf(two.topic_purchase, sizeof(two.topic_purchase), "%s",
+                 one.topic_purchase);
+        start(&r1, &two);
+        start(&r2, &two);
+        for (int i = 0; i < 900 && loy_proc_stats(r1.proc)->events_in +
+                                           loy_proc_stats(r2.proc)->events_in <
+                                       n;
+             i++)
+                usleep(50000);
+        r1.running = r2.running = 0;
+        pthread_join(r1.th, NULL);
+        pthread_join(r2.th, NULL);
+        printf("\n  events: %lld + %lld\n",
+               (long long)loy_proc_stats(r1.proc)->events_in,
+               (long long)loy_proc_stats(r2.proc)->events_in);
+        CU_ASSERT(loy_proc_stats(r1.proc)->events_in > 0);
+        CU_ASSERT(loy_proc_stats(r2.proc)->events_in > 0);
+        CU_ASSERT_EQUAL(loy_proc_stats(r1.proc)->events_in +
+                            loy_proc_stats(r2.proc)->events_in,
+                        n);
+        loy_proc_destroy(r1.proc);
+        loy_proc_destroy(r2.proc);
+        a = item_counts("one");
+        b = item_counts("two");
+        CU_ASSERT(a && strlen(a) > 100);
+        CU_ASSERT_STRING_EQUAL(a ? a : "x", b ? b : "y");
+        lists = tu_redis_cli(&redis,
+                             "EVAL \"return #redis.call('KEYS', "
+                             "'two:i:*:nbrs')\" 0");
+        CU_ASSERT(lists && atoi(lists) > 10);
+        free(a);
+        free(b);
+        free(lists);
+        loy_config_free(&one);
+        loy_config_free(&two);
+}
+
 int main(void) {
         CU_pSuite s;
         int rc;
@@ -743,6 +832,8 @@ int main(void) {
         CU_add_test(s, "silence timer", test_silence_timer);
         CU_add_test(s, "ghost timer fires once", test_ghost_timer);
         CU_add_test(s, "quarantine of broken state", test_quarantine);
+        CU_add_test(s, "two processes, one recommender model",
+                    test_two_processes_one_model);
         CU_add_test(s, "redis killed and restarted", test_redis_restart);
         rc = tu_cunit_run();
         tu_kafka_stop(kafka);
