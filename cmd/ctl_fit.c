@@ -30,7 +30,7 @@ static void usage(void) {
                 "  -f FMT    auto|online_retail|cdnow_master|cdnow_sample|"
                 "generic (auto)\n"
                 "  -R H:P    read the customers from loyaltyd's Redis "
-                "(SCAN <ns>:c:*)\n"
+                "(SCAN <ns>:c:{*})\n"
                 "  -n NS     Redis key namespace (loy)\n"
                 "  -c DATE   calibration end YYYY-MM-DD, inclusive (the "
                 "last event's day)\n"
@@ -80,7 +80,8 @@ static int read_redis(const char *hostport, const char *ns,
                         redisFree(c);
                 return -1;
         }
-        snprintf(pattern, sizeof(pattern), "%s:c:*", ns);
+        /* the customer hashes, not their :rh and :recs keys */
+        snprintf(pattern, sizeof(pattern), "%s:c:{*}", ns);
         do {
                 redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000",
                                              cursor, pattern);
@@ -258,7 +259,7 @@ int ctl_fit_main(int argc, char **argv) {
                 if (read_redis(redis, ns, &cutoff, unit, &fc, &n,
                                &skipped) == -1)
                         return 1;
-                printf("read %zu customers from redis %s (%s:c:*), %zu "
+                printf("read %zu customers from redis %s (%s:c:{*}), %zu "
                        "skipped (no purchase or first one after the "
                        "calibration end)\n", n + skipped, redis, ns,
                        skipped);
