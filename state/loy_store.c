@@ -700,6 +700,15 @@ static void bin_move(loy_store_t *s, const char *key, int bin, int64_t by) {
 
 /* Appends one customer's MULTI ... EXEC to the buffer; returns the number
  * of commands (MULTI and EXEC included) or -1. */
+static void zrem_timer(loy_store_t *s, int32_t partition, const char *id) {
+        char part[24];
+        fmt_i64(part, partition);
+        ab_hdr(s, '*', 3);
+        ab_str(s, "ZREM");
+        ab_key(s, ":timers:", part, "");
+        ab_str(s, id);
+}
+
 static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                       int64_t now_ms, const loy_feat_conf_t *fconf,
                       char *errstr, size_t size) {
@@ -711,12 +720,7 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
         k++;
         if (w->timer_only) {
-                char part[24];
-                fmt_i64(part, w->fired_partition);
-                ab_hdr(s, '*', 3);
-                ab_str(s, "ZREM");
-                ab_key(s, ":timers:", part, "");
-                ab_str(s, c->id);
+                zrem_timer(s, w->fired_partition, c->id);
                 ab_raw(s, "*1\r\n$4\r\nEXEC\r\n", 14);
                 return k + 2;
         }
@@ -787,12 +791,7 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         }
 
         if (w->timer_fired) {
-                char part[24];
-                fmt_i64(part, w->fired_partition);
-                ab_hdr(s, '*', 3);
-                ab_str(s, "ZREM");
-                ab_key(s, ":timers:", part, "");
-                ab_str(s, c->id);
+                zrem_timer(s, w->fired_partition, c->id);
                 k++;
         }
         if (c->next_check_ms > 0 &&
@@ -807,12 +806,7 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 k++;
         } else if (c->next_check_ms == 0 && w->old_timer_ms != 0 &&
                    !(w->timer_fired && w->fired_partition == w->partition)) {
-                char part[24];
-                fmt_i64(part, w->partition);
-                ab_hdr(s, '*', 3);
-                ab_str(s, "ZREM");
-                ab_key(s, ":timers:", part, "");
-                ab_str(s, c->id);
+                zrem_timer(s, w->partition, c->id);
                 k++;
         }
 
