@@ -763,33 +763,32 @@ static void nbr_upsert(loy_reco_t *r, uint32_t a, uint32_t b, float sim) {
  * Pairs
  * ------------------------------------------------------------------------ */
 
-static pair_t *pair_find(const loy_reco_t *r, uint32_t a, uint32_t b) {
+/* The slot of pair (a, b): its own, or the empty one it would take. */
+static uint32_t pair_slot(const loy_reco_t *r, uint32_t *a, uint32_t *b) {
         uint32_t mask = r->pairs_cap - 1, i;
 
-        if (a > b) {
-                uint32_t t = a;
-                a = b;
-                b = t;
+        if (*a > *b) {
+                uint32_t t = *a;
+                *a = *b;
+                *b = t;
         }
-        for (i = (uint32_t)hash_pair(a, b) & mask; r->pairs[i].a != NONE;
+        for (i = (uint32_t)hash_pair(*a, *b) & mask; r->pairs[i].a != NONE;
              i = (i + 1) & mask)
-                if (r->pairs[i].a == a && r->pairs[i].b == b)
-                        return &r->pairs[i];
-        return NULL;
+                if (r->pairs[i].a == *a && r->pairs[i].b == *b)
+                        break;
+        return i;
+}
+
+static pair_t *pair_find(const loy_reco_t *r, uint32_t a, uint32_t b) {
+        uint32_t i = pair_slot(r, &a, &b);
+        return r->pairs[i].a == NONE ? NULL : &r->pairs[i];
 }
 
 static pair_t *pair_get(loy_reco_t *r, uint32_t a, uint32_t b) {
-        uint32_t mask = r->pairs_cap - 1, i;
+        uint32_t i = pair_slot(r, &a, &b);
 
-        if (a > b) {
-                uint32_t t = a;
-                a = b;
-                b = t;
-        }
-        for (i = (uint32_t)hash_pair(a, b) & mask; r->pairs[i].a != NONE;
-             i = (i + 1) & mask)
-                if (r->pairs[i].a == a && r->pairs[i].b == b)
-                        return &r->pairs[i];
+        if (r->pairs[i].a != NONE)
+                return &r->pairs[i];
         r->pairs[i].a = a;
         r->pairs[i].b = b;
         r->pairs[i].c = 0;
