@@ -110,6 +110,24 @@ static int usable(const loy_store_t *s, char *errstr, size_t size) {
         return LOY_STORE_OK;
 }
 
+int loy_store_is_refusal(const char *e) {
+        /* The prefixes Redis uses for "not now" (server.c, cluster.c). */
+        static const char *const transient[] = {
+            "OOM ", "READONLY ", "MISCONF ", "LOADING ", "BUSY ",
+            "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ", "NOREPLICAS ",
+            NULL};
+        if (!e)
+                return 0;
+        for (int i = 0; transient[i]; i++)
+                if (!strncmp(e, transient[i], strlen(transient[i])))
+                        return 1;
+        return 0;
+}
+
+static int is_refusal_reply(const redisReply *r) {
+        return r->type == REDIS_REPLY_ERROR && loy_store_is_refusal(r->str);
+}
+
 /* Records an I/O failure and drops the context. */
 static int io_error(loy_store_t *s, char *errstr, size_t size) {
         const char *why = "connection lost";
@@ -487,13 +505,22 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                 }
                 if (found)
                         found[i] = 0;
+                if (is_refusal_reply(r)) {
+                        /* LOADING or BUSY on a read: not this customer */
+                        seterr(errstr, errstr_size, "redis refused: %s",
+                               r->str);
+                        rc = LOY_STORE_ERR_BUSY;
+                        freeReplyObject(r);
+                        continue;
+                }
                 if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
                         if (rc == LOY_STORE_OK)
                                 seterr(errstr, errstr_size,
                                        "customer %s: HGETALL: %s", c->id,
                                        r->type == REDIS_REPLY_ERROR ?
                                                r->str : "unexpected reply");
-                        rc = LOY_STORE_ERR;
+                        if (rc != LOY_STORE_ERR_BUSY)
+                                rc = LOY_STORE_ERR;
                         freeReplyObject(r);
                         continue;
                 }
@@ -509,7 +536,8 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                                                c->id,
                                                k->type == REDIS_REPLY_STRING ?
                                                        k->str : "?");
-                                rc = LOY_STORE_ERR;
+                                if (rc != LOY_STORE_ERR_BUSY)
+                                        rc = LOY_STORE_ERR;
                         }
                 }
                 if (found)
@@ -858,7 +886,7 @@ static int reply_is(const redisReply *r, const char *status) {
  * errstr when *first) or ERR_IO. */
 static int read_cust(loy_store_t *s, const char *id, int k, int *first,
                      char *errstr, size_t size) {
-        int rc = LOY_STORE_OK;
+        int rc = LOY_STORE_OK, refused = 0;
         for (int j = 0; j < k; j++) {
                 redisReply *r;
                 const char *bad = NULL;
@@ -885,10 +913,18 @@ static int read_cust(loy_store_t *s, const char *id, int k, int *first,
                                                  "transaction: %s",
                                                  e + 1, r->element[e]->str);
                                         bad = why;
+                                        if (is_refusal_reply(r->element[e]))
+                                                refused = 1;
                                         break;
                                 }
                 }
-                if (bad) {
+                if (bad && is_refusal_reply(r)) {
+                        /* EXECABORT follows; the refusal is what counts */
+                        seterr(errstr, size, "customer %s: redis refused: "
+                               "%s", id, r->str);
+                        *first = 0;
+                        refused = 1;
+                } else if (bad) {
                         if (*first) {
                                 seterr(errstr, size, "customer %s: %s%s%s",
                                        id, bad,
@@ -902,7 +938,7 @@ static int read_cust(loy_store_t *s, const char *id, int k, int *first,
                 }
                 freeReplyObject(r);
         }
-        return rc;
+        return refused ? LOY_STORE_ERR_BUSY : rc;
 }
 
 int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
@@ -1001,7 +1037,8 @@ int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
                         rc = r;
                         break;
                 }
-                if (r)
+                /* a refusal wins: the batch is retried whole anyway */
+                if (r && rc != LOY_STORE_ERR_BUSY)
                         rc = r;
         }
         guard_off(&g);
@@ -1032,7 +1069,8 @@ static int read_plain(loy_store_t *s, int n, const char *what, char *errstr,
                 }
                 if (r->type == REDIS_REPLY_ERROR && rc == LOY_STORE_OK) {
                         seterr(errstr, size, "%s: %s", what, r->str);
-                        rc = LOY_STORE_ERR;
+                        rc = is_refusal_reply(r) ? LOY_STORE_ERR_BUSY
+                                                 : LOY_STORE_ERR;
                 }
                 freeReplyObject(r);
         }

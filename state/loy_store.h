@@ -17,8 +17,10 @@
  * together or not at all.
  *
  * Errors: LOY_STORE_OK, or LOY_STORE_ERR_IO (connection lost; reconnect and
- * retry the batch) or LOY_STORE_ERR (a reply that makes no sense), with
- * errstr filled.
+ * retry the batch), LOY_STORE_ERR_BUSY (the server refused for now: OOM,
+ * READONLY, MISCONF, LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN,
+ * NOREPLICAS; nothing is wrong with the data, retry after a pause) or
+ * LOY_STORE_ERR (a reply that makes no sense), with errstr filled.
  */
 #ifndef LOY_STORE_H
 #define LOY_STORE_H
@@ -34,7 +36,13 @@ typedef enum {
         LOY_STORE_OK = 0,
         LOY_STORE_ERR_IO = -1,
         LOY_STORE_ERR = -2,
+        LOY_STORE_ERR_BUSY = -3,
 } loy_store_err_t;
+
+/* 1 when a Redis error reply (its text, e.g. "OOM command not allowed")
+ * is a refusal that goes away by itself, 0 when it is about the command or
+ * the data. */
+int loy_store_is_refusal(const char *reply_error);
 
 typedef struct loy_store loy_store_t;
 

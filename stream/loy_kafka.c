@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "loy_log.h"
@@ -154,24 +155,59 @@ int loy_kafka_produce(rd_kafka_t *producer, const char *topic,
         }
 }
 
+/* Room left for key and value under the producer's message.max.bytes:
+ * librdkafka counts the record's framing (under 100 bytes for v2 records)
+ * and the headers against it. */
+static size_t room_for(rd_kafka_t *producer, size_t headers_len) {
+        char v[32];
+        size_t vlen = sizeof(v);
+        long max = 1000000;
+        const size_t framing = 512;
+        if (rd_kafka_conf_get(rd_kafka_conf(producer), "message.max.bytes", v,
+                              &vlen) == RD_KAFKA_CONF_OK)
+                max = atol(v);
+        if (max <= 0 || (size_t)max <= framing + headers_len)
+                return 0;
+        return (size_t)max - framing - headers_len;
+}
+
 int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                          const rd_kafka_message_t *msg, const char *reason,
-                         void *msg_opaque, char *errstr, size_t errstr_size) {
-        char part[16], off[24];
+                         size_t max_bytes, void *msg_opaque, char *errstr,
+                         size_t errstr_size) {
+        char part[16], off[24], cut[48];
         const char *src = rd_kafka_topic_name(msg->rkt);
+        size_t hlen, room, klen = msg->key_len, vlen = msg->len;
         snprintf(part, sizeof(part), "%" PRId32, msg->partition);
         snprintf(off, sizeof(off), "%" PRId64, msg->offset);
+        hlen = strlen(reason) + strlen(src) + strlen(part) + strlen(off) +
+               sizeof(cut) + 64;
+        room = room_for(producer, hlen);
+        if (max_bytes && max_bytes < room)
+                room = max_bytes;
+        cut[0] = '\0';
+        if (klen + vlen > room) {
+                /* the key says whose it was: keep it unless it is the key
+                 * that does not fit */
+                if (klen > room / 2)
+                        klen = room / 2;
+                vlen = klen + vlen > room ? room - klen : vlen;
+                snprintf(cut, sizeof(cut), "%zu,%zu", msg->len, msg->key_len);
+        }
         for (int attempt = 0;; attempt++) {
-                rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+                rd_kafka_headers_t *hdrs = rd_kafka_headers_new(5);
                 rd_kafka_resp_err_t err;
                 rd_kafka_header_add(hdrs, "loy.reason", -1, reason, -1);
                 rd_kafka_header_add(hdrs, "loy.topic", -1, src, -1);
                 rd_kafka_header_add(hdrs, "loy.partition", -1, part, -1);
                 rd_kafka_header_add(hdrs, "loy.offset", -1, off, -1);
+                if (cut[0])
+                        rd_kafka_header_add(hdrs, "loy.truncated", -1, cut,
+                                            -1);
                 err = rd_kafka_producev(
                     producer, RD_KAFKA_V_TOPIC(topic),
-                    RD_KAFKA_V_KEY(msg->key, msg->key_len),
-                    RD_KAFKA_V_VALUE(msg->payload, msg->len),
+                    RD_KAFKA_V_KEY(msg->key, klen),
+                    RD_KAFKA_V_VALUE(msg->payload, vlen),
                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                     RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque),
                     RD_KAFKA_V_END);

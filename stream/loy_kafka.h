@@ -34,11 +34,18 @@ rd_kafka_t *loy_kafka_producer_new(const loy_config_t *conf,
 
 /* Produces msg's key and value, bytes intact, to topic with headers
  * loy.reason, loy.topic, loy.partition, loy.offset. msg_opaque reaches the
- * delivery report. Retries a full queue a bounded number of times. 0 or -1
+ * delivery report.
+ * A message that Kafka allowed to be consumed can be larger than this
+ * producer may send (librdkafka's message.max.bytes default, 1,000,000, is
+ * below the broker's 1 MiB), so the record is cut to fit the producer's
+ * limit, or max_bytes when smaller and not 0 (a broker that refused it as
+ * too large): value first, then key. A cut record carries header
+ * loy.truncated = "<value bytes>,<key bytes>" of the original. Retries a full queue a bounded number of times. 0 or -1
  * with errstr. */
 int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                          const rd_kafka_message_t *msg, const char *reason,
-                         void *msg_opaque, char *errstr, size_t errstr_size);
+                         size_t max_bytes, void *msg_opaque, char *errstr,
+                         size_t errstr_size);
 
 /* Produces with retries on a full queue (polling in between): 0 or -1. */
 int loy_kafka_produce(rd_kafka_t *producer, const char *topic,

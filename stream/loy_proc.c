@@ -26,7 +26,9 @@
 #define HIST_REFRESH_MS 10000  /* re-read the shared population this often */
 #define QUARANTINE_MAX 64
 
-static char dlq_mark; /* delivery-report opaque of dead letters */
+/* Dead-letter state of each message of the batch. */
+enum { DLQ_NONE = 0, DLQ_SENT, DLQ_DONE, DLQ_FAILED };
+#define DLQ_REASON_MAX 256
 
 #define HIST_TEXT_MAX (LOY_RECO_HIST_MAX * (LOY_SKU_MAX + 64))
 
@@ -118,10 +120,13 @@ struct loy_proc {
         int nacked, acked_cap;
         int dr_failed;
         int resend_failed;              /* an outbox re-send was refused */
-        int dlq_failed;                 /* a dead letter was not delivered */
-        int pending_dead;               /* dead letters sent while applying */
         int revoked;                    /* partitions revoked during poll */
-        char *event_dead;               /* per event: dead-lettered already */
+        /* per message of the batch: its dead letter (the state is also the
+         * delivery report's opaque), the size a broker would take when it
+         * refused one as too large (0: the producer's limit), the reason */
+        char *dlq_state;
+        size_t *dlq_max;
+        char (*dlq_reason)[DLQ_REASON_MAX];
         /* customers whose Redis state makes every write fail: their events
          * are dead-lettered instead of blocking the partition */
         char quarantine[QUARANTINE_MAX][LOY_ID_MAX + 1];
@@ -211,12 +216,17 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         loy_proc_t *p = opaque;
         char *id = m->_private;
         (void)rk;
-        if (id == &dlq_mark) {
-                if (m->err) {
-                        LOY_ERROR("proc", "dead letter not delivered: %s",
-                                  rd_kafka_err2str(m->err));
-                        p->dlq_failed = 1;
+        if (id >= p->dlq_state && id < p->dlq_state + p->conf.batch_max) {
+                size_t i = (size_t)(id - p->dlq_state);
+                if (!m->err) {
+                        *id = DLQ_DONE;
+                        return;
                 }
+                LOY_WARN("proc", "dead letter not delivered: %s",
+                         rd_kafka_err2str(m->err));
+                *id = DLQ_FAILED;
+                if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                        p->dlq_max[i] = (m->len + m->key_len) / 2;
                 return;
         }
         if (!id)
@@ -313,7 +323,10 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->order = calloc((size_t)conf->batch_max, sizeof(int));
         p->group_of = calloc((size_t)conf->batch_max, sizeof(int));
         p->group_head = calloc((size_t)conf->batch_max, sizeof(int));
-        p->event_dead = calloc((size_t)conf->batch_max, 1);
+        p->dlq_state = calloc((size_t)conf->batch_max, 1);
+        p->dlq_max = calloc((size_t)conf->batch_max, sizeof(*p->dlq_max));
+        p->dlq_reason = calloc((size_t)conf->batch_max,
+                               sizeof(*p->dlq_reason));
         p->touched_cap = per_batch;
         p->touched = calloc((size_t)per_batch, sizeof(*p->touched));
         p->writes = calloc((size_t)per_batch, sizeof(*p->writes));
@@ -323,7 +336,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->index = malloc(p->index_size * sizeof(int));
         if (!p->cache || !p->rfm || !p->clock || !p->msgs || !p->events ||
             !p->event_msg || !p->order || !p->group_of || !p->group_head ||
-            !p->event_dead ||
+            !p->dlq_state || !p->dlq_max || !p->dlq_reason ||
             !p->touched || !p->writes || !p->index) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
@@ -358,8 +371,11 @@ fail:
 }
 
 static void free_batch(loy_proc_t *p) {
-        for (int i = 0; i < p->nmsgs; i++)
+        for (int i = 0; i < p->nmsgs; i++) {
                 rd_kafka_message_destroy(p->msgs[i]);
+                p->dlq_state[i] = DLQ_NONE;
+                p->dlq_max[i] = 0;
+        }
         p->nmsgs = 0;
         p->nevents = 0;
         for (int i = 0; i < p->ntimers; i++)
@@ -384,14 +400,39 @@ static void ack_delivered(loy_proc_t *p) {
         p->nacked = 0;
 }
 
+/* librdkafka 2.0.2 asserts in rd_kafka_consumer_close when an assignment
+ * is still being changed (after "Unknown member" commit failures of a
+ * rebalance): leave the group first and serve the queue until the
+ * revocation has gone through, then close. */
+static void close_consumer(loy_proc_t *p) {
+        double deadline = mono_ms() + 10000;
+        rd_kafka_unsubscribe(p->consumer);
+        while (mono_ms() < deadline) {
+                rd_kafka_topic_partition_list_t *asg = NULL;
+                rd_kafka_message_t *m;
+                int owned = 1;
+                if (!rd_kafka_assignment(p->consumer, &asg) && asg) {
+                        owned = asg->cnt > 0;
+                        rd_kafka_topic_partition_list_destroy(asg);
+                }
+                if (!owned && !rd_kafka_assignment_lost(p->consumer))
+                        break;
+                m = rd_kafka_consumer_poll(p->consumer, 100);
+                if (m)
+                        rd_kafka_message_destroy(m);
+        }
+        rd_kafka_consumer_close(p->consumer);
+}
+
 void loy_proc_destroy(loy_proc_t *p) {
         if (!p)
                 return;
+        /* messages hold references the consumer waits for on destroy */
+        free_batch(p);
         if (p->consumer) {
-                rd_kafka_consumer_close(p->consumer);
+                close_consumer(p);
                 rd_kafka_destroy(p->consumer);
         }
-        free_batch(p);
         if (p->producer) {
                 rd_kafka_flush(p->producer, 10000);
                 rd_kafka_poll(p->producer, 0);
@@ -410,7 +451,9 @@ void loy_proc_destroy(loy_proc_t *p) {
         free(p->order);
         free(p->group_of);
         free(p->group_head);
-        free(p->event_dead);
+        free(p->dlq_state);
+        free(p->dlq_max);
+        free(p->dlq_reason);
         free(p->msgs);
         for (int i = 0; p->touched && i < p->ntouched; i++)
                 free(p->touched[i].hist_text);
@@ -584,18 +627,46 @@ static int collect(loy_proc_t *p, volatile sig_atomic_t *running) {
         return 0;
 }
 
-/* Decodes the batch; bad messages go to the dead-letter topic. Returns 0,
- * or 1 when a dead letter could not be delivered: the batch must then be
- * read again (loy_proc_run rewinds it), so no bad message is lost. */
-static int decode(loy_proc_t *p, volatile sig_atomic_t *running) {
+/* Produces message i's dead letter (again, after a failure). */
+static void produce_dead(loy_proc_t *p, int i) {
+        char err[256];
+        if (loy_kafka_deadletter(p->producer, p->conf.topic_deadletter,
+                                 p->msgs[i], p->dlq_reason[i], p->dlq_max[i],
+                                 &p->dlq_state[i], err, sizeof(err)) == -1) {
+                LOY_WARN("proc", "%s", err);
+                p->dlq_state[i] = DLQ_FAILED;
+                return;
+        }
+        p->dlq_state[i] = DLQ_SENT;
+}
+
+/* Dead-letters message i of the batch: once, whatever the redos of the
+ * batch. Delivery is confirmed by deliver_dead() before the batch's
+ * offsets are stored. */
+static void send_dead(loy_proc_t *p, int i, const char *why) {
+        const rd_kafka_message_t *m = p->msgs[i];
+        if (p->dlq_state[i] != DLQ_NONE)
+                return;
+        LOY_DEBUG("proc", "dead letter %s [%" PRId32 "] @%" PRId64 ": %s",
+                  rd_kafka_topic_name(m->rkt), m->partition, m->offset, why);
+        snprintf(p->dlq_reason[i], sizeof(p->dlq_reason[i]), "%s", why);
+        p->stats.dead_lettered++;
+        produce_dead(p, i);
+}
+
+/* Dead-letters event i of the batch. */
+static void dead_letter_event(loy_proc_t *p, int i, const char *why) {
+        send_dead(p, p->event_msg[i], why);
+}
+
+/* Decodes the batch; bad messages go to the dead-letter topic. */
+static void decode(loy_proc_t *p) {
         int64_t now = wall_ms();
-        int dead = 0;
-        p->dlq_failed = 0;
         for (int i = 0; i < p->nmsgs; i++) {
                 rd_kafka_message_t *m = p->msgs[i];
                 const char *topic = rd_kafka_topic_name(m->rkt);
                 loy_event_t *ev = &p->events[p->nevents];
-                char why[256], err[256];
+                char why[DLQ_REASON_MAX];
                 p->stats.events_in++;
                 if (loy_codec_decode(p->codec, m->payload, m->len,
                                      topic_kind(p, topic), now, ev, why,
@@ -603,77 +674,52 @@ static int decode(loy_proc_t *p, volatile sig_atomic_t *running) {
                         ev->topic = topic;
                         ev->partition = m->partition;
                         ev->offset = m->offset;
-                        p->event_dead[p->nevents] = 0;
                         p->event_msg[p->nevents++] = i;
                         loy_clock_observe(p->clock, topic, m->partition,
                                           ev->ts_ms, now);
                         continue;
                 }
-                LOY_DEBUG("proc", "dead letter %s [%" PRId32 "] @%" PRId64
-                          ": %s", topic, m->partition, m->offset, why);
-                if (loy_kafka_deadletter(p->producer,
-                                         p->conf.topic_deadletter, m, why,
-                                         &dlq_mark, err, sizeof(err)) == -1) {
-                        LOY_ERROR("proc", "%s", err);
-                        p->dlq_failed = 1;
-                        break;
-                }
-                p->stats.dead_lettered++;
-                dead++;
+                send_dead(p, i, why);
         }
-        /* dead letters must be in Kafka before their offsets are committed */
-        while (dead && *running &&
-               rd_kafka_flush(p->producer, 1000) ==
-                   RD_KAFKA_RESP_ERR__TIMED_OUT)
-                LOY_WARN("proc", "waiting for the dead-letter topic");
-        rd_kafka_poll(p->producer, 0);
-        return p->dlq_failed || (dead && rd_kafka_outq_len(p->producer) &&
-                                 !*running);
 }
 
-/* Dead-letters event i of the batch (once per batch, whatever the redos). */
-static void dead_letter_event(loy_proc_t *p, int i, const char *why) {
-        char err[256];
-        if (p->event_dead[i])
-                return;
-        p->event_dead[i] = 1;
-        if (loy_kafka_deadletter(p->producer, p->conf.topic_deadletter,
-                                 p->msgs[p->event_msg[i]], why, &dlq_mark,
-                                 err, sizeof(err)) == -1) {
-                LOY_ERROR("proc", "%s", err);
-                p->dlq_failed = 1;
-                return;
-        }
-        p->stats.dead_lettered++;
-        p->pending_dead++;
-}
-
-/* Seeks every partition of the batch back to its first message and drops
- * the batch: it will be consumed again. */
-static void rewind_batch(loy_proc_t *p) {
-        rd_kafka_topic_partition_list_t *list =
-            rd_kafka_topic_partition_list_new(8);
-        rd_kafka_error_t *error;
-        for (int i = 0; i < p->nmsgs; i++) {
-                const rd_kafka_message_t *m = p->msgs[i];
-                rd_kafka_topic_partition_t *tp =
-                    rd_kafka_topic_partition_list_find(
-                        list, rd_kafka_topic_name(m->rkt), m->partition);
-                if (!tp) {
-                        tp = rd_kafka_topic_partition_list_add(
-                            list, rd_kafka_topic_name(m->rkt), m->partition);
-                        tp->offset = m->offset;
-                } else if (m->offset < tp->offset) {
-                        tp->offset = m->offset;
+/* Waits until every dead letter of the batch is in Kafka, sending again
+ * the ones that failed (smaller, when a broker found them too large), so
+ * no bad message is lost and none is sent twice. 0, or -1 when stopped
+ * first: the batch must then not be committed. */
+static int deliver_dead(loy_proc_t *p, volatile sig_atomic_t *running) {
+        int backoff = 50;
+        double give_up = 0;
+        for (;;) {
+                int sent = 0, failed = 0;
+                rd_kafka_poll(p->producer, 0);
+                for (int i = 0; i < p->nmsgs; i++) {
+                        sent += p->dlq_state[i] == DLQ_SENT;
+                        failed += p->dlq_state[i] == DLQ_FAILED;
                 }
+                if (!sent && !failed)
+                        return 0;
+                if (!*running) {
+                        /* stopping: a little time for what is on its way */
+                        if (!give_up)
+                                give_up = mono_ms() + 10000;
+                        if (failed || mono_ms() > give_up)
+                                return -1;
+                }
+                if (sent) {
+                        rd_kafka_flush(p->producer, 200);
+                        continue;
+                }
+                LOY_WARN("proc", "%d dead letters not delivered; sending "
+                         "them again", failed);
+                sleep_ms(backoff);
+                backoff = backoff * 2 > p->conf.backoff_max_ms
+                              ? p->conf.backoff_max_ms
+                              : backoff * 2;
+                for (int i = 0; i < p->nmsgs; i++)
+                        if (p->dlq_state[i] == DLQ_FAILED)
+                                produce_dead(p, i);
         }
-        error = rd_kafka_seek_partitions(p->consumer, list, 5000);
-        if (error) {
-                LOY_ERROR("proc", "rewind: %s", rd_kafka_error_string(error));
-                rd_kafka_error_destroy(error);
-        }
-        rd_kafka_topic_partition_list_destroy(list);
-        free_batch(p);
 }
 
 /* After a revocation during the poll, drops the messages of partitions this
@@ -1710,7 +1756,7 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
 int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                  volatile sig_atomic_t *reload) {
         char err[512], last_err[512];
-        int rc = 0, wrc;
+        int rc = 0, wrc, busy_backoff;
         while (*running) {
                 double t0;
                 int64_t clock_ms;
@@ -1746,12 +1792,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 t0 = mono_ms();
                 rd_kafka_poll(p->producer, 0);
                 ack_delivered(p);
-                if (decode(p, running)) {
-                        /* a dead letter did not make it: read it all again */
-                        rewind_batch(p);
-                        sleep_ms(p->conf.backoff_max_ms);
-                        continue;
-                }
+                decode(p);
                 merge_order(p);
                 clock_ms = loy_clock_advance(p->clock, wall_ms());
                 p->stats.clock_ms = clock_ms;
@@ -1769,6 +1810,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         p->first_batch_ms = wall_ms();
                 wrc = -1;
                 last_err[0] = '\0';
+                busy_backoff = 50;
                 while (*running) {
                         wrc = run_batch(p, clock_ms, err, sizeof(err));
                         if (wrc == 0)
@@ -1780,7 +1822,15 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         LOY_WARN("proc", "batch write failed: %s", err);
                         loy_cache_clear(p->cache);
                         p->need_refresh = 1;
-                        if (wrc == LOY_STORE_ERR) {
+                        if (wrc == LOY_STORE_ERR_BUSY) {
+                                /* OOM, READONLY, MISCONF ...: the server's
+                                 * state, not the customer's; wait it out */
+                                sleep_ms(busy_backoff);
+                                busy_backoff = busy_backoff * 2 >
+                                                       p->conf.backoff_max_ms
+                                                   ? p->conf.backoff_max_ms
+                                                   : busy_backoff * 2;
+                        } else if (wrc == LOY_STORE_ERR) {
                                 /* the same customer failing twice is its
                                  * state, not the connection */
                                 if (!strcmp(err, last_err) &&
@@ -1801,23 +1851,10 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 emit(p);
                 update_kpi_rates(p);
                 reco_flush(p, clock_ms, 0);
-                if (p->pending_dead) {
-                        while (*running &&
-                               rd_kafka_flush(p->producer, 1000) ==
-                                   RD_KAFKA_RESP_ERR__TIMED_OUT)
-                                LOY_WARN("proc", "waiting for the "
-                                         "dead-letter topic");
-                        rd_kafka_poll(p->producer, 0);
-                        if (rd_kafka_outq_len(p->producer))
-                                p->dlq_failed = 1;
-                        p->pending_dead = 0;
-                }
-                if (p->dlq_failed) {
-                        /* written, but a dead letter of this batch was not
-                         * delivered: read the batch again (what was applied
-                         * is skipped by the offsets) */
-                        rewind_batch(p);
-                        continue;
+                if (deliver_dead(p, running) == -1) {
+                        /* not committed: read again on the next start */
+                        free_batch(p);
+                        break;
                 }
                 store_offsets(p);
                 free_batch(p);

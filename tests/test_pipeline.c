@@ -738,6 +738,121 @@ static void test_quarantine(void) {
         loy_config_free(&conf);
 }
 
+/* Regression: a message Kafka accepted (1 MiB) but the processor's
+ * producer may not re-send whole used to block every partition: its dead
+ * letter failed, the batch was read again forever, and every retry sent
+ * the batch's earlier dead letters once more. Now it is dead-lettered cut
+ * to size, with header loy.truncated, exactly once, and the stream goes
+ * on. */
+static void test_huge_dead_letter(void) {
+        loy_config_t conf;
+        runner_t r;
+        dead_t dead;
+        char msg[512];
+        size_t big = 1048000;
+        char *huge = malloc(big);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(huge);
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "huge");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "h0", "not json", 8);
+        memset(huge, 'x', big);
+        memcpy(huge, "{\"pad\":\"", 8);
+        memcpy(huge + big - 2, "\"}", 2);
+        CU_ASSERT_EQUAL_FATAL(tu_kafka_produce(kafka, conf.topic_purchase, 0,
+                                               "h1", huge, big), 0);
+        json_purchase(msg, sizeof(msg), "h2", "h2", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":7}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "h2", msg,
+                         strlen(msg));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 3), 0);
+        for (int i = 0; i < 100 && loy_proc_stats(r.proc)->events_applied < 1;
+             i++)
+                usleep(50000);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{h2}", "gross_value", "7");
+        memset(&dead, 0, sizeof(dead));
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
+                             &dead);
+        CU_ASSERT_EQUAL(dead.n, 2);
+        if (dead.n == 2) {
+                char want[64];
+                CU_ASSERT_PTR_NULL(strstr(dead.reason[0], "loy.truncated"));
+                snprintf(want, sizeof(want), "loy.truncated=%zu,2", big);
+                CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[1], want));
+                CU_ASSERT_PTR_NOT_NULL(strstr(dead.payload[1], "{\"pad\":"));
+        }
+        free(huge);
+        loy_config_free(&conf);
+}
+
+/* Waits (up to 20 s) until the processor has seen n more failed writes. */
+static int wait_failures(const runner_t *r, int64_t n) {
+        for (int i = 0; i < 400; i++) {
+                if (loy_proc_stats(r->proc)->redis_failures >= n)
+                        return 0;
+                usleep(50000);
+        }
+        return -1;
+}
+
+/* Regression: a Redis that refuses writes for a while (maxmemory reached
+ * under noeviction, a replica's READONLY, MISCONF after a failed save) is
+ * waited out. It used to be taken for broken customer state: the customer
+ * was quarantined and its events dead-lettered until a restart. */
+static void test_redis_refusal(void) {
+        loy_config_t conf;
+        runner_t r;
+        dead_t dead;
+        char msg[512];
+        int64_t base;
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "refusal");
+        conf.backoff_max_ms = 50;
+        start(&r, &conf);
+        /* first a customer written normally, so the group has joined */
+        json_purchase(msg, sizeof(msg), "f0", "ref0", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":2}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "ref0", msg,
+                         strlen(msg));
+        CU_ASSERT_EQUAL_FATAL(wait_consumed(&r, 1), 0);
+
+        /* OOM: maxmemory far below what is used, nothing may be evicted */
+        free(tu_redis_cli(&redis, "CONFIG SET maxmemory-policy noeviction"));
+        free(tu_redis_cli(&redis, "CONFIG SET maxmemory 1"));
+        base = loy_proc_stats(r.proc)->redis_failures;
+        json_purchase(msg, sizeof(msg), "f1", "ref1", T0 + DAY,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":3}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "ref1", msg,
+                         strlen(msg));
+        CU_ASSERT_EQUAL(wait_failures(&r, base + 4), 0);
+        free(tu_redis_cli(&redis, "CONFIG SET maxmemory 0"));
+
+        /* READONLY: a replica of a master that is not there */
+        /* port 1: nothing listens there, the replica never syncs */
+        free(tu_redis_cli(&redis, "REPLICAOF 127.0.0.1 1"));
+        base = loy_proc_stats(r.proc)->redis_failures;
+        json_purchase(msg, sizeof(msg), "f2", "ref2", T0 + 2 * DAY,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":4}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "ref2", msg,
+                         strlen(msg));
+        CU_ASSERT_EQUAL(wait_failures(&r, base + 4), 0);
+        free(tu_redis_cli(&redis, "REPLICAOF NO ONE"));
+
+        CU_ASSERT_EQUAL(wait_consumed(&r, 3), 0);
+        for (int i = 0; i < 200 && loy_proc_stats(r.proc)->events_applied < 3;
+             i++)
+                usleep(50000);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{ref1}", "gross_value", "3");
+        ASSERT_FIELD("loy:c:{ref2}", "gross_value", "4");
+        memset(&dead, 0, sizeof(dead));
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
+                             &dead);
+        CU_ASSERT_EQUAL(dead.n, 0);
+        loy_config_free(&conf);
+}
+
 /* Item counts of a namespace's shared model, "sku=count" sorted. */
 static char *item_counts(const char *ns) {
         char args[512];
@@ -832,10 +947,13 @@ int main(void) {
         CU_add_test(s, "exact state and trigger", test_exact_state_and_trigger);
         CU_add_test(s, "replay changes nothing", test_replay_changes_nothing);
         CU_add_test(s, "dead letters", test_dead_letters);
+        CU_add_test(s, "a 1 MiB message is dead-lettered cut, once",
+                    test_huge_dead_letter);
         CU_add_test(s, "model file reload", test_model_reload);
         CU_add_test(s, "silence timer", test_silence_timer);
         CU_add_test(s, "ghost timer fires once", test_ghost_timer);
         CU_add_test(s, "quarantine of broken state", test_quarantine);
+        CU_add_test(s, "redis refusals are waited out", test_redis_refusal);
         CU_add_test(s, "two processes, one recommender model",
                     test_two_processes_one_model);
         CU_add_test(s, "redis killed and restarted", test_redis_restart);

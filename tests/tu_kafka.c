@@ -180,7 +180,10 @@ tu_kafka_t *tu_kafka_start(int brokers) {
         conf = new_conf(
                 "bootstrap.servers", k->bootstraps, "client.id", "tu-producer",
                 "enable.idempotence", "true", "linger.ms", "2",
-                "message.timeout.ms", "10000", NULL);
+                "message.timeout.ms", "10000",
+                /* as large as a broker allows (1 MiB), not librdkafka's
+                 * smaller default, so tests can send what Kafka takes */
+                "message.max.bytes", "1048588", NULL);
         if (!conf)
                 goto fail;
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
