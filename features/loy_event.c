@@ -52,6 +52,18 @@ double loy_event_net_value(const loy_event_t *ev) {
         return sum;
 }
 
+loy_purchase_kind_t loy_event_purchase_kind(const loy_event_t *ev) {
+        double net = loy_event_net_value(ev);
+        if (net > 0)
+                return LOY_PURCHASE_ORDER;
+        if (net < 0)
+                return LOY_PURCHASE_RETURN;
+        for (int i = 0; i < ev->nlines; i++)
+                if (ev->lines[i].quantity < 0)
+                        return LOY_PURCHASE_RETURN;
+        return LOY_PURCHASE_NONE;
+}
+
 const char *loy_browse_action_name(loy_browse_action_t a) {
         if ((int)a < 0 || a >= LOY_ACT__COUNT)
                 return "unknown";

@@ -77,6 +77,17 @@ loy_line_t *loy_event_add_line(loy_event_t *ev);
 /* Sum of quantity * unit_price over the lines: negative for a return. */
 double loy_event_net_value(const loy_event_t *ev);
 
+/* What a purchase event is, the one definition features, KPIs and the
+ * fitter share: an order when its net value is positive; a return when it
+ * is negative, or zero with a line of negative quantity (an exchange);
+ * otherwise (a zero-value order: a free sample, an adjustment) neither. */
+typedef enum {
+        LOY_PURCHASE_NONE = 0,
+        LOY_PURCHASE_ORDER,
+        LOY_PURCHASE_RETURN,
+} loy_purchase_kind_t;
+loy_purchase_kind_t loy_event_purchase_kind(const loy_event_t *ev);
+
 const char *loy_browse_action_name(loy_browse_action_t a);
 /* -1 when the name is unknown. */
 int loy_browse_action_parse(const char *name);

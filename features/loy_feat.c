@@ -210,14 +210,15 @@ void loy_feat_apply(loy_cust_t *c, const loy_event_t *ev,
         conf = conf_or_default(conf, &tmp);
         if (ev->kind == LOY_EV_PURCHASE) {
                 double net = loy_event_net_value(ev);
-                if (net > 0) {
+                switch (loy_event_purchase_kind(ev)) {
+                case LOY_PURCHASE_ORDER:
                         apply_order(c, ev->ts_ms, net, conf);
-                } else {
-                        int negative = net < 0;
-                        for (int i = 0; !negative && i < ev->nlines; i++)
-                                negative = ev->lines[i].quantity < 0;
-                        if (negative)
-                                apply_return(c, net, conf);
+                        break;
+                case LOY_PURCHASE_RETURN:
+                        apply_return(c, net, conf);
+                        break;
+                case LOY_PURCHASE_NONE:
+                        break;
                 }
         } else if (ev->kind == LOY_EV_BROWSE) {
                 apply_browse(c, ev, conf);
@@ -575,11 +576,30 @@ static int fit(int n, size_t size) {
         return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
-static int format_double(double v, char *buf, size_t size) {
+int loy_fmt_double(char *buf, size_t size, double v) {
+        char tmp[40];
+        int n;
         /* -0 reads badly on a dashboard. */
         if (v == 0)
                 v = 0;
-        return fit(snprintf(buf, size, "%.10g", v), size);
+        /* integers as integers, so counts stay readable */
+        if (v == floor(v) && fabs(v) < 9007199254740992.0)
+                return fit(snprintf(buf, size, "%.0f", v), size);
+        /* the shortest text that reads back as v: a customer reloaded
+         * from Redis must score exactly as the one in memory did */
+        n = snprintf(tmp, sizeof(tmp), "%.15g", v);
+        if (strtod(tmp, NULL) != v)
+                n = snprintf(tmp, sizeof(tmp), "%.16g", v);
+        if (strtod(tmp, NULL) != v)
+                n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+        if (n < 0 || (size_t)n >= size)
+                return -1;
+        memcpy(buf, tmp, (size_t)n + 1);
+        return n;
+}
+
+static int format_double(double v, char *buf, size_t size) {
+        return loy_fmt_double(buf, size, v);
 }
 
 /* Comma-separated, newest first; ',' and '%' escaped so any sku survives. */

@@ -175,4 +175,9 @@ const loy_field_t *loy_feat_field_find(const char *name);
 int loy_feat_field_parse(loy_cust_t *c, const char *name, const char *value,
                          size_t value_len);
 
+/* Formats a finite v as the shortest decimal that reads back as exactly v
+ * (integers without a fraction, -0 as 0). Returns the length, or -1 when
+ * it does not fit in size. */
+int loy_fmt_double(char *buf, size_t size, double v);
+
 #endif

@@ -257,16 +257,9 @@ static int fmt_i64(char *b, int64_t v) {
         return n;
 }
 
-/* Shortest of %.15g / %.17g that reads back as v; integers as integers, so
- * counts stay readable ("3", not "3.0"). v must be finite. */
 static int fmt_dbl(char *b, size_t size, double v) {
-        int n;
-        if (v == floor(v) && fabs(v) < 9007199254740992.0)
-                return fmt_i64(b, (int64_t)v);
-        n = snprintf(b, size, "%.15g", v);
-        if (strtod(b, NULL) != v)
-                n = snprintf(b, size, "%.17g", v);
-        return n;
+        int n = loy_fmt_double(b, size, v);
+        return n < 0 ? 0 : n;
 }
 
 static void ab_i64(loy_store_t *s, int64_t v) {

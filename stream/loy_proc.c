@@ -1032,15 +1032,17 @@ static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
                         t->partition = ev->partition;
                 {
                         double net = loy_event_net_value(ev);
-                        int rc;
-                        if (net > 0) {
+                        loy_purchase_kind_t kind =
+                            loy_event_purchase_kind(ev);
+                        int rc = 0;
+                        if (kind == LOY_PURCHASE_ORDER) {
                                 rc = kpi_add(p, ti, ev->ts_ms, "purchases", 1) ||
                                      kpi_add(p, ti, ev->ts_ms, "revenue", net) ||
                                      kpi_add(p, ti, ev->ts_ms,
                                              was_buyer ? "repeat_purchases"
                                                        : "new_customers",
                                              1);
-                        } else {
+                        } else if (kind == LOY_PURCHASE_RETURN) {
                                 rc = kpi_add(p, ti, ev->ts_ms, "returns", 1) ||
                                      kpi_add(p, ti, ev->ts_ms, "return_value",
                                              -net);

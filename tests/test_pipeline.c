@@ -257,7 +257,7 @@ static void test_exact_state_and_trigger(void) {
         ASSERT_FIELD(key, "views", "1");
         ASSERT_FIELD(key, "recent_views", "D");
         ASSERT_FIELD(key, "x", "1");
-        ASSERT_FIELD(key, "t_x_days", "10.04166667");
+        ASSERT_FIELD(key, "t_x_days", "10.041666666666666");
         ASSERT_FIELD(key, "off:purchases1:1", "3");
         ASSERT_FIELD(key, "off:browse1:1", "0");
         ASSERT_FIELD(key, "cool:second_purchase", "1291190400000");
