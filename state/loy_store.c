@@ -662,6 +662,7 @@ static int check_write(const loy_cust_write_t *w, char *errstr,
             c->segment < 0 || c->segment >= LOY_SEG__COUNT ||
             w->old_seg < -1 || w->old_seg >= LOY_SEG__COUNT ||
             w->nkpi < 0 || (w->nkpi && !w->kpi) || w->noutbox < 0 ||
+            w->nrate_days < 0 || (w->nrate_days && !w->rate_days) ||
             (w->noutbox && !w->outbox)) {
                 seterr(errstr, size, "customer %s: bad write description",
                        c->id);
@@ -718,6 +719,16 @@ static void bin_move(loy_store_t *s, const char *key, int bin, int64_t by) {
         fmt_i64(f, bin);
         hincrby(s, key, f, by);
 }
+
+/* A ratio cannot be HINCRBY'd: it is recomputed from the day's two
+ * counters, server-side so concurrent processes cannot interleave. */
+static const char kpi_rate_lua[] =
+    "local p = tonumber(redis.call('HGET', KEYS[1], 'purchases') or '0') "
+    "if p > 0 then "
+    "local r = tonumber(redis.call('HGET', KEYS[1], 'repeat_purchases') "
+    "or '0') "
+    "redis.call('HSET', KEYS[1], 'repurchase_rate', "
+    "string.format('%.4f', r / p)) end return 0";
 
 /* Appends one customer's MULTI ... EXEC to the buffer; returns the number
  * of commands (MULTI and EXEC included) or -1. */
@@ -808,6 +819,15 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         for (int i = 0; i < w->nkpi; i++) {
                 kpi_key(s, w->kpi[i].day_ms, tkey, sizeof(tkey));
                 hincrbyfloat(s, tkey, w->kpi[i].field, w->kpi[i].delta);
+                k++;
+        }
+        for (int i = 0; i < w->nrate_days; i++) {
+                kpi_key(s, w->rate_days[i], tkey, sizeof(tkey));
+                ab_hdr(s, '*', 4);
+                ab_str(s, "EVAL");
+                ab_str(s, kpi_rate_lua);
+                ab_str(s, "1");
+                ab_str(s, tkey);
                 k++;
         }
 
@@ -1069,38 +1089,6 @@ static int read_plain(loy_store_t *s, int n, const char *what, char *errstr,
         }
         guard_off(&g);
         return rc;
-}
-
-/* A ratio cannot be HINCRBY'd: it is recomputed from the day's two
- * counters, server-side so concurrent processes cannot interleave. */
-static const char kpi_rate_lua[] =
-    "local p = tonumber(redis.call('HGET', KEYS[1], 'purchases') or '0') "
-    "if p > 0 then "
-    "local r = tonumber(redis.call('HGET', KEYS[1], 'repeat_purchases') "
-    "or '0') "
-    "redis.call('HSET', KEYS[1], 'repurchase_rate', "
-    "string.format('%.4f', r / p)) end return 0";
-
-int loy_store_kpi_rates(loy_store_t *s, const int64_t *day_ms, int n,
-                        char *errstr, size_t errstr_size) {
-        char key[256];
-        int rc;
-        if (n <= 0)
-                return LOY_STORE_OK;
-        if ((rc = usable(s, errstr, errstr_size)))
-                return rc;
-        ab_reset(s);
-        for (int i = 0; i < n; i++) {
-                kpi_key(s, day_ms[i], key, sizeof(key));
-                ab_hdr(s, '*', 4);
-                ab_str(s, "EVAL");
-                ab_str(s, kpi_rate_lua);
-                ab_str(s, "1");
-                ab_str(s, key);
-        }
-        if ((rc = ab_flush(s, errstr, errstr_size)))
-                return rc;
-        return read_plain(s, n, "kpi rates", errstr, errstr_size);
 }
 
 int loy_store_stats(loy_store_t *s, const char *const *incr_fields,

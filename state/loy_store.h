@@ -111,6 +111,13 @@ typedef struct loy_cust_write {
         const double *rec_scores;
         const loy_kpi_delta_t *kpi;
         int nkpi;
+        /* Days (any time within each UTC day) whose repurchase_rate this
+         * write recomputes from the day's counters, after its own KPI
+         * deltas and in the same transaction. Give each day to the last
+         * write of the batch that moves its purchases: a redo after a
+         * crash then recomputes it as well. */
+        const int64_t *rate_days;
+        int nrate_days;
         const loy_outbox_entry_t *outbox;
         int noutbox;
 } loy_cust_write_t;
@@ -139,11 +146,6 @@ int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
                     const double *incr, int nincr,
                     const char *const *set_fields, const double *set,
                     int nset, char *errstr, size_t errstr_size);
-
-/* Recomputes repurchase_rate (= repeat_purchases / purchases) in the KPI
- * hashes of the given days (any time within each UTC day), one pipeline. */
-int loy_store_kpi_rates(loy_store_t *s, const int64_t *day_ms, int n,
-                        char *errstr, size_t errstr_size);
 
 /* Up to max customer ids whose timer in partition is due at or before
  * clock_ms, earliest first. *ids is an array of malloc'ed strings the caller

@@ -109,6 +109,8 @@ struct loy_proc {
         kpi_rec_t *kpi;
         int nkpi, kpi_cap;
         loy_kpi_delta_t *kpi_sorted;
+        int64_t *rate_days;             /* slices of it in the writes */
+        int rate_cap;
         outbox_rec_t *outbox;
         int noutbox, outbox_cap;
         loy_cust_write_t *writes;
@@ -462,6 +464,7 @@ void loy_proc_destroy(loy_proc_t *p) {
         free(p->index);
         free(p->kpi);
         free(p->kpi_sorted);
+        free(p->rate_days);
         free(p->outbox);
         free(p->entries);
         free(p->timer_ids);
@@ -1304,6 +1307,39 @@ static void group_kpis(loy_proc_t *p) {
         }
 }
 
+/* Each day whose purchases the batch moves gets its repurchase rate
+ * recomputed in the last write that moves them (see loy_cust_write_t):
+ * the rate then changes with its counters, also in a redo. */
+static int assign_rate_days(loy_proc_t *p, int nwrites) {
+        int n = 0;
+        if (p->nkpi > p->rate_cap) {
+                int64_t *nd = realloc(p->rate_days,
+                                      (size_t)p->nkpi * sizeof(*nd));
+                if (!nd)
+                        return -1;
+                p->rate_days = nd;
+                p->rate_cap = p->nkpi;
+        }
+        for (int i = nwrites - 1; i >= 0; i--) {
+                loy_cust_write_t *w = &p->writes[i];
+                int first = n;
+                for (int k = 0; k < w->nkpi; k++) {
+                        int64_t day = w->kpi[k].day_ms -
+                                      w->kpi[k].day_ms % LOY_MS_PER_DAY;
+                        int seen = 0;
+                        if (strcmp(w->kpi[k].field, "purchases"))
+                                continue;
+                        for (int j = 0; j < n && !seen; j++)
+                                seen = p->rate_days[j] == day;
+                        if (!seen)
+                                p->rate_days[n++] = day;
+                }
+                w->rate_days = p->rate_days + first;
+                w->nrate_days = n - first;
+        }
+        return 0;
+}
+
 static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                      size_t errstr_size) {
         int rc, nwrites;
@@ -1404,6 +1440,10 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
         }
         if (!nwrites)
                 return LOY_STORE_OK;
+        if (assign_rate_days(p, nwrites) == -1) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return LOY_STORE_ERR;
+        }
         return loy_store_write(p->store, p->writes, nwrites, clock_ms,
                                &p->conf.feat, errstr, errstr_size);
 }
@@ -1552,26 +1592,6 @@ static void reco_flush(loy_proc_t *p, int64_t clock_ms, int force) {
         }
         free(names);
         free(ptrs);
-}
-
-/* Days whose purchases changed get their repurchase rate recomputed. */
-static void update_kpi_rates(loy_proc_t *p) {
-        int64_t days[64];
-        int n = 0;
-        char err[256];
-        for (int k = 0; k < p->nkpi && n < 64; k++) {
-                int64_t day = p->kpi[k].d.day_ms -
-                              p->kpi[k].d.day_ms % LOY_MS_PER_DAY;
-                int i;
-                if (strcmp(p->kpi[k].d.field, "purchases"))
-                        continue;
-                for (i = 0; i < n && days[i] != day; i++)
-                        ;
-                if (i == n)
-                        days[n++] = day;
-        }
-        if (n && loy_store_kpi_rates(p->store, days, n, err, sizeof(err)))
-                LOY_WARN("proc", "kpi rates: %s", err);
 }
 
 static void store_offsets(loy_proc_t *p) {
@@ -1851,7 +1871,6 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         break;
                 }
                 emit(p);
-                update_kpi_rates(p);
                 reco_flush(p, clock_ms, 0);
                 if (deliver_dead(p, running) == -1) {
                         /* not committed: read again on the next start */

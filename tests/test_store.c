@@ -460,6 +460,32 @@ static void test_kpi(void) {
                "3");
 }
 
+/* Regression: the repurchase rate used to be recomputed by a separate
+ * call after the batch write, so a crash in between left it stale for
+ * good (the redo is fenced). It now changes in the transaction that moves
+ * the day's counters. */
+static void test_kpi_rate_in_write(void) {
+        loy_cust_t c;
+        loy_cust_write_t w;
+        int64_t day = T0;
+        loy_kpi_delta_t k1[] = {{T0, "purchases", 1},
+                                {T0, "new_customers", 1}};
+        loy_kpi_delta_t k2[] = {{T0, "purchases", 1},
+                                {T0, "repeat_purchases", 1}};
+        flush();
+        buyer(&c, "r");
+        wr_init(&w, &c);
+        w.kpi = k1;
+        w.nkpi = 2;
+        w.rate_days = &day;
+        w.nrate_days = 1;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.0000");
+        w.kpi = k2;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.5000");
+}
+
 /* --------------------------------------------------------------- timers */
 
 static void test_timers(void) {
@@ -994,6 +1020,7 @@ int main(void) {
         CU_add_test(su, "segments, histograms, ranks", test_seg_hist_rank);
         CU_add_test(su, "load histograms", test_load_hist);
         CU_add_test(su, "KPI", test_kpi);
+        CU_add_test(su, "KPI rate in the same write", test_kpi_rate_in_write);
         CU_add_test(su, "timers", test_timers);
         CU_add_test(su, "outbox", test_outbox);
         CU_add_test(su, "stats", test_stats);
