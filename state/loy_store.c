@@ -48,6 +48,7 @@ struct loy_store {
         char k_clv[KEY_MAX];
         char k_outbox[KEY_MAX];
         char k_stats[KEY_MAX];
+        char k_clock[KEY_MAX];
         char k_hist[LOY_DIM__COUNT][KEY_MAX];
 
         int nfields;             /* entries of loy_feat_fields */
@@ -413,6 +414,7 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
         fixed_key(s, s->k_clv, "rank:clv");
         fixed_key(s, s->k_outbox, "outbox");
         fixed_key(s, s->k_stats, "stats");
+        fixed_key(s, s->k_clock, "clock");
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
                 char suffix[64];
                 snprintf(suffix, sizeof(suffix), "hist:%s",
@@ -748,6 +750,10 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         char field[FIELD_BUF];
         char tkey[KEY_MAX];
         int k = 0;
+        /* derived fields (recency_days, T_days ...) as of the customer's
+         * own scoring time: the batch's clock differs from run to run, and
+         * is 0 right after a start */
+        int64_t at = c->scored_ms > 0 ? c->scored_ms : now_ms;
 
         ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
         k++;
@@ -761,7 +767,7 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         ab_str(s, "HSET");
         ab_key(s, ":c:{", c->id, "}");
         for (const loy_field_t *f = loy_feat_fields; f->name; f++) {
-                int n = loy_feat_field_format(c, f, now_ms, fconf, field,
+                int n = loy_feat_field_format(c, f, at, fconf, field,
                                               sizeof(field));
                 if (n < 0) {
                         seterr(errstr, size, "customer %s: field %s does "
@@ -1346,6 +1352,33 @@ int loy_store_hgetall(loy_store_t *s, const char *key, loy_kv_cb_t *cb,
                 cb(r->element[i]->str, r->element[i + 1]->str, opaque);
         freeReplyObject(r);
         return LOY_STORE_OK;
+}
+
+int loy_store_clock_save(loy_store_t *s, const char *const *parts,
+                         const int64_t *newest_ts, int n, char *errstr,
+                         size_t errstr_size) {
+        int rc;
+        if (n <= 0)
+                return LOY_STORE_OK;
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        ab_reset(s);
+        ab_hdr(s, '*', 2 + 2 * (size_t)n);
+        ab_str(s, "HSET");
+        ab_str(s, s->k_clock);
+        for (int i = 0; i < n; i++) {
+                ab_str(s, parts[i]);
+                ab_i64(s, newest_ts[i]);
+        }
+        if ((rc = ab_flush(s, errstr, errstr_size)))
+                return rc;
+        return read_plain(s, 1, "clock", errstr, errstr_size);
+}
+
+int loy_store_clock_load(loy_store_t *s, loy_kv_cb_t *cb, void *opaque,
+                         char *errstr, size_t errstr_size) {
+        return loy_store_hgetall(s, s->k_clock, cb, opaque, errstr,
+                                 errstr_size);
 }
 
 /* ------------------------------------------------------------------ */

@@ -10,6 +10,8 @@
  *   <ns>:stats                hash   processor counters
  *   <ns>:timers:<partition>   zset   customer -> due time (ms, event time)
  *   <ns>:outbox               hash   trigger_id -> framed Avro trigger
+ *   <ns>:clock                hash   "<topic>:<partition>" -> newest
+ *                                    event time applied there (ms)
  *
  * Never one round trip per event: loads are one pipeline per batch, writes
  * one pipeline per batch holding one MULTI/EXEC per customer, so a
@@ -122,8 +124,9 @@ typedef struct loy_cust_write {
         int noutbox;
 } loy_cust_write_t;
 
-/* Writes n customers: one pipeline, one MULTI/EXEC each. now_ms is event
- * time (derived fields such as recency_days are computed at it). */
+/* Writes n customers: one pipeline, one MULTI/EXEC each. Derived fields
+ * such as recency_days are computed at each customer's scored_ms, or at
+ * now_ms (event time) for one never scored. */
 int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
                     int64_t now_ms, const loy_feat_conf_t *fconf,
                     char *errstr, size_t errstr_size);
@@ -178,6 +181,17 @@ typedef void (loy_kv_cb_t)(const char *field, const char *value,
                            void *opaque);
 int loy_store_hgetall(loy_store_t *s, const char *key, loy_kv_cb_t *cb,
                       void *opaque, char *errstr, size_t errstr_size);
+
+/* The event clock's partitions as last applied: HSET of <ns>:clock fields
+ * "<topic>:<partition>" to the newest event time applied there, n of them
+ * in one round trip. Written after each batch, so a process that starts
+ * (or takes a partition over) knows where event time stood. */
+int loy_store_clock_save(loy_store_t *s, const char *const *parts,
+                         const int64_t *newest_ts, int n, char *errstr,
+                         size_t errstr_size);
+/* Calls cb with each field of <ns>:clock. */
+int loy_store_clock_load(loy_store_t *s, loy_kv_cb_t *cb, void *opaque,
+                         char *errstr, size_t errstr_size);
 
 /* Pipelined GET of <ns>:c:{id}<suffix> for n customers: texts[i] is a
  * malloc'ed copy (caller frees) or NULL when the key does not exist. */

@@ -9,6 +9,7 @@ typedef struct clock_part {
         int32_t partition;
         int64_t newest_ts;     /* 0 = nothing seen yet */
         int64_t last_wall;     /* when it last delivered, or was assigned */
+        int backlog;           /* known to have data still to read */
 } clock_part_t;
 
 struct loy_clock {
@@ -103,15 +104,37 @@ void loy_clock_observe(loy_clock_t *clk, const char *topic,
         cp->last_wall = wall_ms;
 }
 
+void loy_clock_backlog(loy_clock_t *clk, const char *topic,
+                       int32_t partition, int backlog) {
+        clock_part_t *cp = find(clk, topic, partition);
+        if (cp)
+                cp->backlog = backlog;
+}
+
+void loy_clock_restore(loy_clock_t *clk, const char *topic,
+                       int32_t partition, int64_t newest_ts) {
+        clock_part_t *cp = find(clk, topic, partition);
+        if (cp && newest_ts > cp->newest_ts)
+                cp->newest_ts = newest_ts;
+}
+
+void loy_clock_part(const loy_clock_t *clk, int i, const char **topic,
+                    int32_t *partition, int64_t *newest_ts) {
+        *topic = clk->parts[i].topic;
+        *partition = clk->parts[i].partition;
+        *newest_ts = clk->parts[i].newest_ts;
+}
+
 int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms) {
         int64_t min = INT64_MAX;
-        int64_t min_seen = INT64_MAX;
+        int64_t max_seen = 0;
         int held = 0;
         for (int i = 0; i < clk->n; i++) {
                 const clock_part_t *cp = &clk->parts[i];
-                int idle = wall_ms - cp->last_wall >= clk->idle_ms;
-                if (cp->newest_ts > 0 && cp->newest_ts < min_seen)
-                        min_seen = cp->newest_ts;
+                int idle = !cp->backlog &&
+                           wall_ms - cp->last_wall >= clk->idle_ms;
+                if (cp->newest_ts > max_seen)
+                        max_seen = cp->newest_ts;
                 if (idle)
                         continue;
                 held = 1;
@@ -123,10 +146,10 @@ int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms) {
                 if (cp->newest_ts < min)
                         min = cp->newest_ts;
         }
-        /* all idle: nothing is in flight, so the oldest partition's newest
-         * event bounds what can still arrive late */
+        /* all idle: every partition has been read to its end and nothing
+         * holds the clock back */
         if (!held)
-                min = min_seen;
+                min = max_seen;
         if (min != INT64_MAX && min > 0) {
                 int64_t t = min - clk->lateness_ms;
                 if (t > clk->now)

@@ -3,9 +3,15 @@
  * watermark and Kafka Streams' stream time: the minimum, over the partitions
  * this process owns, of the newest event time seen there, minus the allowed
  * lateness. A partition that has been silent (wall clock) for idle_ms stops
- * holding the clock back; a partition that has not delivered anything yet
- * holds it until it too has been idle that long. The clock never goes
- * backwards. No Kafka types: partitions are (topic, partition) pairs.
+ * holding the clock back -- unless it is known to have data still to read
+ * (loy_clock_backlog): a partition that is merely slow to deliver must not
+ * let the clock jump over its events, or two runs of the same input end
+ * differently. A partition that has not delivered anything yet holds the
+ * clock until it too has been idle that long. When every partition is idle
+ * nothing holds the clock: it moves to the newest event seen anywhere, so
+ * where a replay ends does not depend on which partition fell silent last.
+ * The clock never goes backwards. No Kafka types: partitions are (topic,
+ * partition) pairs.
  */
 #ifndef LOY_CLOCK_H
 #define LOY_CLOCK_H
@@ -29,6 +35,24 @@ void loy_clock_revoke_all(loy_clock_t *clk);
  * already has a time active, but does not end the wait for a first time. */
 void loy_clock_observe(loy_clock_t *clk, const char *topic,
                        int32_t partition, int64_t ts_ms, int64_t wall_ms);
+
+/* Whether (topic, partition) is known to have unread data: set it on
+ * assignment and on every message, clear it when the consumer reports the
+ * partition's end. A partition never told is taken as caught up. */
+void loy_clock_backlog(loy_clock_t *clk, const char *topic,
+                       int32_t partition, int backlog);
+
+/* The newest event time of an owned partition as a previous owner left it
+ * (kept in Redis), so a restarted process fires due timers without new
+ * traffic. Only raises the partition's newest time; it does not make the
+ * partition active. Ignored for a partition not owned. */
+void loy_clock_restore(loy_clock_t *clk, const char *topic,
+                       int32_t partition, int64_t newest_ts);
+
+/* The i-th owned partition (0 <= i < loy_clock_owned) and its newest event
+ * time (0: none yet). The topic string belongs to the clock. */
+void loy_clock_part(const loy_clock_t *clk, int i, const char **topic,
+                    int32_t *partition, int64_t *newest_ts);
 
 /* Recomputes and returns the clock at wall_ms: 0 while nothing is known. */
 int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms);

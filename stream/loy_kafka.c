@@ -87,7 +87,10 @@ rd_kafka_t *loy_kafka_consumer_new(const loy_config_t *conf,
         if (set(kc, "group.id", conf->group_id, errstr, errstr_size) ||
             set(kc, "enable.auto.offset.store", "false", errstr,
                 errstr_size) ||
-            set(kc, "auto.offset.reset", "earliest", errstr, errstr_size)) {
+            set(kc, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+            /* the event clock must know when a partition is read to its
+             * end: only then may it stop holding the clock back */
+            set(kc, "enable.partition.eof", "true", errstr, errstr_size)) {
                 rd_kafka_conf_destroy(kc);
                 return NULL;
         }

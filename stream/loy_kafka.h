@@ -14,6 +14,7 @@
 
 /* Consumer of conf's group; offsets are stored by the application after
  * each successful Redis write and committed by librdkafka (and on close).
+ * It reports each partition's end (RD_KAFKA_RESP_ERR__PARTITION_EOF).
  * rebalance_cb may be NULL; opaque is passed to it. NULL with errstr. */
 rd_kafka_t *loy_kafka_consumer_new(const loy_config_t *conf,
                                    void (*rebalance_cb)(rd_kafka_t *,

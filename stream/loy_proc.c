@@ -49,9 +49,9 @@ typedef struct touched {
         int64_t old_timer;
         int by_event, by_purchase, by_timer;
         int32_t partition;              /* of its purchase topic */
+        int32_t event_partition;        /* of any of its events, or -1 */
         int64_t timer_due;              /* score of the fired entry */
         int32_t fired_partition;
-        int stale_timer;                /* fired entry the hash moved on */
         int kpi_first, nkpi;            /* range in the sorted kpi array */
         int reco_dirty;                 /* its history learned an event */
         char *hist_text;                /* owned, for the write */
@@ -134,6 +134,9 @@ struct loy_proc {
         char quarantine[QUARANTINE_MAX][LOY_ID_MAX + 1];
         int nquarantine;
         int need_refresh;               /* population and outbox re-read */
+        int clock_restore;              /* partitions' times to read back */
+        int64_t *clock_saved;           /* per clock partition, last saved */
+        int clock_saved_cap;
 
         int64_t last_hist_ms;
         int64_t last_model_check_ms;
@@ -186,9 +189,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk),
                                   "COOPERATIVE");
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                for (int i = 0; i < parts->cnt; i++)
+                for (int i = 0; i < parts->cnt; i++) {
                         loy_clock_assign(p->clock, parts->elems[i].topic,
                                          parts->elems[i].partition, now);
+                        /* unread data until the consumer says otherwise */
+                        loy_clock_backlog(p->clock, parts->elems[i].topic,
+                                          parts->elems[i].partition, 1);
+                }
+                /* where event time stood is read back from Redis by the
+                 * loop (not here: the store may be busy) */
+                p->clock_restore = 1;
                 LOY_INFO("proc", "assigned %d partitions", parts->cnt);
                 if (cooperative)
                         rd_kafka_error_destroy(
@@ -207,6 +217,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                  parts->elems[i].partition);
         loy_cache_clear(p->cache);
         p->revoked = 1;
+        /* the clock's partitions move: save them all again */
+        if (p->clock_saved)
+                memset(p->clock_saved, 0,
+                       (size_t)p->clock_saved_cap * sizeof(*p->clock_saved));
         LOY_INFO("proc", "revoked %d partitions", parts->cnt);
         if (cooperative)
                 rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
@@ -465,6 +479,7 @@ void loy_proc_destroy(loy_proc_t *p) {
         free(p->kpi);
         free(p->kpi_sorted);
         free(p->rate_days);
+        free(p->clock_saved);
         free(p->outbox);
         free(p->entries);
         free(p->timer_ids);
@@ -539,6 +554,7 @@ static touched_t *touch(loy_proc_t *p, const char *cid, char *errstr,
         t->need_load = is_new;
         t->existed = !is_new;
         t->partition = -1;
+        t->event_partition = -1;
         p->index[i] = p->ntouched++;
         return t;
 }
@@ -612,6 +628,13 @@ static int collect(loy_proc_t *p, volatile sig_atomic_t *running) {
                 m = rd_kafka_consumer_poll(p->consumer, (int)left + 1);
                 if (!m)
                         continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
+                        loy_clock_backlog(p->clock,
+                                          rd_kafka_topic_name(m->rkt),
+                                          m->partition, 0);
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
                 if (m->err) {
                         if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                                 LOY_ERROR("proc", "consumer: %s",
@@ -625,9 +648,82 @@ static int collect(loy_proc_t *p, volatile sig_atomic_t *running) {
                         rd_kafka_message_destroy(m);
                         continue;
                 }
+                loy_clock_backlog(p->clock, rd_kafka_topic_name(m->rkt),
+                                  m->partition, 1);
                 p->msgs[p->nmsgs++] = m;
         }
         return 0;
+}
+
+static void on_clock_field(const char *field, const char *value,
+                           void *opaque) {
+        loy_proc_t *p = opaque;
+        const char *colon = strrchr(field, ':');
+        char topic[256];
+        size_t n;
+        if (!colon || (n = (size_t)(colon - field)) >= sizeof(topic))
+                return;
+        memcpy(topic, field, n);
+        topic[n] = '\0';
+        loy_clock_restore(p->clock, topic, (int32_t)atol(colon + 1),
+                          atoll(value));
+}
+
+/* Gives newly owned partitions the event time a previous owner (or this
+ * process before a restart) had applied there, so due timers fire without
+ * waiting for new traffic. */
+static void restore_clock(loy_proc_t *p) {
+        char err[256];
+        if (!p->clock_restore)
+                return;
+        if (loy_store_clock_load(p->store, on_clock_field, p, err,
+                                 sizeof(err)) != 0) {
+                LOY_WARN("proc", "event clock not restored yet: %s", err);
+                return;
+        }
+        p->clock_restore = 0;
+}
+
+/* Saves the partitions' newest applied event times that moved. */
+static void save_clock(loy_proc_t *p) {
+        int n = loy_clock_owned(p->clock), k = 0;
+        char names[64][300];
+        const char *ptr[64];
+        int64_t ts[64];
+        char err[256];
+        if (n > p->clock_saved_cap) {
+                int64_t *ns = realloc(p->clock_saved,
+                                      (size_t)n * sizeof(*ns));
+                if (!ns)
+                        return;
+                memset(ns + p->clock_saved_cap, 0,
+                       (size_t)(n - p->clock_saved_cap) * sizeof(*ns));
+                p->clock_saved = ns;
+                p->clock_saved_cap = n;
+        }
+        for (int i = 0; i < n; i++) {
+                const char *topic;
+                int32_t part;
+                int64_t newest;
+                loy_clock_part(p->clock, i, &topic, &part, &newest);
+                /* slots move with rebalances: a stale entry only costs one
+                 * extra field in the next save */
+                if (newest <= 0 || newest == p->clock_saved[i])
+                        continue;
+                snprintf(names[k], sizeof(names[k]), "%s:%" PRId32, topic,
+                         part);
+                ptr[k] = names[k];
+                ts[k] = newest;
+                p->clock_saved[i] = newest;
+                if (++k == 64) {
+                        if (loy_store_clock_save(p->store, ptr, ts, k, err,
+                                                 sizeof(err)))
+                                LOY_WARN("proc", "event clock: %s", err);
+                        k = 0;
+                }
+        }
+        if (k && loy_store_clock_save(p->store, ptr, ts, k, err, sizeof(err)))
+                LOY_WARN("proc", "event clock: %s", err);
 }
 
 /* Produces message i's dead letter (again, after a failure). */
@@ -968,10 +1064,34 @@ out:
 }
 
 static int evaluate(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
-                    int64_t clock_ms, char *errstr, size_t errstr_size);
+                    int64_t due_ms, char *errstr, size_t errstr_size);
+static int64_t next_check(const loy_config_t *conf, const loy_cust_t *c,
+                          int64_t now);
 
-static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
-                        size_t errstr_size) {
+/* Fires the customer's silence checks due at or before upto, each scored
+ * and decided at its own due time: whether a check fires before or after
+ * the customer's next event then depends on event time alone, not on when
+ * the clock happened to pass it. part is the timer's partition when the
+ * batch does not know it yet (purchase and browse topics are
+ * co-partitioned, so the numbers agree). */
+static int fire_due(loy_proc_t *p, touched_t *t, int64_t upto, int32_t part,
+                    char *errstr, size_t errstr_size) {
+        loy_cust_t *c = t->c;
+        while (c->first_purchase_ms && c->next_check_ms > 0 &&
+               c->next_check_ms <= upto) {
+                int64_t due = c->next_check_ms;
+                if (t->partition < 0)
+                        t->partition = part;
+                t->timer_due = due;
+                p->stats.timers_fired++;
+                if (evaluate(p, t, NULL, due, errstr, errstr_size) == -1)
+                        return -1;
+                c->next_check_ms = next_check(&p->conf, c, due);
+        }
+        return 0;
+}
+
+static int apply_events(loy_proc_t *p, char *errstr, size_t errstr_size) {
         char slot[LOY_SLOT_NAME_MAX];
         for (int i = 0; i < p->nevents; i++) {
                 int idx = p->order[i];
@@ -1008,6 +1128,10 @@ static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
                                           "many partitions)");
                         continue;
                 }
+                t->event_partition = ev->partition;
+                if (fire_due(p, t, ev->ts_ms, ev->partition, errstr,
+                             errstr_size) == -1)
+                        return -1;
                 was_buyer = c->orders > 0;
                 loy_feat_apply(c, ev, &p->conf.feat);
                 loy_feat_slot_set(c, slot, ev->offset);
@@ -1025,8 +1149,7 @@ static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 if (ev->kind == LOY_EV_BROWSE) {
                         if (kpi_add(p, ti, ev->ts_ms, "browse_events", 1))
                                 goto nomem;
-                        if (evaluate(p, t, ev, clock_ms, errstr,
-                                     errstr_size) == -1)
+                        if (evaluate(p, t, ev, 0, errstr, errstr_size) == -1)
                                 return -1;
                         continue;
                 }
@@ -1053,8 +1176,12 @@ static int apply_events(loy_proc_t *p, int64_t clock_ms, char *errstr,
                         if (rc)
                                 goto nomem;
                 }
-                if (evaluate(p, t, ev, clock_ms, errstr, errstr_size) == -1)
+                if (evaluate(p, t, ev, 0, errstr, errstr_size) == -1)
                         return -1;
+                /* the next silence check counts from this purchase */
+                if (t->partition >= 0)
+                        c->next_check_ms = next_check(&p->conf, c,
+                                                      c->scored_ms);
         }
         return 0;
 nomem:
@@ -1231,15 +1358,17 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
 }
 
 /* Scores the customer at event time and runs the rules: after each event
- * (so a rule sees every step, not only the batch's last), or for a timer. */
+ * (so a rule sees every step, not only the batch's last), or for a timer
+ * due at due_ms. */
 static int evaluate(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
-                    int64_t clock_ms, char *errstr, size_t errstr_size) {
+                    int64_t due_ms, char *errstr, size_t errstr_size) {
         loy_cust_t *c = t->c;
         /* after an event: the customer's own event time (the clock may lag
-         * behind it); for a timer: the clock */
+         * behind it); for a timer: its due time, never the batch's clock,
+         * or two runs of the same input would score differently */
         int64_t now = ev ? c->last_event_ms
-                         : clock_ms > c->last_event_ms ? clock_ms
-                                                       : c->last_event_ms;
+                         : due_ms > c->last_event_ms ? due_ms
+                                                     : c->last_event_ms;
         score(p, t, now);
         return decide(p, t, ev, now, errstr, errstr_size);
 }
@@ -1367,39 +1496,26 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
         rc = load(p, errstr, errstr_size);
         if (rc)
                 return rc;
-        if (apply_events(p, clock_ms, errstr, errstr_size) == -1)
+        if (apply_events(p, errstr, errstr_size) == -1)
                 return LOY_STORE_ERR;
         for (int i = 0; i < p->ntouched; i++) {
                 touched_t *t = &p->touched[i];
                 loy_cust_t *c = t->c;
-                if (t->by_timer) {
-                        /* The hash knows better than the entry that fired:
-                         * a redo after a partly applied write, or an entry
-                         * left in another partition. It is moved, not
-                         * evaluated. */
-                        if (c->next_check_ms > clock_ms ||
-                            (c->first_purchase_ms && !c->next_check_ms &&
-                             !t->by_purchase)) {
-                                t->stale_timer = 1;
-                                continue;
-                        }
-                        p->stats.timers_fired++;
-                        /* a timer of a customer who never bought (or whom
-                         * Redis no longer has): drop it */
-                        if (!c->first_purchase_ms) {
+                /* a timer of a customer who never bought (or whom Redis
+                 * no longer has): dropped. Otherwise the hash knows better
+                 * than the entry that fired (a redo after a partly applied
+                 * write, an entry left in another partition): what it says
+                 * is due fires, each check at its own due time. */
+                if (!c->first_purchase_ms) {
+                        if (t->by_timer)
                                 c->next_check_ms = 0;
-                                continue;
-                        }
-                        /* a purchase in this batch replaced the timer; a
-                         * browse event did not */
-                        if (!t->by_purchase &&
-                            evaluate(p, t, NULL, clock_ms, errstr,
-                                     errstr_size) == -1)
-                                return LOY_STORE_ERR;
+                        continue;
                 }
-                if ((t->by_purchase || t->by_timer) && t->partition >= 0)
-                        c->next_check_ms = next_check(&p->conf, c,
-                                                      c->scored_ms);
+                if (fire_due(p, t, clock_ms,
+                             t->by_timer ? t->fired_partition
+                                         : t->event_partition,
+                             errstr, errstr_size) == -1)
+                        return LOY_STORE_ERR;
         }
         group_kpis(p);
         group_outbox(p);
@@ -1816,6 +1932,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 ack_delivered(p);
                 decode(p);
                 merge_order(p);
+                restore_clock(p);
                 clock_ms = loy_clock_advance(p->clock, wall_ms());
                 p->stats.clock_ms = clock_ms;
                 if (fetch_timers(p, clock_ms, err, sizeof(err)) == -1) {
@@ -1878,6 +1995,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         break;
                 }
                 store_offsets(p);
+                save_clock(p);
                 free_batch(p);
                 loy_cache_trim(p->cache);
                 p->stats.batches++;

@@ -126,8 +126,9 @@ static void test_idle_partition(void) {
         loy_clock_destroy(clk);
 }
 
-/* Everything idle: the minimum over the partitions' newest events (the
- * oldest partition bounds what can still come late). */
+/* Everything idle: nothing holds the clock back, it moves to the newest
+ * event seen (it used to stop at the minimum, so where a replay ended
+ * depended on which partition had fallen silent last). */
 static void test_all_idle(void) {
         loy_clock_t *clk = loy_clock_create(100, IDLE);
         CU_ASSERT_PTR_NOT_NULL_FATAL(clk);
@@ -138,9 +139,9 @@ static void test_all_idle(void) {
         loy_clock_observe(clk, "t", 1, 6000, 0);
         /* t/2 never delivers: it holds until idle */
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 500), 0);
-        /* all three idle at 1000: min(4000, 6000) - 100; t/2 has none */
-        CU_ASSERT_EQUAL(loy_clock_advance(clk, 1000), 3900);
-        CU_ASSERT_EQUAL(loy_clock_advance(clk, 99999), 3900);
+        /* all three idle at 1000: max(4000, 6000) - 100; t/2 has none */
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 1000), 5900);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 99999), 5900);
         loy_clock_destroy(clk);
 }
 
@@ -265,8 +266,64 @@ static void test_timeless_messages(void) {
         loy_clock_observe(clk, "t", 0, 0, 1500);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 1500), 5000);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 2499), 5000);
-        /* both idle at 2500: min(5000, 9000) */
-        CU_ASSERT_EQUAL(loy_clock_advance(clk, 2500), 5000);
+        /* both idle at 2500: max(5000, 9000) */
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 2500), 9000);
+        loy_clock_destroy(clk);
+}
+
+/* Regression: a partition with data still to read is never idle, however
+ * long it is silent (a slow fetch, a broker away): the clock used to jump
+ * over its events to the other topic's time and fire every timer early. */
+static void test_backlog_holds(void) {
+        loy_clock_t *clk = loy_clock_create(0, IDLE);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(clk);
+        loy_clock_assign(clk, "purchases", 0, 0);
+        loy_clock_assign(clk, "browse", 0, 0);
+        loy_clock_backlog(clk, "purchases", 0, 1);
+        loy_clock_backlog(clk, "browse", 0, 1);
+        loy_clock_observe(clk, "browse", 0, 90000, 10);
+        loy_clock_backlog(clk, "browse", 0, 0);        /* read to its end */
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 50000), 0);
+        /* its first events arrive much later by the wall clock */
+        loy_clock_observe(clk, "purchases", 0, 3000, 60000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 60000), 3000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 99000), 3000);
+        /* read to its end and silent: both idle, the newest event wins */
+        loy_clock_backlog(clk, "purchases", 0, 0);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 60999), 3000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 61000), 90000);
+        /* never told about a partition: taken as caught up */
+        loy_clock_backlog(clk, "other", 0, 1);
+        CU_ASSERT_EQUAL(loy_clock_owned(clk), 2);
+        loy_clock_destroy(clk);
+}
+
+/* A restarted process gets its partitions' newest times back: with no new
+ * traffic at all the clock reaches them once the partitions are idle, so
+ * due timers fire (they used to wait for the next message). */
+static void test_restore(void) {
+        loy_clock_t *clk = loy_clock_create(0, IDLE);
+        const char *topic;
+        int32_t part;
+        int64_t ts;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(clk);
+        loy_clock_assign(clk, "t", 0, 0);
+        loy_clock_assign(clk, "t", 1, 0);
+        loy_clock_restore(clk, "t", 0, 7000);
+        loy_clock_restore(clk, "t", 1, 5000);
+        loy_clock_restore(clk, "t", 9, 99000);          /* not owned */
+        /* what was applied before counts at once; idle, the newest */
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 500), 5000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 1000), 7000);
+        /* only ever raises a time */
+        loy_clock_restore(clk, "t", 0, 100);
+        loy_clock_part(clk, 0, &topic, &part, &ts);
+        CU_ASSERT_STRING_EQUAL(topic, "t");
+        CU_ASSERT_EQUAL(part, 0);
+        CU_ASSERT_EQUAL(ts, 7000);
+        loy_clock_part(clk, 1, &topic, &part, &ts);
+        CU_ASSERT_EQUAL(part, 1);
+        CU_ASSERT_EQUAL(ts, 5000);
         loy_clock_destroy(clk);
 }
 
@@ -336,6 +393,8 @@ int main(void) {
             !CU_add_test(s, "observe adopts", test_observe_adopts) ||
             !CU_add_test(s, "messages without time",
                          test_timeless_messages) ||
+            !CU_add_test(s, "backlog is never idle", test_backlog_holds) ||
+            !CU_add_test(s, "restored partition times", test_restore) ||
             !CU_add_test(s, "long topic names", test_long_topic) ||
             !CU_add_test(s, "many partitions", test_many)) {
                 CU_cleanup_registry();

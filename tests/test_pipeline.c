@@ -673,6 +673,66 @@ static void test_silence_timer(void) {
         loy_config_free(&conf);
 }
 
+/* Regression: after a restart the event clock used to start at 0 and move
+ * only with new messages, so due silence checks waited for traffic that
+ * might never come. Each partition's applied event time is kept in
+ * loy:clock and read back: with nothing new to read, the check due 30 days
+ * after t3's purchase fires at its own due time, and its trigger says so. */
+static void test_timer_after_restart(void) {
+        loy_config_t conf;
+        runner_t r;
+        seen_t seen;
+        char msg[512], err[256], when[32];
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "restart-timer");
+        conf.rules.n = 0;
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.when",
+                                       "recency_days >= 30", err,
+                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.on",
+                                       "timer", err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_check(&conf, "test", err, sizeof(err)), 0);
+        json_purchase(msg, sizeof(msg), "r3a", "t3", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":30}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t3", msg,
+                         strlen(msg));
+        json_purchase(msg, sizeof(msg), "r4a", "t4", T0 + 40 * DAY,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":30}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t4", msg,
+                         strlen(msg));
+        /* first run: the empty partitions never go idle, the clock stays */
+        conf.idle_ms = 3600000;
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 2), 0);
+        usleep(500000);
+        stop(&r);
+        CU_ASSERT_EQUAL(stat_of("timers_fired"), 0);
+        snprintf(when, sizeof(when), "%lld", T0 + 40 * DAY);
+        snprintf(msg, sizeof(msg), "%s:0", conf.topic_purchase);
+        ASSERT_FIELD("loy:clock", msg, when);
+        /* second run: nothing new to read */
+        conf.idle_ms = 300;
+        start(&r, &conf);
+        for (int i = 0; i < 200 && stat_of("timers_fired") < 1; i++)
+                usleep(50000);
+        stop(&r);
+        CU_ASSERT_EQUAL(stat_of("timers_fired"), 1);
+        snprintf(when, sizeof(when), "%lld", T0 + 60 * DAY);
+        ASSERT_FIELD("loy:c:{t3}", "next_check_ms", when);
+        collect_triggers(conf.topic_triggers, &seen);
+        CU_ASSERT_EQUAL(seen.n, 1);
+        if (seen.n == 1) {
+                json_t *t = json_loads(seen.json[0], 0, NULL);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "customer_id", NULL), "t3");
+                CU_ASSERT_STRING_EQUAL(jstr(t, "cause", "kind"), "timer");
+                CU_ASSERT_EQUAL((long long)jnum(t, "event_time", NULL),
+                                T0 + 30 * DAY);
+                json_decref(t);
+        }
+        seen_free(&seen);
+        loy_config_free(&conf);
+}
+
 /* Regression: a timer entry the customer's hash does not know about (a
  * customer Redis no longer has) fires once and is removed, not on every
  * batch forever; no empty customer hash is created for it. */
@@ -952,6 +1012,8 @@ int main(void) {
         CU_add_test(s, "model file reload", test_model_reload);
         CU_add_test(s, "silence timer", test_silence_timer);
         CU_add_test(s, "ghost timer fires once", test_ghost_timer);
+        CU_add_test(s, "due timers fire after a restart",
+                    test_timer_after_restart);
         CU_add_test(s, "quarantine of broken state", test_quarantine);
         CU_add_test(s, "redis refusals are waited out", test_redis_refusal);
         CU_add_test(s, "two processes, one recommender model",

@@ -112,9 +112,12 @@ static int write1(const loy_cust_write_t *w) {
         return rc;
 }
 
+/* As the store writes it: derived fields at the customer's scoring time
+ * (not the batch clock T0 given to the write). */
 static void fmt(const loy_cust_t *c, const loy_field_t *f, char *buf,
                 size_t size) {
-        int n = loy_feat_field_format(c, f, T0, &FC, buf, size);
+        int n = loy_feat_field_format(c, f, c->scored_ms ? c->scored_ms : T0,
+                                      &FC, buf, size);
         CU_ASSERT_TRUE(n >= 0);
         if (n < 0)
                 buf[0] = '\0';
@@ -241,9 +244,10 @@ static void test_round_trip(void) {
         CLI_EQ(&R, "HGET loy:c:{42} churn_prob", "0.25");
         CLI_EQ(&R, "HGET loy:c:{42} gross_value", "150.5");
         CLI_EQ(&R, "HGET loy:c:{42} recent_views", "sku-2,sku-1");
-        /* derived at now_ms = T0: last order 2 days, first 30 days ago */
-        CLI_EQ(&R, "HGET loy:c:{42} recency_days", "2");
-        CLI_EQ(&R, "HGET loy:c:{42} T_days", "30");
+        /* derived at the customer's scored_ms = T0 - 1 day (not the
+         * write's clock T0): last order 1 day, first 29 days before it */
+        CLI_EQ(&R, "HGET loy:c:{42} recency_days", "1");
+        CLI_EQ(&R, "HGET loy:c:{42} T_days", "29");
         CLI_EQ(&R, "HGET loy:c:{42} segment_name", "new");
         CLI_EQ(&R, "HGET loy:c:{42} tier_name", "silver");
         CLI_EQ(&R, "HGET loy:c:{42} cool:winback", "1709208000000");
