@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "../features/loy_rfm.h"
@@ -1818,17 +1819,33 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
 /* the loop                                                             */
 /* ------------------------------------------------------------------ */
 
+/* The customer id inside a framed trigger, into cid ("" when it does not
+ * decode): a re-sent trigger keeps the message key (the customer) it was
+ * first sent with, so it lands on the same partition of the trigger topic
+ * and keyed consumers see it in order. */
+static void trigger_customer(loy_proc_t *p, const void *payload, size_t len,
+                             char *cid, size_t size) {
+        char err[256];
+        char *text = loy_codec_trigger_to_json(p->codec, payload, len, err,
+                                               sizeof(err));
+        json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+        const char *v = json_string_value(json_object_get(o, "customer_id"));
+        snprintf(cid, size, "%s", v ? v : "");
+        json_decref(o);
+        free(text);
+}
+
 static int resend_cb(const char *id, const void *payload, size_t len,
                      void *opaque) {
         loy_proc_t *p = opaque;
-        char err[256];
+        char err[256], cid[LOY_ID_MAX + 1];
         char *copy = strdup(id);
         if (!copy)
                 return -1;
-        /* the key is lost with the outbox hash; the partitioner of the
-         * trigger topic does not matter for de-duplication by trigger_id */
-        if (loy_kafka_produce(p->producer, p->conf.topic_triggers, NULL, 0,
-                              payload, len, copy, err, sizeof(err)) == -1) {
+        trigger_customer(p, payload, len, cid, sizeof(cid));
+        if (loy_kafka_produce(p->producer, p->conf.topic_triggers,
+                              cid[0] ? cid : NULL, strlen(cid), payload, len,
+                              copy, err, sizeof(err)) == -1) {
                 free(copy);
                 LOY_ERROR("proc", "outbox re-send: %s", err);
                 p->resend_failed = 1;

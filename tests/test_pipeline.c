@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "loy_codec.h"
@@ -846,6 +847,64 @@ static void test_huge_dead_letter(void) {
         loy_config_free(&conf);
 }
 
+/* Regression: a trigger left in the outbox by a crash (written, delivery
+ * never confirmed) is sent again at start-up with its customer as the
+ * message key, like the first time; it used to go out without a key. */
+static void test_outbox_resend_key(void) {
+        loy_config_t conf;
+        runner_t r;
+        seen_t seen;
+        loy_trigger_t tr;
+        loy_codec_t *codec;
+        redisContext *rc;
+        redisReply *rep;
+        const void *buf;
+        size_t len;
+        char err[256];
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "resend");
+        codec = loy_codec_create(NULL, err, sizeof(err));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(codec);
+        memset(&tr, 0, sizeof(tr));
+        tr.trigger_id = "0123456789abcdef0123456789abcdef";
+        tr.customer_id = "c-resend";
+        tr.rule = "winback";
+        tr.reward_kind = "coupon";
+        tr.reward_currency = "";
+        tr.segment = "at_risk";
+        tr.cause_kind = "timer";
+        tr.cause_offset = -1;
+        tr.event_time_ms = T0;
+        tr.emit_time_ms = T0;
+        tr.model_version = "test";
+        buf = loy_codec_encode_trigger(codec, &tr, &len, err, sizeof(err));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+        rc = redisConnect("127.0.0.1", redis.port);
+        CU_ASSERT_FATAL(rc && !rc->err);
+        rep = redisCommand(rc, "HSET loy:outbox %s %b", tr.trigger_id, buf,
+                           len);
+        CU_ASSERT_PTR_NOT_NULL(rep);
+        freeReplyObject(rep);
+        redisFree(rc);
+        loy_codec_destroy(codec);
+        start(&r, &conf);
+        for (int i = 0; i < 200; i++) {
+                char *n = tu_redis_cli(&redis, "HLEN loy:outbox");
+                int left = n ? atoi(n) : 1;
+                free(n);
+                if (!left)
+                        break;
+                usleep(50000);
+        }
+        stop(&r);
+        collect_triggers(conf.topic_triggers, &seen);
+        CU_ASSERT_EQUAL(seen.n, 1);
+        if (seen.n == 1)
+                CU_ASSERT_STRING_EQUAL(seen.key[0], "c-resend");
+        seen_free(&seen);
+        loy_config_free(&conf);
+}
+
 /* Waits (up to 20 s) until the processor has seen n more failed writes. */
 static int wait_failures(const runner_t *r, int64_t n) {
         for (int i = 0; i < 400; i++) {
@@ -1016,6 +1075,8 @@ int main(void) {
                     test_timer_after_restart);
         CU_add_test(s, "quarantine of broken state", test_quarantine);
         CU_add_test(s, "redis refusals are waited out", test_redis_refusal);
+        CU_add_test(s, "outbox re-send keeps the key",
+                    test_outbox_resend_key);
         CU_add_test(s, "two processes, one recommender model",
                     test_two_processes_one_model);
         CU_add_test(s, "redis killed and restarted", test_redis_restart);
