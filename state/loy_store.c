@@ -423,6 +423,13 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
         }
         for (const loy_field_t *f = loy_feat_fields; f->name; f++)
                 s->nfields++;
+        if (s->nfields > LOY_SHADOW_FIELDS) {
+                seterr(errstr, errstr_size, "store: %d customer fields, "
+                       "LOY_SHADOW_FIELDS is %d", s->nfields,
+                       LOY_SHADOW_FIELDS);
+                loy_store_destroy(s);
+                return NULL;
+        }
 
         /* Down is not an error: the caller retries loy_store_connect(). */
         (void)loy_store_connect(s, NULL, 0);
@@ -743,6 +750,41 @@ static void zrem_timer(loy_store_t *s, int32_t partition, const char *id) {
         ab_str(s, id);
 }
 
+static uint64_t views_hash(const loy_cust_t *c) {
+        uint64_t h = 1469598103934665603ULL;
+        for (int i = 0; i < LOY_RECENT_VIEWS; i++) {
+                for (const unsigned char *q =
+                         (const unsigned char *)c->recent_views[i];
+                     *q; q++)
+                        h = (h ^ *q) * 1099511628211ULL;
+                h = (h ^ 0xffu) * 1099511628211ULL;
+        }
+        return h;
+}
+
+static int same_number(double a, double b) {
+        return a == b || (isnan(a) && isnan(b));
+}
+
+/* The time derived fields are written at: see loy_store_write. */
+static int64_t written_at(const loy_cust_t *c, int64_t now_ms) {
+        return c->scored_ms > 0 ? c->scored_ms : now_ms;
+}
+
+void loy_store_shadow_take(loy_shadow_t *sh, const loy_cust_t *c,
+                           const loy_feat_conf_t *fconf) {
+        int64_t at = written_at(c, 0);
+        int i = 0;
+        for (const loy_field_t *f = loy_feat_fields;
+             f->name && i < LOY_SHADOW_FIELDS; f++, i++)
+                sh->num[i] = loy_feat_field_number(c, f, at, fconf);
+        sh->views_hash = views_hash(c);
+        sh->nslots = c->nslots;
+        for (int k = 0; k < c->nslots; k++)
+                sh->slot[k] = c->slots[k].value;
+        sh->valid = 1;
+}
+
 static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                       int64_t now_ms, const loy_feat_conf_t *fconf,
                       char *errstr, size_t size) {
@@ -753,7 +795,15 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         /* derived fields (recency_days, T_days ...) as of the customer's
          * own scoring time: the batch's clock differs from run to run, and
          * is 0 right after a start */
-        int64_t at = c->scored_ms > 0 ? c->scored_ms : now_ms;
+        int64_t at = written_at(c, now_ms);
+        loy_shadow_t *sh = w->shadow;
+        int full = !sh || !sh->valid;
+        double num[LOY_SHADOW_FIELDS];
+        unsigned char send[LOY_SHADOW_FIELDS];
+        unsigned char send_slot[LOY_SLOTS_MAX];
+        uint64_t vh = views_hash(c);
+        size_t nsend = 0;
+        int i;
 
         ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
         k++;
@@ -763,25 +813,58 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 return k + 2;
         }
 
-        ab_hdr(s, '*', 2 + 2 * (size_t)(s->nfields + c->nslots));
-        ab_str(s, "HSET");
-        ab_key(s, ":c:{", c->id, "}");
-        for (const loy_field_t *f = loy_feat_fields; f->name; f++) {
-                int n = loy_feat_field_format(c, f, at, fconf, field,
-                                              sizeof(field));
-                if (n < 0) {
-                        seterr(errstr, size, "customer %s: field %s does "
-                               "not format", c->id, f->name);
-                        return -1;
+        /* what differs from the hash; the whole table when not known */
+        i = 0;
+        for (const loy_field_t *f = loy_feat_fields; f->name; f++, i++) {
+                num[i] = loy_feat_field_number(c, f, at, fconf);
+                send[i] = full || (f->type == LOY_FT_STR
+                                       ? vh != sh->views_hash
+                                       : !same_number(num[i], sh->num[i]));
+                nsend += send[i];
+        }
+        for (int j = 0; j < c->nslots; j++) {
+                send_slot[j] = full || j >= sh->nslots ||
+                               sh->slot[j] != c->slots[j].value;
+                nsend += send_slot[j];
+        }
+        if (nsend) {
+                ab_hdr(s, '*', 2 + 2 * nsend);
+                ab_str(s, "HSET");
+                ab_key(s, ":c:{", c->id, "}");
+                i = 0;
+                for (const loy_field_t *f = loy_feat_fields; f->name;
+                     f++, i++) {
+                        int n;
+                        if (!send[i])
+                                continue;
+                        n = loy_feat_field_format(c, f, at, fconf, field,
+                                                  sizeof(field));
+                        if (n < 0) {
+                                seterr(errstr, size, "customer %s: field "
+                                       "%s does not format", c->id, f->name);
+                                return -1;
+                        }
+                        ab_str(s, f->name);
+                        ab_bulk(s, field, (size_t)n);
                 }
-                ab_str(s, f->name);
-                ab_bulk(s, field, (size_t)n);
+                for (int j = 0; j < c->nslots; j++) {
+                        if (!send_slot[j])
+                                continue;
+                        ab_str(s, c->slots[j].name);
+                        ab_i64(s, c->slots[j].value);
+                }
+                k++;
         }
-        for (int i = 0; i < c->nslots; i++) {
-                ab_str(s, c->slots[i].name);
-                ab_i64(s, c->slots[i].value);
+        if (sh) {
+                /* what the hash holds once this transaction has run; a
+                 * failed write makes the caller drop it */
+                memcpy(sh->num, num, sizeof(num[0]) * (size_t)s->nfields);
+                sh->views_hash = vh;
+                sh->nslots = c->nslots;
+                for (int j = 0; j < c->nslots; j++)
+                        sh->slot[j] = c->slots[j].value;
+                sh->valid = 1;
         }
-        k++;
 
         if (w->old_seg != c->segment) {
                 if (w->old_seg >= 0) {

@@ -86,11 +86,35 @@ typedef struct loy_outbox_entry {
         size_t len;
 } loy_outbox_entry_t;
 
+/* What a customer's hash holds, as last loaded or written, so that a write
+ * sends only the fields that changed (fewer bytes to format, fewer listpack
+ * entries for Redis to rewrite). The caller keeps it beside its cached
+ * customer and must drop it with the customer whenever the cache may
+ * disagree with Redis (a failed write, a rebalance). valid 0: unknown, the
+ * next write sends every field. */
+#define LOY_SHADOW_FIELDS 64
+typedef struct loy_shadow {
+        int valid;
+        int nslots;
+        uint64_t views_hash;
+        double num[LOY_SHADOW_FIELDS];  /* loy_feat_field_number per field */
+        int64_t slot[LOY_SLOTS_MAX];
+} loy_shadow_t;
+
+/* Fills sh from c as the store writes it (derived fields at c's scoring
+ * time): for a customer just loaded from Redis, whose hash holds exactly
+ * that, since numbers are stored so they read back exactly. */
+void loy_store_shadow_take(loy_shadow_t *sh, const loy_cust_t *c,
+                           const loy_feat_conf_t *fconf);
+
 /* What one customer's atomic write changes. old_* describe the customer as
  * loaded (old_seg -1 and old_bins -1 for a customer new to Redis); the new
  * values come from cust itself. */
 typedef struct loy_cust_write {
         const loy_cust_t *cust;
+        /* NULL, or what the hash holds: only the fields that differ are
+         * sent, and it is updated to what this write sends */
+        loy_shadow_t *shadow;
         int old_seg;
         int old_bins[LOY_DIM__COUNT];
         int32_t partition;               /* timers live per partition */

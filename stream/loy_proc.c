@@ -35,6 +35,7 @@ enum { DLQ_NONE = 0, DLQ_SENT, DLQ_DONE, DLQ_FAILED };
 
 /* Kept beside each cached customer (loy_cache ext). */
 typedef struct cust_ext {
+        loy_shadow_t shadow;            /* what its hash holds */
         loy_reco_hist_t hist;
 } cust_ext_t;
 
@@ -330,7 +331,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                         goto fail;
         }
         p->cache = loy_cache_create_ext((size_t)conf->cache_customers,
-                                        p->reco ? sizeof(cust_ext_t) : 0);
+                                        sizeof(cust_ext_t));
         p->rfm = loy_rfm_create();
         p->clock = loy_clock_create(conf->lateness_ms, conf->idle_ms);
         per_batch = conf->batch_max + conf->timer_batch;
@@ -1053,8 +1054,15 @@ static int load(loy_proc_t *p, char *errstr, size_t errstr_size) {
                                     errstr_size);
         if (rc == 0 && n && p->reco)
                 rc = load_histories(p, custs, n, errstr, errstr_size);
-        for (int k = 0; rc == 0 && k < n; k++)
+        for (int k = 0; rc == 0 && k < n; k++) {
+                cust_ext_t *x = loy_cache_ext(custs[k]);
                 p->touched[which[k]].existed = found[k];
+                if (found[k])
+                        loy_store_shadow_take(&x->shadow, custs[k],
+                                              &p->conf.feat);
+                else
+                        x->shadow.valid = 0;
+        }
         for (int i = 0; rc == 0 && i < p->ntouched; i++)
                 snapshot(&p->touched[i]);
 out:
@@ -1530,6 +1538,7 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                         continue;
                 nwrites++;
                 w->cust = t->c;
+                w->shadow = &((cust_ext_t *)loy_cache_ext(t->c))->shadow;
                 w->old_seg = t->old_seg;
                 memcpy(w->old_bins, t->old_bins, sizeof(w->old_bins));
                 w->partition = t->partition;
