@@ -534,6 +534,7 @@ static int env_check_alive(env_t *e, char *errstr, size_t errstr_size) {
 /* loy:stats, as far as the bench reads it */
 typedef struct lstats {
         double in, applied, dead, skipped, first_wall_ms, triggers, p50, p99;
+        double timers;
 } lstats_t;
 
 static int read_stats(env_t *e, lstats_t *s, char *errstr,
@@ -541,16 +542,16 @@ static int read_stats(env_t *e, lstats_t *s, char *errstr,
         redisReply *r = own_command(
             e, OWN_HMGET, "HMGET %s:stats events_in events_applied "
             "dead_lettered events_skipped_dup first_batch_wall_ms "
-            "triggers_out batch_ms_p50 batch_ms_p99", e->ns);
-        double v[8] = {0};
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 8) {
+            "triggers_out batch_ms_p50 batch_ms_p99 timers_fired", e->ns);
+        double v[9] = {0};
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
                 snprintf(errstr, errstr_size, "redis: HMGET %s:stats failed",
                          e->ns);
                 if (r)
                         freeReplyObject(r);
                 return -1;
         }
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 9; i++)
                 if (r->element[i]->type == REDIS_REPLY_STRING)
                         v[i] = strtod(r->element[i]->str, NULL);
         freeReplyObject(r);
@@ -562,6 +563,7 @@ static int read_stats(env_t *e, lstats_t *s, char *errstr,
         s->triggers = v[5];
         s->p50 = v[6];
         s->p99 = v[7];
+        s->timers = v[8];
         return 0;
 }
 
@@ -684,7 +686,7 @@ static double mono_us(void) {
 enum {
         M_EPS, M_SECS, M_LD_CPU, M_REDIS_CPU, M_BENCH_CPU, M_CMDS, M_BYTES,
         M_P50, M_P99, M_RSS, M_MEM_CUST, M_CUSTOMERS, M_TRIGGERS, M_PRODUCED,
-        M_APPLIED, M_DEAD, M_SKIPPED, M_IN, M__COUNT
+        M_APPLIED, M_DEAD, M_SKIPPED, M_IN, M_TIMERS, M__COUNT
 };
 
 static const struct {
@@ -712,6 +714,7 @@ static const struct {
     [M_DEAD] = {"dead_lettered", "events dead-lettered", "%.0f"},
     [M_SKIPPED] = {"skipped_dup", "events skipped (dup)", "%.0f"},
     [M_IN] = {"events_in", "events consumed (events_in)", "%.0f"},
+    [M_TIMERS] = {"timers_fired", "silence timers fired", "%.0f"},
 };
 
 enum {
@@ -1007,6 +1010,7 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
         m[M_DEAD] = st.dead;
         m[M_SKIPPED] = st.skipped;
         m[M_IN] = st.in;
+        m[M_TIMERS] = st.timers;
         if (check_counts(&st, produced, errstr, errstr_size)) {
                 e.keep_dir = 1;
                 goto out;
