@@ -1584,10 +1584,8 @@ int ctl_bench_main(int argc, char **argv) {
         for (int j = 0; j < nv; j++) {
                 for (int i = 0; i < o.runs; i++)
                         if (run_throughput(&o, src, &vs[j], i, ++run_id,
-                                           vs[j].m[i], err, sizeof(err))) {
-                                fprintf(stderr, "bench: FAILED: %s\n", err);
-                                goto out;
-                        }
+                                           vs[j].m[i], err, sizeof(err)))
+                                goto fail;
                 if (o.latency) {
                         double rate = o.rate > 0
                                           ? o.rate
@@ -1598,11 +1596,8 @@ int ctl_bench_main(int argc, char **argv) {
                         for (int i = 0; i < o.runs; i++)
                                 if (run_latency(&o, src, &vs[j], rate, i,
                                                 ++run_id, vs[j].l[i], err,
-                                                sizeof(err))) {
-                                        fprintf(stderr, "bench: FAILED: %s\n",
-                                                err);
-                                        goto out;
-                                }
+                                                sizeof(err)))
+                                        goto fail;
                 }
         }
         if (o.json ? print_json(&o, desc, vs, nv) : (print_table(&o, vs, nv),
@@ -1611,6 +1606,12 @@ int ctl_bench_main(int argc, char **argv) {
                 goto out;
         }
         rc = 0;
+        goto out;
+fail:
+        /* Ctrl-C reaches loyaltyd and redis-server too (same process
+         * group): whatever broke first, the cause is the interruption */
+        fprintf(stderr, "bench: FAILED: %s\n",
+                bench_running ? err : "interrupted");
 out:
         free(vs);
         loy_source_close(src);
