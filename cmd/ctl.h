@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "loy_codec.h"
 #include "loy_source.h"
@@ -20,6 +21,7 @@ int ctl_reco_bench_main(int argc, char **argv);
 int ctl_fit_main(int argc, char **argv);
 int ctl_eval_main(int argc, char **argv);
 int ctl_bench_model_main(int argc, char **argv);
+int ctl_bench_main(int argc, char **argv);
 
 /* Produces every event of src (Avro, key = customer id) to topic. speed 0
  * = as fast as possible, else event-time gaps are divided by speed. Stops
@@ -38,6 +40,29 @@ typedef struct ctl_redis {
 int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
                     size_t errstr_size);
 void ctl_redis_stop(ctl_redis_t *r);
+
+/* librdkafka's mock cluster hosted in this process, with the topics
+ * loyaltyd uses: purchases and browse with `partitions` partitions,
+ * reward-triggers (4) and loyaltyd-deadletter (2). On failure the caller
+ * still calls ctl_kafka_stop(). */
+typedef struct ctl_kafka {
+        rd_kafka_t *rk;
+        rd_kafka_mock_cluster_t *mock;
+        char bootstraps[256];
+} ctl_kafka_t;
+int ctl_kafka_start(ctl_kafka_t *k, int partitions, char *errstr,
+                    size_t errstr_size);
+void ctl_kafka_stop(ctl_kafka_t *k);
+
+/* Starts the loyaltyd binary next to this executable with -c conf_path and
+ * one -X per xs entry (at most CTL_SPAWN_X_MAX), stderr to log_path.
+ * Returns its pid, or -1. */
+#define CTL_SPAWN_X_MAX 24
+pid_t ctl_loyaltyd_spawn(const char *conf_path, const char *log_path,
+                         const char *const *xs, int nxs);
+
+/* VmHWM of a process, in KiB (0 when unknown). */
+long long ctl_peak_rss_kb(pid_t pid);
 
 /* A free TCP port on 127.0.0.1, or -1. */
 int ctl_free_port(void);

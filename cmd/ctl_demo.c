@@ -6,7 +6,6 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +16,6 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 
 #include "ctl.h"
 #include "loy_config.h"
@@ -35,9 +33,7 @@ static void on_int(int sig) {
 typedef struct demo {
         char dir[256];
         ctl_redis_t redis;
-        rd_kafka_t *mock_rk;
-        rd_kafka_mock_cluster_t *mock;
-        char bootstraps[256];
+        ctl_kafka_t kafka;
         pid_t loyaltyd;
         redisContext *rc;
 } demo_t;
@@ -67,45 +63,19 @@ static const char *extra_x[8];
 static int nextra_x;
 
 static pid_t spawn_loyaltyd(const demo_t *d, const char *conf_path) {
-        char self[PATH_MAX], bin[PATH_MAX + 16], log[300];
-        char xb[300], xr[64];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        pid_t pid;
-        char *slash;
-        if (n <= 0)
-                return -1;
-        self[n] = '\0';
-        slash = strrchr(self, '/');
-        if (slash)
-                *slash = '\0';
-        snprintf(bin, sizeof(bin), "%s/loyaltyd", self);
+        char log[300], xb[300], xr[64];
+        const char *xs[CTL_SPAWN_X_MAX];
+        int n = 0;
         snprintf(log, sizeof(log), "%s/loyaltyd.log", d->dir);
-        snprintf(xb, sizeof(xb), "kafka.bootstrap.servers=%s", d->bootstraps);
+        snprintf(xb, sizeof(xb), "kafka.bootstrap.servers=%s",
+                 d->kafka.bootstraps);
         snprintf(xr, sizeof(xr), "redis.port=%d", d->redis.port);
-        pid = fork();
-        if (pid == 0) {
-                if (!freopen(log, "w", stderr))
-                        _exit(126);
-                const char *argv[32];
-                int a = 0;
-                argv[a++] = "loyaltyd";
-                argv[a++] = "-c";
-                argv[a++] = conf_path;
-                argv[a++] = "-X";
-                argv[a++] = xb;
-                argv[a++] = "-X";
-                argv[a++] = xr;
-                argv[a++] = "-X";
-                argv[a++] = "clock.idle.ms=2000";
-                for (int i = 0; i < nextra_x; i++) {
-                        argv[a++] = "-X";
-                        argv[a++] = extra_x[i];
-                }
-                argv[a] = NULL;
-                execv(bin, (char *const *)argv);
-                _exit(127);
-        }
-        return pid;
+        xs[n++] = xb;
+        xs[n++] = xr;
+        xs[n++] = "clock.idle.ms=2000";
+        for (int i = 0; i < nextra_x; i++)
+                xs[n++] = extra_x[i];
+        return ctl_loyaltyd_spawn(conf_path, log, xs, n);
 }
 
 typedef struct tally {
@@ -141,7 +111,7 @@ static long long read_topic(const demo_t *d, const char *topic,
         rd_kafka_t *rk;
         long long n = 0;
         int eof = 0;
-        rd_kafka_conf_set(kc, "bootstrap.servers", d->bootstraps, err,
+        rd_kafka_conf_set(kc, "bootstrap.servers", d->kafka.bootstraps, err,
                           sizeof(err));
         rd_kafka_conf_set(kc, "group.id", "loyaltyctl-demo", err, sizeof(err));
         rd_kafka_conf_set(kc, "enable.partition.eof", "true", err,
@@ -291,31 +261,6 @@ static void print_hash(redisContext *c, const char *key, const char *indent) {
                 freeReplyObject(r);
 }
 
-static void stop_kafka(demo_t *d) {
-        if (d->mock)
-                rd_kafka_mock_cluster_destroy(d->mock);
-        d->mock = NULL;
-        if (d->mock_rk)
-                rd_kafka_destroy(d->mock_rk);
-        d->mock_rk = NULL;
-}
-
-/* VmHWM of a process, in KiB (0 when unknown). */
-static long long peak_rss_kb(pid_t pid) {
-        char path[64], line[256];
-        long long kb = 0;
-        FILE *fp;
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        fp = fopen(path, "r");
-        if (!fp)
-                return 0;
-        while (fgets(line, sizeof(line), fp))
-                if (!strncmp(line, "VmHWM:", 6))
-                        kb = atoll(line + 6);
-        fclose(fp);
-        return kb;
-}
-
 static void teardown(demo_t *d) {
         char cmd[300];
         if (d->loyaltyd > 0) {
@@ -327,41 +272,12 @@ static void teardown(demo_t *d) {
                 redisFree(d->rc);
         d->rc = NULL;
         ctl_redis_stop(&d->redis);
-        stop_kafka(d);
+        ctl_kafka_stop(&d->kafka);
         if (d->dir[0]) {
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
                 if (system(cmd) != 0)
                         fprintf(stderr, "demo: could not remove %s\n", d->dir);
         }
-}
-
-static int start_kafka(demo_t *d, char *err, size_t errsz) {
-        rd_kafka_conf_t *kc = rd_kafka_conf_new();
-        static const struct {
-                const char *name;
-                int parts;
-        } topics[] = {{"purchases", PARTITIONS}, {"browse", PARTITIONS},
-                      {"reward-triggers", 4}, {"loyaltyd-deadletter", 2}};
-        rd_kafka_conf_set(kc, "log_level", "3", err, errsz);
-        d->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, errsz);
-        if (!d->mock_rk) {
-                rd_kafka_conf_destroy(kc);
-                return -1;
-        }
-        d->mock = rd_kafka_mock_cluster_new(d->mock_rk, 1);
-        if (!d->mock) {
-                snprintf(err, errsz, "mock cluster did not start");
-                return -1;
-        }
-        snprintf(d->bootstraps, sizeof(d->bootstraps), "%s",
-                 rd_kafka_mock_cluster_bootstraps(d->mock));
-        for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
-                if (rd_kafka_mock_topic_create(d->mock, topics[i].name,
-                                               topics[i].parts, 1)) {
-                        snprintf(err, errsz, "topic %s", topics[i].name);
-                        return -1;
-                }
-        return 0;
 }
 
 int ctl_demo_main(int argc, char **argv) {
@@ -430,7 +346,7 @@ int ctl_demo_main(int argc, char **argv) {
                 goto out;
         }
         if (ctl_redis_start(&d.redis, d.dir, err, sizeof(err)) == -1 ||
-            start_kafka(&d, err, sizeof(err)) == -1) {
+            ctl_kafka_start(&d.kafka, PARTITIONS, err, sizeof(err)) == -1) {
                 fprintf(stderr, "demo: %s\n", err);
                 goto out;
         }
@@ -441,7 +357,7 @@ int ctl_demo_main(int argc, char **argv) {
         }
         printf("  kafka     librdkafka mock cluster at %s (%d partitions)\n"
                "  redis     private redis-server on 127.0.0.1:%d (%s)\n",
-               d.bootstraps, PARTITIONS, d.redis.port, d.dir);
+               d.kafka.bootstraps, PARTITIONS, d.redis.port, d.dir);
         d.loyaltyd = spawn_loyaltyd(&d, conf_path);
         if (d.loyaltyd <= 0) {
                 fprintf(stderr, "demo: could not start loyaltyd\n");
@@ -452,7 +368,7 @@ int ctl_demo_main(int argc, char **argv) {
         fflush(stdout);
 
         loy_config_set(&conf, "demo", "kafka.bootstrap.servers",
-                       d.bootstraps, err, sizeof(err));
+                       d.kafka.bootstraps, err, sizeof(err));
         codec = loy_codec_create(NULL, err, sizeof(err));
         producer = codec ? loy_kafka_producer_new(&conf, NULL, NULL, err,
                                                   sizeof(err))
@@ -526,7 +442,7 @@ int ctl_demo_main(int argc, char **argv) {
         }
         if (!demo_running)
                 goto out;
-        peak_kb = peak_rss_kb(d.loyaltyd);
+        peak_kb = ctl_peak_rss_kb(d.loyaltyd);
         kill(d.loyaltyd, SIGTERM);
         waitpid(d.loyaltyd, NULL, 0);
         d.loyaltyd = 0;
@@ -598,7 +514,7 @@ int ctl_demo_main(int argc, char **argv) {
                "and field.\n");
         if (keep) {
                 char xb[300], xr[64];
-                snprintf(xb, sizeof(xb), "%s", d.bootstraps);
+                snprintf(xb, sizeof(xb), "%s", d.kafka.bootstraps);
                 snprintf(xr, sizeof(xr), "%d", d.redis.port);
                 d.loyaltyd = spawn_loyaltyd(&d, conf_path);
                 printf("\nrunning: PORT=%s BOOTSTRAP=%s (loyaltyd pid %d). "
@@ -621,7 +537,7 @@ out:
                         redisFree(d.rc);
                 d.rc = NULL;
                 ctl_redis_stop(&d.redis);
-                stop_kafka(&d);
+                ctl_kafka_stop(&d.kafka);
                 return rc;
         }
         teardown(&d);

@@ -7,6 +7,7 @@
  *   loyaltyctl inspect   one customer's state and scores, from Redis
  *   loyaltyctl triggers  the reward-trigger topic as JSON lines
  *   loyaltyctl fields    the customer hash's fields (Markdown table)
+ *   loyaltyctl bench     the real loyaltyd measured from outside
  */
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,7 @@ static const struct {
     {"fit", ctl_fit_main, "fit the customer-value model (ML)"},
     {"eval", ctl_eval_main, "evaluate the model on a holdout, report"},
     {"bench-model", ctl_bench_model_main, "scoring cost and fit time"},
+    {"bench", ctl_bench_main, "loyaltyd events/s, CPU, Redis cost, latency"},
 };
 
 int main(int argc, char **argv) {
