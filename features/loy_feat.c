@@ -576,7 +576,58 @@ static int fit(int n, size_t size) {
         return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
+int loy_fmt_i64(char *buf, size_t size, int64_t v) {
+        char tmp[24];
+        char *q = tmp + sizeof(tmp);
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        size_t n;
+        do {
+                *--q = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                *--q = '-';
+        n = (size_t)(tmp + sizeof(tmp) - q);
+        if (n >= size)
+                return -1;
+        memcpy(buf, q, n);
+        buf[n] = '\0';
+        return (int)n;
+}
+
+/* r / 10^k written out, r exact (|r| < 2^53), 1 <= k <= 22. */
+static int fmt_fixed(char *buf, size_t size, int64_t r, int k) {
+        char digits[40];
+        int n = loy_fmt_i64(digits, sizeof(digits), r < 0 ? -r : r);
+        size_t len = 0;
+        if (n < 0 || size < (size_t)n + (size_t)k + 4)
+                return -1;
+        if (r < 0)
+                buf[len++] = '-';
+        if (n <= k) {
+                buf[len++] = '0';
+                buf[len++] = '.';
+                memset(buf + len, '0', (size_t)(k - n));
+                len += (size_t)(k - n);
+                memcpy(buf + len, digits, (size_t)n);
+                len += (size_t)n;
+        } else {
+                memcpy(buf + len, digits, (size_t)(n - k));
+                len += (size_t)(n - k);
+                buf[len++] = '.';
+                memcpy(buf + len, digits + n - k, (size_t)k);
+                len += (size_t)k;
+        }
+        /* k was the first that reads back: no trailing zero to drop */
+        buf[len] = '\0';
+        return (int)len;
+}
+
 int loy_fmt_double(char *buf, size_t size, double v) {
+        static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
+                                       1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
+                                       1e18, 1e19, 1e20, 1e21, 1e22};
         char tmp[40];
         int n;
         /* -0 reads badly on a dashboard. */
@@ -584,9 +635,22 @@ int loy_fmt_double(char *buf, size_t size, double v) {
                 v = 0;
         /* integers as integers, so counts stay readable */
         if (v == floor(v) && fabs(v) < 9007199254740992.0)
-                return fit(snprintf(buf, size, "%.0f", v), size);
-        /* the shortest text that reads back as v: a customer reloaded
-         * from Redis must score exactly as the one in memory did */
+                return loy_fmt_i64(buf, size, (int64_t)v);
+        /* The fewest decimals k whose r / 10^k reads back as v. IEEE
+         * division is correctly rounded, as strtod is, so fl(r / 10^k) == v
+         * is exactly "the text reads back as v"; no snprintf on the hot
+         * path for the money amounts and ratios most fields hold. */
+        for (int k = 1; k <= 22; k++) {
+                double scaled = v * pow10[k];
+                double r;
+                if (fabs(scaled) >= 9007199254740992.0)
+                        break;
+                r = nearbyint(scaled);
+                if (r / pow10[k] == v)
+                        return fmt_fixed(buf, size, (int64_t)r, k);
+        }
+        /* the rest (17 significant digits, or magnitudes that need an
+         * exponent): the shortest of %.15g .. %.17g that reads back */
         n = snprintf(tmp, sizeof(tmp), "%.15g", v);
         if (strtod(tmp, NULL) != v)
                 n = snprintf(tmp, sizeof(tmp), "%.16g", v);
@@ -645,10 +709,9 @@ int loy_feat_field_format(const loy_cust_t *c, const loy_field_t *f,
                           char *buf, size_t size) {
         switch (f->type) {
         case LOY_FT_I64:
-                return fit(snprintf(buf, size, "%lld",
-                                    (long long)*AT_C(c, f, int64_t)), size);
+                return loy_fmt_i64(buf, size, *AT_C(c, f, int64_t));
         case LOY_FT_INT:
-                return fit(snprintf(buf, size, "%d", *AT_C(c, f, int)), size);
+                return loy_fmt_i64(buf, size, *AT_C(c, f, int));
         case LOY_FT_DBL:
                 return format_double(*AT_C(c, f, double), buf, size);
         case LOY_FT_STR:
@@ -658,8 +721,7 @@ int loy_feat_field_format(const loy_cust_t *c, const loy_field_t *f,
         }
         switch (f->offset) {
         case D_X:
-                return fit(snprintf(buf, size, "%lld",
-                                    (long long)loy_feat_repeats(c)), size);
+                return loy_fmt_i64(buf, size, loy_feat_repeats(c));
         case D_TIER_NAME:
         case D_SEGMENT_NAME:
         case D_GROUP_NAME:

@@ -242,20 +242,7 @@ static void ab_str(loy_store_t *s, const char *str) {
 
 /* Writes v in decimal into b (at least 21 bytes); returns the length. */
 static int fmt_i64(char *b, int64_t v) {
-        char tmp[24];
-        char *p = tmp + sizeof(tmp);
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        int n;
-        do {
-                *--p = (char)('0' + u % 10);
-                u /= 10;
-        } while (u);
-        if (v < 0)
-                *--p = '-';
-        n = (int)(tmp + sizeof(tmp) - p);
-        memcpy(b, p, (size_t)n);
-        b[n] = '\0';
-        return n;
+        return loy_fmt_i64(b, 24, v);
 }
 
 static int fmt_dbl(char *b, size_t size, double v) {

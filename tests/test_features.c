@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <CUnit/CUnit.h>
@@ -589,6 +590,58 @@ static void test_purchase_kind(void) {
         }
 }
 
+/* Numbers are stored as the shortest text that reads back exactly, without
+ * snprintf for the usual amounts; a seeded sweep over many magnitudes. */
+static void test_fmt_double(void) {
+        static const struct {
+                double v;
+                const char *want;
+        } cases[] = {
+            {0, "0"},          {-0.0, "0"},        {3, "3"},
+            {-42, "-42"},      {0.1, "0.1"},       {12.34, "12.34"},
+            {-3.25, "-3.25"},  {150.5, "150.5"},   {1e-7, "0.0000001"},
+            {2.0 / 3, "0.6666666666666666"},       {1e300, "1e+300"},
+            {9007199254740993.0, "9007199254740992"},
+            {123456.789, "123456.789"},            {0.07, "0.07"},
+        };
+        char buf[64], ref[64];
+        uint64_t x = 88172645463325252ULL;   /* xorshift64, fixed seed */
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                CU_ASSERT(loy_fmt_double(buf, sizeof(buf), cases[i].v) > 0);
+                if (strcmp(buf, cases[i].want))
+                        printf("\n%.17g: got %s want %s\n", cases[i].v, buf,
+                               cases[i].want);
+                CU_ASSERT_STRING_EQUAL(buf, cases[i].want);
+        }
+        for (int i = 0; i < 200000; i++) {
+                double v;
+                int n;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                /* mantissa and a decimal exponent between -12 and +12 */
+                v = (double)(x >> 11) / 9007199254740992.0 *
+                    pow(10, (int)(x % 25) - 12);
+                if (i % 3 == 0)
+                        v = round(v * 100) / 100;   /* money */
+                if (i % 7 == 0)
+                        v = -v;
+                n = loy_fmt_double(buf, sizeof(buf), v);
+                CU_ASSERT_FATAL(n > 0 && (size_t)n == strlen(buf));
+                if (strtod(buf, NULL) != v) {
+                        printf("\n%.17g -> %s\n", v, buf);
+                        CU_FAIL_FATAL("does not read back");
+                }
+                /* never longer than %.17g plus a leading "0.000" */
+                snprintf(ref, sizeof(ref), "%.17g", v);
+                CU_ASSERT(strlen(buf) <= strlen(ref) + 12);
+        }
+        CU_ASSERT_EQUAL(loy_fmt_double(buf, 3, 12.34), -1);
+        CU_ASSERT_EQUAL(loy_fmt_i64(buf, sizeof(buf), INT64_MIN), 20);
+        CU_ASSERT_STRING_EQUAL(buf, "-9223372036854775808");
+        CU_ASSERT_EQUAL(loy_fmt_i64(buf, 3, 1234), -1);
+}
+
 static void test_field_roundtrip(void) {
         loy_cust_t a, b;
         char buf[512];
@@ -867,6 +920,7 @@ int main(void) {
             !CU_add_test(s, "field coverage", test_field_coverage) ||
             !CU_add_test(s, "field find", test_field_find) ||
             !CU_add_test(s, "purchase kind", test_purchase_kind) ||
+            !CU_add_test(s, "number format", test_fmt_double) ||
             !CU_add_test(s, "field round trip", test_field_roundtrip) ||
             !CU_add_test(s, "field format", test_field_format) ||
             !CU_add_test(s, "field parse", test_field_parse) ||
