@@ -35,7 +35,8 @@ static const cfg_key_t conf_keys[] = {
     {"input", "batch.max", CT_INT, C_OFF(batch_max), "1000", 1, 100000,
      "messages per batch at most"},
     {"input", "batch.ms", CT_INT, C_OFF(batch_ms), "100", 1, 60000,
-     "longest wait (ms) to fill a batch"},
+     "longest wait (ms) for a batch; once it has a message it takes only "
+     "what is already waiting"},
     {"output", "topic.triggers", CT_STR, C_OFF(topic_triggers),
      "reward-triggers", 0, 0, "topic of reward-trigger records (Avro)"},
     {"output", "topic.deadletter", CT_STR, C_OFF(topic_deadletter),

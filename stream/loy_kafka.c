@@ -53,6 +53,13 @@ static rd_kafka_conf_t *base_conf(const loy_config_t *conf, int producer,
             (set(kc, "enable.idempotence", "true", errstr, errstr_size) ||
              set(kc, "linger.ms", "5", errstr, errstr_size)))
                 goto fail;
+        /* librdkafka's 500 ms default makes a quiet partition's next event
+         * wait for the broker's timeout: an event-to-trigger latency of
+         * half a second at moderate rates. A busy stream fills fetches
+         * long before either limit. */
+        if (!producer &&
+            set(kc, "fetch.wait.max.ms", "10", errstr, errstr_size))
+                goto fail;
         for (int i = 0; i < conf->nkafka; i++) {
                 const char *k = conf->kafka_keys[i];
                 /* consumer-only keys would make the producer complain */

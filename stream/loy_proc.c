@@ -618,8 +618,11 @@ static loy_event_kind_t topic_kind(const loy_proc_t *p, const char *topic) {
         return 0;
 }
 
-/* Polls up to batch_max messages or batch_ms. Returns -1 on a fatal
- * consumer error. */
+/* Polls up to batch_max messages, waiting at most batch_ms. Once it holds
+ * a message it takes only what is already waiting in the local queue: a
+ * busy stream still fills whole batches (librdkafka prefetches), while a
+ * quiet one does not hold an event back for the rest of batch_ms.
+ * Returns -1 on a fatal consumer error. */
 static int collect(loy_proc_t *p, volatile sig_atomic_t *running) {
         double deadline = mono_ms() + p->conf.batch_ms;
         while (p->nmsgs < p->conf.batch_max && *running) {
@@ -627,9 +630,13 @@ static int collect(loy_proc_t *p, volatile sig_atomic_t *running) {
                 rd_kafka_message_t *m;
                 if (left <= 0)
                         break;
-                m = rd_kafka_consumer_poll(p->consumer, (int)left + 1);
-                if (!m)
+                m = rd_kafka_consumer_poll(p->consumer,
+                                           p->nmsgs ? 0 : (int)left + 1);
+                if (!m) {
+                        if (p->nmsgs)
+                                break;
                         continue;
+                }
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
                         loy_clock_backlog(p->clock,
                                           rd_kafka_topic_name(m->rkt),
