@@ -464,6 +464,31 @@ static void test_kpi(void) {
                "3");
 }
 
+/* Which Redis error replies are "not now" (waited out) and which are about
+ * the command or the data (a customer's state that will not load). */
+static void test_refusals(void) {
+        static const char *const wait[] = {
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "READONLY You can't write against a read only replica.",
+            "MISCONF Redis is configured to save RDB snapshots, but it's "
+            "currently unable to persist to disk.",
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script.",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MASTERDOWN Link with MASTER is down",
+            "NOREPLICAS Not enough good replicas to write."};
+        static const char *const fail[] = {
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "ERR value is not a valid float", "EXECABORT Transaction discarded",
+            "OOMX", "", "MOVED 3999 127.0.0.1:6381"};
+        for (size_t i = 0; i < sizeof(wait) / sizeof(wait[0]); i++)
+                CU_ASSERT_EQUAL(loy_store_is_refusal(wait[i]), 1);
+        for (size_t i = 0; i < sizeof(fail) / sizeof(fail[0]); i++)
+                CU_ASSERT_EQUAL(loy_store_is_refusal(fail[i]), 0);
+        CU_ASSERT_EQUAL(loy_store_is_refusal(NULL), 0);
+}
+
 /* Regression: the repurchase rate used to be recomputed by a separate
  * call after the batch write, so a crash in between left it stale for
  * good (the redo is fenced). It now changes in the transaction that moves
@@ -1025,6 +1050,7 @@ int main(void) {
         CU_add_test(su, "load histograms", test_load_hist);
         CU_add_test(su, "KPI", test_kpi);
         CU_add_test(su, "KPI rate in the same write", test_kpi_rate_in_write);
+        CU_add_test(su, "refusals are told from errors", test_refusals);
         CU_add_test(su, "timers", test_timers);
         CU_add_test(su, "outbox", test_outbox);
         CU_add_test(su, "stats", test_stats);
