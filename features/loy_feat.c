@@ -649,13 +649,19 @@ int loy_fmt_double(char *buf, size_t size, double v) {
                 if (r / pow10[k] == v)
                         return fmt_fixed(buf, size, (int64_t)r, k);
         }
-        /* the rest (17 significant digits, or magnitudes that need an
-         * exponent): the shortest of %.15g .. %.17g that reads back */
-        n = snprintf(tmp, sizeof(tmp), "%.15g", v);
-        if (strtod(tmp, NULL) != v)
-                n = snprintf(tmp, sizeof(tmp), "%.16g", v);
-        if (strtod(tmp, NULL) != v)
+        /* The loop tried every fixed-point text of up to ~15.9 significant
+         * digits, so in the usual range what is left needs 17 (scores,
+         * CLV): one snprintf. Magnitudes that need an exponent are rare:
+         * the shortest of %.15g .. %.17g that reads back. */
+        if (fabs(v) >= 1e-7 && fabs(v) < 9007199254740992.0) {
                 n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+        } else {
+                n = snprintf(tmp, sizeof(tmp), "%.15g", v);
+                if (strtod(tmp, NULL) != v)
+                        n = snprintf(tmp, sizeof(tmp), "%.16g", v);
+                if (strtod(tmp, NULL) != v)
+                        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+        }
         if (n < 0 || (size_t)n >= size)
                 return -1;
         memcpy(buf, tmp, (size_t)n + 1);
