@@ -20,6 +20,7 @@
 #include "../state/loy_store.h"
 #include "loy_clock.h"
 #include "loy_codec.h"
+#include "loy_dlq.h"
 #include "loy_kafka.h"
 #include "loy_log.h"
 
@@ -27,8 +28,6 @@
 #define HIST_REFRESH_MS 10000  /* re-read the shared population this often */
 #define QUARANTINE_MAX 64
 
-/* Dead-letter state of each message of the batch. */
-enum { DLQ_NONE = 0, DLQ_SENT, DLQ_DONE, DLQ_FAILED };
 #define DLQ_REASON_MAX 256
 
 #define HIST_TEXT_MAX (LOY_RECO_HIST_MAX * (LOY_SKU_MAX + 64))
@@ -125,12 +124,7 @@ struct loy_proc {
         int dr_failed;
         int resend_failed;              /* an outbox re-send was refused */
         int revoked;                    /* partitions revoked during poll */
-        /* per message of the batch: its dead letter (the state is also the
-         * delivery report's opaque), the size a broker would take when it
-         * refused one as too large (0: the producer's limit), the reason */
-        char *dlq_state;
-        size_t *dlq_max;
-        char (*dlq_reason)[DLQ_REASON_MAX];
+        loy_dlq_t *dlq;                 /* dead letters of the batch */
         /* customers whose Redis state makes every write fail: their events
          * are dead-lettered instead of blocking the partition */
         char quarantine[QUARANTINE_MAX][LOY_ID_MAX + 1];
@@ -234,17 +228,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         loy_proc_t *p = opaque;
         char *id = m->_private;
         (void)rk;
-        if (id >= p->dlq_state && id < p->dlq_state + p->conf.batch_max) {
-                size_t i = (size_t)(id - p->dlq_state);
-                if (!m->err) {
-                        *id = DLQ_DONE;
-                        return;
-                }
-                LOY_WARN("proc", "dead letter not delivered: %s",
-                         rd_kafka_err2str(m->err));
-                *id = DLQ_FAILED;
-                if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-                        p->dlq_max[i] = (m->len + m->key_len) / 2;
+        if (p->dlq && loy_dlq_owns(p->dlq, id)) {
+                loy_dlq_delivered(p->dlq, m);
                 return;
         }
         if (!id)
@@ -341,10 +326,6 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->order = calloc((size_t)conf->batch_max, sizeof(int));
         p->group_of = calloc((size_t)conf->batch_max, sizeof(int));
         p->group_head = calloc((size_t)conf->batch_max, sizeof(int));
-        p->dlq_state = calloc((size_t)conf->batch_max, 1);
-        p->dlq_max = calloc((size_t)conf->batch_max, sizeof(*p->dlq_max));
-        p->dlq_reason = calloc((size_t)conf->batch_max,
-                               sizeof(*p->dlq_reason));
         p->touched_cap = per_batch;
         p->touched = calloc((size_t)per_batch, sizeof(*p->touched));
         p->writes = calloc((size_t)per_batch, sizeof(*p->writes));
@@ -354,7 +335,6 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->index = malloc(p->index_size * sizeof(int));
         if (!p->cache || !p->rfm || !p->clock || !p->msgs || !p->events ||
             !p->event_msg || !p->order || !p->group_of || !p->group_head ||
-            !p->dlq_state || !p->dlq_max || !p->dlq_reason ||
             !p->touched || !p->writes || !p->index) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
@@ -373,6 +353,12 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                                              errstr_size);
         if (!p->producer)
                 goto fail;
+        p->dlq = loy_dlq_create(p->producer, conf->topic_deadletter,
+                                conf->batch_max, conf->backoff_max_ms);
+        if (!p->dlq) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto fail;
+        }
         if (subscribe(p, errstr, errstr_size) == -1)
                 goto fail;
         p->started_ms = wall_ms();
@@ -389,11 +375,10 @@ fail:
 }
 
 static void free_batch(loy_proc_t *p) {
-        for (int i = 0; i < p->nmsgs; i++) {
+        for (int i = 0; i < p->nmsgs; i++)
                 rd_kafka_message_destroy(p->msgs[i]);
-                p->dlq_state[i] = DLQ_NONE;
-                p->dlq_max[i] = 0;
-        }
+        if (p->dlq)
+                loy_dlq_reset(p->dlq, p->nmsgs);
         p->nmsgs = 0;
         p->nevents = 0;
         for (int i = 0; i < p->ntimers; i++)
@@ -469,9 +454,7 @@ void loy_proc_destroy(loy_proc_t *p) {
         free(p->order);
         free(p->group_of);
         free(p->group_head);
-        free(p->dlq_state);
-        free(p->dlq_max);
-        free(p->dlq_reason);
+        loy_dlq_destroy(p->dlq);
         free(p->msgs);
         for (int i = 0; p->touched && i < p->ntouched; i++)
                 free(p->touched[i].hist_text);
@@ -735,31 +718,10 @@ static void save_clock(loy_proc_t *p) {
                 LOY_WARN("proc", "event clock: %s", err);
 }
 
-/* Produces message i's dead letter (again, after a failure). */
-static void produce_dead(loy_proc_t *p, int i) {
-        char err[256];
-        if (loy_kafka_deadletter(p->producer, p->conf.topic_deadletter,
-                                 p->msgs[i], p->dlq_reason[i], p->dlq_max[i],
-                                 &p->dlq_state[i], err, sizeof(err)) == -1) {
-                LOY_WARN("proc", "%s", err);
-                p->dlq_state[i] = DLQ_FAILED;
-                return;
-        }
-        p->dlq_state[i] = DLQ_SENT;
-}
-
-/* Dead-letters message i of the batch: once, whatever the redos of the
- * batch. Delivery is confirmed by deliver_dead() before the batch's
- * offsets are stored. */
+/* Dead-letters message i of the batch (once, whatever the redos). */
 static void send_dead(loy_proc_t *p, int i, const char *why) {
-        const rd_kafka_message_t *m = p->msgs[i];
-        if (p->dlq_state[i] != DLQ_NONE)
-                return;
-        LOY_DEBUG("proc", "dead letter %s [%" PRId32 "] @%" PRId64 ": %s",
-                  rd_kafka_topic_name(m->rkt), m->partition, m->offset, why);
-        snprintf(p->dlq_reason[i], sizeof(p->dlq_reason[i]), "%s", why);
-        p->stats.dead_lettered++;
-        produce_dead(p, i);
+        if (loy_dlq_send(p->dlq, i, p->msgs[i], why))
+                p->stats.dead_lettered++;
 }
 
 /* Dead-letters event i of the batch. */
@@ -788,45 +750,6 @@ static void decode(loy_proc_t *p) {
                         continue;
                 }
                 send_dead(p, i, why);
-        }
-}
-
-/* Waits until every dead letter of the batch is in Kafka, sending again
- * the ones that failed (smaller, when a broker found them too large), so
- * no bad message is lost and none is sent twice. 0, or -1 when stopped
- * first: the batch must then not be committed. */
-static int deliver_dead(loy_proc_t *p, volatile sig_atomic_t *running) {
-        int backoff = 50;
-        double give_up = 0;
-        for (;;) {
-                int sent = 0, failed = 0;
-                rd_kafka_poll(p->producer, 0);
-                for (int i = 0; i < p->nmsgs; i++) {
-                        sent += p->dlq_state[i] == DLQ_SENT;
-                        failed += p->dlq_state[i] == DLQ_FAILED;
-                }
-                if (!sent && !failed)
-                        return 0;
-                if (!*running) {
-                        /* stopping: a little time for what is on its way */
-                        if (!give_up)
-                                give_up = mono_ms() + 10000;
-                        if (failed || mono_ms() > give_up)
-                                return -1;
-                }
-                if (sent) {
-                        rd_kafka_flush(p->producer, 200);
-                        continue;
-                }
-                LOY_WARN("proc", "%d dead letters not delivered; sending "
-                         "them again", failed);
-                sleep_ms(backoff);
-                backoff = backoff * 2 > p->conf.backoff_max_ms
-                              ? p->conf.backoff_max_ms
-                              : backoff * 2;
-                for (int i = 0; i < p->nmsgs; i++)
-                        if (p->dlq_state[i] == DLQ_FAILED)
-                                produce_dead(p, i);
         }
 }
 
@@ -2022,7 +1945,8 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 }
                 emit(p);
                 reco_flush(p, clock_ms, 0);
-                if (deliver_dead(p, running) == -1) {
+                if (loy_dlq_deliver(p->dlq, p->msgs, p->nmsgs, running) ==
+                    -1) {
                         /* not committed: read again on the next start */
                         free_batch(p);
                         break;
