@@ -1242,7 +1242,12 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
         tr.reward_kind = r->reward_kind;
         tr.reward_value = r->reward_value;
         tr.reward_currency = r->reward_currency;
-        tr.reward_expiry_ms = now + (int64_t)(r->reward_expiry_days *
+        /* the cause's own time: the event, or the check's due time (not
+         * the customer's newest event, which may have come from the other
+         * topic first) */
+        tr.event_time_ms = ev ? ev->ts_ms : t->timer_due;
+        tr.reward_expiry_ms = tr.event_time_ms +
+                              (int64_t)(r->reward_expiry_days *
                                               LOY_MS_PER_DAY);
         tr.holdout = loy_rule_in_holdout(r, c->id);
         tr.p_alive = c->p_alive;
@@ -1256,7 +1261,6 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
         tr.m_score = c->m_score;
         tr.loyalty_score = c->loyalty_score;
         tr.segment = loy_segment_name(c->segment);
-        tr.event_time_ms = now;
         tr.emit_time_ms = wall_ms();
         tr.model_version = p->model.version;
         if (p->reco) {
