@@ -20,6 +20,7 @@
 #include "../state/loy_store.h"
 #include "loy_clock.h"
 #include "loy_codec.h"
+#include "loy_decide.h"
 #include "loy_dlq.h"
 #include "loy_kafka.h"
 #include "loy_log.h"
@@ -1185,84 +1186,33 @@ static int64_t next_check(const loy_config_t *conf, const loy_cust_t *c,
 }
 
 /* Runs the reward rules for one evaluation: after event ev, or (ev NULL)
- * for the customer's silence timer. */
+ * for the customer's silence check; a trigger goes to the outbox. */
 static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
                   int64_t now, char *errstr, size_t errstr_size) {
         loy_cust_t *c = t->c;
-        const loy_rules_t *rules = &p->conf.rules;
-        loy_rule_on_t kind = ev ? LOY_ON_EVENT : LOY_ON_TIMER;
-        const loy_rule_t *r;
-        loy_trigger_t tr;
         loy_trigger_rec_t trecs[LOY_RECS_MAX];
+        loy_decision_t d;
+        loy_cause_t cause;
         outbox_rec_t *ob;
-        char cause[256], slot[LOY_SLOT_NAME_MAX];
         const void *buf;
         size_t len;
-        int idx = loy_rules_pick(rules, c, kind,
-                                 ev && ev->kind == LOY_EV_PURCHASE, now,
-                                 &p->conf.feat);
         int ti = (int)(t - p->touched);
-        if (idx < 0)
-                return 0;
-        r = &rules->rule[idx];
-        snprintf(slot, sizeof(slot), "cool:%s", r->name);
-        /* a reward whose cooldown cannot be recorded would fire again on
-         * every event */
-        if (loy_feat_slot_get(c, slot, INT64_MIN) == INT64_MIN &&
-            c->nslots >= LOY_SLOTS_MAX) {
-                LOY_WARN("proc", "customer %s: no slot for %s; not fired",
-                         c->id, slot);
-                return 0;
-        }
-        memset(&tr, 0, sizeof(tr));
+        memset(&cause, 0, sizeof(cause));
         if (ev) {
-                snprintf(cause, sizeof(cause), "%s:%" PRId32 ":%" PRId64,
-                         ev->topic, ev->partition, ev->offset);
-                tr.cause_kind = "event";
-                tr.cause_topic = ev->topic;
-                tr.cause_partition = ev->partition;
-                tr.cause_offset = ev->offset;
-                tr.cause_event_id = ev->event_id;
+                cause.topic = ev->topic;
+                cause.partition = ev->partition;
+                cause.offset = ev->offset;
+                cause.event_id = ev->event_id;
+                cause.time_ms = ev->ts_ms;
+                cause.purchase = ev->kind == LOY_EV_PURCHASE;
         } else {
-                snprintf(cause, sizeof(cause), "timer:%" PRId32 ":%" PRId64,
-                         t->partition, t->timer_due);
-                tr.cause_kind = "timer";
-                tr.cause_partition = t->partition;
-                tr.cause_offset = -1;
+                cause.partition = t->partition;
+                cause.offset = -1;
+                cause.time_ms = t->timer_due;
         }
-        ob = outbox_add(p);
-        if (!ob) {
-                snprintf(errstr, errstr_size, "out of memory");
-                return -1;
-        }
-        loy_trigger_id(r->name, c->id, cause, ob->trigger_id);
-        tr.trigger_id = ob->trigger_id;
-        tr.customer_id = c->id;
-        tr.rule = r->name;
-        tr.reward_kind = r->reward_kind;
-        tr.reward_value = r->reward_value;
-        tr.reward_currency = r->reward_currency;
-        /* the cause's own time: the event, or the check's due time (not
-         * the customer's newest event, which may have come from the other
-         * topic first) */
-        tr.event_time_ms = ev ? ev->ts_ms : t->timer_due;
-        tr.reward_expiry_ms = tr.event_time_ms +
-                              (int64_t)(r->reward_expiry_days *
-                                              LOY_MS_PER_DAY);
-        tr.holdout = loy_rule_in_holdout(r, c->id);
-        tr.p_alive = c->p_alive;
-        tr.churn_prob = c->churn_prob;
-        tr.exp_purchases = c->exp_purchases;
-        tr.clv = c->clv;
-        tr.monetary = loy_feat_monetary(c);
-        tr.frequency = c->purchase_days;
-        tr.r_score = c->r_score;
-        tr.f_score = c->f_score;
-        tr.m_score = c->m_score;
-        tr.loyalty_score = c->loyalty_score;
-        tr.segment = loy_segment_name(c->segment);
-        tr.emit_time_ms = wall_ms();
-        tr.model_version = p->model.version;
+        if (!loy_decide(&p->conf.rules, &p->conf.feat, c, &cause, now,
+                        wall_ms(), p->model.version, &d))
+                return 0;
         if (p->reco) {
                 cust_ext_t *x = loy_cache_ext(c);
                 loy_reco_rec_t rr[LOY_RECS_MAX];
@@ -1273,10 +1223,16 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
                                  rr[i].sku);
                         trecs[i].score = rr[i].score;
                 }
-                tr.recs = trecs;
-                tr.nrecs = n > 0 ? n : 0;
+                d.trigger.recs = trecs;
+                d.trigger.nrecs = n > 0 ? n : 0;
         }
-        buf = loy_codec_encode_trigger(p->codec, &tr, &len, errstr,
+        ob = outbox_add(p);
+        if (!ob) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        snprintf(ob->trigger_id, sizeof(ob->trigger_id), "%s", d.trigger_id);
+        buf = loy_codec_encode_trigger(p->codec, &d.trigger, &len, errstr,
                                        errstr_size);
         if (!buf) {
                 p->noutbox--;
@@ -1292,8 +1248,8 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
         ob->len = len;
         ob->touched = ti;
         t->noutbox++;
-        loy_feat_slot_set(c, slot, now);
-        if (kpi_add(p, ti, now, p->names[idx][tr.holdout ? 1 : 0], 1)) {
+        if (kpi_add(p, ti, d.trigger.event_time_ms,
+                    p->names[d.rule][d.trigger.holdout ? 1 : 0], 1)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
         }
