@@ -77,6 +77,13 @@ void fx_data_free(fx_data_t *d);
  * offsets) and waits for delivery. 0 or -1. */
 int fx_data_produce(tu_kafka_t *k, const char *topic, const fx_data_t *d,
                     int from, int to);
+/* The same in two steps: enqueue (returns at once, even with a broker
+ * down: the suite's producer never times a message out), then wait for
+ * every delivery. 0 or -1. fx_data_close() before the cluster stops. */
+int fx_data_enqueue(tu_kafka_t *k, const char *topic, const fx_data_t *d,
+                    int from, int to);
+int fx_data_flush(tu_kafka_t *k, int timeout_ms);
+void fx_data_close(void);
 
 /* ------------------------------------------------------------ processes */
 

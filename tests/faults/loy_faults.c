@@ -95,6 +95,7 @@ static int env_open(fx_env_t *e, fx_result_t *res, const char *tag,
 }
 
 static void env_close(fx_env_t *e) {
+        fx_data_close();
         for (int i = 0; i < FX_PROCS_MAX; i++)
                 if (e->procs[i].pid > 0)
                         fx_kill9(e, i);
@@ -122,6 +123,128 @@ static uint64_t scenario_seed(const char *name) {
         return h & 0xffffffffffffULL;  /* short enough to type */
 }
 
+/* Fields that are pure counts or sums of a customer's events (or the
+ * offsets fencing them): a lost or double-counted event changes one. */
+static int counting_field(const char *f) {
+        static const char *const names[] = {
+                "orders", "returns", "frequency", "gross_value",
+                "return_value", "first_purchase_ms", "last_purchase_ms",
+                "first_day_value", "views", "carts", "cart_removes",
+                "searches", "wishlists", "last_event_ms", "last_browse_ms",
+                NULL};
+        if (!strncmp(f, "off:", 4))
+                return 1;
+        for (int i = 0; names[i]; i++)
+                if (!strcmp(f, names[i]))
+                        return 1;
+        return 0;
+}
+
+static int kpi_field(const char *f) {
+        return strcmp(f, "repurchase_rate") != 0;
+}
+
+static int num_equal(const char *a, const char *b) {
+        double x = atof(a), y = atof(b), m;
+        if (!strcmp(a, b))
+                return 1;
+        m = x < 0 ? -x : x;
+        if ((y < 0 ? -y : y) > m)
+                m = y < 0 ? -y : y;
+        return (x - y < 0 ? y - x : x - y) <= 1e-9 * (m > 1 ? m : 1);
+}
+
+/* The exactly-once invariant on its own: per-customer counts, sums and
+ * applied offsets, and the daily KPI counts and sums (numbers compared
+ * within 1e-9 relative: a sum's last digits depend on the batch
+ * boundaries). Returns the number of differences. */
+static int check_counting(const fx_snap_t *ref_s, const fx_snap_t *got,
+                          fx_result_t *res) {
+        char cpre[32], kpre[32];
+        int i = 0, j = 0, nd = 0, shown = 0;
+        snprintf(cpre, sizeof(cpre), "%s:c:{", NS);
+        snprintf(kpre, sizeof(kpre), "%s:kpi:", NS);
+        while (i < ref_s->n || j < got->n) {
+                int c = i == ref_s->n ? 1 : j == got->n ? -1 :
+                        strcmp(ref_s->e[i].k, got->e[j].k);
+                const fx_ent_t *e = c <= 0 ? &ref_s->e[i] : &got->e[j];
+                const char *tab = strchr(e->k, '\t');
+                const char *f = tab ? tab + 1 : "";
+                int relevant = tab && e->type == 'h' &&
+                        ((!strncmp(e->k, cpre, strlen(cpre)) &&
+                          tab[-1] == '}' && counting_field(f)) ||
+                         (!strncmp(e->k, kpre, strlen(kpre)) &&
+                          kpi_field(f)));
+                if (relevant &&
+                    (c != 0 || !num_equal(ref_s->e[i].v, got->e[j].v))) {
+                        if (shown++ < 12)
+                                printf("    count   %.*s %s: ref=%s got=%s\n",
+                                       (int)(tab - e->k), e->k, f,
+                                       c <= 0 ? ref_s->e[i].v : "(none)",
+                                       c >= 0 ? got->e[j].v : "(none)");
+                        nd++;
+                }
+                if (c <= 0)
+                        i++;
+                if (c >= 0)
+                        j++;
+        }
+        if (nd)
+                fx_fail(res, "exactly-once broken: %d per-customer counts, "
+                        "sums, offsets or KPI counts differ from the "
+                        "reference", nd);
+        else
+                printf("  exactly-once: every per-customer count, sum and "
+                       "offset and every KPI count equal to the reference\n");
+        return nd;
+}
+
+/* loy:seg must count the customers by their segment_name. */
+static int check_seg(const fx_snap_t *s, fx_result_t *res) {
+        char cpre[32], seg[32];
+        struct { char name[32]; long hash, count; } t[16];
+        int nt = 0, bad = 0;
+        snprintf(cpre, sizeof(cpre), "%s:c:{", NS);
+        snprintf(seg, sizeof(seg), "%s:seg\t", NS);
+        memset(t, 0, sizeof(t));
+        for (int i = 0; i < s->n; i++) {
+                const char *k = s->e[i].k, *tab = strchr(k, '\t'), *name;
+                int from_hash;
+                if (!tab)
+                        continue;
+                from_hash = !strncmp(k, cpre, strlen(cpre)) &&
+                            tab[-1] == '}' && !strcmp(tab + 1, "segment_name");
+                if (!from_hash && strncmp(k, seg, strlen(seg)))
+                        continue;
+                name = from_hash ? s->e[i].v : tab + 1;
+                int j;
+                for (j = 0; j < nt; j++)
+                        if (!strcmp(t[j].name, name))
+                                break;
+                if (j == nt) {
+                        if (nt == 16)
+                                continue;
+                        snprintf(t[nt++].name, sizeof(t[0].name), "%s", name);
+                }
+                if (from_hash)
+                        t[j].hash++;
+                else
+                        t[j].count += atol(s->e[i].v);
+        }
+        for (int j = 0; j < nt; j++)
+                if (t[j].hash != t[j].count) {
+                        if (!bad++)
+                                printf("  %s:seg vs customers' segment_name "
+                                       "(seg count / customers):\n", NS);
+                        printf("    %-16s %ld / %ld\n", t[j].name, t[j].count,
+                               t[j].hash);
+                }
+        if (bad)
+                fx_fail(res, "%s:seg disagrees with the customer hashes in %d "
+                        "segments", NS, bad);
+        return bad;
+}
+
 /* Stops every process (clean exits checked), then compares the state and
  * the trigger ids with the reference. */
 static void compare_with_ref(fx_env_t *e, fx_result_t *res) {
@@ -141,7 +264,9 @@ static void compare_with_ref(fx_env_t *e, fx_result_t *res) {
                fx_snap_sum(&got, NS, "orders") +
                        fx_snap_sum(&got, NS, "returns"),
                ref.events);
-        nd = fx_snap_diff(&ref.snap, &got, NS, 20);
+        check_counting(&ref.snap, &got, res);
+        check_seg(&got, res);
+        nd = fx_snap_diff(&ref.snap, &got, NS, 12);
         if (nd)
                 fx_fail(res, "%d state entries differ from the reference",
                         nd);
@@ -326,8 +451,9 @@ static void sc_kill9(fx_result_t *res, fx_rng_t *rng) {
 enum { R_KILL, R_OOM, R_READONLY, R_MISCONF, R_SLOW };
 static const char *const rname[] = {"kill-9", "OOM", "READONLY", "MISCONF",
                                     "DEBUG SLEEP"};
-static const char *const redis_debug_args[] = {"--enable-debug-command",
-                                               "local", NULL};
+static const char *const redis_debug_args[] = {
+        "--enable-debug-command", "local", "--enable-protected-configs",
+        "local", NULL};
 
 /* A write from outside during a window: did the window take effect? */
 static void probe_write(fx_env_t *e, const char *want) {
@@ -338,13 +464,26 @@ static void probe_write(fx_env_t *e, const char *want) {
         free(r);
 }
 
-static void redis_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
+/* The next slice of events goes in while the fault is on. */
+static void feed(fx_env_t *e, int *produced, int to) {
+        if (fx_data_produce(e->kafka, "purchases", &ref.data, *produced,
+                            to) == 0)
+                *produced = to;
+        else
+                fx_fail(e->res, "could not produce events %d..%d", *produced,
+                        to);
+}
+
+static void redis_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
+                        int to) {
         int port = e->redis->port;
         int ms = (int)fx_rng_range(rng, 1500, opt.quick ? 2500 : 4000);
+        int64_t t0 = fx_now_ms();
         char *r;
         switch (kind) {
         case R_KILL:
                 tu_redis_kill(e->redis, SIGKILL);
+                feed(e, produced, to);
                 fx_sleep_ms((int)fx_rng_range(rng, 100, 2000));
                 if (tu_redis_restart_args(e->redis, redis_debug_args) != 0)
                         fx_fail(e->res, "redis-server did not come back");
@@ -352,14 +491,16 @@ static void redis_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
         case R_OOM:
                 free(fx_redis(port, "CONFIG SET maxmemory 1"));
                 probe_write(e, "OOM");
-                fx_sleep_ms(ms);
+                feed(e, produced, to);
+                fx_sleep_ms(ms - (int)(fx_now_ms() - t0));
                 free(fx_redis(port, "CONFIG SET maxmemory 0"));
                 return;
         case R_READONLY:
                 /* a replica of nobody: writes answer READONLY */
                 free(fx_redis(port, "REPLICAOF 127.0.0.1 1"));
                 probe_write(e, "READONLY");
-                fx_sleep_ms(ms);
+                feed(e, produced, to);
+                fx_sleep_ms(ms - (int)(fx_now_ms() - t0));
                 free(fx_redis(port, "REPLICAOF NO ONE"));
                 return;
         case R_MISCONF: {
@@ -373,7 +514,8 @@ static void redis_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                 free(fx_redis(port, "BGSAVE"));
                 fx_sleep_ms(300);
                 probe_write(e, "MISCONF");
-                fx_sleep_ms(ms);
+                feed(e, produced, to);
+                fx_sleep_ms(ms - (int)(fx_now_ms() - t0));
                 free(fx_redis(port, "CONFIG SET dir %s", e->redis->dir));
                 free(fx_redis(port, "BGSAVE"));
                 for (int i = 0; i < 100; i++) {
@@ -390,6 +532,8 @@ static void redis_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                 return;
         }
         case R_SLOW:
+                feed(e, produced, to);
+                fx_sleep_ms((int)fx_rng_range(rng, 0, 100));
                 r = fx_redis(port, "DEBUG SLEEP 2");
                 if (!r || strncmp(r, "OK", 2))
                         printf("    (DEBUG SLEEP answered '%.60s')\n",
@@ -424,13 +568,10 @@ static void sc_redis(fx_result_t *res, fx_rng_t *rng) {
         fx_spawn(&e, 0);
         for (int i = 0; i < nf; i++) {
                 int to = produced + chunk > n ? n : produced + chunk;
-                if (fx_data_produce(e.kafka, "purchases", &ref.data,
-                                    produced, to) == 0)
-                        produced = to;
-                fx_sleep_ms((int)fx_rng_range(rng, 50, 800));
+                fx_sleep_ms((int)fx_rng_range(rng, 200, 1000));
                 printf("  fault %d/%d: %s\n", i + 1, nf, rname[plan[i]]);
                 fflush(stdout);
-                redis_fault(&e, plan[i], rng);
+                redis_fault(&e, plan[i], rng, &produced, to);
                 fx_reap(&e, 1);
         }
         fx_data_produce(e.kafka, "purchases", &ref.data, produced, n);
@@ -461,15 +602,27 @@ static int pick_alive(fx_env_t *e, fx_rng_t *rng) {
         return n ? alive[fx_rng_range(rng, 0, n - 1)] : -1;
 }
 
-static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
+/* Enqueues the next slice without waiting for its delivery (a broker may
+ * be down right now); kafka_fault flushes after the fault. */
+static void enqueue(fx_env_t *e, int *produced, int to) {
+        if (*produced < to &&
+            fx_data_enqueue(e->kafka, "purchases", &ref.data, *produced,
+                            to) == 0)
+                *produced = to;
+}
+
+static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
+                        int to) {
         rd_kafka_mock_cluster_t *mc = tu_kafka_mock(e->kafka);
         int ms = (int)fx_rng_range(rng, 1500, opt.quick ? 2500 : 4000);
         int32_t b = (int32_t)fx_rng_range(rng, 1, 3);
         int slot;
+        int64_t t0 = fx_now_ms();
         switch (kind) {
         case F_BROKER:
                 printf("    broker %d down for %d ms\n", (int)b, ms);
                 rd_kafka_mock_broker_set_down(mc, b);
+                enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 rd_kafka_mock_broker_set_up(mc, b);
                 break;
@@ -482,6 +635,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                         RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                         RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE,
                         RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+                enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 break;
         case F_PRODUCE:
@@ -492,6 +646,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                         RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
                         RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
                         RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+                enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 break;
         case F_COMMIT:
@@ -502,6 +657,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                         RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                         RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
                         RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+                enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 break;
         case F_RTT: {
@@ -509,6 +665,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                 printf("    broker %d RTT %d ms for %d ms\n", (int)b, rtt,
                        ms);
                 rd_kafka_mock_broker_set_rtt(mc, b, rtt);
+                enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 rd_kafka_mock_broker_set_rtt(mc, b, 0);
                 break;
@@ -520,6 +677,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                         printf("    member in slot %d added\n", slot);
                         fx_spawn(e, slot);
                 }
+                enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 break;
         case F_KILL:
@@ -527,6 +685,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                 if (slot >= 0) {
                         printf("    member in slot %d killed\n", slot);
                         fx_kill9(e, slot);
+                        enqueue(e, produced, to);
                         fx_sleep_ms((int)fx_rng_range(rng, 200, 2000));
                         fx_spawn(e, slot);
                 }
@@ -539,12 +698,19 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng) {
                                slot, fr);
                         kill(e->procs[slot].pid, SIGSTOP);
                         e->procs[slot].stopped = 1;
+                        enqueue(e, produced, to);
                         fx_sleep_ms(fr);
                         kill(e->procs[slot].pid, SIGCONT);
                         e->procs[slot].stopped = 0;
                 }
                 break;
         }
+        enqueue(e, produced, to);  /* when the fault found no member */
+        /* the delivery of the slice, after the fault */
+        if (fx_data_flush(e->kafka, 120000) != 0)
+                fx_fail(e->res, "events %d..%d not all delivered", *produced,
+                        to);
+        (void)t0;
 }
 
 static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
@@ -574,14 +740,11 @@ static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
                                 order[r] = t;
                         }
                 }
-                if (fx_data_produce(e.kafka, "purchases", &ref.data,
-                                    produced, to) == 0)
-                        produced = to;
-                fx_sleep_ms((int)fx_rng_range(rng, 50, 800));
+                fx_sleep_ms((int)fx_rng_range(rng, 200, 1000));
                 printf("  fault %d/%d: %s\n", i + 1, rounds,
                        fname[order[i % F__COUNT]]);
                 fflush(stdout);
-                kafka_fault(&e, order[i % F__COUNT], rng);
+                kafka_fault(&e, order[i % F__COUNT], rng, &produced, to);
                 fx_reap(&e, 1);
         }
         rd_kafka_mock_clear_request_errors(tu_kafka_mock(e.kafka), 0);
