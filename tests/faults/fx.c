@@ -552,6 +552,21 @@ int64_t fx_group_lag(tu_kafka_t *k, const char *group,
         return lag;
 }
 
+int64_t fx_committed(tu_kafka_t *k, const char *group, const char *topic,
+                     int32_t partition) {
+        rd_kafka_t *rk = probe_for(k, group);
+        rd_kafka_topic_partition_list_t *l;
+        int64_t off = -1;
+        if (!rk)
+                return -1;
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic, partition);
+        if (!rd_kafka_committed(rk, l, 5000) && !l->elems[0].err)
+                off = l->elems[0].offset < 0 ? 0 : l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+        return off;
+}
+
 struct ids_ctx {
         fx_ids_t *ids;
         loy_codec_t *codec;

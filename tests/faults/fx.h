@@ -144,6 +144,11 @@ int64_t fx_group_lag(tu_kafka_t *k, const char *group,
                      const char *const *topics, int ntopics, int nparts,
                      char *stuck, size_t stuck_size);
 
+/* Committed offset of group on topic/partition (0 when none), -1 on
+ * error. */
+int64_t fx_committed(tu_kafka_t *k, const char *group, const char *topic,
+                     int32_t partition);
+
 /* Trigger ids read from a topic: distinct ids (sorted) and the total
  * number of messages (duplicates included). */
 typedef struct fx_ids {
