@@ -796,7 +796,9 @@ static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
         if (fx_data_produce(e.kafka, "purchases", &ref.data, produced, n))
                 fx_fail(res, "could not produce the last slice");
         t_end = fx_now_ms();
-        if (settle(&e, opt.settle_s, 1) == 0)
+        /* librdkafka's own recovery (rebalances, 30 s request timeouts)
+         * takes tens of seconds: give it a minute even in quick mode */
+        if (settle(&e, opt.settle_s > 60 ? opt.settle_s : 60, 1) == 0)
                 printf("  caught up %.1f s after the last fault\n",
                        (fx_now_ms() - t_end) / 1000.0);
         compare_with_ref(&e, res);
@@ -1028,6 +1030,44 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                                        d.reason[i] ? d.reason[i] : "?");
                 }
         }
+        /* per class: expected dead letters, and what happened to them */
+        printf("  %-22s %6s %6s %6s %6s %6s %6s\n", "class", "msgs",
+               "bad", "dl=1", "dl>1", "passed", "unread");
+        for (int i = 0; i < c.n; i++) {
+                int seen = 0, nm = 0, nb = 0, d1 = 0, d2 = 0, pass = 0;
+                int unread = 0;
+                for (int j = 0; j < i && !seen; j++)
+                        seen = c.m[j].cls == c.m[i].cls;
+                if (seen)
+                        continue;
+                for (int j = i; j < c.n; j++) {
+                        hx_msg_t *m = &c.m[j];
+                        int64_t cm;
+                        if (m->cls != c.m[i].cls || m->delivered != 1)
+                                continue;
+                        nm++;
+                        if (m->verdict != HX_BAD)
+                                continue;
+                        nb++;
+                        if (d.dl[j] == 1) {
+                                d1++;
+                        } else if (d.dl[j] > 1) {
+                                d2++;
+                        } else {
+                                cm = fx_committed(e.kafka, GROUP,
+                                                  IN_TOPICS[m->topic],
+                                                  m->partition);
+                                if (cm >= 0 && m->offset >= cm)
+                                        unread++;
+                                else
+                                        pass++;
+                        }
+                }
+                printf("  %-22s %6d %6d %6d %6d %6d %6d\n", c.m[i].cls, nm,
+                       nb, d1, d2, pass, unread);
+        }
+        printf("  (bad: expected dead-lettered; passed: consumed, not "
+               "dead-lettered; unread: at or past the committed offset)\n");
         /* the reasons seen, one example per class */
         for (int i = 0; i < c.n && shown < C_SHOW_MAX; i++) {
                 hx_msg_t *m = &c.m[i];
