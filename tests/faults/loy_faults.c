@@ -1016,7 +1016,12 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                                        " (the partition is stuck here)" :
                                        " (consumed and passed as valid)");
                 } else if (m->verdict == HX_BAD && d.dl[i] > 1) {
-                        bad_twice++;
+                        if (bad_twice++ < 8)
+                                printf("    dead-lettered %d times: #%d %s, "
+                                       "%s[%d]@%lld\n", d.dl[i], i, m->cls,
+                                       IN_TOPICS[m->topic],
+                                       (int)m->partition,
+                                       (long long)m->offset);
                 } else if (m->verdict == HX_GOOD && d.dl[i]) {
                         if (good_dl++ < 10)
                                 printf("    good event dead-lettered: #%d "
