@@ -581,13 +581,23 @@ static void on_trigger(const char *key, const void *val, size_t len,
         char *json = loy_codec_trigger_to_json(c->codec, val, len, err,
                                                sizeof(err));
         json_t *t = json ? json_loads(json, 0, NULL) : NULL;
-        const char *id = json_string_value(json_object_get(t, "trigger_id"));
+        const char *tid = json_string_value(json_object_get(t, "trigger_id"));
+        char id[256];
         (void)key;
         (void)headers;
         (void)partition;
         (void)offset;
         ids->total++;
-        if (!id) {
+        /* "id rule/cause-kind": compared on the id only */
+        if (tid)
+                snprintf(id, sizeof(id), "%s %s/%s", tid,
+                         json_string_value(json_object_get(t, "rule")) ?
+                         json_string_value(json_object_get(t, "rule")) : "?",
+                         json_string_value(json_object_get(
+                             json_object_get(t, "cause"), "kind")) ?
+                         json_string_value(json_object_get(
+                             json_object_get(t, "cause"), "kind")) : "?");
+        if (!tid) {
                 ids->undecodable++;
         } else {
                 if (ids->n == ids->cap) {
@@ -608,6 +618,8 @@ static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int id_cmp(const char *a, const char *b);
+
 int fx_ids_read(tu_kafka_t *k, const char *topic, fx_ids_t *ids) {
         char err[256];
         struct ids_ctx c = {ids, loy_codec_create(NULL, err, sizeof(err))};
@@ -621,7 +633,7 @@ int fx_ids_read(tu_kafka_t *k, const char *topic, fx_ids_t *ids) {
                 return -1;
         qsort(ids->id, (size_t)ids->n, sizeof(*ids->id), cmp_str);
         for (int i = 0; i < ids->n; i++) {
-                if (w && !strcmp(ids->id[w - 1], ids->id[i])) {
+                if (w && !id_cmp(ids->id[w - 1], ids->id[i])) {
                         free(ids->id[i]);
                         continue;
                 }
@@ -638,11 +650,41 @@ void fx_ids_free(fx_ids_t *ids) {
         memset(ids, 0, sizeof(*ids));
 }
 
+/* strcmp of the id parts ("id rule/kind"). */
+static int id_cmp(const char *a, const char *b) {
+        size_t la = strcspn(a, " "), lb = strcspn(b, " ");
+        int c = strncmp(a, b, la < lb ? la : lb);
+        return c ? c : (la > lb) - (la < lb);
+}
+
+/* Tally of "rule/kind" for missing or extra ids. */
+static void tally(char (*t)[64], int *nt, int *cnt, const char *id) {
+        const char *k = strchr(id, ' ');
+        int i;
+        k = k ? k + 1 : "?";
+        for (i = 0; i < *nt; i++)
+                if (!strcmp(t[i], k))
+                        break;
+        if (i == *nt) {
+                if (*nt == 16)
+                        return;
+                snprintf(t[(*nt)++], 64, "%s", k);
+                cnt[i] = 0;
+        }
+        cnt[i]++;
+}
+
 int fx_ids_compare(const fx_ids_t *ref, const fx_ids_t *got, int max) {
         int i = 0, j = 0, missing = 0, extra = 0;
+        char tm[16][64], te[16][64];
+        int cm[16], ce[16], ntm = 0, nte = 0;
         while (i < ref->n || j < got->n) {
                 int c = i == ref->n ? 1 : j == got->n ? -1 :
-                        strcmp(ref->id[i], got->id[j]);
+                        id_cmp(ref->id[i], got->id[j]);
+                if (c < 0)
+                        tally(tm, &ntm, cm, ref->id[i]);
+                else if (c > 0)
+                        tally(te, &nte, ce, got->id[j]);
                 if (c == 0) {
                         i++;
                         j++;
@@ -663,6 +705,10 @@ int fx_ids_compare(const fx_ids_t *ref, const fx_ids_t *got, int max) {
                "missing %d, extra %d\n",
                ref->n, got->n, got->total, got->total - got->n -
                got->undecodable, got->undecodable, missing, extra);
+        for (int k = 0; k < ntm; k++)
+                printf("    missing by rule/cause: %-24s %d\n", tm[k], cm[k]);
+        for (int k = 0; k < nte; k++)
+                printf("    extra by rule/cause:   %-24s %d\n", te[k], ce[k]);
         return missing + extra;
 }
 

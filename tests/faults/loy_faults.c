@@ -436,17 +436,19 @@ static void sc_kill9(fx_result_t *res, fx_rng_t *rng) {
                         fx_sleep_ms((int)fx_rng_range(rng, 0, 2500));
                         break;
                 case K_MIDBATCH:
-                        wait_stat_growth(&e, "events_in", in0, 15000);
+                        wait_stat_growth(&e, "events_in", in0,
+                                         opt.quick ? 6000 : 15000);
                         fx_sleep_ms((int)fx_rng_range(rng, 0, 150));
                         break;
                 case K_TIMER:
                         if (wait_stat_growth(&e, "timers_fired", t0,
-                                             15000) == 0)
+                                             opt.quick ? 4000 : 15000) == 0)
                                 fx_sleep_ms((int)fx_rng_range(rng, 0, 20));
                         break;
                 case K_SIGTERM: {
                         int delay = (int)fx_rng_range(rng, 0, 400), st;
-                        wait_stat_growth(&e, "events_in", in0, 15000);
+                        wait_stat_growth(&e, "events_in", in0,
+                                         opt.quick ? 6000 : 15000);
                         if (!fx_alive(&e, 0))
                                 break;
                         kill(e.procs[0].pid, SIGTERM);
