@@ -13,3 +13,15 @@ clean:
 	rm -rf build build-asan
 format:
 	clang-format -i */*.c */*.h
+
+# The fault suite (docs/faults.md): the real loyaltyd under kill -9, Redis
+# and Kafka faults and hostile input. FAULTS_ARGS="--seed N kill9" replays.
+.PHONY: faults faults-quick
+faults:
+	cmake -S . -B build >/dev/null
+	cmake --build build -j2 --target loyaltyd loy_faults
+	build/loy_faults $(FAULTS_ARGS)
+faults-quick:
+	cmake -S . -B build >/dev/null
+	cmake --build build -j2 --target loyaltyd loy_faults
+	build/loy_faults --quick $(FAULTS_ARGS)

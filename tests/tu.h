@@ -23,6 +23,11 @@ int tu_redis_start(tu_redis_t *r, int aof);
 void tu_redis_kill(tu_redis_t *r, int sig);
 /* Starts it again on the same port and directory. */
 int tu_redis_restart(tu_redis_t *r);
+/* Like tu_redis_start / tu_redis_restart with more redis-server arguments
+ * (NULL-terminated, e.g. {"--enable-debug-command", "local", NULL}); the
+ * restart needs them again. 0 or -1. */
+int tu_redis_start_args(tu_redis_t *r, int aof, const char *const *extra);
+int tu_redis_restart_args(tu_redis_t *r, const char *const *extra);
 /* Stops it and removes its directory. */
 void tu_redis_stop(tu_redis_t *r);
 

@@ -37,10 +37,31 @@ static void sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
-static int spawn(tu_redis_t *r) {
+/* extra: more redis-server arguments (NULL-terminated), or NULL. */
+static int spawn_with(tu_redis_t *r, const char *const *extra) {
         char port[16];
+        const char *argv[64];
+        int argc = 0;
         pid_t pid;
         snprintf(port, sizeof(port), "%d", r->port);
+        argv[argc++] = "redis-server";
+        argv[argc++] = "--port";
+        argv[argc++] = port;
+        argv[argc++] = "--bind";
+        argv[argc++] = "127.0.0.1";
+        argv[argc++] = "--dir";
+        argv[argc++] = r->dir;
+        argv[argc++] = "--save";
+        argv[argc++] = "";
+        argv[argc++] = "--appendonly";
+        argv[argc++] = r->aof ? "yes" : "no";
+        argv[argc++] = "--appendfsync";
+        argv[argc++] = "always";
+        argv[argc++] = "--daemonize";
+        argv[argc++] = "no";
+        for (int i = 0; extra && extra[i] && argc < 63; i++)
+                argv[argc++] = extra[i];
+        argv[argc] = NULL;
         pid = fork();
         if (pid < 0)
                 return -1;
@@ -50,11 +71,7 @@ static int spawn(tu_redis_t *r) {
                         dup2(devnull, 1);
                         dup2(devnull, 2);
                 }
-                execlp("redis-server", "redis-server", "--port", port,
-                       "--bind", "127.0.0.1", "--dir", r->dir,
-                       "--save", "", "--appendonly", r->aof ? "yes" : "no",
-                       "--appendfsync", "always", "--daemonize", "no",
-                       (char *)NULL);
+                execvp("redis-server", (char *const *)argv);
                 _exit(127);
         }
         r->pid = pid;
@@ -67,6 +84,26 @@ static int spawn(tu_redis_t *r) {
                 sleep_ms(25);
         }
         return -1;
+}
+
+static int spawn(tu_redis_t *r) {
+        return spawn_with(r, NULL);
+}
+
+int tu_redis_start_args(tu_redis_t *r, int aof, const char *const *extra) {
+        memset(r, 0, sizeof(*r));
+        snprintf(r->dir, sizeof(r->dir), "/tmp/loy-tu-redis-XXXXXX");
+        if (!mkdtemp(r->dir))
+                return -1;
+        r->aof = aof;
+        r->port = free_port();
+        if (r->port < 0)
+                return -1;
+        return spawn_with(r, extra);
+}
+
+int tu_redis_restart_args(tu_redis_t *r, const char *const *extra) {
+        return spawn_with(r, extra);
 }
 
 int tu_redis_start(tu_redis_t *r, int aof) {
