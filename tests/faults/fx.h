@@ -197,7 +197,8 @@ int fx_snap_diff(const fx_snap_t *ref, const fx_snap_t *got, const char *ns,
  * NULL-terminated pairs {suffix-or-prefix, why}. */
 extern const char *const fx_snap_skip[][2];
 /* Key kinds whose differences are printed but not counted by fx_snap_diff
- * (wall-clock dependent by design), with the reason; same layout. */
+ * (wall-clock or partition-interleaving dependent by design), with the
+ * reason; same layout. */
 extern const char *const fx_snap_soft[][2];
 
 /* One command on port, reply as text (integer, status, bulk string, error

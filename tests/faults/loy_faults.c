@@ -878,7 +878,7 @@ struct dl_ctx {
         hx_corpus_t *c;
         int *dl;                /* per message */
         char **reason;
-        int unknown, noreason, changed, total;
+        int unknown, noreason, changed, truncated, total;
 };
 
 static const char *hdr(const char *h, const char *name, char *buf,
@@ -933,9 +933,19 @@ static void on_dl(const char *key, const void *val, size_t len,
                 d->noreason++;
         else if (!d->reason[found])
                 d->reason[found] = strdup(reason);
-        if (len != d->c->m[found].len ||
-            (len && memcmp(val, d->c->m[found].val, len)))
+        /* bytes intact, or a prefix of them with loy.truncated naming the
+         * original size: a message too large to send again whole */
+        if (hdr(headers, "loy.truncated", t, sizeof(t))) {
+                if (len > d->c->m[found].len ||
+                    (size_t)atoll(t) != d->c->m[found].len ||
+                    (len && memcmp(val, d->c->m[found].val, len)))
+                        d->changed++;
+                else
+                        d->truncated++;
+        } else if (len != d->c->m[found].len ||
+                   (len && memcmp(val, d->c->m[found].val, len))) {
                 d->changed++;
+        }
 }
 
 static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
@@ -1090,8 +1100,10 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                 }
         }
         printf("  dead letters: %d read (expected %d), %d without a reason, "
-               "%d with changed bytes, %d of unknown origin\n",
-               d.total, expect_dl, d.noreason, d.changed, d.unknown);
+               "%d with changed bytes, %d cut to fit (loy.truncated), %d of "
+               "unknown origin\n",
+               d.total, expect_dl, d.noreason, d.changed, d.truncated,
+               d.unknown);
         if (bad_missed)
                 fx_fail(res, "%d bad messages not dead-lettered (%d of them "
                         "behind a stuck partition position)", bad_missed,
