@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -413,22 +414,19 @@ static int resolve_model(loy_config_t *conf, const char *path, char *errstr,
         return 0;
 }
 
-int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
-                    size_t errstr_size) {
-        FILE *fp = fopen(path, "r");
+/* Parses fp (left open: the caller closes it); path names it in
+ * messages and anchors a relative model path. */
+static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
+                   char *errstr, size_t errstr_size) {
         char linebuf[2048];
         char section[64] = "";
         int model_set = 0;
         int lineno = 0;
 
-        if (!fp)
-                return fail(errstr, errstr_size, path, 0, "file", "%s",
-                            strerror(errno));
         while (fgets(linebuf, sizeof(linebuf), fp)) {
                 char *line, *eq, *key, *value, *hash;
                 lineno++;
                 if (!strchr(linebuf, '\n') && !feof(fp)) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, "line",
                                     "longer than %zu characters",
                                     sizeof(linebuf) - 2);
@@ -443,7 +441,6 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                         char *end = strchr(line, ']');
                         char *name;
                         if (!end || end[1]) {
-                                fclose(fp);
                                 return fail(errstr, errstr_size, path, lineno,
                                             line, "malformed section");
                         }
@@ -451,7 +448,6 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                         name = trim(line + 1);
                         if (!known_section(name) ||
                             strlen(name) >= sizeof(section)) {
-                                fclose(fp);
                                 return fail(errstr, errstr_size, path, lineno,
                                             name, "unknown section");
                         }
@@ -462,14 +458,12 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                         if (!strncmp(section, "rule ", 5) &&
                             !rule_get(conf, section + 5, path, lineno,
                                       errstr, errstr_size)) {
-                                fclose(fp);
                                 return -1;
                         }
                         continue;
                 }
                 eq = strchr(line, '=');
                 if (!eq) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, line,
                                     "expected key = value");
                 }
@@ -477,28 +471,57 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                 key = trim(line);
                 value = trim(eq + 1);
                 if (!*key) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, "=",
                                     "expected key = value");
                 }
                 if (!section[0]) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, key,
                                     "key outside any [section]");
                 }
                 if (set_key(conf, section, key, value, path, lineno, errstr,
                             errstr_size) == -1) {
-                        fclose(fp);
                         return -1;
                 }
                 if (!strcmp(section, "scoring") && !strcmp(key, "model"))
                         model_set = 1;
         }
-        fclose(fp);
+        if (ferror(fp))
+                return fail(errstr, errstr_size, path, lineno, "file",
+                            "read error");
         /* only a path this file gave is relative to this file */
         if (model_set && resolve_model(conf, path, errstr, errstr_size) == -1)
                 return -1;
         return check(conf, path, errstr, errstr_size);
+}
+
+int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
+                    size_t errstr_size) {
+        FILE *fp = fopen(path, "r");
+        int rc;
+
+        if (!fp)
+                return fail(errstr, errstr_size, path, 0, "file", "%s",
+                            strerror(errno));
+        rc = load_fp(conf, fp, path, errstr, errstr_size);
+        fclose(fp);
+        return rc;
+}
+
+int loy_config_load_buffer(loy_config_t *conf, const char *name,
+                           const char *buf, size_t len, char *errstr,
+                           size_t errstr_size) {
+        FILE *fp;
+        int rc;
+
+        /* a read-only stream over the caller's bytes: the very code path
+         * of a file, NUL bytes and a missing last newline included */
+        fp = fmemopen((void *)(uintptr_t)(len ? buf : ""), len, "r");
+        if (!fp)
+                return fail(errstr, errstr_size, name, 0, "file", "%s",
+                            strerror(errno));
+        rc = load_fp(conf, fp, name, errstr, errstr_size);
+        fclose(fp);
+        return rc;
 }
 
 int loy_config_set(loy_config_t *conf, const char *origin,

@@ -1,0 +1,63 @@
+/*
+ * fuzz_model: libFuzzer target of the model-file parser.
+ *
+ * The input is a model file's text (loy_model_load_buffer). It must never
+ * crash; a refusal must come with a message naming the file and must leave
+ * the model untouched; an accepted model must pass loy_model_validate, and
+ * scoring one typical customer with it must give what loy_model.h
+ * promises (p_alive in [0, 1], finite non-negative expected purchases).
+ *
+ * Build: scripts/fuzz.sh (cmake -DLOY_FUZZ=ON with clang, build-fuzz/).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loy_model.h"
+
+#define NAME "fuzz.model"
+
+#define CHECK(cond, ...)                                                 \
+        do {                                                             \
+                if (!(cond)) {                                           \
+                        fprintf(stderr, "fuzz_model: %s:%d: %s: ",       \
+                                __FILE__, __LINE__, #cond);              \
+                        fprintf(stderr, __VA_ARGS__);                    \
+                        fputc('\n', stderr);                             \
+                        abort();                                         \
+                }                                                        \
+        } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        loy_model_t m, before;
+        loy_model_input_t in = { 3, 60, 200, 25, 20 };
+        loy_model_scores_t s;
+        char err[512];
+        int rc;
+
+        memset(&m, 0xa5, sizeof(m));
+        before = m;
+        err[0] = '\0';
+        rc = loy_model_load_buffer(&m, NAME, (const char *)data, size, err,
+                                   sizeof(err));
+        if (rc) {
+                CHECK(rc == -1, "returned %d", rc);
+                CHECK(err[0], "refused without a message");
+                CHECK(!strncmp(err, NAME ":", strlen(NAME ":")),
+                      "message does not name the file: %s", err);
+                CHECK(!memcmp(&m, &before, sizeof(m)),
+                      "a refused file changed the model");
+                return 0;
+        }
+        CHECK(memchr(m.version, '\0', sizeof(m.version)) && m.version[0],
+              "version is empty or not terminated");
+        CHECK(loy_model_validate(&m, err, sizeof(err)) == 0,
+              "accepted a model that does not validate: %s", err);
+        loy_model_score(&m, &in, 90, 0.3, &s);
+        CHECK(s.p_alive >= 0 && s.p_alive <= 1, "p_alive %g", s.p_alive);
+        CHECK(isfinite(s.exp_purchases) && s.exp_purchases >= 0,
+              "expected purchases %g", s.exp_purchases);
+        return 0;
+}
