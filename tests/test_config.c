@@ -753,6 +753,33 @@ static void test_reference(void) {
         free(text);
 }
 
+/* Regression (fuzz_config): a rule's reward.kind "c\x01\x18p\xcbon" was
+ * accepted, and its triggers could not be read back as JSON ("avro:
+ * Cannot allocate JSON string"): string values must be UTF-8. */
+static void test_utf8(void) {
+        loy_config_t c;
+        char err[512] = "";
+
+        expect_load_error("[rule winback]\nwhen = clv > 1\n"
+                          "reward.kind = c\x01\x18p\xcbon\n",
+                          ":3: reward.kind: not valid UTF-8");
+        expect_load_error("[redis]\nnamespace = loy\xc0\xaf\n",
+                          ":2: namespace: not valid UTF-8");
+        expect_load_error("[rule a]\nwhen = clv > 1\n"
+                          "reward.currency = \xed\xa0\x80\n",
+                          ":3: reward.currency: not valid UTF-8");
+        loy_config_defaults(&c);
+        expect_set_error(&c, "rule.x.reward.kind", "coupon\xff",
+                         "-X: reward.kind: not valid UTF-8");
+        /* real UTF-8 is fine */
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.kind",
+                                       "bon-d'achat-\xc3\xa9t\xc3\xa9", err,
+                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.currency",
+                                       "\xe2\x82\xac", err, sizeof(err)), 0);
+        loy_config_free(&c);
+}
+
 /* loy_config_load_buffer (for fuzz_config): the shipped file from memory
  * gives what the file gives; errors name the buffer; no NUL needed at the
  * end. */
@@ -824,7 +851,8 @@ int main(void) {
             !CU_add_test(s, "set", test_set) ||
             !CU_add_test(s, "kafka properties", test_kafka_props) ||
             !CU_add_test(s, "reference reads back", test_reference) ||
-            !CU_add_test(s, "load from a buffer", test_load_buffer)) {
+            !CU_add_test(s, "load from a buffer", test_load_buffer) ||
+            !CU_add_test(s, "strings are UTF-8", test_utf8)) {
                 CU_cleanup_registry();
                 return CU_get_error();
         }

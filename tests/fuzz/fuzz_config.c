@@ -7,7 +7,9 @@
  * never crash; every refusal must come with a message that names where the
  * error is; an accepted config must hold what the parser promises (strings
  * terminated inside their buffers, counts inside their bounds, every rule
- * with a condition). Accepted rules are evaluated once on a new customer.
+ * with a condition). Accepted rules are evaluated once on a new customer,
+ * and each one's trigger must encode and read back as JSON (what the coupon
+ * service and loyaltyctl see), so a rule's strings must be UTF-8.
  *
  * Build: scripts/fuzz.sh (cmake -DLOY_FUZZ=ON with clang, build-fuzz/).
  */
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loy_codec.h"
 #include "loy_config.h"
 #include "loy_feat.h"
 #include "loy_rules.h"
@@ -44,6 +47,32 @@ static void check_refusal(const char *err, const char *origin) {
         CHECK(!strncmp(err, origin, strlen(origin)) &&
                       err[strlen(origin)] == ':',
               "message does not start with '%s:': %s", origin, err);
+}
+
+static loy_codec_t *codec;
+
+/* A trigger of rule r: encodes, and reads back with r's strings. */
+static void check_trigger(const loy_rule_t *r) {
+        loy_trigger_t t;
+        const void *out;
+        size_t len;
+        char err[512], *json;
+
+        memset(&t, 0, sizeof(t));
+        t.trigger_id = "t1";
+        t.customer_id = "c1";
+        t.rule = r->name;
+        t.reward_kind = r->reward_kind;
+        t.reward_value = r->reward_value;
+        t.reward_currency = r->reward_currency;
+        t.segment = "new";
+        t.cause_kind = "timer";
+        t.model_version = "m1";
+        out = loy_codec_encode_trigger(codec, &t, &len, err, sizeof(err));
+        CHECK(out, "rule %s: trigger does not encode: %s", r->name, err);
+        json = loy_codec_trigger_to_json(codec, out, len, err, sizeof(err));
+        CHECK(json, "rule %s: trigger does not read back: %s", r->name, err);
+        free(json);
 }
 
 static void check_accepted(const loy_config_t *c) {
@@ -82,6 +111,7 @@ static void check_accepted(const loy_config_t *c) {
                 if (i > 0)
                         CHECK(c->rules.rule[i - 1].priority >= r->priority,
                               "rules not sorted by priority");
+                check_trigger(r);
         }
         loy_feat_init(&cust, "c1");
         (void)loy_rules_pick(&c->rules, &cust, LOY_ON_EVENT, 1,
@@ -97,6 +127,23 @@ static const uint8_t *find_split(const uint8_t *data, size_t size) {
                     data[i + 1] == '%' && (i + 2 == size || data[i + 2] == '\n'))
                         return data + i;
         return NULL;
+}
+
+static void cleanup(void) {
+        loy_codec_destroy(codec);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+        char err[512];
+        (void)argc;
+        (void)argv;
+        codec = loy_codec_create(NULL, err, sizeof(err));
+        if (!codec) {
+                fprintf(stderr, "fuzz_config: %s\n", err);
+                abort();
+        }
+        atexit(cleanup);
+        return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
