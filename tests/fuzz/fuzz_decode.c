@@ -8,8 +8,11 @@
  * decoded again and compared field by field: the round trip must give the
  * same event, and encoding that one must give the same bytes. A trigger
  * built from the event is encoded and read back as JSON. The input is also
- * read as a framed trigger (loy_codec_trigger_to_json). Any mismatch
- * aborts, so libFuzzer keeps the input.
+ * read as a framed trigger (loy_codec_trigger_to_json). The codec reuses
+ * its Avro values: after decoding a large purchase and a browse event in
+ * between, the input must decode to the same event again (nothing left
+ * over from the previous message). Any mismatch aborts, so libFuzzer keeps
+ * the input.
  *
  * Build: scripts/fuzz.sh (cmake -DLOY_FUZZ=ON with clang, build-fuzz/).
  */
@@ -28,9 +31,13 @@
 #define NOW_MS 1700000000000LL
 
 static loy_codec_t *codec;
-static loy_event_t ev, ev2;
+static loy_event_t ev, ev2, ev3;
 static unsigned char *enc1;
 static size_t enc1_cap;
+/* framed messages that fill every field: decoded between two decodes of
+ * the input to dirty the codec's reused values */
+static unsigned char *dirty[2];
+static size_t dirty_len[2];
 
 #define CHECK(cond, ...)                                                 \
         do {                                                             \
@@ -171,7 +178,60 @@ static void cleanup(void) {
         loy_codec_destroy(codec);
         loy_event_free(&ev);
         loy_event_free(&ev2);
+        loy_event_free(&ev3);
         free(enc1);
+        free(dirty[0]);
+        free(dirty[1]);
+}
+
+static void keep_encoded(const loy_event_t *e, int slot) {
+        char err[512];
+        const void *out = loy_codec_encode_event(codec, e, &dirty_len[slot],
+                                                 err, sizeof(err));
+        CHECK(out, "canned event does not encode: %s", err);
+        dirty[slot] = malloc(dirty_len[slot]);
+        CHECK(dirty[slot], "out of memory");
+        memcpy(dirty[slot], out, dirty_len[slot]);
+}
+
+/* A purchase of 40 lines and a search, every string at its longest. */
+static void make_dirty(void) {
+        loy_event_t e = { 0 };
+        char err[512];
+
+        loy_event_reset(&e);
+        e.kind = LOY_EV_PURCHASE;
+        memset(e.event_id, 'e', LOY_ID_MAX);
+        memset(e.customer_id, 'c', LOY_ID_MAX);
+        memset(e.order_id, 'o', LOY_ID_MAX);
+        memcpy(e.currency, "GBPGBPG", 7);
+        memset(e.channel, 'w', LOY_ID_MAX);
+        e.ts_ms = NOW_MS - 1000;
+        for (int i = 0; i < 40; i++) {
+                loy_line_t *l = loy_event_add_line(&e);
+                CHECK(l, "out of memory");
+                memset(l->sku, 'a' + i % 26, LOY_SKU_MAX);
+                memset(l->category, 'A' + i % 26, LOY_SKU_MAX);
+                l->quantity = i + 1;
+                l->unit_price = i + 0.25;
+        }
+        keep_encoded(&e, 0);
+        loy_event_reset(&e);
+        e.kind = LOY_EV_BROWSE;
+        memset(e.event_id, 'f', LOY_ID_MAX);
+        memset(e.customer_id, 'd', LOY_ID_MAX);
+        memset(e.session_id, 's', LOY_ID_MAX);
+        memset(e.sku, 'k', LOY_SKU_MAX);
+        memset(e.category, 'g', LOY_SKU_MAX);
+        memset(e.query, 'q', LOY_QUERY_MAX);
+        e.ts_ms = NOW_MS - 1000;
+        e.action = LOY_ACT_SEARCH;
+        keep_encoded(&e, 1);
+        for (int k = 0; k < 2; k++)
+                CHECK(loy_codec_decode(codec, dirty[k], dirty_len[k], 0,
+                                       NOW_MS, &ev3, err, sizeof(err)) == 0,
+                      "canned event %d does not decode: %s", k, err);
+        loy_event_free(&e);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -185,6 +245,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         }
         /* the leak check at exit then sees only real leaks */
         atexit(cleanup);
+        make_dirty();
         return 0;
 }
 
@@ -202,8 +263,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                               "asked for kind %d, got %d", (int)kinds[k],
                               (int)ev.kind);
                         round_trip(&ev);
+                        /* again after other messages: same event */
+                        for (int d = 0; d < 2; d++)
+                                (void)loy_codec_decode(codec, dirty[d],
+                                                       dirty_len[d], 0,
+                                                       NOW_MS, &ev3, err,
+                                                       sizeof(err));
+                        CHECK(loy_codec_decode(codec, data, size, kinds[k],
+                                               NOW_MS, &ev3, err,
+                                               sizeof(err)) == 0,
+                              "decodes once, not twice: %s", err);
+                        check_same_event(&ev, &ev3);
                 } else {
+                        char why[512];
                         CHECK(err[0], "rejected without a reason");
+                        /* and again after another message, alike */
+                        memcpy(why, err, sizeof(why));
+                        (void)loy_codec_decode(codec, dirty[k % 2],
+                                               dirty_len[k % 2], 0, NOW_MS,
+                                               &ev3, err, sizeof(err));
+                        CHECK(loy_codec_decode(codec, data, size, kinds[k],
+                                               NOW_MS, &ev3, err,
+                                               sizeof(err)) == -1 &&
+                                      !strcmp(err, why),
+                              "rejected once ('%s'), then '%s'", why, err);
                 }
         }
         /* the same bytes as a framed trigger (loyaltyctl triggers) */
