@@ -6,6 +6,8 @@
  * the model untouched; an accepted model must pass loy_model_validate, and
  * scoring one typical customer with it must give what loy_model.h
  * promises (p_alive in [0, 1], finite non-negative expected purchases).
+ * An accepted model is written with loy_model_write (to /dev/shm when
+ * there is one) and must load back the same, bit for bit.
  *
  * Build: scripts/fuzz.sh (cmake -DLOY_FUZZ=ON with clang, build-fuzz/).
  */
@@ -14,10 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "loy_model.h"
 
 #define NAME "fuzz.model"
+
+static char out_path[128];
 
 #define CHECK(cond, ...)                                                 \
         do {                                                             \
@@ -29,6 +34,51 @@
                         abort();                                         \
                 }                                                        \
         } while (0)
+
+static void cleanup(void) {
+        unlink(out_path);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+        (void)argc;
+        (void)argv;
+        snprintf(out_path, sizeof(out_path), "%s/loy_fuzz_model.%ld",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+                 (long)getpid());
+        atexit(cleanup);
+        return 0;
+}
+
+#define SAME(f)                                                          \
+        CHECK(!memcmp(&m.f, &back.f, sizeof(m.f)), "field " #f           \
+              " changed in the round trip")
+
+/* loy_model_write, then loy_model_load: the same model. */
+static void check_write(const loy_model_t *mp) {
+        loy_model_t m = *mp, back;
+        char err[512];
+
+        CHECK(loy_model_write(&m, "note = fuzz\n", out_path, err,
+                              sizeof(err)) == 0,
+              "an accepted model is not written: %s", err);
+        CHECK(loy_model_load(&back, out_path, err, sizeof(err)) == 0,
+              "a written model does not load: %s", err);
+        CHECK(!strcmp(m.version, back.version), "version '%s' became '%s'",
+              m.version, back.version);
+        SAME(variant);
+        SAME(unit_days);
+        SAME(r);
+        SAME(alpha);
+        SAME(a);
+        SAME(b);
+        SAME(has_gg);
+        if (m.has_gg) {
+                SAME(gg_p);
+                SAME(gg_q);
+                SAME(gg_gamma);
+        }
+        SAME(discount_monthly);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         loy_model_t m, before;
@@ -55,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               "version is empty or not terminated");
         CHECK(loy_model_validate(&m, err, sizeof(err)) == 0,
               "accepted a model that does not validate: %s", err);
+        check_write(&m);
         loy_model_score(&m, &in, 90, 0.3, &s);
         CHECK(s.p_alive >= 0 && s.p_alive <= 1, "p_alive %g", s.p_alive);
         CHECK(isfinite(s.exp_purchases) && s.exp_purchases >= 0,
