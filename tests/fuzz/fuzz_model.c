@@ -77,7 +77,10 @@ static void check_write(const loy_model_t *mp) {
                 SAME(gg_q);
                 SAME(gg_gamma);
         }
-        SAME(discount_monthly);
+        /* 0 is not written: -0 comes back as 0, the same rate */
+        CHECK(m.discount_monthly == back.discount_monthly,
+              "discount_monthly %.17g became %.17g", m.discount_monthly,
+              back.discount_monthly);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
