@@ -847,7 +847,7 @@ static void test_bad_values(void) {
  * read back as JSON ("avro: Cannot allocate JSON string"). */
 static void test_utf8(void) {
         static const char *const bad[] = {
-                "13\xdc" "47",         /* lone continuation-lead byte */
+                "13\xdc\x34\x37",      /* lead byte 0xdc, then "47" */
                 "a\xc3",               /* truncated sequence */
                 "\xc0\xaf",            /* overlong '/' */
                 "\xe0\x80\xaf",        /* overlong, 3 bytes */
