@@ -1,5 +1,5 @@
 # Thin wrapper: the two README commands and a few conveniences.
-.PHONY: all demo test build clean format
+.PHONY: all demo test build clean format fuzz fuzz-quick
 all: build
 build:
 	scripts/bootstrap.sh
@@ -9,6 +9,13 @@ demo: build
 	build/loyaltyctl demo
 test:
 	scripts/test.sh
+# libFuzzer targets (clang; build-fuzz/, corpora kept there):
+# FUZZ_SECONDS per target, one target at a time.
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+fuzz-quick:
+	scripts/fuzz.sh --quick
 clean:
 	rm -rf build build-asan
 format:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,6 +176,43 @@ static char *trim(char *s) {
         return s;
 }
 
+/* Whether s is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), the rule jansson applies. */
+static int utf8_valid(const char *str) {
+        const unsigned char *s = (const unsigned char *)str;
+        while (*s) {
+                unsigned char c = *s;
+                int len;
+                uint32_t cp;
+                if (c < 0x80) {
+                        s++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf) {
+                        len = 2;
+                        cp = c & 0x1f;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        len = 3;
+                        cp = c & 0x0f;
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        len = 4;
+                        cp = c & 0x07;
+                } else {
+                        return 0;
+                }
+                for (int k = 1; k < len; k++) {
+                        if ((s[k] & 0xc0) != 0x80)   /* also stops at NUL */
+                                return 0;
+                        cp = cp << 6 | (s[k] & 0x3f);
+                }
+                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                        return 0;
+                s += len;
+        }
+        return 1;
+}
+
 /* Stores one typed value at base+k->offset. */
 static int set_value(void *base, const cfg_key_t *k, const char *value,
                      const char *file, int line, const char *key,
@@ -189,6 +227,12 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
                         return fail(errstr, errstr_size, file, line, key,
                                     "longer than %zu characters",
                                     k->size - 1);
+                /* strings reach the Avro triggers (rule reward kind and
+                 * currency) and Kafka or Redis names: UTF-8, or readers
+                 * rewrite them */
+                if (!utf8_valid(value))
+                        return fail(errstr, errstr_size, file, line, key,
+                                    "not valid UTF-8");
                 memcpy(p, value, strlen(value) + 1);
                 return 0;
         case CT_BOOL:
@@ -414,22 +458,19 @@ static int resolve_model(loy_config_t *conf, const char *path, char *errstr,
         return 0;
 }
 
-int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
-                    size_t errstr_size) {
-        FILE *fp = fopen(path, "r");
+/* Parses fp (left open: the caller closes it); path names it in
+ * messages and anchors a relative model path. */
+static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
+                   char *errstr, size_t errstr_size) {
         char linebuf[2048];
         char section[64] = "";
         int model_set = 0;
         int lineno = 0;
 
-        if (!fp)
-                return fail(errstr, errstr_size, path, 0, "file", "%s",
-                            strerror(errno));
         while (fgets(linebuf, sizeof(linebuf), fp)) {
                 char *line, *eq, *key, *value, *hash;
                 lineno++;
                 if (!strchr(linebuf, '\n') && !feof(fp)) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, "line",
                                     "longer than %zu characters",
                                     sizeof(linebuf) - 2);
@@ -444,7 +485,6 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                         char *end = strchr(line, ']');
                         char *name;
                         if (!end || end[1]) {
-                                fclose(fp);
                                 return fail(errstr, errstr_size, path, lineno,
                                             line, "malformed section");
                         }
@@ -452,7 +492,6 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                         name = trim(line + 1);
                         if (!known_section(name) ||
                             strlen(name) >= sizeof(section)) {
-                                fclose(fp);
                                 return fail(errstr, errstr_size, path, lineno,
                                             name, "unknown section");
                         }
@@ -463,14 +502,12 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                         if (!strncmp(section, "rule ", 5) &&
                             !rule_get(conf, section + 5, path, lineno,
                                       errstr, errstr_size)) {
-                                fclose(fp);
                                 return -1;
                         }
                         continue;
                 }
                 eq = strchr(line, '=');
                 if (!eq) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, line,
                                     "expected key = value");
                 }
@@ -478,28 +515,57 @@ int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                 key = trim(line);
                 value = trim(eq + 1);
                 if (!*key) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, "=",
                                     "expected key = value");
                 }
                 if (!section[0]) {
-                        fclose(fp);
                         return fail(errstr, errstr_size, path, lineno, key,
                                     "key outside any [section]");
                 }
                 if (set_key(conf, section, key, value, path, lineno, errstr,
                             errstr_size) == -1) {
-                        fclose(fp);
                         return -1;
                 }
                 if (!strcmp(section, "scoring") && !strcmp(key, "model"))
                         model_set = 1;
         }
-        fclose(fp);
+        if (ferror(fp))
+                return fail(errstr, errstr_size, path, lineno, "file",
+                            "read error");
         /* only a path this file gave is relative to this file */
         if (model_set && resolve_model(conf, path, errstr, errstr_size) == -1)
                 return -1;
         return check(conf, path, errstr, errstr_size);
+}
+
+int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
+                    size_t errstr_size) {
+        FILE *fp = fopen(path, "r");
+        int rc;
+
+        if (!fp)
+                return fail(errstr, errstr_size, path, 0, "file", "%s",
+                            strerror(errno));
+        rc = load_fp(conf, fp, path, errstr, errstr_size);
+        fclose(fp);
+        return rc;
+}
+
+int loy_config_load_buffer(loy_config_t *conf, const char *name,
+                           const char *buf, size_t len, char *errstr,
+                           size_t errstr_size) {
+        FILE *fp;
+        int rc;
+
+        /* a read-only stream over the caller's bytes: the very code path
+         * of a file, NUL bytes and a missing last newline included */
+        fp = fmemopen((void *)(uintptr_t)(len ? buf : ""), len, "r");
+        if (!fp)
+                return fail(errstr, errstr_size, name, 0, "file", "%s",
+                            strerror(errno));
+        rc = load_fp(conf, fp, name, errstr, errstr_size);
+        fclose(fp);
+        return rc;
 }
 
 int loy_config_set(loy_config_t *conf, const char *origin,

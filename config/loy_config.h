@@ -87,6 +87,13 @@ void loy_config_defaults(loy_config_t *conf);
 int loy_config_load(loy_config_t *conf, const char *path, char *errstr,
                     size_t errstr_size);
 
+/* As loy_config_load(), from len bytes at buf (borrowed; need not end in
+ * a NUL) instead of a file; name stands for the file name in messages and
+ * anchors a relative model path. For tests and fuzzing. */
+int loy_config_load_buffer(loy_config_t *conf, const char *name,
+                           const char *buf, size_t len, char *errstr,
+                           size_t errstr_size);
+
 /* Sets one "section.key" (or "kafka.<prop>", "rule.<name>.<key>") from the
  * command line; same errors, with "<origin>" as the file name. Call
  * loy_config_check() after the last one. */

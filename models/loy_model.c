@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,7 +158,9 @@ static int load_line(loy_model_t *m, int *seen, const char *path, int lineno,
         return 0;
 }
 
-int loy_model_load(loy_model_t *m, const char *path,
+/* Parses f (left open: the caller closes it); path names it in
+ * messages. */
+static int load_fp(loy_model_t *m, FILE *f, const char *path,
                    char *errstr, size_t errstr_size) {
         static const int required[] = {K_VERSION, K_VARIANT, K_TIME_UNIT,
                                        K_R, K_ALPHA, K_A, K_B};
@@ -166,33 +169,23 @@ int loy_model_load(loy_model_t *m, const char *path,
         char line[1024];
         loy_model_t tmp;
         int lineno = 0, ngg = 0;
-        FILE *f = fopen(path, "r");
 
-        if (!f) {
-                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-                return -1;
-        }
         memset(&tmp, 0, sizeof(tmp));
         while (fgets(line, sizeof(line), f)) {
                 lineno++;
                 if (!strchr(line, '\n') && !feof(f)) {
                         snprintf(errstr, errstr_size, "%s:%d: line too long",
                                  path, lineno);
-                        fclose(f);
                         return -1;
                 }
                 if (load_line(&tmp, seen, path, lineno, line, errstr,
-                              errstr_size) == -1) {
-                        fclose(f);
+                              errstr_size) == -1)
                         return -1;
-                }
         }
         if (ferror(f)) {
                 snprintf(errstr, errstr_size, "%s: read error", path);
-                fclose(f);
                 return -1;
         }
-        fclose(f);
 
         for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
                 if (!seen[required[i]])
@@ -235,6 +228,37 @@ missing:
                         break;
                 }
         return -1;
+}
+
+int loy_model_load(loy_model_t *m, const char *path,
+                   char *errstr, size_t errstr_size) {
+        FILE *f = fopen(path, "r");
+        int rc;
+
+        if (!f) {
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+                return -1;
+        }
+        rc = load_fp(m, f, path, errstr, errstr_size);
+        fclose(f);
+        return rc;
+}
+
+int loy_model_load_buffer(loy_model_t *m, const char *name, const char *buf,
+                          size_t len, char *errstr, size_t errstr_size) {
+        FILE *f;
+        int rc;
+
+        /* a read-only stream over the caller's bytes: the very code path
+         * of a file */
+        f = fmemopen((void *)(uintptr_t)(len ? buf : ""), len, "r");
+        if (!f) {
+                snprintf(errstr, errstr_size, "%s: %s", name, strerror(errno));
+                return -1;
+        }
+        rc = load_fp(m, f, name, errstr, errstr_size);
+        fclose(f);
+        return rc;
 }
 
 int loy_model_validate(const loy_model_t *m, char *errstr, size_t errstr_size) {

@@ -60,6 +60,12 @@ typedef struct loy_model_scores {
 int loy_model_load(loy_model_t *m, const char *path,
                    char *errstr, size_t errstr_size);
 
+/* As loy_model_load(), from len bytes at buf (borrowed; need not end in a
+ * NUL) instead of a file; name stands for the file name in messages. For
+ * tests and fuzzing. */
+int loy_model_load_buffer(loy_model_t *m, const char *name, const char *buf,
+                          size_t len, char *errstr, size_t errstr_size);
+
 /* Checks parameters are finite and positive. 0 or -1 with errstr. */
 int loy_model_validate(const loy_model_t *m, char *errstr, size_t errstr_size);
 

@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
       libhiredis-dev libcunit1-dev libjansson-dev libgsl-dev zlib1g-dev
-      redis-server kafkacat gnuplot-nox)
+      redis-server kafkacat gnuplot-nox
+      clang libclang-rt-14-dev)   # fuzz targets: clang + libFuzzer runtime
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

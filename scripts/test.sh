@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs every test twice: a normal build, then under
-# AddressSanitizer + UndefinedBehaviorSanitizer.
+# AddressSanitizer + UndefinedBehaviorSanitizer; then a short libFuzzer run
+# of every fuzz target (scripts/fuzz.sh --quick, ~20 s each; needs clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -13,3 +14,5 @@ for variant in build build-asan; do
   echo "== tests ($variant)"
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$variant" --output-on-failure
 done
+echo "== fuzz (quick)"
+scripts/fuzz.sh --quick

@@ -842,6 +842,68 @@ static void test_bad_values(void) {
         loy_event_free(&in);
 }
 
+/* Regression (fuzz_decode): Avro strings were copied as bytes, so a
+ * customer id that is not UTF-8 was accepted and its triggers could not be
+ * read back as JSON ("avro: Cannot allocate JSON string"). */
+static void test_utf8(void) {
+        static const char *const bad[] = {
+                "13\xdc\x34\x37",      /* lead byte 0xdc, then "47" */
+                "a\xc3",               /* truncated sequence */
+                "\xc0\xaf",            /* overlong '/' */
+                "\xe0\x80\xaf",        /* overlong, 3 bytes */
+                "\xed\xa0\x80",        /* surrogate U+D800 */
+                "\xf4\x90\x80\x80",    /* above U+10FFFF */
+                "\xff",
+        };
+        static const char *const good[] = {
+                "Zo\xc3\xab",            /* U+00EB */
+                "\xe9\xa1\xa7\xe5\xae\xa2",  /* two CJK characters */
+                "\xf0\x9f\x8e\x81",      /* U+1F381, 4 bytes */
+                "\xf4\x8f\xbf\xbf",      /* U+10FFFF */
+        };
+        loy_trigger_t t = { 0 };
+        const void *out;
+        char *json;
+        size_t len;
+        bb_t bb;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                put_purchase1(&bb, bad[i], 2.55);
+                ASSERT_REJECT(decode(bb.b, bb.n, LOY_EV_PURCHASE),
+                              "customer_id is not valid UTF-8");
+        }
+        /* the line's sku too, not only the ids */
+        put_purchase1(&bb, "17850", 2.55);
+        for (size_t i = 0; i + 6 <= bb.n; i++)
+                if (!memcmp(bb.b + i, "85123A", 6))
+                        bb.b[i + 2] = 0xdc;
+        ASSERT_REJECT(decode(bb.b, bb.n, LOY_EV_PURCHASE),
+                      "lines[0].sku is not valid UTF-8");
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                put_purchase1(&bb, good[i], 2.55);
+                CU_ASSERT_EQUAL_FATAL(decode(bb.b, bb.n, LOY_EV_PURCHASE), 0);
+                CU_ASSERT_STRING_EQUAL(ev.customer_id, good[i]);
+                /* and its trigger reads back */
+                t.trigger_id = "t1";
+                t.customer_id = ev.customer_id;
+                t.rule = "r";
+                t.reward_kind = "coupon";
+                t.reward_currency = "";
+                t.segment = "new";
+                t.cause_kind = "event";
+                t.cause_topic = "purchases";
+                t.cause_event_id = ev.event_id;
+                t.model_version = "m";
+                out = loy_codec_encode_trigger(codec, &t, &len, err,
+                                               sizeof(err));
+                CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+                json = loy_codec_trigger_to_json(codec, out, len, err,
+                                                 sizeof(err));
+                CU_ASSERT_PTR_NOT_NULL(json);
+                free(json);
+        }
+}
+
 /* ------------------------------------------------------------------------
  * Random damage never crashes (the sanitizer build makes this meaningful)
  * ------------------------------------------------------------------------ */
@@ -962,6 +1024,7 @@ int main(void) {
         CU_add_test(s, "bad Avro datum", test_bad_avro_datum);
         CU_add_test(s, "bad JSON", test_bad_json);
         CU_add_test(s, "bad values", test_bad_values);
+        CU_add_test(s, "strings are UTF-8", test_utf8);
         CU_add_test(s, "random damage never crashes", test_fuzz_flips);
         return tu_cunit_run();
 }

@@ -753,6 +753,91 @@ static void test_reference(void) {
         free(text);
 }
 
+/* Regression (fuzz_config): a rule's reward.kind "c\x01\x18p\xcbon" was
+ * accepted, and its triggers could not be read back as JSON ("avro:
+ * Cannot allocate JSON string"): string values must be UTF-8. */
+static void test_utf8(void) {
+        loy_config_t c;
+        char err[512] = "";
+
+        expect_load_error("[rule winback]\nwhen = clv > 1\n"
+                          "reward.kind = c\x01\x18p\xcbon\n",
+                          ":3: reward.kind: not valid UTF-8");
+        expect_load_error("[redis]\nnamespace = loy\xc0\xaf\n",
+                          ":2: namespace: not valid UTF-8");
+        expect_load_error("[rule a]\nwhen = clv > 1\n"
+                          "reward.currency = \xed\xa0\x80\n",
+                          ":3: reward.currency: not valid UTF-8");
+        loy_config_defaults(&c);
+        expect_set_error(&c, "rule.x.reward.kind", "coupon\xff",
+                         "-X: reward.kind: not valid UTF-8");
+        /* real UTF-8 is fine */
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.kind",
+                                       "bon-d'achat-\xc3\xa9t\xc3\xa9", err,
+                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.currency",
+                                       "\xe2\x82\xac", err, sizeof(err)), 0);
+        loy_config_free(&c);
+}
+
+/* loy_config_load_buffer (for fuzz_config): the shipped file from memory
+ * gives what the file gives; errors name the buffer; no NUL needed at the
+ * end. */
+static void test_load_buffer(void) {
+        loy_config_t a, b;
+        char err[512] = "", path[1024], *text;
+        long n;
+        FILE *fp;
+
+        snprintf(path, sizeof(path), "%s",
+                 tu_src_path("config/loyaltyd.conf"));
+        fp = fopen(path, "r");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fseek(fp, 0, SEEK_END);
+        n = ftell(fp);
+        rewind(fp);
+        text = malloc((size_t)n);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+        CU_ASSERT_EQUAL_FATAL(fread(text, 1, (size_t)n, fp), (size_t)n);
+        fclose(fp);
+
+        loy_config_defaults(&a);
+        loy_config_defaults(&b);
+        CU_ASSERT_EQUAL_FATAL(loy_config_load(&a, path, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL_FATAL(loy_config_load_buffer(&b, path, text,
+                                                     (size_t)n, err,
+                                                     sizeof(err)), 0);
+        check_str(b.model_path, a.model_path);
+        check_str(b.topic_purchase, a.topic_purchase);
+        CU_ASSERT_EQUAL(b.cache_customers, a.cache_customers);
+        CU_ASSERT_EQUAL(b.rules.n, a.rules.n);
+        for (int i = 0; i < a.rules.n && i < b.rules.n; i++)
+                check_str(b.rules.rule[i].name, a.rules.rule[i].name);
+        CU_ASSERT_EQUAL_FATAL(b.nkafka, a.nkafka);
+        for (int i = 0; i < a.nkafka; i++) {
+                check_str(b.kafka_keys[i], a.kafka_keys[i]);
+                check_str(b.kafka_vals[i], a.kafka_vals[i]);
+        }
+        loy_config_free(&a);
+        loy_config_free(&b);
+        free(text);
+
+        /* no newline at the end, and no NUL: only len bytes are read */
+        loy_config_defaults(&b);
+        CU_ASSERT_EQUAL(loy_config_load_buffer(&b, "mem.conf",
+                                               "[input]\nbatch.max = 7XYZ",
+                                               21, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(b.batch_max, 7);
+        CU_ASSERT_EQUAL(loy_config_load_buffer(&b, "mem.conf",
+                                               "[input]\nbatch.max = 0", 21,
+                                               err, sizeof(err)), -1);
+        check_str(err, "mem.conf:2: batch.max: 0 is out of range [1, 100000]");
+        /* an empty buffer is an empty file: the defaults stand */
+        CU_ASSERT_EQUAL(loy_config_load_buffer(&b, "mem.conf", NULL, 0, err,
+                                               sizeof(err)), 0);
+        loy_config_free(&b);
+}
+
 int main(void) {
         CU_pSuite s;
         if (CU_initialize_registry() != CUE_SUCCESS)
@@ -765,7 +850,9 @@ int main(void) {
             !CU_add_test(s, "load errors", test_load_errors) ||
             !CU_add_test(s, "set", test_set) ||
             !CU_add_test(s, "kafka properties", test_kafka_props) ||
-            !CU_add_test(s, "reference reads back", test_reference)) {
+            !CU_add_test(s, "reference reads back", test_reference) ||
+            !CU_add_test(s, "load from a buffer", test_load_buffer) ||
+            !CU_add_test(s, "strings are UTF-8", test_utf8)) {
                 CU_cleanup_registry();
                 return CU_get_error();
         }

@@ -103,6 +103,38 @@ static void test_load_default(void) {
         CU_ASSERT(m.gg_q > 1);
 }
 
+/* loy_model_load_buffer (for fuzz_model): the same model as the file;
+ * errors name the buffer and carry the line. */
+static void test_load_buffer(void) {
+        static const char text[] =
+                "version = mem-1\nvariant = bgnbd\ntime_unit = weeks\n"
+                "r = 0.243\nalpha = 4.414\na = 0.793\nb = 2.426";
+        loy_model_t m;
+        char err[512] = "";
+
+        memset(&m, 0, sizeof(m));
+        /* no newline at the end, no NUL: only the given bytes count */
+        CU_ASSERT_EQUAL_FATAL(loy_model_load_buffer(&m, "mem.model", text,
+                                                    sizeof(text) - 1, err,
+                                                    sizeof(err)), 0);
+        CU_ASSERT_STRING_EQUAL(m.version, "mem-1");
+        CU_ASSERT_EQUAL(m.variant, LOY_VARIANT_BGNBD);
+        CU_ASSERT_EQUAL(m.unit_days, 7);
+        CU_ASSERT_EQUAL(m.b, 2.426);
+        CU_ASSERT_EQUAL(loy_model_load_buffer(&m, "mem.model", text,
+                                              sizeof(text) - 3, err,
+                                              sizeof(err)), 0);
+        CU_ASSERT_EQUAL(m.b, 2.4);
+        /* cut inside "weeks" */
+        CU_ASSERT_EQUAL(loy_model_load_buffer(&m, "mem.model", text, 47, err,
+                                              sizeof(err)), -1);
+        CU_ASSERT_STRING_EQUAL(err, "mem.model:3: time_unit: must be days or "
+                                    "weeks");
+        CU_ASSERT_EQUAL(loy_model_load_buffer(&m, "mem.model", NULL, 0, err,
+                                              sizeof(err)), -1);
+        CU_ASSERT_STRING_EQUAL(err, "mem.model: version: missing");
+}
+
 static void expect_error(const char *text, const char *want) {
         loy_model_t m;
         char msg[512];
@@ -600,5 +632,6 @@ int main(void) {
         CU_add_test(s, "refunds netted", test_net_mean);
         CU_add_test(s, "discount_monthly and info keys", test_load_discount);
         CU_add_test(s, "atomic write, round trip", test_write);
+        CU_add_test(s, "load from a buffer", test_load_buffer);
         return tu_cunit_run();
 }
