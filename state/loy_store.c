@@ -719,12 +719,24 @@ static void bin_move(loy_store_t *s, const char *key, int bin, int64_t by) {
 /* A ratio cannot be HINCRBY'd: it is recomputed from the day's two
  * counters, server-side so concurrent processes cannot interleave. */
 static const char kpi_rate_lua[] =
-    "local p = tonumber(redis.call('HGET', KEYS[1], 'purchases') or '0') "
+    "local k = KEYS[1] "
+    "local p = tonumber(redis.call('HGET', k, 'purchases') or '0') "
     "if p > 0 then "
-    "local r = tonumber(redis.call('HGET', KEYS[1], 'repeat_purchases') "
-    "or '0') "
-    "redis.call('HSET', KEYS[1], 'repurchase_rate', "
-    "string.format('%.4f', r / p)) end return 0";
+    "local r = tonumber(redis.call('HGET', k, 'repeat_purchases') or '0') "
+    "redis.call('HSET', k, 'repurchase_rate', string.format('%.4f', r / p)) "
+    "end "
+    /* money from its exact integer sum: whole units and micros apart, so
+     * the text is a function of the integer alone */
+    "for _, f in ipairs({'revenue', 'return_value'}) do "
+    "local m = tonumber(redis.call('HGET', k, f .. '_micros') or 'x') "
+    "if m then "
+    "local neg = m < 0 if neg then m = -m end "
+    "local w = math.floor(m / 1000000) "
+    "local t = string.format('%d.%06d', w, m - w * 1000000) "
+    "t = string.gsub(string.gsub(t, '0+$', ''), '%.$', '') "
+    "if neg and t ~= '0' then t = '-' .. t end "
+    "redis.call('HSET', k, f, t) end end "
+    "return 0";
 
 /* Appends one customer's MULTI ... EXEC to the buffer; returns the number
  * of commands (MULTI and EXEC included) or -1. */
@@ -894,7 +906,12 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
 
         for (int i = 0; i < w->nkpi; i++) {
                 kpi_key(s, w->kpi[i].day_ms, tkey, sizeof(tkey));
-                hincrbyfloat(s, tkey, w->kpi[i].field, w->kpi[i].delta);
+                if (w->kpi[i].exact)
+                        hincrby(s, tkey, w->kpi[i].field,
+                                (int64_t)w->kpi[i].delta);
+                else
+                        hincrbyfloat(s, tkey, w->kpi[i].field,
+                                     w->kpi[i].delta);
                 k++;
         }
         for (int i = 0; i < w->nrate_days; i++) {

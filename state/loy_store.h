@@ -76,8 +76,12 @@ int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
 
 typedef struct loy_kpi_delta {
         int64_t day_ms;          /* any time within the UTC day */
-        const char *field;       /* "purchases", "revenue", "triggers:winback" */
+        const char *field;       /* "purchases", "revenue_micros", ... */
         double delta;
+        /* delta is an integer: added with HINCRBY, exactly, so the sum
+         * does not depend on the order of the additions (floating-point
+         * sums do, in their last digits) */
+        int exact;
 } loy_kpi_delta_t;
 
 typedef struct loy_outbox_entry {
@@ -137,11 +141,12 @@ typedef struct loy_cust_write {
         const double *rec_scores;
         const loy_kpi_delta_t *kpi;
         int nkpi;
-        /* Days (any time within each UTC day) whose repurchase_rate this
-         * write recomputes from the day's counters, after its own KPI
-         * deltas and in the same transaction. Give each day to the last
-         * write of the batch that moves its purchases: a redo after a
-         * crash then recomputes it as well. */
+        /* Days (any time within each UTC day) whose derived KPIs
+         * (repurchase_rate, and revenue / return_value from their exact
+         * micro-unit sums) this write recomputes from the day's counters,
+         * after its own KPI deltas and in the same transaction. Give each
+         * day to the last write of the batch that moves its counters: a
+         * redo after a crash then recomputes it as well. */
         const int64_t *rate_days;
         int nrate_days;
         const loy_outbox_entry_t *outbox;

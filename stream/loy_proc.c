@@ -545,8 +545,10 @@ static touched_t *touch(loy_proc_t *p, const char *cid, char *errstr,
         return t;
 }
 
+/* Adds an integer delta to a daily KPI (counts, money in micro-units):
+ * integer sums do not depend on the order of the additions. */
 static int kpi_add(loy_proc_t *p, int touched, int64_t day_ms,
-                   const char *field, double delta) {
+                   const char *field, int64_t delta) {
         kpi_rec_t *k;
         if (p->nkpi == p->kpi_cap) {
                 int cap = p->kpi_cap ? p->kpi_cap * 2 : 1024;
@@ -567,8 +569,15 @@ static int kpi_add(loy_proc_t *p, int touched, int64_t day_ms,
         k->touched = touched;
         k->d.day_ms = day_ms;
         k->d.field = field;
-        k->d.delta = delta;
+        k->d.delta = (double)delta;
+        k->d.exact = 1;
         return 0;
+}
+
+/* Money in millionths of the currency unit, for exact daily sums (event
+ * values are validated to at most 1e9 per line). */
+static int64_t micros(double amount) {
+        return (int64_t)llround(amount * 1e6);
 }
 
 static outbox_rec_t *outbox_add(loy_proc_t *p) {
@@ -1103,15 +1112,18 @@ static int apply_events(loy_proc_t *p, char *errstr, size_t errstr_size) {
                         int rc = 0;
                         if (kind == LOY_PURCHASE_ORDER) {
                                 rc = kpi_add(p, ti, ev->ts_ms, "purchases", 1) ||
-                                     kpi_add(p, ti, ev->ts_ms, "revenue", net) ||
+                                     kpi_add(p, ti, ev->ts_ms,
+                                             "revenue_micros",
+                                             micros(net)) ||
                                      kpi_add(p, ti, ev->ts_ms,
                                              was_buyer ? "repeat_purchases"
                                                        : "new_customers",
                                              1);
                         } else if (kind == LOY_PURCHASE_RETURN) {
                                 rc = kpi_add(p, ti, ev->ts_ms, "returns", 1) ||
-                                     kpi_add(p, ti, ev->ts_ms, "return_value",
-                                             -net);
+                                     kpi_add(p, ti, ev->ts_ms,
+                                             "return_value_micros",
+                                             micros(-net));
                         }
                         if (rc)
                                 goto nomem;
@@ -1355,7 +1367,9 @@ static int assign_rate_days(loy_proc_t *p, int nwrites) {
                         int64_t day = w->kpi[k].day_ms -
                                       w->kpi[k].day_ms % LOY_MS_PER_DAY;
                         int seen = 0;
-                        if (strcmp(w->kpi[k].field, "purchases"))
+                        /* the counters the derived KPIs come from */
+                        if (strcmp(w->kpi[k].field, "purchases") &&
+                            strcmp(w->kpi[k].field, "returns"))
                                 continue;
                         for (int j = 0; j < n && !seen; j++)
                                 seen = p->rate_days[j] == day;

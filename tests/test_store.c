@@ -431,16 +431,16 @@ static void test_kpi(void) {
         loy_cust_t c;
         loy_cust_write_t w;
         loy_kpi_delta_t k1[] = {
-                {T0 + 12 * 3600000LL - 1, "purchases", 1}, /* 23:59:59.999 */
-                {T0, "revenue", 12.5},
-                {T0, "triggers:winback", 1},
-                {T0 + 12 * 3600000LL, "purchases", 1},     /* next day */
-                {-1, "purchases", 1},                      /* 1969-12-31 */
+                {T0 + 12 * 3600000LL - 1, "purchases", 1, 0}, /* 23:59:59.999 */
+                {T0, "revenue", 12.5, 0},
+                {T0, "triggers:winback", 1, 0},
+                {T0 + 12 * 3600000LL, "purchases", 1, 0},     /* next day */
+                {-1, "purchases", 1, 0},                      /* 1969-12-31 */
         };
         loy_kpi_delta_t k2[] = {
-                {T0, "purchases", 1},
-                {T0, "revenue", 10},   /* integral after a fraction */
-                {T0, "return_value", -2.25},
+                {T0, "purchases", 1, 0},
+                {T0, "revenue", 10, 0},   /* integral after a fraction */
+                {T0, "return_value", -2.25, 0},
         };
 
         flush();
@@ -497,10 +497,13 @@ static void test_kpi_rate_in_write(void) {
         loy_cust_t c;
         loy_cust_write_t w;
         int64_t day = T0;
-        loy_kpi_delta_t k1[] = {{T0, "purchases", 1},
-                                {T0, "new_customers", 1}};
-        loy_kpi_delta_t k2[] = {{T0, "purchases", 1},
-                                {T0, "repeat_purchases", 1}};
+        loy_kpi_delta_t k1[] = {{T0, "purchases", 1, 0},
+                                {T0, "new_customers", 1, 0}};
+        loy_kpi_delta_t k2[] = {{T0, "purchases", 1, 1},
+                                {T0, "repeat_purchases", 1, 1},
+                                {T0, "revenue_micros", 12340000, 1},
+                                {T0, "returns", 1, 1},
+                                {T0, "return_value_micros", 1000001, 1}};
         flush();
         buyer(&c, "r");
         wr_init(&w, &c);
@@ -511,8 +514,17 @@ static void test_kpi_rate_in_write(void) {
         CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.0000");
         w.kpi = k2;
+        w.nkpi = 5;
         CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.5000");
+        /* money: exact integer sums, readable text derived from them */
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue_micros", "12340000");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "12.34");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 return_value", "1.000001");
+        w.kpi = k2 + 2;
+        w.nkpi = 1;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "24.68");
 }
 
 /* --------------------------------------------------------------- timers */
@@ -716,7 +728,7 @@ static void test_namespace(void) {
         loy_cust_t c, b;
         loy_cust_t *pb = &b;
         loy_cust_write_t w;
-        loy_kpi_delta_t k = {T0, "purchases", 1};
+        loy_kpi_delta_t k = {T0, "purchases", 1, 0};
         loy_outbox_entry_t ob = {"t1", "x", 1};
         int found = -1;
         kv_t kv = {""};
@@ -985,7 +997,7 @@ static void test_big_pipeline(void) {
         loy_cust_t *c = calloc(BIG, sizeof(*c));
         loy_cust_t **p = calloc(BIG, sizeof(*p));
         loy_cust_write_t *w = calloc(BIG, sizeof(*w));
-        loy_kpi_delta_t k = {T0, "purchases", 1};
+        loy_kpi_delta_t k = {T0, "purchases", 1, 0};
         int *found = calloc(BIG, sizeof(*found));
         int nfound = 0, ok = 1;
         char want[32], cmd[64];
