@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test twice: a normal build, then under
-# AddressSanitizer + UndefinedBehaviorSanitizer; then a short libFuzzer run
-# of every fuzz target (scripts/fuzz.sh --quick, ~20 s each; needs clang).
+# AddressSanitizer + UndefinedBehaviorSanitizer; then the fault suite's quick
+# subset (build/loy_faults --quick) and a short libFuzzer run of every fuzz
+# target (scripts/fuzz.sh --quick, ~20 s each; needs clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -14,5 +15,11 @@ for variant in build build-asan; do
   echo "== tests ($variant)"
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$variant" --output-on-failure
 done
+# The fault suite's quick subset against the real binaries (docs/faults.md;
+# the seed is printed, `build/loy_faults --quick --seed N` replays it), and
+# its hostile corpus once more against the sanitized loyaltyd.
+echo "== faults (quick)"
+build/loy_faults --quick
+ASAN_OPTIONS=detect_leaks=1 build/loy_faults --quick --bin build-asan/loyaltyd hostile
 echo "== fuzz (quick)"
 scripts/fuzz.sh --quick
