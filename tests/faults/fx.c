@@ -345,6 +345,7 @@ int fx_spawn(fx_env_t *e, int i) {
         }
         e->procs[i].pid = pid;
         e->procs[i].killed = 0;
+        e->procs[i].termed = 0;
         e->procs[i].stopped = 0;
         return 0;
 }
@@ -381,7 +382,11 @@ static void describe_status(int st, char *buf, size_t size) {
 static void on_exit_status(fx_env_t *e, int i, int st) {
         fx_proc_t *p = &e->procs[i];
         char why[128];
-        int ours = p->killed && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+        /* a SIGKILL we sent, or a clean exit after our SIGTERM (it may
+         * finish just before the kill -9 that was to interrupt it) */
+        int ours = (p->killed && WIFSIGNALED(st) &&
+                    WTERMSIG(st) == SIGKILL) ||
+                   (p->termed && WIFEXITED(st) && WEXITSTATUS(st) == 0);
         p->pid = 0;
         if (ours)
                 return;

@@ -93,6 +93,7 @@ void fx_data_close(void);
 typedef struct fx_proc {
         pid_t pid;              /* 0: not running */
         int killed;             /* we sent SIGKILL / SIGSTOP games */
+        int termed;             /* we sent SIGTERM: exit 0 is ours too */
         int stopped;            /* SIGSTOPped by us */
         int seq;                /* spawn number (log file name) */
 } fx_proc_t;

@@ -451,6 +451,7 @@ static void sc_kill9(fx_result_t *res, fx_rng_t *rng) {
                                          opt.quick ? 6000 : 15000);
                         if (!fx_alive(&e, 0))
                                 break;
+                        e.procs[0].termed = 1;
                         kill(e.procs[0].pid, SIGTERM);
                         for (int t = 0; t < delay; t += 5) {
                                 if (waitpid(e.procs[0].pid, &st, WNOHANG) ==
