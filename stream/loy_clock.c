@@ -17,6 +17,7 @@ struct loy_clock {
         int n, cap;
         int64_t lateness_ms, idle_ms;
         int64_t now;
+        int64_t global_ts;     /* newest applied anywhere in the group */
 };
 
 loy_clock_t *loy_clock_create(int64_t lateness_ms, int64_t idle_ms) {
@@ -118,6 +119,11 @@ void loy_clock_restore(loy_clock_t *clk, const char *topic,
                 cp->newest_ts = newest_ts;
 }
 
+void loy_clock_global(loy_clock_t *clk, int64_t newest_ts) {
+        if (newest_ts > clk->global_ts)
+                clk->global_ts = newest_ts;
+}
+
 void loy_clock_part(const loy_clock_t *clk, int i, const char **topic,
                     int32_t *partition, int64_t *newest_ts) {
         *topic = clk->parts[i].topic;
@@ -149,7 +155,7 @@ int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms) {
         /* all idle: every partition has been read to its end and nothing
          * holds the clock back */
         if (!held)
-                min = max_seen;
+                min = max_seen > clk->global_ts ? max_seen : clk->global_ts;
         if (min != INT64_MAX && min > 0) {
                 int64_t t = min - clk->lateness_ms;
                 if (t > clk->now)

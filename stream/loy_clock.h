@@ -8,8 +8,9 @@
  * let the clock jump over its events, or two runs of the same input end
  * differently. A partition that has not delivered anything yet holds the
  * clock until it too has been idle that long. When every partition is idle
- * nothing holds the clock: it moves to the newest event seen anywhere, so
- * where a replay ends does not depend on which partition fell silent last.
+ * nothing holds the clock: it moves to the newest event seen anywhere (here,
+ * or by the group: loy_clock_global), so where a replay ends depends neither
+ * on which partition fell silent last nor on how many processes share them.
  * The clock never goes backwards. No Kafka types: partitions are (topic,
  * partition) pairs.
  */
@@ -48,6 +49,12 @@ void loy_clock_backlog(loy_clock_t *clk, const char *topic,
  * partition active. Ignored for a partition not owned. */
 void loy_clock_restore(loy_clock_t *clk, const char *topic,
                        int32_t partition, int64_t newest_ts);
+
+/* The newest event time applied anywhere in the group (all partitions, by
+ * every process: loy:clock). Used only when every owned partition is idle,
+ * so that where event time ends does not depend on how many processes
+ * share the partitions. Only raises it. */
+void loy_clock_global(loy_clock_t *clk, int64_t newest_ts);
 
 /* The i-th owned partition (0 <= i < loy_clock_owned) and its newest event
  * time (0: none yet). The topic string belongs to the clock. */

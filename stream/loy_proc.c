@@ -28,6 +28,7 @@
 #define LAT_RING 1024          /* batch latencies kept for percentiles */
 #define HIST_REFRESH_MS 10000  /* re-read the shared population this often */
 #define QUARANTINE_MAX 64
+#define CLOCK_READ_MS 2000     /* the group's event time, while idle */
 
 #define DLQ_REASON_MAX 256
 
@@ -132,6 +133,7 @@ struct loy_proc {
         int nquarantine;
         int need_refresh;               /* population and outbox re-read */
         int clock_restore;              /* partitions' times to read back */
+        int64_t last_clock_read_ms;
         int64_t *clock_saved;           /* per clock partition, last saved */
         int clock_saved_cap;
 
@@ -663,21 +665,30 @@ static void on_clock_field(const char *field, const char *value,
         const char *colon = strrchr(field, ':');
         char topic[256];
         size_t n;
+        int64_t ts = atoll(value);
         if (!colon || (n = (size_t)(colon - field)) >= sizeof(topic))
                 return;
         memcpy(topic, field, n);
         topic[n] = '\0';
-        loy_clock_restore(p->clock, topic, (int32_t)atol(colon + 1),
-                          atoll(value));
+        /* only the input topics' partitions count */
+        if (strcmp(topic, p->conf.topic_purchase) &&
+            strcmp(topic, p->conf.topic_browse))
+                return;
+        loy_clock_restore(p->clock, topic, (int32_t)atol(colon + 1), ts);
+        loy_clock_global(p->clock, ts);
 }
 
 /* Gives newly owned partitions the event time a previous owner (or this
  * process before a restart) had applied there, so due timers fire without
- * waiting for new traffic. */
+ * waiting for new traffic; and, every few seconds while nothing arrives,
+ * the newest time the whole group applied. */
 static void restore_clock(loy_proc_t *p) {
         char err[256];
+        if (!p->nmsgs && wall_ms() - p->last_clock_read_ms > CLOCK_READ_MS)
+                p->clock_restore = 1;
         if (!p->clock_restore)
                 return;
+        p->last_clock_read_ms = wall_ms();
         if (loy_store_clock_load(p->store, on_clock_field, p, err,
                                  sizeof(err)) != 0) {
                 LOY_WARN("proc", "event clock not restored yet: %s", err);

@@ -327,6 +327,24 @@ static void test_restore(void) {
         loy_clock_destroy(clk);
 }
 
+/* Several processes share the partitions: once all of this process's
+ * partitions are idle, the clock reaches the newest time the group applied
+ * (loy:clock), as one process owning everything would; before that the
+ * group's time changes nothing. */
+static void test_global(void) {
+        loy_clock_t *clk = loy_clock_create(0, IDLE);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(clk);
+        loy_clock_assign(clk, "t", 0, 0);
+        loy_clock_observe(clk, "t", 0, 5000, 0);
+        loy_clock_global(clk, 9000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 500), 5000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 1000), 9000);
+        loy_clock_global(clk, 8000);                   /* only raises */
+        loy_clock_global(clk, 9500);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 1001), 9500);
+        loy_clock_destroy(clk);
+}
+
 /* Kafka topic names go up to 249 characters. */
 static void test_long_topic(void) {
         char topic[250], other[250];
@@ -395,6 +413,7 @@ int main(void) {
                          test_timeless_messages) ||
             !CU_add_test(s, "backlog is never idle", test_backlog_holds) ||
             !CU_add_test(s, "restored partition times", test_restore) ||
+            !CU_add_test(s, "the group's newest time", test_global) ||
             !CU_add_test(s, "long topic names", test_long_topic) ||
             !CU_add_test(s, "many partitions", test_many)) {
                 CU_cleanup_registry();
