@@ -124,6 +124,18 @@ void loy_clock_global(loy_clock_t *clk, int64_t newest_ts) {
                 clk->global_ts = newest_ts;
 }
 
+int64_t loy_clock_timer_limit(const loy_clock_t *clk, const char *topic,
+                              int32_t partition, int64_t clock_ms) {
+        const clock_part_t *cp = NULL;
+        for (int i = 0; i < clk->n && !cp; i++)
+                if (clk->parts[i].partition == partition &&
+                    !strcmp(clk->parts[i].topic, topic))
+                        cp = &clk->parts[i];
+        if (!cp || !cp->backlog || cp->newest_ts >= clock_ms)
+                return clock_ms;
+        return cp->newest_ts;
+}
+
 void loy_clock_part(const loy_clock_t *clk, int i, const char **topic,
                     int32_t *partition, int64_t *newest_ts) {
         *topic = clk->parts[i].topic;
@@ -153,8 +165,10 @@ int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms) {
                         min = cp->newest_ts;
         }
         /* all idle: every partition has been read to its end and nothing
-         * holds the clock back */
-        if (!held)
+         * holds the clock back. Owning none is not "all idle": right after
+         * a start or a rebalance the group's time may be ahead of events
+         * this process is about to be given again. */
+        if (!held && clk->n > 0)
                 min = max_seen > clk->global_ts ? max_seen : clk->global_ts;
         if (min != INT64_MAX && min > 0) {
                 int64_t t = min - clk->lateness_ms;

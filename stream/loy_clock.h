@@ -61,6 +61,14 @@ void loy_clock_global(loy_clock_t *clk, int64_t newest_ts);
 void loy_clock_part(const loy_clock_t *clk, int i, const char **topic,
                     int32_t *partition, int64_t *newest_ts);
 
+/* How far silence checks of customers on (topic, partition) may fire at
+ * clock clock_ms: the clock itself, except while the partition still has
+ * unread data, when it stops at the newest event applied there -- events
+ * a crash or a rebalance hands over again must come before the checks
+ * they precede. */
+int64_t loy_clock_timer_limit(const loy_clock_t *clk, const char *topic,
+                              int32_t partition, int64_t clock_ms);
+
 /* Recomputes and returns the clock at wall_ms: 0 while nothing is known. */
 int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms);
 int64_t loy_clock_now(const loy_clock_t *clk);

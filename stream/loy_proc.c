@@ -891,7 +891,12 @@ static int fetch_timers(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 if (strcmp(asg->elems[i].topic, p->conf.topic_purchase))
                         continue;
                 if (loy_store_timers_due_at(p->store, asg->elems[i].partition,
-                                            clock_ms, left, &ids, &due, &n,
+                                            loy_clock_timer_limit(
+                                                p->clock,
+                                                p->conf.topic_purchase,
+                                                asg->elems[i].partition,
+                                                clock_ms),
+                                            left, &ids, &due, &n,
                                             errstr, errstr_size) != 0) {
                         rd_kafka_topic_partition_list_destroy(asg);
                         return -1;
@@ -1435,11 +1440,16 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                                 c->next_check_ms = 0;
                         continue;
                 }
-                if (fire_due(p, t, clock_ms,
-                             t->by_timer ? t->fired_partition
-                                         : t->event_partition,
-                             errstr, errstr_size) == -1)
-                        return LOY_STORE_ERR;
+                {
+                        int32_t part = t->by_timer ? t->fired_partition
+                                                   : t->event_partition;
+                        int64_t upto = loy_clock_timer_limit(
+                            p->clock, p->conf.topic_purchase, part,
+                            clock_ms);
+                        if (fire_due(p, t, upto, part, errstr,
+                                     errstr_size) == -1)
+                                return LOY_STORE_ERR;
+                }
         }
         group_kpis(p);
         group_outbox(p);

@@ -343,6 +343,34 @@ static void test_global(void) {
         loy_clock_global(clk, 9500);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 1001), 9500);
         loy_clock_destroy(clk);
+        /* Regression (fault suite, kill9): a restarted process that owns
+         * nothing yet must not take the group's time, or a silence check
+         * fires before events of its own partitions that a crash left
+         * unapplied and that are about to be delivered again. */
+        clk = loy_clock_create(0, IDLE);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(clk);
+        loy_clock_global(clk, 9000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 5000), 0);
+        loy_clock_assign(clk, "t", 0, 5000);
+        loy_clock_backlog(clk, "t", 0, 1);
+        loy_clock_restore(clk, "t", 0, 4000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 9000), 4000);
+        loy_clock_backlog(clk, "t", 0, 0);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 9000), 9000);
+        /* a partition handed over with unread data: its checks wait for
+         * its own events, the clock does not go back */
+        loy_clock_assign(clk, "t", 1, 9000);
+        loy_clock_backlog(clk, "t", 1, 1);
+        loy_clock_restore(clk, "t", 1, 6000);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 9001), 9000);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "t", 1, 9000), 6000);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "t", 0, 9000), 9000);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "u", 0, 9000), 9000);
+        loy_clock_observe(clk, "t", 1, 7000, 9002);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "t", 1, 9000), 7000);
+        loy_clock_backlog(clk, "t", 1, 0);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "t", 1, 9000), 9000);
+        loy_clock_destroy(clk);
 }
 
 /* Kafka topic names go up to 249 characters. */
