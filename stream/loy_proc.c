@@ -29,6 +29,7 @@
 #define HIST_REFRESH_MS 10000  /* re-read the shared population this often */
 #define QUARANTINE_MAX 64
 #define CLOCK_READ_MS 2000     /* the group's event time, while idle */
+#define BATCH_STALE 1          /* run_batch: not written, read it again */
 
 #define DLQ_REASON_MAX 256
 
@@ -134,6 +135,8 @@ struct loy_proc {
         int need_refresh;               /* population and outbox re-read */
         int clock_restore;              /* partitions' times to read back */
         int64_t last_clock_read_ms;
+        double polled_ms;               /* when the batch was collected */
+        double stale_ms;                /* a batch older is not written */
         int64_t *clock_saved;           /* per clock partition, last saved */
         int clock_saved_cap;
 
@@ -366,6 +369,14 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 goto fail;
         p->started_ms = wall_ms();
         p->need_refresh = 1;
+        /* A process stopped (SIGSTOP, a long GC-like stall, a frozen VM)
+         * for longer than the session timeout has been dropped from the
+         * group and its partitions handed over: writing a batch it held
+         * through that would overwrite the new owner's work. */
+        p->stale_ms = 45000; /* librdkafka's default */
+        for (int i = 0; i < conf->nkafka; i++)
+                if (!strcmp(conf->kafka_keys[i], "session.timeout.ms"))
+                        p->stale_ms = atof(conf->kafka_vals[i]);
         p->model_mtime = mtime_of(conf->model_path);
         LOY_INFO("proc", "model %s (%s, r=%g alpha=%g a=%g b=%g)",
                  p->model.version,
@@ -772,6 +783,36 @@ static void decode(loy_proc_t *p) {
                 }
                 send_dead(p, i, why);
         }
+}
+
+/* Seeks every partition of the batch back to its first message and drops
+ * the batch: it will be consumed again (partitions no longer owned are
+ * left to their new owner). */
+static void rewind_batch(loy_proc_t *p) {
+        rd_kafka_topic_partition_list_t *list =
+            rd_kafka_topic_partition_list_new(8);
+        rd_kafka_error_t *error;
+        for (int i = 0; i < p->nmsgs; i++) {
+                const rd_kafka_message_t *m = p->msgs[i];
+                rd_kafka_topic_partition_t *tp =
+                    rd_kafka_topic_partition_list_find(
+                        list, rd_kafka_topic_name(m->rkt), m->partition);
+                if (!tp) {
+                        tp = rd_kafka_topic_partition_list_add(
+                            list, rd_kafka_topic_name(m->rkt), m->partition);
+                        tp->offset = m->offset;
+                } else if (m->offset < tp->offset) {
+                        tp->offset = m->offset;
+                }
+        }
+        error = list->cnt ? rd_kafka_seek_partitions(p->consumer, list, 5000)
+                          : NULL;
+        if (error) {
+                LOY_WARN("proc", "rewind: %s", rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        free_batch(p);
 }
 
 /* After a revocation during the poll, drops the messages of partitions this
@@ -1495,6 +1536,13 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 return LOY_STORE_ERR;
         }
+        if (mono_ms() - p->polled_ms > p->stale_ms) {
+                snprintf(errstr, errstr_size, "batch held %.0f ms since its "
+                         "poll, longer than the group's session timeout: "
+                         "its partitions may belong to another process now",
+                         mono_ms() - p->polled_ms);
+                return BATCH_STALE;
+        }
         return loy_store_write(p->store, p->writes, nwrites, clock_ms,
                                &p->conf.feat, errstr, errstr_size);
 }
@@ -1878,7 +1926,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 }
                 if (p->revoked)
                         drop_revoked(p);
-                t0 = mono_ms();
+                t0 = p->polled_ms = mono_ms();
                 rd_kafka_poll(p->producer, 0);
                 ack_delivered(p);
                 decode(p);
@@ -1903,7 +1951,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 busy_backoff = 50;
                 while (*running) {
                         wrc = run_batch(p, clock_ms, err, sizeof(err));
-                        if (wrc == 0)
+                        if (wrc == 0 || wrc == BATCH_STALE)
                                 break;
                         /* The cache holds changes Redis may not have: forget
                          * them, reconnect, and do the batch again; offsets
@@ -1932,6 +1980,19 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         }
                         if (ensure_redis(p, running) == -1)
                                 break;
+                        /* waiting for Redis is not being stopped: the
+                         * consumer's heartbeats went on meanwhile */
+                        p->polled_ms = mono_ms();
+                }
+                if (wrc == BATCH_STALE) {
+                        /* not written and not committed: whoever owns the
+                         * partitions now reads it (this process too, after
+                         * the rewind, if they are still its own) */
+                        LOY_WARN("proc", "%s; batch dropped", err);
+                        loy_cache_clear(p->cache);
+                        p->need_refresh = 1;
+                        rewind_batch(p);
+                        continue;
                 }
                 if (wrc != 0) {
                         /* not written: nothing stored, nothing committed */
