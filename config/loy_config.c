@@ -176,43 +176,6 @@ static char *trim(char *s) {
         return s;
 }
 
-/* Whether s is well-formed UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), the rule jansson applies. */
-static int utf8_valid(const char *str) {
-        const unsigned char *s = (const unsigned char *)str;
-        while (*s) {
-                unsigned char c = *s;
-                int len;
-                uint32_t cp;
-                if (c < 0x80) {
-                        s++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf) {
-                        len = 2;
-                        cp = c & 0x1f;
-                } else if (c >= 0xe0 && c <= 0xef) {
-                        len = 3;
-                        cp = c & 0x0f;
-                } else if (c >= 0xf0 && c <= 0xf4) {
-                        len = 4;
-                        cp = c & 0x07;
-                } else {
-                        return 0;
-                }
-                for (int k = 1; k < len; k++) {
-                        if ((s[k] & 0xc0) != 0x80)   /* also stops at NUL */
-                                return 0;
-                        cp = cp << 6 | (s[k] & 0x3f);
-                }
-                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                        return 0;
-                s += len;
-        }
-        return 1;
-}
-
 /* Stores one typed value at base+k->offset. */
 static int set_value(void *base, const cfg_key_t *k, const char *value,
                      const char *file, int line, const char *key,
@@ -230,7 +193,7 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
                 /* strings reach the Avro triggers (rule reward kind and
                  * currency) and Kafka or Redis names: UTF-8, or readers
                  * rewrite them */
-                if (!utf8_valid(value))
+                if (!loy_utf8_valid(value, strlen(value)))
                         return fail(errstr, errstr_size, file, line, key,
                                     "not valid UTF-8");
                 memcpy(p, value, strlen(value) + 1);

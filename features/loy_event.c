@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char *const action_names[LOY_ACT__COUNT] = {
@@ -62,6 +63,44 @@ loy_purchase_kind_t loy_event_purchase_kind(const loy_event_t *ev) {
                 if (ev->lines[i].quantity < 0)
                         return LOY_PURCHASE_RETURN;
         return LOY_PURCHASE_NONE;
+}
+
+int loy_utf8_valid(const void *data, size_t n) {
+        const unsigned char *s = data;
+        size_t i = 0;
+        while (i < n) {
+                unsigned char c = s[i];
+                size_t len;
+                uint32_t cp;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf) {
+                        len = 2;
+                        cp = c & 0x1f;
+                } else if (c >= 0xe0 && c <= 0xef) {
+                        len = 3;
+                        cp = c & 0x0f;
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        len = 4;
+                        cp = c & 0x07;
+                } else {
+                        return 0;
+                }
+                if (n - i < len)
+                        return 0;
+                for (size_t k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                return 0;
+                        cp = cp << 6 | (s[i + k] & 0x3f);
+                }
+                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                        return 0;
+                i += len;
+        }
+        return 1;
 }
 
 const char *loy_browse_action_name(loy_browse_action_t a) {

@@ -88,6 +88,11 @@ typedef enum {
 } loy_purchase_kind_t;
 loy_purchase_kind_t loy_event_purchase_kind(const loy_event_t *ev);
 
+/* Whether data[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), the rule jansson applies: ids and
+ * names must be, or Avro and JSON readers of the triggers choke on them. */
+int loy_utf8_valid(const void *data, size_t n);
+
 const char *loy_browse_action_name(loy_browse_action_t a);
 /* -1 when the name is unknown. */
 int loy_browse_action_parse(const char *name);

@@ -476,45 +476,6 @@ static int avro_decode(loy_codec_t *c, codec_schema_t *cs, const uint8_t *buf,
  * Avro value -> loy_event_t
  * ------------------------------------------------------------------------ */
 
-/* Whether s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), the rule jansson applies. */
-static int utf8_valid(const unsigned char *s, size_t n) {
-        size_t i = 0;
-        while (i < n) {
-                unsigned char c = s[i];
-                size_t len;
-                uint32_t cp;
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf) {
-                        len = 2;
-                        cp = c & 0x1f;
-                } else if (c >= 0xe0 && c <= 0xef) {
-                        len = 3;
-                        cp = c & 0x0f;
-                } else if (c >= 0xf0 && c <= 0xf4) {
-                        len = 4;
-                        cp = c & 0x07;
-                } else {
-                        return 0;
-                }
-                if (n - i < len)
-                        return 0;
-                for (size_t k = 1; k < len; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return 0;
-                        cp = cp << 6 | (s[i + k] & 0x3f);
-                }
-                if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                        return 0;
-                i += len;
-        }
-        return 1;
-}
-
 /* Copies n bytes of src into dst[cap]. Too long is an error, never a
  * truncation: two customers must not become one. Avro strings are UTF-8
  * (the spec; JSON input cannot be anything else): an id that is not would
@@ -528,7 +489,7 @@ static int copy_str(char *dst, size_t cap, const char *src, size_t n,
         if (n && memchr(src, '\0', n))
                 return fail(errstr, errstr_size, "%s contains a NUL byte",
                             name);
-        if (!utf8_valid((const unsigned char *)src, n))
+        if (!loy_utf8_valid(src, n))
                 return fail(errstr, errstr_size, "%s is not valid UTF-8",
                             name);
         memcpy(dst, src, n);
