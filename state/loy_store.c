@@ -34,6 +34,15 @@
 #define DEFAULT_TIMEOUT_MS 2000
 #define HSCAN_COUNT "500"
 
+/* Replies a write waits for: k of them (a MULTI/EXEC when tx), about
+ * what (a customer id or a key, for messages). */
+typedef struct unit {
+        const char *what;
+        int k;
+        int tx;
+        int cust;                /* what is a customer id */
+} unit_t;
+
 struct loy_store {
         redisContext *ctx;       /* NULL while disconnected */
         char *host;
@@ -49,9 +58,11 @@ struct loy_store {
         char k_outbox[KEY_MAX];
         char k_stats[KEY_MAX];
         char k_clock[KEY_MAX];
+        char k_fence[KEY_MAX];
         char k_hist[LOY_DIM__COUNT][KEY_MAX];
 
         int nfields;             /* entries of loy_feat_fields */
+        int fi_churn, fi_clv;    /* their index there (-1: none) */
 
         /* RESP being built. oom is sticky so the builders need no checks;
          * it is looked at once per command group. */
@@ -59,13 +70,11 @@ struct loy_store {
         size_t len, cap;
         int oom;
 
-        int *ncmd;               /* commands queued per customer in write */
-        int ncmd_cap;
-
-        /* A write sent by loy_store_write_send, replies not read yet. */
+        /* A write sent by loy_store_write_send, replies not read yet:
+         * what each group of its replies is. */
         int inflight;
-        const loy_cust_write_t *fl_w;
-        int fl_n;
+        unit_t *units;
+        int nunits, units_cap;
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -90,7 +99,6 @@ static void drop(loy_store_t *s) {
         /* Replies of a write in flight are gone with the connection; its
          * caller learns it from loy_store_write_recv. */
         s->inflight = 0;
-        s->fl_w = NULL;
 }
 
 static int not_connected(const loy_store_t *s, char *errstr, size_t size) {
@@ -272,6 +280,16 @@ static void ab_key(loy_store_t *s, const char *mid, const char *id,
         ab_raw(s, "\r\n", 2);
 }
 
+/* "<cmd> <key> <args...>". */
+static void ab_key_args(loy_store_t *s, const char *cmd, const char *key,
+                        const char *const *args, int n) {
+        ab_hdr(s, '*', 2 + (size_t)n);
+        ab_str(s, cmd);
+        ab_str(s, key);
+        for (int i = 0; i < n; i++)
+                ab_str(s, args[i]);
+}
+
 /* Hands the built commands to hiredis (buffered, not sent). */
 static int ab_flush(loy_store_t *s, char *errstr, size_t size) {
         if (s->oom) {
@@ -402,14 +420,21 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
         fixed_key(s, s->k_outbox, "outbox");
         fixed_key(s, s->k_stats, "stats");
         fixed_key(s, s->k_clock, "clock");
+        fixed_key(s, s->k_fence, "aggfence");
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
                 char suffix[64];
                 snprintf(suffix, sizeof(suffix), "hist:%s",
                          loy_dim_name((loy_dim_t)d));
                 fixed_key(s, s->k_hist[d], suffix);
         }
-        for (const loy_field_t *f = loy_feat_fields; f->name; f++)
+        s->fi_churn = s->fi_clv = -1;
+        for (const loy_field_t *f = loy_feat_fields; f->name; f++) {
+                if (!strcmp(f->name, "churn_prob"))
+                        s->fi_churn = s->nfields;
+                else if (!strcmp(f->name, "clv"))
+                        s->fi_clv = s->nfields;
                 s->nfields++;
+        }
         if (s->nfields > LOY_SHADOW_FIELDS) {
                 seterr(errstr, errstr_size, "store: %d customer fields, "
                        "LOY_SHADOW_FIELDS is %d", s->nfields,
@@ -429,7 +454,7 @@ void loy_store_destroy(loy_store_t *s) {
         drop(s);
         free(s->host);
         free(s->buf);
-        free(s->ncmd);
+        free(s->units);
         free(s);
 }
 
@@ -657,9 +682,8 @@ static int check_write(const loy_cust_write_t *w, char *errstr,
         if (c->nslots < 0 || c->nslots > LOY_SLOTS_MAX ||
             c->segment < 0 || c->segment >= LOY_SEG__COUNT ||
             w->old_seg < -1 || w->old_seg >= LOY_SEG__COUNT ||
-            w->nkpi < 0 || (w->nkpi && !w->kpi) || w->noutbox < 0 ||
-            w->nrate_days < 0 || (w->nrate_days && !w->rate_days) ||
-            (w->noutbox && !w->outbox)) {
+            w->nrecs < 0 || (w->recs_set && w->nrecs && (!w->rec_items ||
+                                                         !w->rec_scores))) {
                 seterr(errstr, size, "customer %s: bad write description",
                        c->id);
                 return -1;
@@ -670,83 +694,7 @@ static int check_write(const loy_cust_write_t *w, char *errstr,
                        "not a finite number", c->id);
                 return -1;
         }
-        for (int i = 0; i < w->nkpi; i++)
-                if (!w->kpi[i].field || !isfinite(w->kpi[i].delta)) {
-                        seterr(errstr, size, "customer %s: bad KPI delta %s",
-                               c->id, w->kpi[i].field ? w->kpi[i].field :
-                                                        "(null)");
-                        return -1;
-                }
-        for (int i = 0; i < w->noutbox; i++)
-                if (!w->outbox[i].trigger_id ||
-                    (w->outbox[i].len && !w->outbox[i].payload)) {
-                        seterr(errstr, size, "customer %s: bad outbox entry",
-                               c->id);
-                        return -1;
-                }
         return 0;
-}
-
-static void hincrby(loy_store_t *s, const char *key, const char *field,
-                    int64_t by) {
-        ab_hdr(s, '*', 4);
-        ab_str(s, "HINCRBY");
-        ab_str(s, key);
-        ab_str(s, field);
-        ab_i64(s, by);
-}
-
-/*
- * HINCRBYFLOAT even for integral deltas: HINCRBY fails on a field that ever
- * held a fraction ("revenue" after 12.5 then 10), and Redis prints the float
- * sum without a fraction when it has none, so counts still read "3".
- */
-static void hincrbyfloat(loy_store_t *s, const char *key, const char *field,
-                         double by) {
-        ab_hdr(s, '*', 4);
-        ab_str(s, "HINCRBYFLOAT");
-        ab_str(s, key);
-        ab_str(s, field);
-        ab_dbl(s, by);
-}
-
-static void bin_move(loy_store_t *s, const char *key, int bin, int64_t by) {
-        char f[24];
-        fmt_i64(f, bin);
-        hincrby(s, key, f, by);
-}
-
-/* A ratio cannot be HINCRBY'd: it is recomputed from the day's two
- * counters, server-side so concurrent processes cannot interleave. */
-static const char kpi_rate_lua[] =
-    "local k = KEYS[1] "
-    "local p = tonumber(redis.call('HGET', k, 'purchases') or '0') "
-    "if p > 0 then "
-    "local r = tonumber(redis.call('HGET', k, 'repeat_purchases') or '0') "
-    "redis.call('HSET', k, 'repurchase_rate', string.format('%.4f', r / p)) "
-    "end "
-    /* money from its exact integer sum: whole units and micros apart, so
-     * the text is a function of the integer alone */
-    "for _, f in ipairs({'revenue', 'return_value'}) do "
-    "local m = tonumber(redis.call('HGET', k, f .. '_micros') or 'x') "
-    "if m then "
-    "local neg = m < 0 if neg then m = -m end "
-    "local w = math.floor(m / 1000000) "
-    "local t = string.format('%d.%06d', w, m - w * 1000000) "
-    "t = string.gsub(string.gsub(t, '0+$', ''), '%.$', '') "
-    "if neg and t ~= '0' then t = '-' .. t end "
-    "redis.call('HSET', k, f, t) end end "
-    "return 0";
-
-/* Appends one customer's MULTI ... EXEC to the buffer; returns the number
- * of commands (MULTI and EXEC included) or -1. */
-static void zrem_timer(loy_store_t *s, int32_t partition, const char *id) {
-        char part[24];
-        fmt_i64(part, partition);
-        ab_hdr(s, '*', 3);
-        ab_str(s, "ZREM");
-        ab_key(s, ":timers:", part, "");
-        ab_str(s, id);
 }
 
 static uint64_t views_hash(const loy_cust_t *c) {
@@ -784,13 +732,102 @@ void loy_store_shadow_take(loy_shadow_t *sh, const loy_cust_t *c,
         sh->valid = 1;
 }
 
+/* What a write does with the customer's timer entries. */
+typedef struct timer_ops {
+        int add;                 /* ZADD <partition> next_check_ms */
+        int32_t rem_part;        /* ZREM there after the hash; -1: none */
+} timer_ops_t;
+
+static timer_ops_t timer_ops(const loy_cust_write_t *w) {
+        const loy_cust_t *c = w->cust;
+        timer_ops_t op = {0, -1};
+        if (w->timer_only) {
+                op.rem_part = w->fired_partition;
+                return op;
+        }
+        op.add = c->next_check_ms > 0 &&
+                 (w->timer_fired || c->next_check_ms != w->old_timer_ms);
+        if (w->timer_fired && !(op.add && w->fired_partition == w->partition))
+                /* the ZADD in the same partition moves the entry itself */
+                op.rem_part = w->fired_partition;
+        else if (!w->timer_fired && c->next_check_ms == 0 &&
+                 w->old_timer_ms != 0)
+                op.rem_part = w->partition;
+        return op;
+}
+
+/* A rank score is sent when it may differ from what the board holds. */
+static int rank_changed(const loy_store_t *s, const loy_cust_write_t *w,
+                        int fi) {
+        const loy_shadow_t *sh = w->shadow;
+        double v = fi == s->fi_churn ? w->cust->churn_prob : w->cust->clv;
+        if (w->timer_only || w->cust->first_purchase_ms <= 0)
+                return 0;
+        return !sh || !sh->valid || fi < 0 || !same_number(v, sh->num[fi]);
+}
+
+static void hincrby(loy_store_t *s, const char *key, const char *field,
+                    int64_t by) {
+        ab_hdr(s, '*', 4);
+        ab_str(s, "HINCRBY");
+        ab_str(s, key);
+        ab_str(s, field);
+        ab_i64(s, by);
+}
+
+/* The segment and histogram count moves of a write; 0 when none. */
+static int count_moves(const loy_cust_write_t *w) {
+        const loy_cust_t *c = w->cust;
+        int n = 0;
+        if (w->old_seg != c->segment)
+                n += 1 + (w->old_seg >= 0);
+        for (int d = 0; d < LOY_DIM__COUNT; d++) {
+                int nb = loy_rfm_bin(c, (loy_dim_t)d), ob = w->old_bins[d];
+                if (nb != ob)
+                        n += (nb >= 0) + (ob >= 0);
+        }
+        return n;
+}
+
+static int build_moves(loy_store_t *s, const loy_cust_write_t *w) {
+        const loy_cust_t *c = w->cust;
+        char f[24];
+        int k = 0;
+        if (w->old_seg != c->segment) {
+                if (w->old_seg >= 0) {
+                        hincrby(s, s->k_seg, loy_segment_name(w->old_seg),
+                                -1);
+                        k++;
+                }
+                hincrby(s, s->k_seg, loy_segment_name(c->segment), 1);
+                k++;
+        }
+        for (int d = 0; d < LOY_DIM__COUNT; d++) {
+                int nb = loy_rfm_bin(c, (loy_dim_t)d), ob = w->old_bins[d];
+                if (nb == ob)
+                        continue;
+                if (ob >= 0) {
+                        fmt_i64(f, ob);
+                        hincrby(s, s->k_hist[d], f, -1);
+                        k++;
+                }
+                if (nb >= 0) {
+                        fmt_i64(f, nb);
+                        hincrby(s, s->k_hist[d], f, 1);
+                        k++;
+                }
+        }
+        return k;
+}
+
+/* One customer's hash (with its count moves and recommendations): a lone
+ * HSET, or MULTI/EXEC when more than the hash changes. Returns the number
+ * of replies it yields (0: nothing to send) and sets *tx, or -1. */
 static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                       int64_t now_ms, const loy_feat_conf_t *fconf,
-                      char *errstr, size_t size) {
+                      int *tx, char *errstr, size_t size) {
         const loy_cust_t *c = w->cust;
         char field[FIELD_BUF];
-        char tkey[KEY_MAX];
-        int k = 0;
         /* derived fields (recency_days, T_days ...) as of the customer's
          * own scoring time: the batch's clock differs from run to run, and
          * is 0 right after a start */
@@ -802,16 +839,11 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         unsigned char send_slot[LOY_SLOTS_MAX];
         uint64_t vh = views_hash(c);
         size_t nsend = 0;
-        int i;
+        int k = 0, i;
 
-        ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
-        k++;
-        if (w->timer_only) {
-                zrem_timer(s, w->fired_partition, c->id);
-                ab_raw(s, "*1\r\n$4\r\nEXEC\r\n", 14);
-                return k + 2;
-        }
-
+        *tx = 0;
+        if (w->timer_only)
+                return 0;
         /* what differs from the hash; the whole table when not known */
         i = 0;
         for (const loy_field_t *f = loy_feat_fields; f->name; f++, i++) {
@@ -825,6 +857,10 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 send_slot[j] = full || j >= sh->nslots ||
                                sh->slot[j] != c->slots[j].value;
                 nsend += send_slot[j];
+        }
+        if (w->hist_text || w->recs_set || count_moves(w)) {
+                ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
+                *tx = 1;
         }
         if (nsend) {
                 ab_hdr(s, '*', 2 + 2 * nsend);
@@ -855,8 +891,8 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 k++;
         }
         if (sh) {
-                /* what the hash holds once this transaction has run; a
-                 * failed write makes the caller drop it */
+                /* what the hash holds once this write has run; a failed
+                 * write makes the caller drop it */
                 memcpy(sh->num, num, sizeof(num[0]) * (size_t)s->nfields);
                 sh->views_hash = vh;
                 sh->nslots = c->nslots;
@@ -864,86 +900,7 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                         sh->slot[j] = c->slots[j].value;
                 sh->valid = 1;
         }
-
-        if (w->old_seg != c->segment) {
-                if (w->old_seg >= 0) {
-                        hincrby(s, s->k_seg, loy_segment_name(w->old_seg),
-                                -1);
-                        k++;
-                }
-                hincrby(s, s->k_seg, loy_segment_name(c->segment), 1);
-                k++;
-        }
-
-        for (int d = 0; d < LOY_DIM__COUNT; d++) {
-                int nb = loy_rfm_bin(c, (loy_dim_t)d);
-                int ob = w->old_bins[d];
-                if (nb == ob)
-                        continue;
-                if (ob >= 0) {
-                        bin_move(s, s->k_hist[d], ob, -1);
-                        k++;
-                }
-                if (nb >= 0) {
-                        bin_move(s, s->k_hist[d], nb, 1);
-                        k++;
-                }
-        }
-
-        if (c->first_purchase_ms > 0) {
-                ab_hdr(s, '*', 4);
-                ab_str(s, "ZADD");
-                ab_str(s, s->k_churn);
-                ab_dbl(s, c->churn_prob);
-                ab_str(s, c->id);
-                ab_hdr(s, '*', 4);
-                ab_str(s, "ZADD");
-                ab_str(s, s->k_clv);
-                ab_dbl(s, c->clv);
-                ab_str(s, c->id);
-                k += 2;
-        }
-
-        for (int i = 0; i < w->nkpi; i++) {
-                kpi_key(s, w->kpi[i].day_ms, tkey, sizeof(tkey));
-                if (w->kpi[i].exact)
-                        hincrby(s, tkey, w->kpi[i].field,
-                                (int64_t)w->kpi[i].delta);
-                else
-                        hincrbyfloat(s, tkey, w->kpi[i].field,
-                                     w->kpi[i].delta);
-                k++;
-        }
-        for (int i = 0; i < w->nrate_days; i++) {
-                kpi_key(s, w->rate_days[i], tkey, sizeof(tkey));
-                ab_hdr(s, '*', 4);
-                ab_str(s, "EVAL");
-                ab_str(s, kpi_rate_lua);
-                ab_str(s, "1");
-                ab_str(s, tkey);
-                k++;
-        }
-
-        if (w->timer_fired) {
-                zrem_timer(s, w->fired_partition, c->id);
-                k++;
-        }
-        if (c->next_check_ms > 0 &&
-            (w->timer_fired || c->next_check_ms != w->old_timer_ms)) {
-                char part[24];
-                fmt_i64(part, w->partition);
-                ab_hdr(s, '*', 4);
-                ab_str(s, "ZADD");
-                ab_key(s, ":timers:", part, "");
-                ab_i64(s, c->next_check_ms);
-                ab_str(s, c->id);
-                k++;
-        } else if (c->next_check_ms == 0 && w->old_timer_ms != 0 &&
-                   !(w->timer_fired && w->fired_partition == w->partition)) {
-                zrem_timer(s, w->partition, c->id);
-                k++;
-        }
-
+        k += build_moves(s, w);
         if (w->hist_text) {
                 ab_hdr(s, '*', 3);
                 ab_str(s, "SET");
@@ -960,38 +917,112 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                         ab_hdr(s, '*', 2 + 2 * (size_t)w->nrecs);
                         ab_str(s, "ZADD");
                         ab_key(s, ":c:{", c->id, "}:recs");
-                        for (int i = 0; i < w->nrecs; i++) {
-                                ab_dbl(s, w->rec_scores[i]);
-                                ab_str(s, w->rec_items[i]);
+                        for (int j = 0; j < w->nrecs; j++) {
+                                ab_dbl(s, w->rec_scores[j]);
+                                ab_str(s, w->rec_items[j]);
                         }
                         k++;
                 }
         }
-
-        if (w->noutbox > 0) {
-                ab_hdr(s, '*', 2 + 2 * (size_t)w->noutbox);
-                ab_str(s, "HSET");
-                ab_str(s, s->k_outbox);
-                for (int i = 0; i < w->noutbox; i++) {
-                        ab_str(s, w->outbox[i].trigger_id);
-                        ab_bulk(s, w->outbox[i].payload, w->outbox[i].len);
-                }
-                k++;
+        if (*tx) {
+                ab_raw(s, "*1\r\n$4\r\nEXEC\r\n", 14);
+                return k + 2;
         }
-
-        ab_raw(s, "*1\r\n$4\r\nEXEC\r\n", 14);
-        k++;
         return k;
+}
+
+/* A group command over the batch: "<cmd> <key> [score] member ..." for the
+ * writes selected by want(); returns 1 when one was built, 0 when none of
+ * the writes has a member for it. */
+typedef int (member_fn_t)(const loy_store_t *s, const loy_cust_write_t *w,
+                          int32_t part, double *score);
+
+static int group_cmd(loy_store_t *s, const char *cmd, const char *key,
+                     int with_score, const loy_cust_write_t *w, int n,
+                     int32_t part, member_fn_t *want) {
+        size_t m = 0;
+        double score;
+        for (int i = 0; i < n; i++)
+                m += (size_t)want(s, &w[i], part, &score);
+        if (!m)
+                return 0;
+        ab_hdr(s, '*', 2 + (with_score ? 2 : 1) * m);
+        ab_str(s, cmd);
+        ab_str(s, key);
+        for (int i = 0; i < n; i++) {
+                if (!want(s, &w[i], part, &score))
+                        continue;
+                if (with_score)
+                        ab_dbl(s, score);
+                ab_str(s, w[i].cust->id);
+        }
+        return 1;
+}
+
+static int want_timer_add(const loy_store_t *s, const loy_cust_write_t *w,
+                          int32_t part, double *score) {
+        (void)s;
+        *score = (double)w->cust->next_check_ms;
+        return w->partition == part && timer_ops(w).add;
+}
+
+static int want_timer_rem(const loy_store_t *s, const loy_cust_write_t *w,
+                          int32_t part, double *score) {
+        (void)s;
+        *score = 0;
+        return timer_ops(w).rem_part == part;
+}
+
+static int want_churn(const loy_store_t *s, const loy_cust_write_t *w,
+                      int32_t part, double *score) {
+        (void)part;
+        *score = w->cust->churn_prob;
+        return rank_changed(s, w, s->fi_churn);
+}
+
+static int want_clv(const loy_store_t *s, const loy_cust_write_t *w,
+                    int32_t part, double *score) {
+        (void)part;
+        *score = w->cust->clv;
+        return rank_changed(s, w, s->fi_clv);
+}
+
+/* The distinct partitions the writes add (add 1) or remove (add 0) timer
+ * entries in; returns their count (at most max). */
+static int timer_parts(const loy_cust_write_t *w, int n, int add,
+                       int32_t *parts, int max) {
+        int np = 0;
+        for (int i = 0; i < n; i++) {
+                timer_ops_t op = timer_ops(&w[i]);
+                int32_t part = add ? (op.add ? w[i].partition : -1)
+                                   : op.rem_part;
+                int seen = 0;
+                if (part < 0)
+                        continue;
+                for (int j = 0; j < np && !seen; j++)
+                        seen = parts[j] == part;
+                if (!seen && np < max)
+                        parts[np++] = part;
+        }
+        return np;
+}
+
+static void timer_key(const loy_store_t *s, int32_t part, char *dst) {
+        char num[24];
+        fmt_i64(num, part);
+        snprintf(dst, KEY_MAX, "%s:timers:%s", s->ns, num);
 }
 
 static int reply_is(const redisReply *r, const char *status) {
         return r->type == REDIS_REPLY_STATUS && !strcmp(r->str, status);
 }
 
-/* Reads one customer's k replies; LOY_STORE_OK, ERR (first one described in
- * errstr when *first) or ERR_IO. */
-static int read_cust(loy_store_t *s, const char *id, int k, int *first,
+/* Reads one unit's k replies (a transaction when tx); LOY_STORE_OK, ERR
+ * (first one described in errstr when *first), BUSY or ERR_IO. */
+static int read_unit(loy_store_t *s, const unit_t *u, int *first,
                      char *errstr, size_t size) {
+        const char *what = u->what, *pre = u->cust ? "customer " : "";
+        int k = u->k, tx = u->tx;
         int rc = LOY_STORE_OK, refused = 0;
         for (int j = 0; j < k; j++) {
                 redisReply *r;
@@ -999,7 +1030,10 @@ static int read_cust(loy_store_t *s, const char *id, int k, int *first,
                 char why[256];
                 if (get_reply(s, &r, errstr, size))
                         return LOY_STORE_ERR_IO;
-                if (j == 0) {
+                if (!tx) {
+                        if (r->type == REDIS_REPLY_ERROR)
+                                bad = "failed";
+                } else if (j == 0) {
                         if (!reply_is(r, "OK"))
                                 bad = "MULTI failed";
                 } else if (j < k - 1) {
@@ -1026,14 +1060,14 @@ static int read_cust(loy_store_t *s, const char *id, int k, int *first,
                 }
                 if (bad && is_refusal_reply(r)) {
                         /* EXECABORT follows; the refusal is what counts */
-                        seterr(errstr, size, "customer %s: redis refused: "
-                               "%s", id, r->str);
+                        seterr(errstr, size, "%s%s: redis refused: %s", pre,
+                               what, r->str);
                         *first = 0;
                         refused = 1;
                 } else if (bad) {
                         if (*first) {
-                                seterr(errstr, size, "customer %s: %s%s%s",
-                                       id, bad,
+                                seterr(errstr, size, "%s%s: %s%s%s", pre,
+                                       what, bad,
                                        r->type == REDIS_REPLY_ERROR ? ": " :
                                                                       "",
                                        r->type == REDIS_REPLY_ERROR ?
@@ -1047,11 +1081,37 @@ static int read_cust(loy_store_t *s, const char *id, int k, int *first,
         return refused ? LOY_STORE_ERR_BUSY : rc;
 }
 
-int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
-                         int64_t now_ms, const loy_feat_conf_t *fconf,
-                         char *errstr, size_t errstr_size) {
+/* Records one unit of replies to read back in order. */
+static int unit_add(loy_store_t *s, const char *what, int k, int tx,
+                    int cust) {
+        if (s->nunits == s->units_cap) {
+                int cap = s->units_cap ? s->units_cap * 2 : 256;
+                unit_t *nu = realloc(s->units, sizeof(*nu) * (size_t)cap);
+                if (!nu)
+                        return -1;
+                s->units = nu;
+                s->units_cap = cap;
+        }
+        s->units[s->nunits].what = what;
+        s->units[s->nunits].k = k;
+        s->units[s->nunits].tx = tx;
+        s->units[s->nunits].cust = cust;
+        s->nunits++;
+        return 0;
+}
+
+#define TIMER_PARTS_MAX 1024
+
+/* The customers' pipeline, after the batch's outbox entries (triggers
+ * must be kept before the customers that caused them move on). */
+static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
+                      int noutbox, const loy_cust_write_t *w, int n,
+                      int64_t now_ms, const loy_feat_conf_t *fconf,
+                      char *errstr, size_t errstr_size) {
         pipe_guard_t g;
-        int rc, handed = 0, done = 0;
+        int32_t parts[TIMER_PARTS_MAX];
+        char key[KEY_MAX];
+        int rc, handed = 0, done = 0, np;
         int i;
 
         if (n < 0 || (n > 0 && !w)) {
@@ -1065,24 +1125,47 @@ int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
         for (i = 0; i < n; i++)
                 if (check_write(&w[i], errstr, errstr_size))
                         return LOY_STORE_ERR;
-        if (n > s->ncmd_cap) {
-                int cap = s->ncmd_cap ? s->ncmd_cap : 256;
-                int *nc;
-                while (cap < n)
-                        cap *= 2;
-                nc = realloc(s->ncmd, sizeof(*nc) * (size_t)cap);
-                if (!nc) {
-                        seterr(errstr, errstr_size, "write: out of memory");
+
+        for (i = 0; i < noutbox; i++)
+                if (!outbox[i].trigger_id ||
+                    (outbox[i].len && !outbox[i].payload)) {
+                        seterr(errstr, errstr_size, "write: bad outbox "
+                               "entry");
                         return LOY_STORE_ERR;
                 }
-                s->ncmd = nc;
-                s->ncmd_cap = cap;
-        }
 
         ab_reset(s);
+        s->nunits = 0;
+        /* outbox, timer entries ahead of the hashes, rank scores, hashes,
+         * then the entries removed: any prefix of this order is safe to
+         * stop at */
+        if (noutbox > 0) {
+                ab_hdr(s, '*', 2 + 2 * (size_t)noutbox);
+                ab_str(s, "HSET");
+                ab_str(s, s->k_outbox);
+                for (i = 0; i < noutbox; i++) {
+                        ab_str(s, outbox[i].trigger_id);
+                        ab_bulk(s, outbox[i].payload, outbox[i].len);
+                }
+                s->oom |= unit_add(s, "outbox", 1, 0, 0);
+        }
+        np = timer_parts(w, n, 1, parts, TIMER_PARTS_MAX);
+        for (int j = 0; j < np; j++) {
+                timer_key(s, parts[j], key);
+                if (group_cmd(s, "ZADD", key, 1, w, n, parts[j],
+                              want_timer_add))
+                        s->oom |= unit_add(s, "timers", 1, 0, 0);
+        }
+        if (group_cmd(s, "ZADD", s->k_churn, 1, w, n, 0, want_churn))
+                s->oom |= unit_add(s, s->k_churn, 1, 0, 0);
+        if (group_cmd(s, "ZADD", s->k_clv, 1, w, n, 0, want_clv))
+                s->oom |= unit_add(s, s->k_clv, 1, 0, 0);
         for (i = 0; i < n; i++) {
-                int k = build_cust(s, &w[i], now_ms, fconf, errstr,
+                int tx;
+                int k = build_cust(s, &w[i], now_ms, fconf, &tx, errstr,
                                    errstr_size);
+                if (k > 0 && unit_add(s, w[i].cust->id, k, tx, 1))
+                        s->oom = 1;
                 if (k < 0 || s->oom) {
                         if (k >= 0)
                                 seterr(errstr, errstr_size,
@@ -1094,13 +1177,19 @@ int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
                         ab_reset(s);
                         return LOY_STORE_ERR;
                 }
-                s->ncmd[i] = k;
                 /* Hand over in ~1 MiB pieces so the buffer stays small. */
                 if (s->len >= (1u << 20)) {
                         if ((rc = ab_flush(s, errstr, errstr_size)))
                                 return rc;
                         handed = 1;
                 }
+        }
+        np = timer_parts(w, n, 0, parts, TIMER_PARTS_MAX);
+        for (int j = 0; j < np; j++) {
+                timer_key(s, parts[j], key);
+                if (group_cmd(s, "ZREM", key, 0, w, n, parts[j],
+                              want_timer_rem))
+                        s->oom |= unit_add(s, "timers", 1, 0, 0);
         }
         if ((rc = ab_flush(s, errstr, errstr_size)))
                 return rc;
@@ -1117,14 +1206,18 @@ int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
         guard_off(&g);
         if (rc)
                 return rc;
-        s->fl_w = w;
-        s->fl_n = n;
         s->inflight = 1;
         return LOY_STORE_OK;
 }
 
+int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
+                         int64_t now_ms, const loy_feat_conf_t *fconf,
+                         char *errstr, size_t errstr_size) {
+        return send_custs(s, NULL, 0, w, n, now_ms, fconf, errstr,
+                          errstr_size);
+}
+
 int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
-        const loy_cust_write_t *w = s->fl_w;
         pipe_guard_t g;
         int rc = LOY_STORE_OK, first = 1;
 
@@ -1134,11 +1227,10 @@ int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
                                 not_connected(s, errstr, errstr_size);
         }
         s->inflight = 0;
-        s->fl_w = NULL;
         guard_on(&g);
-        for (int i = 0; i < s->fl_n; i++) {
-                int r = read_cust(s, w[i].cust->id, s->ncmd[i], &first,
-                                  errstr, errstr_size);
+        for (int i = 0; i < s->nunits; i++) {
+                const unit_t *u = &s->units[i];
+                int r = read_unit(s, u, &first, errstr, errstr_size);
                 if (r == LOY_STORE_ERR_IO) {
                         rc = r;
                         break;
@@ -1159,6 +1251,251 @@ int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
         if (rc)
                 return rc;
         return loy_store_write_recv(s, errstr, errstr_size);
+}
+
+/* --------------------------------------------------- batch aggregates */
+
+/*
+ * A batch's aggregates in one script, so they land all or nothing: the
+ * fences are checked first (a script is not rolled back, so nothing is
+ * written before every check passed), then set, then the sums added, then
+ * each KPI day's derived values recomputed from its counters (a ratio
+ * cannot be added to; money is printed from its exact micro-unit sum).
+ *
+ * KEYS: aggfence, then KPI days.
+ * ARGV: the index of the first KPI day in KEYS, nfence, then (field,
+ * check, expect, value) per fence, then for each key after the first: n,
+ * then n (field, delta) pairs.
+ */
+static const char agg_lua[] =
+    "local a = ARGV "
+    "local kpi1 = tonumber(a[1]) "
+    "local nf = tonumber(a[2]) "
+    "local i = 3 "
+    "for k = 1, nf do "
+    "if a[i + 1] == '1' then "
+    "local cur = redis.call('HGET', KEYS[1], a[i]) or '' "
+    "if cur ~= a[i + 2] then "
+    "return redis.error_reply('FENCED ' .. KEYS[1] .. ' ' .. a[i] .. "
+    "' holds \"' .. cur .. '\", this process last wrote \"' .. a[i + 2] .. "
+    "'\"') end end "
+    "i = i + 4 end "
+    "i = 3 "
+    "for k = 1, nf do "
+    "if a[i + 3] == '' then redis.call('HDEL', KEYS[1], a[i]) "
+    "else redis.call('HSET', KEYS[1], a[i], a[i + 3]) end "
+    "i = i + 4 end "
+    "for k = 2, #KEYS do "
+    "local n = tonumber(a[i]) i = i + 1 "
+    "for j = 1, n do redis.call('HINCRBY', KEYS[k], a[i], a[i + 1]) "
+    "i = i + 2 end "
+    "if k >= kpi1 then "
+    "local key = KEYS[k] "
+    "local p = tonumber(redis.call('HGET', key, 'purchases') or '0') "
+    "if p > 0 then "
+    "local r = tonumber(redis.call('HGET', key, 'repeat_purchases') or '0') "
+    "redis.call('HSET', key, 'repurchase_rate', string.format('%.4f', r / p)) "
+    "end "
+    "for _, f in ipairs({'revenue', 'return_value'}) do "
+    "local m = tonumber(redis.call('HGET', key, f .. '_micros') or 'x') "
+    "if m then "
+    "local neg = m < 0 if neg then m = -m end "
+    "local w = math.floor(m / 1000000) "
+    "local t = string.format('%d.%06d', w, m - w * 1000000) "
+    "t = string.gsub(string.gsub(t, '0+$', ''), '%.$', '') "
+    "if neg and t ~= '0' then t = '-' .. t end "
+    "redis.call('HSET', key, f, t) end end "
+    "end end "
+    "return 0";
+
+/* The distinct KPI days of the deltas, in first-seen order. */
+static int kpi_days(const loy_kpi_delta_t *kpi, int n, int64_t *days) {
+        int nd = 0;
+        for (int i = 0; i < n; i++) {
+                int64_t d = kpi[i].day_ms / LOY_MS_PER_DAY;
+                int seen = 0;
+                if (kpi[i].day_ms % LOY_MS_PER_DAY < 0)
+                        d--;
+                for (int j = 0; j < nd && !seen; j++)
+                        seen = days[j] == d;
+                if (!seen)
+                        days[nd++] = d;
+        }
+        return nd;
+}
+
+static int64_t day_of(int64_t ms) {
+        int64_t d = ms / LOY_MS_PER_DAY;
+        return ms % LOY_MS_PER_DAY < 0 ? d - 1 : d;
+}
+
+static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
+                     char *errstr, size_t size) {
+        char key[KEY_MAX];
+        int64_t *days = NULL;
+        int nd = 0;
+        size_t nargs, nkeys;
+
+        for (int i = 0; i < agg->nfence; i++)
+                if (!agg->fence[i].field || !agg->fence[i].value) {
+                        seterr(errstr, size, "aggregates: bad fence");
+                        return -1;
+                }
+        for (int i = 0; i < agg->nkpi; i++)
+                if (!agg->kpi[i].field) {
+                        seterr(errstr, size, "aggregates: bad KPI delta");
+                        return -1;
+                }
+        if (agg->nkpi) {
+                days = malloc(sizeof(*days) * (size_t)agg->nkpi);
+                if (!days) {
+                        seterr(errstr, size, "aggregates: out of memory");
+                        return -1;
+                }
+                nd = kpi_days(agg->kpi, agg->nkpi, days);
+        }
+        nkeys = 1 + (size_t)nd;
+        nargs = 2 + 4 * (size_t)agg->nfence + (nkeys - 1) +
+                2 * (size_t)agg->nkpi;
+        ab_hdr(s, '*', 3 + nkeys + nargs);
+        ab_str(s, "EVAL");
+        ab_str(s, agg_lua);
+        ab_i64(s, (int64_t)nkeys);
+        ab_str(s, s->k_fence);
+        for (int j = 0; j < nd; j++) {
+                kpi_key(s, days[j] * LOY_MS_PER_DAY, key, sizeof(key));
+                ab_str(s, key);
+        }
+        ab_i64(s, 2);   /* the first KPI day in KEYS */
+        ab_i64(s, agg->nfence);
+        for (int i = 0; i < agg->nfence; i++) {
+                const loy_agg_fence_t *f = &agg->fence[i];
+                ab_str(s, f->field);
+                ab_str(s, f->check ? "1" : "0");
+                ab_str(s, f->expect ? f->expect : "");
+                ab_str(s, f->value);
+        }
+        for (int j = 0; j < nd; j++) {
+                int cnt = 0;
+                for (int i = 0; i < agg->nkpi; i++)
+                        cnt += day_of(agg->kpi[i].day_ms) == days[j];
+                ab_i64(s, cnt);
+                for (int i = 0; i < agg->nkpi; i++)
+                        if (day_of(agg->kpi[i].day_ms) == days[j]) {
+                                ab_str(s, agg->kpi[i].field);
+                                ab_i64(s, agg->kpi[i].delta);
+                        }
+        }
+        free(days);
+        return 0;
+}
+
+int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
+                          int noutbox, const loy_batch_agg_t *agg,
+                          const loy_cust_write_t *w, int n, int64_t now_ms,
+                          const loy_feat_conf_t *fconf, char *errstr,
+                          size_t errstr_size) {
+        pipe_guard_t g;
+        redisReply *r = NULL;
+        int rc;
+
+        if (noutbox < 0 || (noutbox && !outbox) ||
+            (agg && (agg->nkpi < 0 || agg->nfence < 0 ||
+                     (agg->nkpi && !agg->kpi) ||
+                     (agg->nfence && !agg->fence)))) {
+                seterr(errstr, errstr_size, "write: bad arguments");
+                return LOY_STORE_ERR;
+        }
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        if (agg) {
+                ab_reset(s);
+                if (build_agg(s, agg, errstr, errstr_size)) {
+                        ab_reset(s);
+                        return LOY_STORE_ERR;
+                }
+                if ((rc = ab_flush(s, errstr, errstr_size)))
+                        return rc;
+                guard_on(&g);
+                if (get_reply(s, &r, errstr, errstr_size))
+                        rc = LOY_STORE_ERR_IO;
+                guard_off(&g);
+                if (rc)
+                        return rc;
+                if (r->type == REDIS_REPLY_ERROR) {
+                        seterr(errstr, errstr_size, "aggregates: %s", r->str);
+                        rc = !strncmp(r->str, "FENCED ", 7)
+                                 ? LOY_STORE_ERR_FENCED
+                             : is_refusal_reply(r) ? LOY_STORE_ERR_BUSY
+                                                   : LOY_STORE_ERR;
+                }
+                freeReplyObject(r);
+                if (rc)
+                        return rc;
+        }
+        if (n == 0 && noutbox == 0)
+                return LOY_STORE_OK;
+        rc = send_custs(s, outbox, noutbox, w, n, now_ms, fconf, errstr,
+                        errstr_size);
+        if (rc)
+                return rc;
+        return loy_store_write_recv(s, errstr, errstr_size);
+}
+
+int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
+                        char **values, char *errstr, size_t errstr_size) {
+        pipe_guard_t g;
+        redisReply *r = NULL;
+        int rc;
+
+        if (n < 0 || (n && (!fields || !values))) {
+                seterr(errstr, errstr_size, "fence: bad arguments");
+                return LOY_STORE_ERR;
+        }
+        for (int i = 0; i < n; i++)
+                values[i] = NULL;
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        if (n == 0)
+                return LOY_STORE_OK;
+        ab_reset(s);
+        ab_key_args(s, "HMGET", s->k_fence, fields, n);
+        if ((rc = ab_flush(s, errstr, errstr_size)))
+                return rc;
+        guard_on(&g);
+        if (get_reply(s, &r, errstr, errstr_size))
+                rc = LOY_STORE_ERR_IO;
+        guard_off(&g);
+        if (rc)
+                return rc;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+                seterr(errstr, errstr_size, "HMGET %s: %s", s->k_fence,
+                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
+                rc = is_refusal_reply(r) ? LOY_STORE_ERR_BUSY : LOY_STORE_ERR;
+                freeReplyObject(r);
+                return rc;
+        }
+        for (int i = 0; i < n && rc == LOY_STORE_OK; i++) {
+                const redisReply *v = r->element[i];
+                if (v->type != REDIS_REPLY_STRING)
+                        continue;
+                values[i] = malloc(v->len + 1);
+                if (!values[i]) {
+                        seterr(errstr, errstr_size, "fence: out of memory");
+                        rc = LOY_STORE_ERR;
+                        break;
+                }
+                memcpy(values[i], v->str, v->len);
+                values[i][v->len] = '\0';
+        }
+        freeReplyObject(r);
+        if (rc)
+                for (int i = 0; i < n; i++) {
+                        free(values[i]);
+                        values[i] = NULL;
+                }
+        return rc;
 }
 
 /* Reads n replies and checks none is an error. */
@@ -1182,6 +1519,20 @@ static int read_plain(loy_store_t *s, int n, const char *what, char *errstr,
         }
         guard_off(&g);
         return rc;
+}
+
+/*
+ * HINCRBYFLOAT even for integral deltas: HINCRBY fails on a field that ever
+ * held a fraction, and Redis prints the float sum without a fraction when it
+ * has none, so counts still read "3".
+ */
+static void hincrbyfloat(loy_store_t *s, const char *key, const char *field,
+                         double by) {
+        ab_hdr(s, '*', 4);
+        ab_str(s, "HINCRBYFLOAT");
+        ab_str(s, key);
+        ab_str(s, field);
+        ab_dbl(s, by);
 }
 
 int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
@@ -1406,11 +1757,7 @@ int loy_store_outbox_ack(loy_store_t *s, const char *const *ids, int n,
         if ((rc = usable(s, errstr, errstr_size)))
                 return rc;
         ab_reset(s);
-        ab_hdr(s, '*', 2 + (size_t)n);
-        ab_str(s, "HDEL");
-        ab_str(s, s->k_outbox);
-        for (int i = 0; i < n; i++)
-                ab_str(s, ids[i]);
+        ab_key_args(s, "HDEL", s->k_outbox, ids, n);
         if ((rc = ab_flush(s, errstr, errstr_size)))
                 return rc;
         return read_plain(s, 1, "HDEL outbox", errstr, errstr_size);
@@ -1472,9 +1819,10 @@ int loy_store_clock_load(loy_store_t *s, loy_kv_cb_t *cb, void *opaque,
 /* recommendations: customer histories, the shared item model           */
 /* ------------------------------------------------------------------ */
 
-int loy_store_get_texts(loy_store_t *s, const char *suffix,
-                        const char *const *ids, int n, char **texts,
-                        char *errstr, size_t errstr_size) {
+/* GET of <ns>:c:{id}<suffix>, or with field HGET of that field. */
+static int cust_texts(loy_store_t *s, const char *suffix, const char *field,
+                      const char *const *ids, int n, char **texts,
+                      char *errstr, size_t errstr_size) {
         char end[64];
         pipe_guard_t g;
         int rc;
@@ -1487,9 +1835,11 @@ int loy_store_get_texts(loy_store_t *s, const char *suffix,
         snprintf(end, sizeof(end), "}%s", suffix);
         ab_reset(s);
         for (int i = 0; i < n; i++) {
-                ab_hdr(s, '*', 2);
-                ab_str(s, "GET");
+                ab_hdr(s, '*', field ? 3 : 2);
+                ab_str(s, field ? "HGET" : "GET");
                 ab_key(s, ":c:{", ids[i], end);
+                if (field)
+                        ab_str(s, field);
         }
         if ((rc = ab_flush(s, errstr, errstr_size)))
                 return rc;
@@ -1508,9 +1858,10 @@ int loy_store_get_texts(loy_store_t *s, const char *suffix,
                         }
                 } else if (r->type == REDIS_REPLY_ERROR &&
                            rc == LOY_STORE_OK) {
-                        seterr(errstr, errstr_size, "customer %s: GET: %s",
-                               ids[i], r->str);
-                        rc = LOY_STORE_ERR;
+                        seterr(errstr, errstr_size, "customer %s: %s: %s",
+                               ids[i], field ? "HGET" : "GET", r->str);
+                        rc = is_refusal_reply(r) ? LOY_STORE_ERR_BUSY
+                                                 : LOY_STORE_ERR;
                 }
                 freeReplyObject(r);
         }
@@ -1521,6 +1872,20 @@ int loy_store_get_texts(loy_store_t *s, const char *suffix,
                         texts[i] = NULL;
                 }
         return rc;
+}
+
+int loy_store_get_texts(loy_store_t *s, const char *suffix,
+                        const char *const *ids, int n, char **texts,
+                        char *errstr, size_t errstr_size) {
+        return cust_texts(s, suffix, NULL, ids, n, texts, errstr,
+                          errstr_size);
+}
+
+int loy_store_hget_custs(loy_store_t *s, const char *field,
+                         const char *const *ids, int n, char **values,
+                         char *errstr, size_t errstr_size) {
+        return cust_texts(s, "", field, ids, n, values, errstr,
+                          errstr_size);
 }
 
 int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr,

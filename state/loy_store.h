@@ -12,17 +12,23 @@
  *   <ns>:outbox               hash   trigger_id -> framed Avro trigger
  *   <ns>:clock                hash   "<topic>:<partition>" -> newest
  *                                    event time applied there (ms)
+ *   <ns>:aggfence             hash   what the daily KPIs already hold,
+ *                                    per input partition
  *
- * Never one round trip per event: loads are one pipeline per batch, writes
- * one pipeline per batch holding one MULTI/EXEC per customer, so a
- * customer's fields, offsets, aggregates, timer and outbox entries change
- * together or not at all.
+ * Never one round trip per event: loads are one pipeline per batch; a
+ * batch's write is two (loy_store_write_batch): first the batch's KPIs,
+ * summed and applied by one script behind their own fence; then the outbox
+ * entries, and one command per customer (its hash with its offset fence:
+ * the atomic unit) with the batch's timers and ranks grouped around them.
  *
  * Errors: LOY_STORE_OK, or LOY_STORE_ERR_IO (connection lost; reconnect and
  * retry the batch), LOY_STORE_ERR_BUSY (the server refused for now: OOM,
  * READONLY, MISCONF, LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN,
- * NOREPLICAS; nothing is wrong with the data, retry after a pause) or
- * LOY_STORE_ERR (a reply that makes no sense), with errstr filled.
+ * NOREPLICAS; nothing is wrong with the data, retry after a pause),
+ * LOY_STORE_ERR_FENCED (another process wrote the batch's partitions since
+ * this one last did: nothing was written, the batch is not this process's
+ * to write) or LOY_STORE_ERR (a reply that makes no sense), with errstr
+ * filled.
  */
 #ifndef LOY_STORE_H
 #define LOY_STORE_H
@@ -39,6 +45,7 @@ typedef enum {
         LOY_STORE_ERR_IO = -1,
         LOY_STORE_ERR = -2,
         LOY_STORE_ERR_BUSY = -3,
+        LOY_STORE_ERR_FENCED = -4,
 } loy_store_err_t;
 
 /* 1 when a Redis error reply (its text, e.g. "OOM command not allowed")
@@ -77,11 +84,10 @@ int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
 typedef struct loy_kpi_delta {
         int64_t day_ms;          /* any time within the UTC day */
         const char *field;       /* "purchases", "revenue_micros", ... */
-        double delta;
-        /* delta is an integer: added with HINCRBY, exactly, so the sum
-         * does not depend on the order of the additions (floating-point
-         * sums do, in their last digits) */
-        int exact;
+        /* integers only (counts, money in micro-units): HINCRBY sums do
+         * not depend on the order of the additions, floating-point sums
+         * do in their last digits */
+        int64_t delta;
 } loy_kpi_delta_t;
 
 typedef struct loy_outbox_entry {
@@ -111,16 +117,22 @@ typedef struct loy_shadow {
 void loy_store_shadow_take(loy_shadow_t *sh, const loy_cust_t *c,
                            const loy_feat_conf_t *fconf);
 
-/* What one customer's atomic write changes. old_* describe the customer as
- * loaded (old_seg -1 and old_bins -1 for a customer new to Redis); the new
- * values come from cust itself. */
+/* What one customer's write changes: its hash (fields that differ from the
+ * shadow, slots: offsets and cooldowns), its timer entry, its rank scores,
+ * the segment and histogram counts it moves and, with recommendations, its
+ * history and top N. One HSET, or one MULTI/EXEC when more than the hash
+ * changes: the counts move in the same transaction as the hash, so they
+ * always agree with the hashes (they are ranks against the population, so
+ * a redo need not reproduce them: counting them apart from the hash could
+ * not be fenced). old_seg -1 and old_bins -1 for a customer new to Redis;
+ * the new values come from cust itself. */
 typedef struct loy_cust_write {
         const loy_cust_t *cust;
+        int old_seg;
+        int old_bins[LOY_DIM__COUNT];
         /* NULL, or what the hash holds: only the fields that differ are
          * sent, and it is updated to what this write sends */
         loy_shadow_t *shadow;
-        int old_seg;
-        int old_bins[LOY_DIM__COUNT];
         int32_t partition;               /* timers live per partition */
         int64_t old_timer_ms;            /* 0 when no timer was set */
         /* The timer entry that fired for this customer, if any: always
@@ -139,23 +151,57 @@ typedef struct loy_cust_write {
         int nrecs;
         const char *const *rec_items;
         const double *rec_scores;
-        const loy_kpi_delta_t *kpi;
-        int nkpi;
-        /* Days (any time within each UTC day) whose derived KPIs
-         * (repurchase_rate, and revenue / return_value from their exact
-         * micro-unit sums) this write recomputes from the day's counters,
-         * after its own KPI deltas and in the same transaction. Give each
-         * day to the last write of the batch that moves its counters: a
-         * redo after a crash then recomputes it as well. */
-        const int64_t *rate_days;
-        int nrate_days;
-        const loy_outbox_entry_t *outbox;
-        int noutbox;
 } loy_cust_write_t;
 
-/* Writes n customers: one pipeline, one MULTI/EXEC each. Derived fields
- * such as recency_days are computed at each customer's scored_ms, or at
- * now_ms (event time) for one never scored. */
+/* One field of <ns>:aggfence. "o:<topic>:<partition>" holds the newest
+ * offset of that input partition whose effect the aggregates hold;
+ * "f:<partition>" the silence checks (lines "<cid> <due ms>") of the last
+ * batch that fired any there. With check, the field must still hold expect
+ * (NULL: must not exist) or nothing of the batch is written: a field that
+ * moved was written by another process (a member the group gave up on,
+ * writing late). value "" removes the field. */
+typedef struct loy_agg_fence {
+        const char *field;
+        int check;
+        const char *expect;
+        const char *value;
+} loy_agg_fence_t;
+
+/* A batch's aggregates, summed by the caller: daily KPI deltas (one per
+ * day and field), and the fences that make them count once. Sums are not
+ * idempotent, so they are not fenced by the customers' offsets: a redo
+ * after the aggregates landed but customers did not must leave out what
+ * the fences say is in. */
+typedef struct loy_batch_agg {
+        const loy_kpi_delta_t *kpi;
+        int nkpi;
+        const loy_agg_fence_t *fence;
+        int nfence;
+} loy_batch_agg_t;
+
+/* Writes a batch in two round trips. First the aggregates with their
+ * fences (agg NULL: none), by one script: all or nothing; KPIs derived from
+ * counters, such as repurchase_rate, are recomputed for each day it moves.
+ * A fence that moved returns LOY_STORE_ERR_FENCED with nothing written.
+ * Then the outbox entries (idempotent: keyed by trigger id) ahead of the
+ * customers, as loy_store_write. A failed second part leaves the first
+ * applied: the caller re-reads the fences before it does the batch again. */
+int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
+                          int noutbox, const loy_batch_agg_t *agg,
+                          const loy_cust_write_t *w, int n, int64_t now_ms,
+                          const loy_feat_conf_t *fconf, char *errstr,
+                          size_t errstr_size);
+
+/* HMGET of n fields of <ns>:aggfence: values[i] malloc'ed (caller frees)
+ * or NULL when absent. */
+int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
+                        char **values, char *errstr, size_t errstr_size);
+
+/* Writes n customers in one pipeline: timer entries added first (an entry
+ * ahead of its hash fires as a no-op; a hash ahead of a missing entry would
+ * never fire), then rank scores, then each customer, then the timer entries
+ * removed. Derived fields such as recency_days are computed at each
+ * customer's scored_ms, or at now_ms (event time) for one never scored. */
 int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
                     int64_t now_ms, const loy_feat_conf_t *fconf,
                     char *errstr, size_t errstr_size);
@@ -227,6 +273,12 @@ int loy_store_clock_load(loy_store_t *s, loy_kv_cb_t *cb, void *opaque,
 int loy_store_get_texts(loy_store_t *s, const char *suffix,
                         const char *const *ids, int n, char **texts,
                         char *errstr, size_t errstr_size);
+
+/* Pipelined HGET of one field of n customers' hashes: values[i] malloc'ed
+ * (caller frees) or NULL when absent. */
+int loy_store_hget_custs(loy_store_t *s, const char *field,
+                         const char *const *ids, int n, char **values,
+                         char *errstr, size_t errstr_size);
 
 /* Adds the recommender's pending increments to the shared model, one
  * pipeline of HINCRBYFLOAT: n(a) into hash <ns>:i:n; c(a,b) into hash

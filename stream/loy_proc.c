@@ -18,6 +18,7 @@
 #include "../models/loy_rules.h"
 #include "../state/loy_cache.h"
 #include "../state/loy_store.h"
+#include "loy_agg.h"
 #include "loy_clock.h"
 #include "loy_codec.h"
 #include "loy_decide.h"
@@ -32,6 +33,7 @@
 #define BATCH_STALE 1          /* run_batch: not written, read it again */
 
 #define DLQ_REASON_MAX 256
+#define NINCR 11               /* counters added to <ns>:stats */
 
 #define HIST_TEXT_MAX (LOY_RECO_HIST_MAX * (LOY_SKU_MAX + 64))
 
@@ -41,35 +43,29 @@ typedef struct cust_ext {
         loy_reco_hist_t hist;
 } cust_ext_t;
 
-/* A customer the batch touches, with what Redis held before the batch so the
- * write can move aggregate counts exactly once. */
+/* A customer the batch touches. */
 typedef struct touched {
         loy_cust_t *c;                  /* in the cache */
         int need_load;
         int existed;                    /* known to Redis (or the cache) */
+        /* as Redis counts it before the batch (-1: nowhere) */
         int old_seg;
         int old_bins[LOY_DIM__COUNT];
         int cur_bins[LOY_DIM__COUNT];   /* as the in-memory population has it */
         int64_t old_timer;
         int by_event, by_purchase, by_timer;
+        int fired;                      /* a silence check was scored */
         int32_t partition;              /* of its purchase topic */
         int32_t event_partition;        /* of any of its events, or -1 */
         int64_t timer_due;              /* score of the fired entry */
         int32_t fired_partition;
-        int kpi_first, nkpi;            /* range in the sorted kpi array */
         int reco_dirty;                 /* its history learned an event */
         char *hist_text;                /* owned, for the write */
         int nrecs;
         const char *rec_ptr[LOY_RECS_MAX];
         double rec_score[LOY_RECS_MAX];
         char rec_sku[LOY_RECS_MAX][LOY_SKU_MAX + 1];
-        int outbox_first, noutbox;      /* range in p->entries */
 } touched_t;
-
-typedef struct kpi_rec {
-        int touched;
-        loy_kpi_delta_t d;
-} kpi_rec_t;
 
 typedef struct outbox_rec {
         int touched;
@@ -110,11 +106,7 @@ struct loy_proc {
         int ntouched, touched_cap;
         int *index;                     /* open addressing: cid -> touched */
         size_t index_size;
-        kpi_rec_t *kpi;
-        int nkpi, kpi_cap;
-        loy_kpi_delta_t *kpi_sorted;
-        int64_t *rate_days;             /* slices of it in the writes */
-        int rate_cap;
+        loy_agg_t *agg;                 /* the batch's sums and fences */
         outbox_rec_t *outbox;
         int noutbox, outbox_cap;
         loy_cust_write_t *writes;
@@ -149,7 +141,7 @@ struct loy_proc {
         int nlat;
         int64_t started_ms;
         loy_proc_stats_t stats;
-        int64_t pending_stats[10];
+        int64_t pending_stats[NINCR];
 };
 
 static int64_t wall_ms(void) {
@@ -201,6 +193,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 /* where event time stood is read back from Redis by the
                  * loop (not here: the store may be busy) */
                 p->clock_restore = 1;
+                /* and what the aggregates hold of them */
+                loy_agg_fences_forget(p->agg);
                 LOY_INFO("proc", "assigned %d partitions", parts->cnt);
                 if (cooperative)
                         rd_kafka_error_destroy(
@@ -339,7 +333,8 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         while (p->index_size < (size_t)per_batch * 2)
                 p->index_size *= 2;
         p->index = malloc(p->index_size * sizeof(int));
-        if (!p->cache || !p->rfm || !p->clock || !p->msgs || !p->events ||
+        p->agg = loy_agg_new();
+        if (!p->agg || !p->cache || !p->rfm || !p->clock || !p->msgs || !p->events ||
             !p->event_msg || !p->order || !p->group_of || !p->group_head ||
             !p->touched || !p->writes || !p->index) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -475,9 +470,7 @@ void loy_proc_destroy(loy_proc_t *p) {
         free(p->touched);
         free(p->writes);
         free(p->index);
-        free(p->kpi);
-        free(p->kpi_sorted);
-        free(p->rate_days);
+        loy_agg_destroy(p->agg);
         free(p->clock_saved);
         free(p->outbox);
         free(p->entries);
@@ -527,7 +520,6 @@ static void index_reset(loy_proc_t *p) {
         }
         memset(p->index, 0xff, p->index_size * sizeof(int));
         p->ntouched = 0;
-        p->nkpi = 0;
 }
 
 static touched_t *touch(loy_proc_t *p, const char *cid, char *errstr,
@@ -558,33 +550,11 @@ static touched_t *touch(loy_proc_t *p, const char *cid, char *errstr,
         return t;
 }
 
-/* Adds an integer delta to a daily KPI (counts, money in micro-units):
- * integer sums do not depend on the order of the additions. */
-static int kpi_add(loy_proc_t *p, int touched, int64_t day_ms,
-                   const char *field, int64_t delta) {
-        kpi_rec_t *k;
-        if (p->nkpi == p->kpi_cap) {
-                int cap = p->kpi_cap ? p->kpi_cap * 2 : 1024;
-                kpi_rec_t *nk = realloc(p->kpi, (size_t)cap * sizeof(*nk));
-                loy_kpi_delta_t *ns = realloc(p->kpi_sorted,
-                                              (size_t)cap * sizeof(*ns));
-                if (ns)
-                        p->kpi_sorted = ns;
-                if (!nk || !ns) {
-                        if (nk)
-                                p->kpi = nk;
-                        return -1;
-                }
-                p->kpi = nk;
-                p->kpi_cap = cap;
-        }
-        k = &p->kpi[p->nkpi++];
-        k->touched = touched;
-        k->d.day_ms = day_ms;
-        k->d.field = field;
-        k->d.delta = (double)delta;
-        k->d.exact = 1;
-        return 0;
+/* Adds an integer delta to a daily KPI (counts, money in micro-units),
+ * unless the aggregates already hold the current item. */
+static int kpi_add(loy_proc_t *p, int64_t day_ms, const char *field,
+                   int64_t delta) {
+        return loy_agg_kpi(p->agg, day_ms, field, delta);
 }
 
 /* Money in millionths of the currency unit, for exact daily sums (event
@@ -1089,7 +1059,13 @@ static int fire_due(loy_proc_t *p, touched_t *t, int64_t upto, int32_t part,
                 if (t->partition < 0)
                         t->partition = part;
                 t->timer_due = due;
+                t->fired = 1;
                 p->stats.timers_fired++;
+                if (loy_agg_on_fire(p->agg, c->id, due, t->partition) ==
+                    -1) {
+                        snprintf(errstr, errstr_size, "out of memory");
+                        return -1;
+                }
                 if (evaluate(p, t, NULL, due, errstr, errstr_size) == -1)
                         return -1;
                 c->next_check_ms = next_check(&p->conf, c, due);
@@ -1104,7 +1080,7 @@ static int apply_events(loy_proc_t *p, char *errstr, size_t errstr_size) {
                 const loy_event_t *ev = &p->events[idx];
                 touched_t *t;
                 loy_cust_t *c;
-                int ti, was_buyer, n;
+                int was_buyer, n;
                 if (quarantined(p, ev->customer_id)) {
                         dead_letter_event(p, idx, "state: this customer's "
                                           "Redis state fails every write");
@@ -1113,7 +1089,6 @@ static int apply_events(loy_proc_t *p, char *errstr, size_t errstr_size) {
                 t = touch(p, ev->customer_id, errstr, errstr_size);
                 if (!t)
                         return -1;
-                ti = (int)(t - p->touched);
                 c = t->c;
                 n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32,
                              ev->topic, ev->partition);
@@ -1138,6 +1113,8 @@ static int apply_events(loy_proc_t *p, char *errstr, size_t errstr_size) {
                 if (fire_due(p, t, ev->ts_ms, ev->partition, errstr,
                              errstr_size) == -1)
                         return -1;
+                loy_agg_on_event(p->agg, ev->topic, ev->partition,
+                                 ev->offset);
                 was_buyer = c->orders > 0;
                 loy_feat_apply(c, ev, &p->conf.feat);
                 loy_feat_slot_set(c, slot, ev->offset);
@@ -1153,7 +1130,7 @@ static int apply_events(loy_proc_t *p, char *errstr, size_t errstr_size) {
                 p->stats.events_applied++;
                 t->by_event = 1;
                 if (ev->kind == LOY_EV_BROWSE) {
-                        if (kpi_add(p, ti, ev->ts_ms, "browse_events", 1))
+                        if (kpi_add(p, ev->ts_ms, "browse_events", 1))
                                 goto nomem;
                         if (evaluate(p, t, ev, 0, errstr, errstr_size) == -1)
                                 return -1;
@@ -1168,17 +1145,17 @@ static int apply_events(loy_proc_t *p, char *errstr, size_t errstr_size) {
                             loy_event_purchase_kind(ev);
                         int rc = 0;
                         if (kind == LOY_PURCHASE_ORDER) {
-                                rc = kpi_add(p, ti, ev->ts_ms, "purchases", 1) ||
-                                     kpi_add(p, ti, ev->ts_ms,
+                                rc = kpi_add(p, ev->ts_ms, "purchases", 1) ||
+                                     kpi_add(p, ev->ts_ms,
                                              "revenue_micros",
                                              micros(net)) ||
-                                     kpi_add(p, ti, ev->ts_ms,
+                                     kpi_add(p, ev->ts_ms,
                                              was_buyer ? "repeat_purchases"
                                                        : "new_customers",
                                              1);
                         } else if (kind == LOY_PURCHASE_RETURN) {
-                                rc = kpi_add(p, ti, ev->ts_ms, "returns", 1) ||
-                                     kpi_add(p, ti, ev->ts_ms,
+                                rc = kpi_add(p, ev->ts_ms, "returns", 1) ||
+                                     kpi_add(p, ev->ts_ms,
                                              "return_value_micros",
                                              micros(-net));
                         }
@@ -1316,8 +1293,7 @@ static int decide(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
         memcpy(ob->payload, buf, len);
         ob->len = len;
         ob->touched = ti;
-        t->noutbox++;
-        if (kpi_add(p, ti, d.trigger.event_time_ms,
+        if (kpi_add(p, d.trigger.event_time_ms,
                     p->names[d.rule][d.trigger.holdout ? 1 : 0], 1)) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
@@ -1341,18 +1317,10 @@ static int evaluate(loy_proc_t *p, touched_t *t, const loy_event_t *ev,
         return decide(p, t, ev, now, errstr, errstr_size);
 }
 
-/* Lays the outbox entries out by customer, each one's in a row. */
-static void group_outbox(loy_proc_t *p) {
-        int pos = 0;
-        for (int i = 0; i < p->ntouched; i++) {
-                p->touched[i].outbox_first = pos;
-                pos += p->touched[i].noutbox;
-                p->touched[i].noutbox = 0;
-        }
+/* The batch's outbox entries, as the store takes them. */
+static void list_outbox(loy_proc_t *p) {
         for (int k = 0; k < p->noutbox; k++) {
-                touched_t *t = &p->touched[p->outbox[k].touched];
-                loy_outbox_entry_t *e =
-                    &p->entries[t->outbox_first + t->noutbox++];
+                loy_outbox_entry_t *e = &p->entries[k];
                 e->trigger_id = p->outbox[k].trigger_id;
                 e->payload = p->outbox[k].payload;
                 e->len = p->outbox[k].len;
@@ -1386,66 +1354,101 @@ static int reco_prepare(loy_proc_t *p, touched_t *t, char *errstr,
         return 0;
 }
 
-/* Groups the kpi deltas by customer (counting sort, stable). */
-static void group_kpis(loy_proc_t *p) {
-        int pos = 0;
-        for (int i = 0; i < p->ntouched; i++)
-                p->touched[i].nkpi = 0;
-        for (int k = 0; k < p->nkpi; k++)
-                p->touched[p->kpi[k].touched].nkpi++;
-        for (int i = 0; i < p->ntouched; i++) {
-                p->touched[i].kpi_first = pos;
-                pos += p->touched[i].nkpi;
-                p->touched[i].nkpi = 0;
+/* Keeps of the loaded checks only those their customers still owe: the
+ * lists are rewritten with the owed ones, and would otherwise grow with
+ * every failed write. */
+static int settle_owed(loy_proc_t *p, char *errstr, size_t errstr_size) {
+        int n = loy_agg_owed_count(p->agg), rc;
+        const char **ids = calloc((size_t)n + 1, sizeof(*ids));
+        char **vals = calloc((size_t)n + 1, sizeof(*vals));
+        int *owed = calloc((size_t)n + 1, sizeof(*owed));
+        int64_t *due = calloc((size_t)n + 1, sizeof(*due));
+        if (!ids || !vals || !owed || !due) {
+                snprintf(errstr, errstr_size, "out of memory");
+                rc = LOY_STORE_ERR;
+                goto out;
         }
-        for (int k = 0; k < p->nkpi; k++) {
-                touched_t *t = &p->touched[p->kpi[k].touched];
-                p->kpi_sorted[t->kpi_first + t->nkpi++] = p->kpi[k].d;
+        for (int i = 0; i < n; i++)
+                loy_agg_owed_get(p->agg, i, &ids[i], &due[i]);
+        rc = loy_store_hget_custs(p->store, "next_check_ms", ids, n, vals,
+                                  errstr, errstr_size);
+        for (int i = 0; rc == 0 && i < n; i++) {
+                /* a hash not written yet, or not past the check: the
+                 * check moves it past its due time (or to 0) */
+                long long v = vals[i] ? strtoll(vals[i], NULL, 10) : 1;
+                owed[i] = v > 0 && v <= due[i];
+                free(vals[i]);
         }
+        if (rc == 0)
+                loy_agg_owed_settle(p->agg, owed);
+out:
+        free(ids);
+        free(vals);
+        free(owed);
+        free(due);
+        return rc;
 }
 
-/* Each day whose purchases the batch moves gets its repurchase rate
- * recomputed in the last write that moves them (see loy_cust_write_t):
- * the rate then changes with its counters, also in a redo. */
-static int assign_rate_days(loy_proc_t *p, int nwrites) {
-        int n = 0;
-        if (p->nkpi > p->rate_cap) {
-                int64_t *nd = realloc(p->rate_days,
-                                      (size_t)p->nkpi * sizeof(*nd));
-                if (!nd)
-                        return -1;
-                p->rate_days = nd;
-                p->rate_cap = p->nkpi;
+/* Reads back what the aggregates hold for the partitions this process
+ * owns (after an assignment, or a write that may have landed in part). */
+static int load_fences(loy_proc_t *p, char *errstr, size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        const char **topics = NULL;
+        int32_t *parts = NULL;
+        const char *const *fields;
+        char **values = NULL;
+        int n = 0, nf = 0, rc = LOY_STORE_ERR;
+        if (rd_kafka_assignment(p->consumer, &asg) == 0 && asg)
+                n = asg->cnt;
+        topics = calloc((size_t)n + 1, sizeof(*topics));
+        parts = calloc((size_t)n + 1, sizeof(*parts));
+        for (int i = 0; topics && parts && i < n; i++) {
+                topics[i] = asg->elems[i].topic;
+                parts[i] = asg->elems[i].partition;
         }
-        for (int i = nwrites - 1; i >= 0; i--) {
-                loy_cust_write_t *w = &p->writes[i];
-                int first = n;
-                for (int k = 0; k < w->nkpi; k++) {
-                        int64_t day = w->kpi[k].day_ms -
-                                      w->kpi[k].day_ms % LOY_MS_PER_DAY;
-                        int seen = 0;
-                        /* the counters the derived KPIs come from */
-                        if (strcmp(w->kpi[k].field, "purchases") &&
-                            strcmp(w->kpi[k].field, "returns"))
-                                continue;
-                        for (int j = 0; j < n && !seen; j++)
-                                seen = p->rate_days[j] == day;
-                        if (!seen)
-                                p->rate_days[n++] = day;
-                }
-                w->rate_days = p->rate_days + first;
-                w->nrate_days = n - first;
+        if (!topics || !parts ||
+            loy_agg_fence_fields(p->agg, topics, parts, n, &fields, &nf) ||
+            !(values = calloc((size_t)nf + 1, sizeof(*values)))) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto out;
         }
-        return 0;
+        rc = loy_store_fence_get(p->store, fields, nf, values, errstr,
+                                 errstr_size);
+        if (rc == 0 && loy_agg_fence_load(p->agg, values, errstr,
+                                          errstr_size))
+                rc = LOY_STORE_ERR;
+        if (rc == 0)
+                rc = settle_owed(p, errstr, errstr_size);
+        if (rc)
+                loy_agg_fences_forget(p->agg);
+        for (int i = 0; values && i < nf; i++)
+                free(values[i]);
+out:
+        free(values);
+        free(topics);
+        free(parts);
+        if (asg)
+                rd_kafka_topic_partition_list_destroy(asg);
+        return rc;
 }
 
 static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                      size_t errstr_size) {
+        const loy_batch_agg_t *agg;
         int rc, nwrites;
         index_reset(p);
         for (int i = 0; i < p->noutbox; i++)
                 free(p->outbox[i].payload);
         p->noutbox = 0;
+        if (!loy_agg_fences_known(p->agg) &&
+            (rc = load_fences(p, errstr, errstr_size)))
+                return rc;
+        loy_agg_begin(p->agg);
+        for (int i = 0; i < p->nmsgs; i++)
+                loy_agg_note_offset(p->agg,
+                                    rd_kafka_topic_name(p->msgs[i]->rkt),
+                                    p->msgs[i]->partition,
+                                    p->msgs[i]->offset);
         /* touch everyone first so one pipeline loads them all */
         for (int i = 0; i < p->nevents; i++)
                 if (!quarantined(p, p->events[i].customer_id) &&
@@ -1492,15 +1495,15 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                                 return LOY_STORE_ERR;
                 }
         }
-        group_kpis(p);
-        group_outbox(p);
+        list_outbox(p);
         /* only customers something happened to are written: a replayed
-         * event changes nothing, not even derived fields */
+         * event changes nothing, not even derived fields; a check that
+         * fired did (the aggregates count it) */
         nwrites = 0;
         for (int i = 0; i < p->ntouched; i++) {
                 touched_t *t = &p->touched[i];
                 loy_cust_write_t *w = &p->writes[nwrites];
-                if (!t->by_event && !t->by_timer)
+                if (!t->by_event && !t->by_timer && !t->fired)
                         continue;
                 nwrites++;
                 w->cust = t->c;
@@ -1513,8 +1516,6 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 w->timer_fired = t->by_timer;
                 w->fired_partition = t->fired_partition;
                 w->timer_only = t->by_timer && !t->existed && !t->by_event;
-                w->kpi = p->kpi_sorted + t->kpi_first;
-                w->nkpi = t->nkpi;
                 w->hist_text = NULL;
                 w->recs_set = 0;
                 if (p->reco && t->reco_dirty &&
@@ -1527,15 +1528,13 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                         w->rec_items = t->rec_ptr;
                         w->rec_scores = t->rec_score;
                 }
-                w->outbox = t->noutbox ? p->entries + t->outbox_first : NULL;
-                w->noutbox = t->noutbox;
         }
-        if (!nwrites)
-                return LOY_STORE_OK;
-        if (assign_rate_days(p, nwrites) == -1) {
+        if (loy_agg_build(p->agg, &agg) == -1) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return LOY_STORE_ERR;
         }
+        if (!nwrites && !agg && !p->noutbox)
+                return LOY_STORE_OK;
         if (mono_ms() - p->polled_ms > p->stale_ms) {
                 snprintf(errstr, errstr_size, "batch held %.0f ms since its "
                          "poll, longer than the group's session timeout: "
@@ -1543,8 +1542,9 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                          mono_ms() - p->polled_ms);
                 return BATCH_STALE;
         }
-        return loy_store_write(p->store, p->writes, nwrites, clock_ms,
-                               &p->conf.feat, errstr, errstr_size);
+        return loy_store_write_batch(p->store, p->entries, p->noutbox, agg,
+                                     p->writes, nwrites, clock_ms,
+                                     &p->conf.feat, errstr, errstr_size);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1750,18 +1750,19 @@ static int64_t consumer_lag(loy_proc_t *p) {
         return lag;
 }
 
-#define NINCR 10
 
 static void publish_stats(loy_proc_t *p, double batch_ms) {
         static const char *const incr_names[] = {
             "events_in", "events_applied", "events_skipped_dup",
             "dead_lettered", "triggers_out", "timers_fired", "batches",
-            "redis_failures", "reco_increments", "reco_lists_rebuilt"};
+            "redis_failures", "reco_increments", "reco_lists_rebuilt",
+            "batches_fenced"};
         const int64_t now_vals[NINCR] = {
             p->stats.events_in, p->stats.events_applied,
             p->stats.events_skipped_dup, p->stats.dead_lettered,
             p->stats.triggers_out, p->stats.timers_fired, p->stats.batches,
-            p->stats.redis_failures, p->reco_flushed, p->reco_refreshed};
+            p->stats.redis_failures, p->reco_flushed, p->reco_refreshed,
+            p->stats.batches_fenced};
         const char *set_names[] = {"batch_ms_last", "batch_ms_p50",
                                    "batch_ms_p99", "events_per_s", "clock_ms",
                                    "lag", "cache_customers",
@@ -1953,6 +1954,11 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         wrc = run_batch(p, clock_ms, err, sizeof(err));
                         if (wrc == 0 || wrc == BATCH_STALE)
                                 break;
+                        /* the aggregates may have landed without the
+                         * customers: what they hold is read back */
+                        loy_agg_fences_forget(p->agg);
+                        if (wrc == LOY_STORE_ERR_FENCED)
+                                break;
                         /* The cache holds changes Redis may not have: forget
                          * them, reconnect, and do the batch again; offsets
                          * already written make the redo skip what landed. */
@@ -1984,6 +1990,13 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                          * consumer's heartbeats went on meanwhile */
                         p->polled_ms = mono_ms();
                 }
+                if (wrc == LOY_STORE_ERR_FENCED) {
+                        /* another process wrote these partitions: they
+                         * are no longer this one's (the group will say so
+                         * on the next poll), or this one was frozen */
+                        p->stats.batches_fenced++;
+                        wrc = BATCH_STALE;
+                }
                 if (wrc == BATCH_STALE) {
                         /* not written and not committed: whoever owns the
                          * partitions now reads it (this process too, after
@@ -1999,6 +2012,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         free_batch(p);
                         break;
                 }
+                loy_agg_written(p->agg);
                 emit(p);
                 reco_flush(p, clock_ms, 0);
                 if (loy_dlq_deliver(p->dlq, p->msgs, p->nmsgs, running) ==

@@ -28,6 +28,7 @@ typedef struct loy_proc_stats {
         int64_t timers_fired;
         int64_t batches;
         int64_t redis_failures;
+        int64_t batches_fenced;     /* refused: another process wrote */
         int64_t clock_ms;
         double busy_s;              /* wall time spent on batches */
 } loy_proc_stats_t;

@@ -105,6 +105,22 @@ static void wr_init(loy_cust_write_t *w, const loy_cust_t *c) {
                 w->old_bins[d] = -1;
 }
 
+/* Batch aggregates (large: one, zeroed for each use). */
+static loy_batch_agg_t AGG;
+
+static loy_batch_agg_t *agg_zero(void) {
+        memset(&AGG, 0, sizeof(AGG));
+        return &AGG;
+}
+
+static int write_agg(const loy_batch_agg_t *agg) {
+        int rc = loy_store_write_batch(S, NULL, 0, agg, NULL, 0, T0, &FC, E,
+                                       sizeof(E));
+        if (rc)
+                fprintf(stderr, "\n  write_batch: %s\n", E);
+        return rc;
+}
+
 static int write1(const loy_cust_write_t *w) {
         int rc = loy_store_write(S, w, 1, T0, &FC, E, sizeof(E));
         if (rc)
@@ -291,24 +307,64 @@ static void test_load_missing(void) {
 
 /* --------------------------------------------------- aggregates, ranks */
 
-static void test_seg_hist_rank(void) {
+static void test_ranks(void) {
         loy_cust_t c, browser;
         loy_cust_write_t w;
-        char cmd[256], want[32];
-        const char *sn = loy_segment_name(LOY_SEG_NEW);
-        const char *sl = loy_segment_name(LOY_SEG_LOYAL);
+        loy_shadow_t sh;
+
+        flush();
+        buyer(&c, "42");
+        wr_init(&w, &c);
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.25");
+        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "123.5");
+
+        /* Buys again: both boards follow. */
+        c.churn_prob = 0.125;
+        c.clv = 300;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.125");
+        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "300");
+        CLI_EQ(&R, "ZCARD loy:rank:churn", "1");
+
+        /* With a shadow, a score that did not change is not sent again:
+         * a board entry removed by hand stays removed until it moves. */
+        memset(&sh, 0, sizeof(sh));
+        w.shadow = &sh;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        free(tu_redis_cli(&R, "ZREM loy:rank:clv 42"));
+        c.churn_prob = 0.5;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.5");
+        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "");
+        c.clv = 301;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "301");
+
+        /* A browse-only customer is not ranked. */
+        loy_feat_init(&browser, "b1");
+        browser.views = 3;
+        browser.last_event_ms = T0;
+        browser.segment = LOY_SEG_NONE;
+        wr_init(&w, &browser);
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:rank:churn b1", "");
+        CLI_EQ(&R, "ZCARD loy:rank:clv", "1");
+}
+
+/* Segment and histogram counts move in the customer's transaction. */
+static void test_seg_hist(void) {
+        loy_cust_t c, browser;
+        loy_cust_write_t w;
+        char cmd[256];
         int bins1[LOY_DIM__COUNT], bins2[LOY_DIM__COUNT];
 
         flush();
         buyer(&c, "42");
         wr_init(&w, &c);
         CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
-        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sn);
-        CLI_EQ(&R, cmd, "1");
         CLI_EQ(&R, "HGET loy:seg new", "1");   /* the documented name */
         CLI_EQ(&R, "HLEN loy:seg", "1");
-        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.25");
-        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "123.5");
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
                 bins1[d] = loy_rfm_bin(&c, (loy_dim_t)d);
                 if (bins1[d] < 0)
@@ -323,26 +379,17 @@ static void test_seg_hist_rank(void) {
         w.old_seg = c.segment;
         memcpy(w.old_bins, bins1, sizeof(bins1));
         CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
-        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sn);
-        CLI_EQ(&R, cmd, "1");
+        CLI_EQ(&R, "HGET loy:seg new", "1");
 
-        /* Buys a week later and becomes loyal: one count moves. */
+        /* Buys a week later and becomes loyal: one count moves, and an
+         * emptied bin keeps its field with 0. */
         c.last_purchase_ms = T0 + 7 * DAY;
         c.orders = 4;
         c.purchase_days = 4;
         c.gross_value = 400;
         c.segment = LOY_SEG_LOYAL;
-        c.churn_prob = 0.125;
-        c.clv = 300;
         CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
-        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sn);
-        CLI_EQ(&R, cmd, "0");
-        snprintf(cmd, sizeof(cmd), "HGET loy:seg %s", sl);
-        CLI_EQ(&R, cmd, "1");
         CLI_EQ(&R, "HGETALL loy:seg", "new\n0\nloyal\n1");
-        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.125");
-        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "300");
-        CLI_EQ(&R, "ZCARD loy:rank:churn", "1");
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
                 const char *dn = loy_dim_name((loy_dim_t)d);
                 bins2[d] = loy_rfm_bin(&c, (loy_dim_t)d);
@@ -359,11 +406,10 @@ static void test_seg_hist_rank(void) {
                         CLI_EQ(&R, cmd, "1");
                 }
         }
-        /* 9 days later is another recency week, so that bin must move. */
         CU_ASSERT_NOT_EQUAL(bins2[LOY_DIM_RECENCY], bins1[LOY_DIM_RECENCY]);
 
-        /* A browse-only customer counts in its segment, not in the ranks
-         * or histograms. */
+        /* A browse-only customer counts in its segment, not in the
+         * histograms. */
         loy_feat_init(&browser, "b1");
         browser.views = 3;
         browser.last_event_ms = T0;
@@ -373,13 +419,77 @@ static void test_seg_hist_rank(void) {
         snprintf(cmd, sizeof(cmd), "HGET loy:seg %s",
                  loy_segment_name(LOY_SEG_NONE));
         CLI_EQ(&R, cmd, "1");
-        CLI_EQ(&R, "ZSCORE loy:rank:churn b1", "");
-        CLI_EQ(&R, "ZCARD loy:rank:clv", "1");
         snprintf(cmd, sizeof(cmd), "HLEN loy:hist:%s",
                  loy_dim_name(LOY_DIM_RECENCY));
-        snprintf(want, sizeof(want), "%d",
-                 bins2[LOY_DIM_RECENCY] == bins1[LOY_DIM_RECENCY] ? 1 : 2);
-        CLI_EQ(&R, cmd, want);
+        CLI_EQ(&R, cmd, "2");
+}
+
+/* The fences: checked before anything is written, then moved; a fence
+ * that moved behind this process's back refuses the whole batch. */
+static void test_agg_fence(void) {
+        loy_batch_agg_t *a = agg_zero();
+        loy_agg_fence_t f[2] = {
+                {"o:purchases:3", 1, NULL, "41"},
+                {"f:3", 0, NULL, "1709596800000 42\n"},
+        };
+        loy_kpi_delta_t k = {T0, "purchases", 1};
+        loy_outbox_entry_t ob = {"t-z", "zombie", 6};
+        loy_cust_t c;
+        loy_cust_write_t w;
+        const char *fields[3] = {"o:purchases:3", "f:3", "o:purchases:4"};
+        char *vals[3];
+
+        flush();
+        a->kpi = &k;
+        a->nkpi = 1;
+        a->fence = f;
+        a->nfence = 2;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:aggfence o:purchases:3", "41");
+        CU_ASSERT_EQUAL_FATAL(loy_store_fence_get(S, fields, 3, vals, E,
+                                                  sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_STRING_EQUAL(vals[0], "41");
+        CU_ASSERT_STRING_EQUAL(vals[1], "1709596800000 42\n");
+        CU_ASSERT_PTR_NULL(vals[2]);
+        free(vals[0]);
+        free(vals[1]);
+
+        /* Someone else moved it to 50: this process still expects 41 ...
+         * nothing of its batch is written, not even its outbox or its
+         * customers. */
+        free(tu_redis_cli(&R, "HSET loy:aggfence o:purchases:3 50"));
+        f[0].expect = "41";
+        f[0].value = "60";
+        buyer(&c, "z");
+        wr_init(&w, &c);
+        CU_ASSERT_EQUAL(loy_store_write_batch(S, &ob, 1, a, &w, 1, T0, &FC,
+                                              E, sizeof(E)),
+                        LOY_STORE_ERR_FENCED);
+        CU_ASSERT_TRUE(strstr(E, "o:purchases:3") != NULL);
+        CLI_EQ(&R, "HGET loy:aggfence o:purchases:3", "50");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "1");
+        CLI_EQ(&R, "EXISTS loy:c:{z} loy:outbox loy:seg", "0");
+
+        /* ... a field that must not exist yet, and does: refused too. */
+        f[0].expect = NULL;
+        CU_ASSERT_EQUAL(write_agg(a), LOY_STORE_ERR_FENCED);
+
+        /* The expected value: written, with everything else. */
+        f[0].expect = "50";
+        CU_ASSERT_EQUAL(loy_store_write_batch(S, &ob, 1, a, &w, 1, T0, &FC,
+                                              E, sizeof(E)), LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:aggfence o:purchases:3", "60");
+        CLI_EQ(&R, "HGET loy:seg new", "1");
+        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "2");
+        CLI_EQ(&R, "HGET loy:c:{z} orders", "3");
+        CLI_EQ(&R, "HGET loy:outbox t-z", "zombie");
+
+        /* An empty value removes a field. */
+        f[1].value = "";
+        a->nfence = 2;
+        f[0].expect = "60";
+        CU_ASSERT_EQUAL(write_agg(a), LOY_STORE_OK);
+        CLI_EQ(&R, "HEXISTS loy:aggfence f:3", "0");
 }
 
 static void test_load_hist(void) {
@@ -428,30 +538,27 @@ static void test_load_hist(void) {
 /* ------------------------------------------------------------------ KPI */
 
 static void test_kpi(void) {
-        loy_cust_t c;
-        loy_cust_write_t w;
+        loy_batch_agg_t *a = agg_zero();
         loy_kpi_delta_t k1[] = {
-                {T0 + 12 * 3600000LL - 1, "purchases", 1, 0}, /* 23:59:59.999 */
-                {T0, "revenue", 12.5, 0},
-                {T0, "triggers:winback", 1, 0},
-                {T0 + 12 * 3600000LL, "purchases", 1, 0},     /* next day */
-                {-1, "purchases", 1, 0},                      /* 1969-12-31 */
+                {T0 + 12 * 3600000LL - 1, "purchases", 1}, /* 23:59:59.999 */
+                {T0, "revenue_micros", 12500000},
+                {T0, "triggers:winback", 1},
+                {T0 + 12 * 3600000LL, "purchases", 1},     /* next day */
+                {-1, "purchases", 1},                      /* 1969-12-31 */
         };
         loy_kpi_delta_t k2[] = {
-                {T0, "purchases", 1, 0},
-                {T0, "revenue", 10, 0},   /* integral after a fraction */
-                {T0, "return_value", -2.25, 0},
+                {T0, "purchases", 1},
+                {T0, "revenue_micros", 10000000},
+                {T0, "return_value_micros", -2250000},
         };
 
         flush();
-        buyer(&c, "k");
-        wr_init(&w, &c);
-        w.kpi = k1;
-        w.nkpi = 5;
-        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
-        w.kpi = k2;
-        w.nkpi = 3;
-        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        a->kpi = k1;
+        a->nkpi = 5;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
+        a->kpi = k2;
+        a->nkpi = 3;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "2");
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "22.5");
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 triggers:winback", "1");
@@ -491,39 +598,33 @@ static void test_refusals(void) {
 
 /* Regression: the repurchase rate used to be recomputed by a separate
  * call after the batch write, so a crash in between left it stale for
- * good (the redo is fenced). It now changes in the transaction that moves
- * the day's counters. */
+ * good (the redo is fenced). It now changes in the script that moves the
+ * day's counters. */
 static void test_kpi_rate_in_write(void) {
-        loy_cust_t c;
-        loy_cust_write_t w;
-        int64_t day = T0;
-        loy_kpi_delta_t k1[] = {{T0, "purchases", 1, 0},
-                                {T0, "new_customers", 1, 0}};
-        loy_kpi_delta_t k2[] = {{T0, "purchases", 1, 1},
-                                {T0, "repeat_purchases", 1, 1},
-                                {T0, "revenue_micros", 12340000, 1},
-                                {T0, "returns", 1, 1},
-                                {T0, "return_value_micros", 1000001, 1}};
+        loy_batch_agg_t *a = agg_zero();
+        loy_kpi_delta_t k1[] = {{T0, "purchases", 1},
+                                {T0, "new_customers", 1}};
+        loy_kpi_delta_t k2[] = {{T0, "purchases", 1},
+                                {T0, "repeat_purchases", 1},
+                                {T0, "revenue_micros", 12340000},
+                                {T0, "returns", 1},
+                                {T0, "return_value_micros", 1000001}};
         flush();
-        buyer(&c, "r");
-        wr_init(&w, &c);
-        w.kpi = k1;
-        w.nkpi = 2;
-        w.rate_days = &day;
-        w.nrate_days = 1;
-        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        a->kpi = k1;
+        a->nkpi = 2;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.0000");
-        w.kpi = k2;
-        w.nkpi = 5;
-        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        a->kpi = k2;
+        a->nkpi = 5;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.5000");
         /* money: exact integer sums, readable text derived from them */
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue_micros", "12340000");
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "12.34");
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 return_value", "1.000001");
-        w.kpi = k2 + 2;
-        w.nkpi = 1;
-        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        a->kpi = k2 + 2;
+        a->nkpi = 1;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "24.68");
 }
 
@@ -632,9 +733,9 @@ static void test_outbox(void) {
         flush();
         buyer(&c, "o");
         wr_init(&w, &c);
-        w.outbox = ob;
-        w.noutbox = 2;
-        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(S, ob, 2, NULL, &w, 1,
+                                                    T0, &FC, E, sizeof(E)),
+                              LOY_STORE_OK);
         CLI_EQ(&R, "HSTRLEN loy:outbox t-bin", "6");
         CLI_EQ(&R, "--no-raw HGET loy:outbox t-bin", "\"\\x00\\x01ab\\x00c\"");
         CLI_EQ(&R, "HGET loy:outbox t-2", "hello");
@@ -728,8 +829,9 @@ static void test_namespace(void) {
         loy_cust_t c, b;
         loy_cust_t *pb = &b;
         loy_cust_write_t w;
-        loy_kpi_delta_t k = {T0, "purchases", 1, 0};
+        loy_kpi_delta_t k = {T0, "purchases", 1};
         loy_outbox_entry_t ob = {"t1", "x", 1};
+        loy_batch_agg_t *a = agg_zero();
         int found = -1;
         kv_t kv = {""};
 
@@ -741,12 +843,11 @@ static void test_namespace(void) {
         buyer(&c, "7");
         c.next_check_ms = T0 + 1;
         wr_init(&w, &c);
-        w.kpi = &k;
-        w.nkpi = 1;
-        w.outbox = &ob;
-        w.noutbox = 1;
-        CU_ASSERT_EQUAL_FATAL(loy_store_write(s2, &w, 1, T0, &FC, E,
-                                              sizeof(E)), LOY_STORE_OK);
+        a->kpi = &k;
+        a->nkpi = 1;
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(s2, &ob, 1, a, &w, 1, T0,
+                                                    &FC, E, sizeof(E)),
+                              LOY_STORE_OK);
         CU_ASSERT_EQUAL(loy_store_stats(s2, (const char *[]){"events_in"},
                                         (double[]){1}, 1, NULL, NULL, 0, E,
                                         sizeof(E)), LOY_STORE_OK);
@@ -825,14 +926,28 @@ static void test_errors(void) {
                         LOY_STORE_ERR);
         c[1].segment = LOY_SEG_NEW;
 
-        /* A command failing inside EXEC names the customer; the other
-         * customer's transaction is applied and replies stay in step. */
+        /* A board that is not a sorted set: the error names it (no
+         * customer is to blame), the customers are applied and replies
+         * stay in step. */
         free(tu_redis_cli(&R, "SET loy:rank:clv oops"));
-        c[0].first_purchase_ms = 0;   /* "good" does not touch the ranks */
         E[0] = '\0';
         CU_ASSERT_EQUAL(loy_store_write(S, w, 2, T0, &FC, E, sizeof(E)),
                         LOY_STORE_ERR);
-        CU_ASSERT_TRUE(strstr(E, "customer bad") != NULL);
+        CU_ASSERT_TRUE(strstr(E, "loy:rank:clv") != NULL);
+        CU_ASSERT_TRUE(strstr(E, "WRONGTYPE") != NULL);
+        CU_ASSERT_TRUE(strstr(E, "customer") == NULL);
+        CLI_EQ(&R, "HGET loy:c:{bad} orders", "3");
+        free(tu_redis_cli(&R, "DEL loy:rank:clv loy:c:{bad}"));
+
+        /* A customer's own key that is not a hash: the error names the
+         * customer (so loyaltyd can quarantine it); the other customer is
+         * applied. */
+        free(tu_redis_cli(&R, "DEL loy:c:{good}"));
+        free(tu_redis_cli(&R, "SET loy:c:{bad} oops"));
+        E[0] = '\0';
+        CU_ASSERT_EQUAL(loy_store_write(S, w, 2, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_TRUE(strstr(E, "customer bad: ") != NULL);
         CU_ASSERT_TRUE(strstr(E, "WRONGTYPE") != NULL);
         CU_ASSERT_TRUE(loy_store_is_connected(S));
         CLI_EQ(&R, "HGET loy:c:{good} orders", "3");
@@ -854,6 +969,7 @@ static void test_errors(void) {
                 CU_ASSERT_TRUE(strstr(E, "orders") != NULL);
         }
         /* Replies are still in step afterwards. */
+        free(tu_redis_cli(&R, "DEL loy:c:{bad}"));
         CU_ASSERT_EQUAL(write1(&w[1]), LOY_STORE_OK);
 }
 
@@ -877,10 +993,9 @@ static void test_connection_loss(void) {
         buyer(&c1, "1");
         c1.next_check_ms = T0 + DAY;
         wr_init(&w1, &c1);
-        w1.outbox = &ob;
-        w1.noutbox = 1;
-        CU_ASSERT_EQUAL_FATAL(loy_store_write(s, &w1, 1, T0, &FC, E,
-                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(s, &ob, 1, NULL, &w1, 1,
+                                                    T0, &FC, E, sizeof(E)),
+                              LOY_STORE_OK);
 
         tu_redis_kill(&a, SIGKILL);
         /* Writing to the dead server must not raise SIGPIPE (this test
@@ -997,7 +1112,8 @@ static void test_big_pipeline(void) {
         loy_cust_t *c = calloc(BIG, sizeof(*c));
         loy_cust_t **p = calloc(BIG, sizeof(*p));
         loy_cust_write_t *w = calloc(BIG, sizeof(*w));
-        loy_kpi_delta_t k = {T0, "purchases", 1, 0};
+        loy_kpi_delta_t k = {T0, "purchases", BIG};
+        loy_batch_agg_t *a = agg_zero();
         int *found = calloc(BIG, sizeof(*found));
         int nfound = 0, ok = 1;
         char want[32], cmd[64];
@@ -1012,11 +1128,12 @@ static void test_big_pipeline(void) {
                 c[i].churn_prob = (double)i / BIG;
                 c[i].next_check_ms = T0 + i;
                 wr_init(&w[i], &c[i]);
-                w[i].kpi = &k;
-                w[i].nkpi = 1;
         }
-        CU_ASSERT_EQUAL_FATAL(loy_store_write(S, w, BIG, T0, &FC, E,
-                                              sizeof(E)), LOY_STORE_OK);
+        a->kpi = &k;
+        a->nkpi = 1;
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(S, NULL, 0, a, w, BIG,
+                                                    T0, &FC, E, sizeof(E)),
+                              LOY_STORE_OK);
         snprintf(want, sizeof(want), "%d", BIG);
         CLI_EQ(&R, "ZCARD loy:rank:churn", want);
         CLI_EQ(&R, "ZCARD loy:timers:0", want);
@@ -1058,7 +1175,9 @@ int main(void) {
         CU_add_test(su, "server down", test_server_down);
         CU_add_test(su, "round trip", test_round_trip);
         CU_add_test(su, "load missing", test_load_missing);
-        CU_add_test(su, "segments, histograms, ranks", test_seg_hist_rank);
+        CU_add_test(su, "ranks", test_ranks);
+        CU_add_test(su, "segment and histogram counts", test_seg_hist);
+        CU_add_test(su, "aggregate fences", test_agg_fence);
         CU_add_test(su, "load histograms", test_load_hist);
         CU_add_test(su, "KPI", test_kpi);
         CU_add_test(su, "KPI rate in the same write", test_kpi_rate_in_write);

@@ -195,8 +195,11 @@ int tu_cunit_run(void) {
         unsigned failed;
         CU_basic_set_mode(CU_BRM_VERBOSE);
         CU_basic_run_tests();
+        /* a suite whose set-up failed (no redis-server, say) runs none of
+         * its tests, and CUnit does not count that as a failure */
         failed = CU_get_number_of_failures() +
-                 CU_get_number_of_tests_failed();
+                 CU_get_number_of_tests_failed() +
+                 CU_get_number_of_suites_failed();
         CU_cleanup_registry();
         return failed ? 1 : CU_get_error();
 }

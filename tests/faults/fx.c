@@ -724,6 +724,9 @@ const char *const fx_snap_skip[][2] = {
                   "gauges are wall-clock (latency, events/s, lag)"},
         {"outbox", "transient by design; checked on its own: must be empty "
                    "once settled"},
+        {"aggfence", "internal: lists the silence checks of the last batch "
+                     "that fired any, which depend on how events were "
+                     "batched; what it fences is checked by exactly-once"},
         {NULL, NULL},
 };
 

@@ -1,0 +1,517 @@
+/* loy_agg: see loy_agg.h. */
+#include "loy_agg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../features/loy_feat.h"
+
+/* An input partition this process owns. */
+typedef struct part {
+        char *topic;
+        int32_t partition;
+        int64_t held;          /* offset fence as in Redis; -1: none */
+        int64_t batch_max;     /* newest offset of the batch; -1: none */
+        char field[LOY_SLOT_NAME_MAX + 8];
+        char expect[24], value[24];
+} part_t;
+
+/* A silence check: loaded from a fence (already in the aggregates), or
+ * fired by this batch. */
+typedef struct fire {
+        char *cid;
+        int64_t due;
+        int32_t part;
+        int seen;              /* loaded ones: fired again by this batch */
+} fire_t;
+
+typedef struct fires {
+        fire_t *v;
+        int n, cap;
+} fires_t;
+
+struct loy_agg {
+        loy_batch_agg_t out;
+        loy_kpi_delta_t *kpi;
+        int nkpi, kpi_cap;
+
+        part_t *parts;
+        int nparts, parts_cap;
+        fires_t loaded, batch;
+        int known;
+        int held;              /* the current item is already in */
+
+        /* loy_agg_fence_fields: "o:..." per part, then "f:<p>" per number */
+        char **fields;
+        int32_t *field_part;   /* for "f:" fields, the partition number */
+        int nfields, nofields;
+
+        loy_agg_fence_t *fence;
+        int fence_cap;
+        char **texts;          /* fire lists being written, owned */
+        int ntexts;
+};
+
+loy_agg_t *loy_agg_new(void) {
+        return calloc(1, sizeof(loy_agg_t));
+}
+
+static void fires_clear(fires_t *f) {
+        for (int i = 0; i < f->n; i++)
+                free(f->v[i].cid);
+        f->n = 0;
+}
+
+static void fields_free(loy_agg_t *a) {
+        for (int i = 0; i < a->nfields; i++)
+                free(a->fields[i]);
+        free(a->fields);
+        free(a->field_part);
+        a->fields = NULL;
+        a->field_part = NULL;
+        a->nfields = a->nofields = 0;
+}
+
+static void texts_free(loy_agg_t *a) {
+        for (int i = 0; i < a->ntexts; i++)
+                free(a->texts[i]);
+        a->ntexts = 0;
+}
+
+static void parts_clear(loy_agg_t *a) {
+        for (int i = 0; i < a->nparts; i++)
+                free(a->parts[i].topic);
+        a->nparts = 0;
+}
+
+void loy_agg_destroy(loy_agg_t *a) {
+        if (!a)
+                return;
+        fires_clear(&a->loaded);
+        fires_clear(&a->batch);
+        free(a->loaded.v);
+        free(a->batch.v);
+        parts_clear(a);
+        free(a->parts);
+        fields_free(a);
+        texts_free(a);
+        free(a->texts);
+        free(a->fence);
+        free(a->kpi);
+        free(a);
+}
+
+static part_t *part_add(loy_agg_t *a, const char *topic, int32_t partition) {
+        part_t *p;
+        if (a->nparts == a->parts_cap) {
+                int cap = a->parts_cap ? a->parts_cap * 2 : 16;
+                part_t *np = realloc(a->parts, sizeof(*np) * (size_t)cap);
+                if (!np)
+                        return NULL;
+                a->parts = np;
+                a->parts_cap = cap;
+        }
+        p = &a->parts[a->nparts];
+        memset(p, 0, sizeof(*p));
+        p->topic = strdup(topic);
+        if (!p->topic)
+                return NULL;
+        p->partition = partition;
+        p->held = -1;
+        p->batch_max = -1;
+        snprintf(p->field, sizeof(p->field), "o:%s:%" PRId32, topic,
+                 partition);
+        a->nparts++;
+        return p;
+}
+
+static part_t *part_find(loy_agg_t *a, const char *topic, int32_t partition) {
+        for (int i = 0; i < a->nparts; i++)
+                if (a->parts[i].partition == partition &&
+                    !strcmp(a->parts[i].topic, topic))
+                        return &a->parts[i];
+        return NULL;
+}
+
+int loy_agg_fence_fields(loy_agg_t *a, const char *const *topics,
+                         const int32_t *parts, int n,
+                         const char *const **fields, int *nfields) {
+        int nnum = 0;
+        fields_free(a);
+        parts_clear(a);
+        fires_clear(&a->loaded);
+        a->known = 0;
+        a->fields = calloc((size_t)(2 * n + 1), sizeof(*a->fields));
+        a->field_part = calloc((size_t)(2 * n + 1), sizeof(*a->field_part));
+        if (!a->fields || !a->field_part)
+                goto nomem;
+        for (int i = 0; i < n; i++) {
+                part_t *p = part_add(a, topics[i], parts[i]);
+                if (!p || !(a->fields[a->nfields] = strdup(p->field)))
+                        goto nomem;
+                a->nfields++;
+        }
+        a->nofields = a->nfields;
+        for (int i = 0; i < n; i++) {
+                char f[32];
+                int seen = 0;
+                for (int j = 0; j < nnum && !seen; j++)
+                        seen = a->field_part[a->nofields + j] == parts[i];
+                if (seen)
+                        continue;
+                snprintf(f, sizeof(f), "f:%" PRId32, parts[i]);
+                if (!(a->fields[a->nfields] = strdup(f)))
+                        goto nomem;
+                a->field_part[a->nfields++] = parts[i];
+                nnum++;
+        }
+        *fields = (const char *const *)a->fields;
+        *nfields = a->nfields;
+        return 0;
+nomem:
+        fields_free(a);
+        parts_clear(a);
+        return -1;
+}
+
+static int fire_push(fires_t *f, const char *cid, size_t len, int64_t due,
+                     int32_t part) {
+        fire_t *e;
+        if (f->n == f->cap) {
+                int cap = f->cap ? f->cap * 2 : 64;
+                fire_t *nv = realloc(f->v, sizeof(*nv) * (size_t)cap);
+                if (!nv)
+                        return -1;
+                f->v = nv;
+                f->cap = cap;
+        }
+        e = &f->v[f->n];
+        e->cid = malloc(len + 1);
+        if (!e->cid)
+                return -1;
+        memcpy(e->cid, cid, len);
+        e->cid[len] = '\0';
+        e->due = due;
+        e->part = part;
+        e->seen = 0;
+        f->n++;
+        return 0;
+}
+
+static int parse_i64(const char *s, const char *end, int64_t *v) {
+        char *e;
+        long long x;
+        errno = 0;
+        x = strtoll(s, &e, 10);
+        if (errno || e == s || e != end)
+                return -1;
+        *v = x;
+        return 0;
+}
+
+/* "<due> <cid>\n" per check. */
+static int parse_fires(loy_agg_t *a, const char *text, int32_t part) {
+        const char *q = text;
+        while (*q) {
+                const char *nl = strchr(q, '\n');
+                const char *sp = memchr(q, ' ', nl ? (size_t)(nl - q)
+                                                   : strlen(q));
+                int64_t due;
+                if (!nl)
+                        nl = q + strlen(q);
+                if (!sp || sp + 1 >= nl || parse_i64(q, sp, &due) ||
+                    fire_push(&a->loaded, sp + 1, (size_t)(nl - sp - 1), due,
+                              part))
+                        return -1;
+                q = *nl ? nl + 1 : nl;
+        }
+        return 0;
+}
+
+int loy_agg_fence_load(loy_agg_t *a, char *const *values, char *errstr,
+                       size_t errstr_size) {
+        for (int i = 0; i < a->nfields; i++) {
+                const char *v = values[i];
+                if (!v)
+                        continue;
+                if (i < a->nofields) {
+                        if (parse_i64(v, v + strlen(v), &a->parts[i].held) ||
+                            a->parts[i].held < 0) {
+                                snprintf(errstr, errstr_size, "aggregate "
+                                         "fence %s: bad offset \"%s\"",
+                                         a->fields[i], v);
+                                return -1;
+                        }
+                } else if (parse_fires(a, v, a->field_part[i])) {
+                        snprintf(errstr, errstr_size, "aggregate fence %s: "
+                                 "bad list of checks", a->fields[i]);
+                        fires_clear(&a->loaded);
+                        return -1;
+                }
+        }
+        a->known = 1;
+        return 0;
+}
+
+int loy_agg_owed_count(const loy_agg_t *a) {
+        return a->loaded.n;
+}
+
+void loy_agg_owed_get(const loy_agg_t *a, int i, const char **cid,
+                      int64_t *due_ms) {
+        *cid = a->loaded.v[i].cid;
+        *due_ms = a->loaded.v[i].due;
+}
+
+void loy_agg_owed_settle(loy_agg_t *a, const int *owed) {
+        int w = 0;
+        for (int i = 0; i < a->loaded.n; i++) {
+                if (!owed[i]) {
+                        free(a->loaded.v[i].cid);
+                        continue;
+                }
+                a->loaded.v[w++] = a->loaded.v[i];
+        }
+        a->loaded.n = w;
+}
+
+int loy_agg_fences_known(const loy_agg_t *a) {
+        return a->known;
+}
+
+void loy_agg_fences_forget(loy_agg_t *a) {
+        a->known = 0;
+}
+
+void loy_agg_begin(loy_agg_t *a) {
+        a->nkpi = 0;
+        a->held = 0;
+        fires_clear(&a->batch);
+        for (int i = 0; i < a->nparts; i++)
+                a->parts[i].batch_max = -1;
+        for (int i = 0; i < a->loaded.n; i++)
+                a->loaded.v[i].seen = 0;
+}
+
+static part_t *part_get(loy_agg_t *a, const char *topic, int32_t partition) {
+        part_t *p = part_find(a, topic, partition);
+        if (!p) {
+                /* not in the assignment the fences were read for: written
+                 * as new, so the check fails if another process has it,
+                 * and read back before the next batch */
+                p = part_add(a, topic, partition);
+                a->known = 0;
+        }
+        return p;
+}
+
+void loy_agg_note_offset(loy_agg_t *a, const char *topic, int32_t partition,
+                         int64_t offset) {
+        part_t *p = part_get(a, topic, partition);
+        if (p && offset > p->batch_max)
+                p->batch_max = offset;
+}
+
+int loy_agg_on_event(loy_agg_t *a, const char *topic, int32_t partition,
+                     int64_t offset) {
+        part_t *p = part_get(a, topic, partition);
+        if (p && offset > p->batch_max)
+                p->batch_max = offset;
+        a->held = p && offset <= p->held;
+        return a->held;
+}
+
+int loy_agg_on_fire(loy_agg_t *a, const char *cid, int64_t due_ms,
+                    int32_t part) {
+        int held = 0;
+        for (int i = 0; i < a->loaded.n; i++) {
+                fire_t *f = &a->loaded.v[i];
+                if (f->due == due_ms && !strcmp(f->cid, cid)) {
+                        f->seen = 1;
+                        held = 1;
+                }
+        }
+        if (fire_push(&a->batch, cid, strlen(cid), due_ms, part))
+                return -1;
+        a->held = held;
+        return held;
+}
+
+int loy_agg_held(const loy_agg_t *a) {
+        return a->held;
+}
+
+static int64_t day_start(int64_t ms) {
+        int64_t d = ms / LOY_MS_PER_DAY;
+        if (ms % LOY_MS_PER_DAY < 0)
+                d--;
+        return d * LOY_MS_PER_DAY;
+}
+
+int loy_agg_kpi(loy_agg_t *a, int64_t day_ms, const char *field,
+                int64_t delta) {
+        int64_t day = day_start(day_ms);
+        if (a->held)
+                return 0;
+        /* few distinct days and fields per batch; recent ones first */
+        for (int i = a->nkpi - 1; i >= 0; i--)
+                if (a->kpi[i].day_ms == day && (a->kpi[i].field == field ||
+                                                !strcmp(a->kpi[i].field,
+                                                        field))) {
+                        a->kpi[i].delta += delta;
+                        return 0;
+                }
+        if (a->nkpi == a->kpi_cap) {
+                int cap = a->kpi_cap ? a->kpi_cap * 2 : 64;
+                loy_kpi_delta_t *nk = realloc(a->kpi,
+                                              sizeof(*nk) * (size_t)cap);
+                if (!nk)
+                        return -1;
+                a->kpi = nk;
+                a->kpi_cap = cap;
+        }
+        a->kpi[a->nkpi].day_ms = day;
+        a->kpi[a->nkpi].field = field;
+        a->kpi[a->nkpi].delta = delta;
+        a->nkpi++;
+        return 0;
+}
+
+static loy_agg_fence_t *fence_next(loy_agg_t *a) {
+        if (a->out.nfence == a->fence_cap) {
+                int cap = a->fence_cap ? a->fence_cap * 2 : 16;
+                loy_agg_fence_t *nf = realloc(a->fence,
+                                              sizeof(*nf) * (size_t)cap);
+                if (!nf)
+                        return NULL;
+                a->fence = nf;
+                a->fence_cap = cap;
+        }
+        return &a->fence[a->out.nfence++];
+}
+
+/* Appends "<due> <cid>\n" to a growing buffer. */
+static int text_add(char **buf, size_t *len, size_t *cap, const fire_t *f) {
+        size_t need = strlen(f->cid) + 32;
+        int n;
+        if (*len + need > *cap) {
+                size_t c = *cap ? *cap * 2 : 256;
+                char *nb;
+                while (c < *len + need)
+                        c *= 2;
+                nb = realloc(*buf, c);
+                if (!nb)
+                        return -1;
+                *buf = nb;
+                *cap = c;
+        }
+        n = loy_fmt_i64(*buf + *len, *cap - *len, f->due);
+        if (n < 0)
+                return -1;
+        *len += (size_t)n;
+        n = snprintf(*buf + *len, *cap - *len, " %s\n", f->cid);
+        *len += (size_t)n;
+        return 0;
+}
+
+/* The list "f:<part>" is to hold: this batch's checks there, and the
+ * loaded ones there it did not fire again (a failed batch's, still owed
+ * to their customers). */
+static int fires_text(loy_agg_t *a, int32_t part) {
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+        char **nt;
+        for (int i = 0; i < a->batch.n; i++)
+                if (a->batch.v[i].part == part &&
+                    text_add(&buf, &len, &cap, &a->batch.v[i]))
+                        goto nomem;
+        for (int i = 0; i < a->loaded.n; i++)
+                if (a->loaded.v[i].part == part && !a->loaded.v[i].seen &&
+                    text_add(&buf, &len, &cap, &a->loaded.v[i]))
+                        goto nomem;
+        if (!buf && !(buf = calloc(1, 1)))
+                return -1;
+        buf[len] = '\0';
+        nt = realloc(a->texts, sizeof(*nt) * (size_t)(a->ntexts + 1));
+        if (!nt)
+                goto nomem;
+        a->texts = nt;
+        a->texts[a->ntexts++] = buf;
+        return 0;
+nomem:
+        free(buf);
+        return -1;
+}
+
+int loy_agg_build(loy_agg_t *a, const loy_batch_agg_t **out) {
+        *out = NULL;
+        texts_free(a);
+        a->out.nfence = 0;
+        for (int i = 0; i < a->nparts; i++) {
+                part_t *p = &a->parts[i];
+                loy_agg_fence_t *f;
+                if (p->batch_max <= p->held)
+                        continue;
+                if (!(f = fence_next(a)))
+                        return -1;
+                loy_fmt_i64(p->expect, sizeof(p->expect), p->held);
+                loy_fmt_i64(p->value, sizeof(p->value), p->batch_max);
+                f->field = p->field;
+                f->check = 1;
+                f->expect = p->held >= 0 ? p->expect : NULL;
+                f->value = p->value;
+        }
+        for (int i = 0; i < a->batch.n; i++) {
+                int32_t part = a->batch.v[i].part;
+                int done = 0;
+                char name[32];
+                loy_agg_fence_t *f;
+                for (int j = 0; j < i && !done; j++)
+                        done = a->batch.v[j].part == part;
+                if (done)
+                        continue;
+                if (fires_text(a, part) || !(f = fence_next(a)))
+                        return -1;
+                snprintf(name, sizeof(name), "f:%" PRId32, part);
+                /* the name lives beside its text: one allocation less */
+                {
+                        size_t tl = strlen(a->texts[a->ntexts - 1]);
+                        size_t nl = strlen(name);
+                        char *both = realloc(a->texts[a->ntexts - 1],
+                                             tl + nl + 2);
+                        if (!both)
+                                return -1;
+                        a->texts[a->ntexts - 1] = both;
+                        memcpy(both + tl + 1, name, nl + 1);
+                        f->field = both + tl + 1;
+                        f->value = both;
+                }
+                f->check = 0;
+                f->expect = NULL;
+        }
+        a->out.kpi = a->kpi;
+        a->out.nkpi = a->nkpi;
+        a->out.fence = a->fence;
+        if (a->out.nfence || a->nkpi)
+                *out = &a->out;
+        return 0;
+}
+
+void loy_agg_written(loy_agg_t *a) {
+        int w = 0;
+        for (int i = 0; i < a->nparts; i++)
+                if (a->parts[i].batch_max > a->parts[i].held)
+                        a->parts[i].held = a->parts[i].batch_max;
+        /* a loaded check fired again is now in its customer's hash too */
+        for (int i = 0; i < a->loaded.n; i++) {
+                if (a->loaded.v[i].seen) {
+                        free(a->loaded.v[i].cid);
+                        continue;
+                }
+                a->loaded.v[w++] = a->loaded.v[i];
+        }
+        a->loaded.n = w;
+}
