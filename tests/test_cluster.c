@@ -1,8 +1,8 @@
 /*
  * loy_cluster against real servers: the slot function against CLUSTER
- * KEYSLOT, a 3-master cluster (10,000-unit pipelines, transactions, a node
- * killed), a single non-cluster redis-server, and a cluster nobody answers
- * for.
+ * KEYSLOT, a 3-master cluster (10,000-unit pipelines, transactions, a slot
+ * migration under traffic with ASK and MOVED, a node killed), a single
+ * non-cluster redis-server, and a cluster nobody answers for.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -643,6 +643,291 @@ static void test_split(void) {
         free(b.p);
 }
 
+/*
+ * A slot moved from one master to another under a stream of pipelines, the
+ * way redis-cli --cluster reshard moves it: IMPORTING / MIGRATING, MIGRATE
+ * in steps, SETSLOT NODE on every node. Every unit is a HINCRBY (lone, or
+ * two keys of the slot in one MULTI/EXEC); units refused (TRYAGAIN while a
+ * transaction's keys are split between the nodes) are sent again in the
+ * next pipeline, as a caller backs off. At the end every counter holds
+ * exactly the increments that were reported done.
+ */
+#define MIG_KEYS 200
+#define MIG_OTHER 60
+#define MIG_JOBS 1000
+
+enum { J_LONE, J_TXN, J_PAIR, J_NEW, J_OTHER };
+typedef struct job {
+        int kind;
+        int a, b;
+} job_t;
+
+typedef struct mig {
+        loy_cluster_t *cl;
+        loy_cluster_pipe_t *p;
+        rbuf_t b;
+        long long cnt[MIG_KEYS];
+        long long newcnt[16];
+        long long other[MIG_OTHER];
+        job_t retry[MIG_JOBS];
+        int nretry;
+        int refused;
+} mig_t;
+
+static void mig_key(char *buf, size_t size, int j) {
+        snprintf(buf, size, "{mig}:k%d", j);
+}
+
+static void job_unit(mig_t *m, const job_t *j) {
+        char a[32], bk[32];
+        switch (j->kind) {
+        case J_LONE:
+                mig_key(a, sizeof(a), j->a);
+                rb_cmd(&m->b, "HINCRBY", a, "n", "1", NULL);
+                break;
+        case J_TXN:
+                mig_key(a, sizeof(a), j->a);
+                mig_key(bk, sizeof(bk), j->b);
+                rb_cmd(&m->b, "MULTI", NULL);
+                rb_cmd(&m->b, "HINCRBY", a, "n", "1", NULL);
+                rb_cmd(&m->b, "HINCRBY", bk, "n", "1", NULL);
+                rb_cmd(&m->b, "EXEC", NULL);
+                break;
+        case J_PAIR:
+                /* Two lone commands in one unit: when only one is
+                 * redirected, only that one may be sent again. */
+                mig_key(a, sizeof(a), j->a);
+                mig_key(bk, sizeof(bk), j->b);
+                rb_cmd(&m->b, "HINCRBY", a, "n", "1", NULL);
+                rb_cmd(&m->b, "HINCRBY", bk, "n", "1", NULL);
+                break;
+        case J_NEW:
+                snprintf(a, sizeof(a), "{mig}:new%d", j->a);
+                rb_cmd(&m->b, "HINCRBY", a, "n", "1", NULL);
+                break;
+        default:
+                snprintf(a, sizeof(a), "{o%d}", j->a);
+                rb_cmd(&m->b, "HINCRBY", a, "n", "1", NULL);
+                break;
+        }
+        snprintf(a, sizeof(a), j->kind == J_OTHER ? "{o%d}" : "{mig}", j->a);
+        CU_ASSERT_EQUAL_FATAL(add_unit(m->p, a, &m->b), 0);
+}
+
+/* Builds one pipeline: retried jobs first, then every key of the slot
+ * once, 50 two-key transactions (keys 2k, 2k+1 below 100), 50 units of two
+ * lone commands (keys 2k, 2k+1 from 100 on), one new key and keys on other
+ * slots. between: called after the send, before the replies are
+ * read (NULL: exec). */
+static void mig_stream(mig_t *m, int phase, void (*between)(void)) {
+        job_t jobs[MIG_JOBS];
+        int n = 0, rc;
+        for (int i = 0; i < m->nretry; i++)
+                jobs[n++] = m->retry[i];
+        m->nretry = 0;
+        for (int j = 0; j < MIG_KEYS; j++)
+                jobs[n++] = (job_t){J_LONE, j, 0};
+        for (int k = 0; k < 50; k++)
+                jobs[n++] = (job_t){J_TXN, 2 * k, 2 * k + 1};
+        for (int k = 50; k < 100; k++)   /* either one redirected first */
+                jobs[n++] = k < 75 ? (job_t){J_PAIR, 2 * k, 2 * k + 1}
+                                   : (job_t){J_PAIR, 2 * k + 1, 2 * k};
+        jobs[n++] = (job_t){J_NEW, phase, 0};
+        for (int o = 0; o < MIG_OTHER; o++)
+                jobs[n++] = (job_t){J_OTHER, o, 0};
+        loy_cluster_pipe_reset(m->p);
+        for (int i = 0; i < n; i++)
+                job_unit(m, &jobs[i]);
+        if (between) {
+                CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_send(m->p, E,
+                                                            sizeof(E)), 0);
+                between();
+                rc = loy_cluster_pipe_recv(m->p, E, sizeof(E));
+        } else {
+                rc = loy_cluster_pipe_exec(m->p, E, sizeof(E));
+        }
+        if (rc != LOY_CLUSTER_OK && rc != LOY_CLUSTER_ERR_BUSY)
+                fprintf(stderr, "\n  phase %d: %d %s\n", phase, rc, E);
+        CU_ASSERT(rc == LOY_CLUSTER_OK || rc == LOY_CLUSTER_ERR_BUSY);
+        for (int i = 0; i < n; i++) {
+                int st = loy_cluster_pipe_status(m->p, (size_t)i);
+                const job_t *j = &jobs[i];
+                if (st == LOY_CLUSTER_ERR_BUSY) {
+                        CU_ASSERT_FATAL(m->nretry < MIG_JOBS);
+                        m->retry[m->nretry++] = *j;
+                        m->refused++;
+                        continue;
+                }
+                CU_ASSERT_EQUAL(st, LOY_CLUSTER_OK);
+                if (st != LOY_CLUSTER_OK)
+                        continue;
+                if (j->kind == J_TXN) {
+                        const redisReply *x = reply(m->p, (size_t)i, 3);
+                        CU_ASSERT(x && x->type == REDIS_REPLY_ARRAY &&
+                                  x->elements == 2);
+                        m->cnt[j->a]++;
+                        m->cnt[j->b]++;
+                } else if (j->kind == J_PAIR) {
+                        CU_ASSERT(reply(m->p, (size_t)i, 0) &&
+                                  reply(m->p, (size_t)i, 0)->type ==
+                                          REDIS_REPLY_INTEGER);
+                        CU_ASSERT(reply(m->p, (size_t)i, 1) &&
+                                  reply(m->p, (size_t)i, 1)->type ==
+                                          REDIS_REPLY_INTEGER);
+                        m->cnt[j->a]++;
+                        m->cnt[j->b]++;
+                } else {
+                        const redisReply *x = reply(m->p, (size_t)i, 0);
+                        CU_ASSERT(x && x->type == REDIS_REPLY_INTEGER);
+                        if (j->kind == J_LONE)
+                                m->cnt[j->a]++;
+                        else if (j->kind == J_NEW)
+                                m->newcnt[j->a]++;
+                        else
+                                m->other[j->a]++;
+                }
+        }
+}
+
+static int MIG_SRC, MIG_DST;
+static unsigned MIG_SLOT;
+
+/* Odd keys 1..49 leave while a pipeline's replies are unread. */
+static void migrate_some_odd(void) {
+        char keys[25][32];
+        const char *kv[25];
+        for (int i = 0; i < 25; i++) {
+                mig_key(keys[i], sizeof(keys[i]), 2 * i + 1);
+                kv[i] = keys[i];
+        }
+        CU_ASSERT_EQUAL(tu_cluster_migrate(&C, MIG_SRC, MIG_DST, kv, NULL,
+                                           25), 0);
+}
+
+static void test_migration(void) {
+        static mig_t m;
+        loy_cluster_stats_t st0, st;
+        char keys[MIG_KEYS / 2][32];
+        const char *kv[MIG_KEYS / 2];
+        memset(&m, 0, sizeof(m));
+        MIG_SLOT = slot_of("{mig}");
+        m.cl = router();
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m.cl);
+        m.p = loy_cluster_pipe_create(m.cl, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m.p);
+        MIG_SRC = node_of_slot(m.cl, MIG_SLOT);
+        CU_ASSERT_FATAL(MIG_SRC >= 0);
+        CU_ASSERT_EQUAL_FATAL(MIG_SRC, tu_cluster_owner(&C, 0, MIG_SLOT));
+        MIG_DST = (MIG_SRC + 1) % 3;
+
+        /* Before: nothing is redirected. */
+        mig_stream(&m, 0, NULL);
+        mig_stream(&m, 1, NULL);
+        loy_cluster_stats(m.cl, &st0);
+        CU_ASSERT_EQUAL(st0.ask + st0.moved, 0u);
+        CU_ASSERT_EQUAL(m.nretry, 0);
+
+        /* Open: keys still on the source are served there; a new key is
+         * asked for on the target. */
+        CU_ASSERT_EQUAL_FATAL(tu_cluster_migrate_begin(&C, MIG_SLOT, MIG_SRC,
+                                                       MIG_DST), 0);
+        mig_stream(&m, 2, NULL);
+        loy_cluster_stats(m.cl, &st);
+        CU_ASSERT(st.ask > st0.ask);
+        CU_ASSERT_EQUAL(st.moved, 0u);
+
+        /* Even keys moved: ASK for them; transactions whose keys are now
+         * split are refused (TRYAGAIN) and come back later. */
+        for (int i = 0; i < MIG_KEYS / 2; i++) {
+                mig_key(keys[i], sizeof(keys[i]), 2 * i);
+                kv[i] = keys[i];
+        }
+        CU_ASSERT_EQUAL_FATAL(tu_cluster_migrate(&C, MIG_SRC, MIG_DST, kv,
+                                                 NULL, MIG_KEYS / 2), 0);
+        mig_stream(&m, 3, NULL);
+        CU_ASSERT(m.nretry > 0);
+        CU_ASSERT(m.refused > 0);
+        mig_stream(&m, 4, migrate_some_odd);
+
+        /* Every key moved: all ASK, the transactions go through. */
+        CU_ASSERT_FATAL(tu_cluster_migrate_keys(&C, MIG_SLOT, MIG_SRC,
+                                                MIG_DST, 0) >= 0);
+        loy_cluster_stats(m.cl, &st0);
+        mig_stream(&m, 5, NULL);
+        loy_cluster_stats(m.cl, &st);
+        CU_ASSERT(st.ask > st0.ask);
+        CU_ASSERT_EQUAL(m.nretry, 0);
+        CU_ASSERT_EQUAL(st.moved, 0u);
+        CU_ASSERT_EQUAL(node_of_slot(m.cl, MIG_SLOT), MIG_SRC);
+
+        /* Closed: the source answers MOVED, the map follows. */
+        CU_ASSERT_EQUAL_FATAL(tu_cluster_migrate_end(&C, MIG_SLOT, MIG_SRC,
+                                                     MIG_DST), 0);
+        st0 = st;
+        mig_stream(&m, 6, NULL);
+        loy_cluster_stats(m.cl, &st);
+        CU_ASSERT(st.moved > 0);
+        CU_ASSERT(st.refreshes > st0.refreshes);
+        CU_ASSERT_EQUAL(node_of_slot(m.cl, MIG_SLOT), MIG_DST);
+        /* After: no redirection any more. */
+        st0 = st;
+        mig_stream(&m, 7, NULL);
+        loy_cluster_stats(m.cl, &st);
+        CU_ASSERT_EQUAL(st.moved, st0.moved);
+        CU_ASSERT_EQUAL(st.ask, st0.ask);
+        CU_ASSERT_EQUAL(m.nretry, 0);
+
+        /* Exactly once: every counter on the target, none on the source. */
+        {
+                int bad = 0;
+                redisContext *ctx = tu_cluster_connect(&C, MIG_SRC);
+                redisReply *r;
+                CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+                r = redisCommand(ctx, "CLUSTER COUNTKEYSINSLOT %u", MIG_SLOT);
+                CU_ASSERT(r && r->type == REDIS_REPLY_INTEGER &&
+                          r->integer == 0);
+                if (r)
+                        freeReplyObject(r);
+                redisFree(ctx);
+                for (int j = 0; j < MIG_KEYS; j++) {
+                        char k[32];
+                        mig_key(k, sizeof(k), j);
+                        if (m.cnt[j] != 16 ||
+                            node_hget(MIG_DST, k, "n") != m.cnt[j]) {
+                                if (bad++ < 5)
+                                        fprintf(stderr, "\n  %s: %lld on "
+                                                "the target, %lld done\n", k,
+                                                node_hget(MIG_DST, k, "n"),
+                                                m.cnt[j]);
+                        }
+                }
+                for (int ph = 0; ph < 8; ph++) {
+                        char k[32];
+                        snprintf(k, sizeof(k), "{mig}:new%d", ph);
+                        if (m.newcnt[ph] != 1 ||
+                            node_hget(MIG_DST, k, "n") != 1)
+                                bad++;
+                }
+                for (int o = 0; o < MIG_OTHER; o++) {
+                        char k[32];
+                        snprintf(k, sizeof(k), "{o%d}", o);
+                        if (node_hget(tu_cluster_owner(&C, 0, slot_of(k)), k,
+                                      "n") != 8)
+                                bad++;
+                }
+                CU_ASSERT_EQUAL(bad, 0);
+        }
+        loy_cluster_stats(m.cl, &st);
+        if (getenv("LOY_TEST_VERBOSE"))
+                fprintf(stderr, "\n  ask %llu moved %llu refreshes %llu "
+                        "refused %d\n", (unsigned long long)st.ask,
+                        (unsigned long long)st.moved,
+                        (unsigned long long)st.refreshes, m.refused);
+        loy_cluster_pipe_destroy(m.p);
+        loy_cluster_destroy(m.cl);
+        free(m.b.p);
+}
+
 /* A master killed: its units fail with an I/O error and the others go
  * through; once the cluster notices, the others are refused
  * (CLUSTERDOWN); once it is back, everything goes through on a new
@@ -861,6 +1146,7 @@ int main(void) {
         CU_add_test(su, "10,000 units on 3 masters", test_big_pipeline);
         CU_add_test(su, "MULTI/EXEC units", test_multi);
         CU_add_test(su, "send, build the next, receive", test_split);
+        CU_add_test(su, "slot migration under traffic", test_migration);
         CU_add_test(su, "a master killed and restarted", test_node_down);
         su = CU_add_suite("single", single_init, single_clean);
         if (!su)
