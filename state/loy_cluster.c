@@ -127,6 +127,7 @@ struct loy_cluster {
         struct timeval tv;
         loy_cluster_pipe_t *inflight;
         loy_cluster_stats_t st;
+        char map_err[WHY_MAX];   /* why the last map read failed */
 };
 
 enum { P_PENDING, P_DONE, P_IO, P_BUSY, P_ERR };
@@ -450,6 +451,7 @@ static int refresh(loy_cluster_t *cl, int hint, char *errstr, size_t size) {
                         any_err |= rc == LOY_CLUSTER_ERR;
                 }
         }
+        snprintf(cl->map_err, sizeof(cl->map_err), "%s", why);
         seterr(errstr, size, "slot map: %s", why);
         return any_err ? LOY_CLUSTER_ERR : LOY_CLUSTER_ERR_IO;
 }
@@ -908,8 +910,8 @@ static void round_send(loy_cluster_pipe_t *p) {
                 pt->ask = NONE;          /* an ASK is followed once */
                 if (n == NO_NODE) {
                         if (cl->mode < 0)
-                                fail_part(p, pt, P_IO, "no slot map: no "
-                                          "node answered");
+                                fail_part(p, pt, P_IO, "no slot map: %s",
+                                          cl->map_err);
                         else
                                 fail_part(p, pt, P_BUSY, "slot not served "
                                           "by any node");

@@ -1119,6 +1119,7 @@ static void test_unreachable(void) {
         CU_ASSERT_EQUAL_FATAL(add_unit(p, "y", &b), 0);
         CU_ASSERT_EQUAL(loy_cluster_pipe_exec(p, E, sizeof(E)),
                         LOY_CLUSTER_ERR_IO);
+        CU_ASSERT_PTR_NOT_NULL(strstr(E, "127.0.0.1:1: Connection refused"));
         CU_ASSERT_EQUAL(loy_cluster_pipe_status(p, 0), LOY_CLUSTER_ERR_IO);
         CU_ASSERT_EQUAL(loy_cluster_pipe_status(p, 1), LOY_CLUSTER_ERR_IO);
         CU_ASSERT_PTR_NULL(reply(p, 0, 0));
