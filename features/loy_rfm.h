@@ -6,8 +6,8 @@
  * whatever the number of customers). Each histogram counts every customer
  * once, in the bin of its current value: when a customer changes, its old
  * bin is decremented and the new one incremented. The state store keeps the
- * same counts in Redis (loy:hist:<dim>) with HINCRBY inside each customer's
- * atomic write, so all processes share one population and replays change
+ * same counts in Redis (loy:hist:<dim>), moved by each batch's aggregate
+ * script, so all processes share one population and replays change
  * nothing.
  *
  * Recency is ranked by the week of the last purchase (a later week ranks

@@ -681,7 +681,6 @@ static int check_write(const loy_cust_write_t *w, char *errstr,
         }
         if (c->nslots < 0 || c->nslots > LOY_SLOTS_MAX ||
             c->segment < 0 || c->segment >= LOY_SEG__COUNT ||
-            w->old_seg < -1 || w->old_seg >= LOY_SEG__COUNT ||
             w->nrecs < 0 || (w->recs_set && w->nrecs && (!w->rec_items ||
                                                          !w->rec_scores))) {
                 seterr(errstr, size, "customer %s: bad write description",
@@ -766,62 +765,8 @@ static int rank_changed(const loy_store_t *s, const loy_cust_write_t *w,
         return !sh || !sh->valid || fi < 0 || !same_number(v, sh->num[fi]);
 }
 
-static void hincrby(loy_store_t *s, const char *key, const char *field,
-                    int64_t by) {
-        ab_hdr(s, '*', 4);
-        ab_str(s, "HINCRBY");
-        ab_str(s, key);
-        ab_str(s, field);
-        ab_i64(s, by);
-}
-
-/* The segment and histogram count moves of a write; 0 when none. */
-static int count_moves(const loy_cust_write_t *w) {
-        const loy_cust_t *c = w->cust;
-        int n = 0;
-        if (w->old_seg != c->segment)
-                n += 1 + (w->old_seg >= 0);
-        for (int d = 0; d < LOY_DIM__COUNT; d++) {
-                int nb = loy_rfm_bin(c, (loy_dim_t)d), ob = w->old_bins[d];
-                if (nb != ob)
-                        n += (nb >= 0) + (ob >= 0);
-        }
-        return n;
-}
-
-static int build_moves(loy_store_t *s, const loy_cust_write_t *w) {
-        const loy_cust_t *c = w->cust;
-        char f[24];
-        int k = 0;
-        if (w->old_seg != c->segment) {
-                if (w->old_seg >= 0) {
-                        hincrby(s, s->k_seg, loy_segment_name(w->old_seg),
-                                -1);
-                        k++;
-                }
-                hincrby(s, s->k_seg, loy_segment_name(c->segment), 1);
-                k++;
-        }
-        for (int d = 0; d < LOY_DIM__COUNT; d++) {
-                int nb = loy_rfm_bin(c, (loy_dim_t)d), ob = w->old_bins[d];
-                if (nb == ob)
-                        continue;
-                if (ob >= 0) {
-                        fmt_i64(f, ob);
-                        hincrby(s, s->k_hist[d], f, -1);
-                        k++;
-                }
-                if (nb >= 0) {
-                        fmt_i64(f, nb);
-                        hincrby(s, s->k_hist[d], f, 1);
-                        k++;
-                }
-        }
-        return k;
-}
-
-/* One customer's hash (with its count moves and recommendations): a lone
- * HSET, or MULTI/EXEC when more than the hash changes. Returns the number
+/* One customer's hash (with its recommendations): a lone HSET, or
+ * MULTI/EXEC when more than the hash changes. Returns the number
  * of replies it yields (0: nothing to send) and sets *tx, or -1. */
 static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                       int64_t now_ms, const loy_feat_conf_t *fconf,
@@ -858,7 +803,7 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                                sh->slot[j] != c->slots[j].value;
                 nsend += send_slot[j];
         }
-        if (w->hist_text || w->recs_set || count_moves(w)) {
+        if (w->hist_text || w->recs_set) {
                 ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
                 *tx = 1;
         }
@@ -900,7 +845,6 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                         sh->slot[j] = c->slots[j].value;
                 sh->valid = 1;
         }
-        k += build_moves(s, w);
         if (w->hist_text) {
                 ab_hdr(s, '*', 3);
                 ab_str(s, "SET");
@@ -1262,7 +1206,8 @@ int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
  * each KPI day's derived values recomputed from its counters (a ratio
  * cannot be added to; money is printed from its exact micro-unit sum).
  *
- * KEYS: aggfence, then KPI days.
+ * KEYS: aggfence, then the segment and histogram keys moved, then KPI
+ * days.
  * ARGV: the index of the first KPI day in KEYS, nfence, then (field,
  * check, expect, value) per fence, then for each key after the first: n,
  * then n (field, delta) pairs.
@@ -1329,13 +1274,22 @@ static int64_t day_of(int64_t ms) {
         return ms % LOY_MS_PER_DAY < 0 ? d - 1 : d;
 }
 
-static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
-                     char *errstr, size_t size) {
-        char key[KEY_MAX];
-        int64_t *days = NULL;
-        int nd = 0;
-        size_t nargs, nkeys;
+/* The count keys the deltas move: -1 (<ns>:seg), then each dimension;
+ * keys[] gets them in that order, returns how many. */
+static int count_keys(const loy_batch_agg_t *agg, int *keys) {
+        int nk = 0;
+        for (int dim = -1; dim < LOY_DIM__COUNT; dim++) {
+                int used = 0;
+                for (int i = 0; i < agg->ncount && !used; i++)
+                        used = agg->count[i].dim == dim &&
+                               agg->count[i].delta != 0;
+                if (used)
+                        keys[nk++] = dim;
+        }
+        return nk;
+}
 
+static int check_agg(const loy_batch_agg_t *agg, char *errstr, size_t size) {
         for (int i = 0; i < agg->nfence; i++)
                 if (!agg->fence[i].field || !agg->fence[i].value) {
                         seterr(errstr, size, "aggregates: bad fence");
@@ -1346,6 +1300,28 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
                         seterr(errstr, size, "aggregates: bad KPI delta");
                         return -1;
                 }
+        for (int i = 0; i < agg->ncount; i++) {
+                const loy_count_delta_t *c = &agg->count[i];
+                if (c->dim < -1 || c->dim >= LOY_DIM__COUNT ||
+                    c->field < 0 ||
+                    c->field >= (c->dim < 0 ? LOY_SEG__COUNT
+                                            : LOY_HIST_BINS)) {
+                        seterr(errstr, size, "aggregates: bad count move");
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
+                     char *errstr, size_t size) {
+        char key[KEY_MAX], f[24];
+        int64_t *days = NULL;
+        int nd = 0, ck[LOY_DIM__COUNT + 1], nck;
+        size_t nargs, nkeys;
+
+        if (check_agg(agg, errstr, size))
+                return -1;
         if (agg->nkpi) {
                 days = malloc(sizeof(*days) * (size_t)agg->nkpi);
                 if (!days) {
@@ -1354,26 +1330,50 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
                 }
                 nd = kpi_days(agg->kpi, agg->nkpi, days);
         }
-        nkeys = 1 + (size_t)nd;
+        nck = count_keys(agg, ck);
+        nkeys = 1 + (size_t)nck + (size_t)nd;
         nargs = 2 + 4 * (size_t)agg->nfence + (nkeys - 1) +
                 2 * (size_t)agg->nkpi;
+        for (int i = 0; i < agg->ncount; i++)
+                nargs += agg->count[i].delta ? 2 : 0;
         ab_hdr(s, '*', 3 + nkeys + nargs);
         ab_str(s, "EVAL");
         ab_str(s, agg_lua);
         ab_i64(s, (int64_t)nkeys);
         ab_str(s, s->k_fence);
+        for (int j = 0; j < nck; j++)
+                ab_str(s, ck[j] < 0 ? s->k_seg : s->k_hist[ck[j]]);
         for (int j = 0; j < nd; j++) {
                 kpi_key(s, days[j] * LOY_MS_PER_DAY, key, sizeof(key));
                 ab_str(s, key);
         }
-        ab_i64(s, 2);   /* the first KPI day in KEYS */
+        ab_i64(s, 2 + nck);   /* the first KPI day in KEYS */
         ab_i64(s, agg->nfence);
         for (int i = 0; i < agg->nfence; i++) {
-                const loy_agg_fence_t *f = &agg->fence[i];
-                ab_str(s, f->field);
-                ab_str(s, f->check ? "1" : "0");
-                ab_str(s, f->expect ? f->expect : "");
-                ab_str(s, f->value);
+                const loy_agg_fence_t *fe = &agg->fence[i];
+                ab_str(s, fe->field);
+                ab_str(s, fe->check ? "1" : "0");
+                ab_str(s, fe->expect ? fe->expect : "");
+                ab_str(s, fe->value);
+        }
+        for (int j = 0; j < nck; j++) {
+                int cnt = 0;
+                for (int i = 0; i < agg->ncount; i++)
+                        cnt += agg->count[i].dim == ck[j] &&
+                               agg->count[i].delta != 0;
+                ab_i64(s, cnt);
+                for (int i = 0; i < agg->ncount; i++) {
+                        const loy_count_delta_t *c = &agg->count[i];
+                        if (c->dim != ck[j] || !c->delta)
+                                continue;
+                        if (c->dim < 0) {
+                                ab_str(s, loy_segment_name(c->field));
+                        } else {
+                                fmt_i64(f, c->field);
+                                ab_str(s, f);
+                        }
+                        ab_i64(s, c->delta);
+                }
         }
         for (int j = 0; j < nd; j++) {
                 int cnt = 0;
@@ -1400,8 +1400,9 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
         int rc;
 
         if (noutbox < 0 || (noutbox && !outbox) ||
-            (agg && (agg->nkpi < 0 || agg->nfence < 0 ||
+            (agg && (agg->nkpi < 0 || agg->nfence < 0 || agg->ncount < 0 ||
                      (agg->nkpi && !agg->kpi) ||
+                     (agg->ncount && !agg->count) ||
                      (agg->nfence && !agg->fence)))) {
                 seterr(errstr, errstr_size, "write: bad arguments");
                 return LOY_STORE_ERR;

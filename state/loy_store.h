@@ -118,18 +118,13 @@ void loy_store_shadow_take(loy_shadow_t *sh, const loy_cust_t *c,
                            const loy_feat_conf_t *fconf);
 
 /* What one customer's write changes: its hash (fields that differ from the
- * shadow, slots: offsets and cooldowns), its timer entry, its rank scores,
- * the segment and histogram counts it moves and, with recommendations, its
- * history and top N. One HSET, or one MULTI/EXEC when more than the hash
- * changes: the counts move in the same transaction as the hash, so they
- * always agree with the hashes (they are ranks against the population, so
- * a redo need not reproduce them: counting them apart from the hash could
- * not be fenced). old_seg -1 and old_bins -1 for a customer new to Redis;
- * the new values come from cust itself. */
+ * shadow, slots: offsets and cooldowns), its timer entry, its rank scores
+ * and, with recommendations, its history and top N. One HSET, or one
+ * MULTI/EXEC when its recommendations change with it (all of them keys of
+ * the customer's own hash slot). The segment and histogram counts it moves
+ * are the batch's (loy_batch_agg_t). */
 typedef struct loy_cust_write {
         const loy_cust_t *cust;
-        int old_seg;
-        int old_bins[LOY_DIM__COUNT];
         /* NULL, or what the hash holds: only the fields that differ are
          * sent, and it is updated to what this write sends */
         loy_shadow_t *shadow;
@@ -155,8 +150,12 @@ typedef struct loy_cust_write {
 
 /* One field of <ns>:aggfence. "o:<topic>:<partition>" holds the newest
  * offset of that input partition whose effect the aggregates hold;
- * "f:<partition>" the silence checks (lines "<cid> <due ms>") of the last
- * batch that fired any there. With check, the field must still hold expect
+ * "f:<partition>" the silence checks (lines "<due ms> <cid>") of the last
+ * batch that fired any there; "v:<partition>" what the segment and
+ * histogram counts hold of the customers whose counts the last batch there
+ * moved (lines "<segment> <recency bin> <frequency bin> <monetary bin>
+ * <loyalty bin> <cid>", -1 for none), plus those of a failed batch not
+ * written since. With check, the field must still hold expect
  * (NULL: must not exist) or nothing of the batch is written: a field that
  * moved was written by another process (a member the group gave up on,
  * writing late). value "" removes the field. */
@@ -167,14 +166,24 @@ typedef struct loy_agg_fence {
         const char *value;
 } loy_agg_fence_t;
 
+/* A move of the population counts: dim -1 is <ns>:seg (field: the
+ * segment's name), otherwise <ns>:hist:<dim> (field: the bin). */
+typedef struct loy_count_delta {
+        int dim;
+        int field;
+        int64_t delta;
+} loy_count_delta_t;
+
 /* A batch's aggregates, summed by the caller: daily KPI deltas (one per
- * day and field), and the fences that make them count once. Sums are not
- * idempotent, so they are not fenced by the customers' offsets: a redo
- * after the aggregates landed but customers did not must leave out what
- * the fences say is in. */
+ * day and field), segment and histogram count moves, and the fences that
+ * make them count once. Sums are not idempotent, so they are not fenced
+ * by the customers' offsets: a redo after the aggregates landed but
+ * customers did not must leave out what the fences say is in. */
 typedef struct loy_batch_agg {
         const loy_kpi_delta_t *kpi;
         int nkpi;
+        const loy_count_delta_t *count;  /* one per key and field */
+        int ncount;
         const loy_agg_fence_t *fence;
         int nfence;
 } loy_batch_agg_t;

@@ -33,10 +33,33 @@ typedef struct fires {
         int n, cap;
 } fires_t;
 
+/* A customer's counts: as a script listed them (loaded), or as this
+ * batch moves them. */
+typedef struct counted_ent {
+        char cid[LOY_ID_MAX + 1];
+        int32_t part;
+        loy_agg_counted_t v;
+        int seen;              /* loaded ones: settled by this batch */
+} counted_ent_t;
+
+typedef struct counted_list {
+        counted_ent_t *v;
+        int n, cap;
+} counted_list_t;
+
 struct loy_agg {
         loy_batch_agg_t out;
         loy_kpi_delta_t *kpi;
         int nkpi, kpi_cap;
+
+        /* the batch's count moves: dense per key, with the fields used */
+        int64_t seg_delta[LOY_SEG__COUNT];
+        int64_t *hist_delta;   /* LOY_DIM__COUNT * LOY_HIST_BINS */
+        int *used;             /* (dim + 1) * LOY_HIST_BINS + field */
+        int nused, used_cap;
+        loy_count_delta_t *count;
+        int count_cap;
+        counted_list_t cloaded, cbatch;
 
         part_t *parts;
         int nparts, parts_cap;
@@ -44,7 +67,8 @@ struct loy_agg {
         int known;
         int held;              /* the current item is already in */
 
-        /* loy_agg_fence_fields: "o:..." per part, then "f:<p>" per number */
+        /* loy_agg_fence_fields: "o:..." per part, then "f:<p>" and "v:<p>"
+         * per number */
         char **fields;
         int32_t *field_part;   /* for "f:" fields, the partition number */
         int nfields, nofields;
@@ -101,6 +125,11 @@ void loy_agg_destroy(loy_agg_t *a) {
         free(a->texts);
         free(a->fence);
         free(a->kpi);
+        free(a->hist_delta);
+        free(a->used);
+        free(a->count);
+        free(a->cloaded.v);
+        free(a->cbatch.v);
         free(a);
 }
 
@@ -144,8 +173,9 @@ int loy_agg_fence_fields(loy_agg_t *a, const char *const *topics,
         parts_clear(a);
         fires_clear(&a->loaded);
         a->known = 0;
-        a->fields = calloc((size_t)(2 * n + 1), sizeof(*a->fields));
-        a->field_part = calloc((size_t)(2 * n + 1), sizeof(*a->field_part));
+        a->cloaded.n = 0;
+        a->fields = calloc((size_t)(3 * n + 1), sizeof(*a->fields));
+        a->field_part = calloc((size_t)(3 * n + 1), sizeof(*a->field_part));
         if (!a->fields || !a->field_part)
                 goto nomem;
         for (int i = 0; i < n; i++) {
@@ -159,10 +189,14 @@ int loy_agg_fence_fields(loy_agg_t *a, const char *const *topics,
                 char f[32];
                 int seen = 0;
                 for (int j = 0; j < nnum && !seen; j++)
-                        seen = a->field_part[a->nofields + j] == parts[i];
+                        seen = a->field_part[a->nofields + 2 * j] == parts[i];
                 if (seen)
                         continue;
                 snprintf(f, sizeof(f), "f:%" PRId32, parts[i]);
+                if (!(a->fields[a->nfields] = strdup(f)))
+                        goto nomem;
+                a->field_part[a->nfields++] = parts[i];
+                snprintf(f, sizeof(f), "v:%" PRId32, parts[i]);
                 if (!(a->fields[a->nfields] = strdup(f)))
                         goto nomem;
                 a->field_part[a->nfields++] = parts[i];
@@ -231,6 +265,59 @@ static int parse_fires(loy_agg_t *a, const char *text, int32_t part) {
         return 0;
 }
 
+static counted_ent_t *counted_push(counted_list_t *l) {
+        if (l->n == l->cap) {
+                int cap = l->cap ? l->cap * 2 : 256;
+                counted_ent_t *nv = realloc(l->v, sizeof(*nv) * (size_t)cap);
+                if (!nv)
+                        return NULL;
+                l->v = nv;
+                l->cap = cap;
+        }
+        memset(&l->v[l->n], 0, sizeof(l->v[0]));
+        return &l->v[l->n++];
+}
+
+static int cmp_counted(const void *x, const void *y) {
+        return strcmp(((const counted_ent_t *)x)->cid,
+                      ((const counted_ent_t *)y)->cid);
+}
+
+/* "<seg> <recency> <frequency> <monetary> <loyalty> <cid>\n" per
+ * customer. */
+static int parse_counted(loy_agg_t *a, const char *text, int32_t part) {
+        const char *q = text;
+        while (*q) {
+                const char *nl = strchr(q, '\n');
+                const char *f = q;
+                int64_t x[1 + LOY_DIM__COUNT];
+                counted_ent_t *e;
+                size_t len;
+                if (!nl)
+                        nl = q + strlen(q);
+                for (int k = 0; k <= LOY_DIM__COUNT; k++) {
+                        const char *sp = memchr(f, ' ', (size_t)(nl - f));
+                        int64_t max = k ? LOY_HIST_BINS : LOY_SEG__COUNT;
+                        if (!sp || parse_i64(f, sp, &x[k]) || x[k] < -1 ||
+                            x[k] >= max)
+                                return -1;
+                        f = sp + 1;
+                }
+                len = (size_t)(nl - f);
+                if (len == 0 || len > LOY_ID_MAX ||
+                    !(e = counted_push(&a->cloaded)))
+                        return -1;
+                memcpy(e->cid, f, len);
+                e->cid[len] = '\0';
+                e->part = part;
+                e->v.seg = (int)x[0];
+                for (int d = 0; d < LOY_DIM__COUNT; d++)
+                        e->v.bins[d] = (int)x[1 + d];
+                q = *nl ? nl + 1 : nl;
+        }
+        return 0;
+}
+
 int loy_agg_fence_load(loy_agg_t *a, char *const *values, char *errstr,
                        size_t errstr_size) {
         for (int i = 0; i < a->nfields; i++) {
@@ -245,13 +332,24 @@ int loy_agg_fence_load(loy_agg_t *a, char *const *values, char *errstr,
                                          a->fields[i], v);
                                 return -1;
                         }
-                } else if (parse_fires(a, v, a->field_part[i])) {
+                } else if ((i - a->nofields) % 2 == 0) {
+                        if (parse_fires(a, v, a->field_part[i])) {
+                                snprintf(errstr, errstr_size, "aggregate "
+                                         "fence %s: bad list of checks",
+                                         a->fields[i]);
+                                fires_clear(&a->loaded);
+                                return -1;
+                        }
+                } else if (parse_counted(a, v, a->field_part[i])) {
                         snprintf(errstr, errstr_size, "aggregate fence %s: "
-                                 "bad list of checks", a->fields[i]);
-                        fires_clear(&a->loaded);
+                                 "bad list of counted customers",
+                                 a->fields[i]);
+                        a->cloaded.n = 0;
                         return -1;
                 }
         }
+        qsort(a->cloaded.v, (size_t)a->cloaded.n, sizeof(a->cloaded.v[0]),
+              cmp_counted);
         a->known = 1;
         return 0;
 }
@@ -286,7 +384,58 @@ void loy_agg_fences_forget(loy_agg_t *a) {
         a->known = 0;
 }
 
+void loy_agg_counted_of(const loy_cust_t *c, int existed,
+                        loy_agg_counted_t *v) {
+        v->seg = existed ? c->segment : -1;
+        for (int d = 0; d < LOY_DIM__COUNT; d++)
+                v->bins[d] = existed ? loy_rfm_bin(c, (loy_dim_t)d) : -1;
+}
+
+static int same_counted(const loy_agg_counted_t *x,
+                        const loy_agg_counted_t *y) {
+        if (x->seg != y->seg)
+                return 0;
+        for (int d = 0; d < LOY_DIM__COUNT; d++)
+                if (x->bins[d] != y->bins[d])
+                        return 0;
+        return 1;
+}
+
+static counted_ent_t *counted_find(loy_agg_t *a, const char *cid) {
+        counted_ent_t key;
+        size_t len = strlen(cid);
+        if (!a->cloaded.n || len > LOY_ID_MAX)
+                return NULL;
+        memcpy(key.cid, cid, len + 1);
+        return bsearch(&key, a->cloaded.v, (size_t)a->cloaded.n,
+                       sizeof(key), cmp_counted);
+}
+
+int loy_agg_counted_get(loy_agg_t *a, const char *cid, loy_agg_counted_t *v) {
+        counted_ent_t *e = counted_find(a, cid);
+        if (!e)
+                return 0;
+        if (same_counted(&e->v, v)) {
+                /* the hash holds it: nothing left to remember */
+                e->seen = 1;
+                return 0;
+        }
+        *v = e->v;
+        return 1;
+}
+
 void loy_agg_begin(loy_agg_t *a) {
+        for (int i = 0; i < a->nused; i++) {
+                int u = a->used[i];
+                if (u < LOY_HIST_BINS)
+                        a->seg_delta[u] = 0;
+                else
+                        a->hist_delta[u - LOY_HIST_BINS] = 0;
+        }
+        a->nused = 0;
+        a->cbatch.n = 0;
+        for (int i = 0; i < a->cloaded.n; i++)
+                a->cloaded.v[i].seen = 0;
         a->nkpi = 0;
         a->held = 0;
         fires_clear(&a->batch);
@@ -380,6 +529,97 @@ int loy_agg_kpi(loy_agg_t *a, int64_t day_ms, const char *field,
         return 0;
 }
 
+/* dim -1: the segment counts. */
+static int count_move(loy_agg_t *a, int dim, int field, int64_t by) {
+        int u = (dim + 1) * LOY_HIST_BINS + field;
+        int64_t *slot;
+        if (field < 0)
+                return 0;
+        if (dim >= 0 && !a->hist_delta &&
+            !(a->hist_delta = calloc((size_t)LOY_DIM__COUNT * LOY_HIST_BINS,
+                                     sizeof(*a->hist_delta))))
+                return -1;
+        slot = dim < 0 ? &a->seg_delta[field]
+                       : &a->hist_delta[u - LOY_HIST_BINS];
+        if (*slot == 0) {
+                /* a field that went back to 0 is listed again: harmless,
+                 * build skips zero deltas and duplicates add 0 */
+                if (a->nused == a->used_cap) {
+                        int cap = a->used_cap ? a->used_cap * 2 : 256;
+                        int *nu = realloc(a->used, sizeof(*nu) * (size_t)cap);
+                        if (!nu)
+                                return -1;
+                        a->used = nu;
+                        a->used_cap = cap;
+                }
+                a->used[a->nused++] = u;
+        }
+        *slot += by;
+        return 0;
+}
+
+int loy_agg_cust(loy_agg_t *a, const char *cid, int32_t part,
+                 const loy_agg_counted_t *from, const loy_agg_counted_t *to) {
+        counted_ent_t *e = counted_find(a, cid);
+        size_t len = strlen(cid);
+        if (e)
+                e->seen = 1;   /* its hash is written by this batch */
+        if (same_counted(from, to))
+                return 0;
+        if (len > LOY_ID_MAX)
+                return -1;
+        if (from->seg != to->seg &&
+            (count_move(a, -1, from->seg, -1) ||
+             count_move(a, -1, to->seg, 1)))
+                return -1;
+        for (int d = 0; d < LOY_DIM__COUNT; d++)
+                if (from->bins[d] != to->bins[d] &&
+                    (count_move(a, d, from->bins[d], -1) ||
+                     count_move(a, d, to->bins[d], 1)))
+                        return -1;
+        if (!(e = counted_push(&a->cbatch)))
+                return -1;
+        memcpy(e->cid, cid, len + 1);
+        e->part = part;
+        e->v = *to;
+        return 0;
+}
+
+static int cmp_int(const void *x, const void *y) {
+        int a = *(const int *)x, b = *(const int *)y;
+        return (a > b) - (a < b);
+}
+
+/* The batch's count moves for the store, each field once (a field whose
+ * sum went back to 0 and moved again is listed twice). */
+static int counts_build(loy_agg_t *a) {
+        int n = 0;
+        if (a->nused > a->count_cap) {
+                loy_count_delta_t *nc = realloc(a->count, sizeof(*nc) *
+                                                              (size_t)a->nused);
+                if (!nc)
+                        return -1;
+                a->count = nc;
+                a->count_cap = a->nused;
+        }
+        qsort(a->used, (size_t)a->nused, sizeof(*a->used), cmp_int);
+        for (int i = 0; i < a->nused; i++) {
+                int u = a->used[i];
+                int64_t d = u < LOY_HIST_BINS
+                                ? a->seg_delta[u]
+                                : a->hist_delta[u - LOY_HIST_BINS];
+                if (!d || (i > 0 && a->used[i - 1] == u))
+                        continue;
+                a->count[n].dim = u / LOY_HIST_BINS - 1;
+                a->count[n].field = u % LOY_HIST_BINS;
+                a->count[n].delta = d;
+                n++;
+        }
+        a->out.count = a->count;
+        a->out.ncount = n;
+        return 0;
+}
+
 static loy_agg_fence_t *fence_next(loy_agg_t *a) {
         if (a->out.nfence == a->fence_cap) {
                 int cap = a->fence_cap ? a->fence_cap * 2 : 16;
@@ -417,13 +657,41 @@ static int text_add(char **buf, size_t *len, size_t *cap, const fire_t *f) {
         return 0;
 }
 
+/* Keeps buf (owned from now on) as the value of a fence named name that
+ * this batch writes unchecked; the name lives beside its text. */
+static int list_fence(loy_agg_t *a, const char *name, char *buf) {
+        size_t tl = strlen(buf), nl = strlen(name);
+        char **nt;
+        char *both;
+        loy_agg_fence_t *f;
+        if (!(both = realloc(buf, tl + nl + 2))) {
+                free(buf);
+                return -1;
+        }
+        nt = realloc(a->texts, sizeof(*nt) * (size_t)(a->ntexts + 1));
+        if (!nt) {
+                free(both);
+                return -1;
+        }
+        a->texts = nt;
+        a->texts[a->ntexts++] = both;
+        memcpy(both + tl + 1, name, nl + 1);
+        if (!(f = fence_next(a)))
+                return -1;
+        f->field = both + tl + 1;
+        f->value = both;
+        f->check = 0;
+        f->expect = NULL;
+        return 0;
+}
+
 /* The list "f:<part>" is to hold: this batch's checks there, and the
  * loaded ones there it did not fire again (a failed batch's, still owed
  * to their customers). */
-static int fires_text(loy_agg_t *a, int32_t part) {
+static int fires_fence(loy_agg_t *a, int32_t part) {
         char *buf = NULL;
         size_t len = 0, cap = 0;
-        char **nt;
+        char name[32];
         for (int i = 0; i < a->batch.n; i++)
                 if (a->batch.v[i].part == part &&
                     text_add(&buf, &len, &cap, &a->batch.v[i]))
@@ -435,12 +703,57 @@ static int fires_text(loy_agg_t *a, int32_t part) {
         if (!buf && !(buf = calloc(1, 1)))
                 return -1;
         buf[len] = '\0';
-        nt = realloc(a->texts, sizeof(*nt) * (size_t)(a->ntexts + 1));
-        if (!nt)
-                goto nomem;
-        a->texts = nt;
-        a->texts[a->ntexts++] = buf;
+        snprintf(name, sizeof(name), "f:%" PRId32, part);
+        return list_fence(a, name, buf);
+nomem:
+        free(buf);
+        return -1;
+}
+
+static int counted_add(char **buf, size_t *len, size_t *cap,
+                       const counted_ent_t *e) {
+        size_t need = strlen(e->cid) + 64;
+        int n;
+        if (*len + need > *cap) {
+                size_t c = *cap ? *cap * 2 : 1024;
+                char *nb;
+                while (c < *len + need)
+                        c *= 2;
+                nb = realloc(*buf, c);
+                if (!nb)
+                        return -1;
+                *buf = nb;
+                *cap = c;
+        }
+        n = snprintf(*buf + *len, *cap - *len, "%d %d %d %d %d %s\n",
+                     e->v.seg, e->v.bins[0], e->v.bins[1], e->v.bins[2],
+                     e->v.bins[3], e->cid);
+        if (n < 0 || (size_t)n >= *cap - *len)
+                return -1;
+        *len += (size_t)n;
         return 0;
+}
+
+/* The list "v:<part>" is to hold: the customers whose counts this batch
+ * moves there, and the loaded ones there not settled (a failed batch's
+ * customers whose hashes may not hold what the counts do). */
+static int counted_fence(loy_agg_t *a, int32_t part) {
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+        char name[32];
+        for (int i = 0; i < a->cbatch.n; i++)
+                if (a->cbatch.v[i].part == part &&
+                    counted_add(&buf, &len, &cap, &a->cbatch.v[i]))
+                        goto nomem;
+        for (int i = 0; i < a->cloaded.n; i++)
+                if (a->cloaded.v[i].part == part && !a->cloaded.v[i].seen &&
+                    counted_add(&buf, &len, &cap, &a->cloaded.v[i]))
+                        goto nomem;
+        if (!buf && !(buf = calloc(1, 1)))
+                return -1;
+        buf[len] = '\0';
+        snprintf(name, sizeof(name), "v:%" PRId32, part);
+        return list_fence(a, name, buf);
 nomem:
         free(buf);
         return -1;
@@ -467,35 +780,28 @@ int loy_agg_build(loy_agg_t *a, const loy_batch_agg_t **out) {
         for (int i = 0; i < a->batch.n; i++) {
                 int32_t part = a->batch.v[i].part;
                 int done = 0;
-                char name[32];
-                loy_agg_fence_t *f;
                 for (int j = 0; j < i && !done; j++)
                         done = a->batch.v[j].part == part;
-                if (done)
-                        continue;
-                if (fires_text(a, part) || !(f = fence_next(a)))
+                if (!done && fires_fence(a, part))
                         return -1;
-                snprintf(name, sizeof(name), "f:%" PRId32, part);
-                /* the name lives beside its text: one allocation less */
-                {
-                        size_t tl = strlen(a->texts[a->ntexts - 1]);
-                        size_t nl = strlen(name);
-                        char *both = realloc(a->texts[a->ntexts - 1],
-                                             tl + nl + 2);
-                        if (!both)
-                                return -1;
-                        a->texts[a->ntexts - 1] = both;
-                        memcpy(both + tl + 1, name, nl + 1);
-                        f->field = both + tl + 1;
-                        f->value = both;
-                }
-                f->check = 0;
-                f->expect = NULL;
         }
+        /* Where counts moved. A list is not rewritten only to drop
+         * settled entries: those still hold what the counts do, and a
+         * replay must not write at all. */
+        for (int i = 0; i < a->cbatch.n; i++) {
+                int32_t part = a->cbatch.v[i].part;
+                int done = 0;
+                for (int j = 0; j < i && !done; j++)
+                        done = a->cbatch.v[j].part == part;
+                if (!done && counted_fence(a, part))
+                        return -1;
+        }
+        if (counts_build(a))
+                return -1;
         a->out.kpi = a->kpi;
         a->out.nkpi = a->nkpi;
         a->out.fence = a->fence;
-        if (a->out.nfence || a->nkpi)
+        if (a->out.nfence || a->nkpi || a->out.ncount)
                 *out = &a->out;
         return 0;
 }
@@ -514,4 +820,10 @@ void loy_agg_written(loy_agg_t *a) {
                 a->loaded.v[w++] = a->loaded.v[i];
         }
         a->loaded.n = w;
+        /* a settled customer's hash now holds what the counts do */
+        w = 0;
+        for (int i = 0; i < a->cloaded.n; i++)
+                if (!a->cloaded.v[i].seen)
+                        a->cloaded.v[w++] = a->cloaded.v[i];
+        a->cloaded.n = w;
 }

@@ -1,10 +1,8 @@
 /*
- * loy_agg: a batch's daily KPIs, summed per batch and written once with a
- * fence of their own (loy_store_write_batch), and the fences that make
- * each event and each silence check count in them exactly once. (Segment
- * and histogram counts are not here: they are ranks against the
- * population, which a redo need not reproduce, so they move in each
- * customer's own transaction.)
+ * loy_agg: a batch's aggregates (daily KPIs, segment and histogram
+ * counts), summed per batch and written once with a fence of their own
+ * (loy_store_write_batch), and the fences that make each event, each
+ * silence check and each customer's count move count in them exactly once.
  *
  * Why a fence of their own: a sum is not idempotent, and the batch's
  * aggregates land before its customers (so a customer never gets ahead of
@@ -20,6 +18,16 @@
  * Items are accounted one by one (the caller says which item it is on
  * before the item's moves), so a customer whose batch mixes items already
  * counted and new ones is summed right.
+ *
+ * Counts are not sums of items: a customer's segment is a rank against the
+ * population as it stood when the customer was scored, which a redo need
+ * not reproduce. So the script that moves a customer's counts also lists
+ * where it moved them to ("v:<p>": segment and bins per customer), and a
+ * redo starts that customer's move from the list, not from its hash (which
+ * may still hold the state from before the failed batch). Then the counts
+ * always equal what the customers' hashes say once these are written,
+ * whatever the redo computes. An entry goes when its customer's hash is
+ * written (or is found to hold the same).
  *
  * The offset fences are also checked when written: each must still hold
  * what this process last wrote, so a member the group gave up on cannot
@@ -66,6 +74,21 @@ int loy_agg_fences_known(const loy_agg_t *a);
 /* After a write that failed: the aggregates may or may not have landed. */
 void loy_agg_fences_forget(loy_agg_t *a);
 
+/* What the segment and histogram counts hold of one customer (-1: it is
+ * counted nowhere there). */
+typedef struct loy_agg_counted {
+        int seg;
+        int bins[LOY_DIM__COUNT];
+} loy_agg_counted_t;
+
+/* Where customer c counts as its hash (or the cache, which agrees with it)
+ * has it; existed 0: a customer new to Redis, counted nowhere. */
+void loy_agg_counted_of(const loy_cust_t *c, int existed,
+                        loy_agg_counted_t *v);
+/* Replaces *v (what cid's hash says) with what the counts hold when the
+ * loaded lists name cid: 1 then, else 0. */
+int loy_agg_counted_get(loy_agg_t *a, const char *cid, loy_agg_counted_t *v);
+
 /* Starts a batch: sums to zero. */
 void loy_agg_begin(loy_agg_t *a);
 
@@ -88,6 +111,12 @@ int loy_agg_kpi(loy_agg_t *a, int64_t day_ms, const char *field,
                 int64_t delta);
 /* 1 when the current item is already held (the caller may skip work). */
 int loy_agg_held(const loy_agg_t *a);
+
+/* A customer the batch writes, in timer partition part: its counts move
+ * from *from (as loy_agg_counted_of and _get said before the batch) to
+ * *to. -1 out of memory. */
+int loy_agg_cust(loy_agg_t *a, const char *cid, int32_t part,
+                 const loy_agg_counted_t *from, const loy_agg_counted_t *to);
 
 /* The batch's aggregates and fences for loy_store_write_batch: *out points
  * into a, valid until the next call on a. NULL when there is nothing to

@@ -48,9 +48,9 @@ typedef struct touched {
         loy_cust_t *c;                  /* in the cache */
         int need_load;
         int existed;                    /* known to Redis (or the cache) */
-        /* as Redis counts it before the batch (-1: nowhere) */
-        int old_seg;
-        int old_bins[LOY_DIM__COUNT];
+        /* where the segment and histogram counts hold it before the
+         * batch */
+        loy_agg_counted_t counted;
         int cur_bins[LOY_DIM__COUNT];   /* as the in-memory population has it */
         int64_t old_timer;
         int by_event, by_purchase, by_timer;
@@ -953,13 +953,14 @@ static int fetch_timers(loy_proc_t *p, int64_t clock_ms, char *errstr,
 /* load, apply, score, decide, write                                    */
 /* ------------------------------------------------------------------ */
 
-static void snapshot(touched_t *t) {
+/* Where the counts hold the customer: as its hash says, unless a failed
+ * batch moved its counts without writing its hash (the aggregate fences
+ * list it). */
+static void snapshot(loy_proc_t *p, touched_t *t) {
         const loy_cust_t *c = t->c;
-        t->old_seg = t->existed ? c->segment : -1;
-        for (int d = 0; d < LOY_DIM__COUNT; d++)
-                t->old_bins[d] = t->existed ? loy_rfm_bin(c, (loy_dim_t)d)
-                                            : -1;
-        memcpy(t->cur_bins, t->old_bins, sizeof(t->cur_bins));
+        loy_agg_counted_of(c, t->existed, &t->counted);
+        loy_agg_counted_get(p->agg, c->id, &t->counted);
+        memcpy(t->cur_bins, t->counted.bins, sizeof(t->cur_bins));
         t->old_timer = c->next_check_ms;
 }
 
@@ -1031,7 +1032,7 @@ static int load(loy_proc_t *p, char *errstr, size_t errstr_size) {
                         x->shadow.valid = 0;
         }
         for (int i = 0; rc == 0 && i < p->ntouched; i++)
-                snapshot(&p->touched[i]);
+                snapshot(p, &p->touched[i]);
 out:
         free(custs);
         free(found);
@@ -1508,14 +1509,25 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                 nwrites++;
                 w->cust = t->c;
                 w->shadow = &((cust_ext_t *)loy_cache_ext(t->c))->shadow;
-                w->old_seg = t->old_seg;
-                memcpy(w->old_bins, t->old_bins, sizeof(w->old_bins));
                 w->partition = t->partition;
                 w->old_timer_ms = t->partition >= 0 ? t->old_timer
                                                     : t->c->next_check_ms;
                 w->timer_fired = t->by_timer;
                 w->fired_partition = t->fired_partition;
                 w->timer_only = t->by_timer && !t->existed && !t->by_event;
+                if (!w->timer_only) {
+                        loy_agg_counted_t now;
+                        loy_agg_counted_of(t->c, 1, &now);
+                        if (loy_agg_cust(p->agg, t->c->id,
+                                         t->partition >= 0
+                                             ? t->partition
+                                             : t->event_partition,
+                                         &t->counted, &now) == -1) {
+                                snprintf(errstr, errstr_size,
+                                         "out of memory");
+                                return LOY_STORE_ERR;
+                        }
+                }
                 w->hist_text = NULL;
                 w->recs_set = 0;
                 if (p->reco && t->reco_dirty &&
