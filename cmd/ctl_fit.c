@@ -17,6 +17,7 @@
 #include "ctl_model.h"
 #include "loy_fit.h"
 #include "loy_model.h"
+#include "loy_store.h"
 
 #define DAY_MS 86400000LL
 
@@ -53,9 +54,6 @@ static void usage(void) {
 static int read_redis(const char *hostport, const char *ns,
                       int32_t *cutoff_day, double unit_days,
                       loy_fit_cust_t **out, size_t *nout, size_t *skipped) {
-        static const char *fields[] = {"frequency", "first_purchase_ms",
-                                       "last_purchase_ms", "gross_value",
-                                       "first_day_value", "return_value"};
         char host[256], cursor[32] = "0", pattern[128];
         const char *colon = strrchr(hostport, ':');
         struct timeval tv = {5, 0};
@@ -64,6 +62,7 @@ static int read_redis(const char *hostport, const char *ns,
         size_t n = 0, cap = 0;
         int port, rc = -1;
         int64_t max_last = 0;
+        loy_cust_t cust;
 
         if (!colon || (size_t)(colon - hostport) >= sizeof(host)) {
                 fprintf(stderr, "fit: -R wants HOST:PORT\n");
@@ -95,36 +94,40 @@ static int read_redis(const char *hostport, const char *ns,
                 }
                 snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
                 keys = r->element[1];
-                /* one pipelined HMGET per key of the page */
+                /* one pipelined HGETALL per key of the page: the engine's
+                 * packed state holds what the readable view does not */
                 for (size_t i = 0; i < keys->elements; i++) {
-                        const char *argv[8] = {"HMGET", keys->element[i]->str};
-                        size_t lens[8] = {5, keys->element[i]->len};
-                        for (int f = 0; f < 6; f++) {
-                                argv[2 + f] = fields[f];
-                                lens[2 + f] = strlen(fields[f]);
-                        }
-                        redisAppendCommandArgv(c, 8, argv, lens);
+                        const char *argv[2] = {"HGETALL",
+                                               keys->element[i]->str};
+                        size_t lens[2] = {7, keys->element[i]->len};
+                        redisAppendCommandArgv(c, 2, argv, lens);
                 }
                 for (size_t i = 0; i < keys->elements; i++) {
                         redisReply *h = NULL;
+                        const char *bad, *id;
                         double v[6];
                         if (redisGetReply(c, (void **)&h) != REDIS_OK || !h) {
-                                fprintf(stderr, "fit: HMGET: %s\n",
+                                fprintf(stderr, "fit: HGETALL: %s\n",
                                         c->errstr);
                                 freeReplyObject(r);
                                 goto out;
                         }
-                        if (h->type != REDIS_REPLY_ARRAY || h->elements != 6) {
+                        id = strchr(keys->element[i]->str, '{');
+                        loy_feat_init(&cust, id ? id + 1 : "");
+                        if (loy_store_cust_from_reply(h, &cust, &bad)) {
+                                fprintf(stderr, "fit: %s: field %s does not "
+                                        "read, skipped\n",
+                                        keys->element[i]->str, bad);
                                 freeReplyObject(h);
                                 continue;
                         }
-                        for (int f = 0; f < 6; f++)
-                                v[f] = h->element[f]->type ==
-                                                       REDIS_REPLY_STRING
-                                               ? strtod(h->element[f]->str,
-                                                        NULL)
-                                               : 0;
                         freeReplyObject(h);
+                        v[0] = (double)cust.purchase_days;
+                        v[1] = (double)cust.first_purchase_ms;
+                        v[2] = (double)cust.last_purchase_ms;
+                        v[3] = cust.gross_value;
+                        v[4] = cust.first_day_value;
+                        v[5] = cust.return_value;
                         if (n == cap) {
                                 size_t nc = cap ? 2 * cap : 4096;
                                 double *nr = realloc(raw,

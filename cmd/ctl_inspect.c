@@ -13,22 +13,34 @@
 #include "loy_config.h"
 #include "loy_feat.h"
 #include "loy_kafka.h"
+#include "loy_store.h"
 
-static const char *find_value(redisReply *r, const char *field) {
-        for (size_t i = 0; i + 1 < r->elements; i += 2)
-                if (!strcmp(r->element[i]->str, field))
-                        return r->element[i + 1]->str;
-        return NULL;
-}
-
-static void print_group(redisReply *r, const char *title,
+/* Fields as the engine holds them (decoded from the packed state; the
+ * hash's readable view has only some), derived ones at the customer's
+ * scoring time. */
+static void print_group(const loy_cust_t *c, const char *title,
                         const char *const *fields) {
+        int64_t at = c->scored_ms ? c->scored_ms : c->last_event_ms;
+        char v[LOY_FIELD_TEXT_MAX];
         printf("%s\n", title);
         for (int i = 0; fields[i]; i++) {
-                const char *v = find_value(r, fields[i]);
-                if (v)
+                const loy_field_t *f = loy_feat_field_find(fields[i]);
+                if (f && loy_feat_field_format(c, f, at, NULL, v,
+                                               sizeof(v)) >= 0)
                         printf("  %-20s %s\n", fields[i], v);
         }
+}
+
+/* The customer of an HGETALL reply. -1 with a message when it does not
+ * read. */
+static int decode(const redisReply *r, loy_cust_t *c, const char *id) {
+        const char *bad;
+        loy_feat_init(c, id);
+        if (loy_store_cust_from_reply(r, c, &bad) == 0)
+                return 0;
+        fprintf(stderr, "inspect: customer %s: field %s does not read\n", id,
+                bad);
+        return -1;
 }
 
 int ctl_inspect_main(int argc, char **argv) {
@@ -50,6 +62,7 @@ int ctl_inspect_main(int argc, char **argv) {
         struct timeval tv = {2, 0};
         redisContext *c;
         redisReply *r;
+        loy_cust_t cust;
 
         while ((opt = getopt(argc, argv, "h:p:n:")) != -1) {
                 switch (opt) {
@@ -75,18 +88,16 @@ int ctl_inspect_main(int argc, char **argv) {
         } else if (r->elements == 0) {
                 fprintf(stderr, "inspect: no customer %s in %s:c:{%s}\n",
                         argv[optind], ns, argv[optind]);
-        } else {
+        } else if (decode(r, &cust, argv[optind]) == 0) {
                 printf("customer %s   (redis-cli -p %d HGETALL '%s:c:{%s}')"
                        "\n", argv[optind], port, ns, argv[optind]);
-                print_group(r, "scores", scores);
-                print_group(r, "purchases", buying);
-                print_group(r, "browsing", browsing);
+                print_group(&cust, "scores", scores);
+                print_group(&cust, "purchases", buying);
+                print_group(&cust, "browsing", browsing);
                 printf("applied offsets and cooldowns\n");
-                for (size_t i = 0; i + 1 < r->elements; i += 2)
-                        if (!strncmp(r->element[i]->str, "off:", 4) ||
-                            !strncmp(r->element[i]->str, "cool:", 5))
-                                printf("  %-20s %s\n", r->element[i]->str,
-                                       r->element[i + 1]->str);
+                for (int i = 0; i < cust.nslots; i++)
+                        printf("  %-20s %" PRId64 "\n", cust.slots[i].name,
+                               cust.slots[i].value);
                 rc = 0;
         }
         if (r)
@@ -204,16 +215,20 @@ int ctl_triggers_main(int argc, char **argv) {
         return 0;
 }
 
-/* Prints the customer hash's fields as a Markdown table. */
+/* Prints the customer's fields as a Markdown table: which are in the
+ * hash's readable view, and which only in the packed engine state. */
 int ctl_fields_main(int argc, char **argv) {
         (void)argc;
         (void)argv;
-        printf("| field | type | unit | meaning |\n|---|---|---|---|\n");
+        printf("| field | type | unit | in the hash | meaning |\n"
+               "|---|---|---|---|---|\n");
         for (const loy_field_t *f = loy_feat_fields; f->name; f++)
-                printf("| `%s` | %s | %s | %s |\n", f->name,
+                printf("| `%s` | %s | %s | %s | %s |\n", f->name,
                        f->type == LOY_FT_DERIVED ? "derived" :
                        f->type == LOY_FT_DBL ? "number" :
                        f->type == LOY_FT_STR ? "text" : "integer",
-                       f->unit ? f->unit : "", f->doc ? f->doc : "");
+                       f->unit ? f->unit : "",
+                       f->view ? "readable" : "packed only",
+                       f->doc ? f->doc : "");
         return 0;
 }

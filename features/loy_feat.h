@@ -141,6 +141,9 @@ typedef struct loy_field {
                                       * internal id */
         const char *unit;            /* for docs: "ms", "days", "count" ... */
         const char *doc;
+        /* 1: also written to the hash as readable text, for dashboards
+         * (every stored field is in the packed engine field, loy_pack) */
+        int view;
 } loy_field_t;
 
 /* NULL-terminated. */

@@ -28,6 +28,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "../features/loy_pack.h"
+
 #define NS_MAX 64
 #define KEY_MAX 160              /* fixed keys: namespace + a short suffix */
 #define FIELD_BUF 4096           /* one formatted customer field */
@@ -485,6 +487,31 @@ const char *loy_store_ns(const loy_store_t *s) {
 
 /* -------------------------------------------------------------- loading */
 
+int loy_store_cust_from_reply(const redisReply *r, loy_cust_t *c,
+                              const char **bad) {
+        /* a customer hash holds the view, its slots and the chunks */
+        enum { MAXF = LOY_PACK_CHUNKS_MAX + LOY_SLOTS_MAX + 128 };
+        const char *names[MAXF], *vals[MAXF];
+        size_t lens[MAXF], n = 0;
+        *bad = "HGETALL";
+        if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 ||
+            r->elements / 2 > MAXF)
+                return -1;
+        for (size_t j = 0; j + 1 < r->elements; j += 2) {
+                const redisReply *k = r->element[j], *v = r->element[j + 1];
+                if (k->type != REDIS_REPLY_STRING ||
+                    v->type != REDIS_REPLY_STRING)
+                        return -1;
+                names[n] = k->str;
+                vals[n] = v->str;
+                lens[n++] = v->len;
+        }
+        return loy_pack_from_hash(c, names, vals, lens, n, bad);
+}
+
+/* One HGETALL per customer: the packed state is several fields (chunks),
+ * and a hash without it (written before it existed, or by hand) is read
+ * field by field from the same reply. */
 int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                    int *found, char *errstr, size_t errstr_size) {
         pipe_guard_t g;
@@ -512,7 +539,9 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
         guard_on(&g);
         for (i = 0; i < n; i++) {
                 loy_cust_t *c = custs[i];
+                const char *bad = "?";
                 redisReply *r;
+                int ok;
                 if (get_reply(s, &r, errstr, errstr_size)) {
                         rc = LOY_STORE_ERR_IO;
                         break;
@@ -527,35 +556,20 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                         freeReplyObject(r);
                         continue;
                 }
-                if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
+                ok = loy_store_cust_from_reply(r, c, &bad) == 0;
+                if (!ok) {
                         if (rc == LOY_STORE_OK)
                                 seterr(errstr, errstr_size,
-                                       "customer %s: HGETALL: %s", c->id,
-                                       r->type == REDIS_REPLY_ERROR ?
-                                               r->str : "unexpected reply");
+                                       "customer %s: %s%s", c->id,
+                                       r->type == REDIS_REPLY_ERROR
+                                           ? "HGETALL: " : "bad field ",
+                                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                                    : bad);
                         if (rc != LOY_STORE_ERR_BUSY)
                                 rc = LOY_STORE_ERR;
-                        freeReplyObject(r);
-                        continue;
-                }
-                for (size_t j = 0; j + 1 < r->elements; j += 2) {
-                        redisReply *k = r->element[j], *v = r->element[j + 1];
-                        if (k->type != REDIS_REPLY_STRING ||
-                            v->type != REDIS_REPLY_STRING ||
-                            loy_feat_field_parse(c, k->str, v->str,
-                                                 v->len)) {
-                                if (rc == LOY_STORE_OK)
-                                        seterr(errstr, errstr_size,
-                                               "customer %s: bad field %s",
-                                               c->id,
-                                               k->type == REDIS_REPLY_STRING ?
-                                                       k->str : "?");
-                                if (rc != LOY_STORE_ERR_BUSY)
-                                        rc = LOY_STORE_ERR;
-                        }
-                }
-                if (found)
+                } else if (found) {
                         found[i] = r->elements > 0;
+                }
                 freeReplyObject(r);
         }
         guard_off(&g);
@@ -783,19 +797,23 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         unsigned char send[LOY_SHADOW_FIELDS];
         unsigned char send_slot[LOY_SLOTS_MAX];
         uint64_t vh = views_hash(c);
+        unsigned char packed[LOY_PACK_MAX];
+        int packed_len;
         size_t nsend = 0;
         int k = 0, i;
 
         *tx = 0;
         if (w->timer_only)
                 return 0;
-        /* what differs from the hash; the whole table when not known */
+        /* the view's fields that differ from the hash; all of them when
+         * not known */
         i = 0;
         for (const loy_field_t *f = loy_feat_fields; f->name; f++, i++) {
                 num[i] = loy_feat_field_number(c, f, at, fconf);
-                send[i] = full || (f->type == LOY_FT_STR
-                                       ? vh != sh->views_hash
-                                       : !same_number(num[i], sh->num[i]));
+                send[i] = f->view &&
+                          (full || (f->type == LOY_FT_STR
+                                        ? vh != sh->views_hash
+                                        : !same_number(num[i], sh->num[i])));
                 nsend += send[i];
         }
         for (int j = 0; j < c->nslots; j++) {
@@ -807,10 +825,30 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
                 *tx = 1;
         }
-        if (nsend) {
-                ab_hdr(s, '*', 2 + 2 * nsend);
+        packed_len = loy_pack_cust(c, packed, sizeof(packed));
+        if (packed_len < 0) {
+                seterr(errstr, size, "customer %s: state does not pack",
+                       c->id);
+                return -1;
+        }
+        {
+                /* the packed engine state always (a write means it moved),
+                 * in chunks that keep the hash a listpack */
+                int nchunks = (packed_len + LOY_PACK_CHUNK - 1) /
+                              LOY_PACK_CHUNK;
+                ab_hdr(s, '*', 2 + 2 * ((size_t)nchunks + nsend));
                 ab_str(s, "HSET");
                 ab_key(s, ":c:{", c->id, "}");
+                for (int ch = 0; ch < nchunks; ch++) {
+                        char name[8];
+                        int off = ch * LOY_PACK_CHUNK;
+                        loy_pack_chunk_name(ch, name);
+                        ab_str(s, name);
+                        ab_bulk(s, packed + off,
+                                (size_t)(packed_len - off < LOY_PACK_CHUNK
+                                             ? packed_len - off
+                                             : LOY_PACK_CHUNK));
+                }
                 i = 0;
                 for (const loy_field_t *f = loy_feat_fields; f->name;
                      f++, i++) {

@@ -77,6 +77,14 @@ const char *loy_store_ns(const loy_store_t *s);
 int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                    int *found, char *errstr, size_t errstr_size);
 
+/* A customer from the reply to HGETALL of its hash (a hiredis
+ * redisReply), as loy_pack_from_hash reads it: c must be loy_feat_init()'ed
+ * with its id. For tools that read Redis themselves. -1 with *bad set to
+ * the field at fault ("HGETALL" when the reply is not a hash's). */
+struct redisReply;
+int loy_store_cust_from_reply(const struct redisReply *r, loy_cust_t *c,
+                              const char **bad);
+
 /* Replaces rfm's counts with the <ns>:hist:* hashes. */
 int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
                         size_t errstr_size);

@@ -124,10 +124,9 @@ static int wait_consumed(const runner_t *r, long long n) {
         return -1;
 }
 
+/* As the engine has it (a customer's packed field decoded). */
 static char *hget(const char *key, const char *field) {
-        char args[256];
-        snprintf(args, sizeof(args), "HGET '%s' %s", key, field);
-        return tu_redis_cli(&redis, args);
+        return tu_redis_field(&redis, key, field);
 }
 
 #define ASSERT_FIELD(key, field, expect)                                     \
@@ -406,6 +405,12 @@ static void test_replay_changes_nothing(void) {
         after = dump_state();
         CU_ASSERT_PTR_NOT_NULL(before);
         CU_ASSERT(before && strlen(before) > 1000);
+        if (before && after && strcmp(before, after)) {
+                FILE *fb = fopen("/tmp/replay_before.txt", "w");
+                FILE *fa = fopen("/tmp/replay_after.txt", "w");
+                if (fb) { fputs(before, fb); fclose(fb); }
+                if (fa) { fputs(after, fa); fclose(fa); }
+        }
         CU_ASSERT_STRING_EQUAL(before ? before : "x", after ? after : "y");
         collect_triggers(conf.topic_triggers, &s2);
         CU_ASSERT_EQUAL(s2.n, s1.n);
@@ -793,7 +798,12 @@ static void test_quarantine(void) {
         CU_ASSERT_EQUAL(wait_consumed(&r, 2), 0);
         stop(&r);
         ASSERT_FIELD("loy:c:{good}", "gross_value", "4");
-        ASSERT_FIELD("loy:c:{bad}", "orders", "abc"); /* left for repair */
+        {
+                /* left for repair, as it was */
+                char *v = tu_redis_cli(&redis, "HGET loy:c:{bad} orders");
+                CU_ASSERT_STRING_EQUAL(v ? v : "", "abc");
+                free(v);
+        }
         memset(&dead, 0, sizeof(dead));
         tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
                              &dead);

@@ -255,20 +255,76 @@ static void test_round_trip(void) {
         CLI_EQ(&R, "HGET loy:c:{42} first_purchase_ms", "1707048000000");
         CLI_EQ(&R, "HGET loy:c:{42} off:purchases:0", "17");
         CLI_EQ(&R, "HGET loy:c:{42} churn_prob", "0.25");
-        CLI_EQ(&R, "HGET loy:c:{42} gross_value", "150.5");
-        CLI_EQ(&R, "HGET loy:c:{42} recent_views", "sku-2,sku-1");
         /* derived at the customer's scored_ms = T0 - 1 day (not the
-         * write's clock T0): last order 1 day, first 29 days before it */
+         * write's clock T0): last order 1 day before it */
         CLI_EQ(&R, "HGET loy:c:{42} recency_days", "1");
-        CLI_EQ(&R, "HGET loy:c:{42} T_days", "29");
+        CLI_EQ(&R, "HGET loy:c:{42} monetary", "140"); /* net of returns */
         CLI_EQ(&R, "HGET loy:c:{42} segment_name", "new");
         CLI_EQ(&R, "HGET loy:c:{42} tier_name", "silver");
         CLI_EQ(&R, "HGET loy:c:{42} cool:winback", "1709208000000");
+        /* The rest only in the packed field: the view, its slots and e. */
+        CLI_EQ(&R, "HEXISTS loy:c:{42} gross_value", "0");
+        CLI_EQ(&R, "HEXISTS loy:c:{42} recent_views", "0");
         {
                 char want[16];
-                snprintf(want, sizeof(want), "%d", nf + 2);
+                int nview = 0;
+                for (const loy_field_t *f = loy_feat_fields; f->name; f++)
+                        nview += f->view;
+                CU_ASSERT_TRUE(nview > 10 && nview < nf / 2);
+                /* the view, 2 slots and the packed state's chunks */
+                snprintf(want, sizeof(want), "%d", nview + 2 + 4);
                 CLI_EQ(&R, "HLEN loy:c:{42}", want);
+                CLI_EQ(&R, "OBJECT ENCODING loy:c:{42}", "listpack");
         }
+
+        /* A second write sends the packed field and only the view's
+         * fields that changed. */
+        free(tu_redis_cli(&R, "CONFIG RESETSTAT"));
+        {
+                loy_shadow_t sh;
+                char *st;
+                loy_store_shadow_take(&sh, &b, &FC);
+                b.orders = 4;
+                wr_init(&w, &b);
+                w.shadow = &sh;
+                CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+                CLI_EQ(&R, "HGET loy:c:{42} orders", "4");
+                st = tu_redis_cli(&R, "INFO commandstats");
+                CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+                CU_ASSERT_TRUE(strstr(st, "cmdstat_hset:calls=1,") != NULL);
+                free(st);
+        }
+}
+
+/* A hash written before the packed field existed (or by hand) is read
+ * field by field; a packed field that does not unpack is an error naming
+ * the customer. */
+static void test_load_legacy(void) {
+        loy_cust_t x;
+        loy_cust_t *px = &x;
+        int found = -1;
+
+        flush();
+        free(tu_redis_cli(&R, "HSET loy:c:{old} orders 5 frequency 2 "
+                              "gross_value 80.25 last_purchase_ms "
+                              "1707048000000 recent_views a,b "
+                              "off:purchases:1 9"));
+        loy_feat_init(&x, "old");
+        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &px, 1, &found, E,
+                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 1);
+        CU_ASSERT_EQUAL(x.orders, 5);
+        CU_ASSERT_EQUAL(x.purchase_days, 2);
+        CU_ASSERT_DOUBLE_EQUAL(x.gross_value, 80.25, 0);
+        CU_ASSERT_STRING_EQUAL(x.recent_views[1], "b");
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&x, "off:purchases:1", -1), 9);
+
+        free(tu_redis_cli(&R, "HSET loy:c:{old} e0 junk"));
+        loy_feat_init(&x, "old");
+        E[0] = '\0';
+        CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_TRUE(strstr(E, "customer old: ") != NULL);
 }
 
 static void test_load_missing(void) {
@@ -925,8 +981,8 @@ static void test_errors(void) {
                                           sizeof(E)), LOY_STORE_OK);
         CU_ASSERT_TRUE(strstr(kv.text, "orders=3;") != NULL);
 
-        /* A field Redis holds that the table cannot parse. */
-        free(tu_redis_cli(&R, "DEL loy:rank:clv"));
+        /* A hash without the packed field whose fields do not parse. */
+        free(tu_redis_cli(&R, "DEL loy:rank:clv loy:c:{good}"));
         snprintf(cmd, sizeof(cmd), "HSET loy:c:{good} orders lots");
         free(tu_redis_cli(&R, cmd));
         {
@@ -1142,6 +1198,8 @@ int main(void) {
         CU_add_test(su, "server down", test_server_down);
         CU_add_test(su, "round trip", test_round_trip);
         CU_add_test(su, "load missing", test_load_missing);
+        CU_add_test(su, "load a hash without the packed field",
+                    test_load_legacy);
         CU_add_test(su, "ranks", test_ranks);
         CU_add_test(su, "segment and histogram counts", test_seg_hist);
         CU_add_test(su, "aggregate fences", test_agg_fence);

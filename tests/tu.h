@@ -35,6 +35,12 @@ void tu_redis_stop(tu_redis_t *r);
  * (malloc'ed; caller frees), e.g. tu_redis_cli(r, "HGET loy:c:{1} orders"). */
 char *tu_redis_cli(const tu_redis_t *r, const char *args);
 
+/* One field of a hash: for a customer hash (<ns>:c:{<cid>}) as the engine
+ * reads it (its packed field decoded; derived fields at its scoring time;
+ * "off:..."/"cool:..." slots), for any other key its HGET. malloc'ed text
+ * (caller frees), NULL when the key or field is absent. */
+char *tu_redis_field(const tu_redis_t *r, const char *key, const char *field);
+
 /* Mock Kafka cluster (rdkafka_mock.h) hosted by a private producer handle.
  * Topics are created with the given partitions. librdkafka logs of warning
  * level or worse go to stderr (TU_KAFKA_LOG_LEVEL=7 in the environment

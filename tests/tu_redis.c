@@ -10,6 +10,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+
+#include <hiredis/hiredis.h>
+
+#include "../state/loy_store.h"
 #include <time.h>
 #include <unistd.h>
 
@@ -202,4 +206,65 @@ int tu_cunit_run(void) {
                  CU_get_number_of_suites_failed();
         CU_cleanup_registry();
         return failed ? 1 : CU_get_error();
+}
+
+/* "<ns>:c:{<cid>}" itself, not its :recs or :rh. */
+static int is_customer_key(const char *key) {
+        const char *b = strstr(key, ":c:{");
+        size_t n = strlen(key);
+        return b && n > 0 && key[n - 1] == '}' && !strchr(b + 4, '}')[1];
+}
+
+static char *customer_field(redisContext *c, const char *key,
+                            const char *field) {
+        redisReply *r = redisCommand(c, "HGETALL %s", key);
+        loy_cust_t *cu = calloc(1, sizeof(*cu));
+        const char *bad;
+        char *out = NULL;
+        char buf[LOY_FIELD_TEXT_MAX];
+        if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements || !cu)
+                goto done;
+        loy_feat_init(cu, strchr(key, '{') + 1);
+        if (loy_store_cust_from_reply(r, cu, &bad)) {
+                fprintf(stderr, "tu_redis_field: %s: bad field %s\n", key,
+                        bad);
+                goto done;
+        }
+        if (!strncmp(field, "off:", 4) || !strncmp(field, "cool:", 5)) {
+                int64_t v = loy_feat_slot_get(cu, field, INT64_MIN);
+                if (v != INT64_MIN && loy_fmt_i64(buf, sizeof(buf), v) >= 0)
+                        out = strdup(buf);
+        } else {
+                const loy_field_t *f = loy_feat_field_find(field);
+                int64_t at = cu->scored_ms ? cu->scored_ms : cu->last_event_ms;
+                if (f && loy_feat_field_format(cu, f, at, NULL, buf,
+                                               sizeof(buf)) >= 0)
+                        out = strdup(buf);
+        }
+done:
+        free(cu);
+        if (r)
+                freeReplyObject(r);
+        return out;
+}
+
+char *tu_redis_field(const tu_redis_t *r, const char *key,
+                     const char *field) {
+        redisContext *c = redisConnect("127.0.0.1", r->port);
+        char *out = NULL;
+        if (!c || c->err) {
+                fprintf(stderr, "tu_redis_field: cannot connect to :%d\n",
+                        r->port);
+        } else if (is_customer_key(key)) {
+                out = customer_field(c, key, field);
+        } else {
+                redisReply *x = redisCommand(c, "HGET %s %s", key, field);
+                if (x && x->type == REDIS_REPLY_STRING)
+                        out = strdup(x->str);
+                if (x)
+                        freeReplyObject(x);
+        }
+        if (c)
+                redisFree(c);
+        return out;
 }

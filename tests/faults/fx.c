@@ -18,6 +18,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include "loy_codec.h"
+#include "loy_pack.h"
+#include "loy_store.h"
 #include "loy_source.h"
 
 /* ------------------------------------------------------------------ rng */
@@ -837,6 +839,48 @@ static int snap_add(fx_snap_t *s, const char *key, const char *sub,
         return 0;
 }
 
+/* A customer hash with the engine's packed state: compared as the engine
+ * holds it, every field of the table (derived ones at its scoring time)
+ * and every slot, decoded from the chunks; the readable view is a function
+ * of them. 1 when it was one (entries added), 0 when not, -1 on error. */
+static int snap_customer(fx_snap_t *s, const char *key, const redisReply *r) {
+        loy_cust_t *c = calloc(1, sizeof(*c));
+        const char *bad, *id = strchr(key, '{');
+        int chunked = 0, rc = -1;
+        char buf[LOY_FIELD_TEXT_MAX];
+        if (!c || !id)
+                goto out;
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+                chunked |= loy_pack_chunk_of(r->element[i]->str) >= 0;
+        rc = 0;
+        /* without chunks, or damaged: compared raw, so it shows */
+        if (!chunked)
+                goto out;
+        loy_feat_init(c, id + 1);
+        if (loy_store_cust_from_reply(r, c, &bad))
+                goto out;
+        for (const loy_field_t *f = loy_feat_fields; f->name && rc == 0;
+             f++) {
+                int len = loy_feat_field_format(c, f, c->scored_ms, NULL, buf,
+                                                sizeof(buf));
+                if (len < 0 || snap_add(s, key, f->name, strlen(f->name), buf,
+                                        (size_t)len, 'h'))
+                        rc = -1;
+        }
+        for (int i = 0; i < c->nslots && rc == 0; i++) {
+                int len = loy_fmt_i64(buf, sizeof(buf), c->slots[i].value);
+                if (len < 0 || snap_add(s, key, c->slots[i].name,
+                                        strlen(c->slots[i].name), buf,
+                                        (size_t)len, 'h'))
+                        rc = -1;
+        }
+        if (rc == 0)
+                rc = 1;
+out:
+        free(c);
+        return rc;
+}
+
 static int cmp_ent(const void *a, const void *b) {
         return strcmp(((const fx_ent_t *)a)->k, ((const fx_ent_t *)b)->k);
 }
@@ -937,6 +981,10 @@ int fx_snap_take(int port, const char *ns, fx_snap_t *s) {
                         if (r->type == REDIS_REPLY_STRING && types[i] == 's') {
                                 snap_add(s, keys[i], "", 0, r->str, r->len,
                                          's');
+                        } else if (r->type == REDIS_REPLY_ARRAY &&
+                                   types[i] == 'h' &&
+                                   snap_customer(s, keys[i], r) == 1) {
+                                /* decoded */
                         } else if (r->type == REDIS_REPLY_ARRAY &&
                                    (types[i] == 'h' || types[i] == 'z')) {
                                 for (size_t j = 0; j + 1 < r->elements;
