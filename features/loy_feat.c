@@ -485,7 +485,7 @@ const loy_field_t loy_feat_fields[F__COUNT + 1] = {
             "RFM segment"),
         DER(F_LOYALTY_GROUP_NAME, "loyalty_group_name", D_GROUP_NAME, "name",
             "low, medium, high or very_high"),
-        [F__COUNT] = { NULL, 0, 0, NULL, NULL },
+        [F__COUNT] = { NULL, 0, 0, NULL, NULL, 0 },
 };
 
 /* Rows by name in strcmp order, for a binary search: loads parse every

@@ -27,7 +27,7 @@ for a in "$@"; do
     *) targets+=("${a#fuzz_}") ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(decode config model)
+[ ${#targets[@]} -gt 0 ] || targets=(decode config model pack)
 if [ "$quick" = 1 ]; then
   secs=${FUZZ_QUICK_SECONDS:-20}
 else
