@@ -788,13 +788,26 @@ int loy_agg_build(loy_agg_t *a, const loy_batch_agg_t **out) {
         /* Where counts moved. A list is not rewritten only to drop
          * settled entries: those still hold what the counts do, and a
          * replay must not write at all. */
-        for (int i = 0; i < a->cbatch.n; i++) {
-                int32_t part = a->cbatch.v[i].part;
-                int done = 0;
-                for (int j = 0; j < i && !done; j++)
-                        done = a->cbatch.v[j].part == part;
-                if (!done && counted_fence(a, part))
-                        return -1;
+        {
+                /* few partitions, many customers: against the parts done */
+                int32_t done[64];
+                int ndone = 0, more = 0;
+                for (int i = 0; i < a->cbatch.n; i++) {
+                        int32_t part = a->cbatch.v[i].part;
+                        int seen = 0;
+                        for (int j = 0; j < ndone && !seen; j++)
+                                seen = done[j] == part;
+                        for (int j = 0; more && !seen && j < i; j++)
+                                seen = a->cbatch.v[j].part == part;
+                        if (seen)
+                                continue;
+                        if (counted_fence(a, part))
+                                return -1;
+                        if (ndone < 64)
+                                done[ndone++] = part;
+                        else
+                                more = 1;
+                }
         }
         if (counts_build(a))
                 return -1;
