@@ -628,6 +628,27 @@ static int fmt_fixed(char *buf, size_t size, int64_t r, int k) {
         return (int)len;
 }
 
+int loy_fmt_float(char *buf, size_t size, float v) {
+        static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4,
+                                       1e5, 1e6, 1e7, 1e8, 1e9};
+        double d = v == 0 ? 0 : (double)v;
+        int n;
+        if (isfinite(d) && d == floor(d) && fabs(d) < 9007199254740992.0)
+                return loy_fmt_i64(buf, size, (int64_t)d);
+        /* as loy_fmt_double, to float precision: the reader parses a
+         * double and rounds it to float, which is what is checked */
+        for (int k = 1; isfinite(d) && k <= 9; k++) {
+                double scaled = d * pow10[k], r;
+                if (fabs(scaled) >= 9007199254740992.0)
+                        break;
+                r = nearbyint(scaled);
+                if ((float)(r / pow10[k]) == v)
+                        return fmt_fixed(buf, size, (int64_t)r, k);
+        }
+        n = snprintf(buf, size, "%.9g", d);
+        return fit(n, size);
+}
+
 int loy_fmt_double(char *buf, size_t size, double v) {
         static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
                                        1e6,  1e7,  1e8,  1e9,  1e10, 1e11,

@@ -182,6 +182,9 @@ int loy_feat_field_parse(loy_cust_t *c, const char *name, const char *value,
  * (integers without a fraction, -0 as 0). Returns the length, or -1 when
  * it does not fit in size. */
 int loy_fmt_double(char *buf, size_t size, double v);
+/* The same for a float: the shortest decimal whose double, rounded to
+ * float, is v. */
+int loy_fmt_float(char *buf, size_t size, float v);
 /* v in decimal; the length, or -1 when it does not fit in size. */
 int loy_fmt_i64(char *buf, size_t size, int64_t v);
 

@@ -637,6 +637,29 @@ static void test_fmt_double(void) {
                 CU_ASSERT(strlen(buf) <= strlen(ref) + 12);
         }
         CU_ASSERT_EQUAL(loy_fmt_double(buf, 3, 12.34), -1);
+        /* floats (recommendation weights): read back through a double */
+        CU_ASSERT(loy_fmt_float(buf, sizeof(buf), 0.25f) > 0);
+        CU_ASSERT_STRING_EQUAL(buf, "0.25");
+        CU_ASSERT(loy_fmt_float(buf, sizeof(buf), 0.7f) > 0);
+        CU_ASSERT_STRING_EQUAL(buf, "0.7");
+        for (int i = 0; i < 200000; i++) {
+                float f;
+                int n;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                f = (float)((double)(x >> 40) / 16777216.0 *
+                            pow(10, (int)(x % 13) - 6));
+                n = loy_fmt_float(buf, sizeof(buf), f);
+                CU_ASSERT_FATAL(n > 0 && (size_t)n == strlen(buf));
+                if ((float)strtod(buf, NULL) != f) {
+                        printf("\n%.9g -> %s\n", (double)f, buf);
+                        CU_FAIL_FATAL("float does not read back");
+                }
+                snprintf(ref, sizeof(ref), "%.9g", (double)f);
+                CU_ASSERT(strlen(buf) <= strlen(ref) + 7);
+        }
+        CU_ASSERT_EQUAL(loy_fmt_float(buf, 3, 12.25f), -1);
         CU_ASSERT_EQUAL(loy_fmt_i64(buf, sizeof(buf), INT64_MIN), 20);
         CU_ASSERT_STRING_EQUAL(buf, "-9223372036854775808");
         CU_ASSERT_EQUAL(loy_fmt_i64(buf, 3, 1234), -1);
