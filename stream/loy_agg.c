@@ -348,8 +348,9 @@ int loy_agg_fence_load(loy_agg_t *a, char *const *values, char *errstr,
                         return -1;
                 }
         }
-        qsort(a->cloaded.v, (size_t)a->cloaded.n, sizeof(a->cloaded.v[0]),
-              cmp_counted);
+        if (a->cloaded.n)
+                qsort(a->cloaded.v, (size_t)a->cloaded.n,
+                      sizeof(a->cloaded.v[0]), cmp_counted);
         a->known = 1;
         return 0;
 }
@@ -602,7 +603,8 @@ static int counts_build(loy_agg_t *a) {
                 a->count = nc;
                 a->count_cap = a->nused;
         }
-        qsort(a->used, (size_t)a->nused, sizeof(*a->used), cmp_int);
+        if (a->nused)
+                qsort(a->used, (size_t)a->nused, sizeof(*a->used), cmp_int);
         for (int i = 0; i < a->nused; i++) {
                 int u = a->used[i];
                 int64_t d = u < LOY_HIST_BINS
