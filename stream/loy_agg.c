@@ -635,14 +635,12 @@ static loy_agg_fence_t *fence_next(loy_agg_t *a) {
         return &a->fence[a->out.nfence++];
 }
 
-/* Appends "<due> <cid>\n" to a growing buffer. */
-static int text_add(char **buf, size_t *len, size_t *cap, const fire_t *f) {
-        size_t need = strlen(f->cid) + 32;
-        int n;
-        if (*len + need > *cap) {
-                size_t c = *cap ? *cap * 2 : 256;
+/* Room for need more bytes (and a NUL) in a growing text. */
+static int text_room(char **buf, size_t *len, size_t *cap, size_t need) {
+        if (*len + need + 1 > *cap) {
+                size_t c = *cap ? *cap * 2 : 1024;
                 char *nb;
-                while (c < *len + need)
+                while (c < *len + need + 1)
                         c *= 2;
                 nb = realloc(*buf, c);
                 if (!nb)
@@ -650,12 +648,31 @@ static int text_add(char **buf, size_t *len, size_t *cap, const fire_t *f) {
                 *buf = nb;
                 *cap = c;
         }
-        n = loy_fmt_i64(*buf + *len, *cap - *len, f->due);
-        if (n < 0)
+        return 0;
+}
+
+/* Appends an integer and then sep (room made by the caller). */
+static void text_int(char *buf, size_t *len, size_t cap, int64_t v,
+                     char sep) {
+        int n = loy_fmt_i64(buf + *len, cap - *len, v);
+        *len += n > 0 ? (size_t)n : 0;
+        buf[(*len)++] = sep;
+}
+
+static void text_cid(char *buf, size_t *len, const char *cid) {
+        size_t n = strlen(cid);
+        memcpy(buf + *len, cid, n);
+        *len += n;
+        buf[(*len)++] = '\n';
+        buf[*len] = '\0';
+}
+
+/* Appends "<due> <cid>\n". */
+static int text_add(char **buf, size_t *len, size_t *cap, const fire_t *f) {
+        if (text_room(buf, len, cap, strlen(f->cid) + 24))
                 return -1;
-        *len += (size_t)n;
-        n = snprintf(*buf + *len, *cap - *len, " %s\n", f->cid);
-        *len += (size_t)n;
+        text_int(*buf, len, *cap, f->due, ' ');
+        text_cid(*buf, len, f->cid);
         return 0;
 }
 
@@ -712,27 +729,15 @@ nomem:
         return -1;
 }
 
+/* Appends "<seg> <4 bins> <cid>\n". */
 static int counted_add(char **buf, size_t *len, size_t *cap,
                        const counted_ent_t *e) {
-        size_t need = strlen(e->cid) + 64;
-        int n;
-        if (*len + need > *cap) {
-                size_t c = *cap ? *cap * 2 : 1024;
-                char *nb;
-                while (c < *len + need)
-                        c *= 2;
-                nb = realloc(*buf, c);
-                if (!nb)
-                        return -1;
-                *buf = nb;
-                *cap = c;
-        }
-        n = snprintf(*buf + *len, *cap - *len, "%d %d %d %d %d %s\n",
-                     e->v.seg, e->v.bins[0], e->v.bins[1], e->v.bins[2],
-                     e->v.bins[3], e->cid);
-        if (n < 0 || (size_t)n >= *cap - *len)
+        if (text_room(buf, len, cap, strlen(e->cid) + 64))
                 return -1;
-        *len += (size_t)n;
+        text_int(*buf, len, *cap, e->v.seg, ' ');
+        for (int d = 0; d < LOY_DIM__COUNT; d++)
+                text_int(*buf, len, *cap, e->v.bins[d], ' ');
+        text_cid(*buf, len, e->cid);
         return 0;
 }
 

@@ -22,21 +22,11 @@
 #include "loy_config.h"
 #include "loy_feat.h"
 #include "loy_rules.h"
+#include "fuzz.h"
 
 /* a folder in the name, so a relative scoring.model gets resolved */
 #define NAME "etc/fuzz.conf"
 #define ORIGIN "-X"
-
-#define CHECK(cond, ...)                                                 \
-        do {                                                             \
-                if (!(cond)) {                                           \
-                        fprintf(stderr, "fuzz_config: %s:%d: %s: ",      \
-                                __FILE__, __LINE__, #cond);              \
-                        fprintf(stderr, __VA_ARGS__);                    \
-                        fputc('\n', stderr);                             \
-                        abort();                                         \
-                }                                                        \
-        } while (0)
 
 #define TERMINATED(buf)                                                  \
         CHECK(memchr((buf), '\0', sizeof(buf)) != NULL,                  \

@@ -25,6 +25,7 @@
 
 #include "loy_codec.h"
 #include "loy_event.h"
+#include "fuzz.h"
 
 /* Timestamps are validated against a wall clock: a fixed one keeps every
  * run of an input the same (2023-11-14). */
@@ -38,17 +39,6 @@ static size_t enc1_cap;
  * the input to dirty the codec's reused values */
 static unsigned char *dirty[2];
 static size_t dirty_len[2];
-
-#define CHECK(cond, ...)                                                 \
-        do {                                                             \
-                if (!(cond)) {                                           \
-                        fprintf(stderr, "fuzz_decode: %s:%d: %s: ",      \
-                                __FILE__, __LINE__, #cond);              \
-                        fprintf(stderr, __VA_ARGS__);                    \
-                        fputc('\n', stderr);                             \
-                        abort();                                         \
-                }                                                        \
-        } while (0)
 
 /* Bit-exact, so -0.0 and 0.0 differ and a NaN equals itself. */
 static int same_double(double a, double b) {

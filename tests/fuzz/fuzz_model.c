@@ -22,21 +22,11 @@
 #include <unistd.h>
 
 #include "loy_model.h"
+#include "fuzz.h"
 
 #define NAME "fuzz.model"
 
 static char out_path[128];
-
-#define CHECK(cond, ...)                                                 \
-        do {                                                             \
-                if (!(cond)) {                                           \
-                        fprintf(stderr, "fuzz_model: %s:%d: %s: ",       \
-                                __FILE__, __LINE__, #cond);              \
-                        fprintf(stderr, __VA_ARGS__);                    \
-                        fputc('\n', stderr);                             \
-                        abort();                                         \
-                }                                                        \
-        } while (0)
 
 static void cleanup(void) {
         unlink(out_path);

@@ -17,17 +17,7 @@
 
 #include "loy_feat.h"
 #include "loy_pack.h"
-
-#define CHECK(cond, ...)                                                 \
-        do {                                                             \
-                if (!(cond)) {                                           \
-                        fprintf(stderr, "fuzz_pack: %s:%d: %s: ",        \
-                                __FILE__, __LINE__, #cond);              \
-                        fprintf(stderr, __VA_ARGS__);                    \
-                        fputc('\n', stderr);                             \
-                        abort();                                         \
-                }                                                        \
-        } while (0)
+#include "fuzz.h"
 
 static loy_cust_t a, b, c;
 static unsigned char p1[LOY_PACK_MAX], p2[LOY_PACK_MAX];
