@@ -206,6 +206,18 @@ static int get_views(rbuf_t *r, loy_cust_t *c) {
         return r->bad ? -1 : 0;
 }
 
+long loy_pack_length(const void *buf, size_t len) {
+        rbuf_t r = {buf, len, 0, 0};
+        const unsigned char *v = take(&r, 1);
+        uint64_t body;
+        if (!v || *v != LOY_PACK_VERSION)
+                return -1;
+        body = get_uvar(&r);
+        if (r.bad || body > (uint64_t)LOY_PACK_CHUNK * LOY_PACK_CHUNKS_MAX)
+                return -1;
+        return (long)(r.at + body);
+}
+
 int loy_pack_unpack(loy_cust_t *c, const void *buf, size_t len) {
         rbuf_t r = {buf, len, 0, 0};
         const unsigned char *v = take(&r, 1);

@@ -58,6 +58,11 @@ int loy_pack_cust(const loy_cust_t *c, unsigned char *buf, size_t size);
  * the string gives are ignored. */
 int loy_pack_unpack(loy_cust_t *c, const void *buf, size_t len);
 
+/* The whole string's length as its first bytes (at least the first chunk)
+ * say, so a reader that fetched the first chunks knows whether it has it
+ * all; -1 when those bytes are not the start of one. */
+long loy_pack_length(const void *buf, size_t len);
+
 /* Chunk i's field name ("e<i>"); name must hold 8 bytes. */
 void loy_pack_chunk_name(int i, char *name);
 /* The chunk number of a field name, or -1 when it is not one. */

@@ -509,13 +509,92 @@ int loy_store_cust_from_reply(const redisReply *r, loy_cust_t *c,
         return loy_pack_from_hash(c, names, vals, lens, n, bad);
 }
 
-/* One HGETALL per customer: the packed state is several fields (chunks),
- * and a hash without it (written before it existed, or by hand) is read
- * field by field from the same reply. */
+/* Chunks fetched by a load's HMGET: enough for a customer with a dozen
+ * slots; a longer state, or a hash without chunks, is read whole. */
+#define LOAD_CHUNKS 6
+
+/* HGETALL of the customers in which[]: a hash written before the packed
+ * state existed (or by hand), or a state longer than LOAD_CHUNKS. */
+static int load_whole(loy_store_t *s, loy_cust_t *const *custs,
+                      const int *which, int n, int *found, char *errstr,
+                      size_t size) {
+        pipe_guard_t g;
+        int rc = LOY_STORE_OK;
+        ab_reset(s);
+        for (int i = 0; i < n; i++) {
+                ab_hdr(s, '*', 2);
+                ab_str(s, "HGETALL");
+                ab_key(s, ":c:{", custs[which[i]]->id, "}");
+        }
+        if ((rc = ab_flush(s, errstr, size)))
+                return rc;
+        guard_on(&g);
+        for (int i = 0; i < n; i++) {
+                loy_cust_t *c = custs[which[i]];
+                const char *bad = "?";
+                redisReply *r;
+                if (get_reply(s, &r, errstr, size)) {
+                        rc = LOY_STORE_ERR_IO;
+                        break;
+                }
+                if (is_refusal_reply(r)) {
+                        seterr(errstr, size, "redis refused: %s", r->str);
+                        rc = LOY_STORE_ERR_BUSY;
+                } else if (loy_store_cust_from_reply(r, c, &bad)) {
+                        if (rc == LOY_STORE_OK)
+                                seterr(errstr, size, "customer %s: %s%s",
+                                       c->id,
+                                       r->type == REDIS_REPLY_ERROR
+                                           ? "HGETALL: " : "bad field ",
+                                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                                    : bad);
+                        if (rc != LOY_STORE_ERR_BUSY)
+                                rc = LOY_STORE_ERR;
+                } else if (found) {
+                        found[which[i]] = r->elements > 0;
+                }
+                freeReplyObject(r);
+        }
+        guard_off(&g);
+        return rc;
+}
+
+/* The packed state from an HMGET reply of the first chunks and
+ * last_event_ms: 1 loaded, 0 no such customer, 2 to be read whole, -1 a
+ * state that does not unpack. */
+static int from_chunks(const redisReply *r, loy_cust_t *c) {
+        unsigned char buf[LOAD_CHUNKS * LOY_PACK_CHUNK];
+        size_t len = 0;
+        long need;
+        int k;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != LOAD_CHUNKS + 1)
+                return -1;
+        if (r->element[0]->type != REDIS_REPLY_STRING)
+                /* a hash of the readable fields alone, as older versions
+                 * wrote it (they always wrote last_event_ms), or none */
+                return r->element[LOAD_CHUNKS]->type == REDIS_REPLY_STRING
+                           ? 2 : 0;
+        for (k = 0; k < LOAD_CHUNKS &&
+                    r->element[k]->type == REDIS_REPLY_STRING &&
+                    r->element[k]->len <= LOY_PACK_CHUNK;
+             k++) {
+                memcpy(buf + len, r->element[k]->str, r->element[k]->len);
+                len += r->element[k]->len;
+        }
+        need = loy_pack_length(buf, len);
+        if (need > (long)len && k == LOAD_CHUNKS)
+                return 2;
+        return loy_pack_unpack(c, buf, len) ? -1 : 1;
+}
+
+/* One pipelined HMGET per customer: the first chunks of its packed state
+ * (and last_event_ms, which tells an older hash from none); the few that
+ * need more are read whole in a second round trip. */
 int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                    int *found, char *errstr, size_t errstr_size) {
         pipe_guard_t g;
         int rc = LOY_STORE_OK;
+        int *whole = NULL, nwhole = 0;
         int i;
 
         if (n < 0 || (n > 0 && !custs)) {
@@ -526,22 +605,33 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                 return rc;
         if (n == 0)
                 return LOY_STORE_OK;
+        if (!(whole = malloc(sizeof(*whole) * (size_t)n))) {
+                seterr(errstr, errstr_size, "load: out of memory");
+                return LOY_STORE_ERR;
+        }
 
         ab_reset(s);
         for (i = 0; i < n; i++) {
-                ab_hdr(s, '*', 2);
-                ab_str(s, "HGETALL");
+                ab_hdr(s, '*', 3 + LOAD_CHUNKS);
+                ab_str(s, "HMGET");
                 ab_key(s, ":c:{", custs[i]->id, "}");
+                for (int k = 0; k < LOAD_CHUNKS; k++) {
+                        char name[8];
+                        loy_pack_chunk_name(k, name);
+                        ab_str(s, name);
+                }
+                ab_str(s, "last_event_ms");
         }
-        if ((rc = ab_flush(s, errstr, errstr_size)))
+        if ((rc = ab_flush(s, errstr, errstr_size))) {
+                free(whole);
                 return rc;
+        }
 
         guard_on(&g);
         for (i = 0; i < n; i++) {
                 loy_cust_t *c = custs[i];
-                const char *bad = "?";
                 redisReply *r;
-                int ok;
+                int got;
                 if (get_reply(s, &r, errstr, errstr_size)) {
                         rc = LOY_STORE_ERR_IO;
                         break;
@@ -556,23 +646,29 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                         freeReplyObject(r);
                         continue;
                 }
-                ok = loy_store_cust_from_reply(r, c, &bad) == 0;
-                if (!ok) {
+                got = from_chunks(r, c);
+                if (got == 2)
+                        whole[nwhole++] = i;
+                else if (got == 1 && found)
+                        found[i] = 1;
+                if (got < 0) {
                         if (rc == LOY_STORE_OK)
                                 seterr(errstr, errstr_size,
-                                       "customer %s: %s%s", c->id,
+                                       "customer %s: %s", c->id,
                                        r->type == REDIS_REPLY_ERROR
-                                           ? "HGETALL: " : "bad field ",
-                                       r->type == REDIS_REPLY_ERROR ? r->str
-                                                                    : bad);
+                                           ? r->str
+                                           : "bad field e0 (the packed "
+                                             "state does not unpack)");
                         if (rc != LOY_STORE_ERR_BUSY)
                                 rc = LOY_STORE_ERR;
-                } else if (found) {
-                        found[i] = r->elements > 0;
                 }
                 freeReplyObject(r);
         }
         guard_off(&g);
+        if (rc == LOY_STORE_OK && nwhole)
+                rc = load_whole(s, custs, whole, nwhole, found, errstr,
+                                errstr_size);
+        free(whole);
         return rc;
 }
 

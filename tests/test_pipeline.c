@@ -785,7 +785,8 @@ static void test_quarantine(void) {
         free(tu_redis_cli(&redis, "FLUSHALL"));
         make_conf(&conf, "quarantine");
         conf.backoff_max_ms = 50;
-        free(tu_redis_cli(&redis, "HSET loy:c:{bad} orders abc"));
+        free(tu_redis_cli(&redis, "HSET loy:c:{bad} orders abc "
+                              "last_event_ms 1"));
         json_purchase(msg, sizeof(msg), "q1", "bad", T0,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":3}");
         tu_kafka_produce(kafka, conf.topic_purchase, 0, "bad", msg,

@@ -307,8 +307,8 @@ static void test_load_legacy(void) {
         flush();
         free(tu_redis_cli(&R, "HSET loy:c:{old} orders 5 frequency 2 "
                               "gross_value 80.25 last_purchase_ms "
-                              "1707048000000 recent_views a,b "
-                              "off:purchases:1 9"));
+                              "1707048000000 last_event_ms 1707048000000 "
+                              "recent_views a,b off:purchases:1 9"));
         loy_feat_init(&x, "old");
         CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &px, 1, &found, E,
                                              sizeof(E)), LOY_STORE_OK);
@@ -325,6 +325,32 @@ static void test_load_legacy(void) {
         CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E, sizeof(E)),
                         LOY_STORE_ERR);
         CU_ASSERT_TRUE(strstr(E, "customer old: ") != NULL);
+
+        /* A state longer than the chunks a load fetches first (every slot
+         * used, long names): read whole, the same customer. */
+        {
+                static loy_cust_t a;
+                loy_cust_write_t w;
+                char name[LOY_SLOT_NAME_MAX];
+                buyer(&a, "long");
+                for (int i = a.nslots; i < LOY_SLOTS_MAX; i++) {
+                        snprintf(name, sizeof(name), "cool:a_rule_with_a_"
+                                 "rather_long_name_to_fill_the_slot_%02d", i);
+                        CU_ASSERT_EQUAL(loy_feat_slot_set(&a, name, i), 0);
+                }
+                wr_init(&w, &a);
+                CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+                CLI_EQ(&R, "HEXISTS loy:c:{long} e8", "1");
+                loy_feat_init(&x, "long");
+                CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &px, 1, &found, E,
+                                                     sizeof(E)),
+                                      LOY_STORE_OK);
+                CU_ASSERT_EQUAL(found, 1);
+                CU_ASSERT_EQUAL(x.nslots, LOY_SLOTS_MAX);
+                CU_ASSERT_EQUAL(loy_feat_slot_get(&x, name, -1),
+                                LOY_SLOTS_MAX - 1);
+                CU_ASSERT_EQUAL(x.orders, a.orders);
+        }
 }
 
 static void test_load_missing(void) {
@@ -983,7 +1009,8 @@ static void test_errors(void) {
 
         /* A hash without the packed field whose fields do not parse. */
         free(tu_redis_cli(&R, "DEL loy:rank:clv loy:c:{good}"));
-        snprintf(cmd, sizeof(cmd), "HSET loy:c:{good} orders lots");
+        snprintf(cmd, sizeof(cmd),
+                 "HSET loy:c:{good} orders lots last_event_ms 1");
         free(tu_redis_cli(&R, cmd));
         {
                 loy_cust_t x;
