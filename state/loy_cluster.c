@@ -36,6 +36,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "loy_sigpipe.h"
+
 #define DEFAULT_TIMEOUT_MS 2000
 #define NODES_MAX 4096
 #define NO_NODE 0xffffu
@@ -188,40 +190,7 @@ static void seterr(char *errstr, size_t size, const char *fmt, ...) {
         va_end(ap);
 }
 
-/*
- * hiredis writes with write(2): a node that died turns the next write into
- * SIGPIPE, which kills the process by default. It is blocked in the calling
- * thread around the I/O, and a SIGPIPE raised meanwhile is consumed (EPIPE
- * is then an ordinary I/O error). The same guard as loy_store's.
- */
-typedef struct pipe_guard {
-        sigset_t old;
-        int was_pending;
-} pipe_guard_t;
-
-static void guard_on(pipe_guard_t *g) {
-        sigset_t set, pend;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        sigemptyset(&pend);
-        sigpending(&pend);
-        g->was_pending = sigismember(&pend, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &set, &g->old);
-}
-
-static void guard_off(pipe_guard_t *g) {
-        sigset_t set, pend;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        sigemptyset(&pend);
-        if (!g->was_pending && sigpending(&pend) == 0 &&
-            sigismember(&pend, SIGPIPE)) {
-                struct timespec zero = {0, 0};
-                while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-                        ;
-        }
-        pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
+/* SIGPIPE from a dead server is held off around the I/O (loy_sigpipe). */
 
 /* Grows *arr (elements of size el) to hold at least need. 0 or -1. */
 static int grow(void **arr, size_t *cap, size_t need, size_t el) {
@@ -538,7 +507,7 @@ bad:
 loy_cluster_t *loy_cluster_create(const char *seeds, int timeout_ms,
                                   char *errstr, size_t errstr_size) {
         loy_cluster_t *cl;
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         if (timeout_ms < 0) {
                 seterr(errstr, errstr_size, "cluster: timeout_ms %d < 0",
                        timeout_ms);
@@ -562,9 +531,9 @@ loy_cluster_t *loy_cluster_create(const char *seeds, int timeout_ms,
                 return NULL;
         }
         /* Unreachable now is not an error: the next send asks again. */
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         refresh(cl, -1, NULL, 0);
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return cl;
 }
 
@@ -580,15 +549,15 @@ void loy_cluster_destroy(loy_cluster_t *cl) {
 }
 
 int loy_cluster_refresh(loy_cluster_t *cl, char *errstr, size_t size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc;
         if (cl->inflight) {
                 seterr(errstr, size, "cluster: a pipe is in flight");
                 return LOY_CLUSTER_ERR;
         }
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         rc = refresh(cl, -1, errstr, size);
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return rc;
 }
 
@@ -1118,7 +1087,7 @@ lost:
 
 int loy_cluster_pipe_send(loy_cluster_pipe_t *p, char *errstr, size_t size) {
         loy_cluster_t *cl = p->cl;
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         if (p->state != PIPE_BUILDING) {
                 seterr(errstr, size, "cluster: pipe already sent; reset it "
                        "first");
@@ -1128,14 +1097,14 @@ int loy_cluster_pipe_send(loy_cluster_pipe_t *p, char *errstr, size_t size) {
                 seterr(errstr, size, "cluster: another pipe is in flight");
                 return LOY_CLUSTER_ERR;
         }
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         /* A failed refresh keeps the old map (or none: the parts fail). */
         if (cl->stale && p->nparts)
                 refresh(cl, -1, NULL, 0);
         p->state = PIPE_INFLIGHT;
         cl->inflight = p;
         round_send(p);
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return LOY_CLUSTER_OK;
 }
 
@@ -1173,13 +1142,13 @@ static int finish(loy_cluster_pipe_t *p, char *errstr, size_t size) {
 
 int loy_cluster_pipe_recv(loy_cluster_pipe_t *p, char *errstr, size_t size) {
         loy_cluster_t *cl = p->cl;
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc;
         if (p->state != PIPE_INFLIGHT || cl->inflight != p) {
                 seterr(errstr, size, "cluster: pipe not sent");
                 return LOY_CLUSTER_ERR;
         }
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (;;) {
                 int pending = 0;
                 round_read(p);
@@ -1192,7 +1161,7 @@ int loy_cluster_pipe_recv(loy_cluster_pipe_t *p, char *errstr, size_t size) {
                         refresh(cl, (int)p->moved_to, NULL, 0);
                 round_send(p);
         }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         cl->inflight = NULL;
         p->state = PIPE_DONE;
         rc = finish(p, errstr, size);

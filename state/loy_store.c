@@ -28,6 +28,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "loy_sigpipe.h"
+
 #include "../features/loy_pack.h"
 
 #define NS_MAX 64
@@ -149,41 +151,7 @@ static int io_error(loy_store_t *s, char *errstr, size_t size) {
         return LOY_STORE_ERR_IO;
 }
 
-/*
- * hiredis writes with write(2): a server that died turns the next write into
- * SIGPIPE, whose default action kills the process. A library must not need
- * the application to ignore it, so SIGPIPE is blocked in the calling thread
- * around the I/O and a SIGPIPE raised meanwhile is consumed (EPIPE is then
- * seen as an ordinary I/O error).
- */
-typedef struct pipe_guard {
-        sigset_t old;
-        int was_pending;
-} pipe_guard_t;
-
-static void guard_on(pipe_guard_t *g) {
-        sigset_t set, pend;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        sigemptyset(&pend);
-        sigpending(&pend);
-        g->was_pending = sigismember(&pend, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &set, &g->old);
-}
-
-static void guard_off(pipe_guard_t *g) {
-        sigset_t set, pend;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        sigemptyset(&pend);
-        if (!g->was_pending && sigpending(&pend) == 0 &&
-            sigismember(&pend, SIGPIPE)) {
-                struct timespec zero = {0, 0};
-                while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-                        ;
-        }
-        pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
+/* SIGPIPE from a dead server is held off around the I/O (loy_sigpipe). */
 
 /* Next reply, or -1 (context dropped, errstr filled). */
 static int get_reply(loy_store_t *s, redisReply **r, char *errstr,
@@ -338,15 +306,15 @@ static int do_connect(loy_store_t *s, char *errstr, size_t size) {
 static int ping(loy_store_t *s, char *errstr, size_t size) {
         static const char cmd[] = "*1\r\n$4\r\nPING\r\n";
         redisReply *r = NULL;
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
         if (redisAppendFormattedCommand(s->ctx, cmd, sizeof(cmd) - 1) !=
             REDIS_OK)
                 return io_error(s, errstr, size);
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         if (get_reply(s, &r, errstr, size))
                 rc = LOY_STORE_ERR_IO;
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         if (rc)
                 return rc;
         if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG")) {
@@ -518,7 +486,7 @@ int loy_store_cust_from_reply(const redisReply *r, loy_cust_t *c,
 static int load_whole(loy_store_t *s, loy_cust_t *const *custs,
                       const int *which, int n, int *found, char *errstr,
                       size_t size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
         ab_reset(s);
         for (int i = 0; i < n; i++) {
@@ -528,7 +496,7 @@ static int load_whole(loy_store_t *s, loy_cust_t *const *custs,
         }
         if ((rc = ab_flush(s, errstr, size)))
                 return rc;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (int i = 0; i < n; i++) {
                 loy_cust_t *c = custs[which[i]];
                 const char *bad = "?";
@@ -555,7 +523,7 @@ static int load_whole(loy_store_t *s, loy_cust_t *const *custs,
                 }
                 freeReplyObject(r);
         }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return rc;
 }
 
@@ -592,7 +560,7 @@ static int from_chunks(const redisReply *r, loy_cust_t *c) {
  * need more are read whole in a second round trip. */
 int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                    int *found, char *errstr, size_t errstr_size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
         int *whole = NULL, nwhole = 0;
         int i;
@@ -627,7 +595,7 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                 return rc;
         }
 
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (i = 0; i < n; i++) {
                 loy_cust_t *c = custs[i];
                 redisReply *r;
@@ -664,7 +632,7 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                 }
                 freeReplyObject(r);
         }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         if (rc == LOY_STORE_OK && nwhole)
                 rc = load_whole(s, custs, whole, nwhole, found, errstr,
                                 errstr_size);
@@ -686,7 +654,7 @@ static int parse_i64(const char *str, int64_t *v) {
 int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
                         size_t errstr_size) {
         redisReply *r[LOY_DIM__COUNT] = {NULL};
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
         int d;
 
@@ -700,13 +668,13 @@ int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
         }
         if ((rc = ab_flush(s, errstr, errstr_size)))
                 return rc;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (d = 0; d < LOY_DIM__COUNT; d++)
                 if (get_reply(s, &r[d], errstr, errstr_size)) {
                         rc = LOY_STORE_ERR_IO;
                         break;
                 }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
 
         /* Check everything before touching rfm: all or nothing. */
         for (d = 0; rc == LOY_STORE_OK && d < LOY_DIM__COUNT; d++) {
@@ -1186,7 +1154,7 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
                       int noutbox, const loy_cust_write_t *w, int n,
                       int64_t now_ms, const loy_feat_conf_t *fconf,
                       char *errstr, size_t errstr_size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int32_t parts[TIMER_PARTS_MAX];
         char key[KEY_MAX];
         int rc, handed = 0, done = 0, np;
@@ -1275,13 +1243,13 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
         /* Transmit now rather than on the first read, so Redis works on this
          * batch while the caller prepares the next. Redis buffers its
          * replies meanwhile, so not reading them cannot stall it. */
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         while (!done)
                 if (redisBufferWrite(s->ctx, &done) != REDIS_OK) {
                         rc = io_error(s, errstr, errstr_size);
                         break;
                 }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         if (rc)
                 return rc;
         s->inflight = 1;
@@ -1296,7 +1264,7 @@ int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
 }
 
 int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc = LOY_STORE_OK, first = 1;
 
         if (!s->inflight) {
@@ -1305,7 +1273,7 @@ int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
                                 not_connected(s, errstr, errstr_size);
         }
         s->inflight = 0;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (int i = 0; i < s->nunits; i++) {
                 const unit_t *u = &s->units[i];
                 int r = read_unit(s, u, &first, errstr, errstr_size);
@@ -1317,7 +1285,7 @@ int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
                 if (r && rc != LOY_STORE_ERR_BUSY)
                         rc = r;
         }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return rc;
 }
 
@@ -1529,7 +1497,7 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                           const loy_cust_write_t *w, int n, int64_t now_ms,
                           const loy_feat_conf_t *fconf, char *errstr,
                           size_t errstr_size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         redisReply *r = NULL;
         int rc;
 
@@ -1551,10 +1519,10 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                 }
                 if ((rc = ab_flush(s, errstr, errstr_size)))
                         return rc;
-                guard_on(&g);
+                loy_sigpipe_block(&g);
                 if (get_reply(s, &r, errstr, errstr_size))
                         rc = LOY_STORE_ERR_IO;
-                guard_off(&g);
+                loy_sigpipe_restore(&g);
                 if (rc)
                         return rc;
                 if (r->type == REDIS_REPLY_ERROR) {
@@ -1579,7 +1547,7 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
 
 int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
                         char **values, char *errstr, size_t errstr_size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         redisReply *r = NULL;
         int rc;
 
@@ -1597,10 +1565,10 @@ int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
         ab_key_args(s, "HMGET", s->k_fence, fields, n);
         if ((rc = ab_flush(s, errstr, errstr_size)))
                 return rc;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         if (get_reply(s, &r, errstr, errstr_size))
                 rc = LOY_STORE_ERR_IO;
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         if (rc)
                 return rc;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
@@ -1636,9 +1604,9 @@ int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
 /* Reads n replies and checks none is an error. */
 static int read_plain(loy_store_t *s, int n, const char *what, char *errstr,
                       size_t size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (int i = 0; i < n; i++) {
                 redisReply *r;
                 if (get_reply(s, &r, errstr, size)) {
@@ -1652,7 +1620,7 @@ static int read_plain(loy_store_t *s, int n, const char *what, char *errstr,
                 }
                 freeReplyObject(r);
         }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return rc;
 }
 
@@ -1721,13 +1689,13 @@ int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
 /* Sends what is in the buffer as one command and returns its reply. */
 static int roundtrip(loy_store_t *s, redisReply **r, char *errstr,
                      size_t size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc;
         if ((rc = ab_flush(s, errstr, size)))
                 return rc;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         rc = get_reply(s, r, errstr, size) ? LOY_STORE_ERR_IO : LOY_STORE_OK;
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return rc;
 }
 
@@ -1959,7 +1927,7 @@ static int cust_texts(loy_store_t *s, const char *suffix, const char *field,
                       const char *const *ids, int n, char **texts,
                       char *errstr, size_t errstr_size) {
         char end[64];
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc;
         for (int i = 0; i < n; i++)
                 texts[i] = NULL;
@@ -1978,7 +1946,7 @@ static int cust_texts(loy_store_t *s, const char *suffix, const char *field,
         }
         if ((rc = ab_flush(s, errstr, errstr_size)))
                 return rc;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (int i = 0; i < n; i++) {
                 redisReply *r;
                 if (get_reply(s, &r, errstr, errstr_size)) {
@@ -2000,7 +1968,7 @@ static int cust_texts(loy_store_t *s, const char *suffix, const char *field,
                 }
                 freeReplyObject(r);
         }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         if (rc)
                 for (int i = 0; i < n; i++) {
                         free(texts[i]);
@@ -2075,15 +2043,15 @@ static int cmp_nbr(const void *a, const void *b) {
 /* Reads n replies into r[] (NULL-initialised by the caller). */
 static int read_replies(loy_store_t *s, redisReply **r, int n, char *errstr,
                         size_t size) {
-        pipe_guard_t g;
+        loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
-        guard_on(&g);
+        loy_sigpipe_block(&g);
         for (int i = 0; i < n; i++)
                 if (get_reply(s, &r[i], errstr, size)) {
                         rc = LOY_STORE_ERR_IO;
                         break;
                 }
-        guard_off(&g);
+        loy_sigpipe_restore(&g);
         return rc;
 }
 

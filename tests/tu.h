@@ -16,6 +16,9 @@ typedef struct tu_redis {
         int aof;           /* appendonly with fsync always */
 } tu_redis_t;
 
+/* A loopback port nobody listens on now (the kernel's choice), or -1. */
+int tu_free_port(void);
+
 /* Starts redis-server (aof: durable AOF so kill -9 loses nothing) and waits
  * until it answers PING. 0 or -1. */
 int tu_redis_start(tu_redis_t *r, int aof);

@@ -17,6 +17,8 @@
 
 #include <CUnit/Basic.h>
 
+#include "tu.h"
+
 static void sleep_ms(int ms) {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -26,24 +28,6 @@ static long long now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A loopback port nobody listens on now (the kernel's choice). */
-static int free_port(void) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a;
-        socklen_t len = sizeof(a);
-        int port = -1;
-        if (fd < 0)
-                return -1;
-        memset(&a, 0, sizeof(a));
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-                port = ntohs(a.sin_port);
-        close(fd);
-        return port;
 }
 
 static int on_path(const char *name) {
@@ -195,8 +179,8 @@ int tu_cluster_start(tu_cluster_t *c, int n) {
                 tu_cluster_node_t *nd = &c->node[i];
                 /* Two distinct free ports: clients and the cluster bus. */
                 do {
-                        nd->port = free_port();
-                        nd->bus = free_port();
+                        nd->port = tu_free_port();
+                        nd->bus = tu_free_port();
                 } while (nd->port > 0 && nd->port == nd->bus);
                 if (nd->port < 0 || nd->bus < 0)
                         goto fail;

@@ -10,16 +10,15 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-
-#include <hiredis/hiredis.h>
-
-#include "../state/loy_store.h"
 #include <time.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
+#include <hiredis/hiredis.h>
 
-static int free_port(void) {
+#include "../state/loy_store.h"
+
+int tu_free_port(void) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a;
         socklen_t len = sizeof(a);
@@ -100,7 +99,7 @@ int tu_redis_start_args(tu_redis_t *r, int aof, const char *const *extra) {
         if (!mkdtemp(r->dir))
                 return -1;
         r->aof = aof;
-        r->port = free_port();
+        r->port = tu_free_port();
         if (r->port < 0)
                 return -1;
         return spawn_with(r, extra);
@@ -116,7 +115,7 @@ int tu_redis_start(tu_redis_t *r, int aof) {
         if (!mkdtemp(r->dir))
                 return -1;
         r->aof = aof;
-        r->port = free_port();
+        r->port = tu_free_port();
         if (r->port < 0)
                 return -1;
         return spawn(r);
