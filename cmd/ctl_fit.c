@@ -175,12 +175,35 @@ static int read_redis(const char *hostport, const char *ns,
                         fc->T = fc->t_x;
                 fc->mean_value = loy_model_net_mean_value(v[3], v[4], v[5],
                                                           fc->x);
+                fc->monetary = v[3] - v[5];
                 (*nout)++;
         }
         rc = 0;
 out:
         free(raw);
         redisFree(c);
+        return rc;
+}
+
+/* R/F/M cut points from the fitted customers as they stood at the
+ * calibration end: recency T - t_x, purchase days x + 1, net spend. */
+static int fit_rfm(loy_model_t *m, const loy_fit_cust_t *fc, size_t n,
+                   double unit_days) {
+        double *r = malloc((n + 1) * sizeof(*r));
+        double *f = malloc((n + 1) * sizeof(*f));
+        double *mo = malloc((n + 1) * sizeof(*mo));
+        int rc = -1;
+        if (r && f && mo) {
+                for (size_t i = 0; i < n; i++) {
+                        r[i] = (fc[i].T - fc[i].t_x) * unit_days;
+                        f[i] = fc[i].x + 1;
+                        mo[i] = fc[i].monetary;
+                }
+                rc = loy_rfm_fit_cuts(r, f, mo, n, &m->rfm);
+        }
+        free(r);
+        free(f);
+        free(mo);
         return rc;
 }
 
@@ -332,6 +355,19 @@ int ctl_fit_main(int argc, char **argv) {
                        "LL = %.2f  (population mean order %.2f)\n",
                        m.gg_p, m.gg_q, m.gg_gamma, ggll,
                        m.gg_gamma * m.gg_p / (m.gg_q - 1));
+        if (fit_rfm(&m, fc, n, unit) == 0)
+                printf("R/F/M cut points (a score of at least 2, 3, 4, 5): "
+                       "recency <= %g %g %g %g days, frequency >= %g %g %g "
+                       "%g days, monetary >= %g %g %g %g\n",
+                       m.rfm.recency_days[0], m.rfm.recency_days[1],
+                       m.rfm.recency_days[2], m.rfm.recency_days[3],
+                       m.rfm.frequency[0], m.rfm.frequency[1],
+                       m.rfm.frequency[2], m.rfm.frequency[3],
+                       m.rfm.monetary[0], m.rfm.monetary[1],
+                       m.rfm.monetary[2], m.rfm.monetary[3]);
+        else
+                printf("R/F/M cut points: not fitted (no customers or out of "
+                       "memory): scores rank against the live population\n");
         t_fit = ctl_mono_seconds() - t_fit;
         printf("fit time %.3f s (total with reading %.3f s)\n", t_fit,
                ctl_mono_seconds() - t0);

@@ -236,6 +236,7 @@ size_t ctl_fit_rows(const ctl_sum_t *s, size_t n, double unit_days,
                 fc[k].T = s[i].T / unit_days;
                 fc[k].mean_value = loy_model_net_mean_value(
                         s[i].gross, s[i].first_value, s[i].returned, s[i].x);
+                fc[k].monetary = s[i].gross - s[i].returned;
                 if (idx)
                         idx[k] = i;
                 k++;

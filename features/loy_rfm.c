@@ -190,6 +190,22 @@ int loy_rfm_segment(int64_t purchase_days, int r, int f, int m) {
         return r == 2 ? LOY_SEG_HIBERNATING : LOY_SEG_LOST;
 }
 
+/* The weighted mean of the R, F, M scores, normalised as loy_rfm_score says. */
+static double weighted(const loy_cust_t *c, const double w[3]) {
+        double wr = 1, wf = 1, wm = 1, sum;
+        if (w) {
+                wr = w[0] > 0 ? w[0] : 0;
+                wf = w[1] > 0 ? w[1] : 0;
+                wm = w[2] > 0 ? w[2] : 0;
+        }
+        sum = wr + wf + wm;
+        if (!(sum > 0) || !isfinite(sum)) {
+                wr = wf = wm = 1;
+                sum = 3;
+        }
+        return (wr * c->r_score + wf * c->f_score + wm * c->m_score) / sum;
+}
+
 static int group_from_cut_points(double score) {
         if (score < 2)
                 return 0;
@@ -203,7 +219,6 @@ static int group_from_cut_points(double score) {
 void loy_rfm_score(const loy_rfm_t *rfm, loy_cust_t *c, const double w[3]) {
         int old_bin = loy_rfm_bin(c, LOY_DIM_LOYALTY);
         int new_bin, b;
-        double wr = 1, wf = 1, wm = 1, sum;
         int64_t below, in, others;
 
         if (c->first_purchase_ms == 0) {
@@ -220,18 +235,7 @@ void loy_rfm_score(const loy_rfm_t *rfm, loy_cust_t *c, const double w[3]) {
         c->m_score = loy_rfm_bin_score(rfm, LOY_DIM_MONETARY,
                                        loy_rfm_bin(c, LOY_DIM_MONETARY));
 
-        if (w) {
-                wr = w[0] > 0 ? w[0] : 0;
-                wf = w[1] > 0 ? w[1] : 0;
-                wm = w[2] > 0 ? w[2] : 0;
-        }
-        sum = wr + wf + wm;
-        if (!(sum > 0) || !isfinite(sum)) {
-                wr = wf = wm = 1;
-                sum = 3;
-        }
-        c->loyalty_score = (wr * c->r_score + wf * c->f_score +
-                            wm * c->m_score) / sum;
+        c->loyalty_score = weighted(c, w);
 
         /* Rank as if c had already left its old loyalty bin for the new
          * one, which the caller does next. */
@@ -251,6 +255,101 @@ void loy_rfm_score(const loy_rfm_t *rfm, loy_cust_t *c, const double w[3]) {
 
         c->segment = loy_rfm_segment(c->purchase_days, c->r_score,
                                      c->f_score, c->m_score);
+}
+
+static int score_at_least(double v, const double cut[4]) {
+        int s = 1;
+        for (int k = 0; k < 4; k++)
+                s += v >= cut[k];
+        return s;
+}
+
+static int score_at_most(double v, const double cut[4]) {
+        int s = 1;
+        for (int k = 0; k < 4; k++)
+                s += v <= cut[k];
+        return s;
+}
+
+void loy_rfm_score_cuts(const loy_rfm_cuts_t *cuts, loy_cust_t *c,
+                        const double w[3], int64_t now_ms) {
+        if (c->first_purchase_ms == 0) {
+                c->r_score = c->f_score = c->m_score = 0;
+                c->loyalty_score = 0;
+                c->loyalty_group = 0;
+                c->segment = LOY_SEG_NONE;
+                return;
+        }
+        c->r_score = score_at_most(loy_feat_recency_days(c, now_ms),
+                                   cuts->recency_days);
+        c->f_score = score_at_least((double)c->purchase_days,
+                                    cuts->frequency);
+        c->m_score = score_at_least(loy_feat_monetary(c), cuts->monetary);
+        c->loyalty_score = weighted(c, w);
+        c->loyalty_group = group_from_cut_points(c->loyalty_score);
+        c->segment = loy_rfm_segment(c->purchase_days, c->r_score,
+                                     c->f_score, c->m_score);
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+        double x = *(const double *)a, y = *(const double *)b;
+        return (x > y) - (x < y);
+}
+
+/* Cuts "at least" over sorted values v[0..n): the smallest value whose
+ * midpoint-rank score reaches k + 2 (rank_bucket's formula). */
+static void fit_dim(double *v, size_t n, double cut[4], double none) {
+        qsort(v, n, sizeof(*v), cmp_dbl);
+        for (int k = 0; k < 4; k++)
+                cut[k] = none;
+        for (size_t i = 0; i < n;) {
+                size_t j = i;
+                int score;
+                while (j < n && v[j] == v[i])
+                        j++;
+                score = rank_bucket((int64_t)i, (int64_t)(j - i),
+                                    (int64_t)n, 5) + 1;
+                for (int k = 0; k < 4; k++)
+                        if (score >= k + 2 && cut[k] == none)
+                                cut[k] = v[i];
+                i = j;
+        }
+}
+
+int loy_rfm_fit_cuts(const double *recency_days, const double *frequency,
+                     const double *monetary, size_t n, loy_rfm_cuts_t *out) {
+        double *v;
+        if (n == 0 || !(v = malloc(n * sizeof(*v))))
+                return -1;
+        /* recency ranks the other way: fewer days is better */
+        for (size_t i = 0; i < n; i++)
+                v[i] = -recency_days[i];
+        fit_dim(v, n, out->recency_days, 1e15);
+        for (int k = 0; k < 4; k++)
+                out->recency_days[k] = -out->recency_days[k];
+        memcpy(v, frequency, n * sizeof(*v));
+        fit_dim(v, n, out->frequency, 1e15);
+        memcpy(v, monetary, n * sizeof(*v));
+        fit_dim(v, n, out->monetary, 1e15);
+        free(v);
+        out->set = 1;
+        return 0;
+}
+
+int loy_rfm_cuts_check(const loy_rfm_cuts_t *cuts, const char **what) {
+        const double *d[3] = {cuts->recency_days, cuts->frequency,
+                              cuts->monetary};
+        static const char *const names[3] = {"recency_days", "frequency",
+                                             "monetary"};
+        for (int i = 0; i < 3; i++)
+                for (int k = 0; k < 4; k++)
+                        if (!isfinite(d[i][k]) ||
+                            (k && (i == 0 ? d[i][k] > d[i][k - 1]
+                                          : d[i][k] < d[i][k - 1]))) {
+                                *what = names[i];
+                                return -1;
+                        }
+        return 0;
 }
 
 static const char *const seg_names[LOY_SEG__COUNT] = {

@@ -56,6 +56,7 @@
 #ifndef LOY_RFM_H
 #define LOY_RFM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "loy_feat.h"
@@ -118,6 +119,41 @@ int loy_rfm_bin_score(const loy_rfm_t *rfm, loy_dim_t dim, int bin);
  * move had been made, so scoring twice gives the same answer. A customer
  * that never bought gets zeros and LOY_SEG_NONE. */
 void loy_rfm_score(const loy_rfm_t *rfm, loy_cust_t *c, const double w[3]);
+
+/*
+ * Fixed cut points, fitted on a population once (loyaltyctl fit, into the
+ * model file) instead of ranks against the live population. A score is
+ * then a function of the customer alone, so the same input gives the same
+ * scores and segments whatever the order in which customers are applied,
+ * the batching or a redo (docs/guarantees.md). For each of R, F and M, cut
+ * k (0..3) is the value a customer needs for a score of at least k + 2:
+ * recency in days since the last purchase at scoring time (a score needs
+ * at most that many; cuts do not increase), purchase days and net spend (a
+ * score needs at least that much; cuts do not decrease). The loyalty group
+ * then comes from the fixed cut points 2, 3, 4 on the loyalty score.
+ */
+typedef struct loy_rfm_cuts {
+        int set;                  /* 0: rank against the live population */
+        double recency_days[4];
+        double frequency[4];
+        double monetary[4];
+} loy_rfm_cuts_t;
+
+/* Cut points that give each of n customers (recency in days at the fit's
+ * end, purchase days, net spend) the score loy_rfm_score would give it
+ * against exactly that population: 1 + floor(5 F) at the midpoint rank F.
+ * A score no customer reaches gets a cut no customer can pass. -1 for
+ * n == 0 or out of memory. */
+int loy_rfm_fit_cuts(const double *recency_days, const double *frequency,
+                     const double *monetary, size_t n, loy_rfm_cuts_t *out);
+
+/* 0 when the cuts are ordered as above and finite, else -1 with the
+ * dimension's name in *what. */
+int loy_rfm_cuts_check(const loy_rfm_cuts_t *cuts, const char **what);
+
+/* As loy_rfm_score, from cut points, at event time now_ms (recency). */
+void loy_rfm_score_cuts(const loy_rfm_cuts_t *cuts, loy_cust_t *c,
+                        const double w[3], int64_t now_ms);
 
 /* The segment map above; r, f, m are 1..5 scores. */
 int loy_rfm_segment(int64_t purchase_days, int r, int f, int m);

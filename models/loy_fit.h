@@ -36,6 +36,7 @@ typedef struct loy_fit_cust {
         double t_x;          /* last purchase, since the first */
         double T;            /* end of calibration, since the first */
         double mean_value;   /* mean value of the x repeat purchases */
+        double monetary;     /* net spend, for the R/F/M cut points */
 } loy_fit_cust_t;
 
 /* Log-likelihood of the purchase model (variant v) with parameters

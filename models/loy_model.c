@@ -19,7 +19,8 @@
 
 enum {
         K_VERSION, K_VARIANT, K_TIME_UNIT, K_R, K_ALPHA, K_A, K_B,
-        K_GG_P, K_GG_Q, K_GG_GAMMA, K_DISCOUNT, K_INFO, K__COUNT
+        K_GG_P, K_GG_Q, K_GG_GAMMA, K_DISCOUNT, K_RFM_R, K_RFM_F, K_RFM_M,
+        K_INFO, K__COUNT
 };
 
 static const struct {
@@ -32,6 +33,8 @@ static const struct {
         {"b", K_B},               {"gg_p", K_GG_P},
         {"gg_q", K_GG_Q},         {"gg_gamma", K_GG_GAMMA},
         {"discount_monthly", K_DISCOUNT},
+        {"rfm_recency_days", K_RFM_R}, {"rfm_frequency", K_RFM_F},
+        {"rfm_monetary", K_RFM_M},
         /* written by the fitter for people; accepted and ignored */
         {"log_likelihood", K_INFO}, {"fitted_at", K_INFO},
         {"customers", K_INFO},    {"calibration_end", K_INFO},
@@ -141,6 +144,30 @@ static int load_line(loy_model_t *m, int *seen, const char *path, int lineno,
                         return -1;
                 }
                 return 0;
+        case K_RFM_R:
+        case K_RFM_F:
+        case K_RFM_M: {
+                double *cut = id == K_RFM_R   ? m->rfm.recency_days
+                              : id == K_RFM_F ? m->rfm.frequency
+                                              : m->rfm.monetary;
+                char *q = val;
+                for (int k = 0; k < 4; k++) {
+                        char *end;
+                        errno = 0;
+                        cut[k] = strtod(q, &end);
+                        if (end == q || errno == ERANGE || !isfinite(cut[k]) ||
+                            (*end && *end != ' ' && *end != '\t'))
+                                goto bad_cuts;
+                        q = end;
+                }
+                if (*trim(q))
+                        goto bad_cuts;
+                return 0;
+        bad_cuts:
+                snprintf(errstr, errstr_size, "%s:%d: %s: want four numbers",
+                         path, lineno, key);
+                return -1;
+        }
         case K_R: dst = &m->r; break;
         case K_ALPHA: dst = &m->alpha; break;
         case K_A: dst = &m->a; break;
@@ -204,6 +231,17 @@ static int load_fp(loy_model_t *m, FILE *f, const char *path,
                                 return -1;
                         }
         tmp.has_gg = ngg == 3;
+        {
+                int nrfm = seen[K_RFM_R] + seen[K_RFM_F] + seen[K_RFM_M];
+                if (nrfm && nrfm < 3) {
+                        snprintf(errstr, errstr_size, "%s: %s: missing", path,
+                                 !seen[K_RFM_R]   ? "rfm_recency_days"
+                                 : !seen[K_RFM_F] ? "rfm_frequency"
+                                                  : "rfm_monetary");
+                        return -1;
+                }
+                tmp.rfm.set = nrfm == 3;
+        }
         if (loy_model_validate(&tmp, errstr, errstr_size) == -1) {
                 char why[256];
                 snprintf(why, sizeof(why), "%s", errstr);
@@ -292,6 +330,16 @@ int loy_model_validate(const loy_model_t *m, char *errstr, size_t errstr_size) {
                 snprintf(errstr, errstr_size,
                          "discount_monthly: must be in [0, 1]");
                 return -1;
+        }
+        if (m->rfm.set) {
+                const char *what;
+                if (loy_rfm_cuts_check(&m->rfm, &what)) {
+                        snprintf(errstr, errstr_size,
+                                 "rfm_%s: cut points must be finite, "
+                                 "recency ones not increasing, the others "
+                                 "not decreasing", what);
+                        return -1;
+                }
         }
         /* The Gamma-Gamma mean spend gamma*p/(q-1) only exists for q > 1. */
         if (m->has_gg && m->gg_q <= 1) {
@@ -804,6 +852,15 @@ int loy_model_write(const loy_model_t *m, const char *info, const char *path,
                         m->gg_p, m->gg_q, m->gg_gamma);
         if (m->discount_monthly > 0)
                 fprintf(f, "discount_monthly = %.17g\n", m->discount_monthly);
+        if (m->rfm.set) {
+                const double *d[3] = {m->rfm.recency_days, m->rfm.frequency,
+                                      m->rfm.monetary};
+                static const char *const names[3] = {
+                        "rfm_recency_days", "rfm_frequency", "rfm_monetary"};
+                for (int i = 0; i < 3; i++)
+                        fprintf(f, "%s = %.17g %.17g %.17g %.17g\n", names[i],
+                                d[i][0], d[i][1], d[i][2], d[i][3]);
+        }
         if (info && *info) {
                 fputs(info, f);
                 if (info[strlen(info) - 1] != '\n')

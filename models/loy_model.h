@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../features/loy_rfm.h"
+
 typedef enum {
         LOY_VARIANT_BGNBD = 0,   /* Fader, Hardie & Lee 2005 */
         LOY_VARIANT_MBGNBD = 1,  /* Batislam, Denizel & Filiztekin 2007 */
@@ -35,6 +37,10 @@ typedef struct loy_model {
         int has_gg;              /* Gamma-Gamma parameters present */
         double gg_p, gg_q, gg_gamma;
         double discount_monthly; /* CLV discount a month, >= 0; 0 = none */
+        /* R/F/M cut points (keys rfm_recency_days, rfm_frequency,
+         * rfm_monetary: four numbers each, all three or none); without
+         * them scores rank against the live population */
+        loy_rfm_cuts_t rfm;
 } loy_model_t;
 
 /* Customer summary in the model's time unit. */

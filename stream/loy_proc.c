@@ -1200,6 +1200,13 @@ static void score(loy_proc_t *p, touched_t *t, int64_t now) {
         c->churn_prob = s.churn_prob;
         c->exp_purchases = s.exp_purchases;
         c->clv = s.clv;
+        if (p->model.rfm.set) {
+                /* cut points of the model: a function of the customer
+                 * alone, so every run scores it alike */
+                loy_rfm_score_cuts(&p->model.rfm, c, p->conf.rfm_weights,
+                                   now);
+                return;
+        }
         /* the customer's own move first, so it is ranked among the
          * population as it now stands */
         for (int d = LOY_DIM_RECENCY; d <= LOY_DIM_MONETARY; d++) {

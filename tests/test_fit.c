@@ -176,7 +176,7 @@ static void test_fit_gg(void) {
 
 static void test_fit_errors(void) {
         loy_model_t m;
-        loy_fit_cust_t one = {0, 0, 10, 0};
+        loy_fit_cust_t one = {0, 0, 10, 0, 0};
         double bad[4] = {1, -1, 1, 1};
         char err[256];
 
@@ -295,7 +295,7 @@ static void test_auto_prior(void) {
 
 static void test_bad_summary(void) {
         loy_model_t m;
-        loy_fit_cust_t bad[2] = {{1, 5, 3, 0}, {0, 0, 1, 0}};
+        loy_fit_cust_t bad[2] = {{1, 5, 3, 0, 0}, {0, 0, 1, 0, 0}};
         char err[256];
         memset(&m, 0, sizeof(m));
         CU_ASSERT_EQUAL(loy_fit_purchases(&m, bad, 2, NULL, err,

@@ -171,6 +171,41 @@ static void test_load_errors(void) {
         expect_error("just words\n", "F:1: just words: expected key = value");
         snprintf(text, sizeof(text), "%sgg_p = 1\ngg_gamma = 2\n", base);
         expect_error(text, "F: gg_q: missing");
+        /* R/F/M cut points: four numbers each, all three keys, ordered */
+        snprintf(text, sizeof(text), "%srfm_frequency = 2 3 4\n", base);
+        expect_error(text, "F:8: rfm_frequency: want four numbers");
+        snprintf(text, sizeof(text), "%srfm_frequency = 2 3 4 5 6\n", base);
+        expect_error(text, "F:8: rfm_frequency: want four numbers");
+        snprintf(text, sizeof(text), "%srfm_frequency = 2 3 4 x\n", base);
+        expect_error(text, "F:8: rfm_frequency: want four numbers");
+        snprintf(text, sizeof(text), "%srfm_frequency = 2 3 4 5\n"
+                 "rfm_monetary = 1 2 3 4\n", base);
+        expect_error(text, "F: rfm_recency_days: missing");
+        snprintf(text, sizeof(text), "%srfm_recency_days = 90 180 30 7\n"
+                 "rfm_frequency = 2 3 4 5\nrfm_monetary = 1 2 3 4\n", base);
+        expect_error(text, "F: rfm_recency_days: cut points must be finite, "
+                           "recency ones not increasing, the others not "
+                           "decreasing");
+        snprintf(text, sizeof(text), "%srfm_recency_days = 180 90 30 7\n"
+                 "rfm_frequency = 2 3 4 5\nrfm_monetary = 1 2 9 4\n", base);
+        expect_error(text, "F: rfm_monetary: cut points must be finite, "
+                           "recency ones not increasing, the others not "
+                           "decreasing");
+        {
+                loy_model_t m;
+                char msg[512];
+                snprintf(text, sizeof(text), "%srfm_recency_days = 180 90 30 "
+                         "7.5\nrfm_frequency = 2 2 3 1e15\n"
+                         "rfm_monetary = 10 100 1000 10000\n", base);
+                CU_ASSERT_EQUAL_FATAL(load_text(&m, text, msg, sizeof(msg)),
+                                      0);
+                CU_ASSERT_TRUE(m.rfm.set);
+                CU_ASSERT_EQUAL(m.rfm.recency_days[3], 7.5);
+                CU_ASSERT_EQUAL(m.rfm.frequency[3], 1e15);
+                CU_ASSERT_EQUAL(m.rfm.monetary[0], 10);
+                CU_ASSERT_EQUAL(load_text(&m, base, msg, sizeof(msg)), 0);
+                CU_ASSERT_FALSE(m.rfm.set);
+        }
         snprintf(text, sizeof(text), "%sgg_p = 1\ngg_q = 0.5\ngg_gamma = 2\n",
                  base);
         expect_error(text, "F: gg_q: must be > 1 (mean spend is infinite)");
@@ -191,8 +226,16 @@ static void test_load_errors(void) {
 }
 
 static void test_validate(void) {
-        loy_model_t m = {"v", LOY_VARIANT_MBGNBD, 1, 1, 2, 3, 4, 0, 0, 0, 0, 0};
+        loy_model_t m;
         char err[256];
+        memset(&m, 0, sizeof(m));
+        strcpy(m.version, "v");
+        m.variant = LOY_VARIANT_MBGNBD;
+        m.unit_days = 1;
+        m.r = 1;
+        m.alpha = 2;
+        m.a = 3;
+        m.b = 4;
         CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), 0);
         m.b = INFINITY;
         CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), -1);
@@ -565,6 +608,12 @@ static void test_write(void) {
         m.gg_q = 3.74;
         m.gg_gamma = 15.44;
         m.discount_monthly = 0.01;
+        m.rfm.set = 1;
+        for (int k = 0; k < 4; k++) {
+                m.rfm.recency_days[k] = 400.0 / (k + 1) + 1.0 / 3;
+                m.rfm.frequency[k] = k + 1;
+                m.rfm.monetary[k] = 10.5 * (k + 1);
+        }
         strcpy(m.version, "fit-1");
         CU_ASSERT_EQUAL(loy_model_write(&m, "customers = 2357\nnote = ok",
                                         path, err, sizeof(err)), 0);
@@ -591,6 +640,7 @@ static void test_write(void) {
         /* replaced, not appended: no Gamma-Gamma any more */
         m.has_gg = 0;
         m.discount_monthly = 0;
+        memset(&m.rfm, 0, sizeof(m.rfm));
         CU_ASSERT_EQUAL(loy_model_write(&m, NULL, path, err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(loy_model_load(&back, path, err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(back.has_gg, 0);

@@ -463,6 +463,88 @@ static void test_segments(void) {
         }
 }
 
+/* Cut points fitted on a population score each of its customers as the
+ * live ranks against exactly that population do; then a score depends on
+ * the customer alone, whatever else has been applied. */
+static void test_cut_points(void) {
+        static loy_cust_t c[10];
+        double rec[10], fr[10], mo[10];
+        int64_t now = E1990 + 1011 * WEEK;
+        loy_rfm_t *rfm = loy_rfm_create();
+        loy_rfm_cuts_t cuts;
+        const char *what;
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(rfm);
+        for (int k = 1; k <= 10; k++) {
+                loy_cust_t *x = &c[k - 1];
+                mk(x, E1990 + (1000 + k) * WEEK, 11 - k, 10.0 * k);
+                add_rfm(rfm, x);
+                rec[k - 1] = loy_feat_recency_days(x, now);
+                fr[k - 1] = (double)x->purchase_days;
+                mo[k - 1] = loy_feat_monetary(x);
+        }
+        CU_ASSERT_EQUAL_FATAL(loy_rfm_fit_cuts(rec, fr, mo, 10, &cuts), 0);
+        CU_ASSERT_TRUE(cuts.set);
+        CU_ASSERT_EQUAL(loy_rfm_cuts_check(&cuts, &what), 0);
+        /* quintiles of ten: two customers per score */
+        CU_ASSERT_EQUAL(cuts.monetary[0], 30);
+        CU_ASSERT_EQUAL(cuts.monetary[3], 90);
+        CU_ASSERT_EQUAL(cuts.frequency[0], 3);
+        CU_ASSERT_EQUAL(cuts.recency_days[3], 7 * 2);
+        for (int i = 0; i < 10; i++) {
+                loy_cust_t a = c[i], b = c[i];
+                loy_rfm_score(rfm, &a, NULL);
+                loy_rfm_score_cuts(&cuts, &b, NULL, now);
+                CU_ASSERT_EQUAL(a.r_score, b.r_score);
+                CU_ASSERT_EQUAL(a.f_score, b.f_score);
+                CU_ASSERT_EQUAL(a.m_score, b.m_score);
+                CU_ASSERT_EQUAL(a.segment, b.segment);
+                CU_ASSERT_EQUAL(a.loyalty_score, b.loyalty_score);
+        }
+        /* the loyalty group from the fixed cut points 2, 3, 4 */
+        {
+                loy_cust_t b = c[0];  /* R1 F5 M1: 7/3 */
+                loy_rfm_score_cuts(&cuts, &b, NULL, now);
+                CU_ASSERT_EQUAL(b.loyalty_group, 1);
+                b = c[9];             /* R5 F1 M5: 11/3 */
+                loy_rfm_score_cuts(&cuts, &b, NULL, now);
+                CU_ASSERT_EQUAL(b.loyalty_group, 2);
+        }
+        /* the same customer later: only its own recency moves its R */
+        {
+                loy_cust_t b = c[9];
+                loy_rfm_score_cuts(&cuts, &b, NULL, now + 400 * DAY);
+                CU_ASSERT_EQUAL(b.r_score, 1);
+                CU_ASSERT_EQUAL(b.m_score, 5);
+                CU_ASSERT_EQUAL(b.segment, LOY_SEG_LOST);
+        }
+        /* never bought: no scores */
+        {
+                loy_cust_t b;
+                loy_feat_init(&b, "b");
+                loy_rfm_score_cuts(&cuts, &b, NULL, now);
+                CU_ASSERT_EQUAL(b.r_score, 0);
+                CU_ASSERT_EQUAL(b.segment, LOY_SEG_NONE);
+        }
+        /* a score nobody reached: a cut nobody passes */
+        {
+                double one[3] = {5, 5, 5};
+                loy_rfm_cuts_t k1;
+                CU_ASSERT_EQUAL(loy_rfm_fit_cuts(one, one, one, 3, &k1), 0);
+                CU_ASSERT_EQUAL(k1.frequency[0], 5);    /* all score 3 */
+                CU_ASSERT_EQUAL(k1.frequency[1], 5);
+                CU_ASSERT_TRUE(k1.frequency[2] > 1e14);
+                CU_ASSERT_TRUE(k1.recency_days[2] < -1e14);
+                CU_ASSERT_EQUAL(loy_rfm_cuts_check(&k1, &what), 0);
+                CU_ASSERT_EQUAL(loy_rfm_fit_cuts(one, one, one, 0, &k1), -1);
+        }
+        /* out of order: refused, naming the dimension */
+        cuts.monetary[2] = cuts.monetary[3] + 1;
+        CU_ASSERT_EQUAL(loy_rfm_cuts_check(&cuts, &what), -1);
+        CU_ASSERT_STRING_EQUAL(what, "monetary");
+        loy_rfm_destroy(rfm);
+}
+
 static void test_names(void) {
         static const char *const segs[] = {
                 "none", "new", "champion", "loyal", "potential",
@@ -499,6 +581,7 @@ int main(void) {
             !CU_add_test(s, "small populations", test_small_populations) ||
             !CU_add_test(s, "loyalty groups", test_loyalty_groups) ||
             !CU_add_test(s, "segments", test_segments) ||
+            !CU_add_test(s, "cut points", test_cut_points) ||
             !CU_add_test(s, "names", test_names)) {
                 CU_cleanup_registry();
                 return CU_get_error();

@@ -881,6 +881,13 @@ out:
         return rc;
 }
 
+/* <ns>:seg and <ns>:hist:<dim>: customers per segment or bin. */
+static int is_count_key(const char *key, const char *ns) {
+        size_t n = strlen(ns);
+        return !strncmp(key, ns, n) &&
+               (!strcmp(key + n, ":seg") || !strncmp(key + n, ":hist:", 6));
+}
+
 static int cmp_ent(const void *a, const void *b) {
         return strcmp(((const fx_ent_t *)a)->k, ((const fx_ent_t *)b)->k);
 }
@@ -987,8 +994,16 @@ int fx_snap_take(int port, const char *ns, fx_snap_t *s) {
                                 /* decoded */
                         } else if (r->type == REDIS_REPLY_ARRAY &&
                                    (types[i] == 'h' || types[i] == 'z')) {
+                                int counts = types[i] == 'h' &&
+                                             is_count_key(keys[i], ns);
                                 for (size_t j = 0; j + 1 < r->elements;
                                      j += 2)
+                                        /* a count back at 0 keeps its
+                                         * field; one never moved has
+                                         * none: the same population */
+                                        if (!counts ||
+                                            strcmp(r->element[j + 1]->str,
+                                                   "0"))
                                         snap_add(s, keys[i],
                                                  r->element[j]->str,
                                                  r->element[j]->len,
@@ -1135,20 +1150,9 @@ const char *const fx_snap_soft[][2] = {
                 "moment (docs/redis-keys.md), so its counts depend on "
                 "timing"},
         {"c:{*}:recs", "top-N items scored from those neighbour lists"},
-        /* docs/guarantees.md, "Known limits": ranks against the population
-         * at the moment a customer is scored, so they depend on how the
-         * partitions interleave; loy:seg is still checked against the
-         * customers' own segment_name, and every rule they feed is
-         * checked through the trigger ids */
-        {"c:{*} r_score", "R rank against the population at scoring time"},
-        {"c:{*} f_score", "F rank against the population at scoring time"},
-        {"c:{*} m_score", "M rank against the population at scoring time"},
-        {"c:{*} loyalty_", "weighted R/F/M ranks and their quartile group"},
-        {"c:{*} segment", "segment from the R/F/M ranks"},
-        {"seg ", "customers per segment, from the ranks"},
-        {"hist:", "population histograms: a bin emptied again keeps a 0, "
-                  "one never entered has no field, and the loyalty bins "
-                  "follow the ranks"},
+        /* The R/F/M scores, loyalty and segments are compared strictly:
+         * the default model's cut points make them a function of each
+         * customer alone (docs/models.md). */
         {NULL, NULL},
 };
 

@@ -65,6 +65,7 @@ static void check_write(const loy_model_t *mp) {
         SAME(a);
         SAME(b);
         SAME(has_gg);
+        SAME(rfm);
         if (m.has_gg) {
                 SAME(gg_p);
                 SAME(gg_q);
