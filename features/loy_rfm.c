@@ -206,6 +206,14 @@ static double weighted(const loy_cust_t *c, const double w[3]) {
         return (wr * c->r_score + wf * c->f_score + wm * c->m_score) / sum;
 }
 
+/* A customer who never bought: no scores, segment none. */
+static void unscored(loy_cust_t *c) {
+        c->r_score = c->f_score = c->m_score = 0;
+        c->loyalty_score = 0;
+        c->loyalty_group = 0;
+        c->segment = LOY_SEG_NONE;
+}
+
 static int group_from_cut_points(double score) {
         if (score < 2)
                 return 0;
@@ -222,10 +230,7 @@ void loy_rfm_score(const loy_rfm_t *rfm, loy_cust_t *c, const double w[3]) {
         int64_t below, in, others;
 
         if (c->first_purchase_ms == 0) {
-                c->r_score = c->f_score = c->m_score = 0;
-                c->loyalty_score = 0;
-                c->loyalty_group = 0;
-                c->segment = LOY_SEG_NONE;
+                unscored(c);
                 return;
         }
         c->r_score = loy_rfm_bin_score(rfm, LOY_DIM_RECENCY,
@@ -274,10 +279,7 @@ static int score_at_most(double v, const double cut[4]) {
 void loy_rfm_score_cuts(const loy_rfm_cuts_t *cuts, loy_cust_t *c,
                         const double w[3], int64_t now_ms) {
         if (c->first_purchase_ms == 0) {
-                c->r_score = c->f_score = c->m_score = 0;
-                c->loyalty_score = 0;
-                c->loyalty_group = 0;
-                c->segment = LOY_SEG_NONE;
+                unscored(c);
                 return;
         }
         c->r_score = score_at_most(loy_feat_recency_days(c, now_ms),
