@@ -636,11 +636,11 @@ static void sc_redis(fx_result_t *res, fx_rng_t *rng) {
 /* --------------------------------------------------------------- kafka */
 
 enum { F_BROKER, F_FETCH, F_PRODUCE, F_COMMIT, F_RTT, F_ADD, F_KILL,
-       F_FREEZE, F__COUNT };
+       F_FREEZE, F_THAW_TERM, F__COUNT };
 static const char *const fname[] = {
         "broker down/up", "Fetch errors", "Produce errors",
         "OffsetCommit errors", "RTT", "member added", "member kill -9",
-        "member frozen (SIGSTOP)"};
+        "member frozen (SIGSTOP)", "member frozen, SIGTERM as it wakes"};
 
 static int pick_alive(fx_env_t *e, fx_rng_t *rng) {
         int alive[FX_PROCS_MAX], n = 0;
@@ -752,6 +752,25 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                         fx_sleep_ms(fr);
                         kill(e->procs[slot].pid, SIGCONT);
                         e->procs[slot].stopped = 0;
+                }
+                break;
+        case F_THAW_TERM:
+                /* Woken past the session timeout, the member finds itself
+                 * out of the group ("Unknown member" on its commits) while
+                 * its assignment is being taken away; stopped right then,
+                 * it must still exit cleanly (librdkafka 2.0.2 asserted in
+                 * rd_kafka_consumer_close here: docs/faults.md). */
+                slot = pick_alive(e, rng);
+                if (slot >= 0) {
+                        int fr = 3500 + (int)fx_rng_range(rng, 0, 1500);
+                        printf("    member in slot %d frozen for %d ms, "
+                               "then SIGTERM\n", slot, fr);
+                        kill(e->procs[slot].pid, SIGSTOP);
+                        e->procs[slot].stopped = 1;
+                        enqueue(e, produced, to);
+                        fx_sleep_ms(fr);
+                        fx_term(e, slot, 30000);   /* SIGCONT, SIGTERM */
+                        fx_spawn(e, slot);
                 }
                 break;
         }
