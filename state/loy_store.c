@@ -1299,6 +1299,19 @@ int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
         return loy_store_write_recv(s, errstr, errstr_size);
 }
 
+/* Sends what is queued and reads the one reply to it. */
+static int roundtrip(loy_store_t *s, redisReply **r, char *errstr,
+                     size_t size) {
+        loy_sigpipe_t g;
+        int rc;
+        if ((rc = ab_flush(s, errstr, size)))
+                return rc;
+        loy_sigpipe_block(&g);
+        rc = get_reply(s, r, errstr, size) ? LOY_STORE_ERR_IO : LOY_STORE_OK;
+        loy_sigpipe_restore(&g);
+        return rc;
+}
+
 /* --------------------------------------------------- batch aggregates */
 
 /*
@@ -1497,7 +1510,6 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                           const loy_cust_write_t *w, int n, int64_t now_ms,
                           const loy_feat_conf_t *fconf, char *errstr,
                           size_t errstr_size) {
-        loy_sigpipe_t g;
         redisReply *r = NULL;
         int rc;
 
@@ -1517,13 +1529,7 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                         ab_reset(s);
                         return LOY_STORE_ERR;
                 }
-                if ((rc = ab_flush(s, errstr, errstr_size)))
-                        return rc;
-                loy_sigpipe_block(&g);
-                if (get_reply(s, &r, errstr, errstr_size))
-                        rc = LOY_STORE_ERR_IO;
-                loy_sigpipe_restore(&g);
-                if (rc)
+                if ((rc = roundtrip(s, &r, errstr, errstr_size)))
                         return rc;
                 if (r->type == REDIS_REPLY_ERROR) {
                         seterr(errstr, errstr_size, "aggregates: %s", r->str);
@@ -1547,7 +1553,6 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
 
 int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
                         char **values, char *errstr, size_t errstr_size) {
-        loy_sigpipe_t g;
         redisReply *r = NULL;
         int rc;
 
@@ -1563,13 +1568,7 @@ int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
                 return LOY_STORE_OK;
         ab_reset(s);
         ab_key_args(s, "HMGET", s->k_fence, fields, n);
-        if ((rc = ab_flush(s, errstr, errstr_size)))
-                return rc;
-        loy_sigpipe_block(&g);
-        if (get_reply(s, &r, errstr, errstr_size))
-                rc = LOY_STORE_ERR_IO;
-        loy_sigpipe_restore(&g);
-        if (rc)
+        if ((rc = roundtrip(s, &r, errstr, errstr_size)))
                 return rc;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
                 seterr(errstr, errstr_size, "HMGET %s: %s", s->k_fence,
@@ -1687,18 +1686,6 @@ int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
 /* ---------------------------------------------------- timers and outbox */
 
 /* Sends what is in the buffer as one command and returns its reply. */
-static int roundtrip(loy_store_t *s, redisReply **r, char *errstr,
-                     size_t size) {
-        loy_sigpipe_t g;
-        int rc;
-        if ((rc = ab_flush(s, errstr, size)))
-                return rc;
-        loy_sigpipe_block(&g);
-        rc = get_reply(s, r, errstr, size) ? LOY_STORE_ERR_IO : LOY_STORE_OK;
-        loy_sigpipe_restore(&g);
-        return rc;
-}
-
 static int timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
                       int max, char ***ids, int64_t **due, int *n,
                       char *errstr, size_t errstr_size) {
