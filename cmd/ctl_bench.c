@@ -38,6 +38,7 @@
 #include "ctl.h"
 #include "loy_config.h"
 #include "loy_kafka.h"
+#include "loy_store.h"
 
 #define W1_START_MS 1293840000000LL /* 2011-01-01T00:00:00Z */
 #define W1_STEP_MS 3000
@@ -707,7 +708,7 @@ static const struct {
     [M_RSS] = {"loyaltyd_peak_rss_mib", "loyaltyd peak RSS MiB", "%.1f"},
     [M_MEM_CUST] = {"redis_bytes_per_customer",
                     "Redis used_memory bytes/customer", "%.0f"},
-    [M_CUSTOMERS] = {"customers", "customers (sum of loy:seg)", "%.0f"},
+    [M_CUSTOMERS] = {"customers", "customers (sum of loy:{agg}:seg)", "%.0f"},
     [M_TRIGGERS] = {"triggers_out", "triggers out", "%.0f"},
     [M_PRODUCED] = {"produced", "events produced", "%.0f"},
     [M_APPLIED] = {"applied", "events applied", "%.0f"},
@@ -874,9 +875,9 @@ static int check_counts(const lstats_t *s, long long produced, char *errstr,
 }
 
 static int seg_sum(env_t *e, double *sum, char *errstr, size_t errstr_size) {
-        redisReply *r = own_command(e, OWN_HVALS, "HVALS %s:seg", e->ns);
+        redisReply *r = own_command(e, OWN_HVALS, "HVALS %s:" LOY_KEY_SEG, e->ns);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
-                snprintf(errstr, errstr_size, "redis: HVALS %s:seg failed",
+                snprintf(errstr, errstr_size, "redis: HVALS %s:" LOY_KEY_SEG " failed",
                          e->ns);
                 if (r)
                         freeReplyObject(r);
@@ -1402,7 +1403,7 @@ static void print_table(const bench_opts_t *o, variant_t *vs, int nv) {
                                   &v->m[0][k], o->runs, M__COUNT);
                 if (v->warn_customers)
                         printf("  WARNING: %.0f distinct customers were "
-                               "produced; loy:seg counts differ\n",
+                               "produced; loy:{agg}:seg counts differ\n",
                                v->expected_customers);
                 qsort(v->top, (size_t)v->ntop, sizeof(v->top[0]), cmp_usec);
                 printf("  top Redis commands by time (all runs):\n"

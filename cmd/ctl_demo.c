@@ -478,8 +478,8 @@ int ctl_demo_main(int argc, char **argv) {
                "to 1000 events)\n",
                stat_d(d.rc, "batch_ms_p50"), stat_d(d.rc, "batch_ms_p99"));
         printf("  loyaltyd memory    %.1f MiB peak RSS\n", peak_kb / 1024.0);
-        printf("\n== customers per segment (loy:seg)\n");
-        print_hash(d.rc, "loy:seg", "  ");
+        printf("\n== customers per segment (loy:{agg}:seg)\n");
+        print_hash(d.rc, "loy:{agg}:seg", "  ");
         printf("\n== reward triggers on topic reward-triggers: %lld\n", ntrig);
         for (int i = 0; i < nrules; i++)
                 printf("  %-18s %6lld  (%lld in the holdout group)\n",
@@ -499,8 +499,8 @@ int ctl_demo_main(int argc, char **argv) {
                 if (r)
                         freeReplyObject(r);
         }
-        printf("\n== last day's KPIs (loy:kpi:2011-12-09)\n");
-        print_hash(d.rc, "loy:kpi:2011-12-09", "  ");
+        printf("\n== last day's KPIs (loy:{agg}:kpi:2011-12-09)\n");
+        print_hash(d.rc, "loy:{agg}:kpi:2011-12-09", "  ");
         rc = 0;
         printf("\n== keep exploring\n"
                "  loyaltyctl demo -k        keeps Kafka, Redis and loyaltyd "

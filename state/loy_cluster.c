@@ -803,6 +803,97 @@ oom:
         return LOY_CLUSTER_ERR;
 }
 
+/* The key a command's slot is taken from: its first argument, or for EVAL
+ * and EVALSHA its first key (none when numkeys is 0). Commands without
+ * arguments (PING, MULTI, EXEC ...) and the few server commands below have
+ * none. *key NULL when there is none. -1 for bytes that are not a
+ * command. */
+static int cmd_key(const char *b, size_t len, size_t pos, const char **key,
+                   size_t *klen) {
+        static const char *const keyless[] = {"SCRIPT", "INFO", "CLUSTER",
+                                              "CONFIG", "ECHO", NULL};
+        const char *arg[4];
+        size_t alen[4], argc, n;
+        *key = NULL;
+        *klen = 0;
+        if (scan_num(b, len, &pos, '*', &argc) || argc == 0)
+                return -1;
+        for (size_t a = 0; a < argc && a < 4; a++) {
+                if (scan_num(b, len, &pos, '$', &n) || n > len - pos)
+                        return -1;
+                arg[a] = b + pos;
+                alen[a] = n;
+                pos += n + 2;
+        }
+        if (argc < 2)
+                return 0;
+        for (int i = 0; keyless[i]; i++)
+                if (alen[0] == strlen(keyless[i]) &&
+                    !strncasecmp(arg[0], keyless[i], alen[0]))
+                        return 0;
+        if ((alen[0] == 4 && !strncasecmp(arg[0], "EVAL", 4)) ||
+            (alen[0] == 7 && !strncasecmp(arg[0], "EVALSHA", 7))) {
+                if (argc < 4 || (alen[2] == 1 && arg[2][0] == '0'))
+                        return 0;
+                *key = arg[3];
+                *klen = alen[3];
+                return 0;
+        }
+        *key = arg[1];
+        *klen = alen[1];
+        return 0;
+}
+
+int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
+                              size_t len, size_t *nunits, char *errstr,
+                              size_t size) {
+        const char *b = resp;
+        size_t pos = 0, start = 0, ncmd = 0, added = 0;
+        int in_txn = 0, have_slot = 0;
+        unsigned slot = 0;
+        if (nunits)
+                *nunits = 0;
+        while (pos < len) {
+                size_t cmd_at = pos, klen;
+                const char *key;
+                int kind = CMD_OTHER;
+                if (scan_cmd(b, len, &pos, &kind) ||
+                    cmd_key(b, len, cmd_at, &key, &klen)) {
+                        seterr(errstr, size, "cluster: not RESP arrays of "
+                               "bulk strings at byte %zu", cmd_at);
+                        return LOY_CLUSTER_ERR;
+                }
+                ncmd++;
+                if (key && !have_slot) {
+                        slot = loy_cluster_slot(key, klen);
+                        have_slot = 1;
+                }
+                if (kind == CMD_MULTI && !in_txn) {
+                        in_txn = 1;
+                        continue;
+                }
+                if (in_txn && kind != CMD_EXEC && kind != CMD_DISCARD)
+                        continue;
+                /* a lone command, or the EXEC that closes a block */
+                in_txn = 0;
+                if (loy_cluster_pipe_add(p, slot, b + start, pos - start,
+                                         (int)ncmd, errstr, size))
+                        return LOY_CLUSTER_ERR;
+                added++;
+                if (nunits)
+                        *nunits = added;
+                start = pos;
+                ncmd = 0;
+                have_slot = 0;
+                slot = 0;
+        }
+        if (in_txn) {
+                seterr(errstr, size, "cluster: MULTI without EXEC");
+                return LOY_CLUSTER_ERR;
+        }
+        return LOY_CLUSTER_OK;
+}
+
 /* ------------------------------------------------------------ rounds */
 
 static void fail_part(loy_cluster_pipe_t *p, part_t *pt, int state,
@@ -1191,4 +1282,15 @@ struct redisReply *const *loy_cluster_pipe_replies(
         if (n)
                 *n = (int)p->units[unit].nrep;
         return (struct redisReply *const *)&p->rep[p->units[unit].rep0];
+}
+
+struct redisReply *loy_cluster_pipe_take(loy_cluster_pipe_t *p, size_t unit,
+                                         int i) {
+        redisReply *r;
+        if (p->state != PIPE_DONE || unit >= p->nunits || i < 0 ||
+            (uint32_t)i >= p->units[unit].nrep)
+                return NULL;
+        r = p->rep[p->units[unit].rep0 + (uint32_t)i];
+        p->rep[p->units[unit].rep0 + (uint32_t)i] = NULL;
+        return r;
 }

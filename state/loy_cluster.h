@@ -116,6 +116,18 @@ void loy_cluster_pipe_reset(loy_cluster_pipe_t *p);
 int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot,
                          const void *resp, size_t len, int nreplies,
                          char *errstr, size_t errstr_size);
+/* Cuts len bytes of RESP commands into units and adds them: each lone
+ * command is a unit, and so is each MULTI ... EXEC (or DISCARD) block.
+ * A unit's slot is its first key's: a command's first argument, or the
+ * first key of an EVAL or EVALSHA; commands without a key (PING, MULTI,
+ * SCRIPT, INFO, ...) go with the block's key, or to slot 0's node. A
+ * caller that builds whole pipelines of single-slot commands needs no slot
+ * bookkeeping of its own. *nunits (may be NULL) the units added; on
+ * LOY_CLUSTER_ERR (bad RESP, out of memory) the units before the bad one
+ * stay added. */
+int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
+                              size_t len, size_t *nunits, char *errstr,
+                              size_t errstr_size);
 /* Units added so far. */
 size_t loy_cluster_pipe_units(const loy_cluster_pipe_t *p);
 
@@ -153,5 +165,10 @@ int loy_cluster_pipe_status(const loy_cluster_pipe_t *p, size_t unit);
  * out of range or not received yet. */
 struct redisReply *const *loy_cluster_pipe_replies(
         const loy_cluster_pipe_t *p, size_t unit, int *n);
+
+/* After _recv: takes reply i of unit out of the pipe; the caller frees it
+ * (freeReplyObject). NULL when out of range, not received, or taken. */
+struct redisReply *loy_cluster_pipe_take(loy_cluster_pipe_t *p, size_t unit,
+                                         int i);
 
 #endif

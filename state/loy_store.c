@@ -2,13 +2,15 @@
  * loy_store: the Redis state store (see loy_store.h and docs/redis-keys.md).
  *
  * Commands are written as RESP straight into one per-store buffer that is
- * reused from batch to batch (grown geometrically), then handed to hiredis
- * with redisAppendFormattedCommand: no argv arrays, no allocation per field.
- * hiredis only buffers on append; nothing reaches the socket before the
- * first redisGetReply, so a batch that fails while being built can still be
- * withdrawn whole by dropping the connection.
+ * reused from batch to batch (grown geometrically), then handed to the
+ * router (state/loy_cluster), which cuts them into single-slot units and
+ * sends each to the node that serves its slot: one plain redis-server or
+ * the masters of a Redis Cluster, through the same code. Nothing reaches a
+ * socket before the first reply is asked for (or a write is sent), so a
+ * batch that fails while being built is withdrawn whole by resetting the
+ * pipe. Replies are read back in the order the commands were built.
  *
- * Every I/O error frees the context: the caller reconnects with
+ * Every I/O error marks the store disconnected: the caller reconnects with
  * loy_store_connect() and retries the batch (after reloading its customers,
  * since some MULTI/EXEC blocks of a failed batch may have been applied).
  */
@@ -28,6 +30,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "loy_cluster.h"
 #include "loy_sigpipe.h"
 
 #include "../features/loy_pack.h"
@@ -47,11 +50,18 @@ typedef struct unit {
         int cust;                /* what is a customer id */
 } unit_t;
 
+enum { PIPE_BUILDING, PIPE_SENT, PIPE_DONE };
+
 struct loy_store {
-        redisContext *ctx;       /* NULL while disconnected */
-        char *host;
-        int port;
-        struct timeval tv;
+        loy_cluster_t *cl;
+        loy_cluster_pipe_t *pipe;
+        int up;                  /* 0 until connected, and after an error */
+        char addr[300];          /* the seed, for messages */
+        /* The pipe's state, and the next reply to hand out. */
+        int pstate;
+        size_t cur_unit;
+        int cur_rep;
+        char pipe_err[256];      /* why the pipe's units failed */
         char ns[NS_MAX + 1];
         size_t nslen;
 
@@ -95,25 +105,25 @@ static void seterr(char *errstr, size_t size, const char *fmt, ...) {
         va_end(ap);
 }
 
+/* The pipe's replies (and a write in flight, whose caller learns it from
+ * loy_store_write_recv) are given up; the router drops the connections
+ * that failed and opens them again on the next use. */
 static void drop(loy_store_t *s) {
-        if (s->ctx) {
-                redisFree(s->ctx);
-                s->ctx = NULL;
-        }
-        /* Replies of a write in flight are gone with the connection; its
-         * caller learns it from loy_store_write_recv. */
+        loy_cluster_pipe_reset(s->pipe);
+        s->pstate = PIPE_BUILDING;
+        s->up = 0;
         s->inflight = 0;
 }
 
 static int not_connected(const loy_store_t *s, char *errstr, size_t size) {
-        seterr(errstr, size, "redis %s:%d: not connected", s->host, s->port);
+        seterr(errstr, size, "redis %s: not connected", s->addr);
         return LOY_STORE_ERR_IO;
 }
 
 /* Connected and not waiting for a write's replies (they come first on the
  * connection, so nothing else may be sent before they are read). */
 static int usable(const loy_store_t *s, char *errstr, size_t size) {
-        if (!s->ctx)
+        if (!s->up)
                 return not_connected(s, errstr, size);
         if (s->inflight) {
                 seterr(errstr, size, "redis: a write is in flight; call "
@@ -141,29 +151,56 @@ static int is_refusal_reply(const redisReply *r) {
         return r->type == REDIS_REPLY_ERROR && loy_store_is_refusal(r->str);
 }
 
-/* Records an I/O failure and drops the context. */
-static int io_error(loy_store_t *s, char *errstr, size_t size) {
-        const char *why = "connection lost";
-        if (s->ctx && s->ctx->errstr[0])
-                why = s->ctx->errstr;
-        seterr(errstr, size, "redis %s:%d: %s", s->host, s->port, why);
+/* Records a failure to reach Redis and drops the pipe. */
+static int io_error(loy_store_t *s, const char *why, char *errstr,
+                    size_t size) {
+        seterr(errstr, size, "redis %s: %s", s->addr,
+               why && *why ? why : "connection lost");
         drop(s);
         return LOY_STORE_ERR_IO;
 }
 
-/* SIGPIPE from a dead server is held off around the I/O (loy_sigpipe). */
+/* SIGPIPE from a dead server is held off around the I/O (loy_sigpipe,
+ * and inside the router). */
 
-/* Next reply, or -1 (context dropped, errstr filled). */
+/* Next reply of the pipe, sending and receiving it first when that is
+ * still to do; or -1 (pipe dropped, errstr filled). A unit the router
+ * could not deliver (connection lost, TRYAGAIN or CLUSTERDOWN while slots
+ * move) counts as a lost connection: the caller reconnects, which reads
+ * the slot map again, and retries the batch. */
 static int get_reply(loy_store_t *s, redisReply **r, char *errstr,
                      size_t size) {
-        void *v = NULL;
-        if (redisGetReply(s->ctx, &v) != REDIS_OK || !v) {
-                if (v)
-                        freeReplyObject(v);
-                io_error(s, errstr, size);
+        int n = 0;
+        if (s->pstate != PIPE_DONE) {
+                s->pipe_err[0] = '\0';
+                if (s->pstate == PIPE_BUILDING)
+                        (void)loy_cluster_pipe_exec(s->pipe, s->pipe_err,
+                                                    sizeof(s->pipe_err));
+                else
+                        (void)loy_cluster_pipe_recv(s->pipe, s->pipe_err,
+                                                    sizeof(s->pipe_err));
+                s->pstate = PIPE_DONE;
+                s->cur_unit = 0;
+                s->cur_rep = 0;
+        }
+        while (s->cur_unit < loy_cluster_pipe_units(s->pipe) &&
+               (loy_cluster_pipe_replies(s->pipe, s->cur_unit, &n),
+                s->cur_rep >= n)) {
+                s->cur_unit++;
+                s->cur_rep = 0;
+        }
+        if (s->cur_unit >= loy_cluster_pipe_units(s->pipe)) {
+                io_error(s, "a reply was asked for that no command awaits",
+                         errstr, size);
                 return -1;
         }
-        *r = v;
+        if (loy_cluster_pipe_status(s->pipe, s->cur_unit) != LOY_CLUSTER_OK ||
+            !(*r = loy_cluster_pipe_take(s->pipe, s->cur_unit,
+                                         s->cur_rep))) {
+                io_error(s, s->pipe_err, errstr, size);
+                return -1;
+        }
+        s->cur_rep++;
         return 0;
 }
 
@@ -260,15 +297,24 @@ static void ab_key_args(loy_store_t *s, const char *cmd, const char *key,
                 ab_str(s, args[i]);
 }
 
-/* Hands the built commands to hiredis (buffered, not sent). */
+/* Hands the built commands to the router (kept, not sent). The replies
+ * of the pipe before, read or not, are dropped first. */
 static int ab_flush(loy_store_t *s, char *errstr, size_t size) {
         if (s->oom) {
+                ab_reset(s);
                 seterr(errstr, size, "out of memory building commands");
                 return LOY_STORE_ERR;
         }
-        if (s->len && redisAppendFormattedCommand(s->ctx, s->buf, s->len) !=
-                              REDIS_OK)
-                return io_error(s, errstr, size);
+        if (s->pstate != PIPE_BUILDING) {
+                loy_cluster_pipe_reset(s->pipe);
+                s->pstate = PIPE_BUILDING;
+        }
+        if (s->len && loy_cluster_pipe_add_cmds(s->pipe, s->buf, s->len, NULL,
+                                                errstr, size)) {
+                ab_reset(s);
+                loy_cluster_pipe_reset(s->pipe);
+                return LOY_STORE_ERR;
+        }
         ab_reset(s);
         return LOY_STORE_OK;
 }
@@ -279,38 +325,17 @@ static void fixed_key(const loy_store_t *s, char *dst, const char *suffix) {
         snprintf(dst, KEY_MAX, "%s:%s", s->ns, suffix);
 }
 
-static int do_connect(loy_store_t *s, char *errstr, size_t size) {
-        redisContext *c = redisConnectWithTimeout(s->host, s->port, s->tv);
-        if (!c) {
-                seterr(errstr, size, "redis %s:%d: out of memory", s->host,
-                       s->port);
-                return -1;
-        }
-        if (c->err) {
-                seterr(errstr, size, "redis %s:%d: %s", s->host, s->port,
-                       c->errstr);
-                redisFree(c);
-                return -1;
-        }
-        if (redisSetTimeout(c, s->tv) != REDIS_OK) {
-                seterr(errstr, size, "redis %s:%d: cannot set timeout: %s",
-                       s->host, s->port, c->errstr);
-                redisFree(c);
-                return -1;
-        }
-        s->ctx = c;
-        return 0;
-}
-
-/* PING on the current context: LOY_STORE_OK, or an error that dropped it. */
+/* PING through the pipe: LOY_STORE_OK, or an error that dropped it. */
 static int ping(loy_store_t *s, char *errstr, size_t size) {
-        static const char cmd[] = "*1\r\n$4\r\nPING\r\n";
         redisReply *r = NULL;
         loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
-        if (redisAppendFormattedCommand(s->ctx, cmd, sizeof(cmd) - 1) !=
-            REDIS_OK)
-                return io_error(s, errstr, size);
+        ab_reset(s);
+        ab_hdr(s, '*', 1);
+        ab_str(s, "PING");
+        if ((rc = ab_flush(s, errstr, size)))
+                return rc;
+        s->up = 1;               /* for the one reply; reset on failure */
         loy_sigpipe_block(&g);
         if (get_reply(s, &r, errstr, size))
                 rc = LOY_STORE_ERR_IO;
@@ -319,9 +344,8 @@ static int ping(loy_store_t *s, char *errstr, size_t size) {
                 return rc;
         if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG")) {
                 /* LOADING, NOAUTH ...: connected but not usable yet. */
-                seterr(errstr, size, "redis %s:%d: PING: %s", s->host,
-                       s->port, r->type == REDIS_REPLY_ERROR ? r->str :
-                                                               "bad reply");
+                seterr(errstr, size, "redis %s: PING: %s", s->addr,
+                       r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
                 drop(s);
                 rc = LOY_STORE_ERR_IO;
         }
@@ -372,28 +396,34 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
         }
 
         s = calloc(1, sizeof(*s));
-        if (!s || !(s->host = strdup(host))) {
-                free(s);
+        if (!s) {
                 seterr(errstr, errstr_size, "redis: out of memory");
                 return NULL;
         }
-        s->port = port;
+        snprintf(s->addr, sizeof(s->addr), strchr(host, ':') ? "[%s]:%d" :
+                 "%s:%d", host, port);
         if (timeout_ms == 0)
                 timeout_ms = DEFAULT_TIMEOUT_MS;
-        s->tv.tv_sec = timeout_ms / 1000;
-        s->tv.tv_usec = (timeout_ms % 1000) * 1000;
+        /* A cluster's seed: the router reads the other masters from it. */
+        if (!(s->cl = loy_cluster_create(s->addr, timeout_ms, errstr,
+                                         errstr_size)) ||
+            !(s->pipe = loy_cluster_pipe_create(s->cl, errstr,
+                                                errstr_size))) {
+                loy_store_destroy(s);
+                return NULL;
+        }
         snprintf(s->ns, sizeof(s->ns), "%s", ns);
         s->nslen = strlen(s->ns);
-        fixed_key(s, s->k_seg, "seg");
+        fixed_key(s, s->k_seg, LOY_KEY_SEG);
         fixed_key(s, s->k_churn, "rank:churn");
         fixed_key(s, s->k_clv, "rank:clv");
         fixed_key(s, s->k_outbox, "outbox");
         fixed_key(s, s->k_stats, "stats");
         fixed_key(s, s->k_clock, "clock");
-        fixed_key(s, s->k_fence, "aggfence");
+        fixed_key(s, s->k_fence, LOY_KEY_FENCE);
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
                 char suffix[64];
-                snprintf(suffix, sizeof(suffix), "hist:%s",
+                snprintf(suffix, sizeof(suffix), LOY_KEY_HIST "%s",
                          loy_dim_name((loy_dim_t)d));
                 fixed_key(s, s->k_hist[d], suffix);
         }
@@ -421,32 +451,38 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
 void loy_store_destroy(loy_store_t *s) {
         if (!s)
                 return;
-        drop(s);
-        free(s->host);
+        loy_cluster_pipe_destroy(s->pipe);
+        loy_cluster_destroy(s->cl);
         free(s->buf);
         free(s->units);
         free(s);
 }
 
 int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size) {
-        int had = s->ctx != NULL;
+        int had = s->up;
         if (s->inflight) {
                 seterr(errstr, errstr_size, "redis: a write is in flight; "
                        "call loy_store_write_recv first");
                 return LOY_STORE_ERR;
         }
-        if (!s->ctx && do_connect(s, errstr, errstr_size))
+        /* The map may have moved, or the server restarted in another role:
+         * read it again before anything is sent. */
+        if (loy_cluster_refresh(s->cl, errstr, errstr_size) !=
+            LOY_CLUSTER_OK) {
+                drop(s);
                 return LOY_STORE_ERR_IO;
+        }
         if (ping(s, errstr, errstr_size) == LOY_STORE_OK)
                 return LOY_STORE_OK;
-        /* A context that was up may just be stale (server restarted). */
-        if (!had || do_connect(s, errstr, errstr_size))
+        /* A connection that was up may just be stale (server restarted):
+         * the router has dropped it and opens a new one. */
+        if (!had)
                 return LOY_STORE_ERR_IO;
         return ping(s, errstr, errstr_size);
 }
 
 int loy_store_is_connected(const loy_store_t *s) {
-        return s->ctx != NULL;
+        return s->up;
 }
 
 const char *loy_store_ns(const loy_store_t *s) {
@@ -738,7 +774,7 @@ static void civil(int64_t days, int64_t *y, unsigned *m, unsigned *d) {
         *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
-/* "<ns>:kpi:yyyy-mm-dd" for the UTC day holding ms. */
+/* "<ns>:{agg}:kpi:yyyy-mm-dd" for the UTC day holding ms. */
 static void kpi_key(const loy_store_t *s, int64_t ms, char *dst,
                     size_t size) {
         int64_t days = ms / LOY_MS_PER_DAY, y;
@@ -746,8 +782,8 @@ static void kpi_key(const loy_store_t *s, int64_t ms, char *dst,
         if (ms % LOY_MS_PER_DAY < 0)
                 days--;
         civil(days, &y, &m, &d);
-        snprintf(dst, size, "%s:kpi:%04lld-%02u-%02u", s->ns, (long long)y,
-                 m, d);
+        snprintf(dst, size, "%s:" LOY_KEY_KPI "%04lld-%02u-%02u", s->ns,
+                 (long long)y, m, d);
 }
 
 static int check_write(const loy_cust_write_t *w, char *errstr,
@@ -1148,16 +1184,17 @@ static int unit_add(loy_store_t *s, const char *what, int k, int tx,
 
 #define TIMER_PARTS_MAX 1024
 
+static int read_units(loy_store_t *s, char *errstr, size_t errstr_size);
+
 /* The customers' pipeline, after the batch's outbox entries (triggers
  * must be kept before the customers that caused them move on). */
 static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
                       int noutbox, const loy_cust_write_t *w, int n,
                       int64_t now_ms, const loy_feat_conf_t *fconf,
                       char *errstr, size_t errstr_size) {
-        loy_sigpipe_t g;
         int32_t parts[TIMER_PARTS_MAX];
         char key[KEY_MAX];
-        int rc, handed = 0, done = 0, np;
+        int rc, handed = 0, np;
         int i;
 
         if (n < 0 || (n > 0 && !w)) {
@@ -1206,6 +1243,16 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
                 s->oom |= unit_add(s, s->k_churn, 1, 0, 0);
         if (group_cmd(s, "ZADD", s->k_clv, 1, w, n, 0, want_clv))
                 s->oom |= unit_add(s, s->k_clv, 1, 0, 0);
+        /* One connection keeps this order on a single server. The masters
+         * of a cluster each keep only their own, so the outbox and the
+         * timer entries are known to be in before any customer moves on:
+         * one more round trip. */
+        if (loy_cluster_is_cluster(s->cl) == 1 && s->nunits) {
+                if ((rc = ab_flush(s, errstr, errstr_size)) ||
+                    (rc = read_units(s, errstr, errstr_size)))
+                        return rc;
+                s->nunits = 0;
+        }
         for (i = 0; i < n; i++) {
                 int tx;
                 int k = build_cust(s, &w[i], now_ms, fconf, &tx, errstr,
@@ -1243,15 +1290,11 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
         /* Transmit now rather than on the first read, so Redis works on this
          * batch while the caller prepares the next. Redis buffers its
          * replies meanwhile, so not reading them cannot stall it. */
-        loy_sigpipe_block(&g);
-        while (!done)
-                if (redisBufferWrite(s->ctx, &done) != REDIS_OK) {
-                        rc = io_error(s, errstr, errstr_size);
-                        break;
-                }
-        loy_sigpipe_restore(&g);
-        if (rc)
-                return rc;
+        if (loy_cluster_pipe_send(s->pipe, errstr, errstr_size) !=
+            LOY_CLUSTER_OK)
+                return io_error(s, errstr && *errstr ? errstr : NULL, errstr,
+                                errstr_size);
+        s->pstate = PIPE_SENT;
         s->inflight = 1;
         return LOY_STORE_OK;
 }
@@ -1264,15 +1307,20 @@ int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
 }
 
 int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
+        if (!s->inflight) {
+                seterr(errstr, errstr_size, "write: no batch in flight");
+                return s->up ? LOY_STORE_ERR :
+                               not_connected(s, errstr, errstr_size);
+        }
+        s->inflight = 0;
+        return read_units(s, errstr, errstr_size);
+}
+
+/* Reads the replies of the units recorded (s->units). */
+static int read_units(loy_store_t *s, char *errstr, size_t errstr_size) {
         loy_sigpipe_t g;
         int rc = LOY_STORE_OK, first = 1;
 
-        if (!s->inflight) {
-                seterr(errstr, errstr_size, "write: no batch in flight");
-                return s->ctx ? LOY_STORE_ERR :
-                                not_connected(s, errstr, errstr_size);
-        }
-        s->inflight = 0;
         loy_sigpipe_block(&g);
         for (int i = 0; i < s->nunits; i++) {
                 const unit_t *u = &s->units[i];
@@ -1321,7 +1369,7 @@ static int roundtrip(loy_store_t *s, redisReply **r, char *errstr,
  * each KPI day's derived values recomputed from its counters (a ratio
  * cannot be added to; money is printed from its exact micro-unit sum).
  *
- * KEYS: aggfence, then the segment and histogram keys moved, then KPI
+ * KEYS: the fence, then the segment and histogram keys moved, then KPI
  * days.
  * ARGV: the index of the first KPI day in KEYS, nfence, then (field,
  * check, expect, value) per fence, then for each key after the first: n,
@@ -1389,7 +1437,7 @@ static int64_t day_of(int64_t ms) {
         return ms % LOY_MS_PER_DAY < 0 ? d - 1 : d;
 }
 
-/* The count keys the deltas move: -1 (<ns>:seg), then each dimension;
+/* The count keys the deltas move: -1 (<ns>:{agg}:seg), then each dimension;
  * keys[] gets them in that order, returns how many. */
 static int count_keys(const loy_batch_agg_t *agg, int *keys) {
         int nk = 0;

@@ -3,17 +3,22 @@
  * (docs/redis-keys.md); every key starts with the configured namespace.
  *
  *   <ns>:c:{<cid>}            hash   customer features, scores, offsets
- *   <ns>:seg                  hash   customers per segment
- *   <ns>:hist:<dim>           hash   population histogram bin -> customers
+ *   <ns>:{agg}:seg            hash   customers per segment
+ *   <ns>:{agg}:hist:<dim>     hash   population histogram bin -> customers
  *   <ns>:rank:churn, :rank:clv zset  customer -> churn_prob / clv
- *   <ns>:kpi:<yyyy-mm-dd>     hash   daily KPIs
+ *   <ns>:{agg}:kpi:<yyyy-mm-dd> hash daily KPIs
  *   <ns>:stats                hash   processor counters
  *   <ns>:timers:<partition>   zset   customer -> due time (ms, event time)
  *   <ns>:outbox               hash   trigger_id -> framed Avro trigger
  *   <ns>:clock                hash   "<topic>:<partition>" -> newest
  *                                    event time applied there (ms)
- *   <ns>:aggfence             hash   what the daily KPIs already hold,
+ *   <ns>:{agg}:fence          hash   what the aggregates already hold,
  *                                    per input partition
+ *
+ * Every command names keys of one hash slot, so the same commands run on a
+ * Redis Cluster (state/loy_cluster routes them): a customer's keys share
+ * the tag {<cid>}, the aggregates that one script sums with their fence
+ * share {agg}.
  *
  * Never one round trip per event: loads are one pipeline per batch; a
  * batch's write is two (loy_store_write_batch): first the batch's KPIs,
@@ -39,6 +44,12 @@
 #include "../features/loy_feat.h"
 #include "../features/loy_rfm.h"
 #include "../models/loy_reco.h"
+
+/* The aggregate keys after "<ns>:", for tools that read them. */
+#define LOY_KEY_SEG "{agg}:seg"
+#define LOY_KEY_HIST "{agg}:hist:"      /* + dimension name */
+#define LOY_KEY_KPI "{agg}:kpi:"        /* + yyyy-mm-dd */
+#define LOY_KEY_FENCE "{agg}:fence"
 
 typedef enum {
         LOY_STORE_OK = 0,
@@ -85,7 +96,7 @@ struct redisReply;
 int loy_store_cust_from_reply(const struct redisReply *r, loy_cust_t *c,
                               const char **bad);
 
-/* Replaces rfm's counts with the <ns>:hist:* hashes. */
+/* Replaces rfm's counts with the <ns>:{agg}:hist:* hashes. */
 int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
                         size_t errstr_size);
 
@@ -156,7 +167,7 @@ typedef struct loy_cust_write {
         const double *rec_scores;
 } loy_cust_write_t;
 
-/* One field of <ns>:aggfence. "o:<topic>:<partition>" holds the newest
+/* One field of <ns>:{agg}:fence. "o:<topic>:<partition>" holds the newest
  * offset of that input partition whose effect the aggregates hold;
  * "f:<partition>" the silence checks (lines "<due ms> <cid>") of the last
  * batch that fired any there; "v:<partition>" what the segment and
@@ -174,8 +185,8 @@ typedef struct loy_agg_fence {
         const char *value;
 } loy_agg_fence_t;
 
-/* A move of the population counts: dim -1 is <ns>:seg (field: the
- * segment's name), otherwise <ns>:hist:<dim> (field: the bin). */
+/* A move of the population counts: dim -1 is <ns>:{agg}:seg (field: the
+ * segment's name), otherwise <ns>:{agg}:hist:<dim> (field: the bin). */
 typedef struct loy_count_delta {
         int dim;
         int field;
@@ -209,7 +220,7 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                           const loy_feat_conf_t *fconf, char *errstr,
                           size_t errstr_size);
 
-/* HMGET of n fields of <ns>:aggfence: values[i] malloc'ed (caller frees)
+/* HMGET of n fields of <ns>:{agg}:fence: values[i] malloc'ed (caller frees)
  * or NULL when absent. */
 int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
                         char **values, char *errstr, size_t errstr_size);

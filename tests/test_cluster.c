@@ -182,7 +182,7 @@ static void test_keyslot_server(void) {
             "{}{a}", "{", "}", "}{", "{{a}}", "a{b", "a}b{", "{a", "a}",
             "{}}", "{{}}", "x{}", "x{ }y", "{\xff}", "", "foo{}{bar}",
             "foo{{bar}}zap", "foo{bar}{zap}", "{user1000}.following",
-            "loy:i:sku-1:nbrs", "loy:kpi:2024-03-05"};
+            "loy:i:sku-1:nbrs", "loy:{agg}:kpi:2024-03-05"};
         const int nspecial = (int)(sizeof(special) / sizeof(*special));
         static char keys[NKEYS][24];
         static size_t lens[NKEYS];
@@ -560,6 +560,83 @@ static void test_multi(void) {
                 CU_ASSERT_EQUAL(node_hget(o1, "{ws}", "n"), -1);
                 CU_ASSERT_EQUAL(node_of_slot(cl, s1), o1);
         }
+        loy_cluster_pipe_destroy(p);
+        loy_cluster_destroy(cl);
+        free(b.p);
+}
+
+/* A whole pipeline cut into units by its keys: lone commands, an EVAL by
+ * its first key, a MULTI block by its first keyed command, PING anywhere;
+ * every write lands on the node of its key. */
+static void test_add_cmds(void) {
+        loy_cluster_t *cl = router();
+        loy_cluster_pipe_t *p;
+        rbuf_t b = {0};
+        size_t nu = 0;
+        int bad = 0;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(cl);
+        p = loy_cluster_pipe_create(cl, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        rb_cmd(&b, "PING", NULL);
+        for (int i = 0; i < 300; i++) {
+                char key[32];
+                snprintf(key, sizeof(key), "ac:%d", i);
+                rb_cmd(&b, "HINCRBY", key, "n", "1", NULL);
+        }
+        rb_cmd(&b, "EVAL",
+               "redis.call('HINCRBY', KEYS[1], 'n', 1) "
+               "return redis.call('HINCRBY', KEYS[2], 'n', 1)",
+               "2", "{ev}:a", "{ev}:b", NULL);
+        rb_cmd(&b, "EVAL", "return 5", "0", NULL);
+        rb_cmd(&b, "MULTI", NULL);
+        rb_cmd(&b, "HINCRBY", "{tx}:a", "n", "1", NULL);
+        rb_cmd(&b, "HINCRBY", "{tx}:b", "n", "2", NULL);
+        rb_cmd(&b, "EXEC", NULL);
+        CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E,
+                                                        sizeof(E)),
+                              LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(nu, 1 + 300 + 2 + 1);
+        CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_exec(p, E, sizeof(E)),
+                              LOY_CLUSTER_OK);
+        CU_ASSERT(is_status(reply(p, 0, 0), "PONG"));
+        for (int i = 0; i < 300; i++) {
+                char key[32];
+                snprintf(key, sizeof(key), "ac:%d", i);
+                if (!is_int(reply(p, 1 + (size_t)i, 0), 1) ||
+                    node_hget(node_of_slot(cl, loy_cluster_slot(
+                                                   key, strlen(key))),
+                              key, "n") != 1)
+                        bad++;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        CU_ASSERT(is_int(reply(p, 301, 0), 1));
+        CU_ASSERT(is_int(reply(p, 302, 0), 5));
+        CU_ASSERT(is_status(reply(p, 303, 0), "OK"));
+        CU_ASSERT_EQUAL(reply(p, 303, 3)->type, REDIS_REPLY_ARRAY);
+        CU_ASSERT_EQUAL(node_hget(node_of_slot(cl, slot_of("{tx}")), "{tx}:b",
+                                  "n"), 2);
+        CU_ASSERT_EQUAL(node_hget(node_of_slot(cl, slot_of("{ev}")), "{ev}:a",
+                                  "n"), 1);
+        /* Taken replies are the caller's; the pipe gives them once. */
+        {
+                redisReply *r = loy_cluster_pipe_take(p, 302, 0);
+                CU_ASSERT(is_int(r, 5));
+                CU_ASSERT_PTR_NULL(loy_cluster_pipe_take(p, 302, 0));
+                CU_ASSERT_PTR_NULL(loy_cluster_pipe_take(p, 302, 1));
+                freeReplyObject(r);
+        }
+        /* Bad bytes and an open MULTI are refused. */
+        loy_cluster_pipe_reset(p);
+        CU_ASSERT_EQUAL(loy_cluster_pipe_add_cmds(p, "*1\r\n$4\r\nPIN", 12,
+                                                  NULL, E, sizeof(E)),
+                        LOY_CLUSTER_ERR);
+        b.len = 0;
+        rb_cmd(&b, "MULTI", NULL);
+        rb_cmd(&b, "HINCRBY", "x", "n", "1", NULL);
+        CU_ASSERT_EQUAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E,
+                                                  sizeof(E)),
+                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(nu, 0);
         loy_cluster_pipe_destroy(p);
         loy_cluster_destroy(cl);
         free(b.p);
@@ -1147,6 +1224,8 @@ int main(void) {
         CU_add_test(su, "10,000 units on 3 masters", test_big_pipeline);
         CU_add_test(su, "MULTI/EXEC units", test_multi);
         CU_add_test(su, "send, build the next, receive", test_split);
+        CU_add_test(su, "a pipeline cut into units by its keys",
+                    test_add_cmds);
         CU_add_test(su, "slot migration under traffic", test_migration);
         CU_add_test(su, "a master killed and restarted", test_node_down);
         su = CU_add_suite("single", single_init, single_clean);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "loy_codec.h"
+#include "loy_store.h"
 #include "tu.h"
 
 static tu_redis_t redis;
@@ -66,7 +67,7 @@ static double lua_sum(const char *ns, const char *field) {
 }
 
 static double kpi_sum(const char *ns, const char *field) {
-        return hash_sum(ns, "kpi:*", field);
+        return hash_sum(ns, LOY_KEY_KPI "*", field);
 }
 
 static int64_t produce_file(const char *topic) {

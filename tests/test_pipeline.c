@@ -265,16 +265,16 @@ static void test_exact_state_and_trigger(void) {
         ASSERT_FIELD(key, "off:purchases1:1", "3");
         ASSERT_FIELD(key, "off:browse1:1", "0");
         ASSERT_FIELD(key, "cool:second_purchase", "1291190400000");
-        ASSERT_FIELD("loy:kpi:2010-12-01", "purchases", "1");
-        ASSERT_FIELD("loy:kpi:2010-12-01", "new_customers", "1");
-        ASSERT_FIELD("loy:kpi:2010-12-01", "revenue", "25");
-        ASSERT_FIELD("loy:kpi:2010-12-01", "triggers:second_purchase", "1");
-        ASSERT_FIELD("loy:kpi:2010-12-11", "purchases", "2");
-        ASSERT_FIELD("loy:kpi:2010-12-11", "repeat_purchases", "2");
-        ASSERT_FIELD("loy:kpi:2010-12-11", "repurchase_rate", "1.0000");
-        ASSERT_FIELD("loy:kpi:2010-12-01", "repurchase_rate", "0.0000");
-        ASSERT_FIELD("loy:kpi:2010-12-21", "returns", "1");
-        ASSERT_FIELD("loy:kpi:2010-12-21", "return_value", "10");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "purchases", "1");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "new_customers", "1");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "revenue", "25");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "triggers:second_purchase", "1");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-11", "purchases", "2");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-11", "repeat_purchases", "2");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-11", "repurchase_rate", "1.0000");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "repurchase_rate", "0.0000");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-21", "returns", "1");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-21", "return_value", "10");
         ASSERT_FIELD("loy:stats", "events_in", "5");
         {
                 /* P(alive) from the shipped model is a probability, churn

@@ -453,27 +453,27 @@ static void test_seg_hist(void) {
         a->nkpi = 1;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
         /* the documented names: segment names, bins as numbers */
-        CLI_EQ(&R, "HGETALL loy:seg", "new\n-1\nloyal\n2");
-        snprintf(cmd, sizeof(cmd), "HGETALL loy:hist:%s",
+        CLI_EQ(&R, "HGETALL loy:{agg}:seg", "new\n-1\nloyal\n2");
+        snprintf(cmd, sizeof(cmd), "HGETALL loy:{agg}:hist:%s",
                  loy_dim_name(LOY_DIM_RECENCY));
         CLI_EQ(&R, cmd, "1900\n1");
-        snprintf(cmd, sizeof(cmd), "EXISTS loy:hist:%s",
+        snprintf(cmd, sizeof(cmd), "EXISTS loy:{agg}:hist:%s",
                  loy_dim_name(LOY_DIM_MONETARY));
         CLI_EQ(&R, cmd, "0");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "1");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 purchases", "1");
 
         /* Moves only: an emptied field keeps its 0. */
         mv[1].delta = -2;
         a->ncount = 2;
         a->nkpi = 0;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
-        CLI_EQ(&R, "HGETALL loy:seg", "new\n-2\nloyal\n0");
+        CLI_EQ(&R, "HGETALL loy:{agg}:seg", "new\n-2\nloyal\n0");
 
         /* A customer's write moves no count, whatever its segment. */
         buyer(&c, "42");
         wr_init(&w, &c);
         CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
-        CLI_EQ(&R, "HGETALL loy:seg", "new\n-2\nloyal\n0");
+        CLI_EQ(&R, "HGETALL loy:{agg}:seg", "new\n-2\nloyal\n0");
 
         /* Out of range: refused before anything is sent. */
         mv[0].field = LOY_SEG__COUNT;
@@ -481,7 +481,7 @@ static void test_seg_hist(void) {
         mv[0].field = LOY_SEG_NEW;
         mv[0].dim = LOY_DIM__COUNT;
         CU_ASSERT_EQUAL(write_agg(a), LOY_STORE_ERR);
-        CLI_EQ(&R, "HGETALL loy:seg", "new\n-2\nloyal\n0");
+        CLI_EQ(&R, "HGETALL loy:{agg}:seg", "new\n-2\nloyal\n0");
 }
 
 /* The fences: checked before anything is written, then moved; a fence
@@ -505,7 +505,7 @@ static void test_agg_fence(void) {
         a->fence = f;
         a->nfence = 2;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
-        CLI_EQ(&R, "HGET loy:aggfence o:purchases:3", "41");
+        CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "41");
         CU_ASSERT_EQUAL_FATAL(loy_store_fence_get(S, fields, 3, vals, E,
                                                   sizeof(E)), LOY_STORE_OK);
         CU_ASSERT_STRING_EQUAL(vals[0], "41");
@@ -517,7 +517,7 @@ static void test_agg_fence(void) {
         /* Someone else moved it to 50: this process still expects 41 ...
          * nothing of its batch is written, not even its outbox or its
          * customers. */
-        free(tu_redis_cli(&R, "HSET loy:aggfence o:purchases:3 50"));
+        free(tu_redis_cli(&R, "HSET loy:{agg}:fence o:purchases:3 50"));
         f[0].expect = "41";
         f[0].value = "60";
         buyer(&c, "z");
@@ -526,9 +526,9 @@ static void test_agg_fence(void) {
                                               E, sizeof(E)),
                         LOY_STORE_ERR_FENCED);
         CU_ASSERT_TRUE(strstr(E, "o:purchases:3") != NULL);
-        CLI_EQ(&R, "HGET loy:aggfence o:purchases:3", "50");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "1");
-        CLI_EQ(&R, "EXISTS loy:c:{z} loy:outbox loy:seg", "0");
+        CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "50");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 purchases", "1");
+        CLI_EQ(&R, "EXISTS loy:c:{z} loy:outbox loy:{agg}:seg", "0");
 
         /* ... a field that must not exist yet, and does: refused too. */
         f[0].expect = NULL;
@@ -538,8 +538,8 @@ static void test_agg_fence(void) {
         f[0].expect = "50";
         CU_ASSERT_EQUAL(loy_store_write_batch(S, &ob, 1, a, &w, 1, T0, &FC,
                                               E, sizeof(E)), LOY_STORE_OK);
-        CLI_EQ(&R, "HGET loy:aggfence o:purchases:3", "60");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "2");
+        CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "60");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 purchases", "2");
         CLI_EQ(&R, "HGET loy:c:{z} orders", "3");
         CLI_EQ(&R, "HGET loy:outbox t-z", "zombie");
 
@@ -548,7 +548,7 @@ static void test_agg_fence(void) {
         a->nfence = 2;
         f[0].expect = "60";
         CU_ASSERT_EQUAL(write_agg(a), LOY_STORE_OK);
-        CLI_EQ(&R, "HEXISTS loy:aggfence f:3", "0");
+        CLI_EQ(&R, "HEXISTS loy:{agg}:fence f:3", "0");
 }
 
 static void test_load_hist(void) {
@@ -558,7 +558,7 @@ static void test_load_hist(void) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(rfm);
         flush();
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
-                snprintf(cmd, sizeof(cmd), "HSET loy:hist:%s 1 2 3 1",
+                snprintf(cmd, sizeof(cmd), "HSET loy:{agg}:hist:%s 1 2 3 1",
                          loy_dim_name((loy_dim_t)d));
                 free(tu_redis_cli(&R, cmd));
         }
@@ -571,7 +571,7 @@ static void test_load_hist(void) {
         CU_ASSERT_EQUAL(loy_rfm_total(rfm, LOY_DIM_MONETARY), 3);
 
         /* Counts come from Redis, not from what this process wrote. */
-        snprintf(cmd, sizeof(cmd), "HSET loy:hist:%s 7 40",
+        snprintf(cmd, sizeof(cmd), "HSET loy:{agg}:hist:%s 7 40",
                  loy_dim_name(LOY_DIM_MONETARY));
         free(tu_redis_cli(&R, cmd));
         CU_ASSERT_EQUAL(loy_store_load_hist(S, rfm, E, sizeof(E)),
@@ -579,7 +579,7 @@ static void test_load_hist(void) {
         CU_ASSERT_EQUAL(loy_rfm_total(rfm, LOY_DIM_MONETARY), 43);
 
         /* A bin outside the histogram is an error and changes nothing. */
-        snprintf(cmd, sizeof(cmd), "HSET loy:hist:%s 99999 1",
+        snprintf(cmd, sizeof(cmd), "HSET loy:{agg}:hist:%s 99999 1",
                  loy_dim_name(LOY_DIM_FREQUENCY));
         free(tu_redis_cli(&R, cmd));
         CU_ASSERT_EQUAL(loy_store_load_hist(S, rfm, E, sizeof(E)),
@@ -612,15 +612,15 @@ static void test_kpi(void) {
         a->kpi = k2;
         a->nkpi = 3;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", "2");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "22.5");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 triggers:winback", "1");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 return_value", "-2.25");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-06 purchases", "1");
-        CLI_EQ(&R, "HGET loy:kpi:1969-12-31 purchases", "1");
-        CLI_EQ(&R, "EXISTS loy:kpi:1969-12-31 loy:kpi:2024-03-05 "
-                   "loy:kpi:2024-03-06", "3");
-        CLI_EQ(&R, "EVAL \"return #redis.call('KEYS', 'loy:kpi:*')\" 0",
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 purchases", "2");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 revenue", "22.5");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 triggers:winback", "1");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 return_value", "-2.25");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-06 purchases", "1");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:1969-12-31 purchases", "1");
+        CLI_EQ(&R, "EXISTS loy:{agg}:kpi:1969-12-31 loy:{agg}:kpi:2024-03-05 "
+                   "loy:{agg}:kpi:2024-03-06", "3");
+        CLI_EQ(&R, "EVAL \"return #redis.call('KEYS', 'loy:{agg}:kpi:*')\" 0",
                "3");
 }
 
@@ -666,19 +666,19 @@ static void test_kpi_rate_in_write(void) {
         a->kpi = k1;
         a->nkpi = 2;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.0000");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 repurchase_rate", "0.0000");
         a->kpi = k2;
         a->nkpi = 5;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 repurchase_rate", "0.5000");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 repurchase_rate", "0.5000");
         /* money: exact integer sums, readable text derived from them */
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue_micros", "12340000");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "12.34");
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 return_value", "1.000001");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 revenue_micros", "12340000");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 revenue", "12.34");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 return_value", "1.000001");
         a->kpi = k2 + 2;
         a->nkpi = 1;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 revenue", "24.68");
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 revenue", "24.68");
 }
 
 /* --------------------------------------------------------------- timers */
@@ -921,7 +921,7 @@ static void test_namespace(void) {
                 free(keys);
         }
         CLI_EQ(&R, "EXISTS loy:c:{7}", "0");
-        CLI_EQ(&R, "HGET shop2:kpi:2024-03-05 purchases", "1");
+        CLI_EQ(&R, "HGET shop2:{agg}:kpi:2024-03-05 purchases", "1");
         CLI_EQ(&R, "ZSCORE shop2:timers:0 7", "1709640000001");
         CLI_EQ(&R, "HGET shop2:outbox t1", "x");
         CLI_EQ(&R, "HGET shop2:stats events_in", "1");
@@ -1190,7 +1190,7 @@ static void test_big_pipeline(void) {
         snprintf(want, sizeof(want), "%d", BIG);
         CLI_EQ(&R, "ZCARD loy:rank:churn", want);
         CLI_EQ(&R, "ZCARD loy:timers:0", want);
-        CLI_EQ(&R, "HGET loy:kpi:2024-03-05 purchases", want);
+        CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 purchases", want);
         CLI_EQ(&R, "HGET loy:c:{c9999} orders", "9999");
         CLI_EQ(&R, "ZREVRANGE loy:rank:churn 0 0", "c9999");
 

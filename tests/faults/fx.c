@@ -312,7 +312,9 @@ int fx_spawn(fx_env_t *e, int i) {
 
         snprintf(a[0], sizeof(a[0]), "kafka.bootstrap.servers=%s",
                  tu_kafka_bootstraps(e->kafka));
-        snprintf(a[1], sizeof(a[1]), "redis.port=%d", e->redis->port);
+        /* a cluster's first master is the seed; loyaltyd finds the rest */
+        snprintf(a[1], sizeof(a[1]), "redis.port=%d",
+                 e->cluster ? e->cluster->node[0].port : e->redis->port);
         snprintf(a[2], sizeof(a[2]), "input.group.id=%s", e->group);
         argv[argc++] = e->bin;
         argv[argc++] = "-c";
@@ -726,7 +728,7 @@ const char *const fx_snap_skip[][2] = {
                   "gauges are wall-clock (latency, events/s, lag)"},
         {"outbox", "transient by design; checked on its own: must be empty "
                    "once settled"},
-        {"aggfence", "internal: lists the silence checks of the last batch "
+        {LOY_KEY_FENCE, "internal: lists the silence checks of the last batch "
                      "that fired any, which depend on how events were "
                      "batched; what it fences is checked by exactly-once"},
         {NULL, NULL},
@@ -881,25 +883,28 @@ out:
         return rc;
 }
 
-/* <ns>:seg and <ns>:hist:<dim>: customers per segment or bin. */
+/* <ns>:{agg}:seg and <ns>:{agg}:hist:<dim>: customers per segment or
+ * bin. */
 static int is_count_key(const char *key, const char *ns) {
         size_t n = strlen(ns);
-        return !strncmp(key, ns, n) &&
-               (!strcmp(key + n, ":seg") || !strncmp(key + n, ":hist:", 6));
+        return !strncmp(key, ns, n) && key[n] == ':' &&
+               (!strcmp(key + n + 1, LOY_KEY_SEG) ||
+                !strncmp(key + n + 1, LOY_KEY_HIST, strlen(LOY_KEY_HIST)));
 }
 
 static int cmp_ent(const void *a, const void *b) {
         return strcmp(((const fx_ent_t *)a)->k, ((const fx_ent_t *)b)->k);
 }
 
-int fx_snap_take(int port, const char *ns, fx_snap_t *s) {
+/* Adds the keys of ns:* that the server on port holds (a cluster node:
+ * the keys of its slots) to s, unsorted. */
+static int snap_node(int port, const char *ns, fx_snap_t *s) {
         redisContext *c = connect_port(port);
         char cursor[32] = "0", pat[128];
         char **keys = NULL;
         int nkeys = 0, cap = 0, rc = 0;
         redisReply *r;
 
-        memset(s, 0, sizeof(*s));
         if (!c)
                 return -1;
         snprintf(pat, sizeof(pat), "%s:*", ns);
@@ -1031,16 +1036,74 @@ int fx_snap_take(int port, const char *ns, fx_snap_t *s) {
                 }
                 free(types);
         }
-        s->keys = nkeys;
-        qsort(s->e, (size_t)s->n, sizeof(*s->e), cmp_ent);
+        s->keys += nkeys;
 out:
         for (int i = 0; i < nkeys; i++)
                 free(keys[i]);
         free(keys);
         redisFree(c);
-        if (rc)
-                fx_snap_free(s);
         return rc;
+}
+
+int fx_snap_take_nodes(const int *ports, int n, const char *ns,
+                       fx_snap_t *s) {
+        memset(s, 0, sizeof(*s));
+        for (int i = 0; i < n; i++)
+                if (snap_node(ports[i], ns, s)) {
+                        fx_snap_free(s);
+                        return -1;
+                }
+        qsort(s->e, (size_t)s->n, sizeof(*s->e), cmp_ent);
+        return 0;
+}
+
+int fx_snap_take(int port, const char *ns, fx_snap_t *s) {
+        return fx_snap_take_nodes(&port, 1, ns, s);
+}
+
+/* The servers of e's state: its redis-server, or its cluster's masters. */
+static int env_ports(const fx_env_t *e, int *ports) {
+        if (!e->cluster) {
+                ports[0] = e->redis->port;
+                return 1;
+        }
+        for (int i = 0; i < e->cluster->n; i++)
+                ports[i] = e->cluster->node[i].port;
+        return e->cluster->n;
+}
+
+int fx_env_snap(const fx_env_t *e, const char *ns, fx_snap_t *s) {
+        int ports[TU_CLUSTER_MAX];
+        return fx_snap_take_nodes(ports, env_ports(e, ports), ns, s);
+}
+
+double fx_env_stat(const fx_env_t *e, const char *ns, const char *field) {
+        int ports[TU_CLUSTER_MAX], n = env_ports(e, ports);
+        for (int i = 0; i < n; i++) {
+                char *v = fx_redis(ports[i], "HGET %s:stats %s", ns, field);
+                int num = v && ((v[0] >= '0' && v[0] <= '9') || v[0] == '-');
+                double d = num ? atof(v) : 0;
+                free(v);
+                if (num)
+                        return d;
+        }
+        return 0;
+}
+
+long fx_env_outbox(const fx_env_t *e, const char *ns) {
+        int ports[TU_CLUSTER_MAX], n = env_ports(e, ports);
+        long sum = 0;
+        for (int i = 0; i < n; i++) {
+                /* a node without the key's slot answers MOVED: not a
+                 * number, and not its entries */
+                char *v = fx_redis(ports[i], "HLEN %s:outbox", ns);
+                if (!v)
+                        return -1;
+                if (v[0] >= '0' && v[0] <= '9')
+                        sum += atol(v);
+                free(v);
+        }
+        return sum;
 }
 
 void fx_snap_free(fx_snap_t *s) {
@@ -1096,6 +1159,8 @@ static void kind_of(const fx_ent_t *e, const char *ns, char *buf,
                 snprintf(buf, size, "%s", e->k);
                 return;
         }
+        if (!strncmp(k, "{agg}:", 6))   /* the aggregates' slot tag */
+                k += 6;
         /* replace the customer id, the day, the partition, the sku by * */
         for (const char *p = k; p < tab && n + 2 < sizeof(kind); p++) {
                 if (*p == '{') {
@@ -1255,7 +1320,7 @@ int fx_settle(fx_env_t *e, const char *const *topics, int ntopics,
               int restart) {
         int64_t end = fx_now_ms() + timeout_ms, since = 0;
         uint64_t last = 0;
-        char stuck[256] = "", *ob;
+        char stuck[256] = "";
         int64_t lag = -1;
         long outbox = -1;
         while (fx_now_ms() < end) {
@@ -1264,11 +1329,8 @@ int fx_settle(fx_env_t *e, const char *const *topics, int ntopics,
                 fx_reap(e, restart);
                 lag = fx_group_lag(e->kafka, e->group, topics, ntopics,
                                    nparts, stuck, sizeof(stuck));
-                ob = fx_redis(e->redis->port, "HLEN %s:outbox", ns);
-                outbox = ob ? atol(ob) : -1;
-                free(ob);
-                if (lag == 0 && outbox == 0 &&
-                    fx_snap_take(e->redis->port, ns, &s) == 0) {
+                outbox = fx_env_outbox(e, ns);
+                if (lag == 0 && outbox == 0 && fx_env_snap(e, ns, &s) == 0) {
                         d = fx_snap_digest(&s);
                         fx_snap_free(&s);
                         if (d != last || !since) {

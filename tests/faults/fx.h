@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "../tu.h"
+#include "../tu_cluster.h"
 
 /* ------------------------------------------------------------------ rng */
 
@@ -106,6 +107,7 @@ typedef struct fx_env {
         const char *tag;        /* scenario name, in log names */
         tu_kafka_t *kafka;
         tu_redis_t *redis;
+        tu_cluster_t *cluster;  /* when set, the state lives there */
         const char *group;
         const char *xargs[FX_XARGS_MAX];  /* extra -X values */
         int nxargs;
@@ -184,6 +186,15 @@ typedef struct fx_snap {
 
 /* Takes a snapshot of ns:* on port. 0 or -1 (Redis unreachable). */
 int fx_snap_take(int port, const char *ns, fx_snap_t *s);
+/* The same over the n servers (a cluster's masters), merged. */
+int fx_snap_take_nodes(const int *ports, int n, const char *ns,
+                       fx_snap_t *s);
+/* A snapshot of e's state (its redis-server or its cluster). */
+int fx_env_snap(const fx_env_t *e, const char *ns, fx_snap_t *s);
+/* A number from e's ns:stats (0 when absent). */
+double fx_env_stat(const fx_env_t *e, const char *ns, const char *field);
+/* Entries in e's ns:outbox, or -1 when a server does not answer. */
+long fx_env_outbox(const fx_env_t *e, const char *ns);
 void fx_snap_free(fx_snap_t *s);
 /* A hash of the snapshot, to see when the state stopped moving. */
 uint64_t fx_snap_digest(const fx_snap_t *s);

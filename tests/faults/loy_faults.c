@@ -26,6 +26,8 @@
 #include "fx.h"
 #include "hostile/hostile.h"
 #include "loy_codec.h"
+#include "loy_cluster.h"
+#include "loy_store.h"
 
 #ifndef LOY_FAULTS_BUILD_DIR
 #define LOY_FAULTS_BUILD_DIR "build"
@@ -171,7 +173,7 @@ static int check_counting(const fx_snap_t *ref_s, const fx_snap_t *got,
         char cpre[32], kpre[32];
         int i = 0, j = 0, nd = 0, shown = 0;
         snprintf(cpre, sizeof(cpre), "%s:c:{", NS);
-        snprintf(kpre, sizeof(kpre), "%s:kpi:", NS);
+        snprintf(kpre, sizeof(kpre), "%s:" LOY_KEY_KPI, NS);
         while (i < ref_s->n || j < got->n) {
                 int c = i == ref_s->n ? 1 : j == got->n ? -1 :
                         strcmp(ref_s->e[i].k, got->e[j].k);
@@ -208,13 +210,13 @@ static int check_counting(const fx_snap_t *ref_s, const fx_snap_t *got,
         return nd;
 }
 
-/* loy:seg must count the customers by their segment_name. */
+/* loy:{agg}:seg must count the customers by their segment_name. */
 static int check_seg(const fx_snap_t *s, fx_result_t *res) {
         char cpre[32], seg[32];
         struct { char name[32]; long hash, count; } t[16];
         int nt = 0, bad = 0;
         snprintf(cpre, sizeof(cpre), "%s:c:{", NS);
-        snprintf(seg, sizeof(seg), "%s:seg\t", NS);
+        snprintf(seg, sizeof(seg), "%s:" LOY_KEY_SEG "\t", NS);
         memset(t, 0, sizeof(t));
         for (int i = 0; i < s->n; i++) {
                 const char *k = s->e[i].k, *tab = strchr(k, '\t'), *name;
@@ -243,24 +245,25 @@ static int check_seg(const fx_snap_t *s, fx_result_t *res) {
         for (int j = 0; j < nt; j++)
                 if (t[j].hash != t[j].count) {
                         if (!bad++)
-                                printf("  %s:seg vs customers' segment_name "
-                                       "(seg count / customers):\n", NS);
+                                printf("  %s:" LOY_KEY_SEG " vs customers' "
+                                       "segment_name (seg count / "
+                                       "customers):\n", NS);
                         printf("    %-16s %ld / %ld\n", t[j].name, t[j].count,
                                t[j].hash);
                 }
         if (bad)
-                fx_fail(res, "%s:seg disagrees with the customer hashes in %d "
-                        "segments", NS, bad);
+                fx_fail(res, "%s:" LOY_KEY_SEG " disagrees with the "
+                        "customer hashes in %d segments", NS, bad);
         return bad;
 }
 
 /* Silent customers are not forgotten: once everything is consumed and the
  * processes idle, no timer may stay due at or before the event-time clock
  * they published (loy:stats clock_ms). Returns the number overdue. */
-static int check_timers(const fx_snap_t *s, int port, const char *who,
-                        fx_result_t *res) {
+static int check_timers(const fx_snap_t *s, const fx_env_t *e,
+                        const char *who, fx_result_t *res) {
         char pre[32];
-        double clock = fx_stat(port, NS, "clock_ms");
+        double clock = fx_env_stat(e, NS, "clock_ms");
         int overdue = 0, total = 0;
         const char *ex = NULL;
         snprintf(pre, sizeof(pre), "%s:timers:", NS);
@@ -291,11 +294,11 @@ static int check_timers(const fx_snap_t *s, int port, const char *who,
 static void compare_with_ref(fx_env_t *e, fx_result_t *res) {
         fx_snap_t got;
         fx_ids_t ids;
-        char *ob;
+        long outbox;
         int nd;
 
         fx_term_all(e);
-        if (fx_snap_take(e->redis->port, NS, &got) != 0) {
+        if (fx_env_snap(e, NS, &got) != 0) {
                 fx_fail(res, "could not read the final state from Redis");
                 return;
         }
@@ -307,16 +310,14 @@ static void compare_with_ref(fx_env_t *e, fx_result_t *res) {
                ref.events);
         check_counting(&ref.snap, &got, res);
         check_seg(&got, res);
-        check_timers(&got, e->redis->port, "this run", res);
+        check_timers(&got, e, "this run", res);
         nd = fx_snap_diff(&ref.snap, &got, NS, 12);
         if (nd)
                 fx_fail(res, "%d state entries differ from the reference",
                         nd);
-        ob = fx_redis(e->redis->port, "HLEN %s:outbox", NS);
-        if (!ob || atol(ob) != 0)
-                fx_fail(res, "outbox not empty at the end: %s",
-                        ob ? ob : "?");
-        free(ob);
+        outbox = fx_env_outbox(e, NS);
+        if (outbox != 0)
+                fx_fail(res, "outbox not empty at the end: %ld", outbox);
         fx_snap_free(&got);
         if (fx_ids_read(e->kafka, "reward-triggers", &ids) != 0) {
                 fx_fail(res, "could not read the trigger topic");
@@ -353,7 +354,7 @@ static int reference(void) {
             fx_term(&e, 0, 30000) == 0 &&
             fx_snap_take(e.redis->port, NS, &ref.snap) == 0 &&
             fx_ids_read(e.kafka, "reward-triggers", &ref.ids) == 0) {
-                check_timers(&ref.snap, e.redis->port, "reference", NULL);
+                check_timers(&ref.snap, &e, "reference", NULL);
                 ref.events = fx_snap_sum(&ref.snap, NS, "orders") +
                              fx_snap_sum(&ref.snap, NS, "returns");
                 ref.ok = res.fails == 0;
@@ -1218,6 +1219,99 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
 
 /* ---------------------------------------------------------------- main */
 
+/* ------------------------------------------------------------- cluster */
+
+/* Two loyaltyd processes on a 3-master Redis Cluster while slots move
+ * under them: the aggregates' slot and a few customers' slots are
+ * migrated the way redis-cli --cluster reshard does (IMPORTING/MIGRATING,
+ * MIGRATE, SETSLOT NODE) between batches of input, so writes meet ASK,
+ * TRYAGAIN and MOVED. The state read from every master and the trigger
+ * ids must equal the single-server reference. */
+#define CLUSTER_MOVES 4
+
+static void sc_cluster(fx_result_t *res, fx_rng_t *rng) {
+        fx_env_t e;
+        tu_cluster_t c;
+        unsigned slot[CLUSTER_MOVES];
+        int from[CLUSTER_MOVES], to[CLUSTER_MOVES], nmove = 0;
+        int produced = 0, n = ref.data.n, started = 0, ncust = 0;
+        char key[160];
+
+        if (env_open(&e, res, "cluster", 1, 0, NULL) != 0 ||
+            tu_cluster_tools() != 0 || tu_cluster_start(&c, 3) != 0) {
+                fx_fail(res, "setup failed");
+                env_close(&e);
+                return;
+        }
+        started = 1;
+        e.cluster = &c;
+        /* the aggregates' slot, then customers of the reference */
+        snprintf(key, sizeof(key), "%s:" LOY_KEY_SEG, NS);
+        slot[nmove++] = loy_cluster_slot(key, strlen(key));
+        for (int i = 0; i < ref.snap.n; i++)
+                ncust += !strncmp(ref.snap.e[i].k, NS ":c:{", strlen(NS) + 4);
+        while (nmove < CLUSTER_MOVES && ncust > 0) {
+                int pick = (int)fx_rng_range(rng, 0, ncust - 1), seen = 0;
+                for (int i = 0; i < ref.snap.n; i++) {
+                        const char *k = ref.snap.e[i].k, *tab;
+                        if (strncmp(k, NS ":c:{", strlen(NS) + 4) ||
+                            seen++ != pick)
+                                continue;
+                        tab = strchr(k, '\t');
+                        slot[nmove] = loy_cluster_slot(
+                            k, tab ? (size_t)(tab - k) : strlen(k));
+                        break;
+                }
+                nmove++;
+        }
+        for (int m = 0; m < nmove; m++) {
+                from[m] = tu_cluster_owner(&c, 0, slot[m]);
+                to[m] = (from[m] + 1 + (int)fx_rng_range(rng, 0, 1)) % c.n;
+                printf("  slot %u: master %d -> %d\n", slot[m], from[m],
+                       to[m]);
+        }
+        fflush(stdout);
+
+        fx_spawn(&e, 0);
+        fx_spawn(&e, 1);
+        feed(&e, &produced, n / 4);
+        fx_sleep_ms(1500);
+        for (int m = 0; m < nmove; m++)
+                if (tu_cluster_migrate_begin(&c, slot[m], from[m], to[m]))
+                        fx_fail(res, "slot %u: migration did not begin",
+                                slot[m]);
+        /* writes now meet ASK for keys already moved, TRYAGAIN for a
+         * script whose keys are split */
+        feed(&e, &produced, n / 2);
+        for (int step = 0; step < 4; step++) {
+                for (int m = 0; m < nmove; m++)
+                        if (tu_cluster_migrate_keys(&c, slot[m], from[m],
+                                                    to[m], 5) < 0)
+                                fx_fail(res, "slot %u: MIGRATE failed",
+                                        slot[m]);
+                fx_sleep_ms(300);
+        }
+        feed(&e, &produced, 3 * n / 4);
+        for (int m = 0; m < nmove; m++)
+                if (tu_cluster_migrate_keys(&c, slot[m], from[m], to[m], 0) <
+                            0 ||
+                    tu_cluster_migrate_end(&c, slot[m], from[m], to[m]))
+                        fx_fail(res, "slot %u: migration did not end",
+                                slot[m]);
+        /* the rest meets MOVED until the processes read the map again */
+        feed(&e, &produced, n);
+        settle(&e, opt.settle_s, 1);
+        for (int m = 0; m < nmove; m++)
+                if (tu_cluster_owner(&c, 0, slot[m]) != to[m])
+                        fx_fail(res, "slot %u is not on master %d", slot[m],
+                                to[m]);
+        compare_with_ref(&e, res);
+        e.cluster = NULL;
+        if (started)
+                tu_cluster_stop(&c);
+        env_close(&e);
+}
+
 typedef struct scenario {
         const char *name;
         void (*run)(fx_result_t *res, fx_rng_t *rng);
@@ -1232,7 +1326,7 @@ static void run_clean2(fx_result_t *res, fx_rng_t *rng) {
 static const scenario_t scenarios[] = {
         {"clean2", run_clean2, 1}, {"kill9", sc_kill9, 1},
         {"redis", sc_redis, 1},    {"kafka", sc_kafka, 1},
-        {"hostile", sc_hostile, 0},
+        {"hostile", sc_hostile, 0}, {"cluster", sc_cluster, 1},
 };
 #define NSCEN ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 
@@ -1242,7 +1336,7 @@ static void usage(FILE *fp) {
                 "[--events N]\n"
                 "                  [--bin PATH] [--data PATH] [--keep] "
                 "[SCENARIO ...]\n"
-                "scenarios: clean2 kill9 redis kafka hostile (default: "
+                "scenarios: clean2 kill9 redis kafka hostile cluster (default: "
                 "all)\n");
 }
 
