@@ -40,6 +40,13 @@ typedef struct ctl_redis {
 int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
                     size_t errstr_size);
 void ctl_redis_stop(ctl_redis_t *r);
+/* A Redis Cluster of n (3..CTL_CLUSTER_MAX) cluster-enabled redis-servers
+ * on free ports, no replicas, joined by redis-cli --cluster create and
+ * waited for until every node says cluster_state:ok. Stop each node with
+ * ctl_redis_stop. 0, or -1 with errstr (every node stopped). */
+#define CTL_CLUSTER_MAX 8
+int ctl_redis_cluster_start(ctl_redis_t *nodes, int n, const char *dir,
+                            char *errstr, size_t errstr_size);
 
 /* librdkafka's mock cluster hosted in this process, with the topics
  * loyaltyd uses: purchases and browse with `partitions` partitions,

@@ -37,6 +37,7 @@
 
 #include "ctl.h"
 #include "loy_config.h"
+#include "loy_cluster.h"
 #include "loy_kafka.h"
 #include "loy_store.h"
 
@@ -74,6 +75,7 @@ typedef struct bench_opts {
         double rate, latency_s;
         int timeout_s;
         int json;
+        int masters;            /* 0: one redis-server; else a cluster */
         const char *xs[CTL_SPAWN_X_MAX - 4];
         int nxs;
 } bench_opts_t;
@@ -112,6 +114,10 @@ static void usage(FILE *fp) {
                 "300)\n"
                 "  --json          JSON instead of the table (progress goes "
                 "to stderr)\n"
+                "  --cluster N     a Redis Cluster of N masters (3..8) "
+                "instead of one\n"
+                "                  redis-server; loyaltyd is given the "
+                "first as its seed\n"
                 "  -X k=v          a loyaltyd setting for every run, e.g. -X "
                 "input.batch.max=2000\n"
                 "  -h, --help      this help\n");
@@ -134,6 +140,7 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
             {"latency-s", required_argument, NULL, 9},
             {"timeout", required_argument, NULL, 10},
             {"json", no_argument, NULL, 11},
+            {"cluster", required_argument, NULL, 12},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0}};
         int opt;
@@ -186,6 +193,11 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
                 case 9: o->latency_s = atof(optarg); break;
                 case 10: o->timeout_s = atoi(optarg); break;
                 case 11: o->json = 1; break;
+                case 12:
+                        o->masters = atoi(optarg);
+                        if (o->masters < 3 || o->masters > CTL_CLUSTER_MAX)
+                                goto bad;
+                        break;
                 case 'X':
                         if (!strchr(optarg, '=') ||
                             o->nxs == (int)(sizeof(o->xs) / sizeof(o->xs[0])))
@@ -358,10 +370,13 @@ typedef struct own_cmd {
 typedef struct env {
         char dir[256];
         char ns[32];
-        ctl_redis_t redis;
+        /* one redis-server, or a cluster's masters (node 0 is the seed) */
+        ctl_redis_t redis[CTL_CLUSTER_MAX];
+        redisContext *rc[CTL_CLUSTER_MAX];
+        int nredis;
+        loy_cluster_t *map;     /* which node holds a key (a cluster) */
         ctl_kafka_t kafka;
         pid_t ld;
-        redisContext *rc;
         rd_kafka_t *producer;
         loy_codec_t *codec;
         long long dr_ok, dr_failed;
@@ -381,25 +396,59 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                 e->dr_ok++;
 }
 
-/* Sends one command and reads its reply, counting its bytes and calls as
- * ours. NULL on a connection error or timeout. */
-static redisReply *own_command(env_t *e, int which, const char *fmt, ...) {
-        va_list ap;
+/* Sends one command to node and reads its reply, counting its bytes and
+ * calls as ours. NULL on a connection error or timeout. */
+static redisReply *own_command_on(env_t *e, int node, int which,
+                                  const char *fmt, va_list ap) {
         char *cmd = NULL;
         long long len;
         redisReply *r = NULL;
-        va_start(ap, fmt);
         len = redisvFormatCommand(&cmd, fmt, ap);
-        va_end(ap);
         if (len < 0)
                 return NULL;
         e->own_bytes += len;
         e->own[which].calls++;
-        if (redisAppendFormattedCommand(e->rc, cmd, (size_t)len) !=
+        if (redisAppendFormattedCommand(e->rc[node], cmd, (size_t)len) !=
                 REDIS_OK ||
-            redisGetReply(e->rc, (void **)&r) != REDIS_OK)
+            redisGetReply(e->rc[node], (void **)&r) != REDIS_OK)
                 r = NULL;
         redisFreeCommand(cmd);
+        return r;
+}
+
+/* The node that holds key: its slot's master in a cluster. */
+static int node_of_key(const env_t *e, const char *key) {
+        char addr[64];
+        int port;
+        if (!e->map || loy_cluster_node_of(e->map, loy_cluster_slot(
+                                                       key, strlen(key)),
+                                           addr, sizeof(addr)))
+                return 0;
+        port = atoi(strrchr(addr, ':') + 1);
+        for (int i = 0; i < e->nredis; i++)
+                if (e->redis[i].port == port)
+                        return i;
+        return 0;
+}
+
+/* own_command_on the node that holds key. */
+static redisReply *own_command(env_t *e, int which, const char *key,
+                               const char *fmt, ...) {
+        va_list ap;
+        redisReply *r;
+        va_start(ap, fmt);
+        r = own_command_on(e, node_of_key(e, key), which, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+static redisReply *own_command_node(env_t *e, int node, int which,
+                                    const char *fmt, ...) {
+        va_list ap;
+        redisReply *r;
+        va_start(ap, fmt);
+        r = own_command_on(e, node, which, fmt, ap);
+        va_end(ap);
         return r;
 }
 
@@ -430,10 +479,15 @@ static void env_stop(env_t *e) {
         if (e->producer)
                 rd_kafka_destroy(e->producer);
         e->producer = NULL;
-        if (e->rc)
-                redisFree(e->rc);
-        e->rc = NULL;
-        ctl_redis_stop(&e->redis);
+        for (int i = 0; i < e->nredis; i++) {
+                if (e->rc[i])
+                        redisFree(e->rc[i]);
+                e->rc[i] = NULL;
+                ctl_redis_stop(&e->redis[i]);
+        }
+        e->nredis = 0;
+        loy_cluster_destroy(e->map);
+        e->map = NULL;
         ctl_kafka_stop(&e->kafka);
         if (e->codec)
                 loy_codec_destroy(e->codec);
@@ -468,14 +522,31 @@ static int env_start(env_t *e, const bench_opts_t *o, int run_id,
                 snprintf(errstr, errstr_size, "mkdtemp: %s", strerror(errno));
                 return -1;
         }
-        if (ctl_redis_start(&e->redis, e->dir, errstr, errstr_size) ||
-            ctl_kafka_start(&e->kafka, o->partitions, errstr, errstr_size))
+        if (o->masters ? ctl_redis_cluster_start(e->redis, o->masters,
+                                                 e->dir, errstr, errstr_size)
+                       : ctl_redis_start(&e->redis[0], e->dir, errstr,
+                                         errstr_size))
                 return -1;
-        e->rc = redisConnectWithTimeout("127.0.0.1", e->redis.port, tv);
-        if (!e->rc || e->rc->err ||
-            redisSetTimeout(e->rc, tv) != REDIS_OK) {
-                snprintf(errstr, errstr_size, "redis connect failed");
+        e->nredis = o->masters ? o->masters : 1;
+        if (ctl_kafka_start(&e->kafka, o->partitions, errstr, errstr_size))
                 return -1;
+        for (int i = 0; i < e->nredis; i++) {
+                e->rc[i] = redisConnectWithTimeout("127.0.0.1",
+                                                   e->redis[i].port, tv);
+                if (!e->rc[i] || e->rc[i]->err ||
+                    redisSetTimeout(e->rc[i], tv) != REDIS_OK) {
+                        snprintf(errstr, errstr_size, "redis connect failed");
+                        return -1;
+                }
+        }
+        if (o->masters) {
+                char seed[32];
+                snprintf(seed, sizeof(seed), "127.0.0.1:%d",
+                         e->redis[0].port);
+                e->map = loy_cluster_create(seed, 5000, errstr, errstr_size);
+                if (!e->map ||
+                    loy_cluster_refresh(e->map, errstr, errstr_size))
+                        return -1;
         }
         e->codec = loy_codec_create(NULL, errstr, errstr_size);
         if (!e->codec)
@@ -498,7 +569,7 @@ static int env_spawn(env_t *e, const bench_opts_t *o, int reco,
         snprintf(log, sizeof(log), "%s/loyaltyd.log", e->dir);
         snprintf(xb, sizeof(xb), "kafka.bootstrap.servers=%s",
                  e->kafka.bootstraps);
-        snprintf(xr, sizeof(xr), "redis.port=%d", e->redis.port);
+        snprintf(xr, sizeof(xr), "redis.port=%d", e->redis[0].port);
         snprintf(xn, sizeof(xn), "redis.namespace=%s", e->ns);
         xs[n++] = xb;
         xs[n++] = xr;
@@ -540,8 +611,11 @@ typedef struct lstats {
 
 static int read_stats(env_t *e, lstats_t *s, char *errstr,
                       size_t errstr_size) {
-        redisReply *r = own_command(
-            e, OWN_HMGET, "HMGET %s:stats events_in events_applied "
+        char key[64];
+        redisReply *r;
+        snprintf(key, sizeof(key), "%s:stats", e->ns);
+        r = own_command(
+            e, OWN_HMGET, key, "HMGET %s:stats events_in events_applied "
             "dead_lettered events_skipped_dup first_batch_wall_ms "
             "triggers_out batch_ms_p50 batch_ms_p99 timers_fired", e->ns);
         double v[9] = {0};
@@ -599,43 +673,57 @@ static double info_field(const char *text, const char *name) {
         return 0;
 }
 
+/* INFO of every node, summed (a command's calls and time per name). */
 static int read_info(env_t *e, rinfo_t *ri, char *errstr,
                      size_t errstr_size) {
-        redisReply *r = own_command(e, OWN_INFO,
-                                    "INFO cpu stats memory commandstats");
-        const char *p;
-        if (!r || r->type != REDIS_REPLY_STRING) {
-                snprintf(errstr, errstr_size, "redis: INFO failed");
-                if (r)
-                        freeReplyObject(r);
-                return -1;
-        }
         memset(ri, 0, sizeof(*ri));
-        ri->cpu_s = info_field(r->str, "used_cpu_sys") +
-                    info_field(r->str, "used_cpu_user");
-        ri->net_in = info_field(r->str, "total_net_input_bytes");
-        ri->used_memory = info_field(r->str, "used_memory");
-        for (p = r->str; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-                const char *colon, *c, *u;
-                cmdstat_t *cs;
-                size_t len;
-                if (strncmp(p, "cmdstat_", 8) || ri->ncmds == CMDS_MAX)
-                        continue;
-                colon = strchr(p, ':');
-                c = colon ? strstr(colon, "calls=") : NULL;
-                u = colon ? strstr(colon, "usec=") : NULL;
-                if (!c || !u)
-                        continue;
-                cs = &ri->cmds[ri->ncmds++];
-                len = (size_t)(colon - p - 8);
-                if (len >= sizeof(cs->name))
-                        len = sizeof(cs->name) - 1;
-                memcpy(cs->name, p + 8, len);
-                cs->name[len] = '\0';
-                cs->calls = strtod(c + 6, NULL);
-                cs->usec = strtod(u + 5, NULL);
+        for (int node = 0; node < e->nredis; node++) {
+                redisReply *r = own_command_node(
+                    e, node, OWN_INFO, "INFO cpu stats memory commandstats");
+                const char *p;
+                if (!r || r->type != REDIS_REPLY_STRING) {
+                        snprintf(errstr, errstr_size, "redis: INFO failed");
+                        if (r)
+                                freeReplyObject(r);
+                        return -1;
+                }
+                ri->cpu_s += info_field(r->str, "used_cpu_sys") +
+                             info_field(r->str, "used_cpu_user");
+                ri->net_in += info_field(r->str, "total_net_input_bytes");
+                ri->used_memory += info_field(r->str, "used_memory");
+                for (p = r->str; p && *p;
+                     p = strchr(p, '\n'), p = p ? p + 1 : p) {
+                        const char *colon, *c, *u;
+                        cmdstat_t *cs = NULL;
+                        char name[48];
+                        size_t len;
+                        if (strncmp(p, "cmdstat_", 8))
+                                continue;
+                        colon = strchr(p, ':');
+                        c = colon ? strstr(colon, "calls=") : NULL;
+                        u = colon ? strstr(colon, "usec=") : NULL;
+                        if (!c || !u)
+                                continue;
+                        len = (size_t)(colon - p - 8);
+                        if (len >= sizeof(name))
+                                len = sizeof(name) - 1;
+                        memcpy(name, p + 8, len);
+                        name[len] = '\0';
+                        for (int i = 0; i < ri->ncmds && !cs; i++)
+                                if (!strcmp(ri->cmds[i].name, name))
+                                        cs = &ri->cmds[i];
+                        if (!cs) {
+                                if (ri->ncmds == CMDS_MAX)
+                                        continue;
+                                cs = &ri->cmds[ri->ncmds++];
+                                snprintf(cs->name, sizeof(cs->name), "%s",
+                                         name);
+                        }
+                        cs->calls += strtod(c + 6, NULL);
+                        cs->usec += strtod(u + 5, NULL);
+                }
+                freeReplyObject(r);
         }
-        freeReplyObject(r);
         return 0;
 }
 
@@ -875,10 +963,12 @@ static int check_counts(const lstats_t *s, long long produced, char *errstr,
 }
 
 static int seg_sum(env_t *e, double *sum, char *errstr, size_t errstr_size) {
-        redisReply *r = own_command(e, OWN_HVALS, "HVALS %s:" LOY_KEY_SEG, e->ns);
+        char key[64];
+        redisReply *r;
+        snprintf(key, sizeof(key), "%s:" LOY_KEY_SEG, e->ns);
+        r = own_command(e, OWN_HVALS, key, "HVALS %s", key);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
-                snprintf(errstr, errstr_size, "redis: HVALS %s:" LOY_KEY_SEG " failed",
-                         e->ns);
+                snprintf(errstr, errstr_size, "redis: HVALS %s failed", key);
                 if (r)
                         freeReplyObject(r);
                 return -1;
@@ -917,14 +1007,15 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
         for (int k = 0; k < 3; k++)
                 e.own[k].calls = 0;
         e.own_bytes = 0;
-        e.own[OWN_INFO].calls = 1; /* INFO counts itself after it ran */
+        /* INFO counts itself after it ran */
+        e.own[OWN_INFO].calls = e.nredis;
         self0 = self_cpu_s();
         if (env_spawn(&e, o, v->reco, errstr, errstr_size))
                 goto out;
         ld0 = proc_cpu_s(e.ld);
         progress("  run %d (reco %s, namespace %s, redis :%d, loyaltyd pid "
                  "%d): ", run + 1, v->reco ? "on" : "off", e.ns,
-                 e.redis.port, (int)e.ld);
+                 e.redis[0].port, (int)e.ld);
         t_start = t_last_progress = ctl_wall_ms();
         while (1) {
                 int64_t now = ctl_wall_ms();
@@ -993,7 +1084,8 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
         if (read_info(&e, &ri1, errstr, errstr_size))
                 goto out;
         for (int k = 0; k < 3; k++)
-                own_calls[k] = e.own[k].calls - (k == OWN_INFO);
+                own_calls[k] = e.own[k].calls -
+                               (k == OWN_INFO ? e.nredis : 0);
         own_bytes = e.own_bytes;
         ld1 = proc_cpu_s(e.ld);
         self1 = self_cpu_s();
@@ -1443,6 +1535,10 @@ static int print_json(const bench_opts_t *o, const char *workload_desc,
         json_t *root = json_object(), *arr = json_array();
         char *txt;
         json_object_set_new(root, "workload", json_string(workload_desc));
+        json_object_set_new(root, "redis_masters",
+                            json_integer(o->masters ? o->masters : 1));
+        json_object_set_new(root, "redis_cluster",
+                            json_boolean(o->masters > 0));
         json_object_set_new(root, "seed", json_integer((json_int_t)o->seed));
         json_object_set_new(root, "partitions", json_integer(o->partitions));
         json_object_set_new(root, "runs", json_integer(o->runs));
@@ -1577,6 +1673,11 @@ int ctl_bench_main(int argc, char **argv) {
                        o.partitions, o.conf_path);
                 for (int i = 0; i < o.nxs; i++)
                         printf(" -X %s", o.xs[i]);
+                if (o.masters)
+                        printf("\n  redis      a Redis Cluster of %d "
+                               "masters, no replicas", o.masters);
+                else
+                        printf("\n  redis      one redis-server");
                 printf("\n  machine    %ld cores, %s\n",
                        sysconf(_SC_NPROCESSORS_ONLN), cpu);
                 fflush(stdout);

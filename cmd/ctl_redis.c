@@ -29,9 +29,14 @@ int ctl_free_port(void) {
         return port;
 }
 
-int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
-                    size_t errstr_size) {
+/* redis-server on a free port with the extra arguments (NULL-terminated,
+ * at most 8), waited for until it answers. */
+static int start_server(ctl_redis_t *r, const char *dir,
+                        const char *const *extra, char *errstr,
+                        size_t errstr_size) {
         char port[16];
+        const char *argv[24];
+        int argc = 0;
         pid_t pid;
         r->port = ctl_free_port();
         if (r->port < 0) {
@@ -39,6 +44,20 @@ int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
                 return -1;
         }
         snprintf(port, sizeof(port), "%d", r->port);
+        argv[argc++] = "redis-server";
+        argv[argc++] = "--port";
+        argv[argc++] = port;
+        argv[argc++] = "--bind";
+        argv[argc++] = "127.0.0.1";
+        argv[argc++] = "--dir";
+        argv[argc++] = dir;
+        argv[argc++] = "--save";
+        argv[argc++] = "";
+        argv[argc++] = "--appendonly";
+        argv[argc++] = "no";
+        for (int i = 0; extra && extra[i] && argc < 23; i++)
+                argv[argc++] = extra[i];
+        argv[argc] = NULL;
         pid = fork();
         if (pid < 0) {
                 snprintf(errstr, errstr_size, "fork failed");
@@ -50,9 +69,7 @@ int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
                         dup2(devnull, 1);
                         dup2(devnull, 2);
                 }
-                execlp("redis-server", "redis-server", "--port", port,
-                       "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-                       "--appendonly", "no", (char *)NULL);
+                execvp("redis-server", (char *const *)argv);
                 _exit(127);
         }
         r->pid = pid;
@@ -76,6 +93,105 @@ int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
         }
         snprintf(errstr, errstr_size, "redis-server did not answer");
         ctl_redis_stop(r);
+        return -1;
+}
+
+int ctl_redis_start(ctl_redis_t *r, const char *dir, char *errstr,
+                    size_t errstr_size) {
+        return start_server(r, dir, NULL, errstr, errstr_size);
+}
+
+/* 1 when the node on port says cluster_state:ok. */
+static int cluster_ok(int port) {
+        struct timeval tv = {1, 0};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+        redisReply *rep;
+        int ok = 0;
+        if (!c || c->err) {
+                if (c)
+                        redisFree(c);
+                return 0;
+        }
+        rep = redisCommand(c, "CLUSTER INFO");
+        ok = rep && rep->type == REDIS_REPLY_STRING &&
+             strstr(rep->str, "cluster_state:ok") != NULL;
+        if (rep)
+                freeReplyObject(rep);
+        redisFree(c);
+        return ok;
+}
+
+int ctl_redis_cluster_start(ctl_redis_t *nodes, int n, const char *dir,
+                            char *errstr, size_t errstr_size) {
+        char addr[CTL_CLUSTER_MAX][32], conf[CTL_CLUSTER_MAX][300];
+        char bus[CTL_CLUSTER_MAX][16];
+        const char *argv[8 + CTL_CLUSTER_MAX];
+        int argc = 0, status = -1;
+        pid_t pid;
+        if (n < 3 || n > CTL_CLUSTER_MAX) {
+                snprintf(errstr, errstr_size, "a cluster needs 3..%d masters",
+                         CTL_CLUSTER_MAX);
+                return -1;
+        }
+        memset(nodes, 0, sizeof(*nodes) * (size_t)n);
+        for (int i = 0; i < n; i++) {
+                const char *extra[7];
+                int b = ctl_free_port();
+                snprintf(conf[i], sizeof(conf[i]), "%s/nodes-%d.conf", dir, i);
+                extra[0] = "--cluster-enabled";
+                extra[1] = "yes";
+                extra[2] = "--cluster-config-file";
+                extra[3] = conf[i];
+                extra[4] = "--cluster-port";
+                extra[5] = bus[i];
+                extra[6] = NULL;
+                snprintf(bus[i], sizeof(bus[i]), "%d", b);
+                if (b < 0 || start_server(&nodes[i], dir, extra, errstr,
+                                          errstr_size))
+                        goto fail;
+                snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d",
+                         nodes[i].port);
+        }
+        argv[argc++] = "redis-cli";
+        argv[argc++] = "--cluster";
+        argv[argc++] = "create";
+        for (int i = 0; i < n; i++)
+                argv[argc++] = addr[i];
+        argv[argc++] = "--cluster-yes";
+        argv[argc] = NULL;
+        pid = fork();
+        if (pid < 0) {
+                snprintf(errstr, errstr_size, "fork failed");
+                goto fail;
+        }
+        if (pid == 0) {
+                int devnull = open("/dev/null", O_WRONLY);
+                if (devnull >= 0) {
+                        dup2(devnull, 1);
+                        dup2(devnull, 2);
+                }
+                execvp("redis-cli", (char *const *)argv);
+                _exit(127);
+        }
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0) {
+                snprintf(errstr, errstr_size, "redis-cli --cluster create "
+                         "failed (status %d)", status);
+                goto fail;
+        }
+        for (int t = 0; t < 400; t++) {
+                int ok = 1;
+                for (int i = 0; i < n && ok; i++)
+                        ok = cluster_ok(nodes[i].port);
+                if (ok)
+                        return 0;
+                ctl_sleep_ms(50);
+        }
+        snprintf(errstr, errstr_size, "the cluster did not reach "
+                 "cluster_state:ok in 20 s");
+fail:
+        for (int i = 0; i < n; i++)
+                ctl_redis_stop(&nodes[i]);
         return -1;
 }
 
