@@ -14,6 +14,7 @@ typedef struct tu_redis {
         int port;
         char dir[256];     /* temp dir holding its data files */
         int aof;           /* appendonly with fsync always */
+        int cluster;       /* a cluster node: redis-cli follows MOVED (-c) */
 } tu_redis_t;
 
 /* A loopback port nobody listens on now (the kernel's choice), or -1. */

@@ -151,8 +151,8 @@ char *tu_redis_cli(const tu_redis_t *r, const char *args) {
         char buf[4096];
         size_t n;
         FILE *p;
-        snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s 2>/dev/null", r->port,
-                 args);
+        snprintf(cmd, sizeof(cmd), "redis-cli%s -p %d %s 2>/dev/null",
+                 r->cluster ? " -c" : "", r->port, args);
         p = popen(cmd, "r");
         if (!p)
                 return NULL;
