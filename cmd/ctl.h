@@ -61,12 +61,14 @@ int ctl_kafka_start(ctl_kafka_t *k, int partitions, char *errstr,
                     size_t errstr_size);
 void ctl_kafka_stop(ctl_kafka_t *k);
 
-/* Starts the loyaltyd binary next to this executable with -c conf_path and
- * one -X per xs entry (at most CTL_SPAWN_X_MAX), stderr to log_path.
+/* Starts bin_path (NULL: the loyaltyd binary next to this executable)
+ * with -c conf_path and one -X per xs entry (at most CTL_SPAWN_X_MAX),
+ * stderr to log_path.
  * Returns its pid, or -1. */
 #define CTL_SPAWN_X_MAX 24
-pid_t ctl_loyaltyd_spawn(const char *conf_path, const char *log_path,
-                         const char *const *xs, int nxs);
+pid_t ctl_loyaltyd_spawn(const char *bin_path, const char *conf_path,
+                         const char *log_path, const char *const *xs,
+                         int nxs);
 
 /* VmHWM of a process, in KiB (0 when unknown). */
 long long ctl_peak_rss_kb(pid_t pid);

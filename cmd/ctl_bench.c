@@ -76,6 +76,7 @@ typedef struct bench_opts {
         int timeout_s;
         int json;
         int masters;            /* 0: one redis-server; else a cluster */
+        const char *bin;        /* loyaltyd; NULL: beside loyaltyctl */
         const char *xs[CTL_SPAWN_X_MAX - 4];
         int nxs;
 } bench_opts_t;
@@ -118,6 +119,10 @@ static void usage(FILE *fp) {
                 "instead of one\n"
                 "                  redis-server; loyaltyd is given the "
                 "first as its seed\n"
+                "  --bin PATH      the loyaltyd binary to measure (default: "
+                "the one beside\n"
+                "                  loyaltyctl), e.g. a build of another "
+                "commit\n"
                 "  -X k=v          a loyaltyd setting for every run, e.g. -X "
                 "input.batch.max=2000\n"
                 "  -h, --help      this help\n");
@@ -141,6 +146,7 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
             {"timeout", required_argument, NULL, 10},
             {"json", no_argument, NULL, 11},
             {"cluster", required_argument, NULL, 12},
+            {"bin", required_argument, NULL, 13},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0}};
         int opt;
@@ -193,6 +199,7 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
                 case 9: o->latency_s = atof(optarg); break;
                 case 10: o->timeout_s = atoi(optarg); break;
                 case 11: o->json = 1; break;
+                case 13: o->bin = optarg; break;
                 case 12:
                         o->masters = atoi(optarg);
                         if (o->masters < 3 || o->masters > CTL_CLUSTER_MAX)
@@ -577,7 +584,7 @@ static int env_spawn(env_t *e, const bench_opts_t *o, int reco,
         xs[n++] = reco ? "reco.enabled=yes" : "reco.enabled=no";
         for (int i = 0; i < o->nxs; i++)
                 xs[n++] = o->xs[i];
-        e->ld = ctl_loyaltyd_spawn(o->conf_path, log, xs, n);
+        e->ld = ctl_loyaltyd_spawn(o->bin, o->conf_path, log, xs, n);
         if (e->ld <= 0) {
                 e->ld = 0;
                 snprintf(errstr, errstr_size, "could not start loyaltyd");

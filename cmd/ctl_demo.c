@@ -75,7 +75,7 @@ static pid_t spawn_loyaltyd(const demo_t *d, const char *conf_path) {
         xs[n++] = "clock.idle.ms=2000";
         for (int i = 0; i < nextra_x; i++)
                 xs[n++] = extra_x[i];
-        return ctl_loyaltyd_spawn(conf_path, log, xs, n);
+        return ctl_loyaltyd_spawn(NULL, conf_path, log, xs, n);
 }
 
 typedef struct tally {

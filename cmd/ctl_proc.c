@@ -47,8 +47,9 @@ void ctl_kafka_stop(ctl_kafka_t *k) {
         k->rk = NULL;
 }
 
-pid_t ctl_loyaltyd_spawn(const char *conf_path, const char *log_path,
-                         const char *const *xs, int nxs) {
+pid_t ctl_loyaltyd_spawn(const char *bin_path, const char *conf_path,
+                         const char *log_path, const char *const *xs,
+                         int nxs) {
         char self[PATH_MAX], bin[PATH_MAX + 16];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
         pid_t pid;
@@ -59,7 +60,10 @@ pid_t ctl_loyaltyd_spawn(const char *conf_path, const char *log_path,
         slash = strrchr(self, '/');
         if (slash)
                 *slash = '\0';
-        snprintf(bin, sizeof(bin), "%s/loyaltyd", self);
+        if (bin_path)
+                snprintf(bin, sizeof(bin), "%s", bin_path);
+        else
+                snprintf(bin, sizeof(bin), "%s/loyaltyd", self);
         pid = fork();
         if (pid == 0) {
                 const char *argv[4 + 2 * CTL_SPAWN_X_MAX];
