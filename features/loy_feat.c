@@ -698,6 +698,37 @@ static int format_double(double v, char *buf, size_t size) {
         return loy_fmt_double(buf, size, v);
 }
 
+/* The readable view's doubles: 10 significant digits. The engine reads
+ * its exact state from the packed field, so this text is for people; and a
+ * 10-digit value takes loy_fmt_double's fixed-point path instead of a
+ * 17-digit snprintf (most of a customer write's formatting time). */
+static int format_double10(double v, char *buf, size_t size) {
+        static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
+                                       1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                                       1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+                                       1e19, 1e20, 1e21, 1e22};
+        double a = fabs(v);
+        int e = 0;
+        if (!isfinite(v) || a == 0 || a >= 1e22 || a < 1e-12)
+                return loy_fmt_double(buf, size, v);
+        /* e: the decimal exponent of v's first digit */
+        if (a >= 1) {
+                while (e < 22 && a >= pow10[e + 1])
+                        e++;
+        } else {
+                while (e > -12 && a < 1 / pow10[-e])
+                        e--;
+        }
+        if (e <= 9) {
+                double scale = pow10[9 - e];
+                v = nearbyint(v * scale) / scale;
+        } else {
+                double scale = pow10[e - 9];
+                v = nearbyint(v / scale) * scale;
+        }
+        return loy_fmt_double(buf, size, v);
+}
+
 /* Comma-separated, newest first; ',' and '%' escaped so any sku survives. */
 static int format_views(const loy_cust_t *c, char *buf, size_t size) {
         size_t n = 0;
@@ -736,16 +767,18 @@ static const char *name_of(const loy_cust_t *c, size_t id) {
         return loy_loyalty_group_name(c->loyalty_group);
 }
 
-int loy_feat_field_format(const loy_cust_t *c, const loy_field_t *f,
-                          int64_t now_ms, const loy_feat_conf_t *conf,
-                          char *buf, size_t size) {
+static int field_format(const loy_cust_t *c, const loy_field_t *f,
+                        int64_t now_ms, const loy_feat_conf_t *conf,
+                        char *buf, size_t size, int view) {
+        int (*fmt_dbl)(double, char *, size_t) =
+            view ? format_double10 : format_double;
         switch (f->type) {
         case LOY_FT_I64:
                 return loy_fmt_i64(buf, size, *AT_C(c, f, int64_t));
         case LOY_FT_INT:
                 return loy_fmt_i64(buf, size, *AT_C(c, f, int));
         case LOY_FT_DBL:
-                return format_double(*AT_C(c, f, double), buf, size);
+                return fmt_dbl(*AT_C(c, f, double), buf, size);
         case LOY_FT_STR:
                 return format_views(c, buf, size);
         case LOY_FT_DERIVED:
@@ -760,9 +793,20 @@ int loy_feat_field_format(const loy_cust_t *c, const loy_field_t *f,
                 return fit(snprintf(buf, size, "%s", name_of(c, f->offset)),
                            size);
         default:
-                return format_double(derived(c, f->offset, now_ms, conf), buf,
-                                     size);
+                return fmt_dbl(derived(c, f->offset, now_ms, conf), buf, size);
         }
+}
+
+int loy_feat_field_format(const loy_cust_t *c, const loy_field_t *f,
+                          int64_t now_ms, const loy_feat_conf_t *conf,
+                          char *buf, size_t size) {
+        return field_format(c, f, now_ms, conf, buf, size, 0);
+}
+
+int loy_feat_field_format_view(const loy_cust_t *c, const loy_field_t *f,
+                               int64_t now_ms, const loy_feat_conf_t *conf,
+                               char *buf, size_t size) {
+        return field_format(c, f, now_ms, conf, buf, size, 1);
 }
 
 /* Copies a counted value into a NUL-terminated buffer; -1 if too long. */

@@ -154,13 +154,20 @@ extern const loy_field_t loy_feat_fields[];
 #define LOY_FIELD_TEXT_MAX 1024
 
 /* Formats field f of c at event time now_ms as readable text: integers as
- * integers, doubles with up to 10 significant digits (parse gives them back
- * within 1e-9 relative), the *_name fields as names (segment, loyalty_group
- * and tier themselves are stored as numbers). conf may be NULL (defaults).
- * Returns the length written, or -1 when it does not fit. */
+ * integers, doubles as the shortest text that reads back exactly (parse
+ * gives the same customer back), the *_name fields as names (segment,
+ * loyalty_group and tier themselves are stored as numbers). conf may be
+ * NULL (defaults). Returns the length written, or -1 when it does not
+ * fit. */
 int loy_feat_field_format(const loy_cust_t *c, const loy_field_t *f,
                           int64_t now_ms, const loy_feat_conf_t *conf,
                           char *buf, size_t size);
+/* The same with doubles rounded to 10 significant digits (parse gives them
+ * back within 1e-9 relative): the readable fields of the customer hash,
+ * for people and dashboards (the engine reads the packed state). */
+int loy_feat_field_format_view(const loy_cust_t *c, const loy_field_t *f,
+                               int64_t now_ms, const loy_feat_conf_t *conf,
+                               char *buf, size_t size);
 
 /* Numeric value of field f (segment, group, tier as their numbers, also
  * for the *_name fields); NAN for recent_views. conf may be NULL. */

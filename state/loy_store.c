@@ -955,8 +955,8 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                         int n;
                         if (!send[i])
                                 continue;
-                        n = loy_feat_field_format(c, f, at, fconf, field,
-                                                  sizeof(field));
+                        n = loy_feat_field_format_view(c, f, at, fconf,
+                                                       field, sizeof(field));
                         if (n < 0) {
                                 seterr(errstr, size, "customer %s: field "
                                        "%s does not format", c->id, f->name);
