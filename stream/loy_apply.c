@@ -1,0 +1,200 @@
+/* loy_apply: see loy_apply.h. */
+#include "loy_apply.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "loy_evaluate.h"
+#include "loy_log.h"
+
+/* Adds an integer delta to a daily KPI (counts, money in micro-units),
+ * unless the aggregates already hold the current item. */
+static int kpi_add(loy_batch_t *b, int64_t day_ms, const char *field,
+                   int64_t delta) {
+        return loy_agg_kpi(b->agg, day_ms, field, delta);
+}
+
+/* Money in millionths of the currency unit, for exact daily sums (event
+ * values are validated to at most 1e9 per line). */
+static int64_t micros(double amount) {
+        return (int64_t)llround(amount * 1e6);
+}
+
+/* Next silence check: first.days after the last purchase, then every
+ * every.days, until max.days of silence. */
+int64_t loy_apply_next_check(const loy_config_t *conf, const loy_cust_t *c,
+                             int64_t now) {
+        int64_t first = (int64_t)(conf->timer_first_days * LOY_MS_PER_DAY);
+        int64_t every = (int64_t)(conf->timer_every_days * LOY_MS_PER_DAY);
+        int64_t max = (int64_t)(conf->timer_max_days * LOY_MS_PER_DAY);
+        int64_t due;
+        if (!c->first_purchase_ms || every <= 0)
+                return 0;
+        due = c->last_purchase_ms + first;
+        if (due <= now)
+                due += ((now - due) / every + 1) * every;
+        return due > c->last_purchase_ms + max ? 0 : due;
+}
+
+/* Fires the customer's silence checks due at or before upto, each scored
+ * and decided at its own due time: whether a check fires before or after
+ * the customer's next event then depends on event time alone, not on when
+ * the clock happened to pass it. part is the timer's partition when the
+ * batch does not know it yet (purchase and browse topics are
+ * co-partitioned, so the numbers agree). */
+static int fire_due(loy_batch_t *b, loy_touched_t *t, int64_t upto,
+                    int32_t part, char *errstr, size_t errstr_size) {
+        loy_cust_t *c = t->c;
+        while (c->first_purchase_ms && c->next_check_ms > 0 &&
+               c->next_check_ms <= upto) {
+                int64_t due = c->next_check_ms;
+                if (t->partition < 0)
+                        t->partition = part;
+                t->timer_due = due;
+                t->fired = 1;
+                b->stats->timers_fired++;
+                if (loy_agg_on_fire(b->agg, c->id, due, t->partition) ==
+                    -1) {
+                        snprintf(errstr, errstr_size, "out of memory");
+                        return -1;
+                }
+                if (loy_evaluate(b, t, NULL, due, errstr, errstr_size) == -1)
+                        return -1;
+                c->next_check_ms = loy_apply_next_check(b->conf, c, due);
+        }
+        return 0;
+}
+
+int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
+        char slot[LOY_SLOT_NAME_MAX];
+        for (int i = 0; i < b->nevents; i++) {
+                int idx = b->order[i];
+                const loy_event_t *ev = &b->events[idx];
+                loy_touched_t *t;
+                loy_cust_t *c;
+                int was_buyer, n;
+                if (loy_batch_quarantined(b, ev->customer_id)) {
+                        loy_batch_dead_event(b, idx, "state: this customer's "
+                                          "Redis state fails every write");
+                        continue;
+                }
+                t = loy_batch_touch(b, ev->customer_id, errstr, errstr_size);
+                if (!t)
+                        return -1;
+                c = t->c;
+                n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32,
+                             ev->topic, ev->partition);
+                if (n < 0 || (size_t)n >= sizeof(slot)) {
+                        loy_batch_dead_event(b, idx, "topic name too long to "
+                                          "fence replays");
+                        continue;
+                }
+                if (ev->offset <= loy_feat_slot_get(c, slot, -1)) {
+                        b->stats->events_skipped_dup++;
+                        continue;
+                }
+                /* without its fence an event could count twice on replay */
+                if (loy_feat_slot_get(c, slot, INT64_MIN) == INT64_MIN &&
+                    c->nslots >= LOY_SLOTS_MAX) {
+                        loy_batch_dead_event(b, idx, "state: customer has no "
+                                          "free offset slot (events on too "
+                                          "many partitions)");
+                        continue;
+                }
+                t->event_partition = ev->partition;
+                if (fire_due(b, t, ev->ts_ms, ev->partition, errstr,
+                             errstr_size) == -1)
+                        return -1;
+                loy_agg_on_event(b->agg, ev->topic, ev->partition,
+                                 ev->offset);
+                was_buyer = c->orders > 0;
+                loy_feat_apply(c, ev, &b->conf->feat);
+                loy_feat_slot_set(c, slot, ev->offset);
+                if (b->reco) {
+                        loy_cust_ext_t *x = loy_cache_ext(c);
+                        /* -1: memory could not be found even by pruning;
+                         * the event is partly learned, nothing else lost */
+                        if (loy_reco_observe(b->reco, &x->hist, ev) == -1)
+                                LOY_DEBUG("proc", "reco: event %s partly "
+                                          "learned", ev->event_id);
+                        t->reco_dirty = 1;
+                }
+                b->stats->events_applied++;
+                t->by_event = 1;
+                if (ev->kind == LOY_EV_BROWSE) {
+                        if (kpi_add(b, ev->ts_ms, "browse_events", 1))
+                                goto nomem;
+                        if (loy_evaluate(b, t, ev, 0, errstr,
+                                         errstr_size) == -1)
+                                return -1;
+                        continue;
+                }
+                t->by_purchase = 1;
+                if (!strcmp(ev->topic, b->conf->topic_purchase))
+                        t->partition = ev->partition;
+                {
+                        double net = loy_event_net_value(ev);
+                        loy_purchase_kind_t kind =
+                            loy_event_purchase_kind(ev);
+                        int rc = 0;
+                        if (kind == LOY_PURCHASE_ORDER) {
+                                rc = kpi_add(b, ev->ts_ms, "purchases", 1) ||
+                                     kpi_add(b, ev->ts_ms,
+                                             "revenue_micros",
+                                             micros(net)) ||
+                                     kpi_add(b, ev->ts_ms,
+                                             was_buyer ? "repeat_purchases"
+                                                       : "new_customers",
+                                             1);
+                        } else if (kind == LOY_PURCHASE_RETURN) {
+                                rc = kpi_add(b, ev->ts_ms, "returns", 1) ||
+                                     kpi_add(b, ev->ts_ms,
+                                             "return_value_micros",
+                                             micros(-net));
+                        }
+                        if (rc)
+                                goto nomem;
+                }
+                if (loy_evaluate(b, t, ev, 0, errstr, errstr_size) == -1)
+                        return -1;
+                /* the next silence check counts from this purchase */
+                if (t->partition >= 0)
+                        c->next_check_ms = loy_apply_next_check(
+                            b->conf, c, c->scored_ms);
+        }
+        return 0;
+nomem:
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+}
+
+int loy_apply_due(loy_batch_t *b, int64_t clock_ms, char *errstr,
+                  size_t errstr_size) {
+        for (int i = 0; i < b->ntouched; i++) {
+                loy_touched_t *t = &b->touched[i];
+                loy_cust_t *c = t->c;
+                /* a timer of a customer who never bought (or whom Redis
+                 * no longer has): dropped. Otherwise the hash knows better
+                 * than the entry that fired (a redo after a partly applied
+                 * write, an entry left in another partition): what it says
+                 * is due fires, each check at its own due time. */
+                if (!c->first_purchase_ms) {
+                        if (t->by_timer)
+                                c->next_check_ms = 0;
+                        continue;
+                }
+                {
+                        int32_t part = t->by_timer ? t->fired_partition
+                                                   : t->event_partition;
+                        int64_t upto = loy_clock_timer_limit(
+                            b->clock, b->conf->topic_purchase, part,
+                            clock_ms);
+                        if (fire_due(b, t, upto, part, errstr,
+                                     errstr_size) == -1)
+                                return -1;
+                }
+        }
+        return 0;
+}
