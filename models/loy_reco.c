@@ -62,7 +62,13 @@ typedef struct pair {
 typedef struct pend {
         uint32_t a, b;          /* b == NONE: n(a) */
         double d;
+        uint32_t gen;           /* stage that saved its old d, if any */
 } pend_t;
+
+typedef struct undo {
+        uint32_t k;             /* pend entry from before the stage */
+        double d;               /* its value then */
+} undo_t;
 
 typedef struct cat {
         char *name;
@@ -111,6 +117,11 @@ struct loy_reco {
         pend_t *pend;
         uint32_t *phash;
         uint32_t npend, phash_cap;
+        /* A stage (loy_reco_stage_begin): entries from stage_mark on are
+         * its own, undo holds what it changed of the older ones. */
+        int staging;
+        uint32_t stage_gen, stage_mark, nundo;
+        undo_t *undo;
 
         /* scoring scratch */
         uint32_t *sc_id;
@@ -376,9 +387,11 @@ loy_reco_t *loy_reco_create(const loy_reco_conf_t *conf, char *errstr,
                 r->phash_cap = pow2_at_least(conf->pending_max * 2);
                 r->pend = malloc(conf->pending_max * sizeof(*r->pend));
                 r->phash = calloc(r->phash_cap, sizeof(*r->phash));
-                if (!r->pend || !r->phash)
+                r->undo = malloc(conf->pending_max * sizeof(*r->undo));
+                if (!r->pend || !r->phash || !r->undo)
                         goto oom;
-                r->fixed_bytes += conf->pending_max * sizeof(*r->pend) +
+                r->fixed_bytes += conf->pending_max * (sizeof(*r->pend) +
+                                                       sizeof(*r->undo)) +
                                   (size_t)r->phash_cap * 4;
         }
         if (r->fixed_bytes + (256u << 10) > conf->mem_limit) {
@@ -427,6 +440,7 @@ void loy_reco_destroy(loy_reco_t *r) {
         free(r->pool);
         free(r->pairs);
         free(r->pend);
+        free(r->undo);
         free(r->phash);
         free(r->sc_id);
         free(r->sc_score);
@@ -1035,7 +1049,14 @@ static void pend_add(loy_reco_t *r, uint32_t a, uint32_t b, double d) {
         for (i = (uint32_t)hash_pair(a, b) & mask; (v = r->phash[i]);
              i = (i + 1) & mask)
                 if (r->pend[v - 1].a == a && r->pend[v - 1].b == b) {
-                        r->pend[v - 1].d += d;
+                        pend_t *pe = &r->pend[v - 1];
+                        if (r->staging && v - 1 < r->stage_mark &&
+                            pe->gen != r->stage_gen) {
+                                r->undo[r->nundo].k = v - 1;
+                                r->undo[r->nundo++].d = pe->d;
+                                pe->gen = r->stage_gen;
+                        }
+                        pe->d += d;
                         return;
                 }
         if (r->npend >= r->conf.pending_max) {
@@ -1045,6 +1066,7 @@ static void pend_add(loy_reco_t *r, uint32_t a, uint32_t b, double d) {
         r->pend[r->npend].a = a;
         r->pend[r->npend].b = b;
         r->pend[r->npend].d = d;
+        r->pend[r->npend].gen = r->stage_gen;
         r->phash[i] = ++r->npend;
         r->items[a].pending = 1;
         if (b != NONE)
@@ -1095,6 +1117,59 @@ void loy_reco_pending_clear(loy_reco_t *r) {
         /* the probe above does not stop at slots emptied before it: an
          * entry is always found, and at the end the index is all zeros */
         r->npend = 0;
+        r->stage_mark = 0;
+        r->nundo = 0;
+}
+
+void loy_reco_stage_begin(loy_reco_t *r) {
+        if (!r->conf.track_pending)
+                return;
+        if (r->staging)
+                loy_reco_stage_abort(r);
+        r->staging = 1;
+        /* 0 is never a stage, so entries made outside one never match */
+        if (++r->stage_gen == 0)
+                r->stage_gen = 1;
+        r->stage_mark = r->npend;
+        r->nundo = 0;
+}
+
+void loy_reco_stage_commit(loy_reco_t *r) {
+        r->staging = 0;
+        r->nundo = 0;
+}
+
+void loy_reco_stage_abort(loy_reco_t *r) {
+        uint32_t mask = r->phash_cap - 1;
+        if (!r->staging)
+                return;
+        r->staging = 0;
+        for (uint32_t u = 0; u < r->nundo; u++)
+                r->pend[r->undo[u].k].d = r->undo[u].d;
+        r->nundo = 0;
+        if (r->npend == r->stage_mark)
+                return;
+        /* The stage's own entries go. Linear probing cannot delete in
+         * place, so the index is built again from the older entries, and
+         * so are the items' pending marks (an item keeps its mark while an
+         * older entry names it). Rare: a batch that failed. */
+        for (uint32_t k = r->stage_mark; k < r->npend; k++) {
+                r->items[r->pend[k].a].pending = 0;
+                if (r->pend[k].b != NONE)
+                        r->items[r->pend[k].b].pending = 0;
+        }
+        r->npend = r->stage_mark;
+        memset(r->phash, 0, r->phash_cap * sizeof(*r->phash));
+        for (uint32_t k = 0; k < r->npend; k++) {
+                const pend_t *p = &r->pend[k];
+                uint32_t i = (uint32_t)hash_pair(p->a, p->b) & mask;
+                while (r->phash[i])
+                        i = (i + 1) & mask;
+                r->phash[i] = k + 1;
+                r->items[p->a].pending = 1;
+                if (p->b != NONE)
+                        r->items[p->b].pending = 1;
+        }
 }
 
 /* ------------------------------------------------------------------------

@@ -267,6 +267,18 @@ int loy_reco_pending_in_nbrs(const loy_reco_t *r, size_t i);
 /* Forgets every pending increment (call once they are written). */
 void loy_reco_pending_clear(loy_reco_t *r);
 
+/* A stage of pending increments: those made after _begin are withdrawn
+ * from the pending list by _abort (the list is as it was at _begin) and
+ * kept by _commit. A processor stages each attempt at a batch, so a batch
+ * done again after a failed write adds its increments to the shared model
+ * once. Only the pending list is staged: the local counts keep what an
+ * aborted attempt learned until the shared counts replace them. _begin
+ * while staging aborts the open stage first. No-ops without
+ * track_pending. */
+void loy_reco_stage_begin(loy_reco_t *r);
+void loy_reco_stage_commit(loy_reco_t *r);
+void loy_reco_stage_abort(loy_reco_t *r);
+
 /*
  * History as text, "sku ts_ms weight bought" per item separated by '\n'
  * (for a Redis field). format returns the length written (truncated at

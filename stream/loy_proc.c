@@ -488,6 +488,10 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 last_err[0] = '\0';
                 busy_backoff = 50;
                 while (*running) {
+                        /* what an attempt adds to the shared recommender
+                         * model counts once: a failed one is withdrawn */
+                        if (p->reco)
+                                loy_reco_stage_begin(p->reco);
                         wrc = run_batch(p, clock_ms, err, sizeof(err));
                         if (wrc == 0 || wrc == LOY_WRITE_STALE)
                                 break;
@@ -526,6 +530,12 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         /* waiting for Redis is not being stopped: the
                          * consumer's heartbeats went on meanwhile */
                         p->b.polled_ms = loy_time_mono_ms();
+                }
+                if (p->reco) {
+                        if (wrc == 0)
+                                loy_reco_stage_commit(p->reco);
+                        else
+                                loy_reco_stage_abort(p->reco);
                 }
                 if (wrc == LOY_STORE_ERR_FENCED) {
                         /* another process wrote these partitions: they

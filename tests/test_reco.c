@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <CUnit/CUnit.h>
@@ -500,6 +501,82 @@ static void test_browse_session(void) {
         loy_reco_destroy(r);
 }
 
+static int cmp_line(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+/* The pending list as text "a b delta" per entry, sorted: to compare. */
+static void pending_text(loy_reco_t *r, char *buf, size_t size) {
+        char lines[64][96];
+        size_t n = loy_reco_pending_count(r), len = 0;
+        loy_reco_incr_t in;
+        CU_ASSERT_FATAL(n <= 64);
+        for (size_t i = 0; i < n; i++) {
+                loy_reco_pending_get(r, i, &in);
+                snprintf(lines[i], sizeof(lines[i]), "%s %s %.17g", in.a,
+                         in.b ? in.b : "-", in.delta);
+        }
+        qsort(lines, n, sizeof(lines[0]), cmp_line);
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && len < size; i++)
+                len += (size_t)snprintf(buf + len, size - len, "%s\n",
+                                        lines[i]);
+}
+
+/* A batch done again after a failed write: its staged increments are
+ * withdrawn, exactly, so the shared model gets them once. */
+static void test_pending_stage(void) {
+        loy_reco_conf_t c;
+        loy_reco_t *r;
+        char before[4096], after[4096], once[4096];
+
+        conf_test(&c);
+        c.track_pending = 1;
+        c.pending_max = 1024;
+        c.epoch_ms = T0 - 10 * DAY;
+        r = loy_reco_create(&c, err, sizeof(err));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        basket(r, T0, "A", "B", NULL);
+        pending_text(r, before, sizeof(before));
+
+        /* an attempt that merges into old entries and adds new ones */
+        loy_reco_stage_begin(r);
+        basket(r, T0 + DAY, "A", "B", "C");
+        basket(r, T0 + DAY, "D", "E", NULL);
+        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 9);
+        loy_reco_stage_abort(r);
+        pending_text(r, after, sizeof(after));
+        CU_ASSERT_STRING_EQUAL(after, before);
+        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 3);
+
+        /* the redo, committed: as if the batch had been done once */
+        loy_reco_stage_begin(r);
+        basket(r, T0 + DAY, "A", "B", "C");
+        basket(r, T0 + DAY, "D", "E", NULL);
+        loy_reco_stage_commit(r);
+        pending_text(r, after, sizeof(after));
+        loy_reco_destroy(r);
+
+        r = loy_reco_create(&c, err, sizeof(err));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        basket(r, T0, "A", "B", NULL);
+        basket(r, T0 + DAY, "A", "B", "C");
+        basket(r, T0 + DAY, "D", "E", NULL);
+        pending_text(r, once, sizeof(once));
+        CU_ASSERT_STRING_EQUAL(after, once);
+
+        /* a begin over an open stage aborts it; the index still finds
+         * every entry after a rebuild */
+        loy_reco_stage_begin(r);
+        basket(r, T0 + 2 * DAY, "F", "G", NULL);
+        loy_reco_stage_begin(r);
+        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 9);
+        basket(r, T0 + DAY, "A", "B", NULL);
+        loy_reco_stage_commit(r);
+        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 9);
+        loy_reco_destroy(r);
+}
+
 static void test_pending(void) {
         loy_reco_conf_t c;
         loy_reco_t *r;
@@ -731,6 +808,8 @@ int main(void) {
             !CU_add_test(s, "cold start", test_cold_start) ||
             !CU_add_test(s, "browse sessions", test_browse_session) ||
             !CU_add_test(s, "pending increments", test_pending) ||
+            !CU_add_test(s, "pending increments staged per attempt",
+                         test_pending_stage) ||
             !CU_add_test(s, "neighbours from redis", test_set_nbrs) ||
             !CU_add_test(s, "history as text", test_hist_text) ||
             !CU_add_test(s, "memory limit", test_memory_limit) ||
