@@ -465,24 +465,27 @@ int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size) {
                        "call loy_store_write_recv first");
                 return LOY_STORE_ERR;
         }
-        /* The map may have moved, or the server restarted in another role:
-         * read it again before anything is sent. */
+        /* Up: a PING says whether it still is (the router follows
+         * redirections by itself, so the map is not read every time). */
+        if (had && ping(s, errstr, errstr_size) == LOY_STORE_OK)
+                return LOY_STORE_OK;
+        /* Down, or stale (a server restarted, a master replaced): the map
+         * may have moved too; read it again, then a PING on a connection
+         * the router opens afresh. */
         if (loy_cluster_refresh(s->cl, errstr, errstr_size) !=
             LOY_CLUSTER_OK) {
                 drop(s);
                 return LOY_STORE_ERR_IO;
         }
-        if (ping(s, errstr, errstr_size) == LOY_STORE_OK)
-                return LOY_STORE_OK;
-        /* A connection that was up may just be stale (server restarted):
-         * the router has dropped it and opens a new one. */
-        if (!had)
-                return LOY_STORE_ERR_IO;
         return ping(s, errstr, errstr_size);
 }
 
 int loy_store_is_connected(const loy_store_t *s) {
         return s->up;
+}
+
+void loy_store_router_stats(const loy_store_t *s, loy_cluster_stats_t *st) {
+        loy_cluster_stats(s->cl, st);
 }
 
 const char *loy_store_ns(const loy_store_t *s) {

@@ -77,6 +77,12 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
                               size_t errstr_size);
 void loy_store_destroy(loy_store_t *s);
 
+/* What the router did since the store was created (redirections followed,
+ * slot maps read, connections opened and lost, units refused). */
+struct loy_cluster_stats;
+void loy_store_router_stats(const loy_store_t *s,
+                            struct loy_cluster_stats *st);
+
 /* (Re)connects if needed and PINGs. 0 when usable. */
 int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size);
 int loy_store_is_connected(const loy_store_t *s);

@@ -374,6 +374,7 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
         x.lag = loy_stats_lag(p->consumer);
         x.cache_customers = (int64_t)loy_cache_size(p->cache);
         x.first_batch_ms = p->first_batch_ms;
+        loy_store_router_stats(p->store, &x.router);
         loy_stats_publish(p->pub, p->store, &p->stats, &x, batch_ms);
 }
 

@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "../models/loy_reco.h"
+#include "../state/loy_cluster.h"
 #include "../state/loy_store.h"
 #include "loy_proc.h"
 
@@ -28,6 +29,7 @@ typedef struct loy_stats_extra {
         int64_t cache_customers;
         int64_t first_batch_ms;  /* wall clock of the first batch */
         loy_reco_stats_t reco;   /* zero without a recommender */
+        loy_cluster_stats_t router;   /* the store's (loy_store_router_stats) */
 } loy_stats_extra_t;
 
 /* NULL on no memory. Free with loy_stats_destroy() (NULL ok). */
