@@ -704,6 +704,42 @@ static int push_part(loy_cluster_pipe_t *p, size_t off, size_t len,
         return 0;
 }
 
+/* A unit of one part already scanned (a lone command, or one MULTI ...
+ * EXEC block of ncmd commands): no second pass over its bytes. */
+static int add_one_part(loy_cluster_pipe_t *p, unsigned slot, const char *b,
+                        size_t len, size_t ncmd, char *errstr, size_t size) {
+        uint32_t rep0 = (uint32_t)p->nrep;
+        size_t saved_parts = p->nparts;
+        unit_t *u;
+        if (p->nunits >= UINT32_MAX - 1 || p->nrep + ncmd >= UINT32_MAX) {
+                seterr(errstr, size, "cluster: pipe too large");
+                return LOY_CLUSTER_ERR;
+        }
+        if (push_part(p, p->len, len, rep0, (uint32_t)ncmd) ||
+            grow((void **)&p->buf, &p->cap, p->len + len, 1) ||
+            grow((void **)&p->units, &p->units_cap, p->nunits + 1,
+                 sizeof(*p->units)) ||
+            grow((void **)&p->rep, &p->rep_cap, p->nrep + ncmd,
+                 sizeof(*p->rep))) {
+                p->nparts = saved_parts;
+                seterr(errstr, size, "cluster: out of memory");
+                return LOY_CLUSTER_ERR;
+        }
+        memcpy(p->buf + p->len, b, len);
+        p->len += len;
+        for (size_t i = 0; i < ncmd; i++)
+                p->rep[p->nrep + i] = NULL;
+        p->nrep += ncmd;
+        u = &p->units[p->nunits++];
+        u->part0 = (uint32_t)saved_parts;
+        u->nparts = 1;
+        u->rep0 = rep0;
+        u->nrep = (uint32_t)ncmd;
+        u->slot = slot;
+        u->status = LOY_CLUSTER_ERR;
+        return LOY_CLUSTER_OK;
+}
+
 int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot,
                          const void *resp, size_t len, int nreplies,
                          char *errstr, size_t size) {
@@ -853,6 +889,11 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
         unsigned slot = 0;
         if (nunits)
                 *nunits = 0;
+        if (p->state != PIPE_BUILDING) {
+                seterr(errstr, size, "cluster: pipe already sent; reset it "
+                       "first");
+                return LOY_CLUSTER_ERR;
+        }
         while (pos < len) {
                 size_t cmd_at = pos, klen;
                 const char *key;
@@ -868,16 +909,26 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
                         slot = loy_cluster_slot(key, klen);
                         have_slot = 1;
                 }
-                if (kind == CMD_MULTI && !in_txn) {
+                if (kind == CMD_MULTI) {
+                        if (in_txn) {
+                                seterr(errstr, size, "cluster: MULTI inside "
+                                       "MULTI");
+                                return LOY_CLUSTER_ERR;
+                        }
                         in_txn = 1;
                         continue;
                 }
                 if (in_txn && kind != CMD_EXEC && kind != CMD_DISCARD)
                         continue;
+                if (!in_txn && kind != CMD_OTHER) {
+                        seterr(errstr, size, "cluster: EXEC or DISCARD "
+                               "without MULTI");
+                        return LOY_CLUSTER_ERR;
+                }
                 /* a lone command, or the EXEC that closes a block */
                 in_txn = 0;
-                if (loy_cluster_pipe_add(p, slot, b + start, pos - start,
-                                         (int)ncmd, errstr, size))
+                if (add_one_part(p, slot, b + start, pos - start, ncmd,
+                                 errstr, size))
                         return LOY_CLUSTER_ERR;
                 added++;
                 if (nunits)

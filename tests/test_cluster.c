@@ -637,6 +637,21 @@ static void test_add_cmds(void) {
                                                   sizeof(E)),
                         LOY_CLUSTER_ERR);
         CU_ASSERT_EQUAL(nu, 0);
+        b.len = 0;
+        rb_cmd(&b, "MULTI", NULL);
+        rb_cmd(&b, "MULTI", NULL);
+        rb_cmd(&b, "EXEC", NULL);
+        CU_ASSERT_EQUAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, NULL, E,
+                                                  sizeof(E)),
+                        LOY_CLUSTER_ERR);
+        b.len = 0;
+        rb_cmd(&b, "PING", NULL);
+        rb_cmd(&b, "EXEC", NULL);
+        CU_ASSERT_EQUAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E,
+                                                  sizeof(E)),
+                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(nu, 1);   /* the PING before it stays added */
+        CU_ASSERT_EQUAL(loy_cluster_pipe_units(p), 1);
         loy_cluster_pipe_destroy(p);
         loy_cluster_destroy(cl);
         free(b.p);
