@@ -63,7 +63,6 @@ struct loy_proc {
         int64_t last_scan_ms;           /* of the outbox */
         int64_t first_batch_ms;         /* wall clock of the first batch */
         struct timespec model_mtime;    /* of the model file last loaded */
-        int64_t started_ms;
         loy_proc_stats_t stats;
 };
 
@@ -236,7 +235,6 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->b.dlq = p->dlq;
         if (subscribe(p, errstr, errstr_size) == -1)
                 goto fail;
-        p->started_ms = loy_time_wall_ms();
         p->need_refresh = 1;
         /* A process stopped (SIGSTOP, a long GC-like stall, a frozen VM)
          * for longer than the session timeout has been dropped from the
@@ -371,6 +369,7 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
                 loy_reco_stats(p->reco, &x.reco);
         x.reco_flushed = loy_recosync_flushed(p->recosync);
         x.reco_refreshed = loy_recosync_refreshed(p->recosync);
+        x.reco_skipped = loy_recosync_skipped(p->recosync);
         x.lag = loy_stats_lag(p->consumer);
         x.cache_customers = (int64_t)loy_cache_size(p->cache);
         x.first_batch_ms = p->first_batch_ms;

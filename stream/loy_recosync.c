@@ -43,6 +43,10 @@ int64_t loy_recosync_refreshed(const loy_recosync_t *s) {
         return s->reco_refreshed;
 }
 
+int64_t loy_recosync_skipped(const loy_recosync_t *s) {
+        return s->reco_skipped;
+}
+
 typedef struct refresh_ctx {
         loy_reco_t *reco;
         double scale;   /* shared counts (epoch scale) -> event time now */

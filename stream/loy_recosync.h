@@ -30,8 +30,10 @@ void loy_recosync_destroy(loy_recosync_t *s);
 void loy_recosync_run(loy_recosync_t *s, loy_store_t *store,
                       int64_t clock_ms, int force);
 
-/* Increments sent, and neighbour lists rebuilt, since creation. */
+/* Increments sent, neighbour lists rebuilt, and pair increments left out
+ * (pairs in no local neighbour list at flush time), since creation. */
 int64_t loy_recosync_flushed(const loy_recosync_t *s);
 int64_t loy_recosync_refreshed(const loy_recosync_t *s);
+int64_t loy_recosync_skipped(const loy_recosync_t *s);
 
 #endif

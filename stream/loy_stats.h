@@ -25,6 +25,7 @@ typedef struct loy_stats loy_stats_t;
 typedef struct loy_stats_extra {
         int64_t reco_flushed;    /* increments sent to the shared model */
         int64_t reco_refreshed;  /* neighbour lists rebuilt */
+        int64_t reco_skipped;    /* pair increments not sent */
         int64_t lag;             /* loy_stats_lag */
         int64_t cache_customers;
         int64_t first_batch_ms;  /* wall clock of the first batch */
