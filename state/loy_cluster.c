@@ -1039,19 +1039,41 @@ static void round_send(loy_cluster_pipe_t *p) {
                         cl->stale = 1;
                         continue;
                 }
-                for (uint32_t s = n->head; s != NONE; s = p->sends[s].next) {
-                        const part_t *pt = &p->parts[p->sends[s].part];
-                        if ((p->sends[s].asking &&
-                             redisAppendFormattedCommand(
-                                     n->ctx, asking, sizeof(asking) - 1) !=
-                                     REDIS_OK) ||
-                            redisAppendFormattedCommand(n->ctx,
-                                                        p->buf + pt->off,
-                                                        pt->len) !=
-                                    REDIS_OK) {
+                /* Parts next to each other in the pipe's buffer go in one
+                 * append: one per part grew hiredis' output buffer by
+                 * hundreds of reallocations a batch. */
+                {
+                        size_t run_off = 0, run_len = 0;
+                        int lost = 0;
+                        for (uint32_t s = n->head; !lost;
+                             s = p->sends[s].next) {
+                                const part_t *pt = s == NONE ? NULL :
+                                        &p->parts[p->sends[s].part];
+                                int joins = pt && run_len &&
+                                            !p->sends[s].asking &&
+                                            pt->off == run_off + run_len;
+                                if (joins) {
+                                        run_len += pt->len;
+                                        continue;
+                                }
+                                if (run_len &&
+                                    redisAppendFormattedCommand(
+                                            n->ctx, p->buf + run_off,
+                                            run_len) != REDIS_OK)
+                                        lost = 1;
+                                if (!pt || lost)
+                                        break;
+                                if (p->sends[s].asking &&
+                                    redisAppendFormattedCommand(
+                                            n->ctx, asking,
+                                            sizeof(asking) - 1) != REDIS_OK)
+                                        lost = 1;
+                                run_off = pt->off;
+                                run_len = pt->len;
+                        }
+                        if (lost) {
                                 node_lost(cl, i, why, sizeof(why));
                                 fail_sends(p, i, n->head, why);
-                                break;
                         }
                 }
         }
