@@ -75,13 +75,9 @@ static void test_save_restore(void) {
 }
 
 int main(void) {
-        CU_pSuite s;
-        if (CU_initialize_registry() != CUE_SUCCESS)
-                return 1;
-        s = CU_add_suite("loy_clockstore", NULL, NULL);
-        if (!s || !CU_add_test(s, "save and restore", test_save_restore)) {
-                CU_cleanup_registry();
-                return 1;
-        }
-        return tu_cunit_run();
+        static const tu_test_t tests[] = {
+            {"save and restore", test_save_restore},
+        };
+        return tu_cunit_main("loy_clockstore", tests,
+                             (int)(sizeof(tests) / sizeof(tests[0])));
 }

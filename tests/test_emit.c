@@ -55,13 +55,9 @@ static void test_acks(void) {
 }
 
 int main(void) {
-        CU_pSuite s;
-        if (CU_initialize_registry() != CUE_SUCCESS)
-                return 1;
-        s = CU_add_suite("loy_emit", NULL, NULL);
-        if (!s || !CU_add_test(s, "delivery reports and acks", test_acks)) {
-                CU_cleanup_registry();
-                return 1;
-        }
-        return tu_cunit_run();
+        static const tu_test_t tests[] = {
+            {"delivery reports and acks", test_acks},
+        };
+        return tu_cunit_main("loy_emit", tests,
+                             (int)(sizeof(tests) / sizeof(tests[0])));
 }

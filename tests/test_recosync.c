@@ -81,13 +81,9 @@ static void test_share(void) {
 }
 
 int main(void) {
-        CU_pSuite s;
-        if (CU_initialize_registry() != CUE_SUCCESS)
-                return 1;
-        s = CU_add_suite("loy_recosync", NULL, NULL);
-        if (!s || !CU_add_test(s, "two processes, one model", test_share)) {
-                CU_cleanup_registry();
-                return 1;
-        }
-        return tu_cunit_run();
+        static const tu_test_t tests[] = {
+            {"two processes, one model", test_share},
+        };
+        return tu_cunit_main("loy_recosync", tests,
+                             (int)(sizeof(tests) / sizeof(tests[0])));
 }

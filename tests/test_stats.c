@@ -85,14 +85,10 @@ static void test_publish(void) {
 }
 
 int main(void) {
-        CU_pSuite s;
-        if (CU_initialize_registry() != CUE_SUCCESS)
-                return 1;
-        s = CU_add_suite("loy_stats", NULL, NULL);
-        if (!s || !CU_add_test(s, "percentiles", test_percentile) ||
-            !CU_add_test(s, "publish", test_publish)) {
-                CU_cleanup_registry();
-                return 1;
-        }
-        return tu_cunit_run();
+        static const tu_test_t tests[] = {
+            {"percentiles", test_percentile},
+            {"publish", test_publish},
+        };
+        return tu_cunit_main("loy_stats", tests,
+                             (int)(sizeof(tests) / sizeof(tests[0])));
 }

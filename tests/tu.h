@@ -126,4 +126,12 @@ const char *tu_build_path(const char *rel);
  * returns the process exit code (0 when nothing failed). */
 int tu_cunit_run(void);
 
+/* A program of one suite without set-up: registers the n tests under
+ * suite and runs them (tu_cunit_run). */
+typedef struct tu_test {
+        const char *name;
+        void (*fn)(void);
+} tu_test_t;
+int tu_cunit_main(const char *suite, const tu_test_t *tests, int n);
+
 #endif

@@ -207,6 +207,21 @@ int tu_cunit_run(void) {
         return failed ? 1 : CU_get_error();
 }
 
+int tu_cunit_main(const char *suite, const tu_test_t *tests, int n) {
+        CU_pSuite s;
+        if (CU_initialize_registry() != CUE_SUCCESS)
+                return 1;
+        s = CU_add_suite(suite, NULL, NULL);
+        for (int i = 0; s && i < n; i++)
+                if (!CU_add_test(s, tests[i].name, tests[i].fn))
+                        s = NULL;
+        if (!s) {
+                CU_cleanup_registry();
+                return 1;
+        }
+        return tu_cunit_run();
+}
+
 /* "<ns>:c:{<cid>}" itself, not its :recs or :rh. */
 static int is_customer_key(const char *key) {
         const char *b = strstr(key, ":c:{");
