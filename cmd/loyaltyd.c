@@ -32,6 +32,47 @@ static void on_hup(int sig) {
         reload = 1;
 }
 
+/*
+ * LOY_FAILPOINT=stop-after-aggregates:N (for the fault suite, not for
+ * production): the process stops itself (SIGSTOP) once the aggregates of
+ * its N-th batch were accepted, before that batch's customers are sent,
+ * and goes on where it stopped on SIGCONT. That is the moment a frozen
+ * process is most dangerous to its partitions' next owner.
+ */
+static long failpoint_at, failpoint_seen;
+
+static void failpoint_hook(loy_store_t *s, void *opaque) {
+        (void)s;
+        (void)opaque;
+        if (++failpoint_seen == failpoint_at) {
+                LOY_WARN("loyaltyd", "LOY_FAILPOINT: stopping after the "
+                         "aggregates of batch %ld", failpoint_seen);
+                raise(SIGSTOP);
+        }
+}
+
+static int failpoint_set(loy_proc_t *p, char *err, size_t size) {
+        static const char pre[] = "stop-after-aggregates:";
+        const char *fp = getenv("LOY_FAILPOINT");
+        char *end;
+        if (!fp || !*fp)
+                return 0;
+        if (strncmp(fp, pre, sizeof(pre) - 1)) {
+                snprintf(err, size, "LOY_FAILPOINT \"%s\": want "
+                         "stop-after-aggregates:N", fp);
+                return -1;
+        }
+        errno = 0;
+        failpoint_at = strtol(fp + sizeof(pre) - 1, &end, 10);
+        if (errno || *end || failpoint_at < 1) {
+                snprintf(err, size, "LOY_FAILPOINT \"%s\": N must be a "
+                         "positive integer", fp);
+                return -1;
+        }
+        loy_proc_set_after_agg_hook(p, failpoint_hook, NULL);
+        return 0;
+}
+
 static void usage(FILE *fp) {
         fprintf(fp,
                 "usage: loyaltyd [-c FILE] [-X section.key=value]... "
@@ -110,10 +151,11 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
 
         p = loy_proc_create(&conf, err, sizeof(err));
-        if (!p) {
+        if (!p || failpoint_set(p, err, sizeof(err))) {
                 fprintf(stderr, "loyaltyd: %s\n", err);
+                loy_proc_destroy(p);
                 loy_config_free(&conf);
-                return 1;
+                return p ? 2 : 1;
         }
         LOY_INFO("loyaltyd", "consuming %s%s%s as group %s", conf.topic_purchase,
                  conf.topic_browse[0] ? ", " : "", conf.topic_browse,

@@ -130,6 +130,8 @@ struct loy_cluster {
         loy_cluster_pipe_t *inflight;
         loy_cluster_stats_t st;
         char map_err[WHY_MAX];   /* why the last map read failed */
+        char *name;              /* CLIENT SETNAME of every connection */
+        int guarded;             /* no connection is opened meanwhile */
 };
 
 enum { P_PENDING, P_DONE, P_IO, P_BUSY, P_ERR };
@@ -265,7 +267,24 @@ static int node_idle_ok(const node_t *n) {
         return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-/* Connects node i if it has no usable connection. 0, or -1 with why. */
+/* CLIENT SETNAME on a new connection. 0, or -1 with why. */
+static int name_conn(redisContext *c, const char *name, char *why,
+                     size_t size, const char *addr) {
+        redisReply *r = redisCommand(c, "CLIENT SETNAME %s", name);
+        int ok = r && r->type == REDIS_REPLY_STATUS;
+        if (!ok)
+                seterr(why, size, "%s: CLIENT SETNAME: %s", addr,
+                       !r ? (c->errstr[0] ? c->errstr : "no reply")
+                       : r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : "bad reply");
+        if (r)
+                freeReplyObject(r);
+        return ok ? 0 : -1;
+}
+
+/* Connects node i if it has no usable connection. 0, or -1 with why.
+ * Guarded (loy_cluster_guard_begin), a connection that is gone is not
+ * opened again. */
 static int node_connect(loy_cluster_t *cl, int i, char *why, size_t size) {
         node_t *n = &cl->nodes[i];
         redisContext *c;
@@ -274,6 +293,12 @@ static int node_connect(loy_cluster_t *cl, int i, char *why, size_t size) {
                 return 0;
         node_drop(cl, i);
         node_addr(n, addr, sizeof(addr));
+        if (cl->guarded) {
+                seterr(why, size, "%s: connection lost during a guarded "
+                       "write, not opened again", addr);
+                cl->st.io_errors++;
+                return -1;
+        }
         c = redisConnectWithTimeout(n->host, n->port, cl->tv);
         if (!c) {
                 seterr(why, size, "%s: out of memory", addr);
@@ -282,6 +307,11 @@ static int node_connect(loy_cluster_t *cl, int i, char *why, size_t size) {
         if (c->err || redisSetTimeout(c, cl->tv) != REDIS_OK) {
                 seterr(why, size, "%s: %s", addr,
                        c->errstr[0] ? c->errstr : "cannot connect");
+                redisFree(c);
+                cl->st.io_errors++;
+                return -1;
+        }
+        if (cl->name && name_conn(c, cl->name, why, size, addr)) {
                 redisFree(c);
                 cl->st.io_errors++;
                 return -1;
@@ -545,7 +575,210 @@ void loy_cluster_destroy(loy_cluster_t *cl) {
                 free(cl->nodes[i].host);
         }
         free(cl->nodes);
+        free(cl->name);
         free(cl);
+}
+
+/* ------------------------------------------------- names and guards */
+
+int loy_cluster_set_name(loy_cluster_t *cl, const char *name, char *errstr,
+                         size_t size) {
+        char *copy = NULL;
+        loy_sigpipe_t g;
+        if (name) {
+                if (!*name || strlen(name) > 128) {
+                        seterr(errstr, size, "cluster: client name must be "
+                               "1..128 characters");
+                        return LOY_CLUSTER_ERR;
+                }
+                for (const char *c = name; *c; c++)
+                        if (*c < '!' || *c > '~') {
+                                seterr(errstr, size, "cluster: client name "
+                                       "\"%s\": printable characters "
+                                       "without blanks only", name);
+                                return LOY_CLUSTER_ERR;
+                        }
+                if (!(copy = strdup(name))) {
+                        seterr(errstr, size, "cluster: out of memory");
+                        return LOY_CLUSTER_ERR;
+                }
+        }
+        if (cl->inflight) {
+                free(copy);
+                seterr(errstr, size, "cluster: a pipe is in flight");
+                return LOY_CLUSTER_ERR;
+        }
+        free(cl->name);
+        cl->name = copy;
+        /* The open connections are named now; one that fails is dropped
+         * (opened again, with the name, when next used). */
+        loy_sigpipe_block(&g);
+        for (int i = 0; i < cl->nnodes; i++) {
+                char addr[300], why[WHY_MAX];
+                if (!cl->nodes[i].ctx)
+                        continue;
+                node_addr(&cl->nodes[i], addr, sizeof(addr));
+                if (name_conn(cl->nodes[i].ctx, copy ? copy : "", why,
+                              sizeof(why), addr))
+                        node_lost(cl, i, why, sizeof(why));
+        }
+        loy_sigpipe_restore(&g);
+        return LOY_CLUSTER_OK;
+}
+
+/* The node indices that serve a slot, each once; returns how many. */
+static int masters(const loy_cluster_t *cl, int *out, int max) {
+        unsigned char seen[NODES_MAX / 8] = {0};
+        int n = 0;
+        for (int s = 0; s < LOY_CLUSTER_SLOTS && n < max; s++) {
+                unsigned o = cl->owner[s];
+                if (o == NO_NODE || ((seen[o / 8] >> (o % 8)) & 1))
+                        continue;
+                seen[o / 8] |= (unsigned char)(1u << (o % 8));
+                out[n++] = (int)o;
+        }
+        return n;
+}
+
+/* The masters of the map, read again first if it may have moved; 0 with
+ * errstr when there is none. */
+static int masters_now(loy_cluster_t *cl, int *m, char *errstr,
+                       size_t size) {
+        int nm;
+        if (cl->stale)
+                refresh(cl, -1, NULL, 0);
+        nm = masters(cl, m, NODES_MAX);
+        if (!nm)
+                seterr(errstr, size, "cluster: no slot map: %s",
+                       cl->map_err);
+        return nm;
+}
+
+int loy_cluster_guard_begin(loy_cluster_t *cl, char *errstr, size_t size) {
+        int m[NODES_MAX], nm, rc = LOY_CLUSTER_OK;
+        loy_sigpipe_t g;
+        char why[WHY_MAX];
+        if (cl->inflight) {
+                seterr(errstr, size, "cluster: a pipe is in flight");
+                return LOY_CLUSTER_ERR;
+        }
+        loy_sigpipe_block(&g);
+        nm = masters_now(cl, m, errstr, size);
+        if (!nm)
+                rc = LOY_CLUSTER_ERR_IO;
+        for (int k = 0; k < nm && rc == LOY_CLUSTER_OK; k++)
+                if (node_connect(cl, m[k], why, sizeof(why))) {
+                        seterr(errstr, size, "cluster: %s", why);
+                        cl->stale = 1;
+                        rc = LOY_CLUSTER_ERR_IO;
+                }
+        loy_sigpipe_restore(&g);
+        if (rc == LOY_CLUSTER_OK)
+                cl->guarded = 1;
+        return rc;
+}
+
+void loy_cluster_guard_end(loy_cluster_t *cl) {
+        cl->guarded = 0;
+}
+
+/* The ids of node i's clients called name, from CLIENT LIST's lines
+ * ("id=7 addr=... name=... ..."). Returns how many, -1 on a bad reply. */
+static int named_ids(const char *list, const char *name, long long *ids,
+                     int max) {
+        size_t nl = strlen(name);
+        int n = 0;
+        for (const char *line = list; line && *line;) {
+                const char *end = strchr(line, '\n');
+                const char *f = line;
+                long long id = -1;
+                int match = 0;
+                if (!end)
+                        end = line + strlen(line);
+                while (f < end) {
+                        const char *sp = memchr(f, ' ', (size_t)(end - f));
+                        const char *fe = sp ? sp : end;
+                        if (fe - f > 3 && !strncmp(f, "id=", 3))
+                                id = strtoll(f + 3, NULL, 10);
+                        else if ((size_t)(fe - f) == 5 + nl &&
+                                 !strncmp(f, "name=", 5) &&
+                                 !strncmp(f + 5, name, nl))
+                                match = 1;
+                        f = fe + 1;
+                }
+                if (match && id >= 0 && n < max)
+                        ids[n++] = id;
+                line = *end ? end + 1 : end;
+        }
+        return n;
+}
+
+int loy_cluster_kill_named(loy_cluster_t *cl, const char *name,
+                           int *nkilled, char *errstr, size_t size) {
+        int m[NODES_MAX], nm, rc = LOY_CLUSTER_OK;
+        loy_sigpipe_t g;
+        char why[WHY_MAX], addr[300];
+        if (nkilled)
+                *nkilled = 0;
+        if (!name || !*name || strchr(name, ' ')) {
+                seterr(errstr, size, "cluster: bad client name");
+                return LOY_CLUSTER_ERR;
+        }
+        if (cl->inflight) {
+                seterr(errstr, size, "cluster: a pipe is in flight");
+                return LOY_CLUSTER_ERR;
+        }
+        loy_sigpipe_block(&g);
+        nm = masters_now(cl, m, errstr, size);
+        if (!nm)
+                rc = LOY_CLUSTER_ERR_IO;
+        for (int k = 0; k < nm && rc == LOY_CLUSTER_OK; k++) {
+                redisContext *c;
+                redisReply *r;
+                long long ids[256];
+                int nids;
+                if (node_connect(cl, m[k], why, sizeof(why))) {
+                        seterr(errstr, size, "cluster: %s", why);
+                        rc = LOY_CLUSTER_ERR_IO;
+                        break;
+                }
+                c = cl->nodes[m[k]].ctx;
+                node_addr(&cl->nodes[m[k]], addr, sizeof(addr));
+                r = redisCommand(c, "CLIENT LIST TYPE normal");
+                if (!r) {
+                        node_lost(cl, m[k], why, sizeof(why));
+                        seterr(errstr, size, "cluster: %s", why);
+                        rc = LOY_CLUSTER_ERR_IO;
+                        break;
+                }
+                nids = r->type == REDIS_REPLY_STRING
+                           ? named_ids(r->str, name, ids, 256)
+                           : -1;
+                if (nids < 0)
+                        seterr(errstr, size, "cluster: %s: CLIENT LIST: %s",
+                               addr, r->type == REDIS_REPLY_ERROR
+                                         ? r->str : "unexpected reply");
+                freeReplyObject(r);
+                if (nids < 0) {
+                        rc = LOY_CLUSTER_ERR;
+                        break;
+                }
+                for (int j = 0; j < nids; j++) {
+                        r = redisCommand(c, "CLIENT KILL ID %lld", ids[j]);
+                        if (!r) {
+                                node_lost(cl, m[k], why, sizeof(why));
+                                seterr(errstr, size, "cluster: %s", why);
+                                rc = LOY_CLUSTER_ERR_IO;
+                                break;
+                        }
+                        /* 0: gone by itself meanwhile */
+                        if (r->type == REDIS_REPLY_INTEGER && nkilled)
+                                *nkilled += (int)r->integer;
+                        freeReplyObject(r);
+                }
+        }
+        loy_sigpipe_restore(&g);
+        return rc;
 }
 
 int loy_cluster_refresh(loy_cluster_t *cl, char *errstr, size_t size) {

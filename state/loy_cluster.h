@@ -82,6 +82,37 @@ int loy_cluster_is_cluster(const loy_cluster_t *cl);
 int loy_cluster_node_of(const loy_cluster_t *cl, unsigned slot, char *addr,
                         size_t addr_size);
 
+/* The name (CLIENT SETNAME) of every connection the router has and
+ * opens, so that another process can close them (loy_cluster_kill_named).
+ * 1..128 printable characters without blanks; NULL for none. Not while a
+ * pipe is in flight. LOY_CLUSTER_OK, or LOY_CLUSTER_ERR with errstr. A
+ * connection that cannot be named now is dropped and named when opened
+ * again. */
+int loy_cluster_set_name(loy_cluster_t *cl, const char *name, char *errstr,
+                         size_t errstr_size);
+
+/* A guard over a write of several pipes that must all go over the
+ * connections the first one went over: connects every master of the map,
+ * then, until _guard_end, opens no connection. A connection lost (or
+ * closed by CLIENT KILL) meanwhile fails its units with
+ * LOY_CLUSTER_ERR_IO instead of being opened again, and so does a
+ * redirection to a node not connected at _guard_begin. Why: a process
+ * whose connections another one closed must not write what it held
+ * through that on a new connection (loy_store). LOY_CLUSTER_OK, or
+ * LOY_CLUSTER_ERR_IO (a master cannot be reached; not guarded) or
+ * LOY_CLUSTER_ERR (a pipe in flight). */
+int loy_cluster_guard_begin(loy_cluster_t *cl, char *errstr,
+                            size_t errstr_size);
+void loy_cluster_guard_end(loy_cluster_t *cl);
+
+/* Closes, on every master, the client connections called name (CLIENT
+ * LIST, CLIENT KILL ID), other processes' as well as this one's; *nkilled
+ * (may be NULL) counts them. Not while a pipe is in flight.
+ * LOY_CLUSTER_OK, or an error with errstr; connections closed before the
+ * error stay closed. */
+int loy_cluster_kill_named(loy_cluster_t *cl, const char *name,
+                           int *nkilled, char *errstr, size_t errstr_size);
+
 /* Counters since the router was created. */
 typedef struct loy_cluster_stats {
         uint64_t moved;        /* MOVED replies followed */

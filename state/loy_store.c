@@ -89,6 +89,12 @@ struct loy_store {
         int inflight;
         unit_t *units;
         int nunits, units_cap;
+
+        /* This process's name in the fence's owner fields and on its
+         * connections (loy_store_set_owner); "" until set. */
+        char owner[LOY_OWNER_MAX + 1];
+        loy_store_hook_fn *after_agg;
+        void *after_agg_opaque;
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -96,13 +102,17 @@ struct loy_store {
 static void seterr(char *errstr, size_t size, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* Through a copy: callers pass errstr itself as an argument ("redis %s:
+ * %s" around a reason the router wrote there). */
 static void seterr(char *errstr, size_t size, const char *fmt, ...) {
+        char tmp[1024];
         va_list ap;
         if (!errstr || !size)
                 return;
         va_start(ap, fmt);
-        vsnprintf(errstr, size, fmt, ap);
+        vsnprintf(tmp, sizeof(tmp), fmt, ap);
         va_end(ap);
+        snprintf(errstr, size, "%s", tmp);
 }
 
 /* The pipe's replies (and a write in flight, whose caller learns it from
@@ -1574,14 +1584,24 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
         }
         if ((rc = usable(s, errstr, errstr_size)))
                 return rc;
+        /* Every part of the write goes over the connections the
+         * aggregates went over: a process frozen after its aggregates were
+         * accepted, whose partitions went to another one meanwhile, finds
+         * them closed by the new owner (loy_store_take_over) and must not
+         * write its customers on new ones. */
+        if (loy_cluster_guard_begin(s->cl, errstr, errstr_size) !=
+            LOY_CLUSTER_OK)
+                return io_error(s, errstr && *errstr ? errstr : NULL, errstr,
+                                errstr_size);
         if (agg) {
                 ab_reset(s);
                 if (build_agg(s, agg, errstr, errstr_size)) {
                         ab_reset(s);
-                        return LOY_STORE_ERR;
+                        rc = LOY_STORE_ERR;
+                        goto out;
                 }
                 if ((rc = roundtrip(s, &r, errstr, errstr_size)))
-                        return rc;
+                        goto out;
                 if (r->type == REDIS_REPLY_ERROR) {
                         seterr(errstr, errstr_size, "aggregates: %s", r->str);
                         rc = !strncmp(r->str, "FENCED ", 7)
@@ -1591,15 +1611,158 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                 }
                 freeReplyObject(r);
                 if (rc)
-                        return rc;
+                        goto out;
+                if (s->after_agg)
+                        s->after_agg(s, s->after_agg_opaque);
         }
         if (n == 0 && noutbox == 0)
-                return LOY_STORE_OK;
+                goto out;
         rc = send_custs(s, outbox, noutbox, w, n, now_ms, fconf, errstr,
                         errstr_size);
-        if (rc)
+        if (rc == LOY_STORE_OK)
+                rc = loy_store_write_recv(s, errstr, errstr_size);
+out:
+        loy_cluster_guard_end(s->cl);
+        return rc;
+}
+
+void loy_store_set_after_agg_hook(loy_store_t *s, loy_store_hook_fn *fn,
+                                  void *opaque) {
+        s->after_agg = fn;
+        s->after_agg_opaque = opaque;
+}
+
+/* ---------------------------------------------------------- ownership */
+
+int loy_store_set_owner(loy_store_t *s, const char *owner, char *errstr,
+                        size_t errstr_size) {
+        if (!owner || !*owner || strlen(owner) > LOY_OWNER_MAX) {
+                seterr(errstr, errstr_size, "owner: 1..%d characters",
+                       LOY_OWNER_MAX);
+                return LOY_STORE_ERR;
+        }
+        if (s->inflight) {
+                seterr(errstr, errstr_size, "owner: a write is in flight");
+                return LOY_STORE_ERR;
+        }
+        if (loy_cluster_set_name(s->cl, owner, errstr, errstr_size) !=
+            LOY_CLUSTER_OK)
+                return LOY_STORE_ERR;
+        snprintf(s->owner, sizeof(s->owner), "%s", owner);
+        return LOY_STORE_OK;
+}
+
+const char *loy_store_owner(const loy_store_t *s) {
+        return s->owner;
+}
+
+int loy_store_take_over(loy_store_t *s, const char *const *fields, int n,
+                        int *nclosed, char *errstr, size_t errstr_size) {
+        char **prev = NULL;
+        redisReply *r = NULL;
+        int rc;
+        *nclosed = 0;
+        if (!s->owner[0] || n < 0 || (n && !fields)) {
+                seterr(errstr, errstr_size, "take over: %s",
+                       s->owner[0] ? "bad arguments" : "no owner set");
+                return LOY_STORE_ERR;
+        }
+        if (n == 0)
+                return LOY_STORE_OK;
+        if (!(prev = calloc((size_t)n, sizeof(*prev)))) {
+                seterr(errstr, errstr_size, "take over: out of memory");
+                return LOY_STORE_ERR;
+        }
+        if ((rc = loy_store_fence_get(s, fields, n, prev, errstr,
+                                      errstr_size)))
+                goto out;
+        /* Owner first, then the old owner's connections closed: a batch
+         * of the old owner's that reaches Redis after this finds the
+         * owner changed (its aggregates are refused), or no connection to
+         * send its customers on. */
+        ab_reset(s);
+        ab_hdr(s, '*', 2 + 2 * (size_t)n);
+        ab_str(s, "HSET");
+        ab_str(s, s->k_fence);
+        for (int i = 0; i < n; i++) {
+                ab_str(s, fields[i]);
+                ab_str(s, s->owner);
+        }
+        if ((rc = roundtrip(s, &r, errstr, errstr_size)))
+                goto out;
+        if (r->type == REDIS_REPLY_ERROR) {
+                seterr(errstr, errstr_size, "take over: HSET %s: %s",
+                       s->k_fence, r->str);
+                rc = is_refusal_reply(r) ? LOY_STORE_ERR_BUSY : LOY_STORE_ERR;
+                goto out;
+        }
+        for (int i = 0; i < n; i++) {
+                int dup = 0, k = 0;
+                if (!prev[i] || !*prev[i] || !strcmp(prev[i], s->owner))
+                        continue;
+                for (int j = 0; j < i && !dup; j++)
+                        dup = prev[j] && !strcmp(prev[j], prev[i]);
+                if (dup)
+                        continue;
+                rc = loy_cluster_kill_named(s->cl, prev[i], &k, errstr,
+                                            errstr_size);
+                *nclosed += k;
+                if (rc != LOY_CLUSTER_OK) {
+                        rc = rc == LOY_CLUSTER_ERR_IO
+                                 ? io_error(s, errstr && *errstr ? errstr
+                                                                 : NULL,
+                                            errstr, errstr_size)
+                                 : LOY_STORE_ERR;
+                        goto out;
+                }
+        }
+        rc = LOY_STORE_OK;
+out:
+        if (r)
+                freeReplyObject(r);
+        for (int i = 0; i < n; i++)
+                free(prev[i]);
+        free(prev);
+        return rc;
+}
+
+/* Clears each owner field that still names this process. */
+static const char release_lua[] =
+    "for i = 1, #ARGV - 1 do "
+    "if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[#ARGV] then "
+    "redis.call('HDEL', KEYS[1], ARGV[i]) end end "
+    "return 0";
+
+int loy_store_release(loy_store_t *s, const char *const *fields, int n,
+                      char *errstr, size_t errstr_size) {
+        redisReply *r = NULL;
+        int rc;
+        if (!s->owner[0] || n < 0 || (n && !fields)) {
+                seterr(errstr, errstr_size, "release: %s",
+                       s->owner[0] ? "bad arguments" : "no owner set");
+                return LOY_STORE_ERR;
+        }
+        if (n == 0)
+                return LOY_STORE_OK;
+        if ((rc = usable(s, errstr, errstr_size)))
                 return rc;
-        return loy_store_write_recv(s, errstr, errstr_size);
+        ab_reset(s);
+        ab_hdr(s, '*', 4 + (size_t)n + 1);
+        ab_str(s, "EVAL");
+        ab_str(s, release_lua);
+        ab_str(s, "1");
+        ab_str(s, s->k_fence);
+        for (int i = 0; i < n; i++)
+                ab_str(s, fields[i]);
+        ab_str(s, s->owner);
+        if ((rc = roundtrip(s, &r, errstr, errstr_size)))
+                return rc;
+        if (r->type == REDIS_REPLY_ERROR) {
+                seterr(errstr, errstr_size, "release: %s", r->str);
+                rc = is_refusal_reply(r) ? LOY_STORE_ERR_BUSY : LOY_STORE_ERR;
+        }
+        freeReplyObject(r);
+        return rc;
 }
 
 int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,

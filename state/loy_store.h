@@ -226,6 +226,46 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                           const loy_feat_conf_t *fconf, char *errstr,
                           size_t errstr_size);
 
+/*
+ * Ownership of input partitions, against a frozen process (SIGSTOP, a
+ * stalled VM) that wakes up after the group gave its partitions to
+ * another one and writes what it held (docs/guarantees.md).
+ *
+ * Each partition has an owner field in <ns>:{agg}:fence naming the
+ * process that took it last; the batch's aggregate script checks it like
+ * the other fences (loy_agg adds the check), so an old owner's batch is
+ * refused with LOY_STORE_ERR_FENCED. The store's connections carry the
+ * owner's name (CLIENT SETNAME), and loy_store_take_over closes the old
+ * owner's: a batch whose aggregates were accepted before the take-over
+ * cannot send its customers (loy_store_write_batch opens no connection in
+ * the middle of a write).
+ */
+#define LOY_OWNER_MAX 96
+
+/* This process's owner name: 1..LOY_OWNER_MAX printable characters, unique
+ * among the processes of the group (loyaltyd: host, pid and a random
+ * part). Names the store's connections. */
+int loy_store_set_owner(loy_store_t *s, const char *owner, char *errstr,
+                        size_t errstr_size);
+const char *loy_store_owner(const loy_store_t *s);
+/* Makes this process the owner of the n owner fields (partitions Kafka
+ * just assigned to it), then closes the connections of each process that
+ * owned one before; *nclosed counts them. */
+int loy_store_take_over(loy_store_t *s, const char *const *fields, int n,
+                        int *nclosed, char *errstr, size_t errstr_size);
+/* Clears the owner fields that still name this process (partitions Kafka
+ * took back), so that their next owner has no connection to close. */
+int loy_store_release(loy_store_t *s, const char *const *fields, int n,
+                      char *errstr, size_t errstr_size);
+
+/* Called by loy_store_write_batch once a batch's aggregates were accepted,
+ * before its customers are sent: fault injection (tests, and loyaltyd's
+ * LOY_FAILPOINT) stops the process or writes as another one there. NULL
+ * removes it. */
+typedef void(loy_store_hook_fn)(loy_store_t *s, void *opaque);
+void loy_store_set_after_agg_hook(loy_store_t *s, loy_store_hook_fn *fn,
+                                  void *opaque);
+
 /* HMGET of n fields of <ns>:{agg}:fence: values[i] malloc'ed (caller frees)
  * or NULL when absent. */
 int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,

@@ -16,8 +16,15 @@ typedef struct part {
         int64_t held;          /* offset fence as in Redis; -1: none */
         int64_t batch_max;     /* newest offset of the batch; -1: none */
         char field[LOY_SLOT_NAME_MAX + 8];
+        char own[LOY_OWNER_FIELD_MAX];     /* its owner field */
         char expect[24], value[24];
 } part_t;
+
+/* A partition Kafka assigned, to be taken over before its first batch. */
+typedef struct pending {
+        char *topic;
+        int32_t partition;
+} pending_t;
 
 /* A silence check: loaded from a fence (already in the aggregates), or
  * fired by this batch. */
@@ -77,6 +84,11 @@ struct loy_agg {
         int fence_cap;
         char **texts;          /* fire lists being written, owned */
         int ntexts;
+
+        char *owner;           /* checked in every batch; NULL: not */
+        pending_t *pending;
+        int npending, pending_cap;
+        const char **takeover; /* owner fields of loy_agg_takeover_fields */
 };
 
 loy_agg_t *loy_agg_new(void) {
@@ -130,7 +142,73 @@ void loy_agg_destroy(loy_agg_t *a) {
         free(a->count);
         free(a->cloaded.v);
         free(a->cbatch.v);
+        free(a->owner);
+        for (int i = 0; i < a->npending; i++)
+                free(a->pending[i].topic);
+        free(a->pending);
+        free(a->takeover);
         free(a);
+}
+
+void loy_agg_owner_field(const char *topic, int32_t partition, char *buf,
+                         size_t size) {
+        snprintf(buf, size, "own:%s:%" PRId32, topic, partition);
+}
+
+int loy_agg_set_owner(loy_agg_t *a, const char *owner) {
+        char *copy = owner ? strdup(owner) : NULL;
+        if (owner && !copy)
+                return -1;
+        free(a->owner);
+        a->owner = copy;
+        return 0;
+}
+
+int loy_agg_take_over(loy_agg_t *a, const char *topic, int32_t partition) {
+        for (int i = 0; i < a->npending; i++)
+                if (a->pending[i].partition == partition &&
+                    !strcmp(a->pending[i].topic, topic))
+                        return 0;
+        if (a->npending == a->pending_cap) {
+                int cap = a->pending_cap ? a->pending_cap * 2 : 16;
+                pending_t *np = realloc(a->pending, sizeof(*np) * (size_t)cap);
+                if (!np)
+                        return -1;
+                a->pending = np;
+                a->pending_cap = cap;
+        }
+        if (!(a->pending[a->npending].topic = strdup(topic)))
+                return -1;
+        a->pending[a->npending++].partition = partition;
+        return 0;
+}
+
+int loy_agg_takeover_fields(loy_agg_t *a, const char *const **fields,
+                            int *n) {
+        const char **v = realloc(a->takeover,
+                                 sizeof(*v) * (size_t)(a->nparts + 1));
+        *n = 0;
+        if (!v)
+                return -1;
+        a->takeover = v;
+        for (int i = 0; i < a->nparts; i++)
+                for (int j = 0; j < a->npending; j++)
+                        if (a->pending[j].partition ==
+                                    a->parts[i].partition &&
+                            !strcmp(a->pending[j].topic, a->parts[i].topic)) {
+                                v[(*n)++] = a->parts[i].own;
+                                break;
+                        }
+        *fields = v;
+        return 0;
+}
+
+void loy_agg_takeover_done(loy_agg_t *a) {
+        /* the pending partitions not among the owned ones were taken back
+         * before their first batch: nothing to take over there */
+        for (int i = 0; i < a->npending; i++)
+                free(a->pending[i].topic);
+        a->npending = 0;
 }
 
 static part_t *part_add(loy_agg_t *a, const char *topic, int32_t partition) {
@@ -153,6 +231,7 @@ static part_t *part_add(loy_agg_t *a, const char *topic, int32_t partition) {
         p->batch_max = -1;
         snprintf(p->field, sizeof(p->field), "o:%s:%" PRId32, topic,
                  partition);
+        loy_agg_owner_field(topic, partition, p->own, sizeof(p->own));
         a->nparts++;
         return p;
 }
@@ -818,6 +897,19 @@ int loy_agg_build(loy_agg_t *a, const loy_batch_agg_t **out) {
         }
         if (counts_build(a))
                 return -1;
+        /* A batch that writes anything first proves that this process
+         * still owns every partition it holds (loy_store_take_over). */
+        if (a->owner && (a->out.nfence || a->nkpi || a->out.ncount)) {
+                for (int i = 0; i < a->nparts; i++) {
+                        loy_agg_fence_t *f = fence_next(a);
+                        if (!f)
+                                return -1;
+                        f->field = a->parts[i].own;
+                        f->check = 1;
+                        f->expect = a->owner;
+                        f->value = a->owner;
+                }
+        }
         a->out.kpi = a->kpi;
         a->out.nkpi = a->nkpi;
         a->out.fence = a->fence;

@@ -74,6 +74,26 @@ int loy_agg_fences_known(const loy_agg_t *a);
 /* After a write that failed: the aggregates may or may not have landed. */
 void loy_agg_fences_forget(loy_agg_t *a);
 
+/* Ownership (loy_store_take_over). The owner field of an input
+ * partition, in <ns>:{agg}:fence. */
+#define LOY_OWNER_FIELD_MAX (LOY_SLOT_NAME_MAX + 10)
+void loy_agg_owner_field(const char *topic, int32_t partition, char *buf,
+                         size_t size);
+/* With an owner set, every batch that writes checks that the owner fields
+ * of all the partitions loaded by loy_agg_fence_fields still name it.
+ * NULL: no check. -1 out of memory. */
+int loy_agg_set_owner(loy_agg_t *a, const char *owner);
+/* A partition Kafka assigned to this process: taken over (see _fields)
+ * before the fences are next loaded. -1 out of memory. */
+int loy_agg_take_over(loy_agg_t *a, const char *topic, int32_t partition);
+/* After loy_agg_fence_fields: the owner fields of its partitions that are
+ * to be taken over, for loy_store_take_over; *fields is owned by a, valid
+ * until the next call. Then loy_agg_takeover_done once they were. -1 out
+ * of memory. */
+int loy_agg_takeover_fields(loy_agg_t *a, const char *const **fields,
+                            int *n);
+void loy_agg_takeover_done(loy_agg_t *a);
+
 /* What the segment and histogram counts hold of one customer (-1: it is
  * counted nowhere there). */
 typedef struct loy_agg_counted {

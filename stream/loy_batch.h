@@ -122,6 +122,8 @@ typedef struct loy_batch {
         char quarantine[LOY_BATCH_QUARANTINE_MAX][LOY_ID_MAX + 1];
         int nquarantine;
 
+        int64_t takeover_closed;        /* a previous owner's connections
+                                         * closed (loy_load) */
         double polled_ms;               /* when the batch was collected */
         double stale_ms;                /* a batch older is not written */
 } loy_batch_t;

@@ -213,6 +213,33 @@ out:
         return rc;
 }
 
+/* The partitions Kafka assigned since the last load become this
+ * process's in Redis, before anything of theirs is read: a previous owner
+ * that is still alive but was dropped from the group (frozen) loses its
+ * connections, so it cannot write what it held (loy_store.h). */
+static int take_over(loy_batch_t *b, char *errstr, size_t errstr_size) {
+        const char *const *own;
+        int n, nclosed = 0, rc;
+        if (!loy_store_owner(b->store)[0])
+                return 0;
+        if (loy_agg_takeover_fields(b->agg, &own, &n)) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return LOY_STORE_ERR;
+        }
+        rc = loy_store_take_over(b->store, own, n, &nclosed, errstr,
+                                 errstr_size);
+        if (rc)
+                return rc;
+        loy_agg_takeover_done(b->agg);
+        if (nclosed)
+                LOY_WARN("load", "took over %d partitions: closed %d "
+                         "connections of their previous owner, which is "
+                         "still running but no longer in the group",
+                         n, nclosed);
+        b->takeover_closed += nclosed;
+        return 0;
+}
+
 /* Reads back what the aggregates hold for the partitions this process
  * owns (after an assignment, or a write that may have landed in part). */
 int loy_load_fences(loy_batch_t *b, rd_kafka_t *consumer, char *errstr,
@@ -237,8 +264,10 @@ int loy_load_fences(loy_batch_t *b, rd_kafka_t *consumer, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 goto out;
         }
-        rc = loy_store_fence_get(b->store, fields, nf, values, errstr,
-                                 errstr_size);
+        rc = take_over(b, errstr, errstr_size);
+        if (rc == 0)
+                rc = loy_store_fence_get(b->store, fields, nf, values, errstr,
+                                         errstr_size);
         if (rc == 0 && loy_agg_fence_load(b->agg, values, errstr,
                                           errstr_size))
                 rc = LOY_STORE_ERR;

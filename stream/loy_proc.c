@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -76,6 +78,35 @@ static struct timespec mtime_of(const char *path) {
 /* Kafka callbacks                                                      */
 /* ------------------------------------------------------------------ */
 
+/* Partitions given back are no longer this process's in Redis: their
+ * next owner then has no connections of ours to close. Best effort: when
+ * it fails, the next owner closes them and this process's next batch is
+ * done again on new ones. */
+static void release(loy_proc_t *p,
+                    const rd_kafka_topic_partition_list_t *parts) {
+        char (*names)[LOY_OWNER_FIELD_MAX];
+        const char **fields;
+        char err[256];
+        if (!parts->cnt || !loy_store_is_connected(p->store))
+                return;
+        names = calloc((size_t)parts->cnt, sizeof(*names));
+        fields = calloc((size_t)parts->cnt, sizeof(*fields));
+        if (names && fields) {
+                for (int i = 0; i < parts->cnt; i++) {
+                        loy_agg_owner_field(parts->elems[i].topic,
+                                            parts->elems[i].partition,
+                                            names[i], sizeof(names[i]));
+                        fields[i] = names[i];
+                }
+                if (loy_store_release(p->store, fields, parts->cnt, err,
+                                      sizeof(err)))
+                        LOY_WARN("proc", "release of %d partitions: %s",
+                                 parts->cnt, err);
+        }
+        free(names);
+        free(fields);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
@@ -94,7 +125,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 /* where event time stood is read back from Redis by the
                  * loop (not here: the store may be busy) */
                 loy_clockstore_assigned(p->clocks);
-                /* and what the aggregates hold of them */
+                /* and what the aggregates hold of them, once they are
+                 * this process's in Redis too */
+                for (int i = 0; i < parts->cnt; i++)
+                        if (loy_agg_take_over(p->agg, parts->elems[i].topic,
+                                              parts->elems[i].partition))
+                                LOY_ERROR("proc", "out of memory: %s [%d] "
+                                          "not taken over, its batches "
+                                          "will be refused",
+                                          parts->elems[i].topic,
+                                          (int)parts->elems[i].partition);
                 loy_agg_fences_forget(p->agg);
                 LOY_INFO("proc", "assigned %d partitions", parts->cnt);
                 if (cooperative)
@@ -109,6 +149,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * partitions already polled into the batch are dropped unprocessed
          * (the new owner reads them). */
         rd_kafka_commit(rk, NULL, 0);
+        release(p, parts);
         for (int i = 0; i < parts->cnt; i++)
                 loy_clock_revoke(p->clock, parts->elems[i].topic,
                                  parts->elems[i].partition);
@@ -157,6 +198,40 @@ static int subscribe(loy_proc_t *p, char *errstr, size_t errstr_size) {
         return 0;
 }
 
+/* A name no other process of the group has: host, pid and 32 random
+ * bits (a pid is reused after a restart, on another host too). */
+static int set_owner(loy_proc_t *p, char *errstr, size_t errstr_size) {
+        char host[64] = "host", name[LOY_OWNER_MAX + 1];
+        uint32_t rnd = 0;
+        if (!p->agg) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        if (gethostname(host, sizeof(host) - 1) != 0)
+                snprintf(host, sizeof(host), "host");
+        host[sizeof(host) - 1] = '\0';
+        for (char *c = host; *c; c++)
+                if (*c < '!' || *c > '~')
+                        *c = '_';
+        if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                rnd = (uint32_t)loy_time_mono_ms() ^ (uint32_t)getpid();
+        snprintf(name, sizeof(name), "loyaltyd-%s-%ld-%08x", host,
+                 (long)getpid(), rnd);
+        if (loy_store_set_owner(p->store, name, errstr, errstr_size) ||
+            loy_agg_set_owner(p->agg, name)) {
+                if (!*errstr)
+                        snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        LOY_INFO("proc", "owner name %s", name);
+        return 0;
+}
+
+void loy_proc_set_after_agg_hook(loy_proc_t *p, loy_store_hook_fn *fn,
+                                 void *opaque) {
+        loy_store_set_after_agg_hook(p->store, fn, opaque);
+}
+
 loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                             size_t errstr_size) {
         loy_proc_t *p = calloc(1, sizeof(*p));
@@ -198,6 +273,8 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         if (loy_batch_init(&p->b, &p->conf, errstr, errstr_size) == -1)
                 goto fail;
         p->agg = loy_agg_new();
+        if (set_owner(p, errstr, errstr_size))
+                goto fail;
         p->emit = loy_emit_create(p->conf.topic_triggers, p->codec,
                                   &p->stats);
         p->clocks = loy_clockstore_create(p->clock, &p->conf);
@@ -374,6 +451,7 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
         x.cache_customers = (int64_t)loy_cache_size(p->cache);
         x.first_batch_ms = p->first_batch_ms;
         loy_store_router_stats(p->store, &x.router);
+        p->stats.owner_conns_closed = p->b.takeover_closed;
         loy_stats_publish(p->pub, p->store, &p->stats, &x, batch_ms);
 }
 

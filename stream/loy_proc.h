@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../config/loy_config.h"
+#include "../state/loy_store.h"
 
 typedef struct loy_proc loy_proc_t;
 
@@ -29,6 +30,7 @@ typedef struct loy_proc_stats {
         int64_t batches;
         int64_t redis_failures;
         int64_t batches_fenced;     /* refused: another process wrote */
+        int64_t owner_conns_closed; /* of a frozen previous owner */
         int64_t clock_ms;
         double busy_s;              /* wall time spent on batches */
 } loy_proc_stats_t;
@@ -38,6 +40,11 @@ typedef struct loy_proc_stats {
  * file or Kafka configuration. Free with loy_proc_destroy(). */
 loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                             size_t errstr_size);
+
+/* Fault injection: fn runs once each batch's aggregates were accepted,
+ * before its customers are sent (loy_store_set_after_agg_hook). */
+void loy_proc_set_after_agg_hook(loy_proc_t *p, loy_store_hook_fn *fn,
+                                 void *opaque);
 
 /* Runs batches until *running becomes 0, then drains: triggers delivered,
  * offsets committed. *reload set to 1 asks for a model reload (SIGHUP); it

@@ -315,6 +315,58 @@ static void test_counts_redo(void) {
 }
 
 /* A fence that does not parse is an error, not a silent zero. */
+/* With an owner, a batch that writes proves it owns every partition it
+ * holds; the partitions Kafka assigned are listed to be taken over once. */
+static void test_owner(void) {
+        const loy_batch_agg_t *b;
+        const loy_agg_fence_t *f;
+        const char *const *own;
+        char field[LOY_OWNER_FIELD_MAX];
+        int n = -1;
+        loy_agg_t *a = start(NULL);
+
+        loy_agg_owner_field("purchases", 12, field, sizeof(field));
+        CU_ASSERT_STRING_EQUAL(field, "own:purchases:12");
+        /* no owner: no checks */
+        loy_agg_begin(a);
+        purchase(a, 1);
+        CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
+        CU_ASSERT_PTR_NULL(fence_of(b, "own:purchases:0"));
+
+        CU_ASSERT_EQUAL(loy_agg_set_owner(a, "proc-a"), 0);
+        CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        for (int i = 0; i < 3; i++) {
+                loy_agg_owner_field(T[i], P[i], field, sizeof(field));
+                f = fence_of(b, field);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+                CU_ASSERT_TRUE(f->check);
+                CU_ASSERT_STRING_EQUAL(f->expect, "proc-a");
+                CU_ASSERT_STRING_EQUAL(f->value, "proc-a");
+        }
+        /* a batch with nothing to write checks nothing either */
+        loy_agg_begin(a);
+        CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
+        CU_ASSERT_PTR_NULL(b);
+
+        /* assigned: browse/0 and a partition this process does not load */
+        CU_ASSERT_EQUAL(loy_agg_takeover_fields(a, &own, &n), 0);
+        CU_ASSERT_EQUAL(n, 0);
+        CU_ASSERT_EQUAL(loy_agg_take_over(a, "browse", 0), 0);
+        CU_ASSERT_EQUAL(loy_agg_take_over(a, "browse", 0), 0);
+        CU_ASSERT_EQUAL(loy_agg_take_over(a, "purchases", 7), 0);
+        CU_ASSERT_EQUAL(loy_agg_takeover_fields(a, &own, &n), 0);
+        CU_ASSERT_EQUAL_FATAL(n, 1);
+        CU_ASSERT_STRING_EQUAL(own[0], "own:browse:0");
+        /* not done (Redis down): still listed */
+        CU_ASSERT_EQUAL(loy_agg_takeover_fields(a, &own, &n), 0);
+        CU_ASSERT_EQUAL(n, 1);
+        loy_agg_takeover_done(a);
+        CU_ASSERT_EQUAL(loy_agg_takeover_fields(a, &own, &n), 0);
+        CU_ASSERT_EQUAL(n, 0);
+        loy_agg_destroy(a);
+}
+
 static void test_bad_fence(void) {
         loy_agg_t *a = loy_agg_new();
         const char *const *fields;
@@ -352,6 +404,8 @@ int main(void) {
         CU_add_test(su, "count moves and the redo after a crash",
                     test_counts_redo);
         CU_add_test(su, "a fence that does not parse", test_bad_fence);
+        CU_add_test(su, "owner checks and partitions to take over",
+                    test_owner);
         CU_basic_set_mode(CU_BRM_VERBOSE);
         CU_basic_run_tests();
         fails = CU_get_number_of_failures();

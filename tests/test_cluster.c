@@ -1110,6 +1110,78 @@ static void test_node_down(void) {
 
 static tu_redis_t R;
 
+/* One SET per master's key, so the pipe needs every master. */
+static int set_everywhere(loy_cluster_pipe_t *p) {
+        rbuf_t b = {0};
+        int rc = 0;
+        loy_cluster_pipe_reset(p);
+        for (int k = 0; k < 30 && !rc; k++) {
+                char key[32];
+                snprintf(key, sizeof(key), "named:%d", k);
+                rb_cmd(&b, "SET", key, "1", NULL);
+                rc = add_unit(p, key, &b);
+        }
+        free(b.p);
+        return rc ? rc : loy_cluster_pipe_exec(p, E, sizeof(E));
+}
+
+/* What a process whose partitions went to another one must not do: write
+ * on connections opened after the new owner closed its old ones. */
+static void test_named_guard(void) {
+        loy_cluster_t *a = router(), *b = router();
+        loy_cluster_pipe_t *p;
+        loy_cluster_stats_t st0, st1;
+        char longname[200];
+        int killed = -1;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        p = loy_cluster_pipe_create(a, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        memset(longname, 'x', sizeof(longname) - 1);
+        longname[sizeof(longname) - 1] = '\0';
+        CU_ASSERT_EQUAL(loy_cluster_set_name(a, "", E, sizeof(E)),
+                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(loy_cluster_set_name(a, "two words", E, sizeof(E)),
+                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(loy_cluster_set_name(a, longname, E, sizeof(E)),
+                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL_FATAL(loy_cluster_set_name(a, "proc-a", E, sizeof(E)),
+                              LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(loy_cluster_guard_begin(a, E, sizeof(E)),
+                        LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(set_everywhere(p), LOY_CLUSTER_OK);
+
+        /* another router closes them, on every master, and no other */
+        CU_ASSERT_EQUAL(loy_cluster_kill_named(b, "nobody", &killed, E,
+                                               sizeof(E)), LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(killed, 0);
+        CU_ASSERT_EQUAL(loy_cluster_kill_named(b, "proc-a", &killed, E,
+                                               sizeof(E)), LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(killed, C.n);
+
+        /* guarded: not opened again, every unit fails */
+        loy_cluster_stats(a, &st0);
+        CU_ASSERT_EQUAL(set_everywhere(p), LOY_CLUSTER_ERR_IO);
+        CU_ASSERT_TRUE(strstr(E, "guarded") != NULL);
+        for (size_t u = 0; u < loy_cluster_pipe_units(p); u++)
+                CU_ASSERT_EQUAL(loy_cluster_pipe_status(p, u),
+                                LOY_CLUSTER_ERR_IO);
+        loy_cluster_stats(a, &st1);
+        CU_ASSERT_EQUAL(st1.connects, st0.connects);
+
+        /* unguarded: opened again, with the name */
+        loy_cluster_guard_end(a);
+        CU_ASSERT_EQUAL(set_everywhere(p), LOY_CLUSTER_OK);
+        loy_cluster_stats(a, &st1);
+        CU_ASSERT_EQUAL(st1.connects, st0.connects + (uint64_t)C.n);
+        CU_ASSERT_EQUAL(loy_cluster_kill_named(b, "proc-a", &killed, E,
+                                               sizeof(E)), LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(killed, C.n);
+        loy_cluster_pipe_destroy(p);
+        loy_cluster_destroy(a);
+        loy_cluster_destroy(b);
+}
+
 static int single_init(void) {
         if (tu_cluster_tools() || tu_redis_start(&R, 0)) {
                 fprintf(stderr, "\n  cannot start redis-server\n");
@@ -1243,6 +1315,8 @@ int main(void) {
                     test_add_cmds);
         CU_add_test(su, "slot migration under traffic", test_migration);
         CU_add_test(su, "a master killed and restarted", test_node_down);
+        CU_add_test(su, "named connections closed, not reopened while "
+                    "guarded", test_named_guard);
         su = CU_add_suite("single", single_init, single_clean);
         if (!su)
                 return CU_get_error();

@@ -599,6 +599,134 @@ static void test_agg_fence(void) {
         CLI_EQ(&R, "HEXISTS loy:{agg}:fence f:3", "0");
 }
 
+/* The new owner of partition purchases/3, while the old one is stopped
+ * between its batch's aggregates and its customers: takes the partition
+ * over and writes customer z as it has it (orders 9). */
+typedef struct new_owner {
+        int called, closed, rc_take, rc_write;
+} new_owner_t;
+
+static void new_owner_writes(loy_store_t *old, void *opaque) {
+        new_owner_t *no = opaque;
+        const char *own[1] = {"own:purchases:3"};
+        loy_agg_fence_t f[2] = {
+                {"o:purchases:3", 1, "42", "43"},
+                {"own:purchases:3", 1, "proc-b", "proc-b"},
+        };
+        loy_batch_agg_t a;
+        loy_cust_t c;
+        loy_cust_write_t w;
+        char err[512];
+        loy_store_t *b = loy_store_create("127.0.0.1", R.port, NULL, 2000,
+                                          err, sizeof(err));
+        (void)old;
+        no->called++;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_EQUAL(loy_store_set_owner(b, "proc-b", err, sizeof(err)),
+                        LOY_STORE_OK);
+        no->rc_take = loy_store_take_over(b, own, 1, &no->closed, err,
+                                          sizeof(err));
+        memset(&a, 0, sizeof(a));
+        a.fence = f;
+        a.nfence = 2;
+        buyer(&c, "z");
+        c.orders = 9;
+        wr_init(&w, &c);
+        no->rc_write = loy_store_write_batch(b, NULL, 0, &a, &w, 1, T0, &FC,
+                                             err, sizeof(err));
+        if (no->rc_write)
+                fprintf(stderr, "\n  new owner: %s\n", err);
+        loy_store_destroy(b);
+}
+
+/* issue 8: a process stopped after its batch's aggregates were accepted,
+ * whose partition another process took over and wrote meanwhile, must not
+ * overwrite that customer when it wakes up. */
+static void test_take_over(void) {
+        const char *own[1] = {"own:purchases:3"};
+        loy_agg_fence_t f[2] = {
+                {"o:purchases:3", 1, NULL, "41"},
+                {"own:purchases:3", 1, "proc-a", "proc-a"},
+        };
+        loy_batch_agg_t *a = agg_zero();
+        new_owner_t no = {0};
+        loy_store_t *sa;
+        loy_cust_t c;
+        loy_cust_write_t w;
+        tu_redis_t hz = holder("loy:c:{z}");
+        char *name;
+        int closed = -1;
+
+        flush();
+        sa = loy_store_create("127.0.0.1", R.port, NULL, 2000, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(sa);
+        CU_ASSERT_EQUAL(loy_store_take_over(sa, own, 1, &closed, E,
+                                            sizeof(E)), LOY_STORE_ERR);
+        CU_ASSERT_EQUAL_FATAL(loy_store_set_owner(sa, "proc-a", E,
+                                                  sizeof(E)), LOY_STORE_OK);
+        /* its connections carry the name, also the one opened at create */
+        name = tu_redis_cli(&R, "CLIENT LIST TYPE normal");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(name);
+        CU_ASSERT_TRUE(strstr(name, "name=proc-a ") != NULL);
+        free(name);
+        CU_ASSERT_EQUAL_FATAL(loy_store_take_over(sa, own, 1, &closed, E,
+                                                  sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(closed, 0);
+        CLI_EQ(&R, "HGET loy:{agg}:fence own:purchases:3", "proc-a");
+
+        /* A writes z once, as the owner */
+        a->fence = f;
+        a->nfence = 2;
+        buyer(&c, "z");
+        c.orders = 3;
+        wr_init(&w, &c);
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0,
+                                                    &FC, E, sizeof(E)),
+                              LOY_STORE_OK);
+        CLI_EQ(&hz, "HGET loy:c:{z} orders", "3");
+
+        /* A's next batch stops after its aggregates; B takes over and
+         * writes z; A's customers must not land when it goes on. */
+        f[0].expect = "41";
+        f[0].value = "42";
+        c.orders = 4;
+        loy_store_set_after_agg_hook(sa, new_owner_writes, &no);
+        CU_ASSERT_EQUAL(loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0, &FC,
+                                              E, sizeof(E)),
+                        LOY_STORE_ERR_IO);
+        loy_store_set_after_agg_hook(sa, NULL, NULL);
+        CU_ASSERT_EQUAL(no.called, 1);
+        CU_ASSERT_EQUAL(no.rc_take, LOY_STORE_OK);
+        CU_ASSERT_EQUAL(no.rc_write, LOY_STORE_OK);
+        CU_ASSERT_TRUE(no.closed >= 1);
+        CLI_EQ(&hz, "HGET loy:c:{z} orders", "9");
+        CLI_EQ(&R, "HGET loy:{agg}:fence own:purchases:3", "proc-b");
+
+        /* A done again, as loyaltyd does after a lost connection: refused
+         * whole, the owner changed */
+        CU_ASSERT_EQUAL_FATAL(loy_store_connect(sa, E, sizeof(E)),
+                              LOY_STORE_OK);
+        f[0].expect = "43";
+        f[0].value = "44";
+        CU_ASSERT_EQUAL(loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0, &FC,
+                                              E, sizeof(E)),
+                        LOY_STORE_ERR_FENCED);
+        CU_ASSERT_TRUE(strstr(E, "own:purchases:3") != NULL);
+        CLI_EQ(&hz, "HGET loy:c:{z} orders", "9");
+        CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "43");
+
+        /* A gives back what it no longer has: B's field stays */
+        CU_ASSERT_EQUAL(loy_store_release(sa, own, 1, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CLI_EQ(&R, "HGET loy:{agg}:fence own:purchases:3", "proc-b");
+        CU_ASSERT_EQUAL_FATAL(loy_store_set_owner(sa, "proc-b", E, sizeof(E)),
+                              LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_release(sa, own, 1, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CLI_EQ(&R, "HEXISTS loy:{agg}:fence own:purchases:3", "0");
+        loy_store_destroy(sa);
+}
+
 static void test_load_hist(void) {
         loy_rfm_t *rfm = loy_rfm_create();
         char cmd[128];
@@ -1283,6 +1411,7 @@ int main(void) {
             {"ranks", test_ranks, 1},
             {"segment and histogram counts", test_seg_hist, 1},
             {"aggregate fences", test_agg_fence, 1},
+            {"a frozen owner's late write is refused", test_take_over, 1},
             {"load histograms", test_load_hist, 1},
             {"KPI", test_kpi, 1},
             {"KPI rate in the same write", test_kpi_rate_in_write, 1},

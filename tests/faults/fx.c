@@ -344,6 +344,10 @@ int fx_spawn(fx_env_t *e, int i) {
                         dup2(fd, 2);
                         close(fd);
                 }
+                if (e->procs[i].failpoint)
+                        setenv("LOY_FAILPOINT", e->procs[i].failpoint, 1);
+                else
+                        unsetenv("LOY_FAILPOINT");
                 execv(e->bin, (char *const *)argv);
                 _exit(127);
         }

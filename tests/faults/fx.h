@@ -97,6 +97,7 @@ typedef struct fx_proc {
         int termed;             /* we sent SIGTERM: exit 0 is ours too */
         int stopped;            /* SIGSTOPped by us */
         int seq;                /* spawn number (log file name) */
+        const char *failpoint;  /* LOY_FAILPOINT of the next spawn */
 } fx_proc_t;
 
 /* Where and how loyaltyd runs for one scenario. */
