@@ -13,6 +13,8 @@ int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,
         memset(b, 0, sizeof(*b));
         b->conf = conf;
         b->msgs = calloc((size_t)conf->batch_max, sizeof(*b->msgs));
+        b->carry = calloc((size_t)conf->batch_max, sizeof(*b->carry));
+        b->bad_why = calloc((size_t)conf->batch_max, sizeof(*b->bad_why));
         b->events = calloc((size_t)conf->batch_max, sizeof(*b->events));
         b->event_msg = calloc((size_t)conf->batch_max, sizeof(int));
         b->order = calloc((size_t)conf->batch_max, sizeof(int));
@@ -25,7 +27,7 @@ int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,
         while (b->index_size < (size_t)per_batch * 2)
                 b->index_size *= 2;
         b->index = malloc(b->index_size * sizeof(int));
-        if (!b->msgs || !b->events || !b->event_msg || !b->order ||
+        if (!b->msgs || !b->carry || !b->bad_why || !b->events || !b->event_msg || !b->order ||
             !b->group_of || !b->group_head || !b->touched || !b->writes ||
             !b->index) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -50,6 +52,8 @@ void loy_batch_free(loy_batch_t *b) {
         free(b->group_of);
         free(b->group_head);
         free(b->msgs);
+        free(b->carry);
+        free(b->bad_why);
         for (int i = 0; b->touched && i < b->ntouched; i++)
                 free(b->touched[i].hist_text);
         free(b->touched);
@@ -61,6 +65,12 @@ void loy_batch_free(loy_batch_t *b) {
         free(b->timer_part);
         free(b->timer_due);
         memset(b, 0, sizeof(*b));
+}
+
+void loy_batch_drop_carry(loy_batch_t *b) {
+        for (int i = 0; i < b->ncarry; i++)
+                rd_kafka_message_destroy(b->carry[i]);
+        b->ncarry = 0;
 }
 
 void loy_batch_drop_timers(loy_batch_t *b) {

@@ -95,6 +95,12 @@ typedef struct loy_batch {
         /* the messages, decoded, in apply order */
         rd_kafka_message_t **msgs;      /* owned references */
         int nmsgs;
+        /* Messages held back for the next batch (loy_collect_decode):
+         * owned, at most batch_max / 2, in poll order. */
+        rd_kafka_message_t **carry;
+        int ncarry;
+        int ncarried;                   /* of msgs, from the carry */
+        char **bad_why;                 /* decode scratch, per message */
         loy_event_t *events;            /* decoded, batch_max of them */
         int *event_msg;                 /* event -> its message */
         int *order;                     /* events in apply order */
@@ -127,6 +133,9 @@ typedef struct loy_batch {
         double polled_ms;               /* when the batch was collected */
         double stale_ms;                /* a batch older is not written */
 } loy_batch_t;
+
+/* Releases the messages held back for the next batch. */
+void loy_batch_drop_carry(loy_batch_t *b);
 
 /* Allocates the arrays for conf's batch_max messages and timer_batch
  * timers (conf borrowed: must outlive b); the parts are left NULL for the

@@ -112,6 +112,15 @@ void loy_clock_backlog(loy_clock_t *clk, const char *topic,
                 cp->backlog = backlog;
 }
 
+int loy_clock_has_backlog(const loy_clock_t *clk, const char *topic,
+                          int32_t partition) {
+        for (int i = 0; i < clk->n; i++)
+                if (clk->parts[i].partition == partition &&
+                    !strcmp(clk->parts[i].topic, topic))
+                        return clk->parts[i].backlog;
+        return 0;
+}
+
 void loy_clock_restore(loy_clock_t *clk, const char *topic,
                        int32_t partition, int64_t newest_ts) {
         clock_part_t *cp = find(clk, topic, partition);

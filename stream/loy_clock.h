@@ -43,6 +43,10 @@ void loy_clock_observe(loy_clock_t *clk, const char *topic,
 void loy_clock_backlog(loy_clock_t *clk, const char *topic,
                        int32_t partition, int backlog);
 
+/* 1 when (topic, partition) is owned and known to have unread data. */
+int loy_clock_has_backlog(const loy_clock_t *clk, const char *topic,
+                          int32_t partition);
+
 /* The newest event time of an owned partition as a previous owner left it
  * (kept in Redis), so a restarted process fires due timers without new
  * traffic. Only raises the partition's newest time; it does not make the

@@ -1,6 +1,8 @@
 /* loy_collect: see loy_collect.h. */
 #include "loy_collect.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "loy_log.h"
@@ -24,15 +26,23 @@ static loy_event_kind_t topic_kind(const loy_batch_t *b, const char *topic) {
 int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer,
                      volatile sig_atomic_t *running) {
         double deadline = loy_time_mono_ms() + b->conf->batch_ms;
+        /* what the last batch held back comes first, in poll order; it
+         * waits for the other topic's partition, so the poll still waits
+         * for a new message */
+        for (int i = 0; i < b->ncarry; i++)
+                b->msgs[b->nmsgs++] = b->carry[i];
+        b->ncarried = b->ncarry;
+        b->ncarry = 0;
         while (b->nmsgs < b->conf->batch_max && *running) {
                 double left = deadline - loy_time_mono_ms();
+                int have = b->nmsgs > b->ncarried;
                 rd_kafka_message_t *m;
                 if (left <= 0)
                         break;
                 m = rd_kafka_consumer_poll(consumer,
-                                           b->nmsgs ? 0 : (int)left + 1);
+                                           have ? 0 : (int)left + 1);
                 if (!m) {
-                        if (b->nmsgs)
+                        if (have)
                                 break;
                         continue;
                 }
@@ -63,15 +73,238 @@ int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer,
         return 0;
 }
 
-/* Decodes the batch; bad messages go to the dead-letter topic. */
-void loy_collect_decode(loy_batch_t *b) {
+/* The run of one input partition in the batch: its events in offset
+ * order (indices into b->events). */
+typedef struct run {
+        const char *topic;
+        int32_t partition;
+        int kind;
+        int *ev;
+        int n;
+        int held;              /* from this event on, held back; -1 none */
+} run_t;
+
+/* Merge order of two events: event time, then purchases before browse
+ * events, then partition: the same in every run, whatever the arrival. */
+static int ev_before(const loy_event_t *x, const loy_event_t *y) {
+        if (x->ts_ms != y->ts_ms)
+                return x->ts_ms < y->ts_ms;
+        if (x->kind != y->kind)
+                return x->kind == LOY_EV_PURCHASE;
+        return x->partition < y->partition;
+}
+
+/*
+ * Where each input partition must stop so that a customer's purchase and
+ * browse events are applied in one order whatever the batching: the two
+ * topics' partitions of one number are merged by event time, and a merge
+ * step needs the head of both. When one of the two has no event left in
+ * the batch but data still to read (loy_clock_has_backlog), the other
+ * one's remaining events wait for the next batch.
+ */
+static void find_cuts(loy_batch_t *b, run_t *runs, int nruns) {
+        for (int r = 0; r < nruns; r++)
+                runs[r].held = -1;
+        for (int r = 0; r < nruns; r++) {
+                run_t *x = &runs[r], *y = NULL;
+                int i = 0, j = 0;
+                if (x->kind != LOY_EV_PURCHASE)
+                        continue;
+                for (int q = 0; q < nruns && !y; q++)
+                        if (runs[q].kind == LOY_EV_BROWSE &&
+                            runs[q].partition == x->partition)
+                                y = &runs[q];
+                if (!y) {
+                        /* no browse event of this number in the batch */
+                        if (x->n && loy_clock_has_backlog(
+                                        b->clock, b->conf->topic_browse,
+                                        x->partition))
+                                x->held = 0;
+                        continue;
+                }
+                while (i < x->n && j < y->n) {
+                        if (ev_before(&b->events[x->ev[i]],
+                                      &b->events[y->ev[j]]))
+                                i++;
+                        else
+                                j++;
+                }
+                if (i == x->n && j < y->n &&
+                    loy_clock_has_backlog(b->clock, x->topic, x->partition))
+                        y->held = j;
+                else if (j == y->n && i < x->n &&
+                         loy_clock_has_backlog(b->clock, y->topic,
+                                               y->partition))
+                        x->held = i;
+        }
+        for (int r = 0; r < nruns; r++) {
+                run_t *y = &runs[r];
+                int paired = 0;
+                if (y->kind != LOY_EV_BROWSE || !y->n)
+                        continue;
+                for (int q = 0; q < nruns && !paired; q++)
+                        paired = runs[q].kind == LOY_EV_PURCHASE &&
+                                 runs[q].partition == y->partition;
+                if (!paired && loy_clock_has_backlog(
+                                   b->clock, b->conf->topic_purchase,
+                                   y->partition))
+                        y->held = 0;
+        }
+}
+
+static void swap_events(loy_batch_t *b, int x, int y) {
+        loy_event_t t = b->events[x];
+        int m = b->event_msg[x];
+        b->events[x] = b->events[y];
+        b->event_msg[x] = b->event_msg[y];
+        b->events[y] = t;
+        b->event_msg[y] = m;
+}
+
+/* Moves the messages of each input from its first held event on (bad ones
+ * after it too) to the carry, at most batch_max / 2 of them; the rest are
+ * released and their partition sought back to them (read again). Returns
+ * how many messages were held back. */
+static int hold_back(loy_batch_t *b, rd_kafka_t *consumer, run_t *runs,
+                     int nruns) {
+        rd_kafka_topic_partition_list_t *seek = NULL;
+        int *newidx = b->order;  /* scratch until merge_order fills it */
+        int w = 0, nheld = 0, nev = 0;
+        int64_t *cut_off = NULL;
+        for (int r = 0; r < nruns; r++)
+                nheld += runs[r].held >= 0;
+        if (!nheld)
+                return 0;
+        nheld = 0;
+        cut_off = malloc(sizeof(*cut_off) * (size_t)nruns);
+        if (!cut_off) {
+                /* holding back is for determinism; without memory for it
+                 * the batch goes in whole, in merge order */
+                LOY_WARN("proc", "out of memory: nothing held back");
+                return 0;
+        }
+        for (int r = 0; r < nruns; r++)
+                cut_off[r] = runs[r].held >= 0
+                                 ? b->events[runs[r].ev[runs[r].held]].offset
+                                 : INT64_MAX;
+        for (int i = 0; i < b->nmsgs; i++) {
+                rd_kafka_message_t *m = b->msgs[i];
+                const char *topic = rd_kafka_topic_name(m->rkt);
+                int held = 0;
+                for (int r = 0; r < nruns && !held; r++)
+                        held = runs[r].partition == m->partition &&
+                               m->offset >= cut_off[r] &&
+                               !strcmp(runs[r].topic, topic);
+                if (!held) {
+                        newidx[i] = w;
+                        b->bad_why[w] = b->bad_why[i];
+                        b->msgs[w++] = m;
+                        continue;
+                }
+                newidx[i] = -1;
+                free(b->bad_why[i]);
+                b->bad_why[i] = NULL;
+                nheld++;
+                /* counted again when it is decoded again */
+                b->stats->events_in--;
+                if (b->ncarry < b->conf->batch_max / 2) {
+                        b->carry[b->ncarry++] = m;
+                        continue;
+                }
+                if (!seek)
+                        seek = rd_kafka_topic_partition_list_new(4);
+                if (seek && !rd_kafka_topic_partition_list_find(
+                                seek, topic, m->partition))
+                        rd_kafka_topic_partition_list_add(
+                            seek, topic, m->partition)->offset = m->offset;
+                rd_kafka_message_destroy(m);
+        }
+        b->nmsgs = w;
+        for (int k = 0; k < b->nevents; k++) {
+                int nm = newidx[b->event_msg[k]];
+                if (nm < 0)
+                        continue;
+                b->event_msg[k] = nm;
+                swap_events(b, nev++, k);
+        }
+        b->nevents = nev;
+        if (seek && consumer) {
+                rd_kafka_error_t *error =
+                    rd_kafka_seek_partitions(consumer, seek, 5000);
+                if (error) {
+                        LOY_WARN("proc", "hold back: %s",
+                                 rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                }
+        }
+        if (seek)
+                rd_kafka_topic_partition_list_destroy(seek);
+        free(cut_off);
+        return nheld;
+}
+
+/* The batch's runs: one per input partition, events in batch order. */
+static int runs_of(loy_batch_t *b, run_t **out, int **evbuf) {
+        run_t *runs = NULL;
+        int nruns = 0, *ev;
+        *out = NULL;
+        *evbuf = NULL;
+        if (!b->nevents)
+                return 0;
+        runs = calloc((size_t)b->nevents, sizeof(*runs));
+        ev = malloc(sizeof(*ev) * (size_t)b->nevents);
+        if (!runs || !ev) {
+                free(runs);
+                free(ev);
+                return -1;
+        }
+        /* first count, then place: each run's events contiguous in ev */
+        for (int k = 0; k < b->nevents; k++) {
+                const loy_event_t *e = &b->events[k];
+                int r;
+                for (r = 0; r < nruns; r++)
+                        if (runs[r].partition == e->partition &&
+                            runs[r].topic == e->topic)
+                                break;
+                if (r == nruns) {
+                        runs[r].topic = e->topic;
+                        runs[r].partition = e->partition;
+                        runs[r].kind = e->kind;
+                        nruns++;
+                }
+                runs[r].n++;
+        }
+        for (int r = 0, off = 0; r < nruns; r++) {
+                runs[r].ev = ev + off;
+                off += runs[r].n;
+                runs[r].n = 0;
+        }
+        for (int k = 0; k < b->nevents; k++) {
+                const loy_event_t *e = &b->events[k];
+                for (int r = 0; r < nruns; r++)
+                        if (runs[r].partition == e->partition &&
+                            runs[r].topic == e->topic) {
+                                runs[r].ev[runs[r].n++] = k;
+                                break;
+                        }
+        }
+        *out = runs;
+        *evbuf = ev;
+        return nruns;
+}
+
+/* Decodes the batch, holds back what must wait for the other topic, and
+ * dead-letters the bad messages that stay. */
+void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
         int64_t now = loy_time_wall_ms();
+        b->nevents = 0;
         for (int i = 0; i < b->nmsgs; i++) {
                 rd_kafka_message_t *m = b->msgs[i];
                 const char *topic = rd_kafka_topic_name(m->rkt);
                 loy_event_t *ev = &b->events[b->nevents];
                 char why[DLQ_REASON_MAX];
                 b->stats->events_in++;
+                b->bad_why[i] = NULL;
                 if (loy_codec_decode(b->codec, m->payload, m->len,
                                      topic_kind(b, topic), now, ev, why,
                                      sizeof(why)) == 0) {
@@ -83,7 +316,32 @@ void loy_collect_decode(loy_batch_t *b) {
                                           ev->ts_ms, now);
                         continue;
                 }
-                loy_batch_dead_letter(b, i, why);
+                b->bad_why[i] = strdup(why);
+                if (!b->bad_why[i])
+                        /* the reason is lost, not the dead letter */
+                        loy_batch_dead_letter(b, i, "bad message (reason "
+                                              "lost: out of memory)");
+        }
+        if (b->conf->topic_browse[0] && b->nevents) {
+                run_t *runs;
+                int *ev;
+                int nruns = runs_of(b, &runs, &ev);
+                if (nruns > 0) {
+                        find_cuts(b, runs, nruns);
+                        hold_back(b, consumer, runs, nruns);
+                } else if (nruns < 0) {
+                        LOY_WARN("proc", "out of memory: nothing held "
+                                 "back");
+                }
+                free(runs);
+                free(ev);
+        }
+        for (int i = 0; i < b->nmsgs; i++) {
+                if (!b->bad_why[i])
+                        continue;
+                loy_batch_dead_letter(b, i, b->bad_why[i]);
+                free(b->bad_why[i]);
+                b->bad_why[i] = NULL;
         }
 }
 
@@ -94,8 +352,10 @@ void loy_collect_rewind(loy_batch_t *b, rd_kafka_t *consumer) {
         rd_kafka_topic_partition_list_t *list =
             rd_kafka_topic_partition_list_new(8);
         rd_kafka_error_t *error;
-        for (int i = 0; i < b->nmsgs; i++) {
-                const rd_kafka_message_t *m = b->msgs[i];
+        /* what was held back is read again too */
+        for (int i = 0; i < b->nmsgs + b->ncarry; i++) {
+                const rd_kafka_message_t *m =
+                    i < b->nmsgs ? b->msgs[i] : b->carry[i - b->nmsgs];
                 rd_kafka_topic_partition_t *tp =
                     rd_kafka_topic_partition_list_find(
                         list, rd_kafka_topic_name(m->rkt), m->partition);
@@ -115,27 +375,40 @@ void loy_collect_rewind(loy_batch_t *b, rd_kafka_t *consumer) {
         }
         rd_kafka_topic_partition_list_destroy(list);
         loy_batch_drop(b);
+        loy_batch_drop_carry(b);
 }
 
-/* After a revocation during the poll, drops the messages of partitions this
- * process no longer owns: their new owner processes them. */
-void loy_collect_drop_revoked(loy_batch_t *b, rd_kafka_t *consumer) {
-        rd_kafka_topic_partition_list_t *asg = NULL;
+/* Keeps the messages of msgs[0 .. n-1] whose partition is in asg, in
+ * order, and releases the others; returns how many are kept. */
+static int keep_owned(rd_kafka_message_t **msgs, int n,
+                      const rd_kafka_topic_partition_list_t *asg) {
         int w = 0;
-        if (rd_kafka_assignment(consumer, &asg) || !asg)
-                return;
-        for (int i = 0; i < b->nmsgs; i++) {
-                rd_kafka_message_t *m = b->msgs[i];
+        for (int i = 0; i < n; i++) {
+                rd_kafka_message_t *m = msgs[i];
                 if (rd_kafka_topic_partition_list_find(
                         asg, rd_kafka_topic_name(m->rkt), m->partition))
-                        b->msgs[w++] = m;
+                        msgs[w++] = m;
                 else
                         rd_kafka_message_destroy(m);
         }
-        if (w < b->nmsgs)
+        return w;
+}
+
+/* After a revocation during the poll, drops the messages of partitions this
+ * process no longer owns (held back ones too): their new owner processes
+ * them. */
+void loy_collect_drop_revoked(loy_batch_t *b, rd_kafka_t *consumer) {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        int w, c;
+        if (rd_kafka_assignment(consumer, &asg) || !asg)
+                return;
+        w = keep_owned(b->msgs, b->nmsgs, asg);
+        c = keep_owned(b->carry, b->ncarry, asg);
+        if (w < b->nmsgs || c < b->ncarry)
                 LOY_INFO("proc", "dropped %d messages of revoked partitions",
-                         b->nmsgs - w);
+                         b->nmsgs - w + b->ncarry - c);
         b->nmsgs = w;
+        b->ncarry = c;
         rd_kafka_topic_partition_list_destroy(asg);
 }
 
@@ -182,8 +455,8 @@ void loy_collect_merge_order(loy_batch_t *b) {
                 int best = -1;
                 for (int g = 0; g < ngroups; g++)
                         if (head[g] >= 0 &&
-                            (best < 0 || b->events[head[g]].ts_ms <
-                                             b->events[head[best]].ts_ms))
+                            (best < 0 || ev_before(&b->events[head[g]],
+                                                   &b->events[head[best]])))
                                 best = g;
                 b->order[gcount++] = head[best];
                 head[best] = next[head[best]];

@@ -31,16 +31,27 @@ int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer,
 void loy_collect_drop_revoked(loy_batch_t *b, rd_kafka_t *consumer);
 
 /* Decodes every message into b->events (each one counted in events_in,
- * observed by the clock); bad ones go to the dead-letter topic. */
-void loy_collect_decode(loy_batch_t *b);
+ * observed by the clock); bad ones go to the dead-letter topic.
+ *
+ * With a browse topic, a customer's purchase and browse events must be
+ * applied in one order whatever the batching (docs/guarantees.md): the
+ * two topics' partitions of one number are merged by event time, which
+ * needs the next event of both. When one of them has no event left in the
+ * batch but data still to read (loy_clock_has_backlog), the other one's
+ * remaining messages are held back: kept for the next batch (b->carry, up
+ * to batch_max / 2), beyond that released and their partition sought back
+ * to them on consumer (which may be NULL in tests). Held messages are not
+ * counted, applied, dead-lettered or committed in this batch. */
+void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer);
 
 /* Fills b->order: a merge by event time of the partitions' runs, each run
- * kept in offset order. No I/O. */
+ * kept in offset order; at equal times purchases first, then by partition.
+ * No I/O. */
 void loy_collect_merge_order(loy_batch_t *b);
 
-/* Seeks every partition of the batch back to its first message and drops
- * the batch: it is consumed again (partitions no longer owned are left to
- * their new owner). */
+/* Seeks every partition of the batch (and of the messages held back) back
+ * to its first message and drops both: they are consumed again (partitions
+ * no longer owned are left to their new owner). */
 void loy_collect_rewind(loy_batch_t *b, rd_kafka_t *consumer);
 
 #endif

@@ -361,6 +361,7 @@ void loy_proc_destroy(loy_proc_t *p) {
                 return;
         /* messages hold references the consumer waits for on destroy */
         loy_batch_drop(&p->b);
+        loy_batch_drop_carry(&p->b);
         if (p->consumer) {
                 close_consumer(p);
                 rd_kafka_destroy(p->consumer);
@@ -546,7 +547,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 t0 = p->b.polled_ms = loy_time_mono_ms();
                 rd_kafka_poll(p->producer, 0);
                 loy_emit_ack(p->emit, p->store);
-                loy_collect_decode(&p->b);
+                loy_collect_decode(&p->b, p->consumer);
                 loy_collect_merge_order(&p->b);
                 loy_clockstore_restore(p->clocks, p->store, !p->b.nmsgs);
                 clock_ms = loy_clock_advance(p->clock, loy_time_wall_ms());
