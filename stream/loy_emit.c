@@ -98,8 +98,11 @@ void loy_emit_ack(loy_emit_t *e, loy_store_t *store) {
                 return;
         if (loy_store_outbox_ack(store, (const char *const *)e->acked,
                                  e->nacked, err, sizeof(err)) != 0) {
-                /* they stay in the outbox and are sent again, same ids */
-                LOY_WARN("proc", "outbox ack: %s", err);
+                /* kept, and tried again after the next batch (or at the
+                 * next start, sent again with the same ids) */
+                LOY_WARN("proc", "outbox ack of %d triggers: %s", e->nacked,
+                         err);
+                return;
         }
         for (int i = 0; i < e->nacked; i++)
                 free(e->acked[i]);

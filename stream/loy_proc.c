@@ -59,7 +59,8 @@ struct loy_proc {
         loy_stats_t *pub;               /* <ns>:stats */
 
         int revoked;                    /* partitions revoked during poll */
-        int need_refresh;               /* population and outbox re-read */
+        int need_refresh;               /* population re-read */
+        int need_resend;                /* the outbox sent again (start) */
         int64_t last_hist_ms;
         int64_t last_model_check_ms;
         int64_t last_scan_ms;           /* of the outbox */
@@ -313,6 +314,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         if (subscribe(p, errstr, errstr_size) == -1)
                 goto fail;
         p->need_refresh = 1;
+        p->need_resend = 1;
         /* A process stopped (SIGSTOP, a long GC-like stall, a frozen VM)
          * for longer than the session timeout has been dropped from the
          * group and its partitions handed over: writing a batch it held
@@ -457,39 +459,50 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
 }
 
 /* Connects to Redis, backing off while it is down; on success refreshes
- * the population and re-sends the outbox. 0 when usable. */
+ * the population when it may have moved. The outbox is sent again at
+ * start-up (what a previous run left undelivered) and while deliveries
+ * fail, not after every failed batch: the batch done again emits its own
+ * triggers, and acks that did not reach Redis are kept and retried
+ * (loy_emit_ack), so a reconnect strands nothing. 0 when usable. */
 static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         int backoff = 50;
         char err[256];
         int was_down = !loy_store_is_connected(p->store);
         while (*running) {
                 if (loy_store_connect(p->store, err, sizeof(err)) == 0) {
-                        if (!was_down && !p->need_refresh &&
-                            (!loy_emit_failed(p->emit) ||
-                             loy_time_wall_ms() - p->last_scan_ms < 5000))
+                        int resend = p->need_resend ||
+                                     (loy_emit_failed(p->emit) &&
+                                      loy_time_wall_ms() - p->last_scan_ms >=
+                                          5000);
+                        if (!was_down && !p->need_refresh && !resend)
+                                return 0;
+                        if (was_down)
+                                LOY_INFO("proc", "redis %s:%d ready",
+                                         p->conf.redis_host,
+                                         p->conf.redis_port);
+                        if (was_down || p->need_refresh) {
+                                /* a population that does not load only
+                                 * makes ranks approximate for a while: not
+                                 * worth stopping for */
+                                if (loy_store_load_hist(p->store, p->rfm, err,
+                                                        sizeof(err)) == 0)
+                                        p->last_hist_ms = loy_time_wall_ms();
+                                else
+                                        LOY_WARN("proc", "population: %s",
+                                                 err);
+                                p->need_refresh = 0;
+                        }
+                        if (!resend)
                                 return 0;
                         p->last_scan_ms = loy_time_wall_ms();
-                        /* a population that does not load only makes ranks
-                         * approximate for a while: not worth stopping for */
-                        if (loy_store_load_hist(p->store, p->rfm, err,
-                                                sizeof(err)) == 0)
-                                p->last_hist_ms = loy_time_wall_ms();
-                        else
-                                LOY_WARN("proc", "population: %s", err);
                         if (loy_emit_resend(p->emit, p->producer, p->store,
-                                            err, sizeof(err)) == 0) {
-                                p->need_refresh = 0;
-                                if (was_down)
-                                        LOY_INFO("proc", "redis %s:%d ready",
-                                                 p->conf.redis_host,
-                                                 p->conf.redis_port);
-                                return 0;
-                        }
-                        /* triggers stay in the outbox; try again later
-                         * rather than stall the stream */
-                        LOY_WARN("proc", "outbox re-send incomplete: %s",
-                                 err);
-                        p->need_refresh = 0;
+                                            err, sizeof(err)) == 0)
+                                p->need_resend = 0;
+                        else
+                                /* triggers stay in the outbox; try again
+                                 * later rather than stall the stream */
+                                LOY_WARN("proc", "outbox re-send "
+                                         "incomplete: %s", err);
                         return 0;
                 }
                 if (!was_down || backoff == 50)
