@@ -2002,6 +2002,35 @@ void loy_store_free_ids(char **ids, int n) {
         free(ids);
 }
 
+int loy_store_outbox_get(loy_store_t *s, const char *const *ids, int n,
+                         loy_outbox_cb_t *cb, void *opaque, char *errstr,
+                         size_t errstr_size) {
+        redisReply *r;
+        int rc;
+        if (n <= 0)
+                return LOY_STORE_OK;
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        ab_reset(s);
+        ab_key_args(s, "HMGET", s->k_outbox, ids, n);
+        if ((rc = roundtrip(s, &r, errstr, errstr_size)))
+                return rc;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
+                seterr(errstr, errstr_size, "HMGET %s: %s", s->k_outbox,
+                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
+                freeReplyObject(r);
+                return LOY_STORE_ERR;
+        }
+        for (int i = 0; i < n; i++)
+                if (r->element[i]->type == REDIS_REPLY_STRING &&
+                    cb(ids[i], r->element[i]->str, r->element[i]->len,
+                       opaque))
+                        break;
+        freeReplyObject(r);
+        return LOY_STORE_OK;
+}
+
 int loy_store_outbox_scan(loy_store_t *s, loy_outbox_cb_t *cb, void *opaque,
                           char *errstr, size_t errstr_size) {
         char cursor[32] = "0";

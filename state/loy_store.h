@@ -320,6 +320,12 @@ typedef int (loy_outbox_cb_t)(const char *trigger_id, const void *payload,
 int loy_store_outbox_scan(loy_store_t *s, loy_outbox_cb_t *cb, void *opaque,
                           char *errstr, size_t errstr_size);
 
+/* Calls cb for each of the n ids that the outbox holds (one HMGET); cb
+ * returns 0 to go on. */
+int loy_store_outbox_get(loy_store_t *s, const char *const *ids, int n,
+                         loy_outbox_cb_t *cb, void *opaque, char *errstr,
+                         size_t errstr_size);
+
 /* Removes delivered triggers from the outbox, one round trip. */
 int loy_store_outbox_ack(loy_store_t *s, const char *const *ids, int n,
                          char *errstr, size_t errstr_size);

@@ -19,6 +19,9 @@ struct loy_emit {
         int nacked, acked_cap;
         int dr_failed;
         int resend_failed;              /* an outbox re-send was refused */
+        /* trigger ids of failed writes (loy_emit_suspect) */
+        char **suspect;
+        int nsuspect, suspect_cap;
 };
 
 loy_emit_t *loy_emit_create(const char *topic, loy_codec_t *codec,
@@ -38,6 +41,9 @@ void loy_emit_destroy(loy_emit_t *e) {
         for (int i = 0; i < e->nacked; i++)
                 free(e->acked[i]);
         free(e->acked);
+        for (int i = 0; i < e->nsuspect; i++)
+                free(e->suspect[i]);
+        free(e->suspect);
         free(e);
 }
 
@@ -189,4 +195,63 @@ void loy_emit_store_offsets(const loy_batch_t *b, rd_kafka_t *consumer) {
                 LOY_DEBUG("proc", "offsets store: %s (partitions moved)",
                           rd_kafka_err2str(err));
         rd_kafka_topic_partition_list_destroy(list);
+}
+
+int loy_emit_suspect(loy_emit_t *e, const loy_batch_t *b) {
+        for (int k = 0; k < b->noutbox; k++) {
+                const char *id = b->outbox[k].trigger_id;
+                int seen = 0;
+                for (int i = 0; i < e->nsuspect && !seen; i++)
+                        seen = !strcmp(e->suspect[i], id);
+                if (seen)
+                        continue;
+                if (e->nsuspect == e->suspect_cap) {
+                        int cap = e->suspect_cap ? e->suspect_cap * 2 : 64;
+                        char **ns = realloc(e->suspect,
+                                            sizeof(*ns) * (size_t)cap);
+                        if (!ns)
+                                return -1;
+                        e->suspect = ns;
+                        e->suspect_cap = cap;
+                }
+                if (!(e->suspect[e->nsuspect] = strdup(id)))
+                        return -1;
+                e->nsuspect++;
+        }
+        return 0;
+}
+
+void loy_emit_suspects_send(loy_emit_t *e, rd_kafka_t *producer,
+                            loy_store_t *store, const loy_batch_t *b) {
+        resend_ctx_t x = {e, producer};
+        char err[256];
+        int w = 0, n;
+        if (!e->nsuspect)
+                return;
+        /* the batch just written made these again and sent them */
+        for (int i = 0; i < e->nsuspect; i++) {
+                int mine = 0;
+                for (int k = 0; k < b->noutbox && !mine; k++)
+                        mine = !strcmp(b->outbox[k].trigger_id,
+                                       e->suspect[i]);
+                if (mine)
+                        free(e->suspect[i]);
+                else
+                        e->suspect[w++] = e->suspect[i];
+        }
+        e->nsuspect = n = w;
+        if (!n)
+                return;
+        e->resend_failed = 0;
+        if (loy_store_outbox_get(store, (const char *const *)e->suspect, n,
+                                 resend_cb, &x, err, sizeof(err)) != 0) {
+                LOY_WARN("proc", "re-send of %d triggers of failed writes: "
+                         "%s", n, err);
+                return;
+        }
+        if (e->resend_failed)
+                e->dr_failed = 1;  /* the full scan sends them */
+        for (int i = 0; i < n; i++)
+                free(e->suspect[i]);
+        e->nsuspect = 0;
 }

@@ -55,6 +55,17 @@ int loy_emit_resend(loy_emit_t *e, rd_kafka_t *producer, loy_store_t *store,
  * through. */
 int loy_emit_failed(const loy_emit_t *e);
 
+/* A write of b failed: its triggers may be in the outbox with their
+ * customers written, so that no redo makes them again (the customers'
+ * offsets skip those events). Their ids are kept until
+ * loy_emit_suspects_send. -1 out of memory. */
+int loy_emit_suspect(loy_emit_t *e, const loy_batch_t *b);
+/* After a batch b was written and emitted: sends those kept ids that the
+ * outbox holds and b did not send itself (one HMGET), then forgets them.
+ * Kept when Redis fails: tried again after the next batch. */
+void loy_emit_suspects_send(loy_emit_t *e, rd_kafka_t *producer,
+                            loy_store_t *store, const loy_batch_t *b);
+
 /* Stores, for the consumer's next commit, the offset after the last
  * message of each partition in b. */
 void loy_emit_store_offsets(const loy_batch_t *b, rd_kafka_t *consumer);

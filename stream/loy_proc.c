@@ -459,11 +459,12 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
 }
 
 /* Connects to Redis, backing off while it is down; on success refreshes
- * the population when it may have moved. The outbox is sent again at
- * start-up (what a previous run left undelivered) and while deliveries
- * fail, not after every failed batch: the batch done again emits its own
- * triggers, and acks that did not reach Redis are kept and retried
- * (loy_emit_ack), so a reconnect strands nothing. 0 when usable. */
+ * the population when it may have moved. The whole outbox is sent again
+ * at start-up (what a previous run left undelivered) and while deliveries
+ * fail, not after every failed batch: a failed write's own triggers are
+ * sent once a later batch is written (loy_emit_suspect), and acks that
+ * did not reach Redis are kept and retried (loy_emit_ack). 0 when
+ * usable. */
 static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         int backoff = 50;
         char err[256];
@@ -585,7 +586,13 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         if (p->reco)
                                 loy_reco_stage_begin(p->reco);
                         wrc = run_batch(p, clock_ms, err, sizeof(err));
-                        if (wrc == 0 || wrc == LOY_WRITE_STALE)
+                        if (wrc == 0)
+                                break;
+                        if (loy_emit_suspect(p->emit, &p->b))
+                                LOY_ERROR("proc", "out of memory: triggers "
+                                          "of a failed write are sent at "
+                                          "the next start");
+                        if (wrc == LOY_WRITE_STALE)
                                 break;
                         /* the aggregates may have landed without the
                          * customers: what they hold is read back */
@@ -653,6 +660,8 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 }
                 loy_agg_written(p->agg);
                 loy_emit_batch(p->emit, p->producer, &p->b);
+                loy_emit_suspects_send(p->emit, p->producer, p->store,
+                                       &p->b);
                 loy_recosync_run(p->recosync, p->store, clock_ms, 0);
                 if (loy_dlq_deliver(p->dlq, p->b.msgs, p->b.nmsgs,
                                     running) == -1) {

@@ -1,7 +1,8 @@
 /*
  * loy_emit against a real redis-server (delivery reports as librdkafka
  * hands them, no broker): a confirmed trigger leaves the outbox, a failed
- * one stays there and marks the emitter failed.
+ * one stays there and marks the emitter failed; an ack Redis refuses is
+ * kept for the next try.
  */
 #include <CUnit/Basic.h>
 #include <stdio.h>
@@ -47,8 +48,26 @@ static void test_acks(void) {
         v = tu_redis_cli(&r, "HKEYS loy:outbox");
         CU_ASSERT_STRING_EQUAL(v ? v : "", "t2");
         free(v);
-        /* queued ids are freed by destroy */
+        /* an ack Redis does not take is kept and tried again */
+        free(tu_redis_cli(&r, "HSET loy:outbox t4 d"));
         report(e, "t4", RD_KAFKA_RESP_ERR_NO_ERROR);
+        {
+                loy_store_t *down = loy_store_create(
+                    "127.0.0.1", tu_free_port(), NULL, 200, err,
+                    sizeof(err));
+                CU_ASSERT_PTR_NOT_NULL_FATAL(down);
+                loy_emit_ack(e, down);
+                loy_store_destroy(down);
+        }
+        v = tu_redis_cli(&r, "HKEYS loy:outbox");
+        CU_ASSERT_STRING_EQUAL(v ? v : "", "t2\nt4");
+        free(v);
+        loy_emit_ack(e, store);
+        v = tu_redis_cli(&r, "HKEYS loy:outbox");
+        CU_ASSERT_STRING_EQUAL(v ? v : "", "t2");
+        free(v);
+        /* queued ids are freed by destroy */
+        report(e, "t5", RD_KAFKA_RESP_ERR_NO_ERROR);
         loy_emit_destroy(e);
         loy_store_destroy(store);
         tu_redis_stop(&r);
