@@ -1171,7 +1171,7 @@ static void test_browse_order(void) {
                         int engaged = 0;
                         for (int i = 0; i < seen.n; i++) {
                                 json_t *t = json_loads(seen.json[i], 0, NULL);
-                                char cause[128], want[33];
+                                char cause[sizeof(c->topic_browse) + 32], want[33];
                                 const char *cid = seen.key[i];
                                 if (!t || strcmp(jstr(t, "rule", NULL),
                                                  "engaged")) {
