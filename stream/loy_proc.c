@@ -218,10 +218,10 @@ static int set_owner(loy_proc_t *p, char *errstr, size_t errstr_size) {
                 rnd = (uint32_t)loy_time_mono_ms() ^ (uint32_t)getpid();
         snprintf(name, sizeof(name), "loyaltyd-%s-%ld-%08x", host,
                  (long)getpid(), rnd);
-        if (loy_store_set_owner(p->store, name, errstr, errstr_size) ||
-            loy_agg_set_owner(p->agg, name)) {
-                if (!*errstr)
-                        snprintf(errstr, errstr_size, "out of memory");
+        if (loy_store_set_owner(p->store, name, errstr, errstr_size))
+                return -1;
+        if (loy_agg_set_owner(p->agg, name)) {
+                snprintf(errstr, errstr_size, "out of memory");
                 return -1;
         }
         LOY_INFO("proc", "owner name %s", name);
