@@ -28,6 +28,7 @@ typedef struct loy_config {
         char group_id[128];
         int batch_max;           /* messages per batch */
         int batch_ms;            /* longest wait to fill a batch */
+        int pipeline;            /* next batch applied while one is written */
 
         /* output */
         char topic_triggers[128];

@@ -59,6 +59,9 @@ typedef struct pair {
         float c;
 } pair_t;
 
+/* stages open at once: a batch applied while the one before is written */
+#define STAGES_MAX 2
+
 typedef struct pend {
         uint32_t a, b;          /* b == NONE: n(a) */
         double d;
@@ -117,11 +120,17 @@ struct loy_reco {
         pend_t *pend;
         uint32_t *phash;
         uint32_t npend, phash_cap;
-        /* A stage (loy_reco_stage_begin): entries from stage_mark on are
-         * its own, undo holds what it changed of the older ones. */
+        /* Stages (loy_reco_stage_begin), at most STAGES_MAX open, oldest
+         * first: entries from a stage's mark on are its own (or a newer
+         * one's), and undo[undo0 ..] holds what it changed of older ones.
+         * staging, stage_gen and stage_mark are the newest stage's. */
         int staging;
         uint32_t stage_gen, stage_mark, nundo;
         undo_t *undo;
+        struct {
+                uint32_t gen, mark, undo0;
+        } stages[STAGES_MAX];
+        int nstages;
 
         /* scoring scratch */
         uint32_t *sc_id;
@@ -387,11 +396,12 @@ loy_reco_t *loy_reco_create(const loy_reco_conf_t *conf, char *errstr,
                 r->phash_cap = pow2_at_least(conf->pending_max * 2);
                 r->pend = malloc(conf->pending_max * sizeof(*r->pend));
                 r->phash = calloc(r->phash_cap, sizeof(*r->phash));
-                r->undo = malloc(conf->pending_max * sizeof(*r->undo));
+                /* each open stage saves an older entry once */
+                r->undo = malloc(2 * conf->pending_max * sizeof(*r->undo));
                 if (!r->pend || !r->phash || !r->undo)
                         goto oom;
                 r->fixed_bytes += conf->pending_max * (sizeof(*r->pend) +
-                                                       sizeof(*r->undo)) +
+                                                       2 * sizeof(*r->undo)) +
                                   (size_t)r->phash_cap * 4;
         }
         if (r->fixed_bytes + (256u << 10) > conf->mem_limit) {
@@ -1117,48 +1127,83 @@ void loy_reco_pending_clear(loy_reco_t *r) {
         /* the probe above does not stop at slots emptied before it: an
          * entry is always found, and at the end the index is all zeros */
         r->npend = 0;
+        /* what was written is no stage's to withdraw */
+        r->nstages = 0;
         r->stage_mark = 0;
         r->nundo = 0;
+        r->staging = 0;
+}
+
+/* The newest open stage is the one pend_add() saves for. */
+static void stage_top(loy_reco_t *r) {
+        r->staging = r->nstages > 0;
+        if (r->nstages) {
+                r->stage_gen = r->stages[r->nstages - 1].gen;
+                r->stage_mark = r->stages[r->nstages - 1].mark;
+        } else {
+                r->stage_mark = 0;
+                r->nundo = 0;
+        }
 }
 
 void loy_reco_stage_begin(loy_reco_t *r) {
         if (!r->conf.track_pending)
                 return;
-        if (r->staging)
+        if (r->nstages == STAGES_MAX)
                 loy_reco_stage_abort(r);
-        r->staging = 1;
         /* 0 is never a stage, so entries made outside one never match */
         if (++r->stage_gen == 0)
                 r->stage_gen = 1;
-        r->stage_mark = r->npend;
-        r->nundo = 0;
+        r->stages[r->nstages].gen = r->stage_gen;
+        r->stages[r->nstages].mark = r->npend;
+        r->stages[r->nstages].undo0 = r->nundo;
+        r->nstages++;
+        stage_top(r);
 }
 
 void loy_reco_stage_commit(loy_reco_t *r) {
-        r->staging = 0;
-        r->nundo = 0;
+        if (!r->nstages)
+                return;
+        if (r->nstages == 2) {
+                /* the older stage's saved values are no longer needed */
+                uint32_t u0 = r->stages[1].undo0;
+                memmove(r->undo, r->undo + u0,
+                        (r->nundo - u0) * sizeof(*r->undo));
+                r->nundo -= u0;
+                r->stages[0] = r->stages[1];
+                r->stages[0].undo0 = 0;
+        }
+        r->nstages--;
+        stage_top(r);
+}
+
+int loy_reco_staging(const loy_reco_t *r) {
+        return r->nstages > 0;
 }
 
 void loy_reco_stage_abort(loy_reco_t *r) {
-        uint32_t mask = r->phash_cap - 1;
-        if (!r->staging)
+        uint32_t mask = r->phash_cap - 1, mark;
+        if (!r->nstages)
                 return;
-        r->staging = 0;
-        for (uint32_t u = 0; u < r->nundo; u++)
+        /* newest saved values first: an entry both stages changed gets
+         * the older stage's copy last */
+        for (uint32_t u = r->nundo; u-- > 0;)
                 r->pend[r->undo[u].k].d = r->undo[u].d;
-        r->nundo = 0;
-        if (r->npend == r->stage_mark)
+        mark = r->stages[0].mark;
+        r->nstages = 0;
+        stage_top(r);
+        if (r->npend == mark)
                 return;
-        /* The stage's own entries go. Linear probing cannot delete in
+        /* The stages' own entries go. Linear probing cannot delete in
          * place, so the index is built again from the older entries, and
          * so are the items' pending marks (an item keeps its mark while an
          * older entry names it). Rare: a batch that failed. */
-        for (uint32_t k = r->stage_mark; k < r->npend; k++) {
+        for (uint32_t k = mark; k < r->npend; k++) {
                 r->items[r->pend[k].a].pending = 0;
                 if (r->pend[k].b != NONE)
                         r->items[r->pend[k].b].pending = 0;
         }
-        r->npend = r->stage_mark;
+        r->npend = mark;
         memset(r->phash, 0, r->phash_cap * sizeof(*r->phash));
         for (uint32_t k = 0; k < r->npend; k++) {
                 const pend_t *p = &r->pend[k];

@@ -272,12 +272,18 @@ void loy_reco_pending_clear(loy_reco_t *r);
  * kept by _commit. A processor stages each attempt at a batch, so a batch
  * done again after a failed write adds its increments to the shared model
  * once. Only the pending list is staged: the local counts keep what an
- * aborted attempt learned until the shared counts replace them. _begin
- * while staging aborts the open stage first. No-ops without
- * track_pending. */
+ * aborted attempt learned until the shared counts replace them.
+ *
+ * Two stages may be open at once (the next batch applied while one is
+ * written): _begin opens a newer one (with two open, it aborts both
+ * first), _commit keeps the oldest open one's increments, _abort
+ * withdraws every open stage's. No-ops without track_pending. */
 void loy_reco_stage_begin(loy_reco_t *r);
 void loy_reco_stage_commit(loy_reco_t *r);
 void loy_reco_stage_abort(loy_reco_t *r);
+/* 1 while a stage is open: the pending list then holds increments that
+ * may still be withdrawn, and must not be written (and cleared). */
+int loy_reco_staging(const loy_reco_t *r);
 
 /*
  * History as text, "sku ts_ms weight bought" per item separated by '\n'

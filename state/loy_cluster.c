@@ -116,6 +116,7 @@ typedef struct node {
         int seed;
         /* This round's sends (indices into the pipe's sends), in order. */
         uint32_t head, tail;
+        uint32_t mark;           /* first send not on the connection yet */
         int failed;              /* this round's sends are lost */
 } node_t;
 
@@ -172,6 +173,7 @@ struct loy_cluster_pipe {
         size_t nrep, rep_cap;
         send_t *sends;
         size_t nsends, sends_cap;
+        size_t pushed;           /* parts sent before the pipe (push) */
         int moved;               /* this round followed a MOVED */
         uint32_t moved_to;       /* the node it named */
         /* The first failure of each kind, for errstr. */
@@ -832,7 +834,7 @@ loy_cluster_pipe_t *loy_cluster_pipe_create(loy_cluster_t *cl, char *errstr,
  * the connections it used, so those connections are closed. */
 static void abandon(loy_cluster_pipe_t *p) {
         loy_cluster_t *cl = p->cl;
-        if (p->state != PIPE_INFLIGHT || cl->inflight != p)
+        if ((p->state != PIPE_INFLIGHT && !p->pushed) || cl->inflight != p)
                 return;
         for (int i = 0; i < cl->nnodes; i++)
                 if (cl->nodes[i].head != NONE) {
@@ -848,6 +850,7 @@ void loy_cluster_pipe_reset(loy_cluster_pipe_t *p) {
                 if (p->rep[i])
                         freeReplyObject(p->rep[i]);
         p->len = p->nunits = p->nparts = p->nrep = p->nsends = 0;
+        p->pushed = 0;
         p->why_io[0] = p->why_err[0] = p->why_busy[0] = '\0';
         p->moved = 0;
         p->state = PIPE_BUILDING;
@@ -1228,22 +1231,31 @@ static int add_send(loy_cluster_pipe_t *p, int i, uint32_t part,
                 n->head = (uint32_t)p->nsends;
         else
                 p->sends[n->tail].next = (uint32_t)p->nsends;
+        if (n->mark == NONE)
+                n->mark = (uint32_t)p->nsends;
         n->tail = (uint32_t)p->nsends++;
         return 0;
 }
 
-/* Sends every pending part: appended to its node's connection, then every
- * node written. A part that cannot be sent fails here. */
-static void round_send(loy_cluster_pipe_t *p) {
-        static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+/* A round of sends starts: no node has any. */
+static void round_begin(loy_cluster_pipe_t *p) {
         loy_cluster_t *cl = p->cl;
-        char why[WHY_MAX];
         for (int i = 0; i < cl->nnodes; i++) {
                 cl->nodes[i].head = cl->nodes[i].tail = NONE;
+                cl->nodes[i].mark = NONE;
                 cl->nodes[i].failed = 0;
         }
         p->nsends = 0;
-        for (size_t k = 0; k < p->nparts; k++) {
+}
+
+/* Sends the pending parts from part `from` on: appended to their nodes'
+ * connections after what the round sent them already, then every node
+ * written. A part that cannot be sent fails here. */
+static void round_push(loy_cluster_pipe_t *p, size_t from) {
+        static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+        loy_cluster_t *cl = p->cl;
+        char why[WHY_MAX];
+        for (size_t k = from; k < p->nparts; k++) {
                 part_t *pt = &p->parts[k];
                 unsigned n;
                 int ask;
@@ -1265,9 +1277,21 @@ static void round_send(loy_cluster_pipe_t *p) {
         }
         for (int i = 0; i < cl->nnodes; i++) {
                 node_t *n = &cl->nodes[i];
-                if (n->head == NONE)
+                uint32_t from_send = n->mark;
+                if (from_send == NONE)
                         continue;
-                if (node_connect(cl, i, why, sizeof(why))) {
+                n->mark = NONE;
+                if (n->failed) {
+                        /* its connection went with the round's earlier
+                         * sends: a new one would take their replies */
+                        fail_sends(p, i, from_send, "connection lost "
+                                   "earlier in this pipe");
+                        continue;
+                }
+                /* a connection with earlier sends of the round has
+                 * their replies waiting: in use, not idle */
+                if (from_send == n->head &&
+                    node_connect(cl, i, why, sizeof(why))) {
                         fail_sends(p, i, n->head, why);
                         cl->stale = 1;
                         continue;
@@ -1278,7 +1302,7 @@ static void round_send(loy_cluster_pipe_t *p) {
                 {
                         size_t run_off = 0, run_len = 0;
                         int lost = 0;
-                        for (uint32_t s = n->head; !lost;
+                        for (uint32_t s = from_send; !lost;
                              s = p->sends[s].next) {
                                 const part_t *pt = s == NONE ? NULL :
                                         &p->parts[p->sends[s].part];
@@ -1324,6 +1348,12 @@ static void round_send(loy_cluster_pipe_t *p) {
                         }
                 }
         }
+}
+
+/* Sends every pending part, as a new round. */
+static void round_send(loy_cluster_pipe_t *p) {
+        round_begin(p);
+        round_push(p, 0);
 }
 
 /* "MOVED <slot> <host>:<port>" (or ASK) after the word: slot, host (into
@@ -1482,7 +1512,9 @@ lost:
         }
 }
 
-int loy_cluster_pipe_send(loy_cluster_pipe_t *p, char *errstr, size_t size) {
+/* Sends what was added since the last push; the first one starts the
+ * round (and the pipe's time in flight). sent: the pipe is complete. */
+static int push(loy_cluster_pipe_t *p, int sent, char *errstr, size_t size) {
         loy_cluster_t *cl = p->cl;
         loy_sigpipe_t g;
         if (p->state != PIPE_BUILDING) {
@@ -1490,19 +1522,35 @@ int loy_cluster_pipe_send(loy_cluster_pipe_t *p, char *errstr, size_t size) {
                        "first");
                 return LOY_CLUSTER_ERR;
         }
-        if (cl->inflight) {
+        if (cl->inflight && cl->inflight != p) {
                 seterr(errstr, size, "cluster: another pipe is in flight");
                 return LOY_CLUSTER_ERR;
         }
         loy_sigpipe_block(&g);
-        /* A failed refresh keeps the old map (or none: the parts fail). */
-        if (cl->stale && p->nparts)
-                refresh(cl, -1, NULL, 0);
-        p->state = PIPE_INFLIGHT;
+        if (!p->pushed) {
+                /* A failed refresh keeps the old map (or none: the parts
+                 * fail). */
+                if (cl->stale && p->nparts)
+                        refresh(cl, -1, NULL, 0);
+                round_begin(p);
+        }
+        if (sent)
+                p->state = PIPE_INFLIGHT;
         cl->inflight = p;
-        round_send(p);
+        round_push(p, p->pushed);
+        p->pushed = p->nparts;
         loy_sigpipe_restore(&g);
         return LOY_CLUSTER_OK;
+}
+
+int loy_cluster_pipe_send(loy_cluster_pipe_t *p, char *errstr, size_t size) {
+        return push(p, 1, errstr, size);
+}
+
+int loy_cluster_pipe_push(loy_cluster_pipe_t *p, char *errstr, size_t size) {
+        if (p->state == PIPE_BUILDING && p->pushed == p->nparts)
+                return LOY_CLUSTER_OK;
+        return push(p, 0, errstr, size);
 }
 
 /* Each unit's status from its parts; the pipe's result with errstr. */

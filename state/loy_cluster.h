@@ -162,6 +162,15 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
 /* Units added so far. */
 size_t loy_cluster_pipe_units(const loy_cluster_pipe_t *p);
 
+/* Sends the units added since the pipe was last pushed, and goes on
+ * building: Redis starts on a long pipe while the rest is built. The pipe
+ * is in flight from its first push (nothing else may use the router until
+ * its _recv, or its _reset, which drops the connections it wrote to). A
+ * node whose connection is lost loses the rest of the pipe too: a new
+ * connection would take the replies of the sends before. OK or
+ * LOY_CLUSTER_ERR (not a pipe being built, another pipe in flight). */
+int loy_cluster_pipe_push(loy_cluster_pipe_t *p, char *errstr,
+                          size_t errstr_size);
 /* Sends every unit (every node written, none read) and returns without
  * waiting for replies, so the caller can build the next pipe meanwhile.
  * One pipe per router is in flight at a time: until its _recv every other

@@ -40,6 +40,7 @@
 #define FIELD_BUF 4096           /* one formatted customer field */
 #define DEFAULT_TIMEOUT_MS 2000
 #define HSCAN_COUNT "500"
+#define PUSH_BYTES (64u << 10)   /* a write is sent in pieces this big */
 
 /* Replies a write waits for: k of them (a MULTI/EXEC when tx), about
  * what (a customer id or a key, for messages). */
@@ -1276,18 +1277,27 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
                         if (k >= 0)
                                 seterr(errstr, errstr_size,
                                        "write: out of memory");
-                        /* Customers already handed to hiredis are still
-                         * unsent: dropping the connection withdraws them. */
+                        /* Customers already handed over are sent, or
+                         * sit unsent in hiredis: dropping the connection
+                         * withdraws these, the others are a prefix. */
                         if (handed)
                                 drop(s);
                         ab_reset(s);
                         return LOY_STORE_ERR;
                 }
-                /* Hand over in ~1 MiB pieces so the buffer stays small. */
-                if (s->len >= (1u << 20)) {
+                /* Sent in pieces as they are built, so Redis writes the
+                 * first customers while the others are formatted (any
+                 * prefix of the write is safe to stop at, see above). */
+                if (s->len >= PUSH_BYTES) {
                         if ((rc = ab_flush(s, errstr, errstr_size)))
                                 return rc;
                         handed = 1;
+                        if (loy_cluster_pipe_push(s->pipe, errstr,
+                                                  errstr_size) !=
+                            LOY_CLUSTER_OK)
+                                return io_error(s, errstr && *errstr ? errstr
+                                                                     : NULL,
+                                                errstr, errstr_size);
                 }
         }
         np = timer_parts(w, n, 0, parts, TIMER_PARTS_MAX);
@@ -1566,14 +1576,16 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
         return 0;
 }
 
-int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
-                          int noutbox, const loy_batch_agg_t *agg,
-                          const loy_cust_write_t *w, int n, int64_t now_ms,
-                          const loy_feat_conf_t *fconf, char *errstr,
-                          size_t errstr_size) {
+int loy_store_write_batch_send(loy_store_t *s,
+                               const loy_outbox_entry_t *outbox, int noutbox,
+                               const loy_batch_agg_t *agg,
+                               const loy_cust_write_t *w, int n,
+                               int64_t now_ms, const loy_feat_conf_t *fconf,
+                               int *sent, char *errstr, size_t errstr_size) {
         redisReply *r = NULL;
         int rc;
 
+        *sent = 0;
         if (noutbox < 0 || (noutbox && !outbox) ||
             (agg && (agg->nkpi < 0 || agg->nfence < 0 || agg->ncount < 0 ||
                      (agg->nkpi && !agg->kpi) ||
@@ -1588,7 +1600,8 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
          * aggregates went over: a process frozen after its aggregates were
          * accepted, whose partitions went to another one meanwhile, finds
          * them closed by the new owner (loy_store_take_over) and must not
-         * write its customers on new ones. */
+         * write its customers on new ones. Once sent, a closed connection
+         * fails the reading of the replies: nothing reconnects before. */
         if (loy_cluster_guard_begin(s->cl, errstr, errstr_size) !=
             LOY_CLUSTER_OK)
                 return io_error(s, errstr && *errstr ? errstr : NULL, errstr,
@@ -1619,10 +1632,23 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                 goto out;
         rc = send_custs(s, outbox, noutbox, w, n, now_ms, fconf, errstr,
                         errstr_size);
-        if (rc == LOY_STORE_OK)
-                rc = loy_store_write_recv(s, errstr, errstr_size);
+        *sent = rc == LOY_STORE_OK;
 out:
         loy_cluster_guard_end(s->cl);
+        return rc;
+}
+
+int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
+                          int noutbox, const loy_batch_agg_t *agg,
+                          const loy_cust_write_t *w, int n, int64_t now_ms,
+                          const loy_feat_conf_t *fconf, char *errstr,
+                          size_t errstr_size) {
+        int sent;
+        int rc = loy_store_write_batch_send(s, outbox, noutbox, agg, w, n,
+                                            now_ms, fconf, &sent, errstr,
+                                            errstr_size);
+        if (rc == LOY_STORE_OK && sent)
+                rc = loy_store_write_recv(s, errstr, errstr_size);
         return rc;
 }
 

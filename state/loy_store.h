@@ -225,6 +225,17 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                           const loy_cust_write_t *w, int n, int64_t now_ms,
                           const loy_feat_conf_t *fconf, char *errstr,
                           size_t errstr_size);
+/* The same write up to the customers sent: the aggregates applied, the
+ * outbox and customers on their way, their replies not read. *sent is 1
+ * when loy_store_write_recv() must read them before anything else uses
+ * the store (0: the write was done or failed whole). Lets the caller
+ * apply its next batch while Redis writes this one. */
+int loy_store_write_batch_send(loy_store_t *s,
+                               const loy_outbox_entry_t *outbox, int noutbox,
+                               const loy_batch_agg_t *agg,
+                               const loy_cust_write_t *w, int n,
+                               int64_t now_ms, const loy_feat_conf_t *fconf,
+                               int *sent, char *errstr, size_t errstr_size);
 
 /*
  * Ownership of input partitions, against a frozen process (SIGSTOP, a

@@ -130,6 +130,9 @@ typedef struct loy_batch {
 
         int64_t takeover_closed;        /* a previous owner's connections
                                          * closed (loy_load) */
+        int64_t clock_ms;               /* event clock it is applied at */
+        double t0_ms;                   /* when it was polled (stats) */
+        int agg_done;                   /* its aggregates are in Redis */
         double polled_ms;               /* when the batch was collected */
         double stale_ms;                /* a batch older is not written */
 } loy_batch_t;

@@ -18,6 +18,10 @@ struct loy_clockstore {
         int64_t last_clock_read_ms;
         int64_t *clock_saved;           /* per clock partition, last saved */
         int clock_saved_cap;
+        /* loy_clockstore_mark: the partitions' times when the batch to
+         * save was polled (nmark -1: none, save the clock as it is) */
+        int64_t *mark;
+        int nmark, mark_cap;
 };
 
 loy_clockstore_t *loy_clockstore_create(loy_clock_t *clock,
@@ -27,6 +31,7 @@ loy_clockstore_t *loy_clockstore_create(loy_clock_t *clock,
                 return NULL;
         cs->clock = clock;
         cs->conf = conf;
+        cs->nmark = -1;
         return cs;
 }
 
@@ -34,6 +39,7 @@ void loy_clockstore_destroy(loy_clockstore_t *cs) {
         if (!cs)
                 return;
         free(cs->clock_saved);
+        free(cs->mark);
         free(cs);
 }
 
@@ -87,9 +93,35 @@ void loy_clockstore_restore(loy_clockstore_t *cs, loy_store_t *store,
         cs->clock_restore = 0;
 }
 
-/* Saves the partitions' newest applied event times that moved. */
+void loy_clockstore_mark(loy_clockstore_t *cs) {
+        int n = loy_clock_owned(cs->clock);
+        if (n > cs->mark_cap) {
+                int64_t *nm = realloc(cs->mark, (size_t)n * sizeof(*nm));
+                if (!nm) {
+                        /* the next save then writes the newer times: a
+                         * restart may fire checks a little early */
+                        cs->nmark = -1;
+                        return;
+                }
+                cs->mark = nm;
+                cs->mark_cap = n;
+        }
+        for (int i = 0; i < n; i++) {
+                const char *topic;
+                int32_t part;
+                loy_clock_part(cs->clock, i, &topic, &part, &cs->mark[i]);
+        }
+        cs->nmark = n;
+}
+
+/* Saves the partitions' newest applied event times that moved (as marked,
+ * when marked). */
 void loy_clockstore_save(loy_clockstore_t *cs, loy_store_t *store) {
         int n = loy_clock_owned(cs->clock), k = 0;
+        int marked = cs->nmark >= 0;
+        if (marked && cs->nmark < n)
+                n = cs->nmark;
+        cs->nmark = -1;
         char names[64][300];
         const char *ptr[64];
         int64_t ts[64];
@@ -109,6 +141,8 @@ void loy_clockstore_save(loy_clockstore_t *cs, loy_store_t *store) {
                 int32_t part;
                 int64_t newest;
                 loy_clock_part(cs->clock, i, &topic, &part, &newest);
+                if (marked)
+                        newest = cs->mark[i];
                 /* slots move with rebalances: a stale entry only costs one
                  * extra field in the next save */
                 if (newest <= 0 || newest == cs->clock_saved[i])

@@ -35,7 +35,12 @@ void loy_clockstore_revoked(loy_clockstore_t *cs);
 void loy_clockstore_restore(loy_clockstore_t *cs, loy_store_t *store,
                             int idle);
 /* Saves the owned partitions' newest times that moved since their last
- * save (failures logged). */
+ * save (failures logged): as they were at the last loy_clockstore_mark()
+ * when there was one since the last save. */
 void loy_clockstore_save(loy_clockstore_t *cs, loy_store_t *store);
+/* Remembers the partitions' times now: a batch is written while the next
+ * one is already polled, and what is saved must not run ahead of what was
+ * written (a restart would fire checks before events they precede). */
+void loy_clockstore_mark(loy_clockstore_t *cs);
 
 #endif

@@ -23,7 +23,7 @@ static loy_event_kind_t topic_kind(const loy_batch_t *b, const char *topic) {
  * busy stream still fills whole batches (librdkafka prefetches), while a
  * quiet one does not hold an event back for the rest of batch_ms.
  * Returns -1 on a fatal consumer error. */
-int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer,
+int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer, int wait,
                      volatile sig_atomic_t *running) {
         double deadline = loy_time_mono_ms() + b->conf->batch_ms;
         /* what the last batch held back comes first, in poll order; it
@@ -35,7 +35,7 @@ int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer,
         b->ncarry = 0;
         while (b->nmsgs < b->conf->batch_max && *running) {
                 double left = deadline - loy_time_mono_ms();
-                int have = b->nmsgs > b->ncarried;
+                int have = b->nmsgs > b->ncarried || !wait;
                 rd_kafka_message_t *m;
                 if (left <= 0)
                         break;
@@ -348,10 +348,8 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
 /* Seeks every partition of the batch back to its first message and drops
  * the batch: it will be consumed again (partitions no longer owned are
  * left to their new owner). */
-void loy_collect_rewind(loy_batch_t *b, rd_kafka_t *consumer) {
-        rd_kafka_topic_partition_list_t *list =
-            rd_kafka_topic_partition_list_new(8);
-        rd_kafka_error_t *error;
+static void add_rewind(rd_kafka_topic_partition_list_t *list,
+                       const loy_batch_t *b) {
         /* what was held back is read again too */
         for (int i = 0; i < b->nmsgs + b->ncarry; i++) {
                 const rd_kafka_message_t *m =
@@ -367,6 +365,16 @@ void loy_collect_rewind(loy_batch_t *b, rd_kafka_t *consumer) {
                         tp->offset = m->offset;
                 }
         }
+}
+
+void loy_collect_rewind(loy_batch_t *b, loy_batch_t *next,
+                        rd_kafka_t *consumer) {
+        rd_kafka_topic_partition_list_t *list =
+            rd_kafka_topic_partition_list_new(8);
+        rd_kafka_error_t *error;
+        add_rewind(list, b);
+        if (next)
+                add_rewind(list, next);
         error = list->cnt ? rd_kafka_seek_partitions(consumer, list, 5000)
                           : NULL;
         if (error) {
@@ -376,6 +384,11 @@ void loy_collect_rewind(loy_batch_t *b, rd_kafka_t *consumer) {
         rd_kafka_topic_partition_list_destroy(list);
         loy_batch_drop(b);
         loy_batch_drop_carry(b);
+        if (next) {
+                loy_batch_drop(next);
+                loy_batch_drop_carry(next);
+                next->ncarried = 0;
+        }
 }
 
 /* Keeps the messages of msgs[0 .. n-1] whose partition is in asg, in

@@ -20,10 +20,11 @@
 
 /* Polls into b->msgs up to batch_max messages, waiting at most batch_ms
  * (or until *running drops). Once it holds a message it takes only what is
- * already waiting in the local queue. Partition ends and message arrivals
- * tell the event clock which partitions have data left. Returns 0, or -1
- * on a fatal consumer error. */
-int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer,
+ * already waiting in the local queue; without wait, only that from the
+ * start. Partition ends and message arrivals tell the event clock which
+ * partitions have data left. Returns 0, or -1 on a fatal consumer
+ * error. */
+int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer, int wait,
                      volatile sig_atomic_t *running);
 
 /* After a revocation during the poll: releases the messages of partitions
@@ -51,7 +52,10 @@ void loy_collect_merge_order(loy_batch_t *b);
 
 /* Seeks every partition of the batch (and of the messages held back) back
  * to its first message and drops both: they are consumed again (partitions
- * no longer owned are left to their new owner). */
-void loy_collect_rewind(loy_batch_t *b, rd_kafka_t *consumer);
+ * no longer owned are left to their new owner). next, when not NULL, is
+ * the batch polled after b: dropped too, its partitions sought back to the
+ * earliest message of the two. */
+void loy_collect_rewind(loy_batch_t *b, loy_batch_t *next,
+                        rd_kafka_t *consumer);
 
 #endif

@@ -52,8 +52,9 @@ out:
         return rc;
 }
 
-/* One pipelined round trip for every touched customer not in the cache. */
-static int load(loy_batch_t *b, char *errstr, size_t errstr_size) {
+/* One pipelined round trip for every customer touched from touched[from]
+ * on that is not in the cache. */
+static int load(loy_batch_t *b, int from, char *errstr, size_t errstr_size) {
         loy_cust_t **custs;
         int *found;
         int *which;
@@ -66,7 +67,7 @@ static int load(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 rc = LOY_STORE_ERR;
                 goto out;
         }
-        for (int i = 0; i < b->ntouched; i++)
+        for (int i = from; i < b->ntouched; i++)
                 if (b->touched[i].need_load) {
                         which[n] = i;
                         custs[n++] = b->touched[i].c;
@@ -85,7 +86,7 @@ static int load(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 else
                         x->shadow.valid = 0;
         }
-        for (int i = 0; rc == 0 && i < b->ntouched; i++)
+        for (int i = from; rc == 0 && i < b->ntouched; i++)
                 snapshot(b, &b->touched[i]);
 out:
         free(custs);
@@ -94,13 +95,20 @@ out:
         return rc;
 }
 
-int loy_load_batch(loy_batch_t *b, char *errstr, size_t errstr_size) {
-        /* touch everyone first so one pipeline loads them all */
+static int touch_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
         for (int i = 0; i < b->nevents; i++)
                 if (!loy_batch_quarantined(b, b->events[i].customer_id) &&
                     !loy_batch_touch(b, b->events[i].customer_id, errstr,
                                      errstr_size))
                         return LOY_STORE_ERR;
+        return 0;
+}
+
+/* after_events: the events were applied already; what they set stays as
+ * if the timers had been touched first (a purchase's partition, a check
+ * that fired at an event). */
+static int touch_timers(loy_batch_t *b, int after_events, char *errstr,
+                        size_t errstr_size) {
         for (int i = 0; i < b->ntimers; i++) {
                 loy_touched_t *t;
                 if (loy_batch_quarantined(b, b->timer_ids[i]))
@@ -109,11 +117,34 @@ int loy_load_batch(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 if (!t)
                         return LOY_STORE_ERR;
                 t->by_timer = 1;
-                t->partition = b->timer_part[i];
+                if (!after_events || !t->by_purchase)
+                        t->partition = b->timer_part[i];
                 t->fired_partition = b->timer_part[i];
-                t->timer_due = b->timer_due[i];
+                if (!after_events || !t->fired)
+                        t->timer_due = b->timer_due[i];
         }
-        return load(b, errstr, errstr_size);
+        return 0;
+}
+
+int loy_load_batch(loy_batch_t *b, char *errstr, size_t errstr_size) {
+        /* touch everyone first so one pipeline loads them all */
+        if (touch_events(b, errstr, errstr_size) ||
+            touch_timers(b, 0, errstr, errstr_size))
+                return LOY_STORE_ERR;
+        return load(b, 0, errstr, errstr_size);
+}
+
+int loy_load_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
+        if (touch_events(b, errstr, errstr_size))
+                return LOY_STORE_ERR;
+        return load(b, 0, errstr, errstr_size);
+}
+
+int loy_load_due(loy_batch_t *b, char *errstr, size_t errstr_size) {
+        int from = b->ntouched;
+        if (touch_timers(b, 1, errstr, errstr_size))
+                return LOY_STORE_ERR;
+        return load(b, from, errstr, errstr_size);
 }
 
 int loy_load_timers(loy_batch_t *b, rd_kafka_t *consumer, int64_t clock_ms,

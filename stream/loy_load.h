@@ -23,6 +23,11 @@
  * loads those the cache did not have and notes where the counts hold each
  * of them. LOY_STORE_OK or an error code. */
 int loy_load_batch(loy_batch_t *b, char *errstr, size_t errstr_size);
+/* loy_load_batch in two steps, so the events can be applied before the due
+ * timers are known: the events' customers, then (after loy_apply_events)
+ * the timers'. The touched order, and so the write, is the same. */
+int loy_load_events(loy_batch_t *b, char *errstr, size_t errstr_size);
+int loy_load_due(loy_batch_t *b, char *errstr, size_t errstr_size);
 
 /* The silence checks due at or before clock_ms (each partition's own limit,
  * loy_clock_timer_limit) on the purchase partitions the consumer (borrowed)

@@ -52,7 +52,19 @@ struct loy_proc {
         rd_kafka_t *producer;
         loy_dlq_t *dlq;
 
-        loy_batch_t b;                  /* the batch */
+        /* Two batches: while Redis writes prev, cur is applied (with
+         * input.pipeline; docs/DESIGN.md "one batch"). */
+        loy_batch_t bat[2];
+        loy_batch_t *cur, *prev;
+        int prev_state;                 /* PREV_* */
+        int prev_wrc;                   /* PREV_RESULT: its attempt's code */
+        char prev_err[512];             /* and its error text */
+        loy_dlq_t *dlq2;                /* bat[1]'s dead letters */
+        loy_store_t *loads;             /* cur's loads while prev is sent */
+        volatile sig_atomic_t *running;
+        int fatal;                      /* a batch could not be finished */
+        unsigned cache_epoch;           /* loy_cache_clear()s so far */
+        double busy_until_ms;           /* busy time counted up to here */
         loy_emit_t *emit;               /* triggers out, delivery acks */
         loy_clockstore_t *clocks;       /* event time kept in Redis */
         loy_recosync_t *recosync;       /* the shared recommender model */
@@ -68,6 +80,24 @@ struct loy_proc {
         struct timespec model_mtime;    /* of the model file last loaded */
         loy_proc_stats_t stats;
 };
+
+/* What prev holds. */
+enum {
+        PREV_NONE,      /* nothing */
+        PREV_APPLIED,   /* applied, not sent */
+        PREV_SENT,      /* customers sent, replies not read */
+        PREV_RESULT     /* its first attempt failed (prev_wrc) */
+};
+
+/* What finishing a batch came to. */
+enum { DONE_OK, DONE_REWIND, DONE_FATAL };
+
+static int flush_prev(loy_proc_t *p);
+
+static void clear_cache(loy_proc_t *p) {
+        loy_cache_clear(p->cache);
+        p->cache_epoch++;
+}
 
 static struct timespec mtime_of(const char *path) {
         struct stat st;
@@ -115,6 +145,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         int64_t now = loy_time_wall_ms();
         int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk),
                                   "COOPERATIVE");
+        /* A batch applied but not written is written first, by the owner
+         * it was read by, and before the partitions it checks change. */
+        if (p->prev_state != PREV_NONE &&
+            flush_prev(p) == DONE_REWIND && p->cur)
+                loy_collect_rewind(p->prev, p->cur, rk);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 for (int i = 0; i < parts->cnt; i++) {
                         loy_clock_assign(p->clock, parts->elems[i].topic,
@@ -154,7 +189,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < parts->cnt; i++)
                 loy_clock_revoke(p->clock, parts->elems[i].topic,
                                  parts->elems[i].partition);
-        loy_cache_clear(p->cache);
+        clear_cache(p);
         p->revoked = 1;
         /* the clock's partitions move: save them all again */
         loy_clockstore_revoked(p->clocks);
@@ -170,6 +205,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         if (p->dlq && loy_dlq_owns(p->dlq, m->_private)) {
                 loy_dlq_delivered(p->dlq, m);
+                return;
+        }
+        if (p->dlq2 && loy_dlq_owns(p->dlq2, m->_private)) {
+                loy_dlq_delivered(p->dlq2, m);
                 return;
         }
         loy_emit_delivered(p->emit, m);
@@ -218,7 +257,8 @@ static int set_owner(loy_proc_t *p, char *errstr, size_t errstr_size) {
                 rnd = (uint32_t)loy_time_mono_ms() ^ (uint32_t)getpid();
         snprintf(name, sizeof(name), "loyaltyd-%s-%ld-%08x", host,
                  (long)getpid(), rnd);
-        if (loy_store_set_owner(p->store, name, errstr, errstr_size))
+        if (loy_store_set_owner(p->store, name, errstr, errstr_size) ||
+            loy_store_set_owner(p->loads, name, errstr, errstr_size))
                 return -1;
         if (loy_agg_set_owner(p->agg, name)) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -259,6 +299,11 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                                     errstr, errstr_size);
         if (!p->store)
                 goto fail;
+        p->loads = loy_store_create(conf->redis_host, conf->redis_port,
+                                    conf->redis_ns, conf->redis_timeout_ms,
+                                    errstr, errstr_size);
+        if (!p->loads)
+                goto fail;
         if (conf->reco_enabled) {
                 loy_reco_conf_t rc = conf->reco;
                 rc.mem_limit = (size_t)conf->reco_mem_mb << 20;
@@ -271,8 +316,12 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                                         sizeof(loy_cust_ext_t));
         p->rfm = loy_rfm_create();
         p->clock = loy_clock_create(conf->lateness_ms, conf->idle_ms);
-        if (loy_batch_init(&p->b, &p->conf, errstr, errstr_size) == -1)
+        if (loy_batch_init(&p->bat[0], &p->conf, errstr, errstr_size) ==
+                -1 ||
+            loy_batch_init(&p->bat[1], &p->conf, errstr, errstr_size) == -1)
                 goto fail;
+        p->cur = &p->bat[0];
+        p->prev = &p->bat[1];
         p->agg = loy_agg_new();
         if (set_owner(p, errstr, errstr_size))
                 goto fail;
@@ -287,15 +336,18 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
-        p->b.model = &p->model;
-        p->b.codec = p->codec;
-        p->b.store = p->store;
-        p->b.cache = p->cache;
-        p->b.rfm = p->rfm;
-        p->b.clock = p->clock;
-        p->b.reco = p->reco;
-        p->b.agg = p->agg;
-        p->b.stats = &p->stats;
+        for (int i = 0; i < 2; i++) {
+                loy_batch_t *b = &p->bat[i];
+                b->model = &p->model;
+                b->codec = p->codec;
+                b->store = p->store;
+                b->cache = p->cache;
+                b->rfm = p->rfm;
+                b->clock = p->clock;
+                b->reco = p->reco;
+                b->agg = p->agg;
+                b->stats = &p->stats;
+        }
         p->consumer = loy_kafka_consumer_new(conf, rebalance_cb, p, errstr,
                                              errstr_size);
         if (!p->consumer)
@@ -306,11 +358,14 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 goto fail;
         p->dlq = loy_dlq_create(p->producer, conf->topic_deadletter,
                                 conf->batch_max, conf->backoff_max_ms);
-        if (!p->dlq) {
+        p->dlq2 = loy_dlq_create(p->producer, conf->topic_deadletter,
+                                 conf->batch_max, conf->backoff_max_ms);
+        if (!p->dlq || !p->dlq2) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
-        p->b.dlq = p->dlq;
+        p->bat[0].dlq = p->dlq;
+        p->bat[1].dlq = p->dlq2;
         if (subscribe(p, errstr, errstr_size) == -1)
                 goto fail;
         p->need_refresh = 1;
@@ -319,10 +374,11 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
          * for longer than the session timeout has been dropped from the
          * group and its partitions handed over: writing a batch it held
          * through that would overwrite the new owner's work. */
-        p->b.stale_ms = 45000; /* librdkafka's default */
+        p->bat[0].stale_ms = 45000; /* librdkafka's default */
         for (int i = 0; i < conf->nkafka; i++)
                 if (!strcmp(conf->kafka_keys[i], "session.timeout.ms"))
-                        p->b.stale_ms = atof(conf->kafka_vals[i]);
+                        p->bat[0].stale_ms = atof(conf->kafka_vals[i]);
+        p->bat[1].stale_ms = p->bat[0].stale_ms;
         p->model_mtime = mtime_of(conf->model_path);
         LOY_INFO("proc", "model %s (%s, r=%g alpha=%g a=%g b=%g)",
                  p->model.version,
@@ -362,8 +418,11 @@ void loy_proc_destroy(loy_proc_t *p) {
         if (!p)
                 return;
         /* messages hold references the consumer waits for on destroy */
-        loy_batch_drop(&p->b);
-        loy_batch_drop_carry(&p->b);
+        p->prev_state = PREV_NONE;
+        for (int i = 0; i < 2; i++) {
+                loy_batch_drop(&p->bat[i]);
+                loy_batch_drop_carry(&p->bat[i]);
+        }
         if (p->consumer) {
                 close_consumer(p);
                 rd_kafka_destroy(p->consumer);
@@ -376,8 +435,10 @@ void loy_proc_destroy(loy_proc_t *p) {
                 rd_kafka_destroy(p->producer);
         }
         loy_emit_destroy(p->emit);
-        loy_batch_free(&p->b);
+        loy_batch_free(&p->bat[0]);
+        loy_batch_free(&p->bat[1]);
         loy_dlq_destroy(p->dlq);
+        loy_dlq_destroy(p->dlq2);
         loy_agg_destroy(p->agg);
         loy_clockstore_destroy(p->clocks);
         loy_recosync_destroy(p->recosync);
@@ -390,6 +451,8 @@ void loy_proc_destroy(loy_proc_t *p) {
                 loy_cache_destroy(p->cache);
         if (p->store)
                 loy_store_destroy(p->store);
+        if (p->loads)
+                loy_store_destroy(p->loads);
         if (p->codec)
                 loy_codec_destroy(p->codec);
         free(p);
@@ -417,13 +480,13 @@ const loy_proc_stats_t *loy_proc_stats(const loy_proc_t *p) {
 /* the loop                                                             */
 /* ------------------------------------------------------------------ */
 
-/* One attempt at writing the batch: its stages from the fences to the
- * store's write. LOY_STORE_OK, LOY_WRITE_STALE or the store's code. */
-static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
-                     size_t errstr_size) {
-        loy_batch_t *b = &p->b;
+/* An attempt at b starts: no customer touched, its aggregates begun
+ * (after the fences, when they are not known). */
+static int begin_attempt(loy_proc_t *p, loy_batch_t *b, char *errstr,
+                         size_t errstr_size) {
         int rc;
         loy_batch_restart(b);
+        b->agg_done = 0;
         if (!loy_agg_fences_known(p->agg) &&
             (rc = loy_load_fences(b, p->consumer, errstr, errstr_size)))
                 return rc;
@@ -433,13 +496,64 @@ static int run_batch(loy_proc_t *p, int64_t clock_ms, char *errstr,
                                     rd_kafka_topic_name(b->msgs[i]->rkt),
                                     b->msgs[i]->partition,
                                     b->msgs[i]->offset);
+        return LOY_STORE_OK;
+}
+
+/* The first stages of an attempt: the events' customers loaded (from
+ * store) and the events applied. LOY_STORE_OK or an error code (the
+ * attempt is then done again whole). */
+static int apply_events(loy_proc_t *p, loy_batch_t *b, loy_store_t *store,
+                        char *errstr, size_t errstr_size) {
+        int rc = begin_attempt(p, b, errstr, errstr_size);
+        if (rc)
+                return rc;
+        b->store = store;
+        rc = loy_load_events(b, errstr, errstr_size);
+        b->store = p->store;
+        if (rc)
+                return rc;
+        if (loy_apply_events(b, errstr, errstr_size) == -1)
+                return LOY_STORE_ERR;
+        return LOY_STORE_OK;
+}
+
+/* The rest of the attempt's applying: the due checks' customers loaded,
+ * the checks fired. */
+static int apply_due(loy_batch_t *b, char *errstr, size_t errstr_size) {
+        int rc = loy_load_due(b, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (loy_apply_due(b, b->clock_ms, errstr, errstr_size) == -1)
+                return LOY_STORE_ERR;
+        return LOY_STORE_OK;
+}
+
+/* One attempt at the batch, applied from the start (the customers loaded
+ * again) and not written yet. */
+static int apply_batch(loy_proc_t *p, loy_batch_t *b, char *errstr,
+                       size_t errstr_size) {
+        int rc = begin_attempt(p, b, errstr, errstr_size);
+        if (rc)
+                return rc;
+        /* touched all at once, so one pipeline loads them all */
         rc = loy_load_batch(b, errstr, errstr_size);
         if (rc)
                 return rc;
-        if (loy_apply_events(b, errstr, errstr_size) == -1 ||
-            loy_apply_due(b, clock_ms, errstr, errstr_size) == -1)
-                return LOY_STORE_ERR;
-        return loy_write_batch(b, clock_ms, errstr, errstr_size);
+        return loy_apply_events(b, errstr, errstr_size) == -1 ||
+                       loy_apply_due(b, b->clock_ms, errstr,
+                                     errstr_size) == -1
+                   ? LOY_STORE_ERR
+                   : LOY_STORE_OK;
+}
+
+/* One whole attempt at writing the batch: LOY_STORE_OK, LOY_WRITE_STALE
+ * or the store's code. */
+static int run_batch(loy_proc_t *p, loy_batch_t *b, char *errstr,
+                     size_t errstr_size) {
+        int rc = apply_batch(p, b, errstr, errstr_size);
+        if (rc)
+                return rc;
+        return loy_write_batch(b, b->clock_ms, errstr, errstr_size);
 }
 
 static void publish_stats(loy_proc_t *p, double batch_ms) {
@@ -454,8 +568,14 @@ static void publish_stats(loy_proc_t *p, double batch_ms) {
         x.cache_customers = (int64_t)loy_cache_size(p->cache);
         x.first_batch_ms = p->first_batch_ms;
         loy_store_router_stats(p->store, &x.router);
-        p->stats.owner_conns_closed = p->b.takeover_closed;
+        p->stats.owner_conns_closed =
+            p->bat[0].takeover_closed + p->bat[1].takeover_closed;
         loy_stats_publish(p->pub, p->store, &p->stats, &x, batch_ms);
+}
+
+/* Whether the next batch may be applied while this one is written. */
+static int pipelined(const loy_proc_t *p) {
+        return p->conf.pipeline;
 }
 
 /* Connects to Redis, backing off while it is down; on success refreshes
@@ -471,7 +591,14 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         int was_down = !loy_store_is_connected(p->store);
         while (*running) {
                 if (loy_store_connect(p->store, err, sizeof(err)) == 0) {
-                        int resend = p->need_resend ||
+                        int resend;
+                        /* the second connection only speeds things up:
+                         * without it, batches are done one at a time */
+                        if (pipelined(p) &&
+                            loy_store_connect(p->loads, err, sizeof(err)))
+                                LOY_DEBUG("proc", "loads connection: %s",
+                                          err);
+                        resend = p->need_resend ||
                                      (loy_emit_failed(p->emit) &&
                                       loy_time_wall_ms() - p->last_scan_ms >=
                                           5000);
@@ -520,13 +647,216 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         return -1;
 }
 
+/* Does b again until it is written, given up, or no longer this
+ * process's to write; wrc is what its first attempt came to. Returns the
+ * last attempt's code (errstr its error). */
+static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
+                       size_t errsz) {
+        char last_err[512] = "";
+        int busy_backoff = 50;
+        while (wrc != 0) {
+                if (loy_emit_suspect(p->emit, b))
+                        LOY_ERROR("proc", "out of memory: triggers of a "
+                                  "failed write are sent at the next start");
+                if (wrc == LOY_WRITE_STALE)
+                        break;
+                /* the aggregates may have landed without the customers:
+                 * what they hold is read back */
+                loy_agg_fences_forget(p->agg);
+                if (wrc == LOY_STORE_ERR_FENCED)
+                        break;
+                /* The cache holds changes Redis may not have: forget them,
+                 * reconnect, and do the batch again; offsets already
+                 * written make the redo skip what landed. */
+                p->stats.redis_failures++;
+                LOY_WARN("proc", "batch write failed: %s", err);
+                clear_cache(p);
+                p->need_refresh = 1;
+                if (wrc == LOY_STORE_ERR_BUSY) {
+                        /* OOM, READONLY, MISCONF ...: the server's state,
+                         * not the customer's; wait it out */
+                        loy_time_sleep_ms(busy_backoff);
+                        busy_backoff = busy_backoff * 2 >
+                                               p->conf.backoff_max_ms
+                                           ? p->conf.backoff_max_ms
+                                           : busy_backoff * 2;
+                } else if (wrc == LOY_STORE_ERR) {
+                        /* the same customer failing twice is its state,
+                         * not the connection */
+                        if (!strcmp(err, last_err) &&
+                            loy_batch_quarantine_from(b, err) == 0) {
+                                loy_batch_t *o = b == p->cur ? p->prev
+                                                             : p->cur;
+                                memcpy(o->quarantine, b->quarantine,
+                                       sizeof(o->quarantine));
+                                o->nquarantine = b->nquarantine;
+                                goto again;
+                        }
+                        snprintf(last_err, sizeof(last_err), "%s", err);
+                        loy_time_sleep_ms(p->conf.backoff_max_ms);
+                }
+                if (ensure_redis(p, p->running) == -1)
+                        break;
+                /* waiting for Redis is not being stopped: the consumer's
+                 * heartbeats went on meanwhile */
+                b->polled_ms = loy_time_mono_ms();
+again:
+                if (!*p->running)
+                        break;
+                /* What an attempt adds to the shared recommender model
+                 * counts once: a failed one is withdrawn, and with it the
+                 * next batch's, applied meanwhile (it is done again). */
+                if (p->reco) {
+                        loy_reco_stage_abort(p->reco);
+                        loy_reco_stage_begin(p->reco);
+                }
+                wrc = run_batch(p, b, err, errsz);
+        }
+        return wrc;
+}
+
+/* After b was written: its triggers out, its dead letters confirmed, its
+ * offsets stored. DONE_OK, or DONE_FATAL when stopped before the dead
+ * letters were confirmed (not committed: read again on the next start). */
+static int post_write(loy_proc_t *p, loy_batch_t *b) {
+        double now, ms;
+        if (!b->agg_done)
+                loy_agg_written(p->agg);
+        loy_emit_batch(p->emit, p->producer, b);
+        loy_emit_suspects_send(p->emit, p->producer, p->store, b);
+        loy_recosync_run(p->recosync, p->store, b->clock_ms, 0);
+        if (loy_dlq_deliver(b->dlq, b->msgs, b->nmsgs, p->running) == -1) {
+                loy_batch_drop(b);
+                return DONE_FATAL;
+        }
+        loy_emit_store_offsets(b, p->consumer);
+        loy_clockstore_save(p->clocks, p->store);
+        loy_batch_drop(b);
+        p->stats.batches++;
+        /* batches overlap: busy time counts each moment once */
+        now = loy_time_mono_ms();
+        ms = now - b->t0_ms;
+        p->stats.busy_s +=
+            (now - (b->t0_ms > p->busy_until_ms ? b->t0_ms
+                                                 : p->busy_until_ms)) /
+            1e3;
+        p->busy_until_ms = now;
+        loy_stats_batch(p->pub, ms);
+        publish_stats(p, ms);
+        return DONE_OK;
+}
+
+/* Finishes b, whose first attempt came to wrc (err its error text, 512
+ * bytes, reused): done again while that helps, then what it was written
+ * for. DONE_REWIND: not this process's to write; the caller seeks it back
+ * (with whatever was polled after it) and drops it. */
+static int complete(loy_proc_t *p, loy_batch_t *b, int wrc, char *err) {
+        wrc = retry_batch(p, b, wrc, err, 512);
+        if (p->reco) {
+                if (wrc == 0)
+                        loy_reco_stage_commit(p->reco);
+                else
+                        loy_reco_stage_abort(p->reco);
+        }
+        if (wrc == LOY_STORE_ERR_FENCED) {
+                /* another process wrote these partitions: they are no
+                 * longer this one's (the group will say so on the next
+                 * poll), or this one was frozen */
+                p->stats.batches_fenced++;
+                wrc = LOY_WRITE_STALE;
+        }
+        if (wrc == LOY_WRITE_STALE) {
+                /* not written and not committed: whoever owns the
+                 * partitions now reads it (this process too, after the
+                 * rewind, if they are still its own) */
+                LOY_WARN("proc", "%s; batch dropped", err);
+                clear_cache(p);
+                p->need_refresh = 1;
+                return DONE_REWIND;
+        }
+        if (wrc != 0) {
+                /* not written: nothing stored, nothing committed */
+                loy_batch_drop(b);
+                return DONE_FATAL;
+        }
+        return post_write(p, b);
+}
+
+/* Writes prev (sent: reads its replies) and finishes it. A DONE_REWIND
+ * leaves its messages in place for loy_collect_rewind(prev, cur). */
+static int flush_prev(loy_proc_t *p) {
+        char err[512] = "";
+        loy_batch_t *b = p->prev;
+        int wrc = LOY_STORE_OK, sent = 0, state = p->prev_state, r;
+        p->prev_state = PREV_NONE;
+        if (state == PREV_NONE)
+                return DONE_OK;
+        if (state == PREV_APPLIED) {
+                wrc = loy_write_batch_send(b, b->clock_ms, &sent, err,
+                                           sizeof(err));
+                if (wrc == LOY_STORE_OK && sent)
+                        wrc = loy_store_write_recv(p->store, err,
+                                                   sizeof(err));
+        } else if (state == PREV_SENT) {
+                wrc = loy_store_write_recv(p->store, err, sizeof(err));
+        } else {
+                wrc = p->prev_wrc;
+                snprintf(err, sizeof(err), "%s", p->prev_err);
+        }
+        r = complete(p, b, wrc, err);
+        /* in a rebalance callback: the loop stops after the poll */
+        if (r == DONE_FATAL)
+                p->fatal = 1;
+        return r;
+}
+
+/* Sends prev's write, so Redis does it while the next batch is polled and
+ * applied. 1 when it is on its way (PREV_SENT); 0 when it is done or
+ * failed already (PREV_RESULT). */
+static int send_prev(loy_proc_t *p) {
+        loy_batch_t *b = p->prev;
+        int sent = 0;
+        int wrc = loy_write_batch_send(b, b->clock_ms, &sent, p->prev_err,
+                                       sizeof(p->prev_err));
+        if (wrc == LOY_STORE_OK && sent) {
+                /* the aggregates are in: the next batch's sums start
+                 * from them (a failed customer write forgets the fences) */
+                loy_agg_written(p->agg);
+                b->agg_done = 1;
+                p->prev_state = PREV_SENT;
+                return 1;
+        }
+        p->prev_state = PREV_RESULT;
+        p->prev_wrc = wrc;
+        return 0;
+}
+
+/* cur becomes prev: applied, written by the next round or right away. What
+ * it held back for the next batch goes with the next batch's struct. */
+static void shift(loy_proc_t *p, int wrc, const char *err) {
+        loy_batch_t *done = p->cur;
+        loy_batch_t *next = p->prev;
+        rd_kafka_message_t **carry = next->carry;
+        next->carry = done->carry;
+        next->ncarry = done->ncarry;
+        done->carry = carry;
+        done->ncarry = 0;
+        p->prev = done;
+        p->cur = next;
+        p->prev_state = wrc ? PREV_RESULT : PREV_APPLIED;
+        p->prev_wrc = wrc;
+        snprintf(p->prev_err, sizeof(p->prev_err), "%s", err);
+}
+
 int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                  volatile sig_atomic_t *reload) {
-        char err[512], last_err[512];
-        int rc = 0, wrc, busy_backoff;
+        char err[512];
+        int rc = 0;
+        p->running = running;
         while (*running) {
-                double t0;
-                int64_t clock_ms;
+                loy_batch_t *cur;
+                int overlap, wrc, r;
+                unsigned epoch;
                 if (loy_time_wall_ms() - p->last_model_check_ms > 1000) {
                         struct timespec mt = mtime_of(p->conf.model_path);
                         p->last_model_check_ms = loy_time_wall_ms();
@@ -543,6 +873,83 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                                           "keeping %s: %s",
                                           p->model.version, err);
                 }
+                /* what is saved of the clock once prev is written: not
+                 * the times of the batch polled after it */
+                if (p->prev_state != PREV_NONE)
+                        loy_clockstore_mark(p->clocks);
+                /* with a batch on its way, only what is already there */
+                if (loy_collect_poll(p->cur, p->consumer,
+                                     p->prev_state == PREV_NONE,
+                                     running) == -1) {
+                        rc = -1;
+                        break;
+                }
+                if (p->fatal)
+                        break;
+                cur = p->cur;
+                if (p->revoked) {
+                        p->revoked = 0;
+                        loy_collect_drop_revoked(cur, p->consumer);
+                }
+                cur->t0_ms = cur->polled_ms = loy_time_mono_ms();
+                rd_kafka_poll(p->producer, 0);
+                loy_collect_decode(cur, p->consumer);
+                loy_collect_merge_order(cur);
+
+                /* Redis writes prev while cur's events are applied, their
+                 * customers loaded over the second connection. Not when
+                 * the fences or the clock must be read first, and not when
+                 * the recommender's increments are due: they are written
+                 * when no attempt is staged, so one batch in a while goes
+                 * alone. */
+                overlap = p->prev_state == PREV_SENT && cur->nmsgs &&
+                          loy_agg_fences_known(p->agg) &&
+                          loy_store_is_connected(p->loads) &&
+                          !loy_recosync_due(p->recosync);
+                epoch = p->cache_epoch;
+                wrc = -1;
+                if (overlap) {
+                        /* the event clock is not read before the due
+                         * checks, nor Redis's copy of it (read only after
+                         * an assignment, or while idle) */
+                        cur->clock_ms = loy_clock_advance(
+                            p->clock, loy_time_wall_ms());
+                        /* prev's customers are the cache's newest: a trim
+                         * that leaves room for them keeps them */
+                        if (p->prev->ntouched <= p->conf.cache_customers)
+                                loy_cache_trim(p->cache);
+                        if (p->reco)
+                                loy_reco_stage_begin(p->reco);
+                        wrc = apply_events(p, cur, p->loads, err,
+                                           sizeof(err));
+                        p->stats.batches_overlapped++;
+                }
+                if (p->prev_state != PREV_NONE) {
+                        r = flush_prev(p);
+                        if (r == DONE_FATAL)
+                                break;
+                        if (r == DONE_REWIND) {
+                                loy_collect_rewind(p->prev, cur, p->consumer);
+                                continue;
+                        }
+                        if (overlap && wrc != LOY_STORE_OK &&
+                            p->cache_epoch == epoch) {
+                                /* customers touched but not loaded, or
+                                 * events half applied: from Redis again */
+                                LOY_WARN("proc", "batch applied while the "
+                                         "last one was written: %s; done "
+                                         "again", err);
+                                clear_cache(p);
+                        }
+                        /* prev was done again: the cache cur was applied
+                         * to is gone */
+                        if (p->cache_epoch != epoch)
+                                wrc = -1;
+                        if (!overlap)
+                                /* nothing of cur touched yet */
+                                loy_cache_trim(p->cache);
+                }
+                /* nothing on its way: the store is free */
                 if (ensure_redis(p, running) == -1)
                         break;
                 if (loy_time_wall_ms() - p->last_hist_ms > HIST_REFRESH_MS) {
@@ -550,138 +957,54 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                                                 sizeof(err)) == 0)
                                 p->last_hist_ms = loy_time_wall_ms();
                 }
-                if (loy_collect_poll(&p->b, p->consumer, running) == -1) {
-                        rc = -1;
-                        break;
-                }
-                if (p->revoked) {
-                        p->revoked = 0;
-                        loy_collect_drop_revoked(&p->b, p->consumer);
-                }
-                t0 = p->b.polled_ms = loy_time_mono_ms();
-                rd_kafka_poll(p->producer, 0);
                 loy_emit_ack(p->emit, p->store);
-                loy_collect_decode(&p->b, p->consumer);
-                loy_collect_merge_order(&p->b);
-                loy_clockstore_restore(p->clocks, p->store, !p->b.nmsgs);
-                clock_ms = loy_clock_advance(p->clock, loy_time_wall_ms());
-                p->stats.clock_ms = clock_ms;
-                if (loy_load_timers(&p->b, p->consumer, clock_ms, err,
+                if (!overlap) {
+                        loy_clockstore_restore(p->clocks, p->store,
+                                               !cur->nmsgs);
+                        cur->clock_ms = loy_clock_advance(
+                            p->clock, loy_time_wall_ms());
+                }
+                p->stats.clock_ms = cur->clock_ms;
+                if (loy_load_timers(cur, p->consumer, cur->clock_ms, err,
                                     sizeof(err)) == -1) {
                         LOY_WARN("proc", "timers: %s", err);
-                        loy_batch_drop_timers(&p->b);
+                        loy_batch_drop_timers(cur);
                 }
-                if (!p->b.nmsgs && !p->b.ntimers) {
+                if (!cur->nmsgs && !cur->ntimers) {
                         loy_cache_trim(p->cache);
                         continue;
                 }
                 if (!p->first_batch_ms)
                         p->first_batch_ms = loy_time_wall_ms();
-                wrc = -1;
-                last_err[0] = '\0';
-                busy_backoff = 50;
-                while (*running) {
-                        /* what an attempt adds to the shared recommender
-                         * model counts once: a failed one is withdrawn */
-                        if (p->reco)
-                                loy_reco_stage_begin(p->reco);
-                        wrc = run_batch(p, clock_ms, err, sizeof(err));
-                        if (wrc == 0)
-                                break;
-                        if (loy_emit_suspect(p->emit, &p->b))
-                                LOY_ERROR("proc", "out of memory: triggers "
-                                          "of a failed write are sent at "
-                                          "the next start");
-                        if (wrc == LOY_WRITE_STALE)
-                                break;
-                        /* the aggregates may have landed without the
-                         * customers: what they hold is read back */
-                        loy_agg_fences_forget(p->agg);
-                        if (wrc == LOY_STORE_ERR_FENCED)
-                                break;
-                        /* The cache holds changes Redis may not have: forget
-                         * them, reconnect, and do the batch again; offsets
-                         * already written make the redo skip what landed. */
-                        p->stats.redis_failures++;
-                        LOY_WARN("proc", "batch write failed: %s", err);
-                        loy_cache_clear(p->cache);
-                        p->need_refresh = 1;
-                        if (wrc == LOY_STORE_ERR_BUSY) {
-                                /* OOM, READONLY, MISCONF ...: the server's
-                                 * state, not the customer's; wait it out */
-                                loy_time_sleep_ms(busy_backoff);
-                                busy_backoff = busy_backoff * 2 >
-                                                       p->conf.backoff_max_ms
-                                                   ? p->conf.backoff_max_ms
-                                                   : busy_backoff * 2;
-                        } else if (wrc == LOY_STORE_ERR) {
-                                /* the same customer failing twice is its
-                                 * state, not the connection */
-                                if (!strcmp(err, last_err) &&
-                                    loy_batch_quarantine_from(&p->b, err) == 0)
-                                        continue;
-                                snprintf(last_err, sizeof(last_err), "%s",
-                                         err);
-                                loy_time_sleep_ms(p->conf.backoff_max_ms);
-                        }
-                        if (ensure_redis(p, running) == -1)
-                                break;
-                        /* waiting for Redis is not being stopped: the
-                         * consumer's heartbeats went on meanwhile */
-                        p->b.polled_ms = loy_time_mono_ms();
-                }
-                if (p->reco) {
-                        if (wrc == 0)
-                                loy_reco_stage_commit(p->reco);
-                        else
+                if (wrc == LOY_STORE_OK) {
+                        wrc = apply_due(cur, err, sizeof(err));
+                } else {
+                        /* prev is done: what is staged is cur's */
+                        if (p->reco) {
                                 loy_reco_stage_abort(p->reco);
+                                loy_reco_stage_begin(p->reco);
+                        }
+                        wrc = apply_batch(p, cur, err, sizeof(err));
                 }
-                if (wrc == LOY_STORE_ERR_FENCED) {
-                        /* another process wrote these partitions: they
-                         * are no longer this one's (the group will say so
-                         * on the next poll), or this one was frozen */
-                        p->stats.batches_fenced++;
-                        wrc = LOY_WRITE_STALE;
-                }
-                if (wrc == LOY_WRITE_STALE) {
-                        /* not written and not committed: whoever owns the
-                         * partitions now reads it (this process too, after
-                         * the rewind, if they are still its own) */
-                        LOY_WARN("proc", "%s; batch dropped", err);
-                        loy_cache_clear(p->cache);
-                        p->need_refresh = 1;
-                        loy_collect_rewind(&p->b, p->consumer);
+                shift(p, wrc, err);
+                /* on its way now, so Redis writes it while the next batch
+                 * is polled and applied */
+                if (wrc == LOY_STORE_OK && pipelined(p) && send_prev(p))
                         continue;
-                }
-                if (wrc != 0) {
-                        /* not written: nothing stored, nothing committed */
-                        loy_batch_drop(&p->b);
+                /* one batch at a time */
+                r = flush_prev(p);
+                if (r == DONE_FATAL)
                         break;
-                }
-                loy_agg_written(p->agg);
-                loy_emit_batch(p->emit, p->producer, &p->b);
-                loy_emit_suspects_send(p->emit, p->producer, p->store,
-                                       &p->b);
-                loy_recosync_run(p->recosync, p->store, clock_ms, 0);
-                if (loy_dlq_deliver(p->dlq, p->b.msgs, p->b.nmsgs,
-                                    running) == -1) {
-                        /* not committed: read again on the next start */
-                        loy_batch_drop(&p->b);
-                        break;
-                }
-                loy_emit_store_offsets(&p->b, p->consumer);
-                loy_clockstore_save(p->clocks, p->store);
-                loy_batch_drop(&p->b);
-                loy_cache_trim(p->cache);
-                p->stats.batches++;
-                {
-                        double ms = loy_time_mono_ms() - t0;
-                        p->stats.busy_s += ms / 1e3;
-                        loy_stats_batch(p->pub, ms);
-                        publish_stats(p, ms);
-                }
+                if (r == DONE_REWIND)
+                        loy_collect_rewind(p->prev, p->cur, p->consumer);
+                else
+                        loy_cache_trim(p->cache);
         }
-        /* drain: deliver what was emitted, commit what was written */
+        /* drain: write what was applied, deliver what was emitted, commit
+         * what was written */
+        if (p->prev_state != PREV_NONE &&
+            flush_prev(p) == DONE_REWIND)
+                loy_collect_rewind(p->prev, p->cur, p->consumer);
         if (loy_store_is_connected(p->store))
                 loy_recosync_run(p->recosync, p->store, p->stats.clock_ms,
                                  1);

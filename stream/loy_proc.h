@@ -31,6 +31,8 @@ typedef struct loy_proc_stats {
         int64_t redis_failures;
         int64_t batches_fenced;     /* refused: another process wrote */
         int64_t owner_conns_closed; /* of a frozen previous owner */
+        int64_t batches_overlapped; /* applied while the one before was
+                                     * written */
         int64_t clock_ms;
         double busy_s;              /* wall time spent on batches */
 } loy_proc_stats_t;

@@ -68,6 +68,11 @@ static void reco_set(void *opaque, const char *sku, const char *const *nbrs,
  * or now with force), then rebuilds the neighbour lists of items seen
  * since from the counts all processes added up, and takes them back into
  * the local model: several processes, one model. */
+int loy_recosync_due(const loy_recosync_t *s) {
+        return s->reco &&
+               loy_time_wall_ms() - s->last_reco_flush_ms >= s->flush_ms;
+}
+
 void loy_recosync_run(loy_recosync_t *s, loy_store_t *store,
                       int64_t clock_ms, int force) {
         const loy_reco_conf_t *rc;
@@ -77,9 +82,10 @@ void loy_recosync_run(loy_recosync_t *s, loy_store_t *store,
         const char **ptrs = NULL;
         refresh_ctx_t ctx;
         char err[256];
-        if (!s->reco || (!force && loy_time_wall_ms() -
-                                               s->last_reco_flush_ms <
-                                           s->flush_ms))
+        if (!s->reco || (!force && !loy_recosync_due(s)))
+                return;
+        /* an attempt still open may be withdrawn: written next time */
+        if (loy_reco_staging(s->reco))
                 return;
         s->last_reco_flush_ms = loy_time_wall_ms();
         n = loy_reco_pending_count(s->reco);

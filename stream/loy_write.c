@@ -101,10 +101,11 @@ int loy_write_build(loy_batch_t *b, int *nwrites,
         return LOY_STORE_OK;
 }
 
-int loy_write_batch(loy_batch_t *b, int64_t clock_ms, char *errstr,
-                    size_t errstr_size) {
+int loy_write_batch_send(loy_batch_t *b, int64_t clock_ms, int *sent,
+                         char *errstr, size_t errstr_size) {
         const loy_batch_agg_t *agg;
         int rc, nwrites;
+        *sent = 0;
         rc = loy_write_build(b, &nwrites, &agg, errstr, errstr_size);
         if (rc)
                 return rc;
@@ -117,7 +118,18 @@ int loy_write_batch(loy_batch_t *b, int64_t clock_ms, char *errstr,
                          loy_time_mono_ms() - b->polled_ms);
                 return LOY_WRITE_STALE;
         }
-        return loy_store_write_batch(b->store, b->entries, b->noutbox, agg,
-                                     b->writes, nwrites, clock_ms,
-                                     &b->conf->feat, errstr, errstr_size);
+        return loy_store_write_batch_send(b->store, b->entries, b->noutbox,
+                                          agg, b->writes, nwrites, clock_ms,
+                                          &b->conf->feat, sent, errstr,
+                                          errstr_size);
+}
+
+int loy_write_batch(loy_batch_t *b, int64_t clock_ms, char *errstr,
+                    size_t errstr_size) {
+        int sent;
+        int rc = loy_write_batch_send(b, clock_ms, &sent, errstr,
+                                      errstr_size);
+        if (rc == LOY_STORE_OK && sent)
+                rc = loy_store_write_recv(b->store, errstr, errstr_size);
+        return rc;
 }

@@ -32,5 +32,10 @@ int loy_write_build(loy_batch_t *b, int *nwrites,
  * error code, with errstr. */
 int loy_write_batch(loy_batch_t *b, int64_t clock_ms, char *errstr,
                     size_t errstr_size);
+/* loy_write_batch up to the customers sent (loy_store_write_batch_send):
+ * *sent 1 when their replies are still to be read with
+ * loy_store_write_recv(b->store). */
+int loy_write_batch_send(loy_batch_t *b, int64_t clock_ms, int *sent,
+                         char *errstr, size_t errstr_size);
 
 #endif

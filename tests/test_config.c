@@ -604,6 +604,7 @@ static const char *const ref_keys[][3] = {
         {"input", "group.id", "loyaltyd"},
         {"input", "batch.max", "1000"},
         {"input", "batch.ms", "100"},
+        {"input", "pipeline", "yes"},
         {"output", "topic.triggers", "reward-triggers"},
         {"output", "topic.deadletter", "loyaltyd-deadletter"},
         {"redis", "host", "127.0.0.1"},
@@ -713,7 +714,7 @@ static void test_reference(void) {
                 }
         }
         fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 46);
+        CU_ASSERT_EQUAL(nkeys, 47);
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)

@@ -565,15 +565,46 @@ static void test_pending_stage(void) {
         pending_text(r, once, sizeof(once));
         CU_ASSERT_STRING_EQUAL(after, once);
 
-        /* a begin over an open stage aborts it; the index still finds
-         * every entry after a rebuild */
+        /* Two stages at once (a batch applied while the one before it
+         * is written): the older committed, the newer aborted leaves what
+         * the older added, also where the newer changed the older's
+         * entries; the index still finds every entry after a rebuild. */
         loy_reco_stage_begin(r);
         basket(r, T0 + 2 * DAY, "F", "G", NULL);
+        pending_text(r, before, sizeof(before));
+        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 12);
+        CU_ASSERT_TRUE(loy_reco_staging(r));
         loy_reco_stage_begin(r);
-        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 9);
         basket(r, T0 + DAY, "A", "B", NULL);
+        basket(r, T0 + 2 * DAY, "F", "G", "H");
+        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 15);
         loy_reco_stage_commit(r);
-        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 9);
+        CU_ASSERT_TRUE(loy_reco_staging(r));
+        loy_reco_stage_abort(r);
+        CU_ASSERT_FALSE(loy_reco_staging(r));
+        pending_text(r, after, sizeof(after));
+        CU_ASSERT_STRING_EQUAL(after, before);
+        basket(r, T0 + 2 * DAY, "F", "G", NULL);
+        CU_ASSERT_EQUAL(loy_reco_pending_count(r), 12);
+
+        /* both aborted: as before the older one */
+        pending_text(r, before, sizeof(before));
+        loy_reco_stage_begin(r);
+        basket(r, T0 + 3 * DAY, "A", "X", NULL);
+        loy_reco_stage_begin(r);
+        basket(r, T0 + 3 * DAY, "A", "X", "Y");
+        loy_reco_stage_abort(r);
+        pending_text(r, after, sizeof(after));
+        CU_ASSERT_STRING_EQUAL(after, before);
+        /* a third begin aborts the two open ones */
+        loy_reco_stage_begin(r);
+        basket(r, T0 + 3 * DAY, "A", "X", NULL);
+        loy_reco_stage_begin(r);
+        basket(r, T0 + 3 * DAY, "B", "Y", NULL);
+        loy_reco_stage_begin(r);
+        loy_reco_stage_commit(r);
+        pending_text(r, after, sizeof(after));
+        CU_ASSERT_STRING_EQUAL(after, before);
         loy_reco_destroy(r);
 }
 

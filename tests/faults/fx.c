@@ -358,6 +358,25 @@ int fx_spawn(fx_env_t *e, int i) {
         return 0;
 }
 
+int fx_log_wait(const fx_env_t *e, int i, const char *text, int timeout_ms) {
+        int64_t until = fx_now_ms() + timeout_ms;
+        char logf[600];
+        log_path(e, e->procs[i].seq, logf, sizeof(logf));
+        while (fx_now_ms() < until && fx_alive(e, i)) {
+                FILE *f = fopen(logf, "r");
+                char line[1024];
+                int found = 0;
+                while (f && !found && fgets(line, sizeof(line), f))
+                        found = strstr(line, text) != NULL;
+                if (f)
+                        fclose(f);
+                if (found)
+                        return 1;
+                fx_sleep_ms(50);
+        }
+        return 0;
+}
+
 int fx_alive(const fx_env_t *e, int i) {
         return e->procs[i].pid > 0;
 }

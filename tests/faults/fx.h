@@ -133,6 +133,9 @@ int fx_term(fx_env_t *e, int i, int timeout_ms);
  * crash: reported, counted, and the slot restarted when restart is set.
  * Returns the number of crashes found. */
 int fx_reap(fx_env_t *e, int restart);
+/* 1 once the log of slot i's current process holds text, 0 after
+ * timeout_ms (or when it died). */
+int fx_log_wait(const fx_env_t *e, int i, const char *text, int timeout_ms);
 /* Is slot i alive (not reaped)? */
 int fx_alive(const fx_env_t *e, int i);
 /* Stops every slot (fx_term) at the end of a scenario. */

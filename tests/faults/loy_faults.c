@@ -98,6 +98,15 @@ static int env_open(fx_env_t *e, fx_result_t *res, const char *tag,
          * gives up on it and retries: longer than a scenario's settle
          * time, though nothing is lost (measured: a produce stuck 69 s) */
         fx_env_x(e, "kafka.socket.timeout.ms=10000");
+        /* LOY_FAULTS_X="kafka.debug=cgrp ...": more -X for every loyaltyd
+         * of the run, to replay a failure with more in its logs */
+        if (getenv("LOY_FAULTS_X")) {
+                char xs[1024], *save = NULL;
+                snprintf(xs, sizeof(xs), "%s", getenv("LOY_FAULTS_X"));
+                for (char *x = strtok_r(xs, " ", &save); x;
+                     x = strtok_r(NULL, " ", &save))
+                        fx_env_x(e, "%s", x);
+        }
         return 0;
 }
 
@@ -800,6 +809,12 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                         e->procs[slot].failpoint = fp;
                         fx_spawn(e, slot);
                         e->procs[slot].failpoint = NULL;
+                        /* the slice once the member has partitions: sent
+                         * before, the other member may read all of it and
+                         * leave this one no batch to stop in */
+                        if (!fx_log_wait(e, slot, "proc: assigned ", 20000))
+                                printf("    member in slot %d got no "
+                                       "partitions within 20 s\n", slot);
                         enqueue(e, produced, to);
                         if (!wait_stopped(e->procs[slot].pid, 30000)) {
                                 printf("    member in slot %d did not reach "
@@ -825,13 +840,21 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                 slot = pick_alive(e, rng);
                 if (slot >= 0) {
                         int fr = 3500 + (int)fx_rng_range(rng, 0, 1500);
+                        /* SIGTERM while it finds out it is no longer in
+                         * the group: right away, or while its commits
+                         * fail and it rejoins */
+                        int after = (int)fx_rng_range(rng, 0, 400);
                         printf("    member in slot %d frozen for %d ms, "
-                               "then SIGTERM\n", slot, fr);
+                               "SIGTERM %d ms after it wakes\n", slot, fr,
+                               after);
                         kill(e->procs[slot].pid, SIGSTOP);
                         e->procs[slot].stopped = 1;
                         enqueue(e, produced, to);
                         fx_sleep_ms(fr);
-                        fx_term(e, slot, 30000);   /* SIGCONT, SIGTERM */
+                        kill(e->procs[slot].pid, SIGCONT);
+                        e->procs[slot].stopped = 0;
+                        fx_sleep_ms(after);
+                        fx_term(e, slot, 30000);
                         fx_spawn(e, slot);
                 }
                 break;
@@ -844,19 +867,26 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
         (void)t0;
 }
 
+/* Three brokers, two loyaltyd in one group. 0, or -1 (reported, closed). */
+static int group_open(fx_env_t *e, fx_result_t *res, const char *tag) {
+        if (env_open(e, res, tag, 3, 0, NULL) != 0) {
+                fx_fail(res, "setup failed");
+                env_close(e);
+                return -1;
+        }
+        fx_spawn(e, 0);
+        fx_spawn(e, 1);
+        return 0;
+}
+
 static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
         fx_env_t e;
         int rounds = opt.iterations ? opt.iterations :
                      opt.quick ? F__COUNT : 3 * F__COUNT;
         int n = ref.data.n, produced = 0, chunk = (n + rounds) / (rounds + 1);
         int64_t t_end;
-        if (env_open(&e, res, "kafka", 3, 0, NULL) != 0) {
-                fx_fail(res, "setup failed");
-                env_close(&e);
+        if (group_open(&e, res, "kafka"))
                 return;
-        }
-        fx_spawn(&e, 0);
-        fx_spawn(&e, 1);
         for (int i = 0; i < rounds; i++) {
                 /* every kind once per F__COUNT rounds, in a seeded order */
                 static int order[F__COUNT];
@@ -914,6 +944,32 @@ static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
                                 "aggregates in, but no take-over closed its "
                                 "connections");
         }
+        compare_with_ref(&e, res);
+        env_close(&e);
+}
+
+/* Issue 8's break 8 on its own: the member frozen past its session
+ * timeout and stopped as it wakes, again and again (the kafka scenario has
+ * it once among ten kinds; the old close path failed about one such fault
+ * in five, so a single one catches it only sometimes). */
+static void sc_thaw(fx_result_t *res, fx_rng_t *rng) {
+        fx_env_t e;
+        int rounds = opt.iterations ? opt.iterations : opt.quick ? 8 : 24;
+        int n = ref.data.n, produced = 0, chunk = (n + rounds) / (rounds + 1);
+        if (group_open(&e, res, "thaw"))
+                return;
+        for (int i = 0; i < rounds; i++) {
+                int to = produced + chunk > n ? n : produced + chunk;
+                fx_sleep_ms((int)fx_rng_range(rng, 500, 1500));
+                printf("  fault %d/%d: %s\n", i + 1, rounds,
+                       fname[F_THAW_TERM]);
+                fflush(stdout);
+                kafka_fault(&e, F_THAW_TERM, rng, &produced, to);
+                fx_reap(&e, 1);
+        }
+        if (fx_data_produce(e.kafka, "purchases", &ref.data, produced, n))
+                fx_fail(res, "could not produce the last slice");
+        settle(&e, opt.settle_s > 60 ? opt.settle_s : 60, 1);
         compare_with_ref(&e, res);
         env_close(&e);
 }
@@ -1425,6 +1481,7 @@ static const scenario_t scenarios[] = {
         {"clean2", run_clean2, 1}, {"kill9", sc_kill9, 1},
         {"redis", sc_redis, 1},    {"kafka", sc_kafka, 1},
         {"hostile", sc_hostile, 0}, {"cluster", sc_cluster, 1},
+        {"thaw", sc_thaw, 1},
 };
 #define NSCEN ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 
@@ -1434,7 +1491,7 @@ static void usage(FILE *fp) {
                 "[--events N]\n"
                 "                  [--bin PATH] [--data PATH] [--keep] "
                 "[SCENARIO ...]\n"
-                "scenarios: clean2 kill9 redis kafka hostile cluster (default: "
+                "scenarios: clean2 kill9 redis kafka hostile cluster thaw (default: "
                 "all)\n");
 }
 
@@ -1483,10 +1540,11 @@ int main(int argc, char **argv) {
                 }
                 want[j] = any = 1;
         }
-        if (!any)  /* --quick leaves out clean2 unless named */
+        if (!any)  /* --quick leaves out clean2 and thaw unless named */
                 for (int j = 0; j < NSCEN; j++)
-                        want[j] = !(opt.quick && !strcmp(scenarios[j].name,
-                                                         "clean2"));
+                        want[j] = !(opt.quick &&
+                                    (!strcmp(scenarios[j].name, "clean2") ||
+                                     !strcmp(scenarios[j].name, "thaw")));
         if (!seeded) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
