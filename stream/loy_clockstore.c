@@ -114,6 +114,10 @@ void loy_clockstore_mark(loy_clockstore_t *cs) {
         cs->nmark = n;
 }
 
+void loy_clockstore_unmark(loy_clockstore_t *cs) {
+        cs->nmark = -1;
+}
+
 /* Saves the partitions' newest applied event times that moved (as marked,
  * when marked). */
 void loy_clockstore_save(loy_clockstore_t *cs, loy_store_t *store) {

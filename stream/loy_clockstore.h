@@ -42,5 +42,7 @@ void loy_clockstore_save(loy_clockstore_t *cs, loy_store_t *store);
  * one is already polled, and what is saved must not run ahead of what was
  * written (a restart would fire checks before events they precede). */
 void loy_clockstore_mark(loy_clockstore_t *cs);
+/* Forgets the mark: the batch it was for was not written. */
+void loy_clockstore_unmark(loy_clockstore_t *cs);
 
 #endif

@@ -647,6 +647,10 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         return -1;
 }
 
+static loy_batch_t *other_batch(loy_proc_t *p, const loy_batch_t *b) {
+        return b == p->cur ? p->prev : p->cur;
+}
+
 /* Does b again until it is written, given up, or no longer this
  * process's to write; wrc is what its first attempt came to. Returns the
  * last attempt's code (errstr its error). */
@@ -685,8 +689,7 @@ static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
                          * not the connection */
                         if (!strcmp(err, last_err) &&
                             loy_batch_quarantine_from(b, err) == 0) {
-                                loy_batch_t *o = b == p->cur ? p->prev
-                                                             : p->cur;
+                                loy_batch_t *o = other_batch(p, b);
                                 memcpy(o->quarantine, b->quarantine,
                                        sizeof(o->quarantine));
                                 o->nquarantine = b->nquarantine;
@@ -697,9 +700,12 @@ static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
                 }
                 if (ensure_redis(p, p->running) == -1)
                         break;
-                /* waiting for Redis is not being stopped: the consumer's
-                 * heartbeats went on meanwhile */
+                /* Waiting for Redis is not being stopped: the consumer's
+                 * heartbeats went on meanwhile, for the batch polled
+                 * after this one too (it would be dropped as held too
+                 * long, and read again). */
                 b->polled_ms = loy_time_mono_ms();
+                other_batch(p, b)->polled_ms = b->polled_ms;
 again:
                 if (!*p->running)
                         break;
@@ -804,6 +810,8 @@ static int flush_prev(loy_proc_t *p) {
                 snprintf(err, sizeof(err), "%s", p->prev_err);
         }
         r = complete(p, b, wrc, err);
+        if (r != DONE_OK)
+                loy_clockstore_unmark(p->clocks);
         /* in a rebalance callback: the loop stops after the poll */
         if (r == DONE_FATAL)
                 p->fatal = 1;
