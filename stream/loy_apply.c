@@ -50,6 +50,9 @@ static int fire_due(loy_batch_t *b, loy_touched_t *t, int64_t upto,
         while (c->first_purchase_ms && c->next_check_ms > 0 &&
                c->next_check_ms <= upto) {
                 int64_t due = c->next_check_ms;
+                LOY_DEBUG("apply", "check of %s due %" PRId64 " fires "
+                          "(limit %" PRId64 ", partition %" PRId32 ")",
+                          c->id, due, upto, part);
                 if (t->partition < 0)
                         t->partition = part;
                 t->timer_due = due;
@@ -84,6 +87,11 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 if (!t)
                         return -1;
                 c = t->c;
+                /* also for an event skipped below as applied before: its
+                 * customer's checks must still stop where its partition
+                 * holds events not applied yet (a redo after a take-over
+                 * is mostly such events) */
+                t->event_partition = ev->partition;
                 n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32,
                              ev->topic, ev->partition);
                 if (n < 0 || (size_t)n >= sizeof(slot)) {
@@ -103,7 +111,6 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                                           "many partitions)");
                         continue;
                 }
-                t->event_partition = ev->partition;
                 if (fire_due(b, t, ev->ts_ms, ev->partition, errstr,
                              errstr_size) == -1)
                         return -1;

@@ -105,6 +105,16 @@ void loy_clock_observe(loy_clock_t *clk, const char *topic,
         cp->last_wall = wall_ms;
 }
 
+void loy_clock_unobserve(loy_clock_t *clk, const char *topic,
+                         int32_t partition, int64_t ts_ms) {
+        clock_part_t *cp = find(clk, topic, partition);
+        if (!cp || ts_ms <= 0)
+                return;
+        cp->backlog = 1;
+        if (cp->newest_ts >= ts_ms)
+                cp->newest_ts = ts_ms - 1;
+}
+
 void loy_clock_backlog(loy_clock_t *clk, const char *topic,
                        int32_t partition, int backlog) {
         clock_part_t *cp = find(clk, topic, partition);

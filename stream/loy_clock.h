@@ -37,6 +37,13 @@ void loy_clock_revoke_all(loy_clock_t *clk);
 void loy_clock_observe(loy_clock_t *clk, const char *topic,
                        int32_t partition, int64_t ts_ms, int64_t wall_ms);
 
+/* Events from ts_ms on of (topic, partition) will be read again (their
+ * batch was rewound): the partition has data to read, and its newest time
+ * goes back below ts_ms, so the checks of its customers stop before the
+ * events they must follow. The clock itself does not go back. */
+void loy_clock_unobserve(loy_clock_t *clk, const char *topic,
+                         int32_t partition, int64_t ts_ms);
+
 /* Whether (topic, partition) is known to have unread data: set it on
  * assignment and on every message, clear it when the consumer reports the
  * partition's end. A partition never told is taken as caught up. */

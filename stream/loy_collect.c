@@ -1,6 +1,7 @@
 /* loy_collect: see loy_collect.h. */
 #include "loy_collect.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,10 +184,16 @@ static int hold_back(loy_batch_t *b, rd_kafka_t *consumer, run_t *runs,
                 LOY_WARN("proc", "out of memory: nothing held back");
                 return 0;
         }
-        for (int r = 0; r < nruns; r++)
+        for (int r = 0; r < nruns; r++) {
                 cut_off[r] = runs[r].held >= 0
                                  ? b->events[runs[r].ev[runs[r].held]].offset
                                  : INT64_MAX;
+                if (runs[r].held >= 0)
+                        LOY_DEBUG("proc", "%s [%" PRId32 "] waits from "
+                                  "offset %" PRId64 " (%d of its events)",
+                                  runs[r].topic, runs[r].partition,
+                                  cut_off[r], runs[r].n - runs[r].held);
+        }
         for (int i = 0; i < b->nmsgs; i++) {
                 rd_kafka_message_t *m = b->msgs[i];
                 const char *topic = rd_kafka_topic_name(m->rkt);
@@ -312,8 +319,6 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                         ev->partition = m->partition;
                         ev->offset = m->offset;
                         b->event_msg[b->nevents++] = i;
-                        loy_clock_observe(b->clock, topic, m->partition,
-                                          ev->ts_ms, now);
                         continue;
                 }
                 b->bad_why[i] = strdup(why);
@@ -336,6 +341,13 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                 free(runs);
                 free(ev);
         }
+        /* only what stays in the batch moves event time: a check of a
+         * customer on a partition may fire up to the newest event applied
+         * there, never past events that wait for the next batch */
+        for (int k = 0; k < b->nevents; k++)
+                loy_clock_observe(b->clock, b->events[k].topic,
+                                  b->events[k].partition, b->events[k].ts_ms,
+                                  now);
         for (int i = 0; i < b->nmsgs; i++) {
                 if (!b->bad_why[i])
                         continue;
@@ -367,6 +379,15 @@ static void add_rewind(rd_kafka_topic_partition_list_t *list,
         }
 }
 
+/* The events of a rewound batch moved the clock's partitions: they are
+ * read again, so the checks they precede wait for them again. */
+static void unobserve(const loy_batch_t *b) {
+        for (int k = 0; k < b->nevents; k++)
+                loy_clock_unobserve(b->clock, b->events[k].topic,
+                                    b->events[k].partition,
+                                    b->events[k].ts_ms);
+}
+
 void loy_collect_rewind(loy_batch_t *b, loy_batch_t *next,
                         rd_kafka_t *consumer) {
         rd_kafka_topic_partition_list_t *list =
@@ -382,6 +403,9 @@ void loy_collect_rewind(loy_batch_t *b, loy_batch_t *next,
                 rd_kafka_error_destroy(error);
         }
         rd_kafka_topic_partition_list_destroy(list);
+        unobserve(b);
+        if (next)
+                unobserve(next);
         loy_batch_drop(b);
         loy_batch_drop_carry(b);
         if (next) {

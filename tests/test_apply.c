@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "loy_apply.h"
+#include "loy_clock.h"
 #include "tu.h"
 #include "tu_batch.h"
 
@@ -127,6 +128,54 @@ static void test_due(void) {
         tu_batch_free(&T);
 }
 
+/*
+ * Regression (fault suite, thaw scenario, seed 591411403): a customer whose
+ * events in the batch were all applied before (a redo after a take-over
+ * skips them) had no partition, so its checks fired up to the batch's
+ * clock -- past its own partition's events still to be read, which the
+ * undisturbed run applies first (an extra winback, another trigger id).
+ */
+static void test_due_after_skipped_events(void) {
+        tu_batch_t T;
+        loy_batch_t *b = &T.b;
+        char err[256];
+        loy_touched_t *t;
+        int64_t first, clock_ms;
+        CU_ASSERT_EQUAL_FATAL(tu_batch_init(&T, 0, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(tu_batch_rule(&T, "silent",
+                                            "recency_days >= 1", 1), 0);
+        tu_batch_purchase(&T, "e1", "c1", T0, "A", 10, 3, 5);
+        CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
+        first = b->touched[0].c->next_check_ms;
+        CU_ASSERT_FATAL(first > T0);
+        /* partition 3 applied up to T0, more to read; another partition
+         * has moved the clock far past the check */
+        clock_ms = first + 100 * DAY;
+        CU_ASSERT_EQUAL(loy_clock_assign(b->clock, T.conf.topic_purchase, 3,
+                                         0), 0);
+        loy_clock_observe(b->clock, T.conf.topic_purchase, 3, T0, 0);
+        loy_clock_backlog(b->clock, T.conf.topic_purchase, 3, 1);
+        tu_batch_next(&T);
+        tu_batch_purchase(&T, "e1", "c1", T0, "A", 10, 3, 5);
+        CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(T.stats.events_skipped_dup, 1);
+        t = &b->touched[0];
+        /* also where the aggregates list the customer's count moves and
+         * fired checks for a redo (it was -1: a list nobody reads) */
+        CU_ASSERT_EQUAL(t->event_partition, 3);
+        CU_ASSERT_EQUAL(loy_apply_due(b, clock_ms, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(T.stats.timers_fired, 0);
+        CU_ASSERT_EQUAL(t->fired, 0);
+        CU_ASSERT_EQUAL(t->c->next_check_ms, first);
+        /* once the partition is read to its end, the clock decides */
+        loy_clock_backlog(b->clock, T.conf.topic_purchase, 3, 0);
+        CU_ASSERT_EQUAL(loy_apply_due(b, clock_ms, err, sizeof(err)), 0);
+        CU_ASSERT(T.stats.timers_fired >= 1);
+        CU_ASSERT_EQUAL(t->timer_due > 0 && t->fired, 1);
+        CU_ASSERT_EQUAL(t->partition, 3);  /* its check in f:3 */
+        tu_batch_free(&T);
+}
+
 int main(void) {
         CU_pSuite s;
         if (CU_initialize_registry() != CUE_SUCCESS)
@@ -134,7 +183,9 @@ int main(void) {
         s = CU_add_suite("loy_apply", NULL, NULL);
         if (!s || !CU_add_test(s, "next silence check", test_next_check) ||
             !CU_add_test(s, "events, fences, KPIs", test_events) ||
-            !CU_add_test(s, "due checks", test_due)) {
+            !CU_add_test(s, "due checks", test_due) ||
+            !CU_add_test(s, "checks of a customer whose events were "
+                         "applied before", test_due_after_skipped_events)) {
                 CU_cleanup_registry();
                 return 1;
         }

@@ -298,6 +298,31 @@ static void test_backlog_holds(void) {
         loy_clock_destroy(clk);
 }
 
+/* A rewound batch's events are read again: the partition has data to
+ * read and its newest time goes back below them, so checks stop before
+ * them; the clock does not go back. */
+static void test_unobserve(void) {
+        loy_clock_t *clk = loy_clock_create(0, IDLE);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(clk);
+        loy_clock_assign(clk, "t", 0, 0);
+        loy_clock_observe(clk, "t", 0, 4000, 10);
+        loy_clock_observe(clk, "t", 0, 9000, 10);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 20), 9000);
+        loy_clock_unobserve(clk, "t", 0, 6000);
+        CU_ASSERT_EQUAL(loy_clock_has_backlog(clk, "t", 0), 1);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "t", 0, 9000), 5999);
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 30), 9000);
+        /* a time at or above the newest changes no time */
+        loy_clock_unobserve(clk, "t", 0, 7000);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "t", 0, 9000), 5999);
+        /* timeless messages and partitions not owned change nothing */
+        loy_clock_unobserve(clk, "t", 0, 0);
+        loy_clock_unobserve(clk, "t", 5, 100);
+        CU_ASSERT_EQUAL(loy_clock_owned(clk), 1);
+        CU_ASSERT_EQUAL(loy_clock_timer_limit(clk, "t", 0, 9000), 5999);
+        loy_clock_destroy(clk);
+}
+
 /* A restarted process gets its partitions' newest times back: with no new
  * traffic at all the clock reaches them once the partitions are idle, so
  * due timers fire (they used to wait for the next message). */
@@ -440,6 +465,7 @@ int main(void) {
             !CU_add_test(s, "messages without time",
                          test_timeless_messages) ||
             !CU_add_test(s, "backlog is never idle", test_backlog_holds) ||
+            !CU_add_test(s, "events read again", test_unobserve) ||
             !CU_add_test(s, "restored partition times", test_restore) ||
             !CU_add_test(s, "the group's newest time", test_global) ||
             !CU_add_test(s, "long topic names", test_long_topic) ||

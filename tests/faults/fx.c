@@ -305,7 +305,7 @@ static void log_path(const fx_env_t *e, int seq, char *buf, size_t size) {
 
 int fx_spawn(fx_env_t *e, int i) {
         char a[4][512];
-        const char *argv[8 + 2 * FX_XARGS_MAX];
+        const char *argv[9 + 2 * FX_XARGS_MAX];
         char logf[600];
         int argc = 0;
         pid_t pid;
@@ -327,6 +327,9 @@ int fx_spawn(fx_env_t *e, int i) {
                 argv[argc++] = "-X";
                 argv[argc++] = e->xargs[j];
         }
+        /* LOY_FAULTS_VERBOSE=1: debug lines in every loyaltyd's log */
+        if (getenv("LOY_FAULTS_VERBOSE"))
+                argv[argc++] = "-v";
         argv[argc] = NULL;
         e->procs[i].seq = ++e->spawns;
         log_path(e, e->procs[i].seq, logf, sizeof(logf));
