@@ -38,9 +38,9 @@ static const cfg_key_t conf_keys[] = {
     {"input", "batch.ms", CT_INT, C_OFF(batch_ms), "100", 1, 60000,
      "longest wait (ms) for a batch; once it has a message it takes only "
      "what is already waiting"},
-    {"input", "pipeline", CT_BOOL, C_OFF(pipeline), "no", 0, 0,
-     "apply the next batch while Redis writes this one (faster; not the "
-     "default yet: docs/guarantees.md)"},
+    {"input", "pipeline", CT_BOOL, C_OFF(pipeline), "yes", 0, 0,
+     "apply the next batch while Redis writes this one (no: one batch at "
+     "a time; docs/guarantees.md)"},
     {"output", "topic.triggers", CT_STR, C_OFF(topic_triggers),
      "reward-triggers", 0, 0, "topic of reward-trigger records (Avro)"},
     {"output", "topic.deadletter", CT_STR, C_OFF(topic_deadletter),

@@ -604,7 +604,7 @@ static const char *const ref_keys[][3] = {
         {"input", "group.id", "loyaltyd"},
         {"input", "batch.max", "1000"},
         {"input", "batch.ms", "100"},
-        {"input", "pipeline", "no"},
+        {"input", "pipeline", "yes"},
         {"output", "topic.triggers", "reward-triggers"},
         {"output", "topic.deadletter", "loyaltyd-deadletter"},
         {"redis", "host", "127.0.0.1"},
