@@ -1,6 +1,8 @@
 /* loy_config: see loy_config.h. */
 #include "loy_config.h"
 
+#include "../state/loy_rconn.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -52,8 +54,20 @@ static const cfg_key_t conf_keys[] = {
      "Redis port"},
     {"redis", "namespace", CT_STR, C_OFF(redis_ns), "loy", 0, 0,
      "prefix of every key, so several shops can share one Redis"},
+    {"redis", "user", CT_STR, C_OFF(redis_user), "", 0, 0,
+     "ACL user (Redis 6+; AUTH user password); empty: the default user"},
+    {"redis", "password", CT_STR, C_OFF(redis_password), "", 0, 0,
+     "password (AUTH); empty: none. Better kept out of this file: "
+     "redis.password.file"},
+    {"redis", "password.file", CT_STR, C_OFF(redis_password_file), "", 0, 0,
+     "file whose first line is the password (relative to this config "
+     "file's directory)"},
+    {"redis", "db", CT_INT, C_OFF(redis_db), "0", 0, 1000000,
+     "database number (SELECT; a Redis Cluster has only 0)"},
+    {"redis", "connect.timeout.ms", CT_INT, C_OFF(redis_connect_timeout_ms),
+     "5000", 10, 600000, "connect timeout"},
     {"redis", "timeout.ms", CT_INT, C_OFF(redis_timeout_ms), "5000", 10,
-     600000, "connect and command timeout"},
+     600000, "command timeout: longest wait for a reply"},
     {"redis", "cache.customers", CT_INT, C_OFF(cache_customers), "100000",
      16, 100000000, "customers kept in the local cache (bounds memory)"},
     {"redis", "backoff.max.ms", CT_INT, C_OFF(backoff_max_ms), "5000", 10,
@@ -398,6 +412,10 @@ static int check(loy_config_t *conf, const char *file, char *errstr,
         if (!conf->topic_triggers[0] || !conf->topic_deadletter[0])
                 return fail(errstr, errstr_size, file, 0, "output.topic.*",
                             "output topics must be set");
+        if (conf->redis_password[0] && conf->redis_password_file[0])
+                return fail(errstr, errstr_size, file, 0, "redis.password",
+                            "set redis.password or redis.password.file, "
+                            "not both");
         for (int i = 0; i < conf->rules.n; i++)
                 if (conf->rules.rule[i].nterms == 0)
                         return fail(errstr, errstr_size, file, 0,
@@ -407,20 +425,21 @@ static int check(loy_config_t *conf, const char *file, char *errstr,
         return 0;
 }
 
-/* Makes a relative model path relative to the config file's folder. */
-static int resolve_model(loy_config_t *conf, const char *path, char *errstr,
-                         size_t errstr_size) {
+/* Makes a relative path a file gave (value, of key) relative to that
+ * file's folder. */
+static int resolve_path(char *value, size_t size, const char *path,
+                        const char *key, char *errstr, size_t errstr_size) {
         const char *slash = strrchr(path, '/');
-        char buf[sizeof(conf->model_path)];
+        char buf[1024];
         int n;
-        if (conf->model_path[0] == '/' || !slash)
+        if (!value[0] || value[0] == '/' || !slash)
                 return 0;
         n = snprintf(buf, sizeof(buf), "%.*s/%s", (int)(slash - path), path,
-                     conf->model_path);
-        if (n < 0 || (size_t)n >= sizeof(buf))
-                return fail(errstr, errstr_size, path, 0, "scoring.model",
+                     value);
+        if (n < 0 || (size_t)n >= sizeof(buf) || (size_t)n >= size)
+                return fail(errstr, errstr_size, path, 0, key,
                             "path too long");
-        memcpy(conf->model_path, buf, (size_t)n + 1);
+        memcpy(value, buf, (size_t)n + 1);
         return 0;
 }
 
@@ -430,7 +449,7 @@ static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
                    char *errstr, size_t errstr_size) {
         char linebuf[2048];
         char section[64] = "";
-        int model_set = 0;
+        int model_set = 0, secret_set = 0;
         int lineno = 0;
 
         while (fgets(linebuf, sizeof(linebuf), fp)) {
@@ -494,12 +513,22 @@ static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
                 }
                 if (!strcmp(section, "scoring") && !strcmp(key, "model"))
                         model_set = 1;
+                if (!strcmp(section, "redis") &&
+                    !strcmp(key, "password.file"))
+                        secret_set = 1;
         }
         if (ferror(fp))
                 return fail(errstr, errstr_size, path, lineno, "file",
                             "read error");
         /* only a path this file gave is relative to this file */
-        if (model_set && resolve_model(conf, path, errstr, errstr_size) == -1)
+        if (model_set &&
+            resolve_path(conf->model_path, sizeof(conf->model_path), path,
+                         "scoring.model", errstr, errstr_size) == -1)
+                return -1;
+        if (secret_set &&
+            resolve_path(conf->redis_password_file,
+                         sizeof(conf->redis_password_file), path,
+                         "redis.password.file", errstr, errstr_size) == -1)
                 return -1;
         return check(conf, path, errstr, errstr_size);
 }
@@ -593,4 +622,40 @@ void loy_config_print_reference(FILE *fp) {
         for (size_t i = 0; i < NKEYS(rule_keys); i++)
                 fprintf(fp, "# %s\n# %s = %s\n", rule_keys[i].doc,
                         rule_keys[i].name, rule_keys[i].def);
+}
+
+int loy_config_redis_opts(const loy_config_t *conf, loy_rconn_opts_t *o,
+                          char *password, size_t password_size,
+                          char *errstr, size_t errstr_size) {
+        memset(o, 0, sizeof(*o));
+        o->user = conf->redis_user;
+        o->db = conf->redis_db;
+        o->connect_timeout_ms = conf->redis_connect_timeout_ms;
+        o->command_timeout_ms = conf->redis_timeout_ms;
+        o->password = conf->redis_password;
+        if (conf->redis_password_file[0]) {
+                const char *f = conf->redis_password_file;
+                FILE *fp = fopen(f, "r");
+                size_t n;
+                if (!fp)
+                        return fail(errstr, errstr_size, f, 0,
+                                    "redis.password.file", "%s",
+                                    strerror(errno));
+                if (!fgets(password, (int)password_size, fp))
+                        password[0] = '\0';
+                fclose(fp);
+                n = strcspn(password, "\r\n");
+                if (!password[n] && n + 1 >= password_size)
+                        return fail(errstr, errstr_size, f, 1,
+                                    "redis.password.file",
+                                    "password longer than %zu bytes",
+                                    password_size - 2);
+                password[n] = '\0';
+                if (!n)
+                        return fail(errstr, errstr_size, f, 1,
+                                    "redis.password.file",
+                                    "the first line is empty");
+                o->password = password;
+        }
+        return 0;
 }

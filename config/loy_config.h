@@ -38,7 +38,12 @@ typedef struct loy_config {
         char redis_host[128];
         int redis_port;
         char redis_ns[32];
-        int redis_timeout_ms;
+        char redis_user[128];
+        char redis_password[512];
+        char redis_password_file[512];
+        int redis_db;
+        int redis_connect_timeout_ms;
+        int redis_timeout_ms;    /* each reply wait */
         int cache_customers;     /* local cache bound (customers) */
         int backoff_max_ms;      /* reconnect backoff ceiling */
 
@@ -110,6 +115,16 @@ int loy_config_check(loy_config_t *conf, const char *origin, char *errstr,
 
 /* Frees the kafka property strings. */
 void loy_config_free(loy_config_t *conf);
+
+/* How to open a connection to the configured Redis (state/loy_rconn.h):
+ * o points into conf, and into password (the caller's buffer) when the
+ * password comes from redis.password.file, read here. 0, or -1 with
+ * "file:line: key: message". */
+struct loy_rconn_opts;
+int loy_config_redis_opts(const loy_config_t *conf,
+                          struct loy_rconn_opts *o, char *password,
+                          size_t password_size, char *errstr,
+                          size_t errstr_size);
 
 /* Writes every key with its default and doc, as a config file. */
 void loy_config_print_reference(FILE *fp);

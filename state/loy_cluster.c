@@ -36,6 +36,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "loy_rconn.h"
 #include "loy_sigpipe.h"
 
 #define DEFAULT_TIMEOUT_MS 2000
@@ -127,7 +128,9 @@ struct loy_cluster {
         uint16_t scratch[LOY_CLUSTER_SLOTS]; /* map being read */
         int mode;                /* -1 unknown, 0 single server, 1 cluster */
         int stale;               /* read the map before the next send */
-        struct timeval tv;
+        /* how connections are opened: timeouts, AUTH, SELECT */
+        char *user, *password;
+        int db, connect_ms, command_ms;
         loy_cluster_pipe_t *inflight;
         loy_cluster_stats_t st;
         char map_err[WHY_MAX];   /* why the last map read failed */
@@ -289,8 +292,11 @@ static int name_conn(redisContext *c, const char *name, char *why,
  * opened again. */
 static int node_connect(loy_cluster_t *cl, int i, char *why, size_t size) {
         node_t *n = &cl->nodes[i];
+        loy_rconn_opts_t o = {cl->user, cl->password, cl->db, cl->connect_ms,
+                              cl->command_ms};
         redisContext *c;
         char addr[300];
+        int rc;
         if (n->ctx && node_idle_ok(n))
                 return 0;
         node_drop(cl, i);
@@ -299,24 +305,17 @@ static int node_connect(loy_cluster_t *cl, int i, char *why, size_t size) {
                 seterr(why, size, "%s: connection lost during a guarded "
                        "write, not opened again", addr);
                 cl->st.io_errors++;
-                return -1;
+                return LOY_CLUSTER_ERR_IO;
         }
-        c = redisConnectWithTimeout(n->host, n->port, cl->tv);
-        if (!c) {
-                seterr(why, size, "%s: out of memory", addr);
-                return -1;
-        }
-        if (c->err || redisSetTimeout(c, cl->tv) != REDIS_OK) {
-                seterr(why, size, "%s: %s", addr,
-                       c->errstr[0] ? c->errstr : "cannot connect");
-                redisFree(c);
+        if (!(c = loy_rconn_open(n->host, n->port, &o, &rc, why, size))) {
                 cl->st.io_errors++;
-                return -1;
+                return rc == LOY_RCONN_ERR_AUTH ? LOY_CLUSTER_ERR_AUTH
+                                                : LOY_CLUSTER_ERR_IO;
         }
         if (cl->name && name_conn(c, cl->name, why, size, addr)) {
                 redisFree(c);
                 cl->st.io_errors++;
-                return -1;
+                return LOY_CLUSTER_ERR_IO;
         }
         n->ctx = c;
         cl->st.connects++;
@@ -363,7 +362,8 @@ static int apply_slots(loy_cluster_t *cl, int i, const redisReply *r,
                 }
                 seterr(why, size, "%s: CLUSTER SLOTS: %s", addr,
                        r->str ? r->str : "error");
-                return LOY_CLUSTER_ERR;
+                return loy_rconn_is_auth_error(r->str) ? LOY_CLUSTER_ERR_AUTH
+                                                       : LOY_CLUSTER_ERR;
         }
         if (r->type != REDIS_REPLY_ARRAY)
                 goto bad;
@@ -410,8 +410,8 @@ static int refresh_from(loy_cluster_t *cl, int i, char *why, size_t size) {
         static const char cmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
         void *v = NULL;
         int rc;
-        if (node_connect(cl, i, why, size))
-                return LOY_CLUSTER_ERR_IO;
+        if ((rc = node_connect(cl, i, why, size)))
+                return rc;
         if (redisAppendFormattedCommand(cl->nodes[i].ctx, cmd,
                                         sizeof(cmd) - 1) != REDIS_OK ||
             redisGetReply(cl->nodes[i].ctx, &v) != REDIS_OK || !v) {
@@ -428,10 +428,10 @@ static int refresh_from(loy_cluster_t *cl, int i, char *why, size_t size) {
 /* Reads the map from hint (a node index, or -1), then the nodes connected
  * now, then the others, each asked once, until one gives it. */
 static int refresh(loy_cluster_t *cl, int hint, char *errstr, size_t size) {
-        char why[WHY_MAX] = "no node to ask";
+        char why[WHY_MAX] = "no node to ask", auth_why[WHY_MAX];
         unsigned char tried[NODES_MAX / 8] = {0};
         unsigned char conn[NODES_MAX / 8] = {0};
-        int rc, any_err = 0, nn = cl->nnodes;
+        int rc, any_err = 0, any_auth = 0, nn = cl->nnodes;
         for (int i = 0; i < nn; i++)
                 if (cl->nodes[i].ctx)
                         conn[i / 8] |= (unsigned char)(1u << (i % 8));
@@ -450,11 +450,25 @@ static int refresh(loy_cluster_t *cl, int hint, char *errstr, size_t size) {
                                 return LOY_CLUSTER_OK;
                         }
                         any_err |= rc == LOY_CLUSTER_ERR;
+                        if (rc == LOY_CLUSTER_ERR_AUTH && !any_auth) {
+                                /* the refusal is the news, not the nodes
+                                 * asked after it */
+                                any_auth = 1;
+                                snprintf(auth_why, sizeof(auth_why), "%s",
+                                         why);
+                        }
                 }
         }
+        if (any_auth)
+                snprintf(why, sizeof(why), "%s", auth_why);
         snprintf(cl->map_err, sizeof(cl->map_err), "%s", why);
-        seterr(errstr, size, "slot map: %s", why);
-        return any_err ? LOY_CLUSTER_ERR : LOY_CLUSTER_ERR_IO;
+        if (any_auth)
+                seterr(errstr, size, "%s", why);
+        else
+                seterr(errstr, size, "slot map: %s", why);
+        return any_auth  ? LOY_CLUSTER_ERR_AUTH
+               : any_err ? LOY_CLUSTER_ERR
+                         : LOY_CLUSTER_ERR_IO;
 }
 
 /* ------------------------------------------------------------ router */
@@ -552,8 +566,7 @@ loy_cluster_t *loy_cluster_create(const char *seeds, int timeout_ms,
         }
         if (!timeout_ms)
                 timeout_ms = DEFAULT_TIMEOUT_MS;
-        cl->tv.tv_sec = timeout_ms / 1000;
-        cl->tv.tv_usec = (timeout_ms % 1000) * 1000;
+        cl->connect_ms = cl->command_ms = timeout_ms;
         cl->mode = -1;
         cl->stale = 1;
         for (int s = 0; s < LOY_CLUSTER_SLOTS; s++)
@@ -578,6 +591,8 @@ void loy_cluster_destroy(loy_cluster_t *cl) {
         }
         free(cl->nodes);
         free(cl->name);
+        free(cl->user);
+        free(cl->password);
         free(cl);
 }
 
@@ -625,6 +640,47 @@ int loy_cluster_set_name(loy_cluster_t *cl, const char *name, char *errstr,
                         node_lost(cl, i, why, sizeof(why));
         }
         loy_sigpipe_restore(&g);
+        return LOY_CLUSTER_OK;
+}
+
+int loy_cluster_set_conn(loy_cluster_t *cl, const loy_rconn_opts_t *o,
+                         char *errstr, size_t size) {
+        char *user = NULL, *password = NULL;
+        if (cl->inflight) {
+                seterr(errstr, size, "cluster: a pipe is in flight");
+                return LOY_CLUSTER_ERR;
+        }
+        if (o->db < 0 || o->connect_timeout_ms < 0 ||
+            o->command_timeout_ms < 0) {
+                seterr(errstr, size, "cluster: negative database or "
+                       "timeout");
+                return LOY_CLUSTER_ERR;
+        }
+        if ((o->user && *o->user && !(user = strdup(o->user))) ||
+            (o->password && *o->password &&
+             !(password = strdup(o->password)))) {
+                free(user);
+                seterr(errstr, size, "cluster: out of memory");
+                return LOY_CLUSTER_ERR;
+        }
+        free(cl->user);
+        if (cl->password) {
+                /* not left behind in freed memory */
+                memset(cl->password, 0, strlen(cl->password));
+                free(cl->password);
+        }
+        cl->user = user;
+        cl->password = password;
+        cl->db = o->db;
+        if (o->connect_timeout_ms)
+                cl->connect_ms = o->connect_timeout_ms;
+        if (o->command_timeout_ms)
+                cl->command_ms = o->command_timeout_ms;
+        /* connections opened before are not authenticated this way: they
+         * are opened again when next used, and the map read again */
+        for (int i = 0; i < cl->nnodes; i++)
+                node_drop(cl, i);
+        cl->stale = 1;
         return LOY_CLUSTER_OK;
 }
 

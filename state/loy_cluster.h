@@ -44,6 +44,7 @@ typedef enum {
         LOY_CLUSTER_ERR_IO = -1,   /* connection failed or lost */
         LOY_CLUSTER_ERR = -2,      /* bad argument, protocol, redirect loop */
         LOY_CLUSTER_ERR_BUSY = -3, /* TRYAGAIN, CLUSTERDOWN: not now */
+        LOY_CLUSTER_ERR_AUTH = -4, /* credentials or database refused */
 } loy_cluster_err_t;
 
 #define LOY_CLUSTER_SLOTS 16384
@@ -90,6 +91,19 @@ int loy_cluster_node_of(const loy_cluster_t *cl, unsigned slot, char *addr,
  * again. */
 int loy_cluster_set_name(loy_cluster_t *cl, const char *name, char *errstr,
                          size_t errstr_size);
+
+/* How every connection is opened from now on (loy_rconn): timeouts, AUTH
+ * as an ACL user or with a password, SELECT of a database (a Redis Cluster
+ * has only database 0 and refuses SELECT). The strings are copied; the
+ * open connections are closed and opened again this way when next used.
+ * The map reads and connects that follow return LOY_CLUSTER_ERR_AUTH when
+ * a node refuses the credentials, the database or CLUSTER SLOTS for this
+ * user (NOAUTH, WRONGPASS, NOPERM): a configuration error, not worth
+ * retrying. command_timeout_ms 0 keeps create's. Not while a pipe is in
+ * flight. */
+struct loy_rconn_opts;
+int loy_cluster_set_conn(loy_cluster_t *cl, const struct loy_rconn_opts *o,
+                         char *errstr, size_t errstr_size);
 
 /* A guard over a write of several pipes that must all go over the
  * connections the first one went over: connects every master of the map,

@@ -31,6 +31,7 @@
 #include <hiredis/hiredis.h>
 
 #include "loy_cluster.h"
+#include "loy_rconn.h"
 #include "loy_sigpipe.h"
 
 #include "../features/loy_pack.h"
@@ -63,6 +64,9 @@ struct loy_store {
         size_t cur_unit;
         int cur_rep;
         char pipe_err[256];      /* why the pipe's units failed */
+        /* A reply that said this connection may not do what it asked
+         * (NOAUTH, NOPERM): reported by the next loy_store_connect(). */
+        char refused[256];
         char ns[NS_MAX + 1];
         size_t nslen;
 
@@ -212,6 +216,17 @@ static int get_reply(loy_store_t *s, redisReply **r, char *errstr,
                 return -1;
         }
         s->cur_rep++;
+        /* Not the data's fault, nor the moment's: no retry or quarantine
+         * can help, so it goes up as a lost connection, and the
+         * reconnect says what it is. */
+        if ((*r)->type == REDIS_REPLY_ERROR &&
+            loy_rconn_is_auth_error((*r)->str)) {
+                snprintf(s->refused, sizeof(s->refused), "%s", (*r)->str);
+                io_error(s, (*r)->str, errstr, size);
+                freeReplyObject(*r);
+                *r = NULL;
+                return -1;
+        }
         return 0;
 }
 
@@ -354,7 +369,7 @@ static int ping(loy_store_t *s, char *errstr, size_t size) {
         if (rc)
                 return rc;
         if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG")) {
-                /* LOADING, NOAUTH ...: connected but not usable yet. */
+                /* LOADING ...: connected but not usable yet. */
                 seterr(errstr, size, "redis %s: PING: %s", s->addr,
                        r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
                 drop(s);
@@ -470,11 +485,17 @@ void loy_store_destroy(loy_store_t *s) {
 }
 
 int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size) {
-        int had = s->up;
+        int had = s->up, rc;
         if (s->inflight) {
                 seterr(errstr, errstr_size, "redis: a write is in flight; "
                        "call loy_store_write_recv first");
                 return LOY_STORE_ERR;
+        }
+        if (s->refused[0]) {
+                seterr(errstr, errstr_size, "redis %s: %s (check redis.user, "
+                       "redis.password and the user's ACL)", s->addr, s->refused);
+                s->refused[0] = '\0';
+                return LOY_STORE_ERR_AUTH;
         }
         /* Up: a PING says whether it still is (the router follows
          * redirections by itself, so the map is not read every time). */
@@ -483,12 +504,31 @@ int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size) {
         /* Down, or stale (a server restarted, a master replaced): the map
          * may have moved too; read it again, then a PING on a connection
          * the router opens afresh. */
-        if (loy_cluster_refresh(s->cl, errstr, errstr_size) !=
-            LOY_CLUSTER_OK) {
+        rc = loy_cluster_refresh(s->cl, errstr, errstr_size);
+        if (rc != LOY_CLUSTER_OK) {
                 drop(s);
-                return LOY_STORE_ERR_IO;
+                return rc == LOY_CLUSTER_ERR_AUTH ? LOY_STORE_ERR_AUTH
+                                                  : LOY_STORE_ERR_IO;
         }
-        return ping(s, errstr, errstr_size);
+        rc = ping(s, errstr, errstr_size);
+        if (rc && s->refused[0]) {
+                s->refused[0] = '\0';
+                return LOY_STORE_ERR_AUTH;
+        }
+        return rc;
+}
+
+int loy_store_set_conn(loy_store_t *s, const loy_rconn_opts_t *o,
+                       char *errstr, size_t errstr_size) {
+        if (s->inflight) {
+                seterr(errstr, errstr_size, "redis: a write is in flight");
+                return LOY_STORE_ERR;
+        }
+        if (loy_cluster_set_conn(s->cl, o, errstr, errstr_size) !=
+            LOY_CLUSTER_OK)
+                return LOY_STORE_ERR;
+        drop(s);
+        return LOY_STORE_OK;
 }
 
 int loy_store_is_connected(const loy_store_t *s) {

@@ -32,8 +32,10 @@
  * NOREPLICAS; nothing is wrong with the data, retry after a pause),
  * LOY_STORE_ERR_FENCED (another process wrote the batch's partitions since
  * this one last did: nothing was written, the batch is not this process's
- * to write) or LOY_STORE_ERR (a reply that makes no sense), with errstr
- * filled.
+ * to write), LOY_STORE_ERR_AUTH (the server refused the credentials, the
+ * database, or a command for this user: NOAUTH, WRONGPASS, NOPERM; a
+ * configuration error, retrying does not help) or LOY_STORE_ERR (a reply
+ * that makes no sense), with errstr filled.
  */
 #ifndef LOY_STORE_H
 #define LOY_STORE_H
@@ -57,6 +59,7 @@ typedef enum {
         LOY_STORE_ERR = -2,
         LOY_STORE_ERR_BUSY = -3,
         LOY_STORE_ERR_FENCED = -4,
+        LOY_STORE_ERR_AUTH = -5,
 } loy_store_err_t;
 
 /* 1 when a Redis error reply (its text, e.g. "OOM command not allowed")
@@ -76,6 +79,14 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
                               int timeout_ms, char *errstr,
                               size_t errstr_size);
 void loy_store_destroy(loy_store_t *s);
+
+/* How connections are opened from now on: AUTH (password, or ACL user and
+ * password), SELECT of a database, connect and command timeouts
+ * (state/loy_rconn.h; 0 keeps create's). Strings are copied. The next
+ * loy_store_connect() opens them so. LOY_STORE_OK or LOY_STORE_ERR. */
+struct loy_rconn_opts;
+int loy_store_set_conn(loy_store_t *s, const struct loy_rconn_opts *o,
+                       char *errstr, size_t errstr_size);
 
 /* What the router did since the store was created (redirections followed,
  * slot maps read, connections opened and lost, units refused). */

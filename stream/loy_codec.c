@@ -369,7 +369,7 @@ static int skim_blocks(skim_t *s, avro_schema_t items, int is_map,
                         return skim_fail(s, "block count exceeds the datum");
                 for (int64_t i = 0; i < count; i++) {
                         if (is_map) {
-                                int64_t klen;
+                                int64_t klen = 0;
                                 if (skim_long(s, &klen) ||
                                     skim_bytes(s, klen))
                                         return -1;
@@ -740,7 +740,7 @@ static int purchase_from_json(json_t *root, loy_event_t *ev, char *errstr,
                 json_t *jl = json_array_get(lines, i), *price;
                 loy_line_t *l;
                 char path[40];
-                int64_t q;
+                int64_t q = 0;
 
                 if (!json_is_object(jl))
                         return fail(errstr, errstr_size,

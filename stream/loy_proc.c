@@ -15,6 +15,7 @@
 #include "../models/loy_model.h"
 #include "../models/loy_reco.h"
 #include "../state/loy_cache.h"
+#include "../state/loy_rconn.h"
 #include "../state/loy_store.h"
 #include "loy_agg.h"
 #include "loy_apply.h"
@@ -63,6 +64,7 @@ struct loy_proc {
         loy_store_t *loads;             /* cur's loads while prev is sent */
         volatile sig_atomic_t *running;
         int fatal;                      /* a batch could not be finished */
+        int refused;                    /* Redis refused the credentials */
         unsigned cache_epoch;           /* loy_cache_clear()s so far */
         double busy_until_ms;           /* busy time counted up to here */
         loy_emit_t *emit;               /* triggers out, delivery acks */
@@ -304,6 +306,20 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                                     errstr, errstr_size);
         if (!p->loads)
                 goto fail;
+        {
+                loy_rconn_opts_t ro;
+                char password[sizeof(conf->redis_password)];
+                int bad = loy_config_redis_opts(conf, &ro, password,
+                                                sizeof(password), errstr,
+                                                errstr_size) ||
+                          loy_store_set_conn(p->store, &ro, errstr,
+                                             errstr_size) ||
+                          loy_store_set_conn(p->loads, &ro, errstr,
+                                             errstr_size);
+                memset(password, 0, sizeof(password));
+                if (bad)
+                        goto fail;
+        }
         if (conf->reco_enabled) {
                 loy_reco_conf_t rc = conf->reco;
                 rc.mem_limit = (size_t)conf->reco_mem_mb << 20;
@@ -590,7 +606,8 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         char err[256];
         int was_down = !loy_store_is_connected(p->store);
         while (*running) {
-                if (loy_store_connect(p->store, err, sizeof(err)) == 0) {
+                int rc = loy_store_connect(p->store, err, sizeof(err));
+                if (rc == 0) {
                         int resend;
                         /* the second connection only speeds things up:
                          * without it, batches are done one at a time */
@@ -632,6 +649,14 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
                                 LOY_WARN("proc", "outbox re-send "
                                          "incomplete: %s", err);
                         return 0;
+                }
+                if (rc == LOY_STORE_ERR_AUTH) {
+                        /* the same settings get the same answer: stop, so
+                         * a supervisor shows it (nothing is lost: what
+                         * was not written is read again next start) */
+                        LOY_ERROR("proc", "%s; stopping", err);
+                        p->refused = 1;
+                        return -1;
                 }
                 if (!was_down || backoff == 50)
                         LOY_WARN("proc", "redis unavailable (%s); retrying",
@@ -1021,5 +1046,5 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
         if (loy_store_is_connected(p->store))
                 loy_emit_ack(p->emit, p->store);
         rd_kafka_commit(p->consumer, NULL, 0);
-        return rc;
+        return p->refused ? -1 : rc;
 }

@@ -12,6 +12,7 @@
 
 #include "loy_config.h"
 #include "loy_feat.h"
+#include "loy_rconn.h"
 #include "tu.h"
 
 /* path of the last temp config written */
@@ -285,6 +286,89 @@ static void test_load_syntax(void) {
         CU_ASSERT_EQUAL(c.schema_trigger, 2147483647);
         CU_ASSERT_EQUAL(c.cache_customers, 16);
         CU_ASSERT_EQUAL(c.redis_port, 65535);
+        loy_config_free(&c);
+}
+
+/* The Redis credentials: a password file relative to the config file,
+ * read by loy_config_redis_opts (first line, without its line end), and
+ * the errors of each way it can be wrong. */
+static void test_redis_secret(void) {
+        loy_config_t c;
+        loy_rconn_opts_t o;
+        char err[512] = "", want[700], dir[] = "/tmp/loy_secret_XXXXXX";
+        char path[600], secret[600], pw[64];
+        FILE *fp;
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/x.conf", dir);
+        snprintf(secret, sizeof(secret), "%s/redis.pw", dir);
+        fp = fopen(path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fputs("[redis]\nuser = loyaltyd\npassword.file = redis.pw\n"
+              "db = 3\nconnect.timeout.ms = 700\ntimeout.ms = 900\n", fp);
+        fclose(fp);
+        fp = fopen(secret, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fputs("s3cret pass\r\nsecond line\n", fp);
+        fclose(fp);
+
+        loy_config_defaults(&c);
+        CU_ASSERT_EQUAL(loy_config_load(&c, path, err, sizeof(err)), 0);
+        check_str(c.redis_password_file, secret);
+        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
+                                              sizeof(err)), 0);
+        check_str(o.password, "s3cret pass");
+        check_str(o.user, "loyaltyd");
+        CU_ASSERT_EQUAL(o.db, 3);
+        CU_ASSERT_EQUAL(o.connect_timeout_ms, 700);
+        CU_ASSERT_EQUAL(o.command_timeout_ms, 900);
+
+        /* an empty first line is no password */
+        fp = fopen(secret, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fputs("\nx\n", fp);
+        fclose(fp);
+        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
+                                              sizeof(err)), -1);
+        snprintf(want, sizeof(want), "%s:1: redis.password.file: the first "
+                 "line is empty", secret);
+        check_str(err, want);
+
+        /* one that does not fit is not cut */
+        fp = fopen(secret, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        for (int i = 0; i < 80; i++)
+                fputc('p', fp);
+        fclose(fp);
+        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
+                                              sizeof(err)), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "password longer than 62 bytes"));
+
+        unlink(secret);
+        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
+                                              sizeof(err)), -1);
+        snprintf(want, sizeof(want), "%s: redis.password.file: No such file "
+                 "or directory", secret);
+        check_str(err, want);
+
+        /* a password in the file itself, and both at once */
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.password.file", "",
+                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.password", "inline",
+                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
+                                              sizeof(err)), 0);
+        check_str(o.password, "inline");
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.password.file", "f",
+                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), -1);
+        check_str(err, "-X: redis.password: set redis.password or "
+                       "redis.password.file, not both");
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.db", "-1", err,
+                                       sizeof(err)), -1);
+        unlink(path);
+        rmdir(dir);
         loy_config_free(&c);
 }
 
@@ -610,6 +694,11 @@ static const char *const ref_keys[][3] = {
         {"redis", "host", "127.0.0.1"},
         {"redis", "port", "6379"},
         {"redis", "namespace", "loy"},
+        {"redis", "user", ""},
+        {"redis", "password", ""},
+        {"redis", "password.file", ""},
+        {"redis", "db", "0"},
+        {"redis", "connect.timeout.ms", "5000"},
         {"redis", "timeout.ms", "5000"},
         {"redis", "cache.customers", "100000"},
         {"redis", "backoff.max.ms", "5000"},
@@ -714,7 +803,7 @@ static void test_reference(void) {
                 }
         }
         fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 47);
+        CU_ASSERT_EQUAL(nkeys, 52);
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)
@@ -848,6 +937,7 @@ int main(void) {
             !CU_add_test(s, "load shipped loyaltyd.conf", test_load_shipped) ||
             !CU_add_test(s, "syntax and layering", test_load_syntax) ||
             !CU_add_test(s, "model path", test_model_path) ||
+            !CU_add_test(s, "redis credentials", test_redis_secret) ||
             !CU_add_test(s, "load errors", test_load_errors) ||
             !CU_add_test(s, "set", test_set) ||
             !CU_add_test(s, "kafka properties", test_kafka_props) ||

@@ -25,6 +25,7 @@
 #include "loy_proc.h"
 #include "loy_rules.h"
 #include "loy_source.h"
+#include "loy_time.h"
 #include "tu.h"
 
 #define DAY 86400000LL
@@ -1134,6 +1135,60 @@ static void test_redis_refusal(void) {
         loy_config_free(&conf);
 }
 
+/* loyaltyd as an ACL user whose password is in a file: wrong credentials
+ * stop the processor at once with the server's reason (not a retry loop
+ * that looks like an outage); right ones apply the events over
+ * connections of that user. */
+static void test_redis_acl_user(void) {
+        loy_config_t conf;
+        runner_t r;
+        char msg[512], err[512], pwfile[] = "/tmp/loy_pw_XXXXXX", *v;
+        int fd;
+        double t0;
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        free(tu_redis_cli(&redis, "ACL SETUSER loyd on '>right-pw' '~*' '&*' "
+                                  "'+@all'"));
+        fd = mkstemp(pwfile);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(write(fd, "right-pw\n", 9), 9);
+        close(fd);
+
+        make_conf(&conf, "acl");
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.user", "loyd",
+                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.password",
+                                       "wrong-pw", err, sizeof(err)), 0);
+        json_purchase(msg, sizeof(msg), "acl0", "acl0", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":2}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "acl0", msg,
+                         strlen(msg));
+        t0 = loy_time_mono_ms();
+        start(&r, &conf);
+        pthread_join(r.th, NULL);
+        CU_ASSERT_EQUAL(r.rc, -1);
+        CU_ASSERT(loy_time_mono_ms() - t0 < 15000);
+        loy_proc_destroy(r.proc);
+        v = tu_redis_cli(&redis, "EXISTS loy:c:{acl0}");
+        CU_ASSERT_STRING_EQUAL(v, "0");
+        free(v);
+
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.password", "",
+                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.password.file",
+                                       pwfile, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_check(&conf, "test", err, sizeof(err)), 0);
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 1), 0);
+        v = tu_redis_cli(&redis, "CLIENT LIST");
+        CU_ASSERT_PTR_NOT_NULL(v && strstr(v, "user=loyd"));
+        free(v);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{acl0}", "gross_value", "2");
+        free(tu_redis_cli(&redis, "ACL DELUSER loyd"));
+        unlink(pwfile);
+        loy_config_free(&conf);
+}
+
 /* Item counts of a namespace's shared model, "sku=count" sorted. */
 static char *item_counts(const char *ns) {
         char args[512];
@@ -1380,6 +1435,8 @@ int main(void) {
                     test_timer_after_restart);
         CU_add_test(s, "quarantine of broken state", test_quarantine);
         CU_add_test(s, "redis refusals are waited out", test_redis_refusal);
+        CU_add_test(s, "an ACL user with a password file",
+                    test_redis_acl_user);
         CU_add_test(s, "outbox re-send keeps the key",
                     test_outbox_resend_key);
         CU_add_test(s, "two processes, one recommender model",

@@ -15,6 +15,7 @@
 #include "loy_rfm.h"
 #include "loy_store.h"
 #include "loy_cluster.h"
+#include "loy_rconn.h"
 #include "tu.h"
 #include "tu_cluster.h"
 
@@ -1208,6 +1209,151 @@ static void test_errors(void) {
 
 #define LOSS_N 5000
 
+/* A hiredis connection to port as user (NULL: AUTH password only). */
+static redisContext *authed(int port, const char *user, const char *pass,
+                            int db) {
+        loy_rconn_opts_t o = {user, pass, db, 1000, 1000};
+        char why[256];
+        redisContext *c = loy_rconn_open("127.0.0.1", port, &o, NULL, why,
+                                         sizeof(why));
+        if (!c)
+                fprintf(stderr, "\n  authed: %s\n", why);
+        return c;
+}
+
+static long long int_reply(redisContext *c, const char *cmd) {
+        redisReply *r = redisCommand(c, cmd);
+        long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+        if (r)
+                freeReplyObject(r);
+        return v;
+}
+
+/* A Redis with a password and an ACL user: every way the credentials or
+ * the database can be wrong is LOY_STORE_ERR_AUTH at once, with the
+ * server's reason and never the password; right ones reach the data, in
+ * the database asked for. A user the ACL lets connect but not write gets
+ * the same code from the connect after the refused write, not a retry
+ * loop or a quarantine. */
+static void test_credentials(void) {
+        tu_redis_t a;
+        loy_store_t *s;
+        loy_rconn_opts_t o;
+        loy_cust_t c;
+        loy_cust_write_t w;
+        redisContext *rc;
+        char e[512];
+        CU_ASSERT_EQUAL_FATAL(tu_redis_start(&a, 0), 0);
+        free(tu_redis_cli(&a, "ACL SETUSER writer on '>w-pass' '~*' '&*' "
+                              "'+@all'"));
+        free(tu_redis_cli(&a, "ACL SETUSER reader on '>r-pass' '~*' '&*' "
+                              "'+@all' '-@write'"));
+        free(tu_redis_cli(&a, "CONFIG SET requirepass 'default-pass'"));
+        s = loy_store_create("127.0.0.1", a.port, NULL, 1000, E, sizeof(E));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+
+        /* none given */
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
+                        LOY_STORE_ERR_AUTH);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e, "NOAUTH"));
+
+        /* wrong ones, and a user without a password */
+        {
+                static const struct {
+                        const char *user, *pass, *why;
+                } bad[] = {{NULL, "not-it", "WRONGPASS"},
+                           {"writer", "not-it", "WRONGPASS"},
+                           {"nobody", "w-pass", "WRONGPASS"},
+                           {"writer", NULL, "without a password"}};
+                for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                        memset(&o, 0, sizeof(o));
+                        o.user = bad[i].user;
+                        o.password = bad[i].pass;
+                        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e,
+                                                           sizeof(e)), 0);
+                        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
+                                        LOY_STORE_ERR_AUTH);
+                        CU_ASSERT_PTR_NOT_NULL(strstr(e, bad[i].why));
+                        CU_ASSERT_PTR_NULL(strstr(e, "not-it"));
+                        CU_ASSERT_PTR_NULL(strstr(e, "w-pass"));
+                }
+        }
+
+        /* a database the server does not have */
+        memset(&o, 0, sizeof(o));
+        o.password = "default-pass";
+        o.db = 16;
+        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e, sizeof(e)), 0);
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
+                        LOY_STORE_ERR_AUTH);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e, "SELECT 16"));
+
+        /* the password of the default user, database 3: the customer is
+         * there and not in 0 */
+        o.db = 3;
+        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e, sizeof(e)), 0);
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)), LOY_STORE_OK);
+        buyer(&c, "cred1");
+        wr_init(&w, &c);
+        CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, T0, &FC, e, sizeof(e)),
+                        LOY_STORE_OK);
+        rc = authed(a.port, NULL, "default-pass", 3);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
+        CU_ASSERT_EQUAL(int_reply(rc, "EXISTS loy:c:{cred1}"), 1);
+        redisFree(rc);
+        rc = authed(a.port, NULL, "default-pass", 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
+        CU_ASSERT_EQUAL(int_reply(rc, "EXISTS loy:c:{cred1}"), 0);
+        redisFree(rc);
+
+        /* an ACL user */
+        o.user = "writer";
+        o.password = "w-pass";
+        o.db = 0;
+        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e, sizeof(e)), 0);
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, T0, &FC, e, sizeof(e)),
+                        LOY_STORE_OK);
+        rc = authed(a.port, "writer", "w-pass", 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
+        CU_ASSERT_EQUAL(int_reply(rc, "EXISTS loy:c:{cred1}"), 1);
+        redisFree(rc);
+
+        /* one that may connect and read, not write */
+        o.user = "reader";
+        o.password = "r-pass";
+        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e, sizeof(e)), 0);
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)), LOY_STORE_OK);
+        c.orders = 4;
+        CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, T0, &FC, e, sizeof(e)),
+                        LOY_STORE_ERR_IO);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e, "NOPERM"));
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
+                        LOY_STORE_ERR_AUTH);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e, "NOPERM"));
+        loy_store_destroy(s);
+        tu_redis_stop(&a);
+}
+
+/* A database other than 0: a redis-server has 16, a Redis Cluster only
+ * database 0, and says so (a configuration error). */
+static void test_database(void) {
+        loy_store_t *s = loy_store_create("127.0.0.1", R.port, NULL, 1000, E,
+                                          sizeof(E));
+        loy_rconn_opts_t o = {NULL, NULL, 1, 0, 0};
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, E, sizeof(E)), 0);
+        if (on_cluster) {
+                CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)),
+                                LOY_STORE_ERR_AUTH);
+                CU_ASSERT_PTR_NOT_NULL(strstr(E, "SELECT 1"));
+        } else {
+                CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)),
+                                LOY_STORE_OK);
+        }
+        loy_store_destroy(s);
+}
+
 static void test_connection_loss(void) {
         static loy_cust_write_t wl[LOSS_N];
         tu_redis_t a;
@@ -1422,6 +1568,8 @@ int main(void) {
             {"namespace and hgetall", test_namespace, 0},
             {"errors", test_errors, 0},
             {"connection loss", test_connection_loss, 0},
+            {"credentials, ACL users, databases", test_credentials, 0},
+            {"database other than 0", test_database, 1},
             {"write in two halves", test_write_split, 1},
             {"10,000 customers in one write", test_big_pipeline, 1},
         };
