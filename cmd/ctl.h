@@ -3,6 +3,7 @@
 #define LOY_CTL_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <librdkafka/rdkafka.h>
@@ -22,6 +23,18 @@ int ctl_fit_main(int argc, char **argv);
 int ctl_eval_main(int argc, char **argv);
 int ctl_bench_model_main(int argc, char **argv);
 int ctl_bench_main(int argc, char **argv);
+/* Each command's options, for -h and for a mistake. */
+void ctl_demo_usage(FILE *fp);
+void ctl_replay_usage(FILE *fp);
+void ctl_inspect_usage(FILE *fp);
+void ctl_triggers_usage(FILE *fp);
+void ctl_fields_usage(FILE *fp);
+void ctl_reco_eval_usage(FILE *fp);
+void ctl_reco_bench_usage(FILE *fp);
+void ctl_fit_usage(FILE *fp);
+void ctl_eval_usage(FILE *fp);
+void ctl_bench_model_usage(FILE *fp);
+void ctl_bench_usage(FILE *fp);
 
 /* Produces every event of src (Avro, key = customer id) to topic. speed 0
  * = as fast as possible, else event-time gaps are divided by speed. Stops
@@ -69,6 +82,27 @@ void ctl_kafka_stop(ctl_kafka_t *k);
 pid_t ctl_loyaltyd_spawn(const char *bin_path, const char *conf_path,
                          const char *log_path, const char *const *xs,
                          int nxs);
+
+/* A tool's settings, as loyaltyd reads them: opt 'c' loads a config
+ * file, 'X' sets "section.key=value", 'H', 'p', 'n' set redis.host,
+ * redis.port, redis.namespace. 0, or -1 with the error printed as
+ * "tool: file:line: key: message". */
+struct loy_config;
+int ctl_setting(struct loy_config *conf, const char *tool, int opt,
+                const char *arg);
+/* A connection to conf's Redis with its credentials, database and
+ * timeouts (state/loy_rconn), or NULL with the reason printed. */
+struct redisContext;
+struct redisContext *ctl_redis_connect(struct loy_config *conf,
+                                       const char *tool);
+
+/* "-X property=value" of a Kafka tool: a librdkafka property (the kafka.
+ * prefix is implied). 0, or -1 with the error printed. */
+int ctl_kafka_prop(struct loy_config *conf, const char *tool,
+                   const char *kv);
+/* bootstrap.servers: brokers when given (-b), else what -X set, else
+ * localhost:9092. */
+void ctl_kafka_brokers(struct loy_config *conf, const char *brokers);
 
 /* VmHWM of a process, in KiB (0 when unknown). */
 long long ctl_peak_rss_kb(pid_t pid);

@@ -86,7 +86,7 @@ typedef struct bench_opts {
         int nxs;
 } bench_opts_t;
 
-static void usage(FILE *fp) {
+void ctl_bench_usage(FILE *fp) {
         fprintf(fp,
                 "usage: loyaltyctl bench [options]\n"
                 "  -w, --workload W1|W2  W1: generated purchases (default); "
@@ -1654,12 +1654,12 @@ int ctl_bench_main(int argc, char **argv) {
 
         prc = parse_opts(&o, argc, argv, err, sizeof(err));
         if (prc == 1) {
-                usage(stdout);
+                ctl_bench_usage(stdout);
                 return 0;
         }
         if (prc == -1) {
                 fprintf(stderr, "bench: %s\n", err);
-                usage(stderr);
+                ctl_bench_usage(stderr);
                 return 2;
         }
         memset(&sa, 0, sizeof(sa));

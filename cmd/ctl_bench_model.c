@@ -224,6 +224,15 @@ out:
         return rc;
 }
 
+void ctl_bench_model_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: loyaltyctl bench-model [-m MODEL] [-r RUNS] [-H "
+                "HORIZON_DAYS] [-d DISCOUNT_MONTHLY]\n"
+                "       [-R online_retail.csv.gz] [-C cdnow_master.txt.gz]\n"
+                "  defaults: config/model.default, 7 runs, 365 days, 0.01, "
+                "../shared/data\n");
+}
+
 int ctl_bench_model_main(int argc, char **argv) {
         const char *retail = LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
         const char *cdnow = LOY_SOURCE_DIR "/../shared/data/cdnow_master.txt.gz";
@@ -241,14 +250,7 @@ int ctl_bench_model_main(int argc, char **argv) {
                 case 'R': retail = optarg; break;
                 case 'C': cdnow = optarg; break;
                 default:
-                        fprintf(stderr,
-                                "usage: loyaltyctl bench-model [-m MODEL] "
-                                "[-r RUNS] [-H HORIZON_DAYS] [-d "
-                                "DISCOUNT_MONTHLY]\n"
-                                "       [-R online_retail.csv.gz] [-C "
-                                "cdnow_master.txt.gz]\n"
-                                "  defaults: config/model.default, 7 runs, "
-                                "365 days, 0.01, ../shared/data\n");
+                        ctl_bench_model_usage(stderr);
                         return 2;
                 }
         }

@@ -280,6 +280,14 @@ static void teardown(demo_t *d) {
         }
 }
 
+void ctl_demo_usage(FILE *fp) {
+        fprintf(fp, "usage: loyaltyctl demo [-d DATA] [-c CONFIG] [-n LIMIT] "
+                "[-k] [-X k=v]...\n"
+                "  -k  keep Kafka, Redis and loyaltyd running afterwards "
+                "(Ctrl-C stops)\n"
+                "  -X  a loyaltyd setting, e.g. -X reco.enabled=no\n");
+}
+
 int ctl_demo_main(int argc, char **argv) {
         const char *data = LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
         const char *conf_path = LOY_SOURCE_DIR "/config/loyaltyd.conf";
@@ -309,12 +317,7 @@ int ctl_demo_main(int argc, char **argv) {
                 case 'n': limit = atoll(optarg); break;
                 case 'k': keep = 1; break;
                 default:
-                        fprintf(stderr, "usage: loyaltyctl demo [-d DATA] "
-                                "[-c CONFIG] [-n LIMIT] [-k] [-X k=v]...\n"
-                                "  -k  keep Kafka, Redis and loyaltyd "
-                                "running afterwards (Ctrl-C stops)\n"
-                                "  -X  a loyaltyd setting, e.g. -X "
-                                "reco.enabled=no\n");
+                        ctl_demo_usage(stderr);
                         return 2;
                 }
         }

@@ -239,6 +239,17 @@ static void write_report(const struct res *r, FILE *f) {
                    "numbers), `plots.gp` (gnuplot script).\n");
 }
 
+void ctl_eval_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: loyaltyctl eval [-c CAL_END] [-e HOLDOUT_END] [-o "
+                "DIR] [FILE]\n"
+                "  FILE  transactions (default ../shared/data/"
+                "online_retail.csv.gz)\n"
+                "  -c    calibration end, inclusive (2011-09-09)\n"
+                "  -e    holdout end, inclusive (2011-12-09)\n"
+                "  -o    report directory (build/report)\n");
+}
+
 int ctl_eval_main(int argc, char **argv) {
         const char *path = LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
         const char *cal = "2011-09-09", *end = "2011-12-09";
@@ -493,13 +504,6 @@ out:
         ctl_data_free(&d);
         return rc;
 usage:
-        fprintf(stderr,
-                "usage: loyaltyctl eval [-c CAL_END] [-e HOLDOUT_END] [-o "
-                "DIR] [FILE]\n"
-                "  FILE  transactions (default ../shared/data/"
-                "online_retail.csv.gz)\n"
-                "  -c    calibration end, inclusive (2011-09-09)\n"
-                "  -e    holdout end, inclusive (2011-12-09)\n"
-                "  -o    report directory (build/report)\n");
+        ctl_eval_usage(stderr);
         return 2;
 }

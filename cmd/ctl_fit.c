@@ -17,12 +17,13 @@
 #include "ctl_model.h"
 #include "loy_fit.h"
 #include "loy_model.h"
+#include "loy_config.h"
 #include "loy_store.h"
 
 #define DAY_MS 86400000LL
 
-static void usage(void) {
-        fprintf(stderr,
+void ctl_fit_usage(FILE *fp) {
+        fprintf(fp,
                 "usage: loyaltyctl fit [options] FILE\n"
                 "       loyaltyctl fit [options] -R HOST:PORT\n"
                 "  FILE      online_retail.csv.gz, cdnow_master.txt.gz, "
@@ -33,6 +34,10 @@ static void usage(void) {
                 "  -R H:P    read the customers from loyaltyd's Redis "
                 "(SCAN <ns>:c:{*})\n"
                 "  -n NS     Redis key namespace (loy)\n"
+                "  -C FILE   Redis settings from this loyaltyd config "
+                "(user, password.file, db ...)\n"
+                "  -X K=V    one Redis setting, e.g. -X redis.password.file="
+                "PATH\n"
                 "  -c DATE   calibration end YYYY-MM-DD, inclusive (the "
                 "last event's day)\n"
                 "  -u UNIT   days|weeks (days)\n"
@@ -51,34 +56,20 @@ static void usage(void) {
 
 /* Reads every customer hash of namespace ns: rows into *out (malloc'd).
  * cutoff_day < 0: the newest last purchase's day. */
-static int read_redis(const char *hostport, const char *ns,
-                      int32_t *cutoff_day, double unit_days,
-                      loy_fit_cust_t **out, size_t *nout, size_t *skipped) {
-        char host[256], cursor[32] = "0", pattern[128];
-        const char *colon = strrchr(hostport, ':');
-        struct timeval tv = {5, 0};
+static int read_redis(loy_config_t *conf, int32_t *cutoff_day,
+                      double unit_days, loy_fit_cust_t **out, size_t *nout,
+                      size_t *skipped) {
+        char cursor[32] = "0", pattern[128];
+        const char *ns = conf->redis_ns;
         redisContext *c;
         double *raw = NULL;   /* 6 per customer */
         size_t n = 0, cap = 0;
-        int port, rc = -1;
+        int rc = -1;
         int64_t max_last = 0;
         loy_cust_t cust;
 
-        if (!colon || (size_t)(colon - hostport) >= sizeof(host)) {
-                fprintf(stderr, "fit: -R wants HOST:PORT\n");
+        if (!(c = ctl_redis_connect(conf, "fit")))
                 return -1;
-        }
-        memcpy(host, hostport, (size_t)(colon - hostport));
-        host[colon - hostport] = '\0';
-        port = atoi(colon + 1);
-        c = redisConnectWithTimeout(host, port, tv);
-        if (!c || c->err) {
-                fprintf(stderr, "fit: redis %s: %s\n", hostport,
-                        c ? c->errstr : "out of memory");
-                if (c)
-                        redisFree(c);
-                return -1;
-        }
         /* the customer hashes, not their :rh and :recs keys */
         snprintf(pattern, sizeof(pattern), "%s:c:{*}", ns);
         do {
@@ -207,9 +198,9 @@ static int fit_rfm(loy_model_t *m, const loy_fit_cust_t *fc, size_t n,
         return rc;
 }
 
-int ctl_fit_main(int argc, char **argv) {
+static int fit_main(loy_config_t *cf, int argc, char **argv) {
         const char *fmt_name = "auto", *out_path = "model.fitted";
-        const char *redis = NULL, *ns = "loy", *cal = NULL, *version = NULL;
+        const char *redis = NULL, *cal = NULL, *version = NULL;
         const char *prior_name = "auto";
         loy_model_t m;
         loy_fit_opts_t fo = {LOY_FIT_PRIOR_AUTO, 2};
@@ -229,11 +220,35 @@ int ctl_fit_main(int argc, char **argv) {
         memset(&d, 0, sizeof(d));
         m.variant = LOY_VARIANT_MBGNBD;
         optind = 1;
-        while ((opt = getopt(argc, argv, "f:R:n:c:u:Sv:P:s:d:V:o:h")) != -1) {
+        while ((opt = getopt(argc, argv, "f:R:n:c:u:Sv:P:s:d:V:o:C:X:h")) !=
+               -1) {
                 switch (opt) {
                 case 'f': fmt_name = optarg; break;
-                case 'R': redis = optarg; break;
-                case 'n': ns = optarg; break;
+                case 'R': {
+                        const char *colon = strrchr(optarg, ':');
+                        char host[256];
+                        if (!colon || colon == optarg ||
+                            (size_t)(colon - optarg) >= sizeof(host)) {
+                                fprintf(stderr, "fit: -R wants HOST:PORT\n");
+                                goto usage;
+                        }
+                        snprintf(host, sizeof(host), "%.*s",
+                                 (int)(colon - optarg), optarg);
+                        if (ctl_setting(cf, "fit", 'H', host) ||
+                            ctl_setting(cf, "fit", 'p', colon + 1))
+                                goto usage;
+                        redis = optarg;
+                        break;
+                }
+                case 'n':
+                case 'X':
+                        if (ctl_setting(cf, "fit", opt, optarg))
+                                goto usage;
+                        break;
+                case 'C':
+                        if (ctl_setting(cf, "fit", 'c', optarg))
+                                goto usage;
+                        break;
                 case 'c': cal = optarg; break;
                 case 'u':
                         if (!strcmp(optarg, "days"))
@@ -282,13 +297,13 @@ int ctl_fit_main(int argc, char **argv) {
 
         t0 = ctl_mono_seconds();
         if (redis) {
-                if (read_redis(redis, ns, &cutoff, unit, &fc, &n,
+                if (read_redis(cf, &cutoff, unit, &fc, &n,
                                &skipped) == -1)
                         return 1;
                 printf("read %zu customers from redis %s (%s:c:{*}), %zu "
                        "skipped (no purchase or first one after the "
-                       "calibration end)\n", n + skipped, redis, ns,
-                       skipped);
+                       "calibration end)\n", n + skipped, redis,
+                       cf->redis_ns, skipped);
         } else {
                 loy_source_format_t f = loy_source_format_parse(fmt_name);
                 if (f == LOY_SRC_UNKNOWN)
@@ -437,6 +452,15 @@ out:
                 ctl_data_free(&d);
         return rc;
 usage:
-        usage();
+        ctl_fit_usage(stderr);
         return 2;
+}
+
+int ctl_fit_main(int argc, char **argv) {
+        loy_config_t conf;
+        int rc;
+        loy_config_defaults(&conf);
+        rc = fit_main(&conf, argc, argv);
+        loy_config_free(&conf);
+        return rc;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -13,6 +14,7 @@
 #include "loy_config.h"
 #include "loy_feat.h"
 #include "loy_kafka.h"
+#include "loy_rconn.h"
 #include "loy_store.h"
 
 /* Fields as the engine holds them (decoded from the packed state; the
@@ -25,9 +27,24 @@ static void print_group(const loy_cust_t *c, const char *title,
         printf("%s\n", title);
         for (int i = 0; fields[i]; i++) {
                 const loy_field_t *f = loy_feat_field_find(fields[i]);
-                if (f && loy_feat_field_format(c, f, at, NULL, v,
-                                               sizeof(v)) >= 0)
-                        printf("  %-20s %s\n", fields[i], v);
+                size_t len = strlen(fields[i]);
+                char when[40] = "";
+                long long ms;
+                if (!f || loy_feat_field_format(c, f, at, NULL, v,
+                                                sizeof(v)) < 0)
+                        continue;
+                /* event times are epoch ms in Redis; a reader wants a
+                 * date beside them */
+                ms = atoll(v);
+                if (len > 3 && !strcmp(fields[i] + len - 3, "_ms") &&
+                    ms > 0) {
+                        time_t t = (time_t)(ms / 1000);
+                        struct tm tm;
+                        if (gmtime_r(&t, &tm))
+                                strftime(when, sizeof(when),
+                                         "   (%Y-%m-%d %H:%M:%S UTC)", &tm);
+                }
+                printf("  %-20s %s%s\n", fields[i], v, when);
         }
 }
 
@@ -41,6 +58,21 @@ static int decode(const redisReply *r, loy_cust_t *c, const char *id) {
         fprintf(stderr, "inspect: customer %s: field %s does not read\n", id,
                 bad);
         return -1;
+}
+
+void ctl_inspect_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: loyaltyctl inspect [-c FILE] [-X redis.KEY=VALUE]... "
+                "[-H HOST] [-p PORT]\n"
+                "                          [-n NAMESPACE] CUSTOMER_ID\n"
+                "  -c FILE   take [redis] from this loyaltyd config file "
+                "(host, port,\n"
+                "            namespace, user, password.file, db ...)\n"
+                "  -X K=V    one setting, e.g. -X redis.password.file=/etc/"
+                "loyaltyd/redis.pw\n"
+                "  -H HOST   redis.host (127.0.0.1)\n"
+                "  -p PORT   redis.port (6379)\n"
+                "  -n NS     redis.namespace (loy)\n");
 }
 
 int ctl_inspect_main(int argc, char **argv) {
@@ -57,40 +89,51 @@ int ctl_inspect_main(int argc, char **argv) {
         static const char *const browsing[] = {
             "views", "carts", "cart_removes", "searches", "wishlists",
             "sessions", "last_browse_ms", "recent_views", NULL};
-        const char *host = "127.0.0.1", *ns = "loy";
-        int port = 6379, opt, rc = 1;
-        struct timeval tv = {2, 0};
+        const char *ns;
+        int opt, rc = 1;
         redisContext *c;
         redisReply *r;
         loy_cust_t cust;
+        loy_config_t conf;
 
-        while ((opt = getopt(argc, argv, "h:p:n:")) != -1) {
-                switch (opt) {
-                case 'h': host = optarg; break;
-                case 'p': port = atoi(optarg); break;
-                case 'n': ns = optarg; break;
-                default: goto usage;
+        loy_config_defaults(&conf);
+        optind = 1;
+        while ((opt = getopt(argc, argv, "c:X:H:p:n:h")) != -1) {
+                if (opt == 'h') {
+                        ctl_inspect_usage(stdout);
+                        loy_config_free(&conf);
+                        return 0;
+                }
+                if (opt == '?' || ctl_setting(&conf, "inspect", opt, optarg)) {
+                        loy_config_free(&conf);
+                        goto usage;
                 }
         }
-        if (optind != argc - 1)
+        if (optind != argc - 1) {
+                loy_config_free(&conf);
                 goto usage;
-        c = redisConnectWithTimeout(host, port, tv);
-        if (!c || c->err) {
-                fprintf(stderr, "inspect: redis %s:%d: %s\n", host, port,
-                        c ? c->errstr : "out of memory");
-                if (c)
-                        redisFree(c);
+        }
+        c = ctl_redis_connect(&conf, "inspect");
+        ns = conf.redis_ns;
+        if (!c) {
+                loy_config_free(&conf);
                 return 1;
         }
         r = redisCommand(c, "HGETALL %s:c:{%s}", ns, argv[optind]);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
-                fprintf(stderr, "inspect: %s\n", r ? r->str : c->errstr);
+                const char *e = r && r->str ? r->str : c->errstr;
+                fprintf(stderr, "inspect: %s%s\n", e,
+                        loy_rconn_is_auth_error(e)
+                            ? " (give redis.user and redis.password.file: "
+                              "-c loyaltyd.conf, or -X)"
+                            : "");
         } else if (r->elements == 0) {
                 fprintf(stderr, "inspect: no customer %s in %s:c:{%s}\n",
                         argv[optind], ns, argv[optind]);
         } else if (decode(r, &cust, argv[optind]) == 0) {
                 printf("customer %s   (redis-cli -p %d HGETALL '%s:c:{%s}')"
-                       "\n", argv[optind], port, ns, argv[optind]);
+                       "\n", argv[optind], conf.redis_port, ns,
+                       argv[optind]);
                 print_group(&cust, "scores", scores);
                 print_group(&cust, "purchases", buying);
                 print_group(&cust, "browsing", browsing);
@@ -119,10 +162,10 @@ int ctl_inspect_main(int argc, char **argv) {
                         freeReplyObject(r);
         }
         redisFree(c);
+        loy_config_free(&conf);
         return rc;
 usage:
-        fprintf(stderr, "usage: loyaltyctl inspect [-h HOST] [-p PORT] "
-                        "[-n NAMESPACE] CUSTOMER_ID\n");
+        ctl_inspect_usage(stderr);
         return 2;
 }
 
@@ -132,10 +175,28 @@ static void on_int(int sig) {
         trig_running = 0;
 }
 
+void ctl_triggers_usage(FILE *fp) {
+        fprintf(fp, "usage: loyaltyctl triggers [-b BROKERS] [-t TOPIC] [-w "
+                "IDLE_MS] [-n MAX] [-X k=v]...\n"
+                "  -b      bootstrap servers (default localhost:9092, or -X "
+                "bootstrap.servers)\n"
+                "  -t      topic (reward-triggers)\n"
+                "  -w      stop after this long without a message (3000 ms; "
+                "0: Ctrl-C)\n"
+                "  -n      stop after MAX triggers\n"
+                "  -X k=v  any librdkafka consumer property, e.g. -X "
+                "security.protocol=SASL_SSL\n");
+}
+
+void ctl_fields_usage(FILE *fp) {
+        fprintf(fp, "usage: loyaltyctl fields\n"
+                "  the customer hash's fields as a Markdown table\n");
+}
+
 /* Prints the reward-trigger topic as JSON lines, from the beginning, until
  * nothing arrives for -w ms (or Ctrl-C with -w 0). */
 int ctl_triggers_main(int argc, char **argv) {
-        const char *brokers = "localhost:9092", *topic = "reward-triggers";
+        const char *brokers = NULL, *topic = "reward-triggers";
         int wait_ms = 3000, opt;
         int64_t n = 0, max = 0, idle_since;
         loy_config_t conf;
@@ -145,21 +206,25 @@ int ctl_triggers_main(int argc, char **argv) {
         char err[512];
 
         loy_config_defaults(&conf);
-        while ((opt = getopt(argc, argv, "b:t:w:n:")) != -1) {
+        while ((opt = getopt(argc, argv, "b:t:w:n:X:")) != -1) {
                 switch (opt) {
+                case 'X':
+                        if (ctl_kafka_prop(&conf, "triggers", optarg)) {
+                                loy_config_free(&conf);
+                                return 2;
+                        }
+                        break;
                 case 'b': brokers = optarg; break;
                 case 't': topic = optarg; break;
                 case 'w': wait_ms = atoi(optarg); break;
                 case 'n': max = atoll(optarg); break;
                 default:
-                        fprintf(stderr, "usage: loyaltyctl triggers [-b "
-                                "BROKERS] [-t TOPIC] [-w IDLE_MS] [-n MAX]"
-                                "\n");
+                        ctl_triggers_usage(stderr);
+                        loy_config_free(&conf);
                         return 2;
                 }
         }
-        loy_config_set(&conf, "-b", "kafka.bootstrap.servers", brokers, err,
-                       sizeof(err));
+        ctl_kafka_brokers(&conf, brokers);
         snprintf(conf.group_id, sizeof(conf.group_id), "loyaltyctl-%d",
                  (int)getpid());
         codec = loy_codec_create(NULL, err, sizeof(err));

@@ -407,8 +407,8 @@ static void print_metric(const char *method, const char *mode,
         (void)topn;
 }
 
-static void eval_usage(void) {
-        fprintf(stderr,
+void ctl_reco_eval_usage(FILE *fp) {
+        fprintf(fp,
                 "usage: loyaltyctl reco-eval [options]\n"
                 "  --data PATH          Online Retail file (default %s)\n"
                 "  --split YYYY-MM-DD   train before this day (2011-11-01)\n"
@@ -466,14 +466,14 @@ int ctl_reco_eval_main(int argc, char **argv) {
                 case 's':
                         split = parse_day(optarg);
                         if (split < 0) {
-                                eval_usage();
+                                ctl_reco_eval_usage(stderr);
                                 return 2;
                         }
                         break;
                 case 'u':
                         until = parse_day(optarg);
                         if (until < 0) {
-                                eval_usage();
+                                ctl_reco_eval_usage(stderr);
                                 return 2;
                         }
                         break;
@@ -487,14 +487,14 @@ int ctl_reco_eval_main(int argc, char **argv) {
                 case 'b': base.max_basket = atoi(optarg); break;
                 case 'z': base.hist_size = atoi(optarg); break;
                 case 'm': mode = optarg; break;
-                case 'h': eval_usage(); return 0;
-                default: eval_usage(); return 2;
+                case 'h': ctl_reco_eval_usage(stdout); return 0;
+                default: ctl_reco_eval_usage(stderr); return 2;
                 }
         }
         if (e.topn < 1 || e.topn > LOY_RECO_N_MAX ||
             (strcmp(mode, "both") && strcmp(mode, "static") &&
              strcmp(mode, "progressive"))) {
-                eval_usage();
+                ctl_reco_eval_usage(stderr);
                 return 2;
         }
         base.mem_limit = 256u << 20;
@@ -785,8 +785,8 @@ static int bench_memory_child(size_t limit, int64_t items, int basket,
         return WEXITSTATUS(status);
 }
 
-static void bench_usage(void) {
-        fprintf(stderr,
+void ctl_reco_bench_usage(FILE *fp) {
+        fprintf(fp,
                 "usage: loyaltyctl reco-bench [options]\n"
                 "  --data PATH        Online Retail file (default %s)\n"
                 "  --runs N           runs per figure, median (5)\n"
@@ -824,12 +824,12 @@ int ctl_reco_bench_main(int argc, char **argv) {
                         break;
                 case 'S': speed = 0; break;
                 case 'M': memory = 0; break;
-                case 'h': bench_usage(); return 0;
-                default: bench_usage(); return 2;
+                case 'h': ctl_reco_bench_usage(stdout); return 0;
+                default: ctl_reco_bench_usage(stderr); return 2;
                 }
         }
         if (runs < 1 || runs > 99 || items < 1 || basket < 2) {
-                bench_usage();
+                ctl_reco_bench_usage(stderr);
                 return 2;
         }
         if (!nlim) {

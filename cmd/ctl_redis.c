@@ -11,6 +11,8 @@
 #include <hiredis/hiredis.h>
 
 #include "ctl.h"
+#include "loy_config.h"
+#include "loy_rconn.h"
 
 int ctl_free_port(void) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -201,4 +203,81 @@ void ctl_redis_stop(ctl_redis_t *r) {
         kill(r->pid, SIGTERM);
         waitpid(r->pid, NULL, 0);
         r->pid = 0;
+}
+
+int ctl_setting(loy_config_t *conf, const char *tool, int opt,
+                const char *arg) {
+        static const struct {
+                int opt;
+                const char *key;
+        } flags[] = {{'H', "redis.host"},
+                     {'p', "redis.port"},
+                     {'n', "redis.namespace"}};
+        char err[512];
+        int rc = -1;
+        if (opt == 'c') {
+                rc = loy_config_load(conf, arg, err, sizeof(err));
+        } else if (opt == 'X') {
+                char kv[1024], *eq;
+                snprintf(kv, sizeof(kv), "%s", arg);
+                if (!(eq = strchr(kv, '='))) {
+                        fprintf(stderr, "%s: -X %s: expected "
+                                "section.key=value\n", tool, arg);
+                        return -1;
+                }
+                *eq = '\0';
+                rc = loy_config_set(conf, "-X", kv, eq + 1, err, sizeof(err));
+        } else {
+                for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+                        if (flags[i].opt == opt)
+                                rc = loy_config_set(conf, "-", flags[i].key,
+                                                    arg, err, sizeof(err));
+        }
+        if (rc)
+                fprintf(stderr, "%s: %s\n", tool, err);
+        return rc ? -1 : 0;
+}
+
+redisContext *ctl_redis_connect(loy_config_t *conf, const char *tool) {
+        loy_rconn_opts_t o;
+        char password[sizeof(conf->redis_password)], err[768];
+        redisContext *c = NULL;
+        if (loy_config_check(conf, "-X", err, sizeof(err)) ||
+            loy_config_redis_opts(conf, &o, password, sizeof(password), err,
+                                  sizeof(err))) {
+                fprintf(stderr, "%s: %s\n", tool, err);
+        } else if (!(c = loy_rconn_open(conf->redis_host, conf->redis_port,
+                                        &o, NULL, err, sizeof(err)))) {
+                fprintf(stderr, "%s: redis %s\n", tool, err);
+        }
+        memset(password, 0, sizeof(password));
+        return c;
+}
+
+int ctl_kafka_prop(loy_config_t *conf, const char *tool, const char *kv) {
+        char key[512], err[512];
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv) {
+                fprintf(stderr, "%s: -X %s: expected property=value\n", tool,
+                        kv);
+                return -1;
+        }
+        snprintf(key, sizeof(key), "kafka.%.*s", (int)(eq - kv), kv);
+        if (loy_config_set(conf, "-X", key, eq + 1, err, sizeof(err))) {
+                fprintf(stderr, "%s: %s\n", tool, err);
+                return -1;
+        }
+        return 0;
+}
+
+void ctl_kafka_brokers(loy_config_t *conf, const char *brokers) {
+        char err[256];
+        if (!brokers) {
+                for (int i = 0; i < conf->nkafka; i++)
+                        if (!strcmp(conf->kafka_keys[i], "bootstrap.servers"))
+                                return;
+                brokers = "localhost:9092";
+        }
+        loy_config_set(conf, "-b", "kafka.bootstrap.servers", brokers, err,
+                       sizeof(err));
 }

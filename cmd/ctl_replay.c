@@ -72,24 +72,26 @@ static void on_int(int sig) {
         replay_running = 0;
 }
 
-static void replay_usage(void) {
-        fprintf(stderr,
+void ctl_replay_usage(FILE *fp) {
+        fprintf(fp,
                 "usage: loyaltyctl replay [-b BROKERS] [-t TOPIC] "
                 "[-f FORMAT] [-s SPEED] [-n LIMIT] FILE\n"
                 "  FILE      online_retail.csv.gz, cdnow_master.txt.gz, "
                 "cdnow_sample.txt, or customer_id,timestamp,amount CSV\n"
-                "  -b        bootstrap servers (default localhost:9092)\n"
+                "  -b        bootstrap servers (default localhost:9092, or "
+                "-X bootstrap.servers)\n"
                 "  -t        topic (default purchases)\n"
                 "  -f        auto|online_retail|cdnow_master|cdnow_sample|"
                 "generic\n"
                 "  -s        time compression: 0 = as fast as possible "
                 "(default), 86400 = a day a second\n"
                 "  -n        stop after LIMIT events\n"
-                "  -X k=v    any librdkafka producer property\n");
+                "  -X k=v    any librdkafka producer property, e.g. -X "
+                "security.protocol=SASL_SSL\n");
 }
 
 int ctl_replay_main(int argc, char **argv) {
-        const char *brokers = "localhost:9092", *topic = "purchases";
+        const char *brokers = NULL, *topic = "purchases";
         loy_source_format_t fmt = LOY_SRC_AUTO;
         double speed = 0;
         int64_t limit = 0, n, t0;
@@ -115,36 +117,24 @@ int ctl_replay_main(int argc, char **argv) {
                         break;
                 case 's': speed = atof(optarg); break;
                 case 'n': limit = atoll(optarg); break;
-                case 'X': {
-                        char kv[512], *eq;
-                        snprintf(kv, sizeof(kv), "kafka.%s", optarg);
-                        eq = strchr(kv, '=');
-                        if (!eq) {
-                                replay_usage();
-                                return 2;
-                        }
-                        *eq = '\0';
-                        if (loy_config_set(&conf, "-X", kv, eq + 1, err,
-                                           sizeof(err))) {
-                                fprintf(stderr, "replay: %s\n", err);
+                case 'X':
+                        if (ctl_kafka_prop(&conf, "replay", optarg)) {
                                 loy_config_free(&conf);
                                 return 2;
                         }
                         break;
-                }
                 default:
-                        replay_usage();
+                        ctl_replay_usage(stderr);
                         loy_config_free(&conf);
                         return 2;
                 }
         }
         if (optind != argc - 1) {
-                replay_usage();
+                ctl_replay_usage(stderr);
                 loy_config_free(&conf);
                 return 2;
         }
-        loy_config_set(&conf, "-b", "kafka.bootstrap.servers", brokers, err,
-                       sizeof(err));
+        ctl_kafka_brokers(&conf, brokers);
         src = loy_source_open(argv[optind], fmt, err, sizeof(err));
         if (!src) {
                 fprintf(stderr, "replay: %s\n", err);

@@ -143,6 +143,24 @@ static int bad_id(const char *what, const char *id, int required,
         return 0;
 }
 
+/* A sku may hold blanks ("BANK CHARGES" in Online Retail) but no control
+ * character: the recommendation history stores it in tab- and
+ * newline-separated lines, where a tab in a sku would cut the customer's
+ * history on its next load. */
+static int bad_sku(const char *sku, char *what, char *errstr,
+                   size_t errstr_size) {
+        for (const char *p = sku; *p; p++) {
+                unsigned char ch = (unsigned char)*p;
+                if (ch < ' ' || ch == 0x7f) {
+                        snprintf(errstr, errstr_size,
+                                 "%s has a control character (0x%02x)", what,
+                                 ch);
+                        return 1;
+                }
+        }
+        return 0;
+}
+
 #define LOY_TS_MIN_MS 631152000000LL /* 1990-01-01 */
 
 int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
@@ -181,6 +199,8 @@ int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
                                  loy_browse_action_name(ev->action));
                         return -1;
                 }
+                if (bad_sku(ev->sku, "sku", errstr, errstr_size))
+                        return -1;
                 return 0;
         }
         if (bad_id("order_id", ev->order_id, 1, errstr, errstr_size))
@@ -191,10 +211,14 @@ int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
         }
         for (int i = 0; i < ev->nlines; i++) {
                 const loy_line_t *l = &ev->lines[i];
+                char what[32];
                 if (!l->sku[0]) {
                         snprintf(errstr, errstr_size, "line %d has no sku", i);
                         return -1;
                 }
+                snprintf(what, sizeof(what), "line %d sku", i);
+                if (bad_sku(l->sku, what, errstr, errstr_size))
+                        return -1;
                 if (!isfinite(l->unit_price) || l->unit_price < 0 ||
                     l->unit_price > 1e9) {
                         snprintf(errstr, errstr_size,

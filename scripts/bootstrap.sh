@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
       libhiredis-dev libcunit1-dev libjansson-dev libgsl-dev zlib1g-dev
       redis-server kafkacat gnuplot-nox
+      stunnel4 openssl           # TLS to Redis: a stunnel client (docs/redis-keys.md)
       clang libclang-rt-14-dev)   # fuzz targets: clang + libFuzzer runtime
 missing=()
 for p in "${pkgs[@]}"; do

@@ -805,6 +805,27 @@ static void test_bad_values(void) {
                       "line 0 unit_price -0.01 is not a finite amount in "
                       "[0, 1e9]");
 
+        /* a sku with a control character would cut the customer's
+         * recommendation history (tab-separated lines) on its next load;
+         * a blank is fine */
+        ASSERT_REJECT(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
+                                 " \"c\", \"ts\": 1291191960000,"
+                                 " \"order_id\": \"o\", \"lines\": [{\"sku\":"
+                                 " \"A\\tB\", \"quantity\": 1, \"unit_price\":"
+                                 " 1}]}", LOY_EV_PURCHASE),
+                      "line 0 sku has a control character (0x09)");
+        ASSERT_REJECT(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
+                                 " \"c\", \"ts\": 1291191960000, \"action\":"
+                                 " \"view\", \"sku\": \"s\\n1\"}",
+                                 LOY_EV_BROWSE),
+                      "sku has a control character (0x0a)");
+        CU_ASSERT_EQUAL(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
+                                   " \"c\", \"ts\": 1291191960000,"
+                                   " \"order_id\": \"o\", \"lines\": [{\"sku\":"
+                                   " \"BANK CHARGES\", \"quantity\": 1,"
+                                   " \"unit_price\": 1}]}", LOY_EV_PURCHASE),
+                        0);
+
         /* timestamp in seconds instead of milliseconds */
         fill_536365(&in);
         in.ts_ms = 1291191960;

@@ -1,0 +1,218 @@
+/*
+ * The loyaltyctl binary as a user runs it: every command answers -h and
+ * --help with its options on stdout (exit 0), no command is an error, and
+ * the tools that read Redis reach one that wants an ACL user and a
+ * password, given as loyaltyd takes them (-X, -c FILE).
+ */
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tu.h"
+
+static const char *const commands[] = {
+    "demo", "replay", "inspect", "triggers", "fields", "reco-eval",
+    "reco-bench", "fit", "eval", "bench-model", "bench"};
+
+/* Runs loyaltyctl with args (a shell word list); its exit status, stdout
+ * and stderr into out/err (malloc'd, the caller frees). */
+static int run(const char *args, char **out, char **err) {
+        char cmd[2048], opath[] = "/tmp/loy_ctl_out_XXXXXX",
+                        epath[] = "/tmp/loy_ctl_err_XXXXXX";
+        int ofd = mkstemp(opath), efd = mkstemp(epath), st;
+        char *bufs[2] = {NULL, NULL};
+        const char *paths[2] = {opath, epath};
+        if (ofd < 0 || efd < 0)
+                return -1;
+        close(ofd);
+        close(efd);
+        snprintf(cmd, sizeof(cmd), "%s %s >%s 2>%s",
+                 tu_build_path("loyaltyctl"), args, opath, epath);
+        st = system(cmd);
+        for (int i = 0; i < 2; i++) {
+                FILE *fp = fopen(paths[i], "r");
+                size_t n = 0;
+                bufs[i] = calloc(1, 65536);
+                if (fp && bufs[i])
+                        n = fread(bufs[i], 1, 65535, fp);
+                if (bufs[i])
+                        bufs[i][n] = '\0';
+                if (fp)
+                        fclose(fp);
+                unlink(paths[i]);
+        }
+        *out = bufs[0];
+        *err = bufs[1];
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_help(void) {
+        char *out, *err, args[64], want[64];
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                for (int h = 0; h < 2; h++) {
+                        snprintf(args, sizeof(args), "%s %s", commands[i],
+                                 h ? "--help" : "-h");
+                        snprintf(want, sizeof(want), "usage: loyaltyctl %s",
+                                 commands[i]);
+                        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+                        CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+                        CU_ASSERT_EQUAL(strncmp(out, want, strlen(want)), 0);
+                        if (strncmp(out, want, strlen(want)))
+                                fprintf(stderr, "\n  %s: \"%.80s\"\n", args,
+                                        out);
+                        CU_ASSERT_STRING_EQUAL(err, "");
+                        free(out);
+                        free(err);
+                }
+        }
+        CU_ASSERT_EQUAL(run("", &out, &err), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "usage: loyaltyctl COMMAND"));
+        free(out);
+        free(err);
+        CU_ASSERT_EQUAL(run("--help", &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: loyaltyctl COMMAND"));
+        free(out);
+        free(err);
+        CU_ASSERT_EQUAL(run("no-such-command", &out, &err), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown command"));
+        free(out);
+        free(err);
+}
+
+/* inspect against a Redis whose default user has a password and which
+ * has an ACL user for loyaltyd; a customer hash written by redis-cli in
+ * the packed layout's fallback (readable fields of an older version). */
+static void test_inspect_acl(void) {
+        tu_redis_t r;
+        char dir[] = "/tmp/loy_ctl_XXXXXX", pw[600], conf[600];
+        char args[2048], *out, *err;
+        FILE *fp;
+        CU_ASSERT_EQUAL_FATAL(tu_redis_start(&r, 0), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+        free(tu_redis_cli(&r, "HSET 'shop:c:{c42}' orders 3 frequency 2 "
+                              "last_purchase_ms 1709640000000 "
+                              "last_event_ms 1709640000000 "
+                              "first_purchase_ms 1707048000000"));
+        free(tu_redis_cli(&r, "ACL SETUSER dash on '>dash-pw' '~shop:*' "
+                              "'+@read' '+ping'"));
+        free(tu_redis_cli(&r, "CONFIG SET requirepass 'default-pw'"));
+        snprintf(pw, sizeof(pw), "%s/redis.pw", dir);
+        fp = fopen(pw, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fputs("dash-pw\n", fp);
+        fclose(fp);
+        snprintf(conf, sizeof(conf), "%s/loyaltyd.conf", dir);
+        fp = fopen(conf, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fprintf(fp, "[redis]\nport = %d\nnamespace = shop\nuser = dash\n"
+                    "password.file = redis.pw\n", r.port);
+        fclose(fp);
+
+        /* no credentials: the server's reason, exit 1 */
+        snprintf(args, sizeof(args), "inspect -p %d -n shop c42", r.port);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "NOAUTH"));
+        free(out);
+        free(err);
+        /* wrong ones: the reason, not the password */
+        snprintf(args, sizeof(args), "inspect -p %d -n shop -X redis.user="
+                 "dash -X redis.password=bad-pw c42", r.port);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "WRONGPASS"));
+        CU_ASSERT_PTR_NULL(strstr(err, "bad-pw"));
+        free(out);
+        free(err);
+        /* the config file: its [redis] section, the password file next
+         * to it */
+        snprintf(args, sizeof(args), "inspect -c %s c42", conf);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "customer c42"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "(2024-03-05 12:00:00 UTC)"));
+        if (!strstr(out, "customer c42"))
+                fprintf(stderr, "\n  inspect: %s%s\n", out, err);
+        free(out);
+        free(err);
+        /* the same with -X only */
+        snprintf(args, sizeof(args), "inspect -p %d -n shop -X redis.user="
+                 "dash -X redis.password.file=%s c42", r.port, pw);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "customer c42"));
+        free(out);
+        free(err);
+        /* fit reads the same Redis the same way */
+        snprintf(args, sizeof(args), "fit -R 127.0.0.1:%d -n shop -X "
+                 "redis.user=dash -X redis.password=nope -o -", r.port);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "WRONGPASS"));
+        free(out);
+        free(err);
+        snprintf(args, sizeof(args), "fit -R 127.0.0.1:%d -C %s -o -",
+                 r.port, conf);
+        run(args, &out, &err);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "read 1 customers from redis"));
+        if (!strstr(out, "read 1 customers"))
+                fprintf(stderr, "\n  fit: %s%s\n", out, err);
+        free(out);
+        free(err);
+        unlink(pw);
+        unlink(conf);
+        rmdir(dir);
+        tu_redis_stop(&r);
+}
+
+static void count_msg(const char *key, const void *val, size_t len,
+                      const char *headers, int32_t partition, int64_t offset,
+                      void *opaque) {
+        (void)key, (void)val, (void)len, (void)headers, (void)partition,
+            (void)offset;
+        ++*(int *)opaque;
+}
+
+/* replay's -X reaches librdkafka: the brokers from -X bootstrap.servers
+ * (not the -b default over it), a property librdkafka does not know
+ * refused with its name. */
+static void test_replay_kafka_props(void) {
+        tu_kafka_t *k = tu_kafka_start(1);
+        char path[] = "/tmp/loy_ctl_csv_XXXXXX", args[1024], *out, *err;
+        int fd = mkstemp(path), n = 0;
+        FILE *fp;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+        CU_ASSERT_FATAL(fd >= 0);
+        fp = fdopen(fd, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fputs("customer_id,timestamp,amount\n"
+              "c1,2024-03-05,10.5\nc2,2024-03-06,20\nc1,2024-03-07,5\n", fp);
+        fclose(fp);
+        CU_ASSERT_EQUAL(tu_kafka_topic(k, "ctlin", 1), 0);
+        snprintf(args, sizeof(args), "replay -t ctlin -X bootstrap.servers=%s "
+                 "-X client.id=ctl-test %s", tu_kafka_bootstraps(k), path);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "replayed 3 events"));
+        free(out);
+        free(err);
+        CU_ASSERT_EQUAL(tu_kafka_consume_all(k, "ctlin", 500, count_msg, &n),
+                        3);
+        CU_ASSERT_EQUAL(n, 3);
+        snprintf(args, sizeof(args), "replay -t ctlin -X bootstrap.servers=%s "
+                 "-X no.such.property=1 %s", tu_kafka_bootstraps(k), path);
+        CU_ASSERT_NOT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "no.such.property"));
+        free(out);
+        free(err);
+        unlink(path);
+        tu_kafka_stop(k);
+}
+
+int main(void) {
+        static const tu_test_t tests[] = {
+            {"every command answers -h and --help", test_help},
+            {"inspect and fit with an ACL user and a password file",
+             test_inspect_acl},
+            {"replay takes librdkafka properties", test_replay_kafka_props},
+        };
+        return tu_cunit_main("loyaltyctl", tests,
+                             (int)(sizeof(tests) / sizeof(tests[0])));
+}
