@@ -33,37 +33,53 @@ static void on_hup(int sig) {
 }
 
 /*
- * LOY_FAILPOINT=stop-after-aggregates:N (for the fault suite, not for
- * production): the process stops itself (SIGSTOP) once the aggregates of
- * its N-th batch were accepted, before that batch's customers are sent,
- * and goes on where it stopped on SIGCONT. That is the moment a frozen
- * process is most dangerous to its partitions' next owner.
+ * LOY_FAILPOINT (for the fault suite, not for production), at the moment
+ * the aggregates of the process's N-th batch were accepted and before that
+ * batch's customers are sent:
+ *   stop-after-aggregates:N  it stops itself (SIGSTOP) and goes on where it
+ *       stopped on SIGCONT: the moment a frozen process is most dangerous
+ *       to its partitions' next owner;
+ *   kill-after-aggregates:N  it dies (SIGKILL): the crash a redo must
+ *       repair, at will instead of by chance.
  */
+static const char *const failpoint_names[] = {"stop-after-aggregates:",
+                                              "kill-after-aggregates:"};
+static int failpoint_signal;
 static long failpoint_at, failpoint_seen;
 
 static void failpoint_hook(loy_store_t *s, void *opaque) {
         (void)s;
         (void)opaque;
         if (++failpoint_seen == failpoint_at) {
-                LOY_WARN("loyaltyd", "LOY_FAILPOINT: stopping after the "
-                         "aggregates of batch %ld", failpoint_seen);
-                raise(SIGSTOP);
+                LOY_WARN("loyaltyd", "LOY_FAILPOINT: %s after the "
+                         "aggregates of batch %ld",
+                         failpoint_signal == SIGKILL ? "dying" : "stopping",
+                         failpoint_seen);
+                raise(failpoint_signal);
         }
 }
 
 static int failpoint_set(loy_proc_t *p, char *err, size_t size) {
-        static const char pre[] = "stop-after-aggregates:";
         const char *fp = getenv("LOY_FAILPOINT");
+        const char *num = NULL;
         char *end;
         if (!fp || !*fp)
                 return 0;
-        if (strncmp(fp, pre, sizeof(pre) - 1)) {
+        for (int i = 0; i < 2 && !num; i++) {
+                size_t n = strlen(failpoint_names[i]);
+                if (!strncmp(fp, failpoint_names[i], n)) {
+                        num = fp + n;
+                        failpoint_signal = i ? SIGKILL : SIGSTOP;
+                }
+        }
+        if (!num) {
                 snprintf(err, size, "LOY_FAILPOINT \"%s\": want "
-                         "stop-after-aggregates:N", fp);
+                         "stop-after-aggregates:N or kill-after-aggregates:N",
+                         fp);
                 return -1;
         }
         errno = 0;
-        failpoint_at = strtol(fp + sizeof(pre) - 1, &end, 10);
+        failpoint_at = strtol(num, &end, 10);
         if (errno || *end || failpoint_at < 1) {
                 snprintf(err, size, "LOY_FAILPOINT \"%s\": N must be a "
                          "positive integer", fp);

@@ -47,6 +47,8 @@ typedef struct counted_ent {
         int32_t part;
         loy_agg_counted_t v;
         int seen;              /* loaded ones: settled by this batch */
+        int ahead;             /* loaded ones: the counts hold v, the hash
+                                * does not (loy_agg_counted_get said 1) */
 } counted_ent_t;
 
 typedef struct counted_list {
@@ -500,6 +502,7 @@ int loy_agg_counted_get(loy_agg_t *a, const char *cid, loy_agg_counted_t *v) {
                 e->seen = 1;
                 return 0;
         }
+        e->ahead = 1;
         *v = e->v;
         return 1;
 }
@@ -515,7 +518,7 @@ void loy_agg_begin(loy_agg_t *a) {
         a->nused = 0;
         a->cbatch.n = 0;
         for (int i = 0; i < a->cloaded.n; i++)
-                a->cloaded.v[i].seen = 0;
+                a->cloaded.v[i].seen = a->cloaded.v[i].ahead = 0;
         a->nkpi = 0;
         a->held = 0;
         fires_clear(&a->batch);
@@ -642,9 +645,14 @@ int loy_agg_cust(loy_agg_t *a, const char *cid, int32_t part,
                  const loy_agg_counted_t *from, const loy_agg_counted_t *to) {
         counted_ent_t *e = counted_find(a, cid);
         size_t len = strlen(cid);
+        int ahead = e && e->ahead;
         if (e)
                 e->seen = 1;   /* its hash is written by this batch */
-        if (same_counted(from, to))
+        /* Nothing moves, but a customer the counts hold ahead of its hash
+         * stays listed until this batch's write of the hash lands: the
+         * counts land first, and a crash in between must not make the
+         * next redo move it again from its hash. */
+        if (same_counted(from, to) && !ahead)
                 return 0;
         if (len > LOY_ID_MAX)
                 return -1;

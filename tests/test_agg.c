@@ -314,6 +314,81 @@ static void test_counts_redo(void) {
         loy_agg_destroy(a);
 }
 
+/* The redo scores a listed customer exactly as the list says: nothing
+ * moves, but until its hash lands the list must keep naming it, or a
+ * second crash before the hash makes the next redo count it again from
+ * its hash (seen as a customer counted twice as new). */
+static void test_counts_redo_unmoved(void) {
+        static held_t h;
+        const loy_batch_agg_t *b;
+        loy_agg_t *a;
+        loy_agg_counted_t none = vec(-1, -1, -1, -1, -1);
+        loy_agg_counted_t a1 = vec(LOY_SEG_NEW, 1900, 0, 300, 30);
+        loy_agg_counted_t b0 = vec(LOY_SEG_LOST, 1700, 64, 400, 20);
+        loy_agg_counted_t b1 = vec(LOY_SEG_AT_RISK, 1800, 101, 420, 25);
+        loy_agg_counted_t b2 = vec(LOY_SEG_LOYAL, 1850, 128, 430, 35);
+        loy_agg_counted_t v;
+
+        memset(&h, 0, sizeof(h));
+        a = start(NULL);
+        loy_agg_begin(a);
+        CU_ASSERT_EQUAL(loy_agg_cust(a, "ca", 0, &none, &a1), 0);
+        CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
+        land(&h, b);     /* then the process dies before ca's hash */
+        loy_agg_destroy(a);
+
+        /* First redo: ca scored as listed; cb, in the same list, moves */
+        a = start(&h);
+        loy_agg_begin(a);
+        v = none;
+        CU_ASSERT_EQUAL(loy_agg_counted_get(a, "ca", &v), 1);
+        CU_ASSERT_EQUAL(loy_agg_cust(a, "ca", 0, &v, &a1), 0);
+        CU_ASSERT_EQUAL(loy_agg_cust(a, "cb", 0, &b0, &b1), 0);
+        CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_EQUAL(count_of(b, -1, LOY_SEG_NEW), 0);
+        CU_ASSERT_EQUAL(count_of(b, LOY_DIM_RECENCY, 1900), 0);
+        CU_ASSERT_STRING_EQUAL(fence_of(b, "v:0")->value,
+                               "1 1900 0 300 30 ca\n"
+                               "6 1800 101 420 25 cb\n");
+        land(&h, b);     /* and it dies again before the hashes */
+        loy_agg_destroy(a);
+
+        /* Second redo: ca still starts from the list, not from nothing */
+        a = start(&h);
+        loy_agg_begin(a);
+        v = none;
+        CU_ASSERT_EQUAL(loy_agg_counted_get(a, "ca", &v), 1);
+        CU_ASSERT_EQUAL(v.seg, LOY_SEG_NEW);
+        CU_ASSERT_EQUAL(loy_agg_cust(a, "ca", 0, &v, &a1), 0);
+        v = b0;
+        CU_ASSERT_EQUAL(loy_agg_counted_get(a, "cb", &v), 1);
+        CU_ASSERT_EQUAL(loy_agg_cust(a, "cb", 0, &v, &b2), 0);
+        CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_EQUAL(count_of(b, -1, LOY_SEG_NEW), 0);
+        CU_ASSERT_EQUAL(count_of(b, -1, LOY_SEG_AT_RISK), -1);
+        CU_ASSERT_EQUAL(count_of(b, -1, LOY_SEG_LOYAL), 1);
+        land(&h, b);
+        loy_agg_written(a);
+
+        /* ca's hash landed: read back equal, it settles and drops out
+         * (cb, not in this batch, stays) */
+        loy_agg_destroy(a);
+        a = start(&h);
+        loy_agg_begin(a);
+        v = a1;
+        CU_ASSERT_EQUAL(loy_agg_counted_get(a, "ca", &v), 0);
+        CU_ASSERT_EQUAL(loy_agg_cust(a, "ca", 0, &a1, &a1), 0);
+        CU_ASSERT_EQUAL(loy_agg_cust(a, "cc", 0, &none, &a1), 0);
+        CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_STRING_EQUAL(fence_of(b, "v:0")->value,
+                               "1 1900 0 300 30 cc\n"
+                               "3 1850 128 430 35 cb\n");
+        loy_agg_destroy(a);
+}
+
 /* A fence that does not parse is an error, not a silent zero. */
 /* With an owner, a batch that writes proves it owns every partition it
  * holds; the partitions Kafka assigned are listed to be taken over once. */
@@ -403,6 +478,9 @@ int main(void) {
                     test_pending_kept);
         CU_add_test(su, "count moves and the redo after a crash",
                     test_counts_redo);
+        CU_add_test(su, "a listed customer the redo does not move stays "
+                    "listed until its hash lands",
+                    test_counts_redo_unmoved);
         CU_add_test(su, "a fence that does not parse", test_bad_fence);
         CU_add_test(su, "owner checks and partitions to take over",
                     test_owner);

@@ -403,9 +403,54 @@ static void sc_clean2(fx_result_t *res) {
 
 /* --------------------------------------------------------------- kill9 */
 
-enum { K_START, K_MIDBATCH, K_SIGTERM, K_TIMER, K__COUNT };
+enum { K_START, K_MIDBATCH, K_SIGTERM, K_TIMER, K_AGG_TWICE, K__COUNT };
 static const char *const kmode[] = {"right-after-start", "mid-batch",
-                                    "during-SIGTERM", "timer-burst"};
+                                    "during-SIGTERM", "timer-burst",
+                                    "after-aggregates-twice"};
+
+/* Slot 0 restarted with a failpoint that kills it once its first batch's
+ * aggregates landed, before its customers. 1 when it died there, 0 when
+ * it got no batch to die in (it is left running). */
+static int die_after_aggregates(fx_env_t *e) {
+        int64_t end = fx_now_ms() + (opt.quick ? 8000 : 15000);
+        e->procs[0].failpoint = "kill-after-aggregates:1";
+        fx_spawn(e, 0);
+        e->procs[0].failpoint = NULL;
+        /* the SIGKILL is the failpoint's, so ours */
+        e->procs[0].killed = 1;
+        while (fx_now_ms() < end) {
+                fx_reap(e, 0);
+                if (!fx_alive(e, 0))
+                        return 1;
+                fx_sleep_ms(10);
+        }
+        return 0;
+}
+
+/* Two crashes between a batch's aggregates and its customers, the redo
+ * bigger than the batch it redoes: a few events of the slice first, then
+ * the rest. The redo scores the first batch's customers as the crashed
+ * batch did (their moves are already counted) and others anew, and must
+ * keep the former listed until their hashes land. */
+static void agg_twice(fx_env_t *e, int k, int *produced, int to) {
+        int first = *produced + 40 < to ? *produced + 40 : to, died;
+        if (*produced < first &&
+            fx_data_produce(e->kafka, "purchases", &ref.data, *produced,
+                            first) == 0)
+                *produced = first;
+        died = die_after_aggregates(e);
+        if (*produced < to &&
+            fx_data_produce(e->kafka, "purchases", &ref.data, *produced,
+                            to) == 0)
+                *produced = to;
+        if (died)
+                died += die_after_aggregates(e);
+        if (died < 2)
+                printf("  kill %d: %s: died there %d of 2 times (no batch "
+                       "with aggregates to die in)\n", k,
+                       kmode[K_AGG_TWICE], died);
+        fx_kill9(e, 0);
+}
 
 /* Waits until stats field grows past base (or timeout); 0 when it did. */
 static int wait_stat_growth(fx_env_t *e, const char *field, double base,
@@ -439,6 +484,14 @@ static void sc_kill9(fx_result_t *res, fx_rng_t *rng) {
                 double in0, t0;
                 if (to > n)
                         to = n;
+                /* the quick run has few kills: one is always this one */
+                if (k == kills / 2)
+                        mode = K_AGG_TWICE;
+                if (mode == K_AGG_TWICE) {
+                        agg_twice(&e, k, &produced, to);
+                        done[mode]++;
+                        continue;
+                }
                 if (produced < to &&
                     fx_data_produce(e.kafka, "purchases", &ref.data,
                                     produced, to) == 0)
