@@ -19,6 +19,7 @@
 
 #include "ctl.h"
 #include "loy_config.h"
+#include "loy_http.h"
 #include "loy_kafka.h"
 
 #define PARTITIONS 8
@@ -35,6 +36,7 @@ typedef struct demo {
         ctl_redis_t redis;
         ctl_kafka_t kafka;
         pid_t loyaltyd;
+        int http_port;          /* loyaltyd's /metrics /healthz /readyz */
         redisContext *rc;
 } demo_t;
 
@@ -62,16 +64,34 @@ static double stat_d(redisContext *c, const char *field) {
 static const char *extra_x[8];
 static int nextra_x;
 
+/* Waits until loyaltyd's /readyz says ready (partitions assigned, Redis
+ * answering), up to timeout_ms; its seconds, or -1 (not ready, or it
+ * died). */
+static double wait_ready(const demo_t *d, int timeout_ms) {
+        int64_t t0 = ctl_wall_ms();
+        while (ctl_wall_ms() - t0 < timeout_ms && demo_running) {
+                if (waitpid(d->loyaltyd, NULL, WNOHANG) == d->loyaltyd)
+                        return -1;
+                if (loy_http_request(d->http_port, "GET", "/readyz", 1000,
+                                     NULL) == 200)
+                        return (double)(ctl_wall_ms() - t0) / 1e3;
+                ctl_sleep_ms(100);
+        }
+        return -1;
+}
+
 static pid_t spawn_loyaltyd(const demo_t *d, const char *conf_path) {
-        char log[300], xb[300], xr[64];
+        char log[300], xb[300], xr[64], xh[64];
         const char *xs[CTL_SPAWN_X_MAX];
         int n = 0;
         snprintf(log, sizeof(log), "%s/loyaltyd.log", d->dir);
         snprintf(xb, sizeof(xb), "kafka.bootstrap.servers=%s",
                  d->kafka.bootstraps);
         snprintf(xr, sizeof(xr), "redis.port=%d", d->redis.port);
+        snprintf(xh, sizeof(xh), "http.listen=127.0.0.1:%d", d->http_port);
         xs[n++] = xb;
         xs[n++] = xr;
+        xs[n++] = xh;
         xs[n++] = "clock.idle.ms=2000";
         for (int i = 0; i < nextra_x; i++)
                 xs[n++] = extra_x[i];
@@ -361,13 +381,16 @@ int ctl_demo_main(int argc, char **argv) {
         printf("  kafka     librdkafka mock cluster at %s (%d partitions)\n"
                "  redis     private redis-server on 127.0.0.1:%d (%s)\n",
                d.kafka.bootstraps, PARTITIONS, d.redis.port, d.dir);
+        d.http_port = ctl_free_port();
         d.loyaltyd = spawn_loyaltyd(&d, conf_path);
         if (d.loyaltyd <= 0) {
                 fprintf(stderr, "demo: could not start loyaltyd\n");
                 goto out;
         }
-        printf("  loyaltyd  pid %d, config %s, log %s/loyaltyd.log\n",
-               (int)d.loyaltyd, conf_path, d.dir);
+        printf("  loyaltyd  pid %d, config %s, log %s/loyaltyd.log\n"
+               "            http://127.0.0.1:%d/metrics (and /healthz, "
+               "/readyz)\n",
+               (int)d.loyaltyd, conf_path, d.dir, d.http_port);
         fflush(stdout);
 
         loy_config_set(&conf, "demo", "kafka.bootstrap.servers",
@@ -513,15 +536,28 @@ int ctl_demo_main(int argc, char **argv) {
                "  build/loyaltyctl inspect -p PORT 17850\n"
                "  build/loyaltyctl triggers -b BOOTSTRAP\n"
                "  kcat -b BOOTSTRAP -L\n"
+               "  curl -s METRICS | grep -v '^#'   (docs/operations.md)\n"
                "  docs/redis-keys.md and docs/events.md explain every key "
                "and field.\n");
         if (keep) {
                 char xb[300], xr[64];
                 snprintf(xb, sizeof(xb), "%s", d.kafka.bootstraps);
                 snprintf(xr, sizeof(xr), "%d", d.redis.port);
+                double ready;
                 d.loyaltyd = spawn_loyaltyd(&d, conf_path);
-                printf("\nrunning: PORT=%s BOOTSTRAP=%s (loyaltyd pid %d). "
-                       "Ctrl-C to stop.\n", xr, xb, (int)d.loyaltyd);
+                printf("\nloyaltyd pid %d started again; waiting until it "
+                       "is ready (/readyz) ...\n", (int)d.loyaltyd);
+                fflush(stdout);
+                /* the group waits for the member that left to time out */
+                ready = wait_ready(&d, 120000);
+                if (ready < 0)
+                        printf("not ready after 120 s; see %s/loyaltyd.log\n",
+                               d.dir);
+                printf("\nrunning%s: PORT=%s BOOTSTRAP=%s METRICS="
+                       "http://127.0.0.1:%d/metrics (loyaltyd pid %d). "
+                       "Ctrl-C to stop.\n",
+                       ready < 0 ? " (not ready yet)" : ", ready", xr, xb,
+                       d.http_port, (int)d.loyaltyd);
                 fflush(stdout);
                 while (demo_running)
                         ctl_sleep_ms(200);

@@ -66,13 +66,17 @@ pid_t ctl_loyaltyd_spawn(const char *bin_path, const char *conf_path,
                 snprintf(bin, sizeof(bin), "%s/loyaltyd", self);
         pid = fork();
         if (pid == 0) {
-                const char *argv[4 + 2 * CTL_SPAWN_X_MAX];
+                const char *argv[6 + 2 * CTL_SPAWN_X_MAX];
                 int a = 0;
                 if (!freopen(log_path, "w", stderr))
                         _exit(126);
                 argv[a++] = "loyaltyd";
                 argv[a++] = "-c";
                 argv[a++] = conf_path;
+                /* several at once, beside whatever else runs here: any
+                 * free port (logged); the caller's -X comes after */
+                argv[a++] = "-X";
+                argv[a++] = "http.listen=127.0.0.1:0";
                 for (int i = 0; i < nxs; i++) {
                         argv[a++] = "-X";
                         argv[a++] = xs[i];

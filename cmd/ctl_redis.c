@@ -250,7 +250,7 @@ redisContext *ctl_redis_connect(loy_config_t *conf, const char *tool) {
                                         &o, NULL, err, sizeof(err)))) {
                 fprintf(stderr, "%s: redis %s\n", tool, err);
         }
-        memset(password, 0, sizeof(password));
+        explicit_bzero(password, sizeof(password));
         return c;
 }
 

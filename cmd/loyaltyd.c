@@ -17,6 +17,7 @@
 
 #include "loy_config.h"
 #include "loy_log.h"
+#include "loy_model.h"
 #include "loy_proc.h"
 
 static volatile sig_atomic_t running = 1;
@@ -93,12 +94,34 @@ static void usage(FILE *fp) {
         fprintf(fp,
                 "usage: loyaltyd [-c FILE] [-X section.key=value]... "
                 "[-v|-q]\n"
+                "       loyaltyd [-c FILE] [-X ...] --check\n"
                 "       loyaltyd --help-config\n\n"
                 "  -c FILE   config file (default: built-in defaults; see "
                 "config/loyaltyd.conf)\n"
                 "  -X k=v    set one key, e.g. -X redis.port=6380 or\n"
                 "            -X kafka.bootstrap.servers=host:9092\n"
-                "  -v, -q    more / less logging\n");
+                "  -v, -q    more / less logging\n"
+                "  --check   check the config and the model file, then exit "
+                "(0: fine)\n");
+}
+
+/* --check: what a start would refuse before it talks to anyone (the
+ * config, the model file); 0 when fine, 2 as for a bad config. */
+static int check_config(const loy_config_t *conf) {
+        loy_model_t m;
+        char err[512];
+        if (loy_model_load(&m, conf->model_path, err, sizeof(err)) == -1) {
+                fprintf(stderr, "loyaltyd: scoring.model: %s\n", err);
+                return 2;
+        }
+        printf("loyaltyd: config ok: model %s (%s), %d rules, consuming %s%s%s "
+               "as group %s, Redis %s:%d namespace %s, http %s\n",
+               m.version, conf->model_path, conf->rules.n,
+               conf->topic_purchase, conf->topic_browse[0] ? ", " : "",
+               conf->topic_browse, conf->group_id, conf->redis_host,
+               conf->redis_port, conf->redis_ns,
+               conf->http_listen[0] ? conf->http_listen : "off");
+        return 0;
 }
 
 int main(int argc, char **argv) {
@@ -106,7 +129,7 @@ int main(int argc, char **argv) {
         loy_proc_t *p;
         char err[512];
         struct sigaction sa;
-        int rc;
+        int rc, check_only = 0;
 
         loy_config_defaults(&conf);
         for (int i = 1; i < argc; i++) {
@@ -114,6 +137,8 @@ int main(int argc, char **argv) {
                 if (!strcmp(a, "--help-config")) {
                         loy_config_print_reference(stdout);
                         return 0;
+                } else if (!strcmp(a, "--check")) {
+                        check_only = 1;
                 } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
                         usage(stdout);
                         return 0;
@@ -157,6 +182,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "loyaltyd: %s\n", err);
                 loy_config_free(&conf);
                 return 2;
+        }
+        if (check_only) {
+                rc = check_config(&conf);
+                loy_config_free(&conf);
+                return rc;
         }
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_stop;

@@ -72,6 +72,12 @@ static const cfg_key_t conf_keys[] = {
      16, 100000000, "customers kept in the local cache (bounds memory)"},
     {"redis", "backoff.max.ms", CT_INT, C_OFF(backoff_max_ms), "5000", 10,
      600000, "reconnect backoff ceiling"},
+    {"http", "listen", CT_STR, C_OFF(http_listen), "", 0, 0,
+     "host:port of /metrics, /healthz and /readyz (empty: none; port 0: "
+     "any free one, logged)"},
+    {"http", "stall.ms", CT_INT, C_OFF(http_stall_ms), "60000", 1000,
+     86400000, "/healthz answers 503 once the processor loop has been "
+     "silent this long"},
     {"clock", "lateness.ms", CT_INT, C_OFF(lateness_ms), "0", 0, 86400000,
      "allowed lateness: the clock runs this far behind the watermark"},
     {"clock", "idle.ms", CT_INT, C_OFF(idle_ms), "30000", 1, 86400000,
@@ -287,6 +293,7 @@ void loy_config_free(loy_config_t *conf) {
                 free(conf->kafka_vals[i]);
         }
         conf->nkafka = 0;
+        explicit_bzero(conf->redis_password, sizeof(conf->redis_password));
 }
 
 static int set_kafka(loy_config_t *conf, const char *key, const char *value,

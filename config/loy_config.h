@@ -47,6 +47,10 @@ typedef struct loy_config {
         int cache_customers;     /* local cache bound (customers) */
         int backoff_max_ms;      /* reconnect backoff ceiling */
 
+        /* http: /metrics, /healthz, /readyz (docs/operations.md) */
+        char http_listen[128];   /* host:port; empty: no endpoint */
+        int http_stall_ms;       /* /healthz fails when the loop is silent */
+
         /* clock */
         int lateness_ms;         /* allowed lateness behind the watermark */
         int idle_ms;             /* idle partition stops holding the clock */

@@ -4,9 +4,14 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
       libhiredis-dev libcunit1-dev libjansson-dev libgsl-dev zlib1g-dev
-      redis-server kafkacat gnuplot-nox
+      libmicrohttpd-dev           # /metrics, /healthz, /readyz (docs/operations.md)
+      redis-server kafkacat gnuplot-nox curl
       stunnel4 openssl           # TLS to Redis: a stunnel client (docs/redis-keys.md)
       clang libclang-rt-14-dev)   # fuzz targets: clang + libFuzzer runtime
+# --test: also what only the tests use (promtool checks the metrics text and
+# the alert rules, systemd-analyze the unit); not installed for the demo, as
+# Debian's prometheus package also sets up a Prometheus server.
+[ "${1:-}" = --test ] && pkgs+=(prometheus systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

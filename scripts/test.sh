@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds and runs every test twice: a normal build, then under
-# AddressSanitizer + UndefinedBehaviorSanitizer; then the fault suite's quick
+# AddressSanitizer + UndefinedBehaviorSanitizer; then the install check
+# (scripts/check-install.sh), the fault suite's quick
 # subset (build/loy_faults --quick) and a short libFuzzer run of every fuzz
 # target (scripts/fuzz.sh --quick, ~20 s each; needs clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --test
 jobs=$(nproc)
 for variant in build build-asan; do
   flags=()
@@ -15,6 +16,9 @@ for variant in build build-asan; do
   echo "== tests ($variant)"
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$variant" --output-on-failure
 done
+# What `cmake --install` puts in place works (unit, config, alert rules).
+echo "== install"
+scripts/check-install.sh build
 # The fault suite's quick subset against the real binaries (docs/faults.md;
 # the seed is printed, `build/loy_faults --quick --seed N` replays it), and
 # its hostile corpus once more against the sanitized loyaltyd.

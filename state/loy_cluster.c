@@ -582,6 +582,15 @@ loy_cluster_t *loy_cluster_create(const char *seeds, int timeout_ms,
         return cl;
 }
 
+/* A password is not left behind in freed memory (explicit_bzero: a
+ * memset before free may be optimised away). */
+static void wipe_free(char *secret) {
+        if (secret) {
+                explicit_bzero(secret, strlen(secret));
+                free(secret);
+        }
+}
+
 void loy_cluster_destroy(loy_cluster_t *cl) {
         if (!cl)
                 return;
@@ -592,7 +601,7 @@ void loy_cluster_destroy(loy_cluster_t *cl) {
         free(cl->nodes);
         free(cl->name);
         free(cl->user);
-        free(cl->password);
+        wipe_free(cl->password);
         free(cl);
 }
 
@@ -664,11 +673,7 @@ int loy_cluster_set_conn(loy_cluster_t *cl, const loy_rconn_opts_t *o,
                 return LOY_CLUSTER_ERR;
         }
         free(cl->user);
-        if (cl->password) {
-                /* not left behind in freed memory */
-                memset(cl->password, 0, strlen(cl->password));
-                free(cl->password);
-        }
+        wipe_free(cl->password);
         cl->user = user;
         cl->password = password;
         cl->db = o->db;

@@ -79,7 +79,7 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 loy_cust_t *c;
                 int was_buyer, n;
                 if (loy_batch_quarantined(b, ev->customer_id)) {
-                        loy_batch_dead_event(b, idx, "state: this customer's "
+                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY, "state: this customer's "
                                           "Redis state fails every write");
                         continue;
                 }
@@ -95,7 +95,7 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32,
                              ev->topic, ev->partition);
                 if (n < 0 || (size_t)n >= sizeof(slot)) {
-                        loy_batch_dead_event(b, idx, "topic name too long to "
+                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY, "topic name too long to "
                                           "fence replays");
                         continue;
                 }
@@ -106,7 +106,7 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 /* without its fence an event could count twice on replay */
                 if (loy_feat_slot_get(c, slot, INT64_MIN) == INT64_MIN &&
                     c->nslots >= LOY_SLOTS_MAX) {
-                        loy_batch_dead_event(b, idx, "state: customer has no "
+                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY, "state: customer has no "
                                           "free offset slot (events on too "
                                           "many partitions)");
                         continue;

@@ -15,6 +15,7 @@ int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,
         b->msgs = calloc((size_t)conf->batch_max, sizeof(*b->msgs));
         b->carry = calloc((size_t)conf->batch_max, sizeof(*b->carry));
         b->bad_why = calloc((size_t)conf->batch_max, sizeof(*b->bad_why));
+        b->bad_class = calloc((size_t)conf->batch_max, 1);
         b->events = calloc((size_t)conf->batch_max, sizeof(*b->events));
         b->event_msg = calloc((size_t)conf->batch_max, sizeof(int));
         b->order = calloc((size_t)conf->batch_max, sizeof(int));
@@ -27,7 +28,8 @@ int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,
         while (b->index_size < (size_t)per_batch * 2)
                 b->index_size *= 2;
         b->index = malloc(b->index_size * sizeof(int));
-        if (!b->msgs || !b->carry || !b->bad_why || !b->events || !b->event_msg || !b->order ||
+        if (!b->msgs || !b->carry || !b->bad_why || !b->bad_class ||
+            !b->events || !b->event_msg || !b->order ||
             !b->group_of || !b->group_head || !b->touched || !b->writes ||
             !b->index) {
                 snprintf(errstr, errstr_size, "out of memory");
@@ -54,6 +56,7 @@ void loy_batch_free(loy_batch_t *b) {
         free(b->msgs);
         free(b->carry);
         free(b->bad_why);
+        free(b->bad_class);
         for (int i = 0; b->touched && i < b->ntouched; i++)
                 free(b->touched[i].hist_text);
         free(b->touched);
@@ -151,13 +154,17 @@ loy_outbox_rec_t *loy_batch_outbox_add(loy_batch_t *b) {
         return &b->outbox[b->noutbox++];
 }
 
-void loy_batch_dead_letter(loy_batch_t *b, int i, const char *why) {
-        if (loy_dlq_send(b->dlq, i, b->msgs[i], why))
+void loy_batch_dead_letter(loy_batch_t *b, int i, loy_dead_class_t cls,
+                           const char *why) {
+        if (loy_dlq_send(b->dlq, i, b->msgs[i], why)) {
                 b->stats->dead_lettered++;
+                b->stats->dead_by_class[cls]++;
+        }
 }
 
-void loy_batch_dead_event(loy_batch_t *b, int i, const char *why) {
-        loy_batch_dead_letter(b, b->event_msg[i], why);
+void loy_batch_dead_event(loy_batch_t *b, int i, loy_dead_class_t cls,
+                          const char *why) {
+        loy_batch_dead_letter(b, b->event_msg[i], cls, why);
 }
 
 int loy_batch_quarantined(const loy_batch_t *b, const char *cid) {

@@ -73,6 +73,8 @@ typedef struct loy_touched {
 /* A trigger of the batch, encoded, for the outbox and then Kafka. */
 typedef struct loy_outbox_rec {
         int touched;                    /* index of its customer */
+        int rule;                       /* of conf.rules */
+        int holdout;
         char trigger_id[33];
         void *payload;                  /* owned */
         size_t len;
@@ -101,6 +103,7 @@ typedef struct loy_batch {
         int ncarry;
         int ncarried;                   /* of msgs, from the carry */
         char **bad_why;                 /* decode scratch, per message */
+        unsigned char *bad_class;       /* and its loy_dead_class_t */
         loy_event_t *events;            /* decoded, batch_max of them */
         int *event_msg;                 /* event -> its message */
         int *order;                     /* events in apply order */
@@ -170,10 +173,12 @@ loy_touched_t *loy_batch_touch(loy_batch_t *b, const char *cid, char *errstr,
 loy_outbox_rec_t *loy_batch_outbox_add(loy_batch_t *b);
 
 /* Dead-letters message i of the batch for reason why (once, whatever the
- * redos), and counts it. */
-void loy_batch_dead_letter(loy_batch_t *b, int i, const char *why);
+ * redos), and counts it under its class. */
+void loy_batch_dead_letter(loy_batch_t *b, int i, loy_dead_class_t cls,
+                           const char *why);
 /* Dead-letters the message of event i. */
-void loy_batch_dead_event(loy_batch_t *b, int i, const char *why);
+void loy_batch_dead_event(loy_batch_t *b, int i, loy_dead_class_t cls,
+                          const char *why);
 
 /* 1 when customer cid is quarantined. */
 int loy_batch_quarantined(const loy_batch_t *b, const char *cid);

@@ -893,8 +893,10 @@ int loy_codec_decode(loy_codec_t *c, const void *buf, size_t len,
                 rc = decode_json(buf, len, expect, ev, errstr, errstr_size);
         }
         if (rc)
-                return -1;
-        return loy_event_validate(ev, now_ms, errstr, errstr_size);
+                return LOY_CODEC_ERR_DECODE;
+        return loy_event_validate(ev, now_ms, errstr, errstr_size)
+                   ? LOY_CODEC_ERR_INVALID
+                   : 0;
 }
 
 /* ------------------------------------------------------------------------

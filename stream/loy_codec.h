@@ -77,8 +77,12 @@ void loy_codec_destroy(loy_codec_t *codec);
 
 /* Decodes one message into ev (reset first) and validates it. expect is the
  * kind the topic carries (0 = either; JSON may name it with "type").
- * Returns 0, or -1 with the dead-letter reason in errstr. now_ms is the wall
- * clock used to reject timestamps from the future. */
+ * Returns 0, or with the dead-letter reason in errstr: LOY_CODEC_ERR_DECODE
+ * when the bytes are not an event, LOY_CODEC_ERR_INVALID when the event
+ * breaks a rule of docs/events.md. now_ms is the wall clock used to reject
+ * timestamps from the future. */
+#define LOY_CODEC_ERR_DECODE (-1)
+#define LOY_CODEC_ERR_INVALID (-2)
 int loy_codec_decode(loy_codec_t *codec, const void *buf, size_t len,
                      loy_event_kind_t expect, int64_t now_ms,
                      loy_event_t *ev, char *errstr, size_t errstr_size);

@@ -205,6 +205,7 @@ static int hold_back(loy_batch_t *b, rd_kafka_t *consumer, run_t *runs,
                 if (!held) {
                         newidx[i] = w;
                         b->bad_why[w] = b->bad_why[i];
+                        b->bad_class[w] = b->bad_class[i];
                         b->msgs[w++] = m;
                         continue;
                 }
@@ -310,21 +311,27 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                 const char *topic = rd_kafka_topic_name(m->rkt);
                 loy_event_t *ev = &b->events[b->nevents];
                 char why[DLQ_REASON_MAX];
+                int rc;
                 b->stats->events_in++;
                 b->bad_why[i] = NULL;
-                if (loy_codec_decode(b->codec, m->payload, m->len,
-                                     topic_kind(b, topic), now, ev, why,
-                                     sizeof(why)) == 0) {
+                rc = loy_codec_decode(b->codec, m->payload, m->len,
+                                      topic_kind(b, topic), now, ev, why,
+                                      sizeof(why));
+                if (rc == 0) {
                         ev->topic = topic;
                         ev->partition = m->partition;
                         ev->offset = m->offset;
                         b->event_msg[b->nevents++] = i;
                         continue;
                 }
+                b->bad_class[i] = rc == LOY_CODEC_ERR_INVALID
+                                      ? LOY_DEAD_INVALID
+                                      : LOY_DEAD_DECODE;
                 b->bad_why[i] = strdup(why);
                 if (!b->bad_why[i])
                         /* the reason is lost, not the dead letter */
-                        loy_batch_dead_letter(b, i, "bad message (reason "
+                        loy_batch_dead_letter(b, i, b->bad_class[i],
+                                              "bad message (reason "
                                               "lost: out of memory)");
         }
         if (b->conf->topic_browse[0] && b->nevents) {
@@ -351,7 +358,7 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
         for (int i = 0; i < b->nmsgs; i++) {
                 if (!b->bad_why[i])
                         continue;
-                loy_batch_dead_letter(b, i, b->bad_why[i]);
+                loy_batch_dead_letter(b, i, b->bad_class[i], b->bad_why[i]);
                 free(b->bad_why[i]);
                 b->bad_why[i] = NULL;
         }

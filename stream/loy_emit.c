@@ -70,6 +70,9 @@ void loy_emit_batch(loy_emit_t *e, rd_kafka_t *producer,
                 }
         }
         e->stats->triggers_out += b->noutbox;
+        for (int i = 0; i < b->noutbox; i++)
+                e->stats->triggers_by_rule[b->outbox[i].rule]
+                                          [b->outbox[i].holdout]++;
 }
 
 void loy_emit_delivered(loy_emit_t *e, const rd_kafka_message_t *m) {

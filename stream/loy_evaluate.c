@@ -118,6 +118,8 @@ int loy_evaluate_decide(loy_batch_t *b, loy_touched_t *t,
         memcpy(ob->payload, buf, len);
         ob->len = len;
         ob->touched = ti;
+        ob->rule = d.rule;
+        ob->holdout = d.trigger.holdout ? 1 : 0;
         if (loy_agg_kpi(b->agg, d.trigger.event_time_ms,
                         b->names[d.rule][d.trigger.holdout ? 1 : 0], 1)) {
                 snprintf(errstr, errstr_size, "out of memory");

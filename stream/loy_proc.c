@@ -27,8 +27,10 @@
 #include "loy_dlq.h"
 #include "loy_emit.h"
 #include "loy_kafka.h"
+#include "loy_http.h"
 #include "loy_load.h"
 #include "loy_log.h"
+#include "loy_metrics.h"
 #include "loy_recosync.h"
 #include "loy_stats.h"
 #include "loy_time.h"
@@ -71,6 +73,12 @@ struct loy_proc {
         loy_clockstore_t *clocks;       /* event time kept in Redis */
         loy_recosync_t *recosync;       /* the shared recommender model */
         loy_stats_t *pub;               /* <ns>:stats */
+        loy_http_t *http;               /* NULL without http.listen */
+        loy_metrics_t *metrics;
+        double last_render_ms;          /* of /metrics (mono) */
+        double start_s, model_loaded_s; /* unix seconds */
+        int redis_ok;                   /* the last Redis call answered */
+        char redis_err[512];            /* and when not, why */
 
         int revoked;                    /* partitions revoked during poll */
         int need_refresh;               /* population re-read */
@@ -316,7 +324,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                                              errstr_size) ||
                           loy_store_set_conn(p->loads, &ro, errstr,
                                              errstr_size);
-                memset(password, 0, sizeof(password));
+                explicit_bzero(password, sizeof(password));
                 if (bad)
                         goto fail;
         }
@@ -396,6 +404,22 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                         p->bat[0].stale_ms = atof(conf->kafka_vals[i]);
         p->bat[1].stale_ms = p->bat[0].stale_ms;
         p->model_mtime = mtime_of(conf->model_path);
+        p->start_s = p->model_loaded_s = (double)loy_time_wall_ms() / 1e3;
+        if (conf->http_listen[0]) {
+                p->metrics = loy_metrics_create();
+                if (!p->metrics) {
+                        snprintf(errstr, errstr_size, "out of memory");
+                        goto fail;
+                }
+                p->http = loy_http_start(conf->http_listen,
+                                         conf->http_stall_ms, errstr,
+                                         errstr_size);
+                if (!p->http)
+                        goto fail;
+                LOY_INFO("proc", "http: /metrics /healthz /readyz on "
+                         "port %d (http.listen %s)",
+                         loy_http_port(p->http), conf->http_listen);
+        }
         LOY_INFO("proc", "model %s (%s, r=%g alpha=%g a=%g b=%g)",
                  p->model.version,
                  p->model.variant == LOY_VARIANT_MBGNBD ? "mbgnbd" : "bgnbd",
@@ -459,6 +483,8 @@ void loy_proc_destroy(loy_proc_t *p) {
         loy_clockstore_destroy(p->clocks);
         loy_recosync_destroy(p->recosync);
         loy_stats_destroy(p->pub);
+        loy_http_stop(p->http);
+        loy_metrics_destroy(p->metrics);
         loy_clock_destroy(p->clock);
         loy_reco_destroy(p->reco);
         if (p->rfm)
@@ -471,6 +497,7 @@ void loy_proc_destroy(loy_proc_t *p) {
                 loy_store_destroy(p->loads);
         if (p->codec)
                 loy_codec_destroy(p->codec);
+        explicit_bzero(p->conf.redis_password, sizeof(p->conf.redis_password));
         free(p);
 }
 
@@ -484,12 +511,17 @@ int loy_proc_reload_model(loy_proc_t *p, char *errstr, size_t errstr_size) {
         if (p->conf.discount_monthly >= 0)
                 m.discount_monthly = p->conf.discount_monthly;
         p->model = m;
+        p->model_loaded_s = (double)loy_time_wall_ms() / 1e3;
         LOY_INFO("proc", "model reloaded: %s", m.version);
         return 0;
 }
 
 const loy_proc_stats_t *loy_proc_stats(const loy_proc_t *p) {
         return &p->stats;
+}
+
+int loy_proc_http_port(const loy_proc_t *p) {
+        return p->http ? loy_http_port(p->http) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -572,21 +604,86 @@ static int run_batch(loy_proc_t *p, loy_batch_t *b, char *errstr,
         return loy_write_batch(b, b->clock_ms, errstr, errstr_size);
 }
 
-static void publish_stats(loy_proc_t *p, double batch_ms) {
-        loy_stats_extra_t x;
-        memset(&x, 0, sizeof(x));
+/* What the stats and the metrics show besides p->stats (lag only when
+ * with_lag: it walks the assignment). */
+static void stats_extra(loy_proc_t *p, loy_stats_extra_t *x, int with_lag) {
+        memset(x, 0, sizeof(*x));
         if (p->reco)
-                loy_reco_stats(p->reco, &x.reco);
-        x.reco_flushed = loy_recosync_flushed(p->recosync);
-        x.reco_refreshed = loy_recosync_refreshed(p->recosync);
-        x.reco_skipped = loy_recosync_skipped(p->recosync);
-        x.lag = loy_stats_lag(p->consumer);
-        x.cache_customers = (int64_t)loy_cache_size(p->cache);
-        x.first_batch_ms = p->first_batch_ms;
-        loy_store_router_stats(p->store, &x.router);
+                loy_reco_stats(p->reco, &x->reco);
+        x->reco_flushed = loy_recosync_flushed(p->recosync);
+        x->reco_refreshed = loy_recosync_refreshed(p->recosync);
+        x->reco_skipped = loy_recosync_skipped(p->recosync);
+        if (with_lag)
+                x->lag = loy_stats_lag(p->consumer);
+        x->cache_customers = (int64_t)loy_cache_size(p->cache);
+        x->first_batch_ms = p->first_batch_ms;
+        loy_store_router_stats(p->store, &x->router);
         p->stats.owner_conns_closed =
             p->bat[0].takeover_closed + p->bat[1].takeover_closed;
+}
+
+static void publish_stats(loy_proc_t *p, double batch_ms) {
+        loy_stats_extra_t x;
+        stats_extra(p, &x, 1);
         loy_stats_publish(p->pub, p->store, &p->stats, &x, batch_ms);
+}
+
+/* What /metrics and /readyz answer, from this thread's counters. */
+static void http_render(loy_proc_t *p) {
+        loy_stats_extra_t x;
+        loy_metrics_in_t in;
+        const char *text;
+        size_t len;
+        char why[600];
+        stats_extra(p, &x, 0);
+        memset(&in, 0, sizeof(in));
+        in.st = &p->stats;
+        in.x = &x;
+        in.rules = &p->conf.rules;
+        if (loy_metrics_parts(p->metrics, p->consumer, &in.parts,
+                              &in.nparts))
+                in.nparts = 0;
+        in.redis_up = p->redis_ok;
+        in.ready = in.nparts > 0 && p->redis_ok;
+        in.model_version = p->model.version;
+        in.model_mtime_s = (double)p->model_mtime.tv_sec +
+                           (double)p->model_mtime.tv_nsec / 1e9;
+        in.model_loaded_s = p->model_loaded_s;
+        in.start_s = p->start_s;
+        in.now_s = (double)loy_time_wall_ms() / 1e3;
+        if (!p->redis_ok)
+                snprintf(why, sizeof(why), "redis not answering: %s",
+                         p->redis_err[0] ? p->redis_err : "not connected "
+                                                           "yet");
+        else
+                snprintf(why, sizeof(why), "no partitions assigned "
+                         "(joining the consumer group)");
+        loy_http_set_ready(p->http, in.ready, why);
+        if (loy_metrics_render(p->metrics, &in, &text, &len) ||
+            loy_http_publish(p->http, text, len))
+                LOY_WARN("proc", "out of memory: /metrics not updated");
+}
+
+/* The loop is alive; what the endpoint answers is renewed at most once a
+ * second. Called from every loop that can wait long (Redis down, a batch
+ * done again). */
+static void http_tick(loy_proc_t *p) {
+        double now;
+        if (!p->http)
+                return;
+        loy_http_beat(p->http);
+        now = loy_time_mono_ms();
+        if (now - p->last_render_ms < 1000)
+                return;
+        p->last_render_ms = now;
+        http_render(p);
+}
+
+/* Redis answered (ok) or not (err: why). */
+static void redis_state(loy_proc_t *p, int ok, const char *err) {
+        p->redis_ok = ok;
+        if (!ok)
+                snprintf(p->redis_err, sizeof(p->redis_err), "%s", err);
 }
 
 /* Whether the next batch may be applied while this one is written. */
@@ -606,7 +703,10 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         char err[256];
         int was_down = !loy_store_is_connected(p->store);
         while (*running) {
-                int rc = loy_store_connect(p->store, err, sizeof(err));
+                int rc;
+                http_tick(p);
+                rc = loy_store_connect(p->store, err, sizeof(err));
+                redis_state(p, rc == 0, err);
                 if (rc == 0) {
                         int resend;
                         /* the second connection only speeds things up:
@@ -689,6 +789,7 @@ static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
                                   "failed write are sent at the next start");
                 if (wrc == LOY_WRITE_STALE)
                         break;
+                http_tick(p);
                 /* the aggregates may have landed without the customers:
                  * what they hold is read back */
                 loy_agg_fences_forget(p->agg);
@@ -698,6 +799,7 @@ static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
                  * reconnect, and do the batch again; offsets already
                  * written make the redo skip what landed. */
                 p->stats.redis_failures++;
+                redis_state(p, 0, err);
                 LOY_WARN("proc", "batch write failed: %s", err);
                 clear_cache(p);
                 p->need_refresh = 1;
@@ -773,6 +875,8 @@ static int post_write(loy_proc_t *p, loy_batch_t *b) {
             1e3;
         p->busy_until_ms = now;
         loy_stats_batch(p->pub, ms);
+        if (p->metrics)
+                loy_metrics_batch(p->metrics, ms);
         publish_stats(p, ms);
         return DONE_OK;
 }
@@ -890,6 +994,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 loy_batch_t *cur;
                 int overlap, wrc, r;
                 unsigned epoch;
+                http_tick(p);
                 if (loy_time_wall_ms() - p->last_model_check_ms > 1000) {
                         struct timespec mt = mtime_of(p->conf.model_path);
                         p->last_model_check_ms = loy_time_wall_ms();
@@ -1001,6 +1106,7 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 if (loy_load_timers(cur, p->consumer, cur->clock_ms, err,
                                     sizeof(err)) == -1) {
                         LOY_WARN("proc", "timers: %s", err);
+                        redis_state(p, 0, err);
                         loy_batch_drop_timers(cur);
                 }
                 if (!cur->nmsgs && !cur->ntimers) {

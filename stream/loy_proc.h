@@ -18,13 +18,26 @@
 
 typedef struct loy_proc loy_proc_t;
 
+/* Why a message was dead-lettered, as /metrics counts them. */
+typedef enum loy_dead_class {
+        LOY_DEAD_DECODE,        /* the bytes are not an event */
+        LOY_DEAD_INVALID,       /* an event that breaks docs/events.md */
+        LOY_DEAD_APPLY,         /* valid, but its customer's state refuses
+                                 * it (quarantined, unusable) */
+        LOY_DEAD__COUNT
+} loy_dead_class_t;
+
 /* Counters since start (also mirrored into <ns>:stats). */
 typedef struct loy_proc_stats {
         int64_t events_in;          /* messages consumed */
         int64_t events_applied;
         int64_t events_skipped_dup; /* at or below a customer's offset */
         int64_t dead_lettered;
+        int64_t dead_by_class[LOY_DEAD__COUNT];
         int64_t triggers_out;       /* triggers written to the outbox */
+        /* of those, per rule of conf.rules: [r][0] rewards, [r][1]
+         * holdouts (the control group: emitted with holdout = true) */
+        int64_t triggers_by_rule[LOY_RULES_MAX][2];
         int64_t triggers_acked;     /* delivered to Kafka */
         int64_t timers_fired;
         int64_t batches;
@@ -58,6 +71,9 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
 int loy_proc_reload_model(loy_proc_t *p, char *errstr, size_t errstr_size);
 
 const loy_proc_stats_t *loy_proc_stats(const loy_proc_t *p);
+
+/* The port of its HTTP endpoint (http.listen), 0 without one. */
+int loy_proc_http_port(const loy_proc_t *p);
 
 /* Closes the consumer (commit, leave group) and frees everything. */
 void loy_proc_destroy(loy_proc_t *p);

@@ -702,6 +702,8 @@ static const char *const ref_keys[][3] = {
         {"redis", "timeout.ms", "5000"},
         {"redis", "cache.customers", "100000"},
         {"redis", "backoff.max.ms", "5000"},
+        {"http", "listen", ""},
+        {"http", "stall.ms", "60000"},
         {"clock", "lateness.ms", "0"},
         {"clock", "idle.ms", "30000"},
         {"features", "purchase.half_life.days", "90"},
@@ -803,7 +805,7 @@ static void test_reference(void) {
                 }
         }
         fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 52);
+        CU_ASSERT_EQUAL(nkeys, 54);
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)

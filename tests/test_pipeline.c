@@ -66,6 +66,9 @@ static void make_conf(loy_config_t *conf, const char *group) {
         snprintf(conf->topic_deadletter, sizeof(conf->topic_deadletter),
                  "dead%d", n);
         snprintf(conf->group_id, sizeof(conf->group_id), "%s", group);
+        /* several processors at once: no fixed port (test_metrics_http
+         * asks for one) */
+        conf->http_listen[0] = '\0';
         snprintf(v, sizeof(v), "%d", redis.port);
         CU_ASSERT_EQUAL(loy_config_set(conf, "test", "redis.port", v, err,
                                        sizeof(err)), 0);
@@ -593,16 +596,19 @@ static void on_dead(const char *key, const void *val, size_t len,
 /* Malformed Avro, malformed JSON, a missing field, an oversized id: each
  * lands on the dead-letter topic, bytes intact, with its reason; the good
  * event behind them is applied. */
+/* Bad input both the dead-letter and the metrics tests send: bytes that
+ * are not an event, and an event without its customer. */
+static const char bad_avro[] = "\0\0\0\0\1\x99\x99";
+static const char *const missing =
+    "{\"event_id\":\"m1\",\"ts\":1291190400000,\"order_id\":\"o\","
+    "\"lines\":[{\"sku\":\"A\",\"quantity\":1,\"unit_price\":1}]}";
+
 static void test_dead_letters(void) {
         loy_config_t conf;
         runner_t r;
         dead_t dead;
         char good[512], longid[100];
-        static const char bad_avro[] = "\0\0\0\0\1\x99\x99";
         const char *bad_json = "{\"event_id\": \"x\", ";
-        const char *missing = "{\"event_id\":\"m1\",\"ts\":1291190400000,"
-                              "\"order_id\":\"o\",\"lines\":[{\"sku\":\"A\","
-                              "\"quantity\":1,\"unit_price\":1}]}";
         char oversized[512];
 
         free(tu_redis_cli(&redis, "FLUSHALL"));
@@ -641,6 +647,132 @@ static void test_dead_letters(void) {
         CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[3], "loy.offset=3"));
         CU_ASSERT_STRING_EQUAL(dead.payload[1], bad_json);
         CU_ASSERT_STRING_EQUAL(dead.payload[2], missing);
+        loy_config_free(&conf);
+}
+
+/* The value of the series (a whole "name{labels}") in a /metrics text,
+ * or -1; with prefix set, the sum of every series starting with name. */
+static double metric(const char *text, const char *name, int prefix) {
+        size_t n = strlen(name);
+        double sum = -1;
+        for (const char *l = text; l && *l;) {
+                if (!strncmp(l, name, n) &&
+                    (prefix || l[n] == ' ')) {
+                        const char *v = strchr(l, ' ');
+                        sum = (sum < 0 ? 0 : sum) + (v ? atof(v + 1) : 0);
+                        if (!prefix)
+                                return sum;
+                }
+                l = strchr(l, '\n');
+                if (l)
+                        l++;
+        }
+        return sum;
+}
+
+/* Polls path until it answers want (and, when set, its body holds text);
+ * up to 30 s. 0 when it did. */
+static int wait_http(int port, const char *path, int want, const char *text) {
+        for (int i = 0; i < 300; i++) {
+                char *body = NULL;
+                int st = tu_http(port, "GET", path, &body);
+                int ok = st == want && (!text || (body && strstr(body, text)));
+                free(body);
+                if (ok)
+                        return 0;
+                usleep(100000);
+        }
+        return -1;
+}
+
+/* The HTTP endpoint of a running processor: ready once it has partitions
+ * and Redis; /metrics counts what went in, what was dead-lettered by
+ * reason and the triggers by rule as they came out; Redis killed, it is
+ * not ready (but alive) until Redis is back. */
+static void test_metrics_http(void) {
+        /* decodes, but its time is in seconds: invalid, not undecodable */
+        const char *seconds = "{\"event_id\":\"s1\",\"customer_id\":\"c1\","
+                              "\"ts\":1291190400,\"order_id\":\"o\","
+                              "\"lines\":[{\"sku\":\"A\",\"quantity\":1,"
+                              "\"unit_price\":1}]}";
+        loy_config_t conf;
+        runner_t r;
+        seen_t seen;
+        char *body = NULL, err[256];
+        int port;
+        int64_t n;
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "metrics");
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "http.listen",
+                                       "127.0.0.1:0", err, sizeof(err)), 0);
+        start(&r, &conf);
+        port = loy_proc_http_port(r.proc);
+        CU_ASSERT_FATAL(port > 0);
+        CU_ASSERT_EQUAL(tu_http(port, "GET", "/healthz", NULL), 200);
+        CU_ASSERT_EQUAL(wait_http(port, "/readyz", 200, "ready"), 0);
+
+        n = produce_file(conf.topic_purchase,
+                         tu_src_path("tests/data/online_retail_head300.csv"),
+                         0, 0);
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "k", bad_avro,
+                         sizeof(bad_avro) - 1);
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "k", missing,
+                         strlen(missing));
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "c1", seconds,
+                         strlen(seconds));
+        n += 3;
+        CU_ASSERT_EQUAL(wait_consumed(&r, n), 0);
+        CU_ASSERT_EQUAL(wait_http(port, "/metrics", 200, "\n"), 0);
+        /* rendered at most once a second: wait for a rendering after the
+         * last batch was written (events_in moves when it is decoded) */
+        for (int i = 0; i < 100; i++) {
+                const loy_proc_stats_t *st = loy_proc_stats(r.proc);
+                free(body);
+                body = NULL;
+                tu_http(port, "GET", "/metrics", &body);
+                if (body && st->events_applied + st->dead_lettered == n &&
+                    st->triggers_acked == st->triggers_out &&
+                    metric(body, "loyaltyd_events_in_total", 0) ==
+                        (double)n &&
+                    metric(body, "loyaltyd_events_applied_total", 0) ==
+                        (double)st->events_applied &&
+                    metric(body, "loyaltyd_triggers_total{", 1) ==
+                        (double)st->triggers_out)
+                        break;
+                usleep(100000);
+        }
+        CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_events_in_total", 0),
+                        (double)n);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_events_applied_total", 0),
+                        (double)loy_proc_stats(r.proc)->events_applied);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_dead_letters_total{reason="
+                                     "\"decode\"}", 0), 2);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_dead_letters_total{reason="
+                                     "\"invalid\"}", 0), 1);
+        /* purchases and browse, two each */
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_partitions_assigned", 0), 4);
+        CU_ASSERT(metric(body, "loyaltyd_batch_duration_seconds_count", 0) >=
+                  1);
+        CU_ASSERT(metric(body, "loyaltyd_consumer_lag_messages{", 1) >= 0);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_redis_up", 0), 1);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_model_info{version="
+                                     "\"default-1\"}", 0), 1);
+        /* the triggers by rule add up to what came out */
+        collect_triggers(conf.topic_triggers, &seen);
+        CU_ASSERT(seen.n > 0);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_triggers_total{", 1),
+                        (double)seen.n);
+        seen_free(&seen);
+        free(body);
+
+        tu_redis_kill(&redis, SIGKILL);
+        CU_ASSERT_EQUAL(wait_http(port, "/readyz", 503,
+                                  "redis not answering"), 0);
+        CU_ASSERT_EQUAL(tu_http(port, "GET", "/healthz", NULL), 200);
+        CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&redis), 0);
+        CU_ASSERT_EQUAL(wait_http(port, "/readyz", 200, "ready"), 0);
+        stop(&r);
         loy_config_free(&conf);
 }
 
@@ -1432,6 +1564,8 @@ int main(void) {
         CU_add_test(s, "pipelined batches end as one at a time",
                     test_pipelined_same_state);
         CU_add_test(s, "dead letters", test_dead_letters);
+        CU_add_test(s, "metrics, health and readiness over HTTP",
+                    test_metrics_http);
         CU_add_test(s, "a 1 MiB message is dead-lettered cut, once",
                     test_huge_dead_letter);
         CU_add_test(s, "model file reload", test_model_reload);

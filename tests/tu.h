@@ -117,6 +117,11 @@ struct rd_kafka_mock_cluster_s *tu_kafka_mock(tu_kafka_t *k);
 int64_t tu_produce_file(tu_kafka_t *k, const char *topic, const char *path,
                         int skip, int limit);
 
+/* An HTTP/1.0 request to 127.0.0.1:port (method "GET", "POST" ...):
+ * returns the status code (-1: no answer), *body the body (malloc'd, NUL
+ * ended; NULL ok to skip). */
+int tu_http(int port, const char *method, const char *path, char **body);
+
 /* Path of a file under the source tree (LOY_SOURCE_DIR) or the build tree
  * (LOY_BUILD_DIR); static buffer. */
 const char *tu_src_path(const char *rel);

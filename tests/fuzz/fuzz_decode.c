@@ -269,6 +269,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         check_same_event(&ev, &ev3);
                 } else {
                         char why[512];
+                        int rc = loy_codec_decode(codec, data, size, kinds[k],
+                                                  NOW_MS, &ev3, err,
+                                                  sizeof(err));
+                        CHECK(rc == LOY_CODEC_ERR_DECODE ||
+                                  rc == LOY_CODEC_ERR_INVALID,
+                              "rejected with code %d", rc);
                         CHECK(err[0], "rejected without a reason");
                         if (!kinds[k])
                                 continue;
@@ -284,7 +290,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                                sizeof(err));
                         CHECK(loy_codec_decode(codec, data, size, kinds[k],
                                                NOW_MS, &ev3, err,
-                                               sizeof(err)) == -1 &&
+                                               sizeof(err)) == rc &&
                                       !strcmp(err, why),
                               "rejected once ('%s'), then '%s'", why, err);
                 }

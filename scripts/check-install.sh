@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The install target and what it installs (docs/operations.md), from a
+# built tree: `cmake --install` into a temporary prefix, the installed
+# loyaltyd checks the installed config and model, the systemd unit passes
+# systemd-analyze without a warning, a second install keeps an edited
+# config, and the Prometheus examples pass promtool (config, rules, the
+# rules' unit tests). Usage: scripts/check-install.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+prefix=$(mktemp -d /tmp/loy-install-XXXXXX)
+trap 'rm -rf "$prefix"' EXIT
+fail() { echo "check-install: $*" >&2; exit 1; }
+
+cmake --install "$build" --prefix "$prefix" >/dev/null
+conf="$prefix/etc/loyaltyd/loyaltyd.conf"
+unit="$prefix/lib/systemd/system/loyaltyd.service"
+for f in "$prefix/bin/loyaltyd" "$prefix/bin/loyaltyctl" "$conf" \
+         "$prefix/etc/loyaltyd/model.default" "$unit" \
+         "$prefix/share/doc/loyaltyd/operations.md" \
+         "$prefix/share/loyaltyd/prometheus/loyaltyd-alerts.yml"; do
+  [ -e "$f" ] || fail "missing $f"
+done
+# from elsewhere: the model path is relative to the config file
+(cd / && "$prefix/bin/loyaltyd" -c "$conf" --check) || fail "installed config refused"
+grep -q "^ExecStart=$prefix/bin/loyaltyd -c $conf\$" "$unit" \
+  || fail "unit does not start the installed binary on the installed config"
+out=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze: $out"
+[ -z "$out" ] || fail "systemd-analyze warns: $out"
+
+echo "# edited" >> "$conf"
+cmake --install "$build" --prefix "$prefix" >/dev/null
+grep -q "^# edited" "$conf" || fail "a second install overwrote the edited config"
+[ -e "$conf.new" ] || fail "a second install did not put the shipped config beside it"
+
+(cd "$prefix/share/loyaltyd/prometheus" &&
+   promtool check config prometheus.yml >/dev/null &&
+   promtool test rules loyaltyd-alerts.test.yml >/dev/null) \
+  || fail "promtool refused the Prometheus examples"
+echo "check-install: ok ($prefix)"
