@@ -23,6 +23,7 @@ int ctl_fit_main(int argc, char **argv);
 int ctl_eval_main(int argc, char **argv);
 int ctl_bench_model_main(int argc, char **argv);
 int ctl_bench_main(int argc, char **argv);
+int ctl_pseudonym_main(int argc, char **argv);
 /* Each command's options, for -h and for a mistake. */
 void ctl_demo_usage(FILE *fp);
 void ctl_replay_usage(FILE *fp);
@@ -35,6 +36,14 @@ void ctl_fit_usage(FILE *fp);
 void ctl_eval_usage(FILE *fp);
 void ctl_bench_model_usage(FILE *fp);
 void ctl_bench_usage(FILE *fp);
+void ctl_pseudonym_usage(FILE *fp);
+
+/* The id Redis and the triggers hold for customer id: its pseudonym when
+ * conf pseudonymizes (docs/privacy.md), else id itself. -1 (said on
+ * stderr, as tool) when the key cannot be read. */
+struct loy_config;
+int ctl_customer_key(const struct loy_config *conf, const char *tool,
+                     const char *id, char *out, size_t size);
 
 /* Produces every event of src (Avro, key = customer id) to topic. speed 0
  * = as fast as possible, else event-time gaps are divided by speed. Stops

@@ -95,6 +95,7 @@ int ctl_inspect_main(int argc, char **argv) {
         redisReply *r;
         loy_cust_t cust;
         loy_config_t conf;
+        char id[LOY_ID_MAX + 1];
 
         loy_config_defaults(&conf);
         optind = 1;
@@ -113,13 +114,20 @@ int ctl_inspect_main(int argc, char **argv) {
                 loy_config_free(&conf);
                 goto usage;
         }
+        /* with a config that pseudonymizes, the shop's own id is given
+         * and its pseudonym looked up */
+        if (ctl_customer_key(&conf, "inspect", argv[optind], id,
+                             sizeof(id))) {
+                loy_config_free(&conf);
+                return 1;
+        }
         c = ctl_redis_connect(&conf, "inspect");
         ns = conf.redis_ns;
         if (!c) {
                 loy_config_free(&conf);
                 return 1;
         }
-        r = redisCommand(c, "HGETALL %s:c:{%s}", ns, argv[optind]);
+        r = redisCommand(c, "HGETALL %s:c:{%s}", ns, id);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
                 const char *e = r && r->str ? r->str : c->errstr;
                 fprintf(stderr, "inspect: %s%s\n", e,
@@ -129,11 +137,10 @@ int ctl_inspect_main(int argc, char **argv) {
                             : "");
         } else if (r->elements == 0) {
                 fprintf(stderr, "inspect: no customer %s in %s:c:{%s}\n",
-                        argv[optind], ns, argv[optind]);
-        } else if (decode(r, &cust, argv[optind]) == 0) {
+                        id, ns, id);
+        } else if (decode(r, &cust, id) == 0) {
                 printf("customer %s   (redis-cli -p %d HGETALL '%s:c:{%s}')"
-                       "\n", argv[optind], conf.redis_port, ns,
-                       argv[optind]);
+                       "\n", argv[optind], conf.redis_port, ns, id);
                 print_group(&cust, "scores", scores);
                 print_group(&cust, "purchases", buying);
                 print_group(&cust, "browsing", browsing);
@@ -147,14 +154,14 @@ int ctl_inspect_main(int argc, char **argv) {
                 freeReplyObject(r);
         if (rc == 0) {
                 r = redisCommand(c, "ZREVRANK %s:rank:churn %s", ns,
-                                 argv[optind]);
+                                 id);
                 if (r && r->type == REDIS_REPLY_INTEGER)
                         printf("rank             #%lld most at risk\n",
                                r->integer + 1);
                 if (r)
                         freeReplyObject(r);
                 r = redisCommand(c, "ZREVRANK %s:rank:clv %s", ns,
-                                 argv[optind]);
+                                 id);
                 if (r && r->type == REDIS_REPLY_INTEGER)
                         printf("                 #%lld by CLV\n",
                                r->integer + 1);
@@ -291,7 +298,9 @@ int ctl_fields_main(int argc, char **argv) {
                 printf("| `%s` | %s | %s | %s | %s |\n", f->name,
                        f->type == LOY_FT_DERIVED ? "derived" :
                        f->type == LOY_FT_DBL ? "number" :
-                       f->type == LOY_FT_STR ? "text" : "integer",
+                       f->type == LOY_FT_STR || f->type == LOY_FT_KEYS
+                           ? "text"
+                           : "integer",
                        f->unit ? f->unit : "",
                        f->view ? "readable" : "packed only",
                        f->doc ? f->doc : "");

@@ -8,6 +8,7 @@
  *   loyaltyctl triggers  the reward-trigger topic as JSON lines
  *   loyaltyctl fields    the customer hash's fields (Markdown table)
  *   loyaltyctl bench     the real loyaltyd measured from outside
+ *   loyaltyctl pseudonym customer ids as [privacy] pseudonymizes them
  */
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +42,8 @@ static const struct {
      "scoring cost and fit time"},
     {"bench", ctl_bench_main, ctl_bench_usage,
      "loyaltyd events/s, CPU, Redis cost, latency"},
+    {"pseudonym", ctl_pseudonym_main, ctl_pseudonym_usage,
+     "customer ids as loyaltyd pseudonymizes them"},
 };
 
 static int is_help(const char *a) {

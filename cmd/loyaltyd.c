@@ -19,6 +19,7 @@
 #include "loy_log.h"
 #include "loy_model.h"
 #include "loy_proc.h"
+#include "loy_pseudo.h"
 
 static volatile sig_atomic_t running = 1;
 static volatile sig_atomic_t reload = 0;
@@ -106,21 +107,30 @@ static void usage(FILE *fp) {
 }
 
 /* --check: what a start would refuse before it talks to anyone (the
- * config, the model file); 0 when fine, 2 as for a bad config. */
+ * config, the model file, the pseudonym key); 0 when fine, 2 as for a bad
+ * config. */
 static int check_config(const loy_config_t *conf) {
         loy_model_t m;
-        char err[512];
+        loy_pseudo_t *p;
+        char err[768];
         if (loy_model_load(&m, conf->model_path, err, sizeof(err)) == -1) {
                 fprintf(stderr, "loyaltyd: scoring.model: %s\n", err);
                 return 2;
         }
+        p = loy_pseudo_from_config(conf, err, sizeof(err));
+        if (!p && err[0]) {
+                fprintf(stderr, "loyaltyd: %s\n", err);
+                return 2;
+        }
+        loy_pseudo_destroy(p);
         printf("loyaltyd: config ok: model %s (%s), %d rules, consuming %s%s%s "
-               "as group %s, Redis %s:%d namespace %s, http %s\n",
+               "as group %s, Redis %s:%d namespace %s, http %s, ids %s\n",
                m.version, conf->model_path, conf->rules.n,
                conf->topic_purchase, conf->topic_browse[0] ? ", " : "",
                conf->topic_browse, conf->group_id, conf->redis_host,
                conf->redis_port, conf->redis_ns,
-               conf->http_listen[0] ? conf->http_listen : "off");
+               conf->http_listen[0] ? conf->http_listen : "off",
+               conf->pseudonymize ? "pseudonymized" : "as sent");
         return 0;
 }
 

@@ -72,6 +72,12 @@ static const cfg_key_t conf_keys[] = {
      16, 100000000, "customers kept in the local cache (bounds memory)"},
     {"redis", "backoff.max.ms", CT_INT, C_OFF(backoff_max_ms), "5000", 10,
      600000, "reconnect backoff ceiling"},
+    {"privacy", "pseudonymize", CT_BOOL, C_OFF(pseudonymize), "no", 0, 0,
+     "yes: every customer id is replaced by a keyed pseudonym (HMAC-SHA256) "
+     "as it is decoded, so Redis, triggers and logs never hold it"},
+    {"privacy", "key.file", CT_STR, C_OFF(pseudonym_key_file), "", 0, 0,
+     "file whose first line is the pseudonym key (relative to this config "
+     "file; keep it secret and never change it: the pseudonyms change)"},
     {"http", "listen", CT_STR, C_OFF(http_listen), "", 0, 0,
      "host:port of /metrics, /healthz and /readyz (empty: none; port 0: "
      "any free one, logged)"},
@@ -419,6 +425,10 @@ static int check(loy_config_t *conf, const char *file, char *errstr,
         if (!conf->topic_triggers[0] || !conf->topic_deadletter[0])
                 return fail(errstr, errstr_size, file, 0, "output.topic.*",
                             "output topics must be set");
+        if (conf->pseudonymize && !conf->pseudonym_key_file[0])
+                return fail(errstr, errstr_size, file, 0,
+                            "privacy.key.file",
+                            "privacy.pseudonymize = yes needs a key file");
         if (conf->redis_password[0] && conf->redis_password_file[0])
                 return fail(errstr, errstr_size, file, 0, "redis.password",
                             "set redis.password or redis.password.file, "
@@ -456,7 +466,7 @@ static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
                    char *errstr, size_t errstr_size) {
         char linebuf[2048];
         char section[64] = "";
-        int model_set = 0, secret_set = 0;
+        int model_set = 0, secret_set = 0, key_set = 0;
         int lineno = 0;
 
         while (fgets(linebuf, sizeof(linebuf), fp)) {
@@ -523,6 +533,8 @@ static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
                 if (!strcmp(section, "redis") &&
                     !strcmp(key, "password.file"))
                         secret_set = 1;
+                if (!strcmp(section, "privacy") && !strcmp(key, "key.file"))
+                        key_set = 1;
         }
         if (ferror(fp))
                 return fail(errstr, errstr_size, path, lineno, "file",
@@ -536,6 +548,11 @@ static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
             resolve_path(conf->redis_password_file,
                          sizeof(conf->redis_password_file), path,
                          "redis.password.file", errstr, errstr_size) == -1)
+                return -1;
+        if (key_set &&
+            resolve_path(conf->pseudonym_key_file,
+                         sizeof(conf->pseudonym_key_file), path,
+                         "privacy.key.file", errstr, errstr_size) == -1)
                 return -1;
         return check(conf, path, errstr, errstr_size);
 }
@@ -641,28 +658,35 @@ int loy_config_redis_opts(const loy_config_t *conf, loy_rconn_opts_t *o,
         o->command_timeout_ms = conf->redis_timeout_ms;
         o->password = conf->redis_password;
         if (conf->redis_password_file[0]) {
-                const char *f = conf->redis_password_file;
-                FILE *fp = fopen(f, "r");
-                size_t n;
-                if (!fp)
-                        return fail(errstr, errstr_size, f, 0,
-                                    "redis.password.file", "%s",
-                                    strerror(errno));
-                if (!fgets(password, (int)password_size, fp))
-                        password[0] = '\0';
-                fclose(fp);
-                n = strcspn(password, "\r\n");
-                if (!password[n] && n + 1 >= password_size)
-                        return fail(errstr, errstr_size, f, 1,
-                                    "redis.password.file",
-                                    "password longer than %zu bytes",
-                                    password_size - 2);
-                password[n] = '\0';
-                if (!n)
-                        return fail(errstr, errstr_size, f, 1,
-                                    "redis.password.file",
-                                    "the first line is empty");
+                if (loy_config_read_secret(conf->redis_password_file,
+                                           "redis.password.file", password,
+                                           password_size, errstr,
+                                           errstr_size))
+                        return -1;
                 o->password = password;
         }
+        return 0;
+}
+
+int loy_config_read_secret(const char *path, const char *key, char *buf,
+                           size_t size, char *errstr, size_t errstr_size) {
+        FILE *fp = fopen(path, "r");
+        size_t n;
+        if (!fp)
+                return fail(errstr, errstr_size, path, 0, key, "%s",
+                            strerror(errno));
+        if (!fgets(buf, (int)size, fp))
+                buf[0] = '\0';
+        fclose(fp);
+        n = strcspn(buf, "\r\n");
+        if (!buf[n] && n + 1 >= size) {
+                explicit_bzero(buf, size);
+                return fail(errstr, errstr_size, path, 1, key,
+                            "secret longer than %zu bytes", size - 2);
+        }
+        buf[n] = '\0';
+        if (!n)
+                return fail(errstr, errstr_size, path, 1, key,
+                            "the first line is empty");
         return 0;
 }

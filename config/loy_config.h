@@ -47,6 +47,10 @@ typedef struct loy_config {
         int cache_customers;     /* local cache bound (customers) */
         int backoff_max_ms;      /* reconnect backoff ceiling */
 
+        /* privacy: customer ids as keyed pseudonyms (docs/privacy.md) */
+        int pseudonymize;
+        char pseudonym_key_file[512];
+
         /* http: /metrics, /healthz, /readyz (docs/operations.md) */
         char http_listen[128];   /* host:port; empty: no endpoint */
         int http_stall_ms;       /* /healthz fails when the loop is silent */
@@ -119,6 +123,12 @@ int loy_config_check(loy_config_t *conf, const char *origin, char *errstr,
 
 /* Frees the kafka property strings. */
 void loy_config_free(loy_config_t *conf);
+
+/* The first line of a secret file (without its line end) into buf: 0, or
+ * -1 with "file:line: key: message" (key names the setting that pointed
+ * there) when it cannot be read, is empty or does not fit. */
+int loy_config_read_secret(const char *path, const char *key, char *buf,
+                           size_t size, char *errstr, size_t errstr_size);
 
 /* How to open a connection to the configured Redis (state/loy_rconn.h):
  * o points into conf, and into password (the caller's buffer) when the

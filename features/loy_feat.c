@@ -2,6 +2,7 @@
 #include "loy_feat.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +330,31 @@ static loy_slot_t *slot_find(const loy_cust_t *c, const char *name) {
         return NULL;
 }
 
+uint64_t loy_feat_event_key(const char *event_id) {
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (const unsigned char *q = (const unsigned char *)event_id; *q;
+             q++) {
+                h ^= *q;
+                h *= 0x100000001b3ULL;
+        }
+        return h;
+}
+
+int loy_feat_event_seen(const loy_cust_t *c, uint64_t key) {
+        for (int i = 0; i < c->recent_events.n; i++)
+                if (c->recent_events.key[i] == key)
+                        return 1;
+        return 0;
+}
+
+void loy_feat_event_note(loy_cust_t *c, uint64_t key) {
+        loy_event_keys_t *k = &c->recent_events;
+        int n = k->n < LOY_RECENT_EVENTS ? k->n : LOY_RECENT_EVENTS - 1;
+        memmove(&k->key[1], &k->key[0], (size_t)n * sizeof(k->key[0]));
+        k->key[0] = key;
+        k->n = n + 1;
+}
+
 int64_t loy_feat_slot_get(const loy_cust_t *c, const char *name, int64_t def) {
         const loy_slot_t *s = slot_find(c, name);
         return s ? s->value : def;
@@ -376,6 +402,9 @@ enum {
         F_RECENCY_DAYS, F_T_DAYS, F_T_X_DAYS, F_X, F_MONETARY, F_AOV,
         F_MEAN_REPEAT_VALUE, F_IPT_VAR_DAYS, F_DEC_PURCHASES_NOW,
         F_DEC_SPEND_NOW, F_TIER_NAME, F_SEGMENT_NAME, F_LOYALTY_GROUP_NAME,
+        /* stored fields added later go here: the packed state keeps the
+         * table order */
+        F_RECENT_EVENT_KEYS,
         F__COUNT
 };
 
@@ -485,6 +514,10 @@ const loy_field_t loy_feat_fields[F__COUNT + 1] = {
             "RFM segment"),
         DER(F_LOYALTY_GROUP_NAME, "loyalty_group_name", D_GROUP_NAME, "name",
             "low, medium, high or very_high"),
+        FLD(F_RECENT_EVENT_KEYS, "recent_event_keys", LOY_FT_KEYS,
+            recent_events, "keys",
+            "keys of the last 16 event ids applied, newest first: the same "
+            "event_id again is not applied twice"),
         [F__COUNT] = { NULL, 0, 0, NULL, NULL, 0 },
 };
 
@@ -499,7 +532,8 @@ static const unsigned char by_name[F__COUNT] = {
         F_LAST_EVENT_MS, F_LAST_PURCHASE_MS, F_LOYALTY_GROUP,
         F_LOYALTY_GROUP_NAME, F_LOYALTY_SCORE, F_M_SCORE,
         F_MEAN_REPEAT_VALUE, F_MONETARY, F_NEXT_CHECK_MS, F_ORDERS,
-        F_P_ALIVE, F_POINTS, F_R_SCORE, F_RECENCY_DAYS, F_RECENT_VIEWS,
+        F_P_ALIVE, F_POINTS, F_R_SCORE, F_RECENCY_DAYS, F_RECENT_EVENT_KEYS,
+        F_RECENT_VIEWS,
         F_RETURN_VALUE, F_RETURNS, F_SCORED_MS, F_SEARCHES, F_SEGMENT,
         F_SEGMENT_NAME, F_SESSIONS, F_T_X_DAYS, F_TIER, F_TIER_NAME,
         F_VIEWS, F_WISHLISTS, F_X,
@@ -572,6 +606,7 @@ double loy_feat_field_number(const loy_cust_t *c, const loy_field_t *f,
         case LOY_FT_DERIVED:
                 return derived(c, f->offset, now_ms, conf);
         case LOY_FT_STR:
+        case LOY_FT_KEYS:
                 break;
         }
         return NAN;
@@ -730,6 +765,21 @@ static int format_double10(double v, char *buf, size_t size) {
 }
 
 /* Comma-separated, newest first; ',' and '%' escaped so any sku survives. */
+static int format_keys(const loy_cust_t *c, char *buf, size_t size) {
+        size_t len = 0;
+        if (!size)
+                return -1;
+        buf[0] = '\0';
+        for (int i = 0; i < c->recent_events.n; i++) {
+                int n = snprintf(buf + len, size - len, "%s%016" PRIx64,
+                                 i ? "," : "", c->recent_events.key[i]);
+                if (n < 0 || (size_t)n >= size - len)
+                        return -1;
+                len += (size_t)n;
+        }
+        return (int)len;
+}
+
 static int format_views(const loy_cust_t *c, char *buf, size_t size) {
         size_t n = 0;
 
@@ -781,6 +831,8 @@ static int field_format(const loy_cust_t *c, const loy_field_t *f,
                 return fmt_dbl(*AT_C(c, f, double), buf, size);
         case LOY_FT_STR:
                 return format_views(c, buf, size);
+        case LOY_FT_KEYS:
+                return format_keys(c, buf, size);
         case LOY_FT_DERIVED:
                 break;
         }
@@ -887,6 +939,33 @@ static int unhex(int ch) {
         return -1;
 }
 
+static int parse_keys(loy_cust_t *c, const char *value, size_t len) {
+        loy_event_keys_t k = {{0}, 0};
+        size_t at = 0;
+        while (at < len) {
+                uint64_t v = 0;
+                size_t d = 0;
+                if (k.n == LOY_RECENT_EVENTS)
+                        return -1;
+                for (; at < len && value[at] != ','; at++, d++) {
+                        char ch = value[at];
+                        int x = ch >= '0' && ch <= '9'   ? ch - '0'
+                                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                                                         : -1;
+                        if (x < 0 || d >= 16)
+                                return -1;
+                        v = v << 4 | (uint64_t)x;
+                }
+                if (d != 16)
+                        return -1;
+                k.key[k.n++] = v;
+                if (at < len && ++at == len)
+                        return -1;      /* a trailing comma */
+        }
+        c->recent_events = k;
+        return 0;
+}
+
 static int parse_views(loy_cust_t *c, const char *value, size_t len) {
         char views[LOY_RECENT_VIEWS][LOY_SKU_MAX + 1];
         int nv = 0;
@@ -945,6 +1024,8 @@ int loy_feat_field_parse(loy_cust_t *c, const char *name, const char *value,
                 return parse_double(value, value_len, AT(c, f, double));
         case LOY_FT_STR:
                 return parse_views(c, value, value_len);
+        case LOY_FT_KEYS:
+                return parse_keys(c, value, value_len);
         case LOY_FT_DERIVED:
                 break;
         }

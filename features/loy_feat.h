@@ -14,6 +14,10 @@
 #include "loy_event.h"
 
 #define LOY_RECENT_VIEWS 5   /* last viewed skus kept per customer */
+/* Event ids remembered per customer: the same event_id again (a producer
+ * that retried, a copy on another offset) within the last this many of
+ * the customer's events is not applied twice. */
+#define LOY_RECENT_EVENTS 16
 #define LOY_SLOTS_MAX 16     /* named int64 slots (offsets, cooldowns) */
 #define LOY_SLOT_NAME_MAX 96
 
@@ -38,6 +42,12 @@ typedef struct loy_slot {
         char name[LOY_SLOT_NAME_MAX];
         int64_t value;
 } loy_slot_t;
+
+/* Keys (loy_feat_event_key) of the event ids applied last, newest first. */
+typedef struct loy_event_keys {
+        uint64_t key[LOY_RECENT_EVENTS];
+        int n;
+} loy_event_keys_t;
 
 typedef struct loy_cust {
         char id[LOY_ID_MAX + 1];
@@ -81,6 +91,8 @@ typedef struct loy_cust {
         int64_t scored_ms;           /* event time of the last scoring */
         int64_t next_check_ms;       /* timer due time, 0 = none */
 
+        loy_event_keys_t recent_events;
+
         loy_slot_t slots[LOY_SLOTS_MAX];
         int nslots;
 } loy_cust_t;
@@ -97,6 +109,15 @@ void loy_feat_init(loy_cust_t *c, const char *id);
  * known). Only orders feed the decayed counters. */
 void loy_feat_apply(loy_cust_t *c, const loy_event_t *ev,
                     const loy_feat_conf_t *conf);
+
+/* An event id's key: 64-bit FNV-1a (collisions among a customer's last
+ * LOY_RECENT_EVENTS ids are ~1e-17 likely). */
+uint64_t loy_feat_event_key(const char *event_id);
+/* 1 when c applied an event with this key among its last
+ * LOY_RECENT_EVENTS. */
+int loy_feat_event_seen(const loy_cust_t *c, uint64_t key);
+/* Remembers key as the newest (the oldest beyond the window goes). */
+void loy_feat_event_note(loy_cust_t *c, uint64_t key);
 
 /* Derived values at event time now_ms. */
 double loy_feat_recency_days(const loy_cust_t *c, int64_t now_ms);
@@ -132,6 +153,8 @@ typedef enum {
         LOY_FT_DERIVED,
         LOY_FT_STR,     /* recent_views: comma-separated skus, newest first;
                          * ',' and '%' in a sku are written %2C and %25 */
+        LOY_FT_KEYS,    /* recent_event_keys: comma-separated 16-digit hex
+                         * keys, newest first */
 } loy_field_type_t;
 
 typedef struct loy_field {

@@ -39,13 +39,17 @@ static void put_svar(wbuf_t *w, int64_t v) {
         put_uvar(w, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
 }
 
-static void put_dbl(wbuf_t *w, double d) {
-        uint64_t u;
+static void put_u64(wbuf_t *w, uint64_t u) {
         unsigned char b[8];
-        memcpy(&u, &d, sizeof(u));
         for (int i = 0; i < 8; i++)
                 b[i] = (unsigned char)(u >> (8 * i));
         put(w, b, 8);
+}
+
+static void put_dbl(wbuf_t *w, double d) {
+        uint64_t u;
+        memcpy(&u, &d, sizeof(u));
+        put_u64(w, u);
 }
 
 #define AT_C(c, f, type) ((const type *)((const char *)(c) + (f)->offset))
@@ -87,6 +91,14 @@ static void put_body(wbuf_t *w0, const loy_cust_t *c) {
                                 put_uvar(&w, n);
                                 put(&w, c->recent_views[i], n);
                         }
+                        break;
+                }
+                case LOY_FT_KEYS: {
+                        const loy_event_keys_t *k =
+                            AT_C(c, f, loy_event_keys_t);
+                        put_uvar(&w, (uint64_t)k->n);
+                        for (int i = 0; i < k->n; i++)
+                                put_u64(&w, k->key[i]);
                         break;
                 }
                 case LOY_FT_DERIVED:
@@ -164,16 +176,31 @@ static int64_t get_svar(rbuf_t *r) {
         return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
 }
 
-static double get_dbl(rbuf_t *r) {
+static uint64_t get_u64(rbuf_t *r) {
         const unsigned char *b = take(r, 8);
         uint64_t u = 0;
-        double d;
         if (!b)
                 return 0;
         for (int i = 0; i < 8; i++)
                 u |= (uint64_t)b[i] << (8 * i);
+        return u;
+}
+
+static double get_dbl(rbuf_t *r) {
+        uint64_t u = get_u64(r);
+        double d;
         memcpy(&d, &u, sizeof(d));
         return d;
+}
+
+static int get_keys(rbuf_t *r, loy_event_keys_t *k) {
+        uint64_t n = get_uvar(r);
+        if (n > LOY_RECENT_EVENTS)
+                return -1;
+        k->n = (int)n;
+        for (int i = 0; i < k->n; i++)
+                k->key[i] = get_u64(r);
+        return r->bad ? -1 : 0;
 }
 
 /* An int field's value within what the engine can hold; the small enums
@@ -266,6 +293,10 @@ int loy_pack_unpack(loy_cust_t *c, const void *buf, size_t len) {
                         break;
                 case LOY_FT_STR:
                         if (get_views(&r, c))
+                                return -1;
+                        break;
+                case LOY_FT_KEYS:
+                        if (get_keys(&r, AT(c, f, loy_event_keys_t)))
                                 return -1;
                         break;
                 case LOY_FT_DERIVED:

@@ -24,7 +24,8 @@
  *   varint  number of fields, then the stored (not derived) fields of
  *           loy_feat_fields in table order: I64 and INT as zigzag varints,
  *           DBL as the 8 bytes of the IEEE double, STR (recent_views) as a
- *           count and a varint length and bytes per sku.
+ *           count and a varint length and bytes per sku, KEYS
+ *           (recent_event_keys) as a count and 8 bytes per key.
  * The field table only grows at its end, so a reader that knows fewer
  * fields than a string holds reads those it knows and ignores the rest,
  * and one that knows more leaves the missing ones at their defaults.
@@ -47,7 +48,7 @@
 /* Large enough for any customer (and within LOY_PACK_CHUNKS_MAX). */
 #define LOY_PACK_MAX                                                       \
         (16 + LOY_SLOTS_MAX * (LOY_SLOT_NAME_MAX + 16) + 64 * 10 +         \
-         LOY_RECENT_VIEWS * (LOY_SKU_MAX + 4))
+         LOY_RECENT_VIEWS * (LOY_SKU_MAX + 4) + 4 + LOY_RECENT_EVENTS * 8)
 
 /* Packs c into buf. Returns the length, or -1 when it does not fit. */
 int loy_pack_cust(const loy_cust_t *c, unsigned char *buf, size_t size);

@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
       libhiredis-dev libcunit1-dev libjansson-dev libgsl-dev zlib1g-dev
       libmicrohttpd-dev           # /metrics, /healthz, /readyz (docs/operations.md)
+      libssl-dev                  # HMAC pseudonyms (docs/privacy.md)
       redis-server kafkacat gnuplot-nox curl
       stunnel4 openssl           # TLS to Redis: a stunnel client (docs/redis-keys.md)
       clang libclang-rt-14-dev)   # fuzz targets: clang + libFuzzer runtime

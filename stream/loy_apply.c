@@ -78,9 +78,11 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 loy_touched_t *t;
                 loy_cust_t *c;
                 int was_buyer, n;
+                uint64_t key;
                 if (loy_batch_quarantined(b, ev->customer_id)) {
-                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY, "state: this customer's "
-                                          "Redis state fails every write");
+                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY,
+                                             "state: this customer's Redis "
+                                             "state fails every write");
                         continue;
                 }
                 t = loy_batch_touch(b, ev->customer_id, errstr, errstr_size);
@@ -95,8 +97,9 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32,
                              ev->topic, ev->partition);
                 if (n < 0 || (size_t)n >= sizeof(slot)) {
-                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY, "topic name too long to "
-                                          "fence replays");
+                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY,
+                                             "topic name too long to fence "
+                                             "replays");
                         continue;
                 }
                 if (ev->offset <= loy_feat_slot_get(c, slot, -1)) {
@@ -106,9 +109,17 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 /* without its fence an event could count twice on replay */
                 if (loy_feat_slot_get(c, slot, INT64_MIN) == INT64_MIN &&
                     c->nslots >= LOY_SLOTS_MAX) {
-                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY, "state: customer has no "
-                                          "free offset slot (events on too "
-                                          "many partitions)");
+                        loy_batch_dead_event(b, idx, LOY_DEAD_APPLY,
+                                             "state: customer has no free "
+                                             "offset slot (events on too "
+                                             "many partitions)");
+                        continue;
+                }
+                /* the same event on another offset (a producer's retry, a
+                 * copy): applied once, whatever the offsets say */
+                key = loy_feat_event_key(ev->event_id);
+                if (loy_feat_event_seen(c, key)) {
+                        b->stats->events_duplicate_id++;
                         continue;
                 }
                 if (fire_due(b, t, ev->ts_ms, ev->partition, errstr,
@@ -118,6 +129,7 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                                  ev->offset);
                 was_buyer = c->orders > 0;
                 loy_feat_apply(c, ev, &b->conf->feat);
+                loy_feat_event_note(c, key);
                 loy_feat_slot_set(c, slot, ev->offset);
                 if (b->reco) {
                         loy_cust_ext_t *x = loy_cache_ext(c);

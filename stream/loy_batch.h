@@ -91,6 +91,7 @@ typedef struct loy_batch {
         loy_clock_t *clock;
         loy_reco_t *reco;               /* NULL when reco.enabled = no */
         loy_agg_t *agg;                 /* the batch's sums and fences */
+        const struct loy_pseudo *pseudo; /* NULL: ids kept as they come */
         loy_dlq_t *dlq;                 /* dead letters of the batch */
         loy_proc_stats_t *stats;
 

@@ -3,10 +3,12 @@
 
 #include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loy_log.h"
+#include "loy_pseudo.h"
 #include "loy_time.h"
 
 #define DLQ_REASON_MAX 256
@@ -311,12 +313,23 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                 const char *topic = rd_kafka_topic_name(m->rkt);
                 loy_event_t *ev = &b->events[b->nevents];
                 char why[DLQ_REASON_MAX];
+                char pseudonym[LOY_PSEUDO_LEN + 1];
                 int rc;
                 b->stats->events_in++;
                 b->bad_why[i] = NULL;
                 rc = loy_codec_decode(b->codec, m->payload, m->len,
                                       topic_kind(b, topic), now, ev, why,
                                       sizeof(why));
+                /* before anything keeps or logs the id */
+                if (rc == 0 && b->pseudo &&
+                    loy_pseudo_of(b->pseudo, ev->customer_id,
+                                  pseudonym) == -1) {
+                        snprintf(why, sizeof(why), "customer_id: pseudonym "
+                                 "failed (out of memory)");
+                        rc = LOY_CODEC_ERR_DECODE;
+                }
+                if (rc == 0 && b->pseudo)
+                        memcpy(ev->customer_id, pseudonym, sizeof(pseudonym));
                 if (rc == 0) {
                         ev->topic = topic;
                         ev->partition = m->partition;

@@ -165,9 +165,15 @@ static void render_events(loy_metrics_t *m, const loy_proc_stats_t *st) {
                 st->events_in);
         counter(m, "events_applied_total",
                 "Events applied to their customers.", st->events_applied);
-        counter(m, "events_duplicate_total",
-                "Events skipped as already applied (replays).",
-                st->events_skipped_dup);
+        head(m, "events_duplicate_total", "counter",
+             "Events not applied again: by=\"offset\" at or below their "
+             "customer's applied offset (replays, redos), by=\"event_id\" "
+             "an event_id among the customer's last ones (a producer's "
+             "retry).");
+        put(m, "loyaltyd_events_duplicate_total{by=\"offset\"} %" PRId64
+            "\n", st->events_skipped_dup);
+        put(m, "loyaltyd_events_duplicate_total{by=\"event_id\"} %" PRId64
+            "\n", st->events_duplicate_id);
         head(m, "dead_letters_total", "counter",
              "Messages dead-lettered, by reason class.");
         for (int c = 0; c < LOY_DEAD__COUNT; c++)

@@ -31,6 +31,7 @@
 #include "loy_load.h"
 #include "loy_log.h"
 #include "loy_metrics.h"
+#include "loy_pseudo.h"
 #include "loy_recosync.h"
 #include "loy_stats.h"
 #include "loy_time.h"
@@ -75,6 +76,7 @@ struct loy_proc {
         loy_stats_t *pub;               /* <ns>:stats */
         loy_http_t *http;               /* NULL without http.listen */
         loy_metrics_t *metrics;
+        loy_pseudo_t *pseudo;           /* [privacy] pseudonymize */
         double last_render_ms;          /* of /metrics (mono) */
         double start_s, model_loaded_s; /* unix seconds */
         int redis_ok;                   /* the last Redis call answered */
@@ -346,6 +348,9 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 goto fail;
         p->cur = &p->bat[0];
         p->prev = &p->bat[1];
+        p->pseudo = loy_pseudo_from_config(conf, errstr, errstr_size);
+        if (!p->pseudo && errstr[0])
+                goto fail;
         p->agg = loy_agg_new();
         if (set_owner(p, errstr, errstr_size))
                 goto fail;
@@ -371,6 +376,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 b->reco = p->reco;
                 b->agg = p->agg;
                 b->stats = &p->stats;
+                b->pseudo = p->pseudo;
         }
         p->consumer = loy_kafka_consumer_new(conf, rebalance_cb, p, errstr,
                                              errstr_size);
@@ -485,6 +491,7 @@ void loy_proc_destroy(loy_proc_t *p) {
         loy_stats_destroy(p->pub);
         loy_http_stop(p->http);
         loy_metrics_destroy(p->metrics);
+        loy_pseudo_destroy(p->pseudo);
         loy_clock_destroy(p->clock);
         loy_reco_destroy(p->reco);
         if (p->rfm)

@@ -32,6 +32,8 @@ typedef struct loy_proc_stats {
         int64_t events_in;          /* messages consumed */
         int64_t events_applied;
         int64_t events_skipped_dup; /* at or below a customer's offset */
+        int64_t events_duplicate_id; /* an event_id the customer applied
+                                      * among its last LOY_RECENT_EVENTS */
         int64_t dead_lettered;
         int64_t dead_by_class[LOY_DEAD__COUNT];
         int64_t triggers_out;       /* triggers written to the outbox */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NINCR 20 /* counters added to <ns>:stats */
+#define NINCR 21 /* counters added to <ns>:stats */
 
 struct loy_stats {
         double lat_ms[LOY_STATS_LAT_RING];
@@ -68,7 +68,8 @@ void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
             "batches_fenced", "redis_moved", "redis_ask",
             "redis_map_reads", "redis_connects", "redis_conn_lost",
             "redis_refused", "reco_increments_skipped",
-            "owner_conns_closed", "batches_overlapped"};
+            "owner_conns_closed", "batches_overlapped",
+            "events_duplicate_id"};
         const int64_t now_vals[NINCR] = {
             st->events_in, st->events_applied, st->events_skipped_dup,
             st->dead_lettered, st->triggers_out, st->timers_fired,
@@ -78,7 +79,7 @@ void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
             (int64_t)x->router.refreshes, (int64_t)x->router.connects,
             (int64_t)x->router.io_errors, (int64_t)x->router.refused,
             x->reco_skipped, st->owner_conns_closed,
-            st->batches_overlapped};
+            st->batches_overlapped, st->events_duplicate_id};
         const char *set_names[] = {"batch_ms_last", "batch_ms_p50",
                                    "batch_ms_p99", "events_per_s", "clock_ms",
                                    "lag", "cache_customers",

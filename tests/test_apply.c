@@ -87,6 +87,24 @@ static void test_events(void) {
         CU_ASSERT_EQUAL(T.stats.events_applied, 3);
         CU_ASSERT_EQUAL(b->touched[0].c->orders, 2);
         CU_ASSERT_EQUAL(b->touched[0].by_event, 0);
+        /* the same event_id on new offsets (a producer that retried, on
+         * either partition): not applied again, nor summed in the KPIs;
+         * a new id is */
+        tu_batch_next(&T);
+        tu_batch_purchase(&T, "e3", "c1", T0 + DAY, "B", 20, 0, 9);
+        tu_batch_purchase(&T, "e1", "c1", T0, "A", 10, 1, 4);
+        tu_batch_purchase(&T, "e4", "c1", T0 + 2 * DAY, "C", 5, 0, 10);
+        CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(T.stats.events_duplicate_id, 2);
+        CU_ASSERT_EQUAL(T.stats.events_applied, 4);
+        CU_ASSERT_EQUAL(b->touched[0].c->orders, 3);
+        CU_ASSERT_EQUAL(b->touched[0].c->recent_events.n, 3);
+        CU_ASSERT_EQUAL_FATAL(loy_agg_build(b->agg, &agg), 0);
+        purchases = 0;
+        for (int i = 0; agg && i < agg->nkpi; i++)
+                if (!strcmp(agg->kpi[i].field, "purchases"))
+                        purchases += agg->kpi[i].delta;
+        CU_ASSERT_EQUAL(purchases, 1);
         tu_batch_free(&T);
 }
 

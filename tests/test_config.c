@@ -342,7 +342,7 @@ static void test_redis_secret(void) {
         fclose(fp);
         CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
                                               sizeof(err)), -1);
-        CU_ASSERT_PTR_NOT_NULL(strstr(err, "password longer than 62 bytes"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "secret longer than 62 bytes"));
 
         unlink(secret);
         CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
@@ -702,6 +702,8 @@ static const char *const ref_keys[][3] = {
         {"redis", "timeout.ms", "5000"},
         {"redis", "cache.customers", "100000"},
         {"redis", "backoff.max.ms", "5000"},
+        {"privacy", "pseudonymize", "no"},
+        {"privacy", "key.file", ""},
         {"http", "listen", ""},
         {"http", "stall.ms", "60000"},
         {"clock", "lateness.ms", "0"},
@@ -805,7 +807,7 @@ static void test_reference(void) {
                 }
         }
         fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 54);
+        CU_ASSERT_EQUAL(nkeys, 56);
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)

@@ -15,7 +15,7 @@
 
 static const char *const commands[] = {
     "demo", "replay", "inspect", "triggers", "fields", "reco-eval",
-    "reco-bench", "fit", "eval", "bench-model", "bench"};
+    "reco-bench", "fit", "eval", "bench-model", "bench", "pseudonym"};
 
 /* Runs loyaltyctl with args (a shell word list); its exit status, stdout
  * and stderr into out/err (malloc'd, the caller frees). */
@@ -89,7 +89,6 @@ static void test_inspect_acl(void) {
         tu_redis_t r;
         char dir[] = "/tmp/loy_ctl_XXXXXX", pw[600], conf[600];
         char args[2048], *out, *err;
-        FILE *fp;
         CU_ASSERT_EQUAL_FATAL(tu_redis_start(&r, 0), 0);
         CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
         free(tu_redis_cli(&r, "HSET 'shop:c:{c42}' orders 3 frequency 2 "
@@ -100,16 +99,12 @@ static void test_inspect_acl(void) {
                               "'+@read' '+ping'"));
         free(tu_redis_cli(&r, "CONFIG SET requirepass 'default-pw'"));
         snprintf(pw, sizeof(pw), "%s/redis.pw", dir);
-        fp = fopen(pw, "w");
-        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
-        fputs("dash-pw\n", fp);
-        fclose(fp);
+        CU_ASSERT_EQUAL_FATAL(tu_write_file(pw, "dash-pw\n"), 0);
         snprintf(conf, sizeof(conf), "%s/loyaltyd.conf", dir);
-        fp = fopen(conf, "w");
-        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
-        fprintf(fp, "[redis]\nport = %d\nnamespace = shop\nuser = dash\n"
-                    "password.file = redis.pw\n", r.port);
-        fclose(fp);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_write_file(conf, "[redis]\nport = %d\nnamespace = shop\n"
+                                "user = dash\npassword.file = redis.pw\n",
+                          r.port), 0);
 
         /* no credentials: the server's reason, exit 1 */
         snprintf(args, sizeof(args), "inspect -p %d -n shop c42", r.port);
@@ -206,12 +201,63 @@ static void test_replay_kafka_props(void) {
         tu_kafka_stop(k);
 }
 
+/* pseudonym prints what loyaltyd stores for a shop's ids, and inspect
+ * given a config that pseudonymizes finds the customer by its own id. */
+static void test_pseudonym(void) {
+        tu_redis_t r;
+        char dir[] = "/tmp/loy_ctl_XXXXXX", key[600], conf[600];
+        char args[2048], *out, *err;
+        CU_ASSERT_EQUAL_FATAL(tu_redis_start(&r, 0), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+        snprintf(key, sizeof(key), "%s/pseudonym.key", dir);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_write_file(key, "0123456789abcdef0123456789abcdef\n"), 0);
+        snprintf(conf, sizeof(conf), "%s/loyaltyd.conf", dir);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_write_file(conf, "[redis]\nport = %d\n[privacy]\n"
+                                "pseudonymize = yes\nkey.file = "
+                                "pseudonym.key\n", r.port), 0);
+        snprintf(args, sizeof(args), "pseudonym -c %s 17850 12346", conf);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(out, "17850\t3611394a44c6460d6b3d57b38e3a210e\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "12346\t"));
+        free(out);
+        free(err);
+        /* ids on standard input, one per line */
+        snprintf(args, sizeof(args), "pseudonym -c %s < /dev/null", conf);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_STRING_EQUAL(out, "");
+        free(out);
+        free(err);
+        /* a config that does not pseudonymize: said, exit 2 */
+        CU_ASSERT_EQUAL(run("pseudonym 17850", &out, &err), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "not yes"));
+        free(out);
+        free(err);
+
+        free(tu_redis_cli(&r, "HSET 'loy:c:{3611394a44c6460d6b3d57b38e3a210e}'"
+                              " orders 3 frequency 2"));
+        snprintf(args, sizeof(args), "inspect -c %s 17850", conf);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "customer 17850"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(out, "loy:c:{3611394a44c6460d6b3d57b38e3a210e}"));
+        free(out);
+        free(err);
+        unlink(key);
+        unlink(conf);
+        rmdir(dir);
+        tu_redis_stop(&r);
+}
+
 int main(void) {
         static const tu_test_t tests[] = {
             {"every command answers -h and --help", test_help},
             {"inspect and fit with an ACL user and a password file",
              test_inspect_acl},
             {"replay takes librdkafka properties", test_replay_kafka_props},
+            {"pseudonym, and inspect by the shop's own id", test_pseudonym},
         };
         return tu_cunit_main("loyaltyctl", tests,
                              (int)(sizeof(tests) / sizeof(tests[0])));

@@ -466,6 +466,8 @@ static void fill(loy_cust_t *c) {
         CU_ASSERT_EQUAL(loy_feat_slot_set(c, "off:purchases:3", 4242), 0);
         CU_ASSERT_EQUAL(loy_feat_slot_set(c, "cool:winback", 1600000000000LL),
                         0);
+        loy_feat_event_note(c, loy_feat_event_key("or-536365"));
+        loy_feat_event_note(c, loy_feat_event_key("or-536366"));
 }
 
 /* Every member of loy_cust_t except id and the slots is in the table. */
@@ -508,6 +510,7 @@ static void test_field_coverage(void) {
                 offsetof(loy_cust_t, segment),
                 offsetof(loy_cust_t, scored_ms),
                 offsetof(loy_cust_t, next_check_ms),
+                offsetof(loy_cust_t, recent_events),
         };
         size_t nm = sizeof(members) / sizeof(members[0]);
         int stored = 0, derived = 0;
@@ -539,7 +542,7 @@ static void test_field_find(void) {
 
         for (const loy_field_t *f = loy_feat_fields; f->name; f++, n++)
                 CU_ASSERT_PTR_EQUAL(loy_feat_field_find(f->name), f);
-        CU_ASSERT_EQUAL(n, 50);
+        CU_ASSERT_EQUAL(n, 51);
         CU_ASSERT_PTR_NULL(loy_feat_field_find("nope"));
         CU_ASSERT_PTR_NULL(loy_feat_field_find(""));
         CU_ASSERT_PTR_NULL(loy_feat_field_find("recency"));
@@ -694,7 +697,7 @@ static void test_field_roundtrip(void) {
         }
         for (const loy_field_t *f = loy_feat_fields; f->name; f++) {
                 double x, y;
-                if (f->type == LOY_FT_STR)
+                if (f->type == LOY_FT_STR || f->type == LOY_FT_KEYS)
                         continue;
                 x = loy_feat_field_number(&a, f, now, &conf);
                 y = loy_feat_field_number(&b, f, now, &conf);
@@ -706,6 +709,9 @@ static void test_field_roundtrip(void) {
         }
         for (int i = 0; i < LOY_RECENT_VIEWS; i++)
                 CU_ASSERT_STRING_EQUAL(a.recent_views[i], b.recent_views[i]);
+        CU_ASSERT_EQUAL(b.recent_events.n, a.recent_events.n);
+        CU_ASSERT_EQUAL(memcmp(b.recent_events.key, a.recent_events.key,
+                               sizeof(a.recent_events.key)), 0);
         CU_ASSERT_EQUAL(b.nslots, 2);
         CU_ASSERT_EQUAL(loy_feat_slot_get(&b, "off:purchases:3", -1), 4242);
         CU_ASSERT_EQUAL(loy_feat_slot_get(&b, "cool:winback", -1),
@@ -893,6 +899,56 @@ static void test_field_parse(void) {
         CU_ASSERT_STRING_EQUAL(c.recent_views[4], "e");
 }
 
+/* The event ids a customer applied last: the same id is seen while it is
+ * among the last LOY_RECENT_EVENTS, forgotten after; the window reads
+ * back from its text, and bad text is refused. */
+static void test_event_window(void) {
+        static loy_cust_t c, d;
+        char buf[LOY_FIELD_TEXT_MAX], id[32];
+        const loy_field_t *f = loy_feat_field_find("recent_event_keys");
+        uint64_t k0 = loy_feat_event_key("or-536365");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        CU_ASSERT_EQUAL(f->view, 0);
+        /* FNV-1a 64 of "a", the published test vector */
+        CU_ASSERT_EQUAL(loy_feat_event_key("a"), 0xaf63dc4c8601ec8cULL);
+        CU_ASSERT_NOT_EQUAL(k0, loy_feat_event_key("or-536366"));
+        loy_feat_init(&c, "c1");
+        CU_ASSERT_FALSE(loy_feat_event_seen(&c, k0));
+        loy_feat_event_note(&c, k0);
+        CU_ASSERT_TRUE(loy_feat_event_seen(&c, k0));
+        for (int i = 1; i < LOY_RECENT_EVENTS; i++) {
+                snprintf(id, sizeof(id), "ev-%d", i);
+                loy_feat_event_note(&c, loy_feat_event_key(id));
+        }
+        CU_ASSERT_EQUAL(c.recent_events.n, LOY_RECENT_EVENTS);
+        CU_ASSERT_TRUE(loy_feat_event_seen(&c, k0));    /* the oldest */
+        loy_feat_event_note(&c, loy_feat_event_key("ev-new"));
+        CU_ASSERT_FALSE(loy_feat_event_seen(&c, k0));   /* pushed out */
+        CU_ASSERT_EQUAL(c.recent_events.n, LOY_RECENT_EVENTS);
+        CU_ASSERT_EQUAL(c.recent_events.key[0], loy_feat_event_key("ev-new"));
+
+        CU_ASSERT(loy_feat_field_format(&c, f, 0, NULL, buf, sizeof(buf)) ==
+                  LOY_RECENT_EVENTS * 17 - 1);
+        loy_feat_init(&d, "c1");
+        CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, buf, strlen(buf)),
+                        0);
+        CU_ASSERT_EQUAL(memcmp(&d.recent_events, &c.recent_events,
+                               sizeof(c.recent_events)), 0);
+        CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, "", 0), 0);
+        CU_ASSERT_EQUAL(d.recent_events.n, 0);
+        static const char *const bad[] = {
+            "12", "00000000000000zz", "0000000000000000,",
+            ",0000000000000000", "0000000000000000000",
+            "0000000000000000,,0000000000000001"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, bad[i],
+                                                     strlen(bad[i])), -1);
+        /* more keys than the window holds */
+        strcat(buf, ",0000000000000001");
+        CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, buf, strlen(buf)),
+                        -1);
+}
+
 static void test_slots(void) {
         loy_cust_t c;
         char name[LOY_SLOT_NAME_MAX + 8];
@@ -947,7 +1003,8 @@ int main(void) {
             !CU_add_test(s, "field round trip", test_field_roundtrip) ||
             !CU_add_test(s, "field format", test_field_format) ||
             !CU_add_test(s, "field parse", test_field_parse) ||
-            !CU_add_test(s, "slots", test_slots)) {
+            !CU_add_test(s, "slots", test_slots) ||
+            !CU_add_test(s, "event id window", test_event_window)) {
                 CU_cleanup_registry();
                 return CU_get_error();
         }

@@ -47,6 +47,10 @@ static void full(loy_cust_t *c) {
                  "234");
         CU_ASSERT_EQUAL(loy_feat_slot_set(c, "off:purchases:7", 123456789), 0);
         CU_ASSERT_EQUAL(loy_feat_slot_set(c, "cool:welcome", -5), 0);
+        /* a full window of event keys, the extremes among them */
+        for (int i = 0; i < LOY_RECENT_EVENTS; i++)
+                loy_feat_event_note(c, i == 3 ? 0 : i == 4 ? UINT64_MAX
+                                              : loy_feat_event_key("e") + i);
 }
 
 static void same(const loy_cust_t *a, const loy_cust_t *b) {

@@ -467,6 +467,90 @@ static void test_replay_changes_nothing(void) {
         loy_config_free(&conf);
 }
 
+/* A producer that retried: the same event_id again on another offset and
+ * partition, once in the same run and once after a restart (the window is
+ * in the customer's packed state), is applied once; a new id is. */
+static void test_same_event_id_again(void) {
+        loy_config_t conf;
+        runner_t r;
+        char e1[512], e2[512];
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "eid-again");
+        json_purchase(e1, sizeof(e1), "retry-1", "c77", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":4}");
+        json_purchase(e2, sizeof(e2), "retry-2", "c77", T0 + 1000,
+                      "{\"sku\":\"B\",\"quantity\":1,\"unit_price\":6}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "c77", e1, strlen(e1));
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "c77", e1, strlen(e1));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 2), 0);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{c77}", "orders", "1");
+        ASSERT_FIELD("loy:c:{c77}", "gross_value", "4");
+
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "c77", e1, strlen(e1));
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "c77", e2, strlen(e2));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 2), 0);
+        CU_ASSERT_EQUAL(loy_proc_stats(r.proc)->events_duplicate_id, 1);
+        CU_ASSERT_EQUAL(loy_proc_stats(r.proc)->events_applied, 1);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{c77}", "orders", "2");
+        ASSERT_FIELD("loy:c:{c77}", "gross_value", "10");
+        ASSERT_FIELD("loy:stats", "events_duplicate_id", "2");
+        loy_config_free(&conf);
+}
+
+/* [privacy] pseudonymize: the raw customer id is nowhere in Redis nor in
+ * the triggers; its pseudonym (loyaltyctl pseudonym) is the customer. */
+static void test_pseudonymized(void) {
+        static const char *const pseudonym = "3611394a44c6460d6b3d57b38e3a210e";
+        loy_config_t conf;
+        runner_t r;
+        seen_t seen;
+        char msg[512], err[256], key_path[] = "/tmp/loy-pseudo-key-XXXXXX";
+        char hash[80], *state;
+        int fd = mkstemp(key_path);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(write(fd, "0123456789abcdef0123456789abcdef\n", 33),
+                        33);
+        close(fd);
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "pseudo");
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "privacy.pseudonymize",
+                                       "yes", err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "privacy.key.file",
+                                       key_path, err, sizeof(err)), 0);
+        json_purchase(msg, sizeof(msg), "p-1", "17850", T0,
+                      "{\"sku\":\"A\",\"quantity\":2,\"unit_price\":3}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "17850", msg,
+                         strlen(msg));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 1), 0);
+        stop(&r);
+        snprintf(hash, sizeof(hash), "loy:c:{%s}", pseudonym);
+        ASSERT_FIELD(hash, "orders", "1");
+        ASSERT_FIELD(hash, "gross_value", "6");
+        state = dump_state();
+        CU_ASSERT_PTR_NOT_NULL_FATAL(state);
+        CU_ASSERT_PTR_NOT_NULL(strstr(state, pseudonym));
+        CU_ASSERT_PTR_NULL(strstr(state, "17850"));
+        free(state);
+        collect_triggers(conf.topic_triggers, &seen);
+        CU_ASSERT_EQUAL(seen.n, 1);
+        for (int i = 0; i < seen.n; i++) {
+                CU_ASSERT_STRING_EQUAL(seen.key[i], pseudonym);
+                CU_ASSERT_PTR_NOT_NULL(seen.json[i] ? strstr(seen.json[i],
+                                                             pseudonym)
+                                                    : NULL);
+                CU_ASSERT_PTR_NULL(seen.json[i] ? strstr(seen.json[i], "17850")
+                                                : "");
+        }
+        seen_free(&seen);
+        unlink(key_path);
+        loy_config_free(&conf);
+}
+
 /* Called once a batch's aggregates are in, before its customers are
  * sent: every third time, Redis holds writes back for a while (reads go
  * on), so the batch is still being written while the next one is loaded. */
@@ -1561,6 +1645,10 @@ int main(void) {
         CU_add_test(s, "browse and purchases in one order, whatever the "
                     "batching", test_browse_order);
         CU_add_test(s, "replay changes nothing", test_replay_changes_nothing);
+        CU_add_test(s, "the same event_id again is applied once, across a "
+                    "restart", test_same_event_id_again);
+        CU_add_test(s, "pseudonymized ids: the raw id nowhere",
+                    test_pseudonymized);
         CU_add_test(s, "pipelined batches end as one at a time",
                     test_pipelined_same_state);
         CU_add_test(s, "dead letters", test_dead_letters);

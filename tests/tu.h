@@ -117,6 +117,10 @@ struct rd_kafka_mock_cluster_s *tu_kafka_mock(tu_kafka_t *k);
 int64_t tu_produce_file(tu_kafka_t *k, const char *topic, const char *path,
                         int skip, int limit);
 
+/* Writes a file (printf format); 0 or -1. */
+int tu_write_file(const char *path, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
 /* An HTTP/1.0 request to 127.0.0.1:port (method "GET", "POST" ...):
  * returns the status code (-1: no answer), *body the body (malloc'd, NUL
  * ended; NULL ok to skip). */
