@@ -24,6 +24,8 @@ int ctl_eval_main(int argc, char **argv);
 int ctl_bench_model_main(int argc, char **argv);
 int ctl_bench_main(int argc, char **argv);
 int ctl_pseudonym_main(int argc, char **argv);
+int ctl_forget_main(int argc, char **argv);
+int ctl_expire_main(int argc, char **argv);
 /* Each command's options, for -h and for a mistake. */
 void ctl_demo_usage(FILE *fp);
 void ctl_replay_usage(FILE *fp);
@@ -37,6 +39,8 @@ void ctl_eval_usage(FILE *fp);
 void ctl_bench_model_usage(FILE *fp);
 void ctl_bench_usage(FILE *fp);
 void ctl_pseudonym_usage(FILE *fp);
+void ctl_forget_usage(FILE *fp);
+void ctl_expire_usage(FILE *fp);
 
 /* The id Redis and the triggers hold for customer id: its pseudonym when
  * conf pseudonymizes (docs/privacy.md), else id itself. -1 (said on

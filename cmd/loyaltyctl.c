@@ -9,6 +9,8 @@
  *   loyaltyctl fields    the customer hash's fields (Markdown table)
  *   loyaltyctl bench     the real loyaltyd measured from outside
  *   loyaltyctl pseudonym customer ids as [privacy] pseudonymizes them
+ *   loyaltyctl forget    erase customers (through loyaltyd, in order)
+ *   loyaltyctl expire    erase customers silent for [privacy] expire.days
  */
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +46,10 @@ static const struct {
      "loyaltyd events/s, CPU, Redis cost, latency"},
     {"pseudonym", ctl_pseudonym_main, ctl_pseudonym_usage,
      "customer ids as loyaltyd pseudonymizes them"},
+    {"forget", ctl_forget_main, ctl_forget_usage,
+     "erase customers everywhere, for good"},
+    {"expire", ctl_expire_main, ctl_expire_usage,
+     "erase customers silent for expire.days"},
 };
 
 static int is_help(const char *a) {

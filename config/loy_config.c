@@ -78,6 +78,9 @@ static const cfg_key_t conf_keys[] = {
     {"privacy", "key.file", CT_STR, C_OFF(pseudonym_key_file), "", 0, 0,
      "file whose first line is the pseudonym key (relative to this config "
      "file; keep it secret and never change it: the pseudonyms change)"},
+    {"privacy", "expire.days", CT_INT, C_OFF(expire_days), "0", 0, 36500,
+     "loyaltyctl expire erases customers silent longer than this many days "
+     "of event time (0: never)"},
     {"http", "listen", CT_STR, C_OFF(http_listen), "", 0, 0,
      "host:port of /metrics, /healthz and /readyz (empty: none; port 0: "
      "any free one, logged)"},

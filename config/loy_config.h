@@ -50,6 +50,7 @@ typedef struct loy_config {
         /* privacy: customer ids as keyed pseudonyms (docs/privacy.md) */
         int pseudonymize;
         char pseudonym_key_file[512];
+        int expire_days;        /* loyaltyctl expire; 0: never */
 
         /* http: /metrics, /healthz, /readyz (docs/operations.md) */
         char http_listen[128];   /* host:port; empty: no endpoint */

@@ -163,8 +163,33 @@ static int bad_sku(const char *sku, char *what, char *errstr,
 
 #define LOY_TS_MIN_MS 631152000000LL /* 1990-01-01 */
 
+/* A time a tool or producer wrote: after 1990 and at most a day ahead. */
+static int bad_time(const char *what, int64_t ms, int64_t now_ms,
+                    char *errstr, size_t errstr_size) {
+        if (ms < LOY_TS_MIN_MS) {
+                snprintf(errstr, errstr_size,
+                         "%s %lld ms is before 1990 (seconds instead "
+                         "of milliseconds?)", what, (long long)ms);
+                return 1;
+        }
+        if (now_ms > 0 && ms > now_ms + 86400000LL) {
+                snprintf(errstr, errstr_size,
+                         "%s %lld ms is more than a day in the future", what,
+                         (long long)ms);
+                return 1;
+        }
+        return 0;
+}
+
 int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
                        size_t errstr_size) {
+        if (ev->kind == LOY_EV_FORGET)
+                return bad_id("customer_id", ev->customer_id, 1, errstr,
+                              errstr_size) ||
+                               bad_time("forget_ms", ev->forget_ms, now_ms,
+                                        errstr, errstr_size)
+                           ? -1
+                           : 0;
         if (ev->kind != LOY_EV_PURCHASE && ev->kind != LOY_EV_BROWSE) {
                 snprintf(errstr, errstr_size, "unknown event kind %d",
                          (int)ev->kind);
@@ -173,18 +198,8 @@ int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
         if (bad_id("event_id", ev->event_id, 1, errstr, errstr_size) ||
             bad_id("customer_id", ev->customer_id, 1, errstr, errstr_size))
                 return -1;
-        if (ev->ts_ms < LOY_TS_MIN_MS) {
-                snprintf(errstr, errstr_size,
-                         "timestamp %lld ms is before 1990 (seconds instead "
-                         "of milliseconds?)", (long long)ev->ts_ms);
+        if (bad_time("timestamp", ev->ts_ms, now_ms, errstr, errstr_size))
                 return -1;
-        }
-        if (now_ms > 0 && ev->ts_ms > now_ms + 86400000LL) {
-                snprintf(errstr, errstr_size,
-                         "timestamp %lld ms is more than a day in the future",
-                         (long long)ev->ts_ms);
-                return -1;
-        }
         if (ev->kind == LOY_EV_BROWSE) {
                 if (bad_id("session_id", ev->session_id, 0, errstr,
                            errstr_size))

@@ -19,6 +19,10 @@
 typedef enum {
         LOY_EV_PURCHASE = 1,
         LOY_EV_BROWSE = 2,
+        /* an erasure request (loyaltyctl forget): not an event of the
+         * customer's, but it travels in the customer's partition so that
+         * the one process that writes the customer applies it, in order */
+        LOY_EV_FORGET = 3,
 } loy_event_kind_t;
 
 typedef enum {
@@ -57,6 +61,15 @@ typedef struct loy_event {
         char sku[LOY_SKU_MAX + 1];
         char category[LOY_SKU_MAX + 1];
         char query[LOY_QUERY_MAX + 1];
+
+        /* forget: the customer's events up to this time are erased, and
+         * dropped when they come again (ts_ms is 0: a request moves no
+         * clock and orders before the events of its batch) */
+        int64_t forget_ms;
+        int forget_by_key;      /* customer_id is what Redis keys (a
+                                 * pseudonym already), not the shop's id */
+        int forget_if_silent;   /* only if nothing newer than forget_ms
+                                 * was applied (an expiry) */
 
         /* where it came from; topic is borrowed, not owned */
         const char *topic;

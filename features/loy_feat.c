@@ -34,6 +34,25 @@ void loy_feat_init(loy_cust_t *c, const char *id) {
         c->id[n] = '\0';
 }
 
+void loy_feat_forget(loy_cust_t *c, int64_t forget_ms) {
+        loy_cust_t keep = *c;
+        loy_feat_init(c, keep.id);
+        c->forgotten_ms = keep.forgotten_ms > forget_ms ? keep.forgotten_ms
+                                                        : forget_ms;
+        /* cooldowns (cool:) tell when the customer was rewarded: erased */
+        for (int i = 0; i < keep.nslots; i++)
+                if (!strncmp(keep.slots[i].name, "off:", 4))
+                        c->slots[c->nslots++] = keep.slots[i];
+}
+
+int loy_feat_is_forgotten(const loy_cust_t *c) {
+        return c->forgotten_ms > 0 && c->last_event_ms == 0;
+}
+
+int loy_feat_forget_covers(const loy_cust_t *c, const loy_event_t *ev) {
+        return ev->kind != LOY_EV_FORGET && ev->ts_ms <= c->forgotten_ms;
+}
+
 /* ------------------------------------------------------------------ */
 /* Event arithmetic                                                    */
 /* ------------------------------------------------------------------ */
@@ -404,7 +423,7 @@ enum {
         F_DEC_SPEND_NOW, F_TIER_NAME, F_SEGMENT_NAME, F_LOYALTY_GROUP_NAME,
         /* stored fields added later go here: the packed state keeps the
          * table order */
-        F_RECENT_EVENT_KEYS,
+        F_RECENT_EVENT_KEYS, F_FORGOTTEN_MS,
         F__COUNT
 };
 
@@ -518,6 +537,9 @@ const loy_field_t loy_feat_fields[F__COUNT + 1] = {
             recent_events, "keys",
             "keys of the last 16 event ids applied, newest first: the same "
             "event_id again is not applied twice"),
+        FLD(F_FORGOTTEN_MS, "forgotten_ms", LOY_FT_I64, forgotten_ms, "ms",
+            "erased by loyaltyctl forget up to this time: its events up to "
+            "it are dropped (0: never)"),
         [F__COUNT] = { NULL, 0, 0, NULL, NULL, 0 },
 };
 
@@ -527,8 +549,8 @@ static const unsigned char by_name[F__COUNT] = {
         F_T_DAYS, F_AOV, F_CART_REMOVES, F_CARTS, F_CHURN_PROB, F_CLV,
         F_DEC_PURCHASES, F_DEC_PURCHASES_NOW, F_DEC_REF_MS, F_DEC_SPEND,
         F_DEC_SPEND_NOW, F_EXP_PURCHASES, F_F_SCORE, F_FIRST_DAY_VALUE,
-        F_FIRST_PURCHASE_MS, F_FREQUENCY, F_GROSS_VALUE, F_IPT_M2,
-        F_IPT_MEAN_DAYS, F_IPT_N, F_IPT_VAR_DAYS, F_LAST_BROWSE_MS,
+        F_FIRST_PURCHASE_MS, F_FORGOTTEN_MS, F_FREQUENCY, F_GROSS_VALUE,
+        F_IPT_M2, F_IPT_MEAN_DAYS, F_IPT_N, F_IPT_VAR_DAYS, F_LAST_BROWSE_MS,
         F_LAST_EVENT_MS, F_LAST_PURCHASE_MS, F_LOYALTY_GROUP,
         F_LOYALTY_GROUP_NAME, F_LOYALTY_SCORE, F_M_SCORE,
         F_MEAN_REPEAT_VALUE, F_MONETARY, F_NEXT_CHECK_MS, F_ORDERS,

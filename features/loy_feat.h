@@ -92,6 +92,8 @@ typedef struct loy_cust {
         int64_t next_check_ms;       /* timer due time, 0 = none */
 
         loy_event_keys_t recent_events;
+        /* erased (loyaltyctl forget) up to this event time; 0: never */
+        int64_t forgotten_ms;
 
         loy_slot_t slots[LOY_SLOTS_MAX];
         int nslots;
@@ -118,6 +120,16 @@ uint64_t loy_feat_event_key(const char *event_id);
 int loy_feat_event_seen(const loy_cust_t *c, uint64_t key);
 /* Remembers key as the newest (the oldest beyond the window goes). */
 void loy_feat_event_note(loy_cust_t *c, uint64_t key);
+
+/* Erases everything c knows of the customer up to forget_ms: every
+ * feature, score, cooldown and event key. What stays is the id, the
+ * offset fences ("off:" slots, so a redo skips what it already erased) and
+ * forgotten_ms (the later of the two erasures). */
+void loy_feat_forget(loy_cust_t *c, int64_t forget_ms);
+/* 1 when c is only the record of an erasure: nothing applied since. */
+int loy_feat_is_forgotten(const loy_cust_t *c);
+/* 1 when ev is one of the customer's events that an erasure covers. */
+int loy_feat_forget_covers(const loy_cust_t *c, const loy_event_t *ev);
 
 /* Derived values at event time now_ms. */
 double loy_feat_recency_days(const loy_cust_t *c, int64_t now_ms);

@@ -25,7 +25,11 @@ done
 (cd / && "$prefix/bin/loyaltyd" -c "$conf" --check) || fail "installed config refused"
 grep -q "^ExecStart=$prefix/bin/loyaltyd -c $conf\$" "$unit" \
   || fail "unit does not start the installed binary on the installed config"
-out=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze: $out"
+expire="$prefix/lib/systemd/system/loyaltyd-expire"
+grep -q "^ExecStart=$prefix/bin/loyaltyctl expire -c $conf\$" "$expire.service" \
+  || fail "expiry unit does not run the installed loyaltyctl on the installed config"
+out=$(systemd-analyze verify "$unit" "$expire.service" "$expire.timer" 2>&1) \
+  || fail "systemd-analyze: $out"
 [ -z "$out" ] || fail "systemd-analyze warns: $out"
 
 echo "# edited" >> "$conf"

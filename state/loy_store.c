@@ -954,17 +954,18 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         unsigned char packed[LOY_PACK_MAX];
         int packed_len;
         size_t nsend = 0;
-        int k = 0, i;
+        int k = 0, i, tomb;
 
         *tx = 0;
         if (w->timer_only)
                 return 0;
+        tomb = loy_feat_is_forgotten(c);
         /* the view's fields that differ from the hash; all of them when
          * not known */
         i = 0;
         for (const loy_field_t *f = loy_feat_fields; f->name; f++, i++) {
                 num[i] = loy_feat_field_number(c, f, at, fconf);
-                send[i] = f->view &&
+                send[i] = f->view && !tomb &&
                           (full || (f->type == LOY_FT_STR
                                         ? vh != sh->views_hash
                                         : !same_number(num[i], sh->num[i])));
@@ -975,9 +976,18 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                                sh->slot[j] != c->slots[j].value;
                 nsend += send_slot[j];
         }
-        if (w->hist_text || w->recs_set) {
+        nsend += (size_t)tomb; /* forgotten_ms */
+        if (w->hist_text || w->recs_set || w->erase) {
                 ab_raw(s, "*1\r\n$5\r\nMULTI\r\n", 15);
                 *tx = 1;
+        }
+        if (w->erase) {
+                ab_hdr(s, '*', 4);
+                ab_str(s, "DEL");
+                ab_key(s, ":c:{", c->id, "}");
+                ab_key(s, ":c:{", c->id, "}:rh");
+                ab_key(s, ":c:{", c->id, "}:recs");
+                k++;
         }
         packed_len = loy_pack_cust(c, packed, sizeof(packed));
         if (packed_len < 0) {
@@ -1025,9 +1035,17 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                         ab_str(s, c->slots[j].name);
                         ab_i64(s, c->slots[j].value);
                 }
+                if (tomb) {
+                        ab_str(s, "forgotten_ms");
+                        ab_i64(s, c->forgotten_ms);
+                }
                 k++;
         }
-        if (sh) {
+        if (sh && tomb) {
+                /* the hash holds none of the view: a later life writes
+                 * all of it */
+                sh->valid = 0;
+        } else if (sh) {
                 /* what the hash holds once this write has run; a failed
                  * write makes the caller drop it */
                 memcpy(sh->num, num, sizeof(num[0]) * (size_t)s->nfields);
@@ -1114,6 +1132,15 @@ static int want_churn(const loy_store_t *s, const loy_cust_write_t *w,
         (void)part;
         *score = w->cust->churn_prob;
         return rank_changed(s, w, s->fi_churn);
+}
+
+/* An erased customer leaves the boards, unless it bought again since. */
+static int want_rank_rem(const loy_store_t *s, const loy_cust_write_t *w,
+                         int32_t part, double *score) {
+        (void)s;
+        (void)part;
+        *score = 0;
+        return w->erase && w->cust->first_purchase_ms <= 0;
 }
 
 static int want_clv(const loy_store_t *s, const loy_cust_write_t *w,
@@ -1296,6 +1323,10 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
         if (group_cmd(s, "ZADD", s->k_churn, 1, w, n, 0, want_churn))
                 s->oom |= unit_add(s, s->k_churn, 1, 0, 0);
         if (group_cmd(s, "ZADD", s->k_clv, 1, w, n, 0, want_clv))
+                s->oom |= unit_add(s, s->k_clv, 1, 0, 0);
+        if (group_cmd(s, "ZREM", s->k_churn, 0, w, n, 0, want_rank_rem))
+                s->oom |= unit_add(s, s->k_churn, 1, 0, 0);
+        if (group_cmd(s, "ZREM", s->k_clv, 0, w, n, 0, want_rank_rem))
                 s->oom |= unit_add(s, s->k_clv, 1, 0, 0);
         /* One connection keeps this order on a single server. The masters
          * of a cluster each keep only their own, so the outbox and the

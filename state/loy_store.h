@@ -174,6 +174,13 @@ typedef struct loy_cust_write {
         /* Only remove the fired timer entry; the customer is not written
          * (a timer left behind by a customer Redis no longer has). */
         int timer_only;
+        /* A forget request was applied (loyaltyctl forget): the hash and
+         * the recommendations go first, and the customer leaves the rank
+         * boards unless it bought again since (then shadow must be
+         * invalid). A customer that is only the record of its erasure
+         * (loy_feat_is_forgotten) is written as the packed state,
+         * forgotten_ms and the offset fences. */
+        int erase;
         /* Recommendations (all optional): the customer's history as text,
          * stored in <ns>:c:{cid}:rh when not NULL; with recs_set, the
          * sorted set <ns>:c:{cid}:recs is replaced by the nrecs given. */

@@ -468,9 +468,11 @@ void loy_agg_fences_forget(loy_agg_t *a) {
 
 void loy_agg_counted_of(const loy_cust_t *c, int existed,
                         loy_agg_counted_t *v) {
-        v->seg = existed ? c->segment : -1;
+        /* the record of an erasure is nobody: counted nowhere */
+        int counted = existed && !loy_feat_is_forgotten(c);
+        v->seg = counted ? c->segment : -1;
         for (int d = 0; d < LOY_DIM__COUNT; d++)
-                v->bins[d] = existed ? loy_rfm_bin(c, (loy_dim_t)d) : -1;
+                v->bins[d] = counted ? loy_rfm_bin(c, (loy_dim_t)d) : -1;
 }
 
 static int same_counted(const loy_agg_counted_t *x,

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "loy_evaluate.h"
@@ -70,6 +71,44 @@ static int fire_due(loy_batch_t *b, loy_touched_t *t, int64_t upto,
         return 0;
 }
 
+/* A forget request: the customer is erased in the batch's copy, so that
+ * its write replaces the hash by the record of the erasure (loy_write) and
+ * the aggregates count it out. */
+static void forget(loy_batch_t *b, loy_touched_t *t, const loy_event_t *ev,
+                   const char *slot) {
+        loy_cust_t *c = t->c;
+        char prefix[LOY_SLOT_NAME_MAX];
+        int n = snprintf(prefix, sizeof(prefix), "off:%s:",
+                         b->conf->topic_purchase);
+        /* its timer entry lives under the partition of its purchases; a
+         * request that another partitioner put elsewhere still finds it */
+        t->partition = ev->partition;
+        for (int i = 0; i < c->nslots && n > 0 && (size_t)n < sizeof(prefix);
+             i++)
+                if (!strncmp(c->slots[i].name, prefix, (size_t)n)) {
+                        t->partition = (int32_t)atoi(c->slots[i].name + n);
+                        break;
+                }
+        if (!b->model->rfm.set)
+                for (int d = 0; d < LOY_DIM__COUNT; d++) {
+                        loy_rfm_move(b->rfm, (loy_dim_t)d, t->cur_bins[d],
+                                     -1);
+                        t->cur_bins[d] = -1;
+                }
+        loy_feat_forget(c, ev->forget_ms);
+        loy_feat_slot_set(c, slot, ev->offset);
+        if (b->reco)
+                loy_reco_hist_init(&((loy_cust_ext_t *)loy_cache_ext(c))->hist);
+        loy_agg_on_event(b->agg, ev->topic, ev->partition, ev->offset);
+        t->erased = 1;
+        t->by_event = 1;
+        t->reco_dirty = 0;
+        b->stats->customers_forgotten++;
+        /* not the id: the log would keep whom it erased */
+        LOY_INFO("apply", "forget request at %s [%" PRId32 "] offset %" PRId64
+                 " applied", ev->topic, ev->partition, ev->offset);
+}
+
 int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
         char slot[LOY_SLOT_NAME_MAX];
         for (int i = 0; i < b->nevents; i++) {
@@ -113,6 +152,20 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                                              "state: customer has no free "
                                              "offset slot (events on too "
                                              "many partitions)");
+                        continue;
+                }
+                if (ev->kind == LOY_EV_FORGET) {
+                        /* an expiry of a customer who came back since */
+                        if (ev->forget_if_silent &&
+                            c->last_event_ms > ev->forget_ms)
+                                b->stats->expiries_outdated++;
+                        else
+                                forget(b, t, ev, slot);
+                        continue;
+                }
+                /* erased: a replay must not bring the customer back */
+                if (loy_feat_forget_covers(c, ev)) {
+                        b->stats->events_forgotten++;
                         continue;
                 }
                 /* the same event on another offset (a producer's retry, a

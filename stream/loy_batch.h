@@ -63,6 +63,8 @@ typedef struct loy_touched {
         int64_t timer_due;              /* score of the fired entry */
         int32_t fired_partition;
         int reco_dirty;                 /* its history learned an event */
+        int erased;                     /* a forget request applied: what
+                                         * Redis holds goes first */
         char *hist_text;                /* owned, for the write */
         int nrecs;
         const char *rec_ptr[LOY_RECS_MAX];

@@ -899,6 +899,92 @@ int loy_codec_decode(loy_codec_t *c, const void *buf, size_t len,
                    : 0;
 }
 
+int loy_codec_decode_forget(const void *buf, size_t len, int64_t now_ms,
+                            loy_event_t *ev, char *errstr,
+                            size_t errstr_size) {
+        json_error_t jerr;
+        json_t *root;
+        int rc;
+
+        loy_event_reset(ev);
+        ev->kind = LOY_EV_FORGET;
+        if (!buf || len == 0)
+                return fail(errstr, errstr_size, "forget: empty message");
+        root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root) {
+                fail(errstr, errstr_size, "forget: json: %s at line %d "
+                     "column %d", jerr.text, jerr.line, jerr.column);
+                return LOY_CODEC_ERR_DECODE;
+        }
+        if (!json_is_object(root)) {
+                rc = fail(errstr, errstr_size, "forget: json: not an object");
+        } else {
+                json_t *silent = jget(root, "if_silent");
+                const char *idf = "customer_id";
+                ev->forget_by_key = jget(root, "customer_key") != NULL;
+                if (ev->forget_by_key)
+                        idf = "customer_key";
+                rc = (ev->forget_by_key && jget(root, "customer_id"))
+                         ? fail(errstr, errstr_size, "forget: give "
+                                "customer_id or customer_key, not both")
+                         : json_str(root, idf, idf, 1, "", ev->customer_id,
+                                    sizeof(ev->customer_id), errstr,
+                                    errstr_size) ||
+                               json_int(root, "forget_ms", "forget_ms",
+                                        INT64_MIN, INT64_MAX, &ev->forget_ms,
+                                        errstr, errstr_size);
+                if (!rc && silent && !json_is_boolean(silent))
+                        rc = fail(errstr, errstr_size, "field 'if_silent' "
+                                  "must be true or false");
+                ev->forget_if_silent = json_is_true(silent);
+        }
+        json_decref(root);
+        if (rc)
+                return LOY_CODEC_ERR_DECODE;
+        return loy_event_validate(ev, now_ms, errstr, errstr_size)
+                   ? LOY_CODEC_ERR_INVALID
+                   : 0;
+}
+
+int loy_codec_encode_forget(const loy_event_t *ev, char *buf, size_t size,
+                            char *errstr, size_t errstr_size) {
+        json_t *root;
+        char *text;
+        int n = -1;
+
+        if (!loy_utf8_valid(ev->customer_id, strlen(ev->customer_id)))
+                return fail(errstr, errstr_size,
+                            "customer_id is not valid UTF-8");
+        if (ev->kind != LOY_EV_FORGET ||
+            loy_event_validate(ev, 0, errstr, errstr_size))
+                return ev->kind != LOY_EV_FORGET
+                           ? fail(errstr, errstr_size, "not a forget "
+                                  "request")
+                           : -1;
+        root = json_pack("{s:s, s:I}",
+                         ev->forget_by_key ? "customer_key" : "customer_id",
+                         ev->customer_id, "forget_ms",
+                         (json_int_t)ev->forget_ms);
+        if (root && ev->forget_if_silent &&
+            json_object_set_new(root, "if_silent", json_true())) {
+                json_decref(root);
+                root = NULL;
+        }
+        text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+        json_decref(root);
+        if (!text)
+                return fail(errstr, errstr_size, "out of memory");
+        if (strlen(text) < size) {
+                n = (int)strlen(text);
+                memcpy(buf, text, (size_t)n + 1);
+        } else {
+                fail(errstr, errstr_size, "forget request longer than %zu "
+                     "bytes", size - 1);
+        }
+        free(text);
+        return n;
+}
+
 /* ------------------------------------------------------------------------
  * Encoding
  * ------------------------------------------------------------------------ */

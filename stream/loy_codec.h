@@ -87,6 +87,26 @@ int loy_codec_decode(loy_codec_t *codec, const void *buf, size_t len,
                      loy_event_kind_t expect, int64_t now_ms,
                      loy_event_t *ev, char *errstr, size_t errstr_size);
 
+/* A control message on an input topic carries this Kafka header; the one
+ * operation is forget (loyaltyctl forget and expire): a JSON object
+ * {"customer_id": "<id>", "forget_ms": <ms>} in the customer's partition;
+ * "customer_key" instead of customer_id names the customer as Redis keys
+ * it (its pseudonym), and "if_silent": true erases it only when nothing
+ * newer than forget_ms was applied. docs/privacy.md. */
+#define LOY_CODEC_OP_HEADER "loyaltyd-op"
+#define LOY_CODEC_OP_FORGET "forget"
+
+/* Decodes a forget request into ev (kind LOY_EV_FORGET, ts_ms 0) and
+ * validates it; returns as loy_codec_decode. */
+int loy_codec_decode_forget(const void *buf, size_t len, int64_t now_ms,
+                            loy_event_t *ev, char *errstr,
+                            size_t errstr_size);
+/* The value of a forget request (ev: kind LOY_EV_FORGET, customer_id,
+ * forget_ms, forget_by_key, forget_if_silent), NUL-terminated, into buf.
+ * Its length, or -1 when it does not fit or does not validate (errstr). */
+int loy_codec_encode_forget(const loy_event_t *ev, char *buf, size_t size,
+                            char *errstr, size_t errstr_size);
+
 /* Encodes ev (purchase or browse) as framed Avro. The returned buffer is
  * owned by the codec and valid until its next encode call; *lenp gets its
  * length. NULL with errstr on failure. */

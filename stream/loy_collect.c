@@ -279,7 +279,9 @@ static int runs_of(loy_batch_t *b, run_t **out, int **evbuf) {
                 if (r == nruns) {
                         runs[r].topic = e->topic;
                         runs[r].partition = e->partition;
-                        runs[r].kind = e->kind;
+                        /* the topic's kind: a forget request may head a
+                         * purchase partition's run */
+                        runs[r].kind = topic_kind(b, e->topic);
                         nruns++;
                 }
                 runs[r].n++;
@@ -303,6 +305,44 @@ static int runs_of(loy_batch_t *b, run_t **out, int **evbuf) {
         return nruns;
 }
 
+/* The operation a control message names in its header (NULL: none, an
+ * event), into op. */
+static const char *control_op(rd_kafka_message_t *m, char *op, size_t size) {
+        rd_kafka_headers_t *hdrs;
+        const void *val;
+        size_t n;
+        if (rd_kafka_message_headers(m, &hdrs) ||
+            rd_kafka_header_get_last(hdrs, LOY_CODEC_OP_HEADER, &val, &n))
+                return NULL;
+        if (!val)
+                n = 0;
+        if (n >= size)
+                n = size - 1;
+        memcpy(op, val ? val : "", n);
+        op[n] = '\0';
+        return op;
+}
+
+/* One message: an event, or a control message (loyaltyctl forget). */
+static int decode_one(loy_batch_t *b, rd_kafka_message_t *m,
+                      const char *topic, int64_t now, loy_event_t *ev,
+                      char *why, size_t why_size) {
+        char op[32];
+        if (!control_op(m, op, sizeof(op)))
+                return loy_codec_decode(b->codec, m->payload, m->len,
+                                        topic_kind(b, topic), now, ev, why,
+                                        why_size);
+        if (strcmp(op, LOY_CODEC_OP_FORGET)) {
+                loy_event_reset(ev);
+                snprintf(why, why_size, "header %s: unknown operation '%s' "
+                         "(known: %s)", LOY_CODEC_OP_HEADER, op,
+                         LOY_CODEC_OP_FORGET);
+                return LOY_CODEC_ERR_INVALID;
+        }
+        return loy_codec_decode_forget(m->payload, m->len, now, ev, why,
+                                       why_size);
+}
+
 /* Decodes the batch, holds back what must wait for the other topic, and
  * dead-letters the bad messages that stay. */
 void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
@@ -317,19 +357,22 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                 int rc;
                 b->stats->events_in++;
                 b->bad_why[i] = NULL;
-                rc = loy_codec_decode(b->codec, m->payload, m->len,
-                                      topic_kind(b, topic), now, ev, why,
-                                      sizeof(why));
-                /* before anything keeps or logs the id */
+                rc = decode_one(b, m, topic, now, ev, why, sizeof(why));
+                /* before anything keeps or logs the id (a request that
+                 * names the customer as Redis keys it has its pseudonym
+                 * already) */
                 if (rc == 0 && b->pseudo &&
-                    loy_pseudo_of(b->pseudo, ev->customer_id,
-                                  pseudonym) == -1) {
-                        snprintf(why, sizeof(why), "customer_id: pseudonym "
-                                 "failed (out of memory)");
-                        rc = LOY_CODEC_ERR_DECODE;
+                    !(ev->kind == LOY_EV_FORGET && ev->forget_by_key)) {
+                        if (loy_pseudo_of(b->pseudo, ev->customer_id,
+                                          pseudonym) == -1) {
+                                snprintf(why, sizeof(why), "customer_id: "
+                                         "pseudonym failed (out of memory)");
+                                rc = LOY_CODEC_ERR_DECODE;
+                        } else {
+                                memcpy(ev->customer_id, pseudonym,
+                                       sizeof(pseudonym));
+                        }
                 }
-                if (rc == 0 && b->pseudo)
-                        memcpy(ev->customer_id, pseudonym, sizeof(pseudonym));
                 if (rc == 0) {
                         ev->topic = topic;
                         ev->partition = m->partition;
@@ -365,9 +408,10 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
          * customer on a partition may fire up to the newest event applied
          * there, never past events that wait for the next batch */
         for (int k = 0; k < b->nevents; k++)
-                loy_clock_observe(b->clock, b->events[k].topic,
-                                  b->events[k].partition, b->events[k].ts_ms,
-                                  now);
+                if (b->events[k].kind != LOY_EV_FORGET)
+                        loy_clock_observe(b->clock, b->events[k].topic,
+                                          b->events[k].partition,
+                                          b->events[k].ts_ms, now);
         for (int i = 0; i < b->nmsgs; i++) {
                 if (!b->bad_why[i])
                         continue;
@@ -403,9 +447,10 @@ static void add_rewind(rd_kafka_topic_partition_list_t *list,
  * read again, so the checks they precede wait for them again. */
 static void unobserve(const loy_batch_t *b) {
         for (int k = 0; k < b->nevents; k++)
-                loy_clock_unobserve(b->clock, b->events[k].topic,
-                                    b->events[k].partition,
-                                    b->events[k].ts_ms);
+                if (b->events[k].kind != LOY_EV_FORGET)
+                        loy_clock_unobserve(b->clock, b->events[k].topic,
+                                            b->events[k].partition,
+                                            b->events[k].ts_ms);
 }
 
 void loy_collect_rewind(loy_batch_t *b, loy_batch_t *next,

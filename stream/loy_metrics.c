@@ -174,6 +174,15 @@ static void render_events(loy_metrics_t *m, const loy_proc_stats_t *st) {
             "\n", st->events_skipped_dup);
         put(m, "loyaltyd_events_duplicate_total{by=\"event_id\"} %" PRId64
             "\n", st->events_duplicate_id);
+        counter(m, "customers_forgotten_total",
+                "Forget requests applied (loyaltyctl forget).",
+                st->customers_forgotten);
+        counter(m, "events_forgotten_total",
+                "Events dropped because an erasure of their customer "
+                "covers them.", st->events_forgotten);
+        counter(m, "expiries_outdated_total",
+                "Expiries not applied: the customer came back after "
+                "loyaltyctl expire chose it.", st->expiries_outdated);
         head(m, "dead_letters_total", "counter",
              "Messages dead-lettered, by reason class.");
         for (int c = 0; c < LOY_DEAD__COUNT; c++)

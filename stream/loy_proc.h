@@ -34,6 +34,10 @@ typedef struct loy_proc_stats {
         int64_t events_skipped_dup; /* at or below a customer's offset */
         int64_t events_duplicate_id; /* an event_id the customer applied
                                       * among its last LOY_RECENT_EVENTS */
+        int64_t customers_forgotten; /* forget requests applied */
+        int64_t events_forgotten;   /* dropped: an erasure covers them */
+        int64_t expiries_outdated;  /* not applied: the customer came back
+                                     * after the expiry was decided */
         int64_t dead_lettered;
         int64_t dead_by_class[LOY_DEAD__COUNT];
         int64_t triggers_out;       /* triggers written to the outbox */

@@ -67,6 +67,10 @@ int loy_write_build(loy_batch_t *b, int *nwrites,
                 w->timer_fired = t->by_timer;
                 w->fired_partition = t->fired_partition;
                 w->timer_only = t->by_timer && !t->existed && !t->by_event;
+                w->erase = t->erased;
+                if (t->erased)
+                        /* the hash is rewritten from nothing */
+                        w->shadow->valid = 0;
                 if (!w->timer_only) {
                         loy_agg_counted_t now;
                         loy_agg_counted_of(t->c, 1, &now);

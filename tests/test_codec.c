@@ -1028,6 +1028,76 @@ static void test_fuzz_flips(void) {
         loy_event_free(&in);
 }
 
+/* The value loyaltyctl forget sends, and what loyaltyd refuses. */
+static void test_forget_requests(void) {
+        loy_event_t ev;
+        char buf[256];
+        int n;
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = LOY_EV_FORGET;
+        snprintf(ev.customer_id, sizeof(ev.customer_id), "17850");
+        ev.forget_ms = NOW_MS;
+        n = loy_codec_encode_forget(&ev, buf, sizeof(buf), err, sizeof(err));
+        CU_ASSERT_FATAL(n > 0);
+        CU_ASSERT_STRING_EQUAL(buf, "{\"customer_id\":\"17850\","
+                               "\"forget_ms\":1700000000000}");
+        memset(&ev, 0, sizeof(ev));
+        CU_ASSERT_EQUAL(loy_codec_decode_forget(buf, (size_t)n, NOW_MS, &ev,
+                                                err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(ev.kind, LOY_EV_FORGET);
+        CU_ASSERT_STRING_EQUAL(ev.customer_id, "17850");
+        CU_ASSERT_EQUAL(ev.forget_ms, NOW_MS);
+        CU_ASSERT_EQUAL(ev.ts_ms, 0);
+        CU_ASSERT_FALSE(ev.forget_by_key);
+        CU_ASSERT_FALSE(ev.forget_if_silent);
+        CU_ASSERT_EQUAL(loy_codec_encode_forget(&ev, buf, 8, err,
+                                                sizeof(err)), -1);
+        /* as loyaltyctl expire sends it */
+        ev.forget_by_key = 1;
+        ev.forget_if_silent = 1;
+        n = loy_codec_encode_forget(&ev, buf, sizeof(buf), err, sizeof(err));
+        CU_ASSERT_FATAL(n > 0);
+        CU_ASSERT_STRING_EQUAL(buf, "{\"customer_key\":\"17850\","
+                               "\"forget_ms\":1700000000000,"
+                               "\"if_silent\":true}");
+        memset(&ev, 0, sizeof(ev));
+        CU_ASSERT_EQUAL(loy_codec_decode_forget(buf, (size_t)n, NOW_MS, &ev,
+                                                err, sizeof(err)), 0);
+        CU_ASSERT_TRUE(ev.forget_by_key);
+        CU_ASSERT_TRUE(ev.forget_if_silent);
+        CU_ASSERT_STRING_EQUAL(ev.customer_id, "17850");
+        snprintf(ev.customer_id, sizeof(ev.customer_id), "a b");
+        CU_ASSERT_EQUAL(loy_codec_encode_forget(&ev, buf, sizeof(buf), err,
+                                                sizeof(err)), -1);
+        CU_ASSERT_STRING_EQUAL(err, "customer_id has a blank or control "
+                               "character");
+#define FORGET(s) loy_codec_decode_forget(s, strlen(s), NOW_MS, &ev, err, \
+                                          sizeof(err))
+        ASSERT_REJECT(FORGET("{\"customer_id\": \"1\"}"),
+                      "missing field 'forget_ms'");
+        ASSERT_REJECT(FORGET("[1]"), "forget: json: not an object");
+        ASSERT_REJECT(FORGET("{\"customer_id\": \"1\", \"customer_key\": "
+                             "\"1\", \"forget_ms\": 1291190400000}"),
+                      "forget: give customer_id or customer_key, not both");
+        ASSERT_REJECT(FORGET("{\"customer_key\": \"1\", \"if_silent\": 1, "
+                             "\"forget_ms\": 1291190400000}"),
+                      "field 'if_silent' must be true or false");
+        ASSERT_REJECT(FORGET("{\"forget_ms\": 1}"),
+                      "missing field 'customer_id'");
+        ASSERT_INVALID(FORGET("{\"customer_id\": \"1\", \"forget_ms\": "
+                              "1291190400}"),
+                       "forget_ms 1291190400 ms is before 1990 (seconds "
+                       "instead of milliseconds?)");
+        ASSERT_INVALID(FORGET("{\"customer_id\": \"a\\tb\", "
+                              "\"forget_ms\": 1291190400000}"),
+                       "customer_id has a blank or control character");
+        CU_ASSERT_EQUAL(loy_codec_decode_forget("", 0, NOW_MS, &ev, err,
+                                                sizeof(err)),
+                        LOY_CODEC_ERR_DECODE);
+#undef FORGET
+        loy_event_free(&ev);
+}
+
 int main(void) {
         CU_pSuite s;
 
@@ -1052,6 +1122,7 @@ int main(void) {
         CU_add_test(s, "bad Avro datum", test_bad_avro_datum);
         CU_add_test(s, "bad JSON", test_bad_json);
         CU_add_test(s, "bad values", test_bad_values);
+        CU_add_test(s, "forget requests", test_forget_requests);
         CU_add_test(s, "strings are UTF-8", test_utf8);
         CU_add_test(s, "random damage never crashes", test_fuzz_flips);
         return tu_cunit_run();

@@ -704,6 +704,7 @@ static const char *const ref_keys[][3] = {
         {"redis", "backoff.max.ms", "5000"},
         {"privacy", "pseudonymize", "no"},
         {"privacy", "key.file", ""},
+        {"privacy", "expire.days", "0"},
         {"http", "listen", ""},
         {"http", "stall.ms", "60000"},
         {"clock", "lateness.ms", "0"},
@@ -807,7 +808,7 @@ static void test_reference(void) {
                 }
         }
         fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 56);
+        CU_ASSERT_EQUAL(nkeys, 57);
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)

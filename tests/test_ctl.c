@@ -15,7 +15,8 @@
 
 static const char *const commands[] = {
     "demo", "replay", "inspect", "triggers", "fields", "reco-eval",
-    "reco-bench", "fit", "eval", "bench-model", "bench", "pseudonym"};
+    "reco-bench", "fit", "eval", "bench-model", "bench", "pseudonym",
+    "forget", "expire"};
 
 /* Runs loyaltyctl with args (a shell word list); its exit status, stdout
  * and stderr into out/err (malloc'd, the caller frees). */

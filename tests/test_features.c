@@ -511,6 +511,7 @@ static void test_field_coverage(void) {
                 offsetof(loy_cust_t, scored_ms),
                 offsetof(loy_cust_t, next_check_ms),
                 offsetof(loy_cust_t, recent_events),
+                offsetof(loy_cust_t, forgotten_ms),
         };
         size_t nm = sizeof(members) / sizeof(members[0]);
         int stored = 0, derived = 0;
@@ -542,7 +543,7 @@ static void test_field_find(void) {
 
         for (const loy_field_t *f = loy_feat_fields; f->name; f++, n++)
                 CU_ASSERT_PTR_EQUAL(loy_feat_field_find(f->name), f);
-        CU_ASSERT_EQUAL(n, 51);
+        CU_ASSERT_EQUAL(n, 52);
         CU_ASSERT_PTR_NULL(loy_feat_field_find("nope"));
         CU_ASSERT_PTR_NULL(loy_feat_field_find(""));
         CU_ASSERT_PTR_NULL(loy_feat_field_find("recency"));
@@ -902,6 +903,53 @@ static void test_field_parse(void) {
 /* The event ids a customer applied last: the same id is seen while it is
  * among the last LOY_RECENT_EVENTS, forgotten after; the window reads
  * back from its text, and bad text is refused. */
+/* An erasure keeps the id, the offset fences and the later erasure time,
+ * nothing else; the events it covers are those up to that time. */
+static void test_forget(void) {
+        static loy_cust_t c;
+        loy_event_t ev;
+        loy_feat_init(&c, "c9");
+        c.orders = 4;
+        c.first_purchase_ms = 1000;
+        c.last_event_ms = 5000;
+        c.clv = 12.5;
+        snprintf(c.recent_views[0], sizeof(c.recent_views[0]), "85123A");
+        loy_feat_event_note(&c, loy_feat_event_key("e1"));
+        CU_ASSERT_EQUAL_FATAL(loy_feat_slot_set(&c, "off:purchases:1", 40), 0);
+        CU_ASSERT_EQUAL_FATAL(loy_feat_slot_set(&c, "cool:2", 4000), 0);
+        CU_ASSERT_EQUAL_FATAL(loy_feat_slot_set(&c, "off:browse:1", 9), 0);
+        CU_ASSERT_FALSE(loy_feat_is_forgotten(&c));
+        loy_feat_forget(&c, 6000);
+        CU_ASSERT_STRING_EQUAL(c.id, "c9");
+        CU_ASSERT_EQUAL(c.orders, 0);
+        CU_ASSERT_EQUAL(c.first_purchase_ms, 0);
+        CU_ASSERT_EQUAL(c.clv, 0);
+        CU_ASSERT_EQUAL(c.recent_views[0][0], '\0');
+        CU_ASSERT_EQUAL(c.recent_events.n, 0);
+        CU_ASSERT_EQUAL(c.nslots, 2);
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&c, "off:purchases:1", -1), 40);
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&c, "off:browse:1", -1), 9);
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&c, "cool:2", -1), -1);
+        CU_ASSERT_EQUAL(c.forgotten_ms, 6000);
+        CU_ASSERT_TRUE(loy_feat_is_forgotten(&c));
+        /* an earlier erasure request arriving late moves nothing back */
+        loy_feat_forget(&c, 3000);
+        CU_ASSERT_EQUAL(c.forgotten_ms, 6000);
+
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = LOY_EV_PURCHASE;
+        ev.ts_ms = 6000;
+        CU_ASSERT_TRUE(loy_feat_forget_covers(&c, &ev));
+        ev.ts_ms = 6001;
+        CU_ASSERT_FALSE(loy_feat_forget_covers(&c, &ev));
+        ev.kind = LOY_EV_FORGET;
+        ev.ts_ms = 0;
+        CU_ASSERT_FALSE(loy_feat_forget_covers(&c, &ev));
+        /* a purchase after it: a customer again */
+        c.last_event_ms = 7000;
+        CU_ASSERT_FALSE(loy_feat_is_forgotten(&c));
+}
+
 static void test_event_window(void) {
         static loy_cust_t c, d;
         char buf[LOY_FIELD_TEXT_MAX], id[32];
@@ -1004,7 +1052,8 @@ int main(void) {
             !CU_add_test(s, "field format", test_field_format) ||
             !CU_add_test(s, "field parse", test_field_parse) ||
             !CU_add_test(s, "slots", test_slots) ||
-            !CU_add_test(s, "event id window", test_event_window)) {
+            !CU_add_test(s, "event id window", test_event_window) ||
+            !CU_add_test(s, "forget", test_forget)) {
                 CU_cleanup_registry();
                 return CU_get_error();
         }

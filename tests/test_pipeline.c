@@ -501,6 +501,225 @@ static void test_same_event_id_again(void) {
         loy_config_free(&conf);
 }
 
+/* The segment counts as the customer hashes have them ("name=count" lines,
+ * sorted), and as loy:{agg}:seg has them (zeros left out). */
+static char *seg_recount(void) {
+        return tu_redis_cli(
+            &redis,
+            "EVAL \"local n = {} "
+            "for _, k in ipairs(redis.call('KEYS', 'loy:c:{*}')) do "
+            "local s = redis.call('HGET', k, 'segment_name') "
+            "if s then n[s] = (n[s] or 0) + 1 end end "
+            "local out = {} for s, v in pairs(n) do "
+            "table.insert(out, s .. '=' .. v) end "
+            "table.sort(out) return table.concat(out, ' ')\" 0");
+}
+
+static char *seg_counts(void) {
+        return tu_redis_cli(
+            &redis,
+            "EVAL \"local h = redis.call('HGETALL', 'loy:{agg}:seg') "
+            "local out = {} for i = 1, #h, 2 do if h[i + 1] ~= '0' then "
+            "table.insert(out, h[i] .. '=' .. h[i + 1]) end end "
+            "table.sort(out) return table.concat(out, ' ')\" 0");
+}
+
+#define ASSERT_CLI(args, expect)                                             \
+        do {                                                                 \
+                char *v_ = tu_redis_cli(&redis, args);                       \
+                CU_ASSERT_PTR_NOT_NULL(v_);                                  \
+                if (v_ && strcmp(v_, expect))                                \
+                        fprintf(stderr, "%s: got '%s' want '%s'\n", args,    \
+                                v_, expect);                                 \
+                CU_ASSERT_STRING_EQUAL(v_ ? v_ : "", expect);                \
+                free(v_);                                                    \
+        } while (0)
+
+static void assert_counts_agree(void) {
+        char *want = seg_recount(), *got = seg_counts();
+        CU_ASSERT_PTR_NOT_NULL_FATAL(want);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+        if (strcmp(want, got))
+                fprintf(stderr, "seg: hashes %s, counts %s\n", want, got);
+        CU_ASSERT_STRING_EQUAL(got, want);
+        free(want);
+        free(got);
+}
+
+/* loyaltyctl forget, as a shop runs it while loyaltyd runs: the customer
+ * is erased everywhere and counted out; its old events, read again or
+ * produced again, do not bring it back; a purchase after the erasure
+ * starts a new customer. */
+static void test_forget(void) {
+        loy_config_t conf;
+        runner_t r;
+        char cmd[1024], msg[512], *out;
+        int64_t n, at_ms;
+        int st;
+        FILE *fp;
+
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "forget-a");
+        n = produce_file(conf.topic_purchase,
+                         tu_src_path("tests/data/online_retail_head300.csv"),
+                         0, 0);
+        start(&r, &conf);
+        CU_ASSERT_EQUAL_FATAL(wait_consumed(&r, n), 0);
+        ASSERT_FIELD("loy:c:{17850}", "orders", "7");
+        ASSERT_CLI("EXISTS loy:c:{17850}:rh", "1");
+        ASSERT_CLI("EXISTS loy:c:{17850}:recs", "1");
+        ASSERT_CLI("EVAL \"return redis.call('ZSCORE', 'loy:rank:churn', "
+                   "'17850') and 1 or 0\" 0", "1");
+        ASSERT_CLI("EVAL \"return (redis.call('ZSCORE', 'loy:timers:0', "
+                   "'17850') or redis.call('ZSCORE', 'loy:timers:1', "
+                   "'17850')) and 1 or 0\" 0", "1");
+        assert_counts_agree();
+
+        /* the real tool, its request through Kafka to this processor */
+        at_ms = loy_time_wall_ms();
+        snprintf(cmd, sizeof(cmd),
+                 "%s forget -X kafka.bootstrap.servers=%s -X redis.port=%d "
+                 "-X input.topic.purchase=%s -T %lld -w 30 17850 "
+                 ">/tmp/loy_forget_out.txt 2>&1",
+                 tu_build_path("loyaltyctl"), tu_kafka_bootstraps(kafka),
+                 redis.port, conf.topic_purchase, (long long)at_ms);
+        st = system(cmd);
+        fp = fopen("/tmp/loy_forget_out.txt", "r");
+        out = calloc(1, 4096);
+        if (fp && out)
+                CU_ASSERT(fread(out, 1, 4095, fp) > 0);
+        if (fp)
+                fclose(fp);
+        if (st)
+                fprintf(stderr, "forget: %s", out ? out : "");
+        CU_ASSERT_EQUAL(st, 0);
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "forgotten 17850"));
+        free(out);
+        CU_ASSERT_EQUAL(wait_consumed(&r, n + 1), 0);
+        stop(&r);
+
+        snprintf(msg, sizeof(msg), "%lld", (long long)at_ms);
+        ASSERT_CLI("HGET loy:c:{17850} forgotten_ms", msg);
+        ASSERT_CLI("HGET loy:c:{17850} orders", "");
+        ASSERT_CLI("HGET loy:c:{17850} segment_name", "");
+        ASSERT_CLI("EXISTS loy:c:{17850}:rh", "0");
+        ASSERT_CLI("EXISTS loy:c:{17850}:recs", "0");
+        ASSERT_CLI("EVAL \"return (redis.call('ZSCORE', 'loy:rank:churn', "
+                   "'17850') or redis.call('ZSCORE', 'loy:rank:clv', "
+                   "'17850') or redis.call('ZSCORE', 'loy:timers:0', "
+                   "'17850') or redis.call('ZSCORE', 'loy:timers:1', "
+                   "'17850')) and 1 or 0\" 0", "0");
+        ASSERT_CLI("HLEN loy:outbox", "0");
+        ASSERT_FIELD("loy:stats", "customers_forgotten", "1");
+        assert_counts_agree();
+
+        /* a new group reads everything again: skipped by the fences the
+         * record kept; then an old order of 17850's produced again (a new
+         * offset) is dropped, and one after the erasure is a new start */
+        snprintf(conf.group_id, sizeof(conf.group_id), "forget-b");
+        json_purchase(msg, sizeof(msg), "again-1", "17850", T0,
+                      "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":4}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "17850", msg,
+                         strlen(msg));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, n + 2), 0);
+        stop(&r);
+        ASSERT_FIELD("loy:stats", "events_forgotten", "1");
+        ASSERT_CLI("HGET loy:c:{17850} orders", "");
+        start(&r, &conf);
+        json_purchase(msg, sizeof(msg), "after-1", "17850", at_ms + 1000,
+                      "{\"sku\":\"B\",\"quantity\":1,\"unit_price\":6}");
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "17850", msg,
+                         strlen(msg));
+        CU_ASSERT_EQUAL(wait_consumed(&r, 1), 0);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{17850}", "orders", "1");
+        ASSERT_FIELD("loy:c:{17850}", "gross_value", "6");
+        snprintf(msg, sizeof(msg), "%lld", (long long)at_ms);
+        ASSERT_FIELD("loy:c:{17850}", "forgotten_ms", msg);
+        ASSERT_CLI("EVAL \"return redis.call('ZSCORE', 'loy:rank:churn', "
+                   "'17850') and 1 or 0\" 0", "1");
+        assert_counts_agree();
+        loy_config_free(&conf);
+}
+
+/* Runs loyaltyctl with args; its exit status, its output in out. */
+static int ctl(const char *args, char *out, size_t size) {
+        char cmd[1536];
+        FILE *fp;
+        size_t n = 0;
+        int st;
+        snprintf(cmd, sizeof(cmd), "%s %s >/tmp/loy_pipe_ctl.txt 2>&1",
+                 tu_build_path("loyaltyctl"), args);
+        st = system(cmd);
+        fp = fopen("/tmp/loy_pipe_ctl.txt", "r");
+        if (fp) {
+                n = fread(out, 1, size - 1, fp);
+                fclose(fp);
+        }
+        out[n] = '\0';
+        return st;
+}
+
+/* loyaltyctl expire: a customer silent too long is erased; one with an
+ * event since the expiry was decided (still waiting in Kafka) is not. */
+static void test_expire(void) {
+        loy_config_t conf;
+        runner_t r;
+        char msg[512], args[1024], out[4096];
+        const char *line = "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":5}";
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "expire");
+        json_purchase(msg, sizeof(msg), "old-1", "old", T0, line);
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "old", msg,
+                         strlen(msg));
+        json_purchase(msg, sizeof(msg), "back-1", "back", T0, line);
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "back", msg,
+                         strlen(msg));
+        json_purchase(msg, sizeof(msg), "new-1", "new", T0 + 400 * DAY, line);
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "new", msg,
+                         strlen(msg));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL_FATAL(wait_consumed(&r, 3), 0);
+        stop(&r);
+        /* comes back while loyaltyd is stopped: not applied yet when
+         * expire looks */
+        json_purchase(msg, sizeof(msg), "back-2", "back", T0 + 401 * DAY,
+                      line);
+        tu_kafka_produce(kafka, conf.topic_purchase, 1, "back", msg,
+                         strlen(msg));
+        snprintf(args, sizeof(args),
+                 "expire -X kafka.bootstrap.servers=%s -X redis.port=%d "
+                 "-X input.topic.purchase=%s -X privacy.expire.days=365",
+                 tu_kafka_bootstraps(kafka), redis.port, conf.topic_purchase);
+        {
+                char dry[1100];
+                snprintf(dry, sizeof(dry), "%s -n", args);
+                CU_ASSERT_EQUAL(ctl(dry, out, sizeof(out)), 0);
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, "2 of 3 customers silent "
+                                                   "for more than 365 days"));
+        }
+        CU_ASSERT_EQUAL(ctl(args, out, sizeof(out)), 0);
+        if (!strstr(out, "requested 2 erasures"))
+                fprintf(stderr, "expire: %s", out);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "requested 2 erasures"));
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 3), 0);
+        stop(&r);
+        ASSERT_FIELD("loy:stats", "customers_forgotten", "1");
+        ASSERT_FIELD("loy:stats", "expiries_outdated", "1");
+        snprintf(msg, sizeof(msg), "%lld", (long long)T0);
+        ASSERT_CLI("HGET loy:c:{old} forgotten_ms", msg);
+        ASSERT_CLI("HGET loy:c:{old} orders", "");
+        ASSERT_FIELD("loy:c:{back}", "orders", "2");
+        ASSERT_FIELD("loy:c:{new}", "orders", "1");
+        assert_counts_agree();
+        /* the record is not a customer to expire again */
+        CU_ASSERT_EQUAL(ctl(args, out, sizeof(out)), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "0 of 3 customers"));
+        loy_config_free(&conf);
+}
+
 /* [privacy] pseudonymize: the raw customer id is nowhere in Redis nor in
  * the triggers; its pseudonym (loyaltyctl pseudonym) is the customer. */
 static void test_pseudonymized(void) {
@@ -1647,6 +1866,10 @@ int main(void) {
         CU_add_test(s, "replay changes nothing", test_replay_changes_nothing);
         CU_add_test(s, "the same event_id again is applied once, across a "
                     "restart", test_same_event_id_again);
+        CU_add_test(s, "loyaltyctl forget: erased everywhere, counted out, "
+                    "not brought back", test_forget);
+        CU_add_test(s, "loyaltyctl expire: the silent go, who came back "
+                    "stays", test_expire);
         CU_add_test(s, "pseudonymized ids: the raw id nowhere",
                     test_pseudonymized);
         CU_add_test(s, "pipelined batches end as one at a time",

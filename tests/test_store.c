@@ -1538,6 +1538,70 @@ static void test_big_pipeline(void) {
         free(found);
 }
 
+/* loyaltyctl forget, as the store sees it: the hash is replaced by the
+ * record of the erasure, the recommendations, the boards and the timer
+ * entry lose the customer, and the record loads back as that. */
+static void test_erase(void) {
+        loy_cust_t c, back, *pb = &back;
+        loy_cust_write_t w;
+        const char *items[2] = {"85123A", "22633"};
+        const double scores[2] = {0.75, 0.5};
+        char *v;
+        int found = 0;
+
+        flush();
+        buyer(&c, "42");
+        c.next_check_ms = T0 + 500;
+        CU_ASSERT_EQUAL_FATAL(loy_feat_slot_set(&c, "off:purchases:3", 7), 0);
+        CU_ASSERT_EQUAL_FATAL(loy_feat_slot_set(&c, "cool:0", T0), 0);
+        wr_init(&w, &c);
+        w.partition = 3;
+        w.hist_text = "85123A 1709640000000 1 1\n";
+        w.recs_set = 1;
+        w.nrecs = 2;
+        w.rec_items = items;
+        w.rec_scores = scores;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "ZSCORE loy:timers:3 42", "1709640000500");
+        CLI_EQ(&R, "ZCARD loy:c:{42}:recs", "2");
+        CLI_EQ(&R, "EXISTS loy:c:{42}:rh", "1");
+        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "0.25");
+        free(tu_redis_cli(&R, "HSET loy:c:{42} note by-hand"));
+
+        loy_feat_forget(&c, T0 - DAY);
+        CU_ASSERT_EQUAL_FATAL(loy_feat_slot_set(&c, "off:purchases:3", 8), 0);
+        wr_init(&w, &c);
+        w.partition = 3;
+        w.old_timer_ms = T0 + 500;
+        w.erase = 1;
+        CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
+        CLI_EQ(&R, "EXISTS loy:c:{42}:rh", "0");
+        CLI_EQ(&R, "EXISTS loy:c:{42}:recs", "0");
+        CLI_EQ(&R, "ZSCORE loy:rank:churn 42", "");
+        CLI_EQ(&R, "ZSCORE loy:rank:clv 42", "");
+        CLI_EQ(&R, "ZSCORE loy:timers:3 42", "");
+        CLI_EQ(&R, "HGET loy:c:{42} forgotten_ms", "1709553600000");
+        CLI_EQ(&R, "HGET loy:c:{42} off:purchases:3", "8");
+        /* nothing else of the customer, not even a field added by hand */
+        CLI_EQ(&R, "HGET loy:c:{42} orders", "");
+        CLI_EQ(&R, "HGET loy:c:{42} note", "");
+        CLI_EQ(&R, "HGET loy:c:{42} cool:0", "");
+        v = tu_redis_cli(&R, "HKEYS loy:c:{42}");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+        CU_ASSERT_PTR_NULL(strstr(v, "last_event_ms"));
+        free(v);
+
+        loy_feat_init(&back, "42");
+        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &pb, 1, &found, E,
+                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(found, 1);
+        CU_ASSERT_EQUAL(back.forgotten_ms, T0 - DAY);
+        CU_ASSERT_TRUE(loy_feat_is_forgotten(&back));
+        CU_ASSERT_EQUAL(back.orders, 0);
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&back, "off:purchases:3", -1), 8);
+        CU_ASSERT_EQUAL(loy_feat_slot_get(&back, "cool:0", -1), -1);
+}
+
 int main(void) {
         CU_pSuite su;
         if (CU_initialize_registry() != CUE_SUCCESS)
@@ -1555,6 +1619,7 @@ int main(void) {
             {"load missing", test_load_missing, 1},
             {"load a hash without the packed field", test_load_legacy, 1},
             {"ranks", test_ranks, 1},
+            {"an erased customer's write", test_erase, 1},
             {"segment and histogram counts", test_seg_hist, 1},
             {"aggregate fences", test_agg_fence, 1},
             {"a frozen owner's late write is refused", test_take_over, 1},

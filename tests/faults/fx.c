@@ -82,6 +82,45 @@ void fx_note(const char *fmt, ...) {
 
 /* -------------------------------------------------------------- dataset */
 
+/* Appends a forget request for ev's customer, up to ev's time. */
+static int add_forget(fx_data_t *d, int *cap, const loy_event_t *ev) {
+        loy_event_t f;
+        char val[256], err[256];
+        fx_msg_t *m;
+        int len;
+        memset(&f, 0, sizeof(f));
+        f.kind = LOY_EV_FORGET;
+        snprintf(f.customer_id, sizeof(f.customer_id), "%s", ev->customer_id);
+        f.forget_ms = ev->ts_ms;
+        len = loy_codec_encode_forget(&f, val, sizeof(val), err, sizeof(err));
+        if (len < 0) {
+                fprintf(stderr, "fx: forget: %s\n", err);
+                return -1;
+        }
+        if (d->n == *cap) {
+                fx_msg_t *nm;
+                *cap = *cap ? *cap * 2 : 4096;
+                nm = realloc(d->m, (size_t)*cap * sizeof(*nm));
+                if (!nm)
+                        return -1;
+                d->m = nm;
+        }
+        m = &d->m[d->n];
+        m->key = strdup(ev->customer_id);
+        m->val = malloc((size_t)len);
+        m->len = (size_t)len;
+        m->forget = 1;
+        if (!m->key || !m->val) {
+                free(m->key);
+                free(m->val);
+                return -1;
+        }
+        memcpy(m->val, val, (size_t)len);
+        d->n++;
+        d->forgets++;
+        return 0;
+}
+
 int fx_data_load(fx_data_t *d, const char *path, int limit) {
         char err[256];
         loy_source_t *src = loy_source_open(path, LOY_SRC_AUTO, err,
@@ -120,6 +159,7 @@ int fx_data_load(fx_data_t *d, const char *path, int limit) {
                         d->m = nm;
                 }
                 m = &d->m[d->n];
+                m->forget = 0;
                 m->key = strdup(ev.customer_id);
                 m->val = malloc(len);
                 m->len = len;
@@ -135,6 +175,11 @@ int fx_data_load(fx_data_t *d, const char *path, int limit) {
                         d->returns++;
                 else
                         d->purchases++;
+                if ((d->purchases + d->returns) % FX_FORGET_EVERY == 0 &&
+                    add_forget(d, &cap, &ev) != 0) {
+                        rc = -1;
+                        break;
+                }
         }
         loy_event_free(&ev);
         loy_codec_destroy(codec);
@@ -231,13 +276,25 @@ int fx_data_enqueue(tu_kafka_t *k, const char *topic, const fx_data_t *d,
         for (int i = from; i < to; i++) {
                 rd_kafka_resp_err_t err;
                 do {
+                        /* NULL: no headers; else the message owns them
+                         * once it is queued */
+                        rd_kafka_headers_t *h = NULL;
+                        if (d->m[i].forget) {
+                                h = rd_kafka_headers_new(1);
+                                if (!h)
+                                        return -1;
+                                rd_kafka_header_add(h, LOY_CODEC_OP_HEADER, -1,
+                                                    LOY_CODEC_OP_FORGET, -1);
+                        }
                         err = rd_kafka_producev(
                                 rk, RD_KAFKA_V_TOPIC(topic),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_KEY(d->m[i].key,
                                                strlen(d->m[i].key)),
                                 RD_KAFKA_V_VALUE(d->m[i].val, d->m[i].len),
-                                RD_KAFKA_V_END);
+                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+                        if (err && h)
+                                rd_kafka_headers_destroy(h);
                         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                 rd_kafka_poll(rk, 50);
                 } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
@@ -889,6 +946,11 @@ static int snap_customer(fx_snap_t *s, const char *key, const redisReply *r) {
                 goto out;
         for (const loy_field_t *f = loy_feat_fields; f->name && rc == 0;
              f++) {
+                /* the record of an erasure is its time and its fences: no
+                 * customer (in no segment, no bin) */
+                if (loy_feat_is_forgotten(c) && strcmp(f->name,
+                                                       "forgotten_ms"))
+                        continue;
                 int len = loy_feat_field_format(c, f, c->scored_ms, NULL, buf,
                                                 sizeof(buf));
                 if (len < 0 || snap_add(s, key, f->name, strlen(f->name), buf,

@@ -60,13 +60,21 @@ typedef struct fx_msg {
         char *key;
         void *val;
         size_t len;
+        int forget;             /* a forget request (loyaltyd-op header) */
 } fx_msg_t;
+
+/* Every this many events the data holds a forget request for the
+ * customer of the last one (loyaltyctl forget's message, erasure time its
+ * event time), so every scenario erases customers under its faults and
+ * compares the records with the reference's. */
+#define FX_FORGET_EVERY 250
 
 typedef struct fx_data {
         fx_msg_t *m;
         int n;
         int purchases;          /* positive net value */
         int returns;
+        int forgets;            /* of the n messages */
 } fx_data_t;
 
 /* Loads the first limit events (0 = all) of a data file (loy_source,

@@ -349,8 +349,9 @@ static int reference(void) {
         ref.done = 1;
         if (fx_data_load(&ref.data, path, opt.events) != 0)
                 return -1;
-        printf("reference: %d events of %s (%d purchases, %d returns)\n",
-               ref.data.n, path, ref.data.purchases, ref.data.returns);
+        printf("reference: %d messages of %s (%d purchases, %d returns, "
+               "%d forget requests)\n", ref.data.n, path,
+               ref.data.purchases, ref.data.returns, ref.data.forgets);
         fflush(stdout);
         if (env_open(&e, &res, "reference", 1, 0, NULL) != 0 ||
             fx_data_produce(e.kafka, "purchases", &ref.data, 0,

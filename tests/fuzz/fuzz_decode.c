@@ -8,7 +8,9 @@
  * decoded again and compared field by field: the round trip must give the
  * same event, and encoding that one must give the same bytes. A trigger
  * built from the event is encoded and read back as JSON. The input is also
- * read as a framed trigger (loy_codec_trigger_to_json). The codec reuses
+ * read as a framed trigger (loy_codec_trigger_to_json), and as a forget
+ * request (loy_codec_decode_forget), which must encode and decode back to
+ * the same request. The codec reuses
  * its Avro values: after decoding a large purchase and a browse event in
  * between, the input must decode to the same event again (nothing left
  * over from the previous message). Any mismatch aborts, so libFuzzer keeps
@@ -293,6 +295,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                                sizeof(err)) == rc &&
                                       !strcmp(err, why),
                               "rejected once ('%s'), then '%s'", why, err);
+                }
+        }
+        /* the same bytes as a forget request (a loyaltyd-op header) */
+        err[0] = '\0';
+        {
+                int rc = loy_codec_decode_forget(data, size, NOW_MS, &ev, err,
+                                                 sizeof(err));
+                char val[512];
+                int n;
+                CHECK(rc == 0 || ((rc == LOY_CODEC_ERR_DECODE ||
+                                   rc == LOY_CODEC_ERR_INVALID) && err[0]),
+                      "forget rejected with code %d, reason '%s'", rc, err);
+                if (rc == 0) {
+                        n = loy_codec_encode_forget(&ev, val, sizeof(val),
+                                                    err, sizeof(err));
+                        CHECK(n > 0, "a valid forget does not encode: %s",
+                              err);
+                        CHECK(loy_codec_decode_forget(val, (size_t)n, NOW_MS,
+                                                      &ev3, err,
+                                                      sizeof(err)) == 0,
+                              "forget round trip refused: %s", err);
+                        CHECK(!strcmp(ev.customer_id, ev3.customer_id) &&
+                                  ev.forget_ms == ev3.forget_ms &&
+                                  ev.forget_by_key == ev3.forget_by_key &&
+                                  ev.forget_if_silent == ev3.forget_if_silent,
+                              "forget round trip changed the request");
                 }
         }
         /* the same bytes as a framed trigger (loyaltyctl triggers) */
