@@ -537,6 +537,8 @@ int ctl_demo_main(int argc, char **argv) {
                "  build/loyaltyctl triggers -b BOOTSTRAP\n"
                "  kcat -b BOOTSTRAP -L\n"
                "  curl -s METRICS | grep -v '^#'   (docs/operations.md)\n"
+               "  build/loyaltyctl dashboard -X redis.port=PORT   then open "
+               "http://127.0.0.1:8090/ (docs/dashboard.md)\n"
                "  docs/redis-keys.md and docs/events.md explain every key "
                "and field.\n");
         if (keep) {

@@ -50,6 +50,8 @@ static const struct {
      "erase customers everywhere, for good"},
     {"expire", ctl_expire_main, ctl_expire_usage,
      "erase customers silent for expire.days"},
+    {"dashboard", ctl_dashboard_main, ctl_dashboard_usage,
+     "the shop owner's web page (KPIs, segments)"},
 };
 
 static int is_help(const char *a) {

@@ -10,9 +10,10 @@ pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
       stunnel4 openssl           # TLS to Redis: a stunnel client (docs/redis-keys.md)
       clang libclang-rt-14-dev)   # fuzz targets: clang + libFuzzer runtime
 # --test: also what only the tests use (promtool checks the metrics text and
-# the alert rules, systemd-analyze the unit); not installed for the demo, as
+# the alert rules, systemd-analyze the unit, headless chromium renders the
+# dashboard); not installed for the demo, as
 # Debian's prometheus package also sets up a Prometheus server.
-[ "${1:-}" = --test ] && pkgs+=(prometheus systemd)
+[ "${1:-}" = --test ] && pkgs+=(prometheus systemd chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

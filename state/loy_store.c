@@ -78,6 +78,8 @@ struct loy_store {
         char k_stats[KEY_MAX];
         char k_clock[KEY_MAX];
         char k_fence[KEY_MAX];
+        char k_kpi_days[KEY_MAX];
+        char k_kpi_closed[KEY_MAX];
         char k_hist[LOY_DIM__COUNT][KEY_MAX];
 
         int nfields;             /* entries of loy_feat_fields */
@@ -441,12 +443,14 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
         snprintf(s->ns, sizeof(s->ns), "%s", ns);
         s->nslen = strlen(s->ns);
         fixed_key(s, s->k_seg, LOY_KEY_SEG);
-        fixed_key(s, s->k_churn, "rank:churn");
-        fixed_key(s, s->k_clv, "rank:clv");
+        fixed_key(s, s->k_churn, LOY_KEY_RANK_CHURN);
+        fixed_key(s, s->k_clv, LOY_KEY_RANK_CLV);
         fixed_key(s, s->k_outbox, "outbox");
-        fixed_key(s, s->k_stats, "stats");
+        fixed_key(s, s->k_stats, LOY_KEY_STATS);
         fixed_key(s, s->k_clock, "clock");
         fixed_key(s, s->k_fence, LOY_KEY_FENCE);
+        fixed_key(s, s->k_kpi_days, LOY_KEY_KPI_DAYS);
+        fixed_key(s, s->k_kpi_closed, LOY_KEY_KPI_CLOSED);
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
                 char suffix[64];
                 snprintf(suffix, sizeof(suffix), LOY_KEY_HIST "%s",
@@ -1463,11 +1467,16 @@ static int roundtrip(loy_store_t *s, redisReply **r, char *errstr,
  * each KPI day's derived values recomputed from its counters (a ratio
  * cannot be added to; money is printed from its exact micro-unit sum).
  *
+ * Each KPI day moved is also indexed in the days set (score: days since
+ * 1970-01-01), so readers list the days without a SCAN, which a cluster
+ * cannot do in one call.
+ *
  * KEYS: the fence, then the segment and histogram keys moved, then KPI
- * days.
+ * days, then (with KPI days) the days set.
  * ARGV: the index of the first KPI day in KEYS, nfence, then (field,
- * check, expect, value) per fence, then for each key after the first: n,
- * then n (field, delta) pairs.
+ * check, expect, value) per fence, then for each key after the first and
+ * before the days set: (KPI days only: the day's number,) n, then n
+ * (field, delta) pairs.
  */
 static const char agg_lua[] =
     "local a = ARGV "
@@ -1487,7 +1496,12 @@ static const char agg_lua[] =
     "if a[i + 3] == '' then redis.call('HDEL', KEYS[1], a[i]) "
     "else redis.call('HSET', KEYS[1], a[i], a[i + 3]) end "
     "i = i + 4 end "
-    "for k = 2, #KEYS do "
+    "local last = #KEYS "
+    "if kpi1 <= last then last = last - 1 end "
+    "for k = 2, last do "
+    "if k >= kpi1 then "
+    "redis.call('ZADD', KEYS[#KEYS], a[i], string.sub(KEYS[k], -10)) "
+    "i = i + 1 end "
     "local n = tonumber(a[i]) i = i + 1 "
     "for j = 1, n do redis.call('HINCRBY', KEYS[k], a[i], a[i + 1]) "
     "i = i + 2 end "
@@ -1588,8 +1602,8 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
                 nd = kpi_days(agg->kpi, agg->nkpi, days);
         }
         nck = count_keys(agg, ck);
-        nkeys = 1 + (size_t)nck + (size_t)nd;
-        nargs = 2 + 4 * (size_t)agg->nfence + (nkeys - 1) +
+        nkeys = 1 + (size_t)nck + (size_t)nd + (nd > 0);
+        nargs = 2 + 4 * (size_t)agg->nfence + (size_t)nck + 2 * (size_t)nd +
                 2 * (size_t)agg->nkpi;
         for (int i = 0; i < agg->ncount; i++)
                 nargs += agg->count[i].delta ? 2 : 0;
@@ -1604,6 +1618,8 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
                 kpi_key(s, days[j] * LOY_MS_PER_DAY, key, sizeof(key));
                 ab_str(s, key);
         }
+        if (nd)
+                ab_str(s, s->k_kpi_days);
         ab_i64(s, 2 + nck);   /* the first KPI day in KEYS */
         ab_i64(s, agg->nfence);
         for (int i = 0; i < agg->nfence; i++) {
@@ -1636,6 +1652,7 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
                 int cnt = 0;
                 for (int i = 0; i < agg->nkpi; i++)
                         cnt += day_of(agg->kpi[i].day_ms) == days[j];
+                ab_i64(s, days[j]);
                 ab_i64(s, cnt);
                 for (int i = 0; i < agg->nkpi; i++)
                         if (day_of(agg->kpi[i].day_ms) == days[j]) {
@@ -1645,6 +1662,74 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
         }
         free(days);
         return 0;
+}
+
+/*
+ * The KPI days closed so far are the stream's entries; the next to close
+ * are the indexed days after its last and before the clock's day.
+ * KEYS: the days set, the stream. ARGV: the clock's day number, max, the
+ * KPI key prefix ("<ns>:{agg}:kpi:"; a key of the same slot).
+ */
+static const char kpi_close_lua[] =
+    "local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1) "
+    "local from = '-inf' "
+    "if #top > 0 then "
+    "from = '(' .. math.floor(tonumber(string.match(top[1][1], '^%d+')) "
+    "/ 86400000) end "
+    "local days = redis.call('ZRANGEBYSCORE', KEYS[1], from, "
+    "'(' .. ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2])) "
+    "local n = 0 "
+    "for j = 1, #days, 2 do "
+    "local h = redis.call('HGETALL', ARGV[3] .. days[j]) "
+    "local ms = tonumber(days[j + 1]) * 86400000 "
+    "if #h > 0 and ms >= 0 then "
+    /* fields in name order: the same entry whatever order the batches
+     * created them in */
+    "local names, f = {}, {} "
+    "for i = 1, #h, 2 do names[#names + 1] = h[i] f[h[i]] = h[i + 1] end "
+    "table.sort(names) "
+    "local e = {'day', days[j]} "
+    "for _, k in ipairs(names) do e[#e + 1] = k e[#e + 1] = f[k] end "
+    "redis.call('XADD', KEYS[2], string.format('%d-1', ms), unpack(e)) "
+    "n = n + 1 end end "
+    "return n";
+
+int loy_store_kpi_close(loy_store_t *s, int64_t clock_ms, int max,
+                        int *nclosed, char *errstr, size_t errstr_size) {
+        char prefix[KEY_MAX];
+        redisReply *r = NULL;
+        int rc;
+        if (nclosed)
+                *nclosed = 0;
+        if (max < 1 || max > 10000) {
+                seterr(errstr, errstr_size, "kpi close: bad max %d", max);
+                return LOY_STORE_ERR;
+        }
+        if ((rc = usable(s, errstr, errstr_size)))
+                return rc;
+        snprintf(prefix, sizeof(prefix), "%s:" LOY_KEY_KPI, s->ns);
+        ab_reset(s);
+        ab_hdr(s, '*', 8);
+        ab_str(s, "EVAL");
+        ab_str(s, kpi_close_lua);
+        ab_i64(s, 2);
+        ab_str(s, s->k_kpi_days);
+        ab_str(s, s->k_kpi_closed);
+        ab_i64(s, day_of(clock_ms));
+        ab_i64(s, max);
+        ab_str(s, prefix);
+        if ((rc = roundtrip(s, &r, errstr, errstr_size)))
+                return rc;
+        if (r->type != REDIS_REPLY_INTEGER) {
+                seterr(errstr, errstr_size, "kpi close: %s",
+                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
+                rc = is_refusal_reply(r) ? LOY_STORE_ERR_BUSY : LOY_STORE_ERR;
+        } else if (nclosed) {
+                *nclosed = (int)r->integer;
+        }
+        freeReplyObject(r);
+        return rc;
 }
 
 int loy_store_write_batch_send(loy_store_t *s,

@@ -7,6 +7,8 @@
  *   <ns>:{agg}:hist:<dim>     hash   population histogram bin -> customers
  *   <ns>:rank:churn, :rank:clv zset  customer -> churn_prob / clv
  *   <ns>:{agg}:kpi:<yyyy-mm-dd> hash daily KPIs
+ *   <ns>:{agg}:kpi_days       zset   the KPI days there are
+ *   <ns>:{agg}:kpi_closed     stream the KPIs of each day once closed
  *   <ns>:stats                hash   processor counters
  *   <ns>:timers:<partition>   zset   customer -> due time (ms, event time)
  *   <ns>:outbox               hash   trigger_id -> framed Avro trigger
@@ -49,9 +51,16 @@
 
 /* The aggregate keys after "<ns>:", for tools that read them. */
 #define LOY_KEY_SEG "{agg}:seg"
+#define LOY_KEY_RANK_CHURN "rank:churn"
+#define LOY_KEY_RANK_CLV "rank:clv"
+#define LOY_KEY_STATS "stats"
 #define LOY_KEY_HIST "{agg}:hist:"      /* + dimension name */
 #define LOY_KEY_KPI "{agg}:kpi:"        /* + yyyy-mm-dd */
 #define LOY_KEY_FENCE "{agg}:fence"
+/* zset: each KPI day ("yyyy-mm-dd", score: days since 1970-01-01) */
+#define LOY_KEY_KPI_DAYS "{agg}:kpi_days"
+/* stream: one entry per closed KPI day (loy_store_kpi_close) */
+#define LOY_KEY_KPI_CLOSED "{agg}:kpi_closed"
 
 typedef enum {
         LOY_STORE_OK = 0,
@@ -320,6 +329,18 @@ int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
                          int64_t now_ms, const loy_feat_conf_t *fconf,
                          char *errstr, size_t errstr_size);
 int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size);
+
+/* Closes the KPI days before the one holding clock_ms (event time: no
+ * event of theirs is still expected) that are not closed yet: appends each
+ * day's KPI hash, as it stands, to <ns>:{agg}:kpi_closed with the entry id
+ * "<the day's first ms>-1" and a field "day" (yyyy-mm-dd), so a time-series
+ * reader (Grafana's Redis data source, XRANGE) charts one point per day at
+ * its date. Days close in order and each once: an entry id at or below the
+ * stream's last is never added, so two processes or a redo close nothing
+ * twice. At most max days per call; *nclosed (may be NULL) says how many
+ * were (== max: call again). */
+int loy_store_kpi_close(loy_store_t *s, int64_t clock_ms, int max,
+                        int *nclosed, char *errstr, size_t errstr_size);
 
 /* Adds deltas to <ns>:stats and sets gauges there, in one round trip.
  * Either array may be empty. */

@@ -29,6 +29,8 @@ struct loy_http {
         size_t metrics_len;
         int ready;
         char why[WHY_MAX];
+        loy_http_page_fn *page;        /* set before any request, or NULL */
+        void *page_opaque;
 };
 
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status,
@@ -112,6 +114,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                 return on_healthz(h, conn);
         if (!strcmp(url, "/readyz"))
                 return on_readyz(h, conn);
+        if (h->page) {
+                char *body = NULL;
+                const char *type = "text/plain; charset=utf-8";
+                size_t len = 0;
+                int status =
+                    h->page(h->page_opaque, url, (loy_http_req_t *)conn,
+                            &type, &body, &len);
+                if (status > 0) {
+                        enum MHD_Result rc =
+                            body ? answer(conn, (unsigned)status, type, body,
+                                          len)
+                                 : text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                        "out of memory\n");
+                        free(body);
+                        return rc;
+                }
+        }
         return text(conn, MHD_HTTP_NOT_FOUND,
                     "not found: /metrics, /healthz or /readyz\n");
 }
@@ -211,6 +230,16 @@ void loy_http_stop(loy_http_t *h) {
         pthread_mutex_destroy(&h->lock);
         free(h->metrics);
         free(h);
+}
+
+const char *loy_http_arg(loy_http_req_t *req, const char *name) {
+        return MHD_lookup_connection_value((struct MHD_Connection *)req,
+                                           MHD_GET_ARGUMENT_KIND, name);
+}
+
+void loy_http_set_page(loy_http_t *h, loy_http_page_fn *fn, void *opaque) {
+        h->page = fn;
+        h->page_opaque = opaque;
 }
 
 int loy_http_port(const loy_http_t *h) {

@@ -25,6 +25,19 @@ loy_http_t *loy_http_start(const char *listen, int stall_ms, char *errstr,
  * ok. */
 void loy_http_stop(loy_http_t *h);
 
+/* More pages (loyaltyctl dashboard): fn answers any GET path but the three
+ * above, on the server's thread, one request at a time. It returns the
+ * status with *body malloc'd (NULL: out of memory), *len its length and
+ * *type set when not plain text; or 0 for "not found". Set it before the
+ * first request. */
+typedef struct loy_http_req loy_http_req_t;
+typedef int(loy_http_page_fn)(void *opaque, const char *path,
+                              loy_http_req_t *req, const char **type,
+                              char **body, size_t *len);
+void loy_http_set_page(loy_http_t *h, loy_http_page_fn *fn, void *opaque);
+/* A query argument of the request a page answers (NULL: not given). */
+const char *loy_http_arg(loy_http_req_t *req, const char *name);
+
 /* The port it listens on (the chosen one for port 0). */
 int loy_http_port(const loy_http_t *h);
 

@@ -89,6 +89,7 @@ struct loy_proc {
         int64_t last_model_check_ms;
         int64_t last_scan_ms;           /* of the outbox */
         int64_t first_batch_ms;         /* wall clock of the first batch */
+        int64_t kpi_closed_day;         /* KPI days before it are closed */
         struct timespec model_mtime;    /* of the model file last loaded */
         loy_proc_stats_t stats;
 };
@@ -855,6 +856,71 @@ again:
         return wrc;
 }
 
+static int64_t day_number(int64_t ms) {
+        return ms / LOY_MS_PER_DAY - (ms % LOY_MS_PER_DAY < 0);
+}
+
+/* The earliest silence check of this process's partitions still to fire
+ * at or before clock_ms (it counts on its own day when it does), else
+ * clock_ms. -1 when Redis cannot say. */
+static int64_t earliest_unfired(loy_proc_t *p, int64_t clock_ms, char *err,
+                                size_t size) {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        int64_t bound = clock_ms;
+        if (!p->conf.topic_purchase[0] ||
+            rd_kafka_assignment(p->consumer, &asg) || !asg)
+                return bound;
+        for (int i = 0; i < asg->cnt && bound >= 0; i++) {
+                char **ids = NULL;
+                int64_t *due = NULL;
+                int n = 0;
+                if (strcmp(asg->elems[i].topic, p->conf.topic_purchase))
+                        continue;
+                if (loy_store_timers_due_at(p->store, asg->elems[i].partition,
+                                            bound, 1, &ids, &due, &n, err,
+                                            size)) {
+                        bound = -1;
+                        break;
+                }
+                if (n > 0 && due[0] < bound)
+                        bound = due[0];
+                loy_store_free_ids(ids, n);
+                free(due);
+        }
+        rd_kafka_topic_partition_list_destroy(asg);
+        return bound;
+}
+
+/* Once the clock enters a new day, the KPI days before it are final (a
+ * later event for one of them is late beyond the allowed lateness) and go
+ * to the closed-days stream, for charts -- unless a silence check due on
+ * such a day has not fired yet (a batch fires a bounded number): its
+ * trigger counts on its day, which then stays open. A failure is only
+ * logged: the next batch tries again, the daily hashes are written
+ * regardless. */
+static void close_kpi_days(loy_proc_t *p, int64_t clock_ms) {
+        char err[512];
+        int64_t bound;
+        int n = 0, rounds = 0, rc;
+        if (clock_ms <= 0 || day_number(clock_ms) <= p->kpi_closed_day)
+                return;
+        if ((bound = earliest_unfired(p, clock_ms, err, sizeof(err))) < 0) {
+                LOY_WARN("proc", "closing KPI days: %s", err);
+                return;
+        }
+        if (day_number(bound) <= p->kpi_closed_day)
+                return;
+        do {
+                rc = loy_store_kpi_close(p->store, bound, 256, &n, err,
+                                         sizeof(err));
+        } while (rc == LOY_STORE_OK && n == 256 && ++rounds < 64);
+        if (rc != LOY_STORE_OK) {
+                LOY_WARN("proc", "closing KPI days: %s", err);
+                return;
+        }
+        p->kpi_closed_day = day_number(bound);
+}
+
 /* After b was written: its triggers out, its dead letters confirmed, its
  * offsets stored. DONE_OK, or DONE_FATAL when stopped before the dead
  * letters were confirmed (not committed: read again on the next start). */
@@ -865,6 +931,7 @@ static int post_write(loy_proc_t *p, loy_batch_t *b) {
         loy_emit_batch(p->emit, p->producer, b);
         loy_emit_suspects_send(p->emit, p->producer, p->store, b);
         loy_recosync_run(p->recosync, p->store, b->clock_ms, 0);
+        close_kpi_days(p, b->clock_ms);
         if (loy_dlq_deliver(b->dlq, b->msgs, b->nmsgs, p->running) == -1) {
                 loy_batch_drop(b);
                 return DONE_FATAL;
@@ -1117,6 +1184,10 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         loy_batch_drop_timers(cur);
                 }
                 if (!cur->nmsgs && !cur->ntimers) {
+                        /* idle, nothing in flight: all up to the clock is
+                         * written */
+                        if (p->prev_state == PREV_NONE)
+                                close_kpi_days(p, cur->clock_ms);
                         loy_cache_trim(p->cache);
                         continue;
                 }

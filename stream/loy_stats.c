@@ -1,5 +1,6 @@
 /* loy_stats: see loy_stats.h. */
 #include "loy_stats.h"
+#include "loy_time.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -89,8 +90,9 @@ void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
                                    "batch_ms_p99", "events_per_s", "clock_ms",
                                    "lag", "cache_customers",
                                    "first_batch_wall_ms", "reco_items",
-                                   "reco_pairs", "reco_bytes"};
-        double incr[NINCR], set[11], sorted[LOY_STATS_LAT_RING];
+                                   "reco_pairs", "reco_bytes",
+                                   "last_batch_wall_ms"};
+        double incr[NINCR], set[12], sorted[LOY_STATS_LAT_RING];
         int n = s->nlat < LOY_STATS_LAT_RING ? s->nlat : LOY_STATS_LAT_RING;
         char err[256];
         for (int i = 0; i < NINCR; i++)
@@ -108,7 +110,8 @@ void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
         set[8] = (double)x->reco.items;
         set[9] = (double)x->reco.pairs;
         set[10] = (double)x->reco.bytes;
+        set[11] = (double)loy_time_wall_ms();
         if (loy_store_stats(store, incr_names, incr, NINCR, set_names, set,
-                            11, err, sizeof(err)) == 0)
+                            12, err, sizeof(err)) == 0)
                 memcpy(s->pending, now_vals, sizeof(now_vals));
 }

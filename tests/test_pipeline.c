@@ -382,7 +382,12 @@ static char *dump_state(void) {
             "local t = redis.call('TYPE', k)['ok'] "
             "local v = t == 'hash' and redis.call('HGETALL', k) or "
             "t == 'string' and {redis.call('GET', k)} or "
+            "t == 'stream' and {} or "
             "redis.call('ZRANGE', k, 0, -1, 'WITHSCORES') "
+            "if t == 'stream' then "
+            "for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do "
+            "table.insert(v, e[1] .. '{' .. table.concat(e[2], ',') .. '}') "
+            "end end "
             "table.insert(out, k .. '=' .. table.concat(v, ',')) end end "
             "table.sort(out) return table.concat(out, '\\n')\" 0");
 }
@@ -392,13 +397,16 @@ static char *dump_state(void) {
  * without the recommendations and the shared item model (at-least-once,
  * their scores depend on when the model was flushed: docs/guarantees.md)
  * and the aggregate fence (where the last batches moved their customers:
- * bookkeeping of the batches themselves). */
+ * bookkeeping of the batches themselves); without the closed KPI days
+ * (snapshots: this input has events later than the clock, which move a
+ * day's hash after the day may have closed, depending on the batching). */
 static char *dump_comparable(void) {
         return tu_redis_cli(
             &redis,
             "--no-raw EVAL \"local out = {} "
             "for _, k in ipairs(redis.call('KEYS', '*')) do "
             "if k ~= 'loy:stats' and k ~= 'loy:{agg}:fence' and "
+            "k ~= 'loy:{agg}:kpi_closed' and "
             "not k:find(':recs$') and not k:find('^loy:i:') then "
             "local t = redis.call('TYPE', k)['ok'] local v "
             "if t == 'hash' then "
@@ -408,6 +416,10 @@ static char *dump_comparable(void) {
             "table.insert(p, h[i] .. ':' .. h[i + 1]) end end "
             "table.sort(p) v = p "
             "elseif t == 'string' then v = {redis.call('GET', k)} "
+            "elseif t == 'stream' then v = {} "
+            "for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do "
+            "table.insert(v, e[1] .. '{' .. table.concat(e[2], ',') .. '}') "
+            "end "
             "else v = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES') end "
             "table.insert(out, k .. '=' .. table.concat(v, ',')) end end "
             "table.sort(out) return table.concat(out, '\\n')\" 0");
@@ -640,6 +652,354 @@ static void test_forget(void) {
         ASSERT_CLI("EVAL \"return redis.call('ZSCORE', 'loy:rank:churn', "
                    "'17850') and 1 or 0\" 0", "1");
         assert_counts_agree();
+        loy_config_free(&conf);
+}
+
+/* "18,532": numbers as the page prints them (en-US grouping). */
+static void grouped(long long v, char *out, size_t size) {
+        char digits[32];
+        size_t n, o = 0;
+        snprintf(digits, sizeof(digits), "%lld", v);
+        n = strlen(digits);
+        for (size_t i = 0; i < n && o + 2 < size; i++) {
+                if (i && (n - i) % 3 == 0)
+                        out[o++] = ',';
+                out[o++] = digits[i];
+        }
+        out[o] = '\0';
+}
+
+/* A dashboard process: its pid from the shell, its port from the URL it
+ * prints. */
+typedef struct dash_proc {
+        FILE *out;
+        pid_t pid;
+        int port;
+} dash_proc_t;
+
+static int dash_start(dash_proc_t *d, int redis_port) {
+        char cmd[1024], line[512];
+        memset(d, 0, sizeof(*d));
+        snprintf(cmd, sizeof(cmd),
+                 "sh -c 'echo $$; exec %s dashboard -X redis.port=%d "
+                 "-l 127.0.0.1:0 -d 400' 2>/dev/null",
+                 tu_build_path("loyaltyctl"), redis_port);
+        if (!(d->out = popen(cmd, "r")))
+                return -1;
+        if (!fgets(line, sizeof(line), d->out))
+                return -1;
+        d->pid = (pid_t)atoi(line);
+        if (!fgets(line, sizeof(line), d->out) ||
+            sscanf(line, "dashboard: http://127.0.0.1:%d/", &d->port) != 1)
+                return -1;
+        return 0;
+}
+
+static void dash_stop(dash_proc_t *d) {
+        if (d->pid > 0)
+                kill(d->pid, SIGTERM);
+        if (d->out)
+                pclose(d->out);
+}
+
+/* What headless Chromium renders of url (its DOM after the scripts ran),
+ * with a screenshot to png when not NULL. NULL when it cannot run. */
+static char *chromium(const char *url, const char *png) {
+        char cmd[2048];
+        FILE *fp;
+        char *dom = NULL;
+        size_t n = 0, cap = 0;
+        int c;
+        if (png) {
+                snprintf(cmd, sizeof(cmd),
+                         "chromium --headless --no-sandbox --disable-gpu "
+                         "--hide-scrollbars --window-size=1280,1500 "
+                         "--virtual-time-budget=5000 --screenshot=%s '%s' "
+                         ">/dev/null 2>&1",
+                         png, url);
+                if (system(cmd) != 0)
+                        return NULL;
+        }
+        snprintf(cmd, sizeof(cmd),
+                 "chromium --headless --no-sandbox --disable-gpu "
+                 "--virtual-time-budget=5000 --dump-dom '%s' 2>/dev/null",
+                 url);
+        if (!(fp = popen(cmd, "r")))
+                return NULL;
+        while ((c = fgetc(fp)) != EOF) {
+                if (n + 2 > cap) {
+                        char *g = realloc(dom, cap = cap ? 2 * cap : 65536);
+                        if (!g)
+                                break;
+                        dom = g;
+                }
+                dom[n++] = (char)c;
+        }
+        if (dom)
+                dom[n] = '\0';
+        if (pclose(fp) != 0) {
+                free(dom);
+                return NULL;
+        }
+        return dom;
+}
+
+/* Every panel of the shipped Grafana dashboard reads a key loyaltyd wrote,
+ * of the type its command reads, and charts fields the key holds. */
+static void check_grafana_dashboard(void) {
+        json_t *g = json_load_file(
+            tu_src_path("examples/grafana/loyaltyd.json"), 0, NULL);
+        json_t *panel;
+        size_t i;
+        int checked = 0;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+        json_array_foreach(json_object_get(g, "panels"), i, panel) {
+                json_t *t = json_array_get(json_object_get(panel, "targets"),
+                                           0);
+                const char *cmd = json_string_value(json_object_get(t,
+                                                                    "command"));
+                const char *key = json_string_value(json_object_get(t,
+                                                                    "keyName"));
+                json_t *names = json_object_get(
+                    json_object_get(
+                        json_object_get(
+                            json_array_get(json_object_get(panel,
+                                                           "transformations"),
+                                           0),
+                            "options"),
+                        "include"),
+                    "names");
+                json_t *name;
+                size_t j;
+                char q[256], *type;
+                CU_ASSERT_PTR_NOT_NULL_FATAL(cmd);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(key);
+                snprintf(q, sizeof(q), "TYPE %s", key);
+                type = tu_redis_cli(&redis, q);
+                if (!type || strcmp(type, !strcmp(cmd, "xrange") ? "stream"
+                                              : !strcmp(cmd, "hgetall") ? "hash"
+                                                                        : "?"))
+                        fprintf(stderr, "grafana: %s %s is a %s\n", cmd, key,
+                                type ? type : "(none)");
+                CU_ASSERT_STRING_EQUAL(type ? type : "",
+                                       !strcmp(cmd, "xrange")    ? "stream"
+                                       : !strcmp(cmd, "hgetall") ? "hash"
+                                                                 : "?");
+                free(type);
+                json_array_foreach(names, j, name) {
+                        const char *f = json_string_value(name);
+                        char *has;
+                        if (!f || !strcmp(f, "$time"))
+                                continue;
+                        /* the newest closed day holds the field */
+                        snprintf(q, sizeof(q),
+                                 "EVAL \"local e = redis.call('XREVRANGE', "
+                                 "KEYS[1], '+', '-', 'COUNT', 1)[1][2] "
+                                 "for i = 1, #e, 2 do if e[i] == ARGV[1] then "
+                                 "return 1 end end return 0\" 1 %s %s",
+                                 key, f);
+                        has = tu_redis_cli(&redis, q);
+                        if (!has || strcmp(has, "1"))
+                                fprintf(stderr, "grafana: %s has no %s\n",
+                                        key, f);
+                        CU_ASSERT_STRING_EQUAL(has ? has : "", "1");
+                        free(has);
+                }
+                checked++;
+        }
+        CU_ASSERT(checked >= 5);
+        json_decref(g);
+}
+
+/* The KPI days closed (*closed) against the days before the one that
+ * stays open (*before: the day of the clock, or of the earliest silence
+ * check due by it that has not fired). 0 when they are the same number. */
+static int closed_days(long long *closed, long long *before) {
+        char q[160], *v;
+        long long bound;
+        v = tu_redis_cli(&redis, "HGET loy:stats clock_ms");
+        bound = v ? atoll(v) : 0;
+        free(v);
+        for (int p = 0; p < 2; p++) {
+                snprintf(q, sizeof(q),
+                         "ZRANGEBYSCORE loy:timers:%d -inf %lld WITHSCORES "
+                         "LIMIT 0 1", p, bound);
+                v = tu_redis_cli(&redis, q);
+                if (v && strchr(v, '\n') && atoll(strchr(v, '\n') + 1) < bound)
+                        bound = atoll(strchr(v, '\n') + 1);
+                free(v);
+        }
+        snprintf(q, sizeof(q),
+                 "EVAL \"return redis.call('ZCOUNT', KEYS[1], '-inf', "
+                 "'(%lld')\" 1 loy:{agg}:kpi_days", bound / DAY);
+        v = tu_redis_cli(&redis, q);
+        *before = v ? atoll(v) : -1;
+        free(v);
+        v = tu_redis_cli(&redis, "XLEN loy:{agg}:kpi_closed");
+        *closed = v ? atoll(v) : -2;
+        free(v);
+        return *closed == *before ? 0 : -1;
+}
+
+/* 20,000 orders of the real file (a year): every KPI day is indexed, every day before
+ * the clock's is closed into the stream exactly as its hash stands (the
+ * input is in time order: nothing late), and loyaltyctl dashboard shows
+ * what Redis holds, as JSON and as the page a browser renders. */
+static void test_dashboard(void) {
+        loy_config_t conf;
+        runner_t r;
+        dash_proc_t d;
+        char *body = NULL, *dom, *days_list, url[128], want[96], num[32],
+             png[1024];
+        long long closed = 0, open_from = 0;
+        json_t *doc = NULL, *days;
+        long long purchases = 0;
+        int64_t n;
+        int ndays = 0;
+
+        free(tu_redis_cli(&redis, "FLUSHALL"));
+        make_conf(&conf, "dashboard");
+        n = produce_file(conf.topic_purchase,
+                         tu_src_path("../shared/data/online_retail.csv.gz"),
+                         0, 20000);
+        CU_ASSERT_EQUAL_FATAL(n, 20000);
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, n), 0);
+
+        /* closed: every day before the clock's, or before the earliest
+         * silence check still to fire (a batch fires a bounded number; the
+         * processor keeps at it while idle) */
+        for (int i = 0; i < 300 && closed_days(&closed, &open_from) != 0;
+             i++)
+                usleep(100000);
+        stop(&r);
+        CU_ASSERT_EQUAL(closed_days(&closed, &open_from), 0);
+        CU_ASSERT(closed >= 200);
+
+        /* the index holds every day there is a hash for */
+        days_list = tu_redis_cli(&redis, "ZRANGE loy:{agg}:kpi_days 0 -1");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(days_list);
+        for (char *l = days_list; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1
+                                                          : l + strlen(l))
+                ndays++;
+        CU_ASSERT(ndays > closed);
+        ASSERT_CLI("EVAL \"return #redis.call('KEYS', 'loy:{agg}:kpi:*')\" 0",
+                   (snprintf(num, sizeof(num), "%d", ndays), num));
+        ASSERT_CLI("EVAL \"local bad = 0 "
+                   "for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', "
+                   "'+')) do "
+                   "local f = e[2] local h = redis.call('HGETALL', "
+                   "'loy:{agg}:kpi:' .. f[2]) "
+                   "if #h + 2 ~= #f then bad = bad + 1 end "
+                   "for i = 3, #f, 2 do "
+                   "if redis.call('HGET', 'loy:{agg}:kpi:' .. f[2], f[i]) ~= "
+                   "f[i + 1] then bad = bad + 1 end end "
+                   "if tonumber(string.match(e[1], '^%d+')) ~= "
+                   "86400000 * redis.call('ZSCORE', 'loy:{agg}:kpi_days', "
+                   "f[2]) then bad = bad + 1 end end "
+                   "return bad\" 1 loy:{agg}:kpi_closed",
+                   "0");
+        free(days_list);
+
+        check_grafana_dashboard();
+
+        /* the JSON: the days as the hashes hold them, the boards, the
+         * health */
+        CU_ASSERT_EQUAL_FATAL(dash_start(&d, redis.port), 0);
+        CU_ASSERT_EQUAL(tu_http(d.port, "GET", "/api/summary", &body), 200);
+        doc = body ? json_loads(body, 0, NULL) : NULL;
+        CU_ASSERT_PTR_NOT_NULL(doc);
+        days = json_object_get(doc, "days");
+        CU_ASSERT_EQUAL(json_array_size(days), (size_t)ndays);
+        for (size_t i = 0; i < json_array_size(days); i++) {
+                json_t *day = json_array_get(days, i);
+                char key[64];
+                char *v;
+                snprintf(key, sizeof(key), "HGET loy:{agg}:kpi:%s purchases",
+                         json_string_value(json_object_get(day, "day")));
+                v = tu_redis_cli(&redis, key);
+                CU_ASSERT_EQUAL(json_integer_value(
+                                    json_object_get(day, "purchases")),
+                                v && *v ? atoll(v) : 0);
+                purchases += v ? atoll(v) : 0;
+                free(v);
+                if (i)  /* oldest first */
+                        CU_ASSERT(strcmp(json_string_value(json_object_get(
+                                             json_array_get(days, i - 1),
+                                             "day")),
+                                         json_string_value(json_object_get(
+                                             day, "day"))) < 0);
+        }
+        CU_ASSERT(purchases > 100);
+        CU_ASSERT(json_integer_value(json_object_get(
+                      json_object_get(doc, "health"), "events_in")) == n);
+        {
+                char *top = tu_redis_cli(&redis,
+                                         "ZREVRANGE loy:rank:clv 0 0");
+                json_t *first = json_array_get(
+                    json_object_get(doc, "top_value"), 0);
+                CU_ASSERT_PTR_NOT_NULL(first);
+                const char *cust =
+                    json_string_value(json_object_get(first, "customer"));
+                CU_ASSERT_STRING_EQUAL(cust ? cust : "", top ? top : "x");
+                free(top);
+        }
+        CU_ASSERT_EQUAL(json_array_size(json_object_get(doc, "segments")),
+                        (size_t)LOY_SEG__COUNT);
+        json_decref(doc);
+        free(body);
+        body = NULL;
+        CU_ASSERT_EQUAL(tu_http(d.port, "GET", "/api/summary?days=2", &body),
+                        200);
+        doc = body ? json_loads(body, 0, NULL) : NULL;
+        CU_ASSERT_EQUAL(json_array_size(json_object_get(doc, "days")), 2);
+        json_decref(doc);
+        free(body);
+        CU_ASSERT_EQUAL(tu_http(d.port, "GET", "/api/summary?days=x", NULL),
+                        400);
+        CU_ASSERT_EQUAL(tu_http(d.port, "GET", "/nothing", NULL), 404);
+
+        /* the page, as a browser renders it */
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/?days=400", d.port);
+        snprintf(png, sizeof(png), "%s", tu_build_path("dashboard.png"));
+        dom = chromium(url, png);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(dom);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dom, "data-loaded=\"1\""));
+        grouped(purchases, num, sizeof(num));
+        snprintf(want, sizeof(want), "id=\"total-purchases\">%s<", num);
+        if (!strstr(dom, want))
+                fprintf(stderr, "dashboard: no %s in the page\n", want);
+        CU_ASSERT_PTR_NOT_NULL(strstr(dom, want));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dom, "<rect"));   /* bars drawn */
+        CU_ASSERT_PTR_NOT_NULL(strstr(dom, ">champion<"));
+        free(dom);
+        {
+                FILE *fp = fopen(png, "rb");
+                unsigned char sig[8] = {0};
+                CU_ASSERT_PTR_NOT_NULL(fp);
+                if (fp) {
+                        CU_ASSERT_EQUAL(fread(sig, 1, 8, fp), 8);
+                        fseek(fp, 0, SEEK_END);
+                        CU_ASSERT(ftell(fp) > 20000);
+                        fclose(fp);
+                }
+                CU_ASSERT(!memcmp(sig, "\x89PNG\r\n\x1a\n", 8));
+        }
+        dash_stop(&d);
+
+        /* Redis unreachable: the API says why, the page shows it */
+        CU_ASSERT_EQUAL_FATAL(dash_start(&d, tu_free_port()), 0);
+        body = NULL;
+        CU_ASSERT_EQUAL(tu_http(d.port, "GET", "/api/summary", &body), 503);
+        CU_ASSERT_PTR_NOT_NULL(body ? strstr(body, "\"error\"") : NULL);
+        free(body);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/", d.port);
+        dom = chromium(url, NULL);
+        CU_ASSERT_PTR_NOT_NULL(dom ? strstr(dom, "data-loaded=\"error\"")
+                                   : NULL);
+        CU_ASSERT_PTR_NOT_NULL(dom ? strstr(dom, "cannot read") : NULL);
+        free(dom);
+        dash_stop(&d);
         loy_config_free(&conf);
 }
 
@@ -1864,6 +2224,8 @@ int main(void) {
         CU_add_test(s, "browse and purchases in one order, whatever the "
                     "batching", test_browse_order);
         CU_add_test(s, "replay changes nothing", test_replay_changes_nothing);
+        CU_add_test(s, "KPI days closed and the owner's dashboard in a "
+                       "browser", test_dashboard);
         CU_add_test(s, "the same event_id again is applied once, across a "
                     "restart", test_same_event_id_again);
         CU_add_test(s, "loyaltyctl forget: erased everywhere, counted out, "

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <CUnit/Basic.h>
+#include <jansson.h>
 
 #include "loy_feat.h"
 #include "loy_rfm.h"
@@ -801,6 +802,121 @@ static void test_kpi(void) {
         CLI_EQ(&R, "EVAL \"return #redis.call('KEYS', 'loy:{agg}:kpi:*')\" "
                    "1 loy:{agg}:kpi:x",
                "3");
+}
+
+/* Days close in order, once each, as their hashes stand; a late event
+ * for a closed day changes its hash but not the closed entry. */
+static void test_kpi_close(void) {
+        loy_batch_agg_t *a = agg_zero();
+        tu_redis_t at = holder("loy:{agg}:kpi_days");
+        loy_kpi_delta_t k1[] = {
+                {T0 - DAY, "purchases", 2},             /* 2024-03-04 */
+                {T0 - DAY, "revenue_micros", 1500000},
+                {T0, "purchases", 1},                   /* 2024-03-05 */
+                {T0 + DAY, "purchases", 4},             /* 2024-03-06 */
+        };
+        loy_kpi_delta_t late = {T0 - DAY, "purchases", 1};
+        int n = -1;
+
+        flush();
+        a->kpi = k1;
+        a->nkpi = 4;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
+        CLI_EQ(&at, "ZRANGE loy:{agg}:kpi_days 0 -1 WITHSCORES",
+               "2024-03-04\n19786\n2024-03-05\n19787\n2024-03-06\n19788");
+        /* the clock in 2024-03-06, at most one a call */
+        CU_ASSERT_EQUAL(loy_store_kpi_close(S, T0 + DAY, 1, &n, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(n, 1);
+        CU_ASSERT_EQUAL(loy_store_kpi_close(S, T0 + DAY, 5, &n, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(n, 1);
+        CU_ASSERT_EQUAL(loy_store_kpi_close(S, T0 + DAY, 5, &n, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(n, 0);
+        CLI_EQ(&at, "XRANGE loy:{agg}:kpi_closed - +",
+               "1709510400000-1\nday\n2024-03-04\npurchases\n2\n"
+               "repurchase_rate\n0.0000\nrevenue\n1.5\nrevenue_micros\n"
+               "1500000\n"
+               "1709596800000-1\nday\n2024-03-05\npurchases\n1\n"
+               "repurchase_rate\n0.0000");
+        /* late: the hash moves, the closed day does not, nor is it
+         * closed again */
+        a->kpi = &late;
+        a->nkpi = 1;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
+        CLI_EQ(&at, "HGET loy:{agg}:kpi:2024-03-04 purchases", "3");
+        CU_ASSERT_EQUAL(loy_store_kpi_close(S, T0 + 2 * DAY, 5, &n, E,
+                                            sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(n, 1);
+        CLI_EQ(&at, "XLEN loy:{agg}:kpi_closed", "3");
+        CLI_EQ(&at, "XREVRANGE loy:{agg}:kpi_closed + - COUNT 1",
+               "1709683200000-1\nday\n2024-03-06\npurchases\n4\n"
+               "repurchase_rate\n0.0000");
+        CLI_EQ(&at, "XRANGE loy:{agg}:kpi_closed - + COUNT 1",
+               "1709510400000-1\nday\n2024-03-04\npurchases\n2\n"
+               "repurchase_rate\n0.0000\nrevenue\n1.5\nrevenue_micros\n"
+               "1500000");
+        CU_ASSERT_EQUAL(loy_store_kpi_close(S, T0, 0, &n, E, sizeof(E)),
+                        LOY_STORE_ERR);
+}
+
+/* loyaltyctl dashboard reads what the store wrote; on a cluster, asked at
+ * a node that does not hold the aggregates, it follows MOVED. */
+static void test_dashboard_reads(void) {
+        loy_batch_agg_t *a = agg_zero();
+        loy_kpi_delta_t k[] = {{T0 - DAY, "purchases", 2},
+                               {T0, "purchases", 5},
+                               {T0, "triggers:winback", 3}};
+        loy_count_delta_t seg = {-1, LOY_SEG_CHAMPION, 7};
+        char cmd[1024], path[512];
+        json_t *doc, *days;
+        int port = R.port;
+
+        if (on_cluster) {
+                unsigned slot = loy_cluster_slot("loy:{agg}:kpi_days", 18);
+                for (int i = 0; i < C.n; i++)
+                        if (tu_cluster_owner(&C, 0, slot) != i)
+                                port = C.node[i].port;
+        }
+        flush();
+        a->kpi = k;
+        a->nkpi = 3;
+        a->count = &seg;
+        a->ncount = 1;
+        CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
+        snprintf(path, sizeof(path), "%s", tu_build_path("dashboard.json"));
+        snprintf(cmd, sizeof(cmd), "%s dashboard -X redis.port=%d -o %s",
+                 tu_build_path("loyaltyctl"), port, path);
+        CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+        doc = json_load_file(path, 0, NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+        days = json_object_get(doc, "days");
+        CU_ASSERT_EQUAL(json_array_size(days), 2);
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+                                   json_array_get(days, 1), "day")),
+                               "2024-03-05");
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(
+                            json_array_get(days, 1), "purchases")),
+                        5);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(
+                            json_object_get(json_object_get(doc, "rules"),
+                                            "winback"),
+                            "triggers")),
+                        3);
+        for (size_t i = 0; i < json_array_size(json_object_get(doc,
+                                                               "segments"));
+             i++) {
+                json_t *g = json_array_get(json_object_get(doc, "segments"),
+                                           i);
+                if (!strcmp(json_string_value(json_object_get(g, "segment")),
+                            loy_segment_name(LOY_SEG_CHAMPION)))
+                        CU_ASSERT_EQUAL(json_integer_value(
+                                            json_object_get(g, "customers")),
+                                        7);
+        }
+        json_decref(doc);
 }
 
 /* Which Redis error replies are "not now" (waited out) and which are about
@@ -1625,6 +1741,8 @@ int main(void) {
             {"a frozen owner's late write is refused", test_take_over, 1},
             {"load histograms", test_load_hist, 1},
             {"KPI", test_kpi, 1},
+            {"KPI days closed in order, once", test_kpi_close, 1},
+            {"loyaltyctl dashboard reads it", test_dashboard_reads, 1},
             {"KPI rate in the same write", test_kpi_rate_in_write, 1},
             {"refusals are told from errors", test_refusals, 0},
             {"timers", test_timers, 1},
