@@ -662,7 +662,9 @@ static int fmt_fixed(char *buf, size_t size, int64_t r, int k) {
         char digits[40];
         int n = loy_fmt_i64(digits, sizeof(digits), r < 0 ? -r : r);
         size_t len = 0;
-        if (n < 0 || size < (size_t)n + (size_t)k + 4)
+        /* sign, the digits or "0." and k of them, the NUL */
+        if (n < 0 || size < (size_t)(r < 0) + (n <= k ? (size_t)k + 2
+                                                      : (size_t)n + 1) + 1)
                 return -1;
         if (r < 0)
                 buf[len++] = '-';
