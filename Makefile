@@ -1,5 +1,5 @@
 # Thin wrapper: the two README commands and a few conveniences.
-.PHONY: all demo test build clean format fuzz fuzz-quick
+.PHONY: all demo test build clean format fuzz fuzz-quick readme-check
 all: build
 build:
 	scripts/bootstrap.sh
@@ -20,6 +20,11 @@ clean:
 	rm -rf build build-asan
 format:
 	clang-format -i */*.c */*.h
+# Every command of README.md as written, in private namespaces
+# (scripts/readme-commands says how each one runs); FULL=1 also runs the
+# long ones (benchmarks, full faults, fuzzing) to their end.
+readme-check: build
+	scripts/readme-check.sh $(if $(FULL),--full)
 
 # The fault suite (docs/faults.md): the real loyaltyd under kill -9, Redis
 # and Kafka faults and hostile input. FAULTS_ARGS="--seed N kill9" replays.

@@ -28,6 +28,7 @@ int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec,
                    size_t errstr_size) {
         loy_event_t ev;
         int64_t n = 0, first_ts = 0, started = ctl_wall_ms();
+        int64_t next_progress = started + 10000;
         int rc;
         memset(&ev, 0, sizeof(ev));
         while ((!running || *running) && (!limit || n < limit) &&
@@ -47,6 +48,17 @@ int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec,
                                 ctl_sleep_ms((int)(due - ctl_wall_ms() > 100
                                                        ? 100
                                                        : due - ctl_wall_ms()));
+                        }
+                        /* a paced replay runs for minutes: say where it is */
+                        if (ctl_wall_ms() >= next_progress) {
+                                time_t secs = (time_t)(ev.ts_ms / 1000);
+                                struct tm tm;
+                                char day[32];
+                                gmtime_r(&secs, &tm);
+                                strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+                                fprintf(stderr, "replay: %" PRId64 " events "
+                                        "so far, event time %s\n", n, day);
+                                next_progress += 10000;
                         }
                 }
                 buf = loy_codec_encode_event(codec, &ev, &len, errstr,

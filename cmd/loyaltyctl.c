@@ -11,6 +11,7 @@
  *   loyaltyctl pseudonym customer ids as [privacy] pseudonymizes them
  *   loyaltyctl forget    erase customers (through loyaltyd, in order)
  *   loyaltyctl expire    erase customers silent for [privacy] expire.days
+ *   loyaltyctl kafka     the demo's embedded Kafka alone, until Ctrl-C
  */
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +53,8 @@ static const struct {
      "erase customers silent for expire.days"},
     {"dashboard", ctl_dashboard_main, ctl_dashboard_usage,
      "the shop owner's web page (KPIs, segments)"},
+    {"kafka", ctl_kafka_main, ctl_kafka_usage,
+     "an embedded Kafka with loyaltyd's topics"},
 };
 
 static int is_help(const char *a) {

@@ -11,9 +11,11 @@ pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
       clang libclang-rt-14-dev)   # fuzz targets: clang + libFuzzer runtime
 # --test: also what only the tests use (promtool checks the metrics text and
 # the alert rules, systemd-analyze the unit, headless chromium renders the
-# dashboard); not installed for the demo, as
+# dashboard, socat puts the README's localhost:9092 in front of the mock
+# cluster for scripts/readme-check.sh, whose private network needs ip to
+# bring its loopback up); not installed for the demo, as
 # Debian's prometheus package also sets up a Prometheus server.
-[ "${1:-}" = --test ] && pkgs+=(prometheus systemd chromium fonts-dejavu-core)
+[ "${1:-}" = --test ] && pkgs+=(prometheus systemd chromium fonts-dejavu-core socat iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

@@ -2,8 +2,9 @@
 # Builds and runs every test twice: a normal build, then under
 # AddressSanitizer + UndefinedBehaviorSanitizer; then the install check
 # (scripts/check-install.sh), the fault suite's quick
-# subset (build/loy_faults --quick) and a short libFuzzer run of every fuzz
-# target (scripts/fuzz.sh --quick, ~20 s each; needs clang).
+# subset (build/loy_faults --quick), a short libFuzzer run of every fuzz
+# target (scripts/fuzz.sh --quick, ~20 s each; needs clang) and every
+# command of the README (scripts/readme-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test
@@ -23,7 +24,11 @@ scripts/check-install.sh build
 # the seed is printed, `build/loy_faults --quick --seed N` replays it), and
 # its hostile corpus once more against the sanitized loyaltyd.
 echo "== faults (quick)"
-build/loy_faults --quick
+make --no-print-directory faults-quick
 ASAN_OPTIONS=detect_leaks=1 build/loy_faults --quick --bin build-asan/loyaltyd hostile
 echo "== fuzz (quick)"
-scripts/fuzz.sh --quick
+make --no-print-directory fuzz-quick
+# Every command of README.md as written (scripts/readme-commands): the
+# long ones only started and stopped; `make readme-check FULL=1` runs them.
+echo "== README"
+make --no-print-directory readme-check

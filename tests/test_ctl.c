@@ -5,6 +5,8 @@
  * password, given as loyaltyd takes them (-X, -c FILE).
  */
 #include <CUnit/Basic.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +15,12 @@
 
 #include "tu.h"
 
-static const char *const commands[] = {
+/* Commands the listing must have at least; every command it lists is
+ * checked, so a new one is without being added here. */
+static const char *const known[] = {
     "demo", "replay", "inspect", "triggers", "fields", "reco-eval",
     "reco-bench", "fit", "eval", "bench-model", "bench", "pseudonym",
-    "forget", "expire"};
+    "forget", "expire", "dashboard", "kafka"};
 
 /* Runs loyaltyctl with args (a shell word list); its exit status, stdout
  * and stderr into out/err (malloc'd, the caller frees). */
@@ -50,13 +54,42 @@ static int run(const char *args, char **out, char **err) {
         return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The command names of `loyaltyctl --help`: its lines "  name  help". */
+static size_t listed_commands(char names[][32], size_t max) {
+        char *out, *err, *line, *save = NULL;
+        size_t n = 0;
+        if (run("--help", &out, &err) != 0 || !out) {
+                free(out);
+                free(err);
+                return 0;
+        }
+        for (line = strtok_r(out, "\n", &save); line && n < max;
+             line = strtok_r(NULL, "\n", &save))
+                if (line[0] == ' ' && line[1] == ' ' && line[2] != ' ' &&
+                    sscanf(line, "%31s", names[n]) == 1)
+                        n++;
+        free(out);
+        free(err);
+        return n;
+}
+
 static void test_help(void) {
-        char *out, *err, args[64], want[64];
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        char *out, *err, args[64], want[64], commands[64][32];
+        size_t n = listed_commands(commands, 64);
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+                int found = 0;
+                for (size_t i = 0; i < n; i++)
+                        found |= !strcmp(commands[i], known[k]);
+                CU_ASSERT(found);
+                if (!found)
+                        fprintf(stderr, "\n  --help does not list %s\n",
+                                known[k]);
+        }
+        for (size_t i = 0; i < n; i++) {
                 for (int h = 0; h < 2; h++) {
-                        snprintf(args, sizeof(args), "%s %s", commands[i],
+                        snprintf(args, sizeof(args), "%.31s %s", commands[i],
                                  h ? "--help" : "-h");
-                        snprintf(want, sizeof(want), "usage: loyaltyctl %s",
+                        snprintf(want, sizeof(want), "usage: loyaltyctl %.31s",
                                  commands[i]);
                         CU_ASSERT_EQUAL(run(args, &out, &err), 0);
                         CU_ASSERT_PTR_NOT_NULL_FATAL(out);
@@ -170,6 +203,87 @@ static void count_msg(const char *key, const void *val, size_t len,
 /* replay's -X reaches librdkafka: the brokers from -X bootstrap.servers
  * (not the -b default over it), a property librdkafka does not know
  * refused with its name. */
+/* `loyaltyctl kafka` as the README uses it: its address on the first line
+ * of stdout, loyaltyd's topics with -p partitions, reachable by replay and
+ * kcat, exit 0 on SIGTERM; wrong arguments exit 2. */
+static void test_kafka(void) {
+        int fds[2], st = -1, n = 0;
+        char addr[256] = "", args[1024], *out, *err;
+        char path[] = "/tmp/loy_ctl_csv_XXXXXX";
+        int fd = mkstemp(path);
+        FILE *fp;
+        pid_t pid;
+        CU_ASSERT_FATAL(fd >= 0);
+        fp = fdopen(fd, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        fputs("customer_id,timestamp,amount\n"
+              "c1,2024-03-05,10.5\nc2,2024-03-06,20\nc3,2024-03-07,5\n", fp);
+        fclose(fp);
+        CU_ASSERT_FATAL(pipe(fds) == 0);
+        pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+                int devnull = open("/dev/null", O_WRONLY);
+                dup2(fds[1], 1);
+                if (devnull >= 0)
+                        dup2(devnull, 2); /* its banner: not for the log */
+                close(fds[0]);
+                close(fds[1]);
+                execl(tu_build_path("loyaltyctl"), "loyaltyctl", "kafka", "-p",
+                      "3", (char *)NULL);
+                _exit(127);
+        }
+        close(fds[1]);
+        fp = fdopen(fds[0], "r");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        CU_ASSERT_PTR_NOT_NULL(fgets(addr, sizeof(addr), fp));
+        addr[strcspn(addr, "\n")] = '\0';
+        CU_ASSERT_EQUAL(strncmp(addr, "127.0.0.1:", 10), 0);
+
+        snprintf(args, sizeof(args), "replay -b %s -t purchases %s", addr,
+                 path);
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "replayed 3 events"));
+        free(out);
+        free(err);
+        {
+                char cmd[1024], line[256];
+                FILE *kc;
+                snprintf(cmd, sizeof(cmd), "kcat -b %s -L -t purchases "
+                         "2>&1 && kcat -b %s -t purchases -C -e -q -f "
+                         "'key %%k\\n' 2>&1", addr, addr);
+                kc = popen(cmd, "r");
+                CU_ASSERT_PTR_NOT_NULL_FATAL(kc);
+                while (fgets(line, sizeof(line), kc)) {
+                        if (strstr(line, "with 3 partitions"))
+                                n += 100;
+                        else if (!strcmp(line, "key c1\n") ||
+                                 !strcmp(line, "key c2\n") ||
+                                 !strcmp(line, "key c3\n"))
+                                n++;
+                }
+                CU_ASSERT_EQUAL(pclose(kc), 0);
+                /* the topic with its 3 partitions, and 3 messages */
+                CU_ASSERT_EQUAL(n, 103);
+                if (n != 103)
+                        fprintf(stderr, "\n  kafka: %d\n", n);
+        }
+        kill(pid, SIGTERM);
+        CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        fclose(fp);
+        unlink(path);
+
+        CU_ASSERT_EQUAL(run("kafka -p 0", &out, &err), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "partitions must be 1..1000"));
+        free(out);
+        free(err);
+        CU_ASSERT_EQUAL(run("kafka extra", &out, &err), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "unexpected argument"));
+        free(out);
+        free(err);
+}
+
 static void test_replay_kafka_props(void) {
         tu_kafka_t *k = tu_kafka_start(1);
         char path[] = "/tmp/loy_ctl_csv_XXXXXX", args[1024], *out, *err;
@@ -258,6 +372,8 @@ int main(void) {
             {"inspect and fit with an ACL user and a password file",
              test_inspect_acl},
             {"replay takes librdkafka properties", test_replay_kafka_props},
+            {"kafka: the embedded Kafka alone, reached by replay and kcat",
+             test_kafka},
             {"pseudonym, and inspect by the shop's own id", test_pseudonym},
         };
         return tu_cunit_main("loyaltyctl", tests,
