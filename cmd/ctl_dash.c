@@ -144,7 +144,8 @@ static int hash_into(json_t *obj, const redisReply *r) {
 }
 
 /* The last n KPI days, oldest first, with each day's rule counts summed
- * into rules ({"<rule>": {"triggers": n, "holdout": n}}). */
+ * into rules ({"<rule>": {"triggers": n, "holdout": n, "converted": n,
+ * "holdout_converted": n}}). */
 static json_t *read_days(dash_t *d, int n, json_t *rules, char *err,
                          size_t size) {
         char key[256], stop[24];
@@ -175,21 +176,26 @@ static json_t *read_days(dash_t *d, int n, json_t *rules, char *err,
                 for (size_t i = 0; i + 1 < h->elements; i += 2) {
                         const char *f = h->element[i]->str;
                         const char *v = h->element[i + 1]->str;
-                        const char *kind = !strncmp(f, "triggers:", 9)
-                                               ? "triggers"
-                                           : !strncmp(f, "holdout:", 8)
-                                               ? "holdout"
-                                               : NULL;
+                        static const char *const kinds[] = {
+                            "triggers", "holdout", "converted",
+                            "holdout_converted"};
+                        const char *kind = NULL;
+                        for (size_t k = 0; k < 4; k++) {
+                                size_t kl = strlen(kinds[k]);
+                                if (!strncmp(f, kinds[k], kl) && f[kl] == ':')
+                                        kind = kinds[k];
+                        }
                         if (kind) {
                                 const char *rule = strchr(f, ':') + 1;
                                 json_t *r = json_object_get(rules, rule);
                                 json_int_t had;
                                 if (!r) {
-                                        r = json_pack("{s:I,s:I}",
-                                                      "triggers",
-                                                      (json_int_t)0,
-                                                      "holdout",
-                                                      (json_int_t)0);
+                                        r = json_pack(
+                                            "{s:I,s:I,s:I,s:I}", "triggers",
+                                            (json_int_t)0, "holdout",
+                                            (json_int_t)0, "converted",
+                                            (json_int_t)0, "holdout_converted",
+                                            (json_int_t)0);
                                         json_object_set_new(rules, rule, r);
                                 }
                                 had = json_integer_value(

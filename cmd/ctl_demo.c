@@ -21,6 +21,7 @@
 #include "loy_config.h"
 #include "loy_http.h"
 #include "loy_kafka.h"
+#include "loy_store.h"
 
 #define PARTITIONS 8
 
@@ -281,6 +282,24 @@ static void print_hash(redisContext *c, const char *key, const char *indent) {
                 freeReplyObject(r);
 }
 
+/* A KPI field summed over every day (the demo's namespace is "loy"). */
+static long long kpi_total(redisContext *c, const char *kind,
+                           const char *rule) {
+        long long sum = 0;
+        redisReply *r = redisCommand(
+            c, "EVAL %s 1 loy:" LOY_KEY_KPI_DAYS " loy:" LOY_KEY_KPI " %s:%s",
+            "local s = 0 "
+            "for _, d in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
+            "s = s + (tonumber(redis.call('HGET', ARGV[1] .. d, ARGV[2])) "
+            "or 0) end return s",
+            kind, rule);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+                sum = r->integer;
+        if (r)
+                freeReplyObject(r);
+        return sum;
+}
+
 static void teardown(demo_t *d) {
         char cmd[300];
         if (d->loyaltyd > 0) {
@@ -507,9 +526,22 @@ int ctl_demo_main(int argc, char **argv) {
         printf("\n== customers per segment (loy:{agg}:seg)\n");
         print_hash(d.rc, "loy:{agg}:seg", "  ");
         printf("\n== reward triggers on topic reward-triggers: %lld\n", ntrig);
-        for (int i = 0; i < nrules; i++)
-                printf("  %-18s %6lld  (%lld in the holdout group)\n",
-                       rules[i].name, rules[i].n, rules[i].holdout);
+        for (int i = 0; i < nrules; i++) {
+                long long trig = kpi_total(d.rc, "triggers", rules[i].name),
+                          conv = kpi_total(d.rc, "converted", rules[i].name),
+                          hold = kpi_total(d.rc, "holdout", rules[i].name),
+                          hconv = kpi_total(d.rc, "holdout_converted",
+                                            rules[i].name);
+                printf("  %-18s %6lld  (%lld in the holdout group); bought "
+                       "while the reward was valid: %.1f%% (holdout: ",
+                       rules[i].name, rules[i].n, rules[i].holdout,
+                       trig ? 100.0 * (double)conv / (double)trig : 0.0);
+                if (hold)
+                        printf("%.1f%%)\n",
+                               100.0 * (double)hconv / (double)hold);
+                else
+                        printf("none)\n");
+        }
         printf("\n== most valuable customers at risk (loy:rank:churn)\n");
         print_at_risk(d.rc);
         {

@@ -1030,7 +1030,8 @@ int loy_feat_field_parse(loy_cust_t *c, const char *name, const char *value,
                          size_t value_len) {
         const loy_field_t *f;
 
-        if (!strncmp(name, "off:", 4) || !strncmp(name, "cool:", 5)) {
+        if (!strncmp(name, "off:", 4) || !strncmp(name, "cool:", 5) ||
+            !strncmp(name, "conv:", 5)) {
                 int64_t v;
                 if (parse_i64(value, value_len, &v) < 0)
                         return -1;

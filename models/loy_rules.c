@@ -277,6 +277,11 @@ int loy_rules_pick(const loy_rules_t *rules, const loy_cust_t *c,
         return best;
 }
 
+int64_t loy_rule_conversion_ms(const loy_rule_t *r) {
+        double days = r->reward_expiry_days > 0 ? r->reward_expiry_days : 30;
+        return (int64_t)(days * LOY_MS_PER_DAY);
+}
+
 int loy_rule_in_holdout(const loy_rule_t *r, const char *cid) {
         uint64_t h = hash_parts(0, r->name, cid ? cid : "", NULL);
         return (double)(h % 10000) < r->holdout_pct * 100;

@@ -78,6 +78,11 @@ int loy_rules_pick(const loy_rules_t *rules, const loy_cust_t *c,
                    loy_rule_on_t kind, int is_purchase, int64_t now_ms,
                    const loy_feat_conf_t *fconf);
 
+/* How long after rule r fires a purchase counts as its conversion: while
+ * the reward is valid (reward.expiry.days), or 30 days for a reward that
+ * does not expire. In ms of event time. */
+int64_t loy_rule_conversion_ms(const loy_rule_t *r);
+
 /* Whether customer cid is in rule r's holdout group: a stable hash of
  * (rule, customer) below holdout_pct. */
 int loy_rule_in_holdout(const loy_rule_t *r, const char *cid);

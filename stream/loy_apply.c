@@ -23,6 +23,41 @@ static int64_t micros(double amount) {
         return (int64_t)llround(amount * 1e6);
 }
 
+/* A purchase at ts_ms converts each rule's latest trigger to this customer
+ * that fired before it and whose conversion window (loy_rule_conversion_ms)
+ * it falls in: once per trigger, remembered in slot "conv:<rule>" (the
+ * converted trigger's "cool:" time), counted on the purchase's day as
+ * converted:<rule>, or holdout_converted:<rule> for the rule's control
+ * group, who got no reward: the gap between the two rates is what the
+ * reward adds. A customer with no free slot is not counted (rather than
+ * counted again on its next purchase). */
+static int count_conversions(loy_batch_t *b, loy_cust_t *c, int64_t ts_ms) {
+        const loy_rules_t *rules = &b->conf->rules;
+        char cool[LOY_SLOT_NAME_MAX], conv[LOY_SLOT_NAME_MAX];
+        for (int i = 0; i < rules->n; i++) {
+                const loy_rule_t *r = &rules->rule[i];
+                int64_t fired;
+                snprintf(cool, sizeof(cool), "cool:%s", r->name);
+                fired = loy_feat_slot_get(c, cool, 0);
+                if (fired <= 0 || fired >= ts_ms ||
+                    ts_ms - fired > loy_rule_conversion_ms(r))
+                        continue;
+                snprintf(conv, sizeof(conv), "conv:%s", r->name);
+                if (loy_feat_slot_get(c, conv, 0) == fired)
+                        continue;
+                if (loy_feat_slot_set(c, conv, fired) == -1) {
+                        b->stats->conversions_untracked++;
+                        continue;
+                }
+                if (kpi_add(b, ts_ms,
+                            b->names[i][loy_rule_in_holdout(r, c->id) ? 3
+                                                                      : 2],
+                            1))
+                        return -1;
+        }
+        return 0;
+}
+
 /* Next silence check: first.days after the last purchase, then every
  * every.days, until max.days of silence. */
 int64_t loy_apply_next_check(const loy_config_t *conf, const loy_cust_t *c,
@@ -219,7 +254,8 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                                      kpi_add(b, ev->ts_ms,
                                              was_buyer ? "repeat_purchases"
                                                        : "new_customers",
-                                             1);
+                                             1) ||
+                                     count_conversions(b, c, ev->ts_ms);
                         } else if (kind == LOY_PURCHASE_RETURN) {
                                 rc = kpi_add(b, ev->ts_ms, "returns", 1) ||
                                      kpi_add(b, ev->ts_ms,

@@ -35,13 +35,17 @@ int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
         }
-        for (int i = 0; i < conf->rules.n; i++) {
-                snprintf(b->names[i][0], sizeof(b->names[i][0]),
-                         "triggers:%s", conf->rules.rule[i].name);
-                snprintf(b->names[i][1], sizeof(b->names[i][1]),
-                         "holdout:%s", conf->rules.rule[i].name);
-        }
+        for (int i = 0; i < conf->rules.n; i++)
+                loy_batch_name_rule(b, i);
         return 0;
+}
+
+void loy_batch_name_rule(loy_batch_t *b, int rule) {
+        static const char *const kpi[4] = {"triggers", "holdout", "converted",
+                                           "holdout_converted"};
+        for (int k = 0; k < 4; k++)
+                snprintf(b->names[rule][k], sizeof(b->names[rule][k]),
+                         "%s:%s", kpi[k], b->conf->rules.rule[rule].name);
 }
 
 void loy_batch_free(loy_batch_t *b) {

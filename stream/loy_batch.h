@@ -127,7 +127,9 @@ typedef struct loy_batch {
         int noutbox, outbox_cap;
         loy_cust_write_t *writes;
         loy_outbox_entry_t *entries;
-        char names[LOY_RULES_MAX][2][48]; /* "triggers:<r>", "holdout:<r>" */
+        /* KPI fields per rule: "triggers:<r>", "holdout:<r>",
+         * "converted:<r>", "holdout_converted:<r>" */
+        char names[LOY_RULES_MAX][4][64];
 
         /* customers whose Redis state makes every write fail: their events
          * are dead-lettered instead of blocking the partition */
@@ -155,6 +157,8 @@ int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,
 /* Frees the arrays (the messages must have been dropped first); not the
  * parts. */
 void loy_batch_free(loy_batch_t *b);
+/* Fills the KPI field names (b->names) of rule `rule` of b->conf. */
+void loy_batch_name_rule(loy_batch_t *b, int rule);
 
 /* The batch is done (or given up): its messages are released, dead-letter
  * slots, timers and outbox forgotten. */

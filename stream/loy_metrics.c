@@ -183,6 +183,10 @@ static void render_events(loy_metrics_t *m, const loy_proc_stats_t *st) {
         counter(m, "expiries_outdated_total",
                 "Expiries not applied: the customer came back after "
                 "loyaltyctl expire chose it.", st->expiries_outdated);
+        counter(m, "conversions_untracked_total",
+                "Purchases in a trigger's conversion window not counted: "
+                "the customer had no free slot to remember the conversion.",
+                st->conversions_untracked);
         head(m, "dead_letters_total", "counter",
              "Messages dead-lettered, by reason class.");
         for (int c = 0; c < LOY_DEAD__COUNT; c++)

@@ -38,6 +38,9 @@ typedef struct loy_proc_stats {
         int64_t events_forgotten;   /* dropped: an erasure covers them */
         int64_t expiries_outdated;  /* not applied: the customer came back
                                      * after the expiry was decided */
+        int64_t conversions_untracked; /* purchases that would convert a
+                                        * trigger, on a customer with no
+                                        * free slot to remember it */
         int64_t dead_lettered;
         int64_t dead_by_class[LOY_DEAD__COUNT];
         int64_t triggers_out;       /* triggers written to the outbox */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NINCR 24 /* counters added to <ns>:stats */
+#define NINCR 25 /* counters added to <ns>:stats */
 
 struct loy_stats {
         double lat_ms[LOY_STATS_LAT_RING];
@@ -71,7 +71,8 @@ void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
             "redis_refused", "reco_increments_skipped",
             "owner_conns_closed", "batches_overlapped",
             "events_duplicate_id", "customers_forgotten",
-            "events_forgotten", "expiries_outdated"};
+            "events_forgotten", "expiries_outdated",
+            "conversions_untracked"};
         const int64_t now_vals[NINCR] = {
             st->events_in, st->events_applied, st->events_skipped_dup,
             st->dead_lettered, st->triggers_out, st->timers_fired,
@@ -83,7 +84,7 @@ void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
             x->reco_skipped, st->owner_conns_closed,
             st->batches_overlapped, st->events_duplicate_id,
             st->customers_forgotten, st->events_forgotten,
-            st->expiries_outdated};
+            st->expiries_outdated, st->conversions_untracked};
         _Static_assert(sizeof(incr_names) / sizeof(incr_names[0]) == NINCR,
                        "one name per counter");
         const char *set_names[] = {"batch_ms_last", "batch_ms_p50",

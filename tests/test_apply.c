@@ -194,6 +194,67 @@ static void test_due_after_skipped_events(void) {
         tu_batch_free(&T);
 }
 
+/* The batch's sum of KPI field f. */
+static int64_t kpi_sum(loy_batch_t *b, const char *f) {
+        const loy_batch_agg_t *agg;
+        int64_t sum = 0;
+        if (loy_agg_build(b->agg, &agg) != 0)
+                return -1;
+        for (int i = 0; agg && i < agg->nkpi; i++)
+                if (!strcmp(agg->kpi[i].field, f))
+                        sum += agg->kpi[i].delta;
+        return sum;
+}
+
+/* A purchase within 30 days (the reward's expiry) after a trigger
+ * converts it, once; later purchases, or one after the window, do not; a
+ * trigger fired again converts again; the control group's are counted
+ * apart. */
+static void test_conversions(void) {
+        tu_batch_t T;
+        loy_batch_t *b = &T.b;
+        char err[256];
+        for (int holdout = 0; holdout < 2; holdout++) {
+                const char *conv =
+                    holdout ? "holdout_converted:buyer" : "converted:buyer";
+                const char *other =
+                    holdout ? "converted:buyer" : "holdout_converted:buyer";
+                CU_ASSERT_EQUAL_FATAL(tu_batch_init(&T, 0, 0), 0);
+                CU_ASSERT_EQUAL_FATAL(
+                    tu_batch_rule(&T, "buyer", "orders >= 1", 0), 0);
+                T.conf.rules.rule[0].holdout_pct = holdout ? 100 : 0;
+                /* c1: fires on its first order, converted by the second */
+                tu_batch_purchase(&T, "a1", "c1", T0, "A", 10, 0, 1);
+                tu_batch_purchase(&T, "a2", "c1", T0 + DAY, "A", 10, 0, 2);
+                tu_batch_purchase(&T, "a3", "c1", T0 + 2 * DAY, "A", 10, 0,
+                                  3);
+                /* c2: its second order comes after the window (and fires
+                 * the rule again: cooldown 30 days), the third converts
+                 * that second trigger */
+                tu_batch_purchase(&T, "b1", "c2", T0, "A", 10, 1, 1);
+                tu_batch_purchase(&T, "b2", "c2", T0 + 31 * DAY, "A", 10, 1,
+                                  2);
+                tu_batch_purchase(&T, "b3", "c2", T0 + 40 * DAY, "A", 10, 1,
+                                  3);
+                CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
+                CU_ASSERT_EQUAL(kpi_sum(b, holdout ? "holdout:buyer"
+                                                   : "triggers:buyer"),
+                                3);
+                CU_ASSERT_EQUAL(kpi_sum(b, conv), 2);
+                CU_ASSERT_EQUAL(kpi_sum(b, other), 0);
+                CU_ASSERT_EQUAL(T.stats.conversions_untracked, 0);
+                /* a later batch: the conversion is remembered with the
+                 * customer, not counted again */
+                tu_batch_next(&T);
+                tu_batch_purchase(&T, "a4", "c1", T0 + 3 * DAY, "A", 10, 0,
+                                  4);
+                CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
+                CU_ASSERT_EQUAL(kpi_sum(b, conv), 0);
+                CU_ASSERT_EQUAL(kpi_sum(b, "purchases"), 1);
+                tu_batch_free(&T);
+        }
+}
+
 int main(void) {
         CU_pSuite s;
         if (CU_initialize_registry() != CUE_SUCCESS)
@@ -203,7 +264,9 @@ int main(void) {
             !CU_add_test(s, "events, fences, KPIs", test_events) ||
             !CU_add_test(s, "due checks", test_due) ||
             !CU_add_test(s, "checks of a customer whose events were "
-                         "applied before", test_due_after_skipped_events)) {
+                         "applied before", test_due_after_skipped_events) ||
+            !CU_add_test(s, "conversions of triggers, treated and control",
+                         test_conversions)) {
                 CU_cleanup_registry();
                 return 1;
         }

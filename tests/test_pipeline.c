@@ -948,6 +948,39 @@ static void test_dashboard(void) {
         }
         CU_ASSERT_EQUAL(json_array_size(json_object_get(doc, "segments")),
                         (size_t)LOY_SEG__COUNT);
+        /* per rule: what the days' hashes sum to; a conversion is of a
+         * trigger counted before it, so never more than the triggers */
+        {
+                static const char *const kinds[] = {
+                    "triggers", "holdout", "converted", "holdout_converted"};
+                const char *rule;
+                json_t *counts;
+                long long converted = 0;
+                json_object_foreach(json_object_get(doc, "rules"), rule,
+                                    counts) {
+                        long long v[4];
+                        for (int k = 0; k < 4; k++) {
+                                char cmd[512], *got;
+                                snprintf(cmd, sizeof(cmd),
+                                         "EVAL \"local s = 0 for _, d in "
+                                         "ipairs(redis.call('ZRANGE', "
+                                         "KEYS[1], 0, -1)) do s = s + "
+                                         "(tonumber(redis.call('HGET', "
+                                         "'loy:{agg}:kpi:' .. d, ARGV[1])) "
+                                         "or 0) end return s\" 1 "
+                                         "loy:{agg}:kpi_days %s:%s",
+                                         kinds[k], rule);
+                                got = tu_redis_cli(&redis, cmd);
+                                v[k] = json_integer_value(
+                                    json_object_get(counts, kinds[k]));
+                                CU_ASSERT_EQUAL(v[k], got ? atoll(got) : -1);
+                                free(got);
+                        }
+                        CU_ASSERT(v[2] <= v[0] && v[3] <= v[1]);
+                        converted += v[2];
+                }
+                CU_ASSERT(converted > 0);
+        }
         json_decref(doc);
         free(body);
         body = NULL;
@@ -974,6 +1007,8 @@ static void test_dashboard(void) {
         CU_ASSERT_PTR_NOT_NULL(strstr(dom, want));
         CU_ASSERT_PTR_NOT_NULL(strstr(dom, "<rect"));   /* bars drawn */
         CU_ASSERT_PTR_NOT_NULL(strstr(dom, ">champion<"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dom, ">holdout converted<"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(dom, ">second_purchase<"));
         free(dom);
         {
                 FILE *fp = fopen(png, "rb");

@@ -91,11 +91,8 @@ int tu_batch_rule(tu_batch_t *t, const char *name, const char *when,
         r->on = on_timer ? LOY_ON_TIMER : LOY_ON_EVENT;
         r->reward_value = 15;
         r->reward_expiry_days = 30;
-        snprintf(t->b.names[rs->n][0], sizeof(t->b.names[0][0]),
-                 "triggers:%s", name);
-        snprintf(t->b.names[rs->n][1], sizeof(t->b.names[0][1]),
-                 "holdout:%s", name);
         rs->n++;
+        loy_batch_name_rule(&t->b, rs->n - 1);
         return 0;
 }
 
