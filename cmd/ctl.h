@@ -57,10 +57,9 @@ int ctl_customer_key(const struct loy_config *conf, const char *tool,
  * = as fast as possible, else event-time gaps are divided by speed. Stops
  * early when *running drops to 0 or after limit events (0 = all). Returns
  * the number produced, or -1 with errstr. */
-int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec,
-                   loy_source_t *src, const char *topic, double speed,
-                   int64_t limit, volatile int *running, char *errstr,
-                   size_t errstr_size);
+int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec, loy_source_t *src,
+                   const char *topic, double speed, int64_t limit,
+                   volatile int *running, char *errstr, size_t errstr_size);
 
 /* A private redis-server on a free loopback port in dir. */
 typedef struct ctl_redis {
@@ -97,8 +96,7 @@ void ctl_kafka_stop(ctl_kafka_t *k);
  * Returns its pid, or -1. */
 #define CTL_SPAWN_X_MAX 24
 pid_t ctl_loyaltyd_spawn(const char *bin_path, const char *conf_path,
-                         const char *log_path, const char *const *xs,
-                         int nxs);
+                         const char *log_path, const char *const *xs, int nxs);
 
 /* A tool's settings, as loyaltyd reads them: opt 'c' loads a config
  * file, 'X' sets "section.key=value", 'H', 'p', 'n' set redis.host,
@@ -115,8 +113,7 @@ struct redisContext *ctl_redis_connect(struct loy_config *conf,
 
 /* "-X property=value" of a Kafka tool: a librdkafka property (the kafka.
  * prefix is implied). 0, or -1 with the error printed. */
-int ctl_kafka_prop(struct loy_config *conf, const char *tool,
-                   const char *kv);
+int ctl_kafka_prop(struct loy_config *conf, const char *tool, const char *kv);
 /* bootstrap.servers: brokers when given (-b), else what -X set, else
  * localhost:9092. */
 void ctl_kafka_brokers(struct loy_config *conf, const char *brokers);

@@ -44,9 +44,9 @@
 #define W1_START_MS 1293840000000LL /* 2011-01-01T00:00:00Z */
 #define W1_STEP_MS 3000
 #define W1_ITEMS 1000
-#define POLL_MS 10              /* loy:stats polling period */
-#define STALL_S 60              /* no progress for this long: fail */
-#define SETTLE_MS 1200          /* after caught up: over-counting, reco flush */
+#define POLL_MS 10     /* loy:stats polling period */
+#define STALL_S 60     /* no progress for this long: fail */
+#define SETTLE_MS 1200 /* after caught up: over-counting, reco flush */
 /* The checks that fire once every partition is idle (clock.idle.ms of
  * silence, 5 s in the shipped config) come after "caught up": the counts
  * are read once timers and triggers have not moved for this long. */
@@ -68,20 +68,20 @@ static void on_int(int sig) {
 /* ------------------------------------------------------------------ */
 
 typedef struct bench_opts {
-        int workload;           /* 1 or 2 */
+        int workload; /* 1 or 2 */
         int64_t n, customers;
         uint64_t seed;
-        int copies;             /* W2: -K */
+        int copies; /* W2: -K */
         const char *data, *conf_path;
         int partitions, runs;
-        int reco_mask;          /* 1 = on, 2 = off */
+        int reco_mask; /* 1 = on, 2 = off */
         int64_t window;
         int latency;
         double rate, latency_s;
         int timeout_s;
         int json;
-        int masters;            /* 0: one redis-server; else a cluster */
-        const char *bin;        /* loyaltyd; NULL: beside loyaltyctl */
+        int masters;     /* 0: one redis-server; else a cluster */
+        const char *bin; /* loyaltyd; NULL: beside loyaltyctl */
         const char *xs[CTL_SPAWN_X_MAX - 4];
         int nxs;
 } bench_opts_t;
@@ -170,26 +170,41 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
         o->latency_s = 15;
         o->timeout_s = 300;
         optind = 1;
-        while ((opt = getopt_long(argc, argv, "w:n:c:K:p:X:h", longs,
-                                  NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, "w:n:c:K:p:X:h", longs, NULL)) !=
+               -1) {
                 switch (opt) {
                 case 'w':
                         if (!strcmp(optarg, "W1") || !strcmp(optarg, "w1"))
                                 o->workload = 1;
-                        else if (!strcmp(optarg, "W2") ||
-                                 !strcmp(optarg, "w2"))
+                        else if (!strcmp(optarg, "W2") || !strcmp(optarg, "w2"))
                                 o->workload = 2;
                         else
                                 goto bad;
                         break;
-                case 'n': o->n = atoll(optarg); break;
-                case 'c': o->customers = atoll(optarg); break;
-                case 'K': o->copies = atoi(optarg); break;
-                case 'p': o->partitions = atoi(optarg); break;
-                case 1: o->seed = strtoull(optarg, NULL, 10); break;
-                case 2: o->data = optarg; break;
-                case 3: o->conf_path = optarg; break;
-                case 4: o->runs = atoi(optarg); break;
+                case 'n':
+                        o->n = atoll(optarg);
+                        break;
+                case 'c':
+                        o->customers = atoll(optarg);
+                        break;
+                case 'K':
+                        o->copies = atoi(optarg);
+                        break;
+                case 'p':
+                        o->partitions = atoi(optarg);
+                        break;
+                case 1:
+                        o->seed = strtoull(optarg, NULL, 10);
+                        break;
+                case 2:
+                        o->data = optarg;
+                        break;
+                case 3:
+                        o->conf_path = optarg;
+                        break;
+                case 4:
+                        o->runs = atoi(optarg);
+                        break;
                 case 5:
                         o->reco_mask = !strcmp(optarg, "on")     ? 1
                                        : !strcmp(optarg, "off")  ? 2
@@ -198,13 +213,27 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
                         if (!o->reco_mask)
                                 goto bad;
                         break;
-                case 6: o->window = atoll(optarg); break;
-                case 7: o->latency = 1; break;
-                case 8: o->rate = atof(optarg); break;
-                case 9: o->latency_s = atof(optarg); break;
-                case 10: o->timeout_s = atoi(optarg); break;
-                case 11: o->json = 1; break;
-                case 13: o->bin = optarg; break;
+                case 6:
+                        o->window = atoll(optarg);
+                        break;
+                case 7:
+                        o->latency = 1;
+                        break;
+                case 8:
+                        o->rate = atof(optarg);
+                        break;
+                case 9:
+                        o->latency_s = atof(optarg);
+                        break;
+                case 10:
+                        o->timeout_s = atoi(optarg);
+                        break;
+                case 11:
+                        o->json = 1;
+                        break;
+                case 13:
+                        o->bin = optarg;
+                        break;
                 case 12:
                         o->masters = atoi(optarg);
                         if (o->masters < 3 || o->masters > CTL_CLUSTER_MAX)
@@ -216,7 +245,8 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
                                 goto bad;
                         o->xs[o->nxs++] = optarg;
                         break;
-                case 'h': return 1;
+                case 'h':
+                        return 1;
                 default:
                         snprintf(errstr, errstr_size, "bad option (see -h)");
                         return -1;
@@ -231,7 +261,8 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv, char *errstr,
             o->partitions <= 0 || o->partitions > 1024 || o->runs <= 0 ||
             o->runs > 100 || o->window <= 0 || o->rate < 0 ||
             o->latency_s <= 0 || o->timeout_s <= 0) {
-                snprintf(errstr, errstr_size, "a count, size or time is out "
+                snprintf(errstr, errstr_size,
+                         "a count, size or time is out "
                          "of range (see -h)");
                 return -1;
         }
@@ -260,11 +291,11 @@ static uint64_t rng_below(uint64_t *s, uint64_t n) {
 typedef struct gen {
         const bench_opts_t *o;
         uint64_t rng;
-        int64_t i;              /* events handed out */
+        int64_t i; /* events handed out */
         loy_event_t ev;
         /* W2 */
         loy_source_t *src;
-        int k;                  /* copy of the current source event */
+        int k; /* copy of the current source event */
         int have;
         char cid0[LOY_ID_MAX + 1], eid0[LOY_ID_MAX + 1], oid0[LOY_ID_MAX + 1];
         /* distinct customers seen (W1), one bit each */
@@ -321,10 +352,9 @@ static int gen_next(gen_t *g, char *errstr, size_t errstr_size) {
                 ev->kind = LOY_EV_PURCHASE;
                 snprintf(ev->event_id, sizeof(ev->event_id), "w1-%" PRId64,
                          g->i);
-                snprintf(ev->customer_id, sizeof(ev->customer_id),
-                         "c%" PRIu64, cust);
-                snprintf(ev->order_id, sizeof(ev->order_id), "o%" PRId64,
-                         g->i);
+                snprintf(ev->customer_id, sizeof(ev->customer_id), "c%" PRIu64,
+                         cust);
+                snprintf(ev->order_id, sizeof(ev->order_id), "o%" PRId64, g->i);
                 ev->ts_ms = W1_START_MS + g->i * W1_STEP_MS;
                 snprintf(ev->currency, sizeof(ev->currency), "GBP");
                 snprintf(ev->channel, sizeof(ev->channel), "web");
@@ -361,8 +391,10 @@ static int gen_next(gen_t *g, char *errstr, size_t errstr_size) {
         if (id_fmt(ev->customer_id, "%d-%s", g->k, g->cid0) ||
             id_fmt(ev->event_id, "%d-%s", g->k, g->eid0) ||
             id_fmt(ev->order_id, "%d-%s", g->k, g->oid0)) {
-                snprintf(errstr, errstr_size, "W2: id of event %s too long "
-                         "with its copy prefix", g->eid0);
+                snprintf(errstr, errstr_size,
+                         "W2: id of event %s too long "
+                         "with its copy prefix",
+                         g->eid0);
                 return -1;
         }
         g->k++;
@@ -386,7 +418,7 @@ typedef struct env {
         ctl_redis_t redis[CTL_CLUSTER_MAX];
         redisContext *rc[CTL_CLUSTER_MAX];
         int nredis;
-        loy_cluster_t *map;     /* which node holds a key (a cluster) */
+        loy_cluster_t *map; /* which node holds a key (a cluster) */
         ctl_kafka_t kafka;
         pid_t ld;
         rd_kafka_t *producer;
@@ -432,9 +464,9 @@ static redisReply *own_command_on(env_t *e, int node, int which,
 static int node_of_key(const env_t *e, const char *key) {
         char addr[64];
         int port;
-        if (!e->map || loy_cluster_node_of(e->map, loy_cluster_slot(
-                                                       key, strlen(key)),
-                                           addr, sizeof(addr)))
+        if (!e->map ||
+            loy_cluster_node_of(e->map, loy_cluster_slot(key, strlen(key)),
+                                addr, sizeof(addr)))
                 return 0;
         port = atoi(strrchr(addr, ':') + 1);
         for (int i = 0; i < e->nredis; i++)
@@ -507,8 +539,7 @@ static void env_stop(env_t *e) {
         if (e->dir[0] && !e->keep_dir) {
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
                 if (system(cmd) != 0)
-                        fprintf(stderr, "bench: could not remove %s\n",
-                                e->dir);
+                        fprintf(stderr, "bench: could not remove %s\n", e->dir);
         } else if (e->dir[0]) {
                 fprintf(stderr, "bench: kept %s (loyaltyd.log)\n", e->dir);
         }
@@ -517,8 +548,8 @@ static void env_stop(env_t *e) {
 
 /* Everything but loyaltyd (env_spawn starts it, so the caller can take its
  * snapshots first). On failure the caller still calls env_stop(). */
-static int env_start(env_t *e, const bench_opts_t *o, int run_id,
-                     char *errstr, size_t errstr_size) {
+static int env_start(env_t *e, const bench_opts_t *o, int run_id, char *errstr,
+                     size_t errstr_size) {
         struct timeval tv = {5, 0};
         loy_config_t conf;
         int rc;
@@ -534,17 +565,17 @@ static int env_start(env_t *e, const bench_opts_t *o, int run_id,
                 snprintf(errstr, errstr_size, "mkdtemp: %s", strerror(errno));
                 return -1;
         }
-        if (o->masters ? ctl_redis_cluster_start(e->redis, o->masters,
-                                                 e->dir, errstr, errstr_size)
-                       : ctl_redis_start(&e->redis[0], e->dir, errstr,
-                                         errstr_size))
+        if (o->masters
+                ? ctl_redis_cluster_start(e->redis, o->masters, e->dir, errstr,
+                                          errstr_size)
+                : ctl_redis_start(&e->redis[0], e->dir, errstr, errstr_size))
                 return -1;
         e->nredis = o->masters ? o->masters : 1;
         if (ctl_kafka_start(&e->kafka, o->partitions, errstr, errstr_size))
                 return -1;
         for (int i = 0; i < e->nredis; i++) {
-                e->rc[i] = redisConnectWithTimeout("127.0.0.1",
-                                                   e->redis[i].port, tv);
+                e->rc[i] =
+                    redisConnectWithTimeout("127.0.0.1", e->redis[i].port, tv);
                 if (!e->rc[i] || e->rc[i]->err ||
                     redisSetTimeout(e->rc[i], tv) != REDIS_OK) {
                         snprintf(errstr, errstr_size, "redis connect failed");
@@ -553,11 +584,9 @@ static int env_start(env_t *e, const bench_opts_t *o, int run_id,
         }
         if (o->masters) {
                 char seed[32];
-                snprintf(seed, sizeof(seed), "127.0.0.1:%d",
-                         e->redis[0].port);
+                snprintf(seed, sizeof(seed), "127.0.0.1:%d", e->redis[0].port);
                 e->map = loy_cluster_create(seed, 5000, errstr, errstr_size);
-                if (!e->map ||
-                    loy_cluster_refresh(e->map, errstr, errstr_size))
+                if (!e->map || loy_cluster_refresh(e->map, errstr, errstr_size))
                         return -1;
         }
         e->codec = loy_codec_create(NULL, errstr, errstr_size);
@@ -573,8 +602,8 @@ static int env_start(env_t *e, const bench_opts_t *o, int run_id,
         return e->producer ? 0 : -1;
 }
 
-static int env_spawn(env_t *e, const bench_opts_t *o, int reco,
-                     char *errstr, size_t errstr_size) {
+static int env_spawn(env_t *e, const bench_opts_t *o, int reco, char *errstr,
+                     size_t errstr_size) {
         char log[300], xb[300], xr[64], xn[64];
         const char *xs[CTL_SPAWN_X_MAX];
         int n = 0;
@@ -604,7 +633,8 @@ static int env_check_alive(env_t *e, char *errstr, size_t errstr_size) {
         if (e->ld > 0 && waitpid(e->ld, &status, WNOHANG) == e->ld) {
                 e->ld = 0;
                 e->keep_dir = 1;
-                snprintf(errstr, errstr_size, "loyaltyd died (%s %d); see "
+                snprintf(errstr, errstr_size,
+                         "loyaltyd died (%s %d); see "
                          "%s/loyaltyd.log",
                          WIFSIGNALED(status) ? "signal" : "exit status",
                          WIFSIGNALED(status) ? WTERMSIG(status)
@@ -621,15 +651,15 @@ typedef struct lstats {
         double timers;
 } lstats_t;
 
-static int read_stats(env_t *e, lstats_t *s, char *errstr,
-                      size_t errstr_size) {
+static int read_stats(env_t *e, lstats_t *s, char *errstr, size_t errstr_size) {
         char key[64];
         redisReply *r;
         snprintf(key, sizeof(key), "%s:stats", e->ns);
-        r = own_command(
-            e, OWN_HMGET, key, "HMGET %s:stats events_in events_applied "
-            "dead_lettered events_skipped_dup first_batch_wall_ms "
-            "triggers_out batch_ms_p50 batch_ms_p99 timers_fired", e->ns);
+        r = own_command(e, OWN_HMGET, key,
+                        "HMGET %s:stats events_in events_applied "
+                        "dead_lettered events_skipped_dup first_batch_wall_ms "
+                        "triggers_out batch_ms_p50 batch_ms_p99 timers_fired",
+                        e->ns);
         double v[9] = {0};
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 9) {
                 snprintf(errstr, errstr_size, "redis: HMGET %s:stats failed",
@@ -686,8 +716,7 @@ static double info_field(const char *text, const char *name) {
 }
 
 /* INFO of every node, summed (a command's calls and time per name). */
-static int read_info(env_t *e, rinfo_t *ri, char *errstr,
-                     size_t errstr_size) {
+static int read_info(env_t *e, rinfo_t *ri, char *errstr, size_t errstr_size) {
         memset(ri, 0, sizeof(*ri));
         for (int node = 0; node < e->nredis; node++) {
                 redisReply *r = own_command_node(
@@ -761,8 +790,10 @@ static double proc_cpu_s(pid_t pid) {
         buf[n] = '\0';
         /* the command name may hold blanks: fields count from the ')' */
         p = strrchr(buf, ')');
-        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-                         "%llu %llu", &ut, &st) != 2)
+        if (!p || sscanf(p + 2,
+                         "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                         "%llu %llu",
+                         &ut, &st) != 2)
                 return -1;
         return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -785,9 +816,26 @@ static double mono_us(void) {
 /* ------------------------------------------------------------------ */
 
 enum {
-        M_EPS, M_SECS, M_LD_CPU, M_REDIS_CPU, M_BENCH_CPU, M_CMDS, M_BYTES,
-        M_P50, M_P99, M_RSS, M_MEM_CUST, M_CUSTOMERS, M_TRIGGERS, M_PRODUCED,
-        M_APPLIED, M_DEAD, M_SKIPPED, M_IN, M_TIMERS, M__COUNT
+        M_EPS,
+        M_SECS,
+        M_LD_CPU,
+        M_REDIS_CPU,
+        M_BENCH_CPU,
+        M_CMDS,
+        M_BYTES,
+        M_P50,
+        M_P99,
+        M_RSS,
+        M_MEM_CUST,
+        M_CUSTOMERS,
+        M_TRIGGERS,
+        M_PRODUCED,
+        M_APPLIED,
+        M_DEAD,
+        M_SKIPPED,
+        M_IN,
+        M_TIMERS,
+        M__COUNT
 };
 
 static const struct {
@@ -795,12 +843,11 @@ static const struct {
 } metric[M__COUNT] = {
     [M_EPS] = {"events_per_s", "events/s (first batch to caught up)", "%.0f"},
     [M_SECS] = {"seconds", "seconds (first batch to caught up)", "%.1f"},
-    [M_LD_CPU] = {"loyaltyd_cpu_us_per_event", "loyaltyd CPU us/event",
-                  "%.1f"},
+    [M_LD_CPU] = {"loyaltyd_cpu_us_per_event", "loyaltyd CPU us/event", "%.1f"},
     [M_REDIS_CPU] = {"redis_cpu_us_per_event", "redis-server CPU us/event",
                      "%.1f"},
-    [M_BENCH_CPU] = {"bench_cpu_us_per_event",
-                     "bench+mock Kafka CPU us/event", "%.1f"},
+    [M_BENCH_CPU] = {"bench_cpu_us_per_event", "bench+mock Kafka CPU us/event",
+                     "%.1f"},
     [M_CMDS] = {"redis_cmds_per_event", "Redis commands/event", "%.2f"},
     [M_BYTES] = {"redis_bytes_in_per_event", "Redis bytes in/event", "%.0f"},
     [M_P50] = {"batch_ms_p50", "batch latency p50 ms", "%.1f"},
@@ -819,8 +866,17 @@ static const struct {
 };
 
 enum {
-        L_OFFERED, L_ACHIEVED, L_EVENTS, L_MATCHED, L_P50, L_P99, L_MAX,
-        L_EMIT_P50, L_EMIT_P99, L_DUPS, L__COUNT
+        L_OFFERED,
+        L_ACHIEVED,
+        L_EVENTS,
+        L_MATCHED,
+        L_P50,
+        L_P99,
+        L_MAX,
+        L_EMIT_P50,
+        L_EMIT_P99,
+        L_DUPS,
+        L__COUNT
 };
 
 static const struct {
@@ -829,8 +885,7 @@ static const struct {
     [L_OFFERED] = {"offered_rate", "offered events/s", "%.0f"},
     [L_ACHIEVED] = {"produced_rate", "produced events/s", "%.0f"},
     [L_EVENTS] = {"events", "measured events", "%.0f"},
-    [L_MATCHED] = {"triggers_matched", "triggers matched to an event",
-                   "%.0f"},
+    [L_MATCHED] = {"triggers_matched", "triggers matched to an event", "%.0f"},
     [L_P50] = {"latency_ms_p50", "produce-to-trigger p50 ms", "%.1f"},
     [L_P99] = {"latency_ms_p99", "produce-to-trigger p99 ms", "%.1f"},
     [L_MAX] = {"latency_ms_max", "produce-to-trigger max ms", "%.1f"},
@@ -845,7 +900,7 @@ typedef struct variant {
         int reco;
         double m[100][M__COUNT];
         double l[100][L__COUNT];
-        cmdstat_t top[CMDS_MAX];        /* summed over the runs */
+        cmdstat_t top[CMDS_MAX]; /* summed over the runs */
         int ntop;
         double top_events;
         int warn_customers;
@@ -933,12 +988,11 @@ static void progress(const char *fmt, ...) {
 static int produce_event(env_t *e, const loy_event_t *ev, size_t *bytes,
                          char *errstr, size_t errstr_size) {
         size_t len;
-        const void *buf = loy_codec_encode_event(e->codec, ev, &len, errstr,
-                                                 errstr_size);
-        if (!buf ||
-            loy_kafka_produce(e->producer, "purchases", ev->customer_id,
-                              strlen(ev->customer_id), buf, len, NULL,
-                              errstr, errstr_size) == -1)
+        const void *buf =
+            loy_codec_encode_event(e->codec, ev, &len, errstr, errstr_size);
+        if (!buf || loy_kafka_produce(e->producer, "purchases", ev->customer_id,
+                                      strlen(ev->customer_id), buf, len, NULL,
+                                      errstr, errstr_size) == -1)
                 return -1;
         *bytes += len;
         return 0;
@@ -948,14 +1002,17 @@ static int produce_event(env_t *e, const loy_event_t *ev, size_t *bytes,
 static int flush_producer(env_t *e, long long produced, char *errstr,
                           size_t errstr_size) {
         if (rd_kafka_flush(e->producer, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                snprintf(errstr, errstr_size, "%d messages not delivered to "
-                         "Kafka in 30 s", rd_kafka_outq_len(e->producer));
+                snprintf(errstr, errstr_size,
+                         "%d messages not delivered to "
+                         "Kafka in 30 s",
+                         rd_kafka_outq_len(e->producer));
                 return -1;
         }
         if (e->dr_failed || e->dr_ok != produced) {
-                snprintf(errstr, errstr_size, "Kafka delivery: %lld ok, %lld "
-                         "failed, %lld produced", e->dr_ok, e->dr_failed,
-                         produced);
+                snprintf(errstr, errstr_size,
+                         "Kafka delivery: %lld ok, %lld "
+                         "failed, %lld produced",
+                         e->dr_ok, e->dr_failed, produced);
                 return -1;
         }
         return 0;
@@ -965,9 +1022,11 @@ static int flush_producer(env_t *e, long long produced, char *errstr,
 static int check_counts(const lstats_t *s, long long produced, char *errstr,
                         size_t errstr_size) {
         if ((long long)llround(stats_done(s)) != produced) {
-                snprintf(errstr, errstr_size, "counts disagree: produced %lld"
+                snprintf(errstr, errstr_size,
+                         "counts disagree: produced %lld"
                          ", applied %.0f + dead-lettered %.0f + skipped %.0f"
-                         " = %.0f", produced, s->applied, s->dead, s->skipped,
+                         " = %.0f",
+                         produced, s->applied, s->dead, s->skipped,
                          stats_done(s));
                 return -1;
         }
@@ -1026,8 +1085,9 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
                 goto out;
         ld0 = proc_cpu_s(e.ld);
         progress("  run %d (reco %s, namespace %s, redis :%d, loyaltyd pid "
-                 "%d): ", run + 1, v->reco ? "on" : "off", e.ns,
-                 e.redis[0].port, (int)e.ld);
+                 "%d): ",
+                 run + 1, v->reco ? "on" : "off", e.ns, e.redis[0].port,
+                 (int)e.ld);
         t_start = t_last_progress = ctl_wall_ms();
         while (1) {
                 int64_t now = ctl_wall_ms();
@@ -1053,14 +1113,16 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
                         break;
                 }
                 if (now - t_last_progress > STALL_S * 1000) {
-                        snprintf(errstr, errstr_size, "loyaltyd made no "
+                        snprintf(errstr, errstr_size,
+                                 "loyaltyd made no "
                                  "progress for %d s (%.0f of %" PRId64
-                                 " events done)", STALL_S, stats_done(&st),
-                                 produced);
+                                 " events done)",
+                                 STALL_S, stats_done(&st), produced);
                         goto out;
                 }
                 if (now - t_start > (int64_t)o->timeout_s * 1000) {
-                        snprintf(errstr, errstr_size, "timeout after %d s "
+                        snprintf(errstr, errstr_size,
+                                 "timeout after %d s "
                                  "(%.0f of %" PRId64 " events done)",
                                  o->timeout_s, stats_done(&st), produced);
                         goto out;
@@ -1068,9 +1130,9 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
                 /* bounded lead: in events, and in bytes per partition */
                 if (produced > 0) {
                         double avg = (double)bytes / (double)produced;
-                        int64_t by_bytes = (int64_t)(
-                            (double)LEAD_BYTES_PER_PART * o->partitions /
-                            avg);
+                        int64_t by_bytes =
+                            (int64_t)((double)LEAD_BYTES_PER_PART *
+                                      o->partitions / avg);
                         if (by_bytes < lead_max)
                                 lead_max = by_bytes;
                 }
@@ -1096,8 +1158,7 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
         if (read_info(&e, &ri1, errstr, errstr_size))
                 goto out;
         for (int k = 0; k < 3; k++)
-                own_calls[k] = e.own[k].calls -
-                               (k == OWN_INFO ? e.nredis : 0);
+                own_calls[k] = e.own[k].calls - (k == OWN_INFO ? e.nredis : 0);
         own_bytes = e.own_bytes;
         ld1 = proc_cpu_s(e.ld);
         self1 = self_cpu_s();
@@ -1137,7 +1198,8 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
                 goto out;
         }
         if (st.first_wall_ms <= 0) {
-                snprintf(errstr, errstr_size, "loy:stats has no "
+                snprintf(errstr, errstr_size,
+                         "loy:stats has no "
                          "first_batch_wall_ms");
                 goto out;
         }
@@ -1154,8 +1216,7 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
         {
                 double calls = 0;
                 for (int i = 0; i < ri1.ncmds; i++) {
-                        const cmdstat_t *was = find_cmd(&ri0,
-                                                        ri1.cmds[i].name);
+                        const cmdstat_t *was = find_cmd(&ri0, ri1.cmds[i].name);
                         calls += ri1.cmds[i].calls - (was ? was->calls : 0);
                 }
                 for (int k = 0; k < 3; k++)
@@ -1167,8 +1228,8 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
                 add_top(v, &ri0, &ri1, &e);
                 v->top_events += (double)produced;
         }
-        m[M_BYTES] = (ri1.net_in - ri0.net_in - (double)own_bytes) /
-                     (double)produced;
+        m[M_BYTES] =
+            (ri1.net_in - ri0.net_in - (double)own_bytes) / (double)produced;
         m[M_P50] = st.p50;
         m[M_P99] = st.p99;
         m[M_TRIGGERS] = st.triggers;
@@ -1176,17 +1237,18 @@ static int run_throughput(const bench_opts_t *o, loy_source_t *src,
             read_info(&e, &ri1, errstr, errstr_size))
                 goto out;
         mem_after = ri1.used_memory;
-        m[M_MEM_CUST] = m[M_CUSTOMERS] > 0 ? (mem_after - ri0.used_memory) /
-                                                 m[M_CUSTOMERS]
-                                           : 0;
+        m[M_MEM_CUST] = m[M_CUSTOMERS] > 0
+                            ? (mem_after - ri0.used_memory) / m[M_CUSTOMERS]
+                            : 0;
         v->expected_customers =
             src ? (double)loy_source_stats(src)->customers * o->copies
                 : (double)g.distinct;
         if (fabs(m[M_CUSTOMERS] - v->expected_customers) > 0.5)
                 v->warn_customers = 1;
         progress("%.0f events/s, %.0f events in %.1f s, loyaltyd %.1f us/ev, "
-                 "redis %.1f us/ev\n", m[M_EPS], (double)produced, m[M_SECS],
-                 m[M_LD_CPU], m[M_REDIS_CPU]);
+                 "redis %.1f us/ev\n",
+                 m[M_EPS], (double)produced, m[M_SECS], m[M_LD_CPU],
+                 m[M_REDIS_CPU]);
         rc = 0;
 out:
         if (rc)
@@ -1227,9 +1289,8 @@ static rd_kafka_t *trigger_consumer(const env_t *e, char *errstr,
         rd_kafka_poll_set_consumer(rk);
         parts = rd_kafka_topic_partition_list_new(4);
         for (int p = 0; p < 4; p++)
-                rd_kafka_topic_partition_list_add(parts, "reward-triggers",
-                                                  p)->offset =
-                    RD_KAFKA_OFFSET_BEGINNING;
+                rd_kafka_topic_partition_list_add(parts, "reward-triggers", p)
+                    ->offset = RD_KAFKA_OFFSET_BEGINNING;
         if (rd_kafka_assign(rk, parts)) {
                 snprintf(errstr, errstr_size, "assign reward-triggers");
                 rd_kafka_topic_partition_list_destroy(parts);
@@ -1241,10 +1302,10 @@ static rd_kafka_t *trigger_consumer(const env_t *e, char *errstr,
 }
 
 typedef struct lat_state {
-        double *sent_us;        /* produce time of measured event i */
-        int64_t *sent_ms;       /* its wall clock = its event time */
-        double *lat_ms;         /* latency of matched events */
-        double *emit_ms;        /* trigger emit_time - event time */
+        double *sent_us;  /* produce time of measured event i */
+        int64_t *sent_ms; /* its wall clock = its event time */
+        double *lat_ms;   /* latency of matched events */
+        double *emit_ms;  /* trigger emit_time - event time */
         uint8_t *matched;
         int64_t nsent, nmatched, dups, other;
         int64_t last_trigger_ms;
@@ -1253,8 +1314,8 @@ typedef struct lat_state {
 /* cause.event_id of a trigger as JSON: a plain string, or an Avro union
  * {"string": "..."} */
 static const char *cause_event_id(json_t *root) {
-        json_t *id = json_object_get(json_object_get(root, "cause"),
-                                     "event_id");
+        json_t *id =
+            json_object_get(json_object_get(root, "cause"), "event_id");
         if (json_is_object(id))
                 id = json_object_get(id, "string");
         return json_is_string(id) ? json_string_value(id) : NULL;
@@ -1282,8 +1343,8 @@ static void drain_triggers(rd_kafka_t *rk, env_t *e, lat_state_t *ls) {
                                         ls->dups++;
                                 } else {
                                         ls->matched[i] = 1;
-                                        json_t *et = json_object_get(
-                                            root, "emit_time");
+                                        json_t *et =
+                                            json_object_get(root, "emit_time");
                                         ls->emit_ms[ls->nmatched] =
                                             json_is_integer(et)
                                                 ? (double)(json_integer_value(
@@ -1304,9 +1365,9 @@ static void drain_triggers(rd_kafka_t *rk, env_t *e, lat_state_t *ls) {
         }
 }
 
-static int run_latency(const bench_opts_t *o, loy_source_t *src,
-                       variant_t *v, double rate, int run, int run_id,
-                       double *l, char *errstr, size_t errstr_size) {
+static int run_latency(const bench_opts_t *o, loy_source_t *src, variant_t *v,
+                       double rate, int run, int run_id, double *l,
+                       char *errstr, size_t errstr_size) {
         env_t e;
         gen_t g;
         lstats_t st;
@@ -1339,7 +1400,8 @@ static int run_latency(const bench_opts_t *o, loy_source_t *src,
         if (!tc || env_spawn(&e, o, v->reco, errstr, errstr_size))
                 goto out;
         progress("  latency run %d (reco %s, %.0f events/s offered for %.0f "
-                 "s): ", run + 1, v->reco ? "on" : "off", rate, o->latency_s);
+                 "s): ",
+                 run + 1, v->reco ? "on" : "off", rate, o->latency_s);
         /* warm-up: a trickle until loyaltyd has joined the group (~3 s on
          * the mock cluster), which is not latency of the processor */
         t_start = ctl_wall_ms();
@@ -1353,14 +1415,16 @@ static int run_latency(const bench_opts_t *o, loy_source_t *src,
                     read_stats(&e, &st, errstr, errstr_size))
                         goto out;
                 if (ctl_wall_ms() - t_start > 60000) {
-                        snprintf(errstr, errstr_size, "loyaltyd did not "
+                        snprintf(errstr, errstr_size,
+                                 "loyaltyd did not "
                                  "start consuming in 60 s");
                         goto out;
                 }
                 r = gen_next(&g, errstr, errstr_size);
                 if (r <= 0) {
                         if (!r)
-                                snprintf(errstr, errstr_size, "workload too "
+                                snprintf(errstr, errstr_size,
+                                         "workload too "
                                          "small for the latency phase");
                         goto out;
                 }
@@ -1425,8 +1489,8 @@ static int run_latency(const bench_opts_t *o, loy_source_t *src,
         }
         t_end = ctl_wall_ms();
         l[L_OFFERED] = rate;
-        l[L_ACHIEVED] = (double)ls.nsent * 1e3 /
-                        (double)(t_end > t0 ? t_end - t0 : 1);
+        l[L_ACHIEVED] =
+            (double)ls.nsent * 1e3 / (double)(t_end > t0 ? t_end - t0 : 1);
         if (flush_producer(&e, produced, errstr, errstr_size))
                 goto out;
         /* the rest: loyaltyd catches up, then triggers stop arriving */
@@ -1446,7 +1510,8 @@ static int run_latency(const bench_opts_t *o, loy_source_t *src,
                     now - ls.last_trigger_ms > 1500)
                         break;
                 if (now - t_start > 60000) {
-                        snprintf(errstr, errstr_size, "loyaltyd did not catch "
+                        snprintf(errstr, errstr_size,
+                                 "loyaltyd did not catch "
                                  "up within 60 s after the offered load "
                                  "(%.0f of %" PRId64 " done)",
                                  stats_done(&st), produced);
@@ -1459,7 +1524,8 @@ static int run_latency(const bench_opts_t *o, loy_source_t *src,
                 goto out;
         }
         if (!ls.nmatched) {
-                snprintf(errstr, errstr_size, "no trigger could be matched to "
+                snprintf(errstr, errstr_size,
+                         "no trigger could be matched to "
                          "a measured event");
                 goto out;
         }
@@ -1514,12 +1580,11 @@ static void print_table(const bench_opts_t *o, variant_t *vs, int nv) {
         for (int j = 0; j < nv; j++) {
                 variant_t *v = &vs[j];
                 printf("\n== reco %s: %d run%s (median, then every run)\n",
-                       v->reco ? "on" : "off", o->runs,
-                       o->runs > 1 ? "s" : "");
+                       v->reco ? "on" : "off", o->runs, o->runs > 1 ? "s" : "");
                 for (int k = 0; k < M__COUNT; k++)
                         print_row(metric[k].label, metric[k].fmt,
-                                  column_median((const double(*)[M__COUNT])
-                                                    v->m, o->runs, k),
+                                  column_median((const double(*)[M__COUNT])v->m,
+                                                o->runs, k),
                                   &v->m[0][k], o->runs, M__COUNT);
                 if (v->warn_customers)
                         printf("  WARNING: %.0f distinct customers were "
@@ -1527,12 +1592,11 @@ static void print_table(const bench_opts_t *o, variant_t *vs, int nv) {
                                v->expected_customers);
                 qsort(v->top, (size_t)v->ntop, sizeof(v->top[0]), cmp_usec);
                 printf("  top Redis commands by time (all runs):\n"
-                       "    %-20s %12s %12s %10s\n", "command", "calls/event",
-                       "usec/event", "usec/call");
+                       "    %-20s %12s %12s %10s\n",
+                       "command", "calls/event", "usec/event", "usec/call");
                 for (int i = 0; i < v->ntop && i < 5; i++)
                         printf("    %-20s %12.3f %12.2f %10.2f\n",
-                               v->top[i].name,
-                               v->top[i].calls / v->top_events,
+                               v->top[i].name, v->top[i].calls / v->top_events,
                                v->top[i].usec / v->top_events,
                                v->top[i].calls > 0
                                    ? v->top[i].usec / v->top[i].calls
@@ -1552,8 +1616,8 @@ static void print_table(const bench_opts_t *o, variant_t *vs, int nv) {
 static json_t *figures_json(const double *row, int count, int is_latency) {
         json_t *obj = json_object();
         for (int k = 0; k < count; k++)
-                json_object_set_new(obj, is_latency ? lmetric[k].key
-                                                    : metric[k].key,
+                json_object_set_new(obj,
+                                    is_latency ? lmetric[k].key : metric[k].key,
                                     json_real(row[k]));
         return obj;
 }
@@ -1575,15 +1639,13 @@ static int print_json(const bench_opts_t *o, const char *workload_desc,
                 json_t *vo = json_object(), *runs = json_array();
                 json_t *med = json_object(), *top = json_array();
                 for (int i = 0; i < o->runs; i++)
-                        json_array_append_new(runs,
-                                              figures_json(v->m[i], M__COUNT,
-                                                           0));
+                        json_array_append_new(
+                            runs, figures_json(v->m[i], M__COUNT, 0));
                 for (int k = 0; k < M__COUNT; k++)
                         json_object_set_new(
                             med, metric[k].key,
                             json_real(column_median(
-                                (const double(*)[M__COUNT])v->m, o->runs,
-                                k)));
+                                (const double(*)[M__COUNT])v->m, o->runs, k)));
                 qsort(v->top, (size_t)v->ntop, sizeof(v->top[0]), cmp_usec);
                 for (int i = 0; i < v->ntop && i < 5; i++)
                         json_array_append_new(
@@ -1674,14 +1736,17 @@ int ctl_bench_main(int argc, char **argv) {
                         fprintf(stderr, "bench: %s\n", err);
                         return 1;
                 }
-                snprintf(desc, sizeof(desc), "W2: %s x %d copies = %" PRId64
-                         " events, %" PRId64 " customers", o.data, o.copies,
+                snprintf(desc, sizeof(desc),
+                         "W2: %s x %d copies = %" PRId64 " events, %" PRId64
+                         " customers",
+                         o.data, o.copies,
                          loy_source_stats(src)->events * o.copies,
                          loy_source_stats(src)->customers * o.copies);
         } else {
-                snprintf(desc, sizeof(desc), "W1: %" PRId64 " purchases over "
-                         "%" PRId64 " customers, seed %" PRIu64, o.n,
-                         o.customers, o.seed);
+                snprintf(desc, sizeof(desc),
+                         "W1: %" PRId64 " purchases over "
+                         "%" PRId64 " customers, seed %" PRIu64,
+                         o.n, o.customers, o.seed);
         }
         vs = calloc(VARIANTS, sizeof(*vs));
         if (!vs) {
@@ -1697,13 +1762,14 @@ int ctl_bench_main(int argc, char **argv) {
         if (!o.json) {
                 printf("loyaltyctl bench\n  workload   %s\n  kafka      "
                        "librdkafka %s mock cluster, %d input partitions\n"
-                       "  loyaltyd   config %s", desc, rd_kafka_version_str(),
-                       o.partitions, o.conf_path);
+                       "  loyaltyd   config %s",
+                       desc, rd_kafka_version_str(), o.partitions, o.conf_path);
                 for (int i = 0; i < o.nxs; i++)
                         printf(" -X %s", o.xs[i]);
                 if (o.masters)
                         printf("\n  redis      a Redis Cluster of %d "
-                               "masters, no replicas", o.masters);
+                               "masters, no replicas",
+                               o.masters);
                 else
                         printf("\n  redis      one redis-server");
                 printf("\n  machine    %ld cores, %s\n",
@@ -1717,12 +1783,12 @@ int ctl_bench_main(int argc, char **argv) {
                                            vs[j].m[i], err, sizeof(err)))
                                 goto fail;
                 if (o.latency) {
-                        double rate = o.rate > 0
-                                          ? o.rate
-                                          : column_median(
-                                                (const double(*)[M__COUNT])
-                                                    vs[j].m,
-                                                o.runs, M_EPS) / 2;
+                        double rate =
+                            o.rate > 0 ? o.rate
+                                       : column_median(
+                                             (const double(*)[M__COUNT])vs[j].m,
+                                             o.runs, M_EPS) /
+                                             2;
                         for (int i = 0; i < o.runs; i++)
                                 if (run_latency(&o, src, &vs[j], rate, i,
                                                 ++run_id, vs[j].l[i], err,
@@ -1730,8 +1796,8 @@ int ctl_bench_main(int argc, char **argv) {
                                         goto fail;
                 }
         }
-        if (o.json ? print_json(&o, desc, vs, nv) : (print_table(&o, vs, nv),
-                                                     0)) {
+        if (o.json ? print_json(&o, desc, vs, nv)
+                   : (print_table(&o, vs, nv), 0)) {
                 fprintf(stderr, "bench: JSON output failed\n");
                 goto out;
         }

@@ -61,8 +61,7 @@ static int bench_score(const char *path, const char *model_path, int runs,
                 fprintf(stderr, "bench-model: out of memory\n");
                 goto out;
         }
-        ctl_data_summarise(&d, (int32_t)(d.stats.last_ts_ms / DAY_MS), 0, 1,
-                           s);
+        ctl_data_summarise(&d, (int32_t)(d.stats.last_ts_ms / DAY_MS), 0, 1, s);
         for (size_t i = 0; i < d.ncust; i++) {
                 if (!s[i].in_cohort)
                         continue;
@@ -70,7 +69,7 @@ static int bench_score(const char *path, const char *model_path, int runs,
                 in[n].t_x = s[i].t_x / m.unit_days;
                 in[n].T = s[i].T / m.unit_days;
                 in[n].mean_value = loy_model_net_mean_value(
-                        s[i].gross, s[i].first_value, s[i].returned, s[i].x);
+                    s[i].gross, s[i].first_value, s[i].returned, s[i].x);
                 in[n].aov = s[i].gross / (s[i].x + 1);
                 n++;
         }
@@ -146,8 +145,9 @@ static int bench_fit(const char *path, int runs) {
                 goto out;
         }
         printf("fit: %s, %" PRId64 " events of %zu customers read in "
-               "%.2f s (%.0f events/s)\n", path, d.stats.events, d.ncust,
-               d.read_seconds, (double)d.stats.events / d.read_seconds);
+               "%.2f s (%.0f events/s)\n",
+               path, d.stats.events, d.ncust, d.read_seconds,
+               (double)d.stats.events / d.read_seconds);
         for (int r = 0; r < runs; r++) {
                 double t0 = ctl_mono_seconds();
                 loy_fit_opts_t o = {LOY_FIT_PRIOR_AUTO, 2};
@@ -167,8 +167,8 @@ static int bench_fit(const char *path, int runs) {
                         printf("  BG/NBD  r = %.4f alpha = %.4f a = %.4f "
                                "b = %.4f LL = %.1f (%zu customers, %zu "
                                "distinct summaries, %d iterations)\n",
-                               m.r, m.alpha, m.a, m.b, rep.ll, n,
-                               rep.unique, rep.iterations);
+                               m.r, m.alpha, m.a, m.b, rep.ll, n, rep.unique,
+                               rep.iterations);
                 m.variant = LOY_VARIANT_MBGNBD;
                 t0 = ctl_mono_seconds();
                 if (loy_fit_purchases_ex(&m, fc, n, &o, &rep, err,
@@ -179,18 +179,18 @@ static int bench_fit(const char *path, int runs) {
                 t_mbg[r] = ctl_mono_seconds() - t0;
                 if (r == 0)
                         printf("  MBG/NBD r = %.4f alpha = %.4f a = %.4f "
-                               "b = %.4f LL = %.1f\n", m.r, m.alpha, m.a,
-                               m.b, rep.ll);
+                               "b = %.4f LL = %.1f\n",
+                               m.r, m.alpha, m.a, m.b, rep.ll);
                 t0 = ctl_mono_seconds();
                 if (loy_fit_spend(&m, fc, n, NULL, err, sizeof(err))) {
-                        fprintf(stderr, "bench-model: Gamma-Gamma: %s\n",
-                                err);
+                        fprintf(stderr, "bench-model: Gamma-Gamma: %s\n", err);
                         goto out;
                 }
                 t_gg[r] = ctl_mono_seconds() - t0;
                 if (r == 0)
                         printf("  Gamma-Gamma p = %.4f q = %.4f gamma = "
-                               "%.4f\n", m.gg_p, m.gg_q, m.gg_gamma);
+                               "%.4f\n",
+                               m.gg_p, m.gg_q, m.gg_gamma);
         }
         qsort(t_sum, (size_t)runs, sizeof(double), cmp_dbl);
         qsort(t_bg, (size_t)runs, sizeof(double), cmp_dbl);
@@ -204,14 +204,13 @@ static int bench_fit(const char *path, int runs) {
                pct(t_bg, (size_t)runs, 50) * 1e3,
                pct(t_mbg, (size_t)runs, 50) * 1e3,
                pct(t_gg, (size_t)runs, 50) * 1e3,
-               (double)n / (pct(t_bg, (size_t)runs, 50) +
-                            pct(t_mbg, (size_t)runs, 50) +
-                            pct(t_gg, (size_t)runs, 50)));
+               (double)n /
+                   (pct(t_bg, (size_t)runs, 50) + pct(t_mbg, (size_t)runs, 50) +
+                    pct(t_gg, (size_t)runs, 50)));
         printf("  total fit on CDNOW master incl. reading the file: %.2f s\n",
                d.read_seconds + pct(t_sum, (size_t)runs, 50) +
-                       pct(t_bg, (size_t)runs, 50) +
-                       pct(t_mbg, (size_t)runs, 50) +
-                       pct(t_gg, (size_t)runs, 50));
+                   pct(t_bg, (size_t)runs, 50) + pct(t_mbg, (size_t)runs, 50) +
+                   pct(t_gg, (size_t)runs, 50));
         rc = 0;
 out:
         free(s);
@@ -234,8 +233,10 @@ void ctl_bench_model_usage(FILE *fp) {
 }
 
 int ctl_bench_model_main(int argc, char **argv) {
-        const char *retail = LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
-        const char *cdnow = LOY_SOURCE_DIR "/../shared/data/cdnow_master.txt.gz";
+        const char *retail =
+            LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
+        const char *cdnow =
+            LOY_SOURCE_DIR "/../shared/data/cdnow_master.txt.gz";
         const char *model = LOY_SOURCE_DIR "/config/model.default";
         double horizon = 365, disc = 0.01;
         int runs = 7, opt, rc = 0;
@@ -243,12 +244,24 @@ int ctl_bench_model_main(int argc, char **argv) {
         optind = 1;
         while ((opt = getopt(argc, argv, "m:r:H:d:R:C:h")) != -1) {
                 switch (opt) {
-                case 'm': model = optarg; break;
-                case 'r': runs = atoi(optarg); break;
-                case 'H': horizon = atof(optarg); break;
-                case 'd': disc = atof(optarg); break;
-                case 'R': retail = optarg; break;
-                case 'C': cdnow = optarg; break;
+                case 'm':
+                        model = optarg;
+                        break;
+                case 'r':
+                        runs = atoi(optarg);
+                        break;
+                case 'H':
+                        horizon = atof(optarg);
+                        break;
+                case 'd':
+                        disc = atof(optarg);
+                        break;
+                case 'R':
+                        retail = optarg;
+                        break;
+                case 'C':
+                        cdnow = optarg;
+                        break;
                 default:
                         ctl_bench_model_usage(stderr);
                         return 2;

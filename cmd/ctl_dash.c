@@ -33,7 +33,7 @@
 
 typedef struct dash {
         loy_config_t conf;
-        redisContext *rc;       /* the node last answering; NULL: none */
+        redisContext *rc; /* the node last answering; NULL: none */
         int days;
 } dash_t;
 
@@ -68,15 +68,16 @@ static void set_key(const dash_t *d, const char *suffix, char *key,
 
 /* One command of argc argv, on the node that holds its key (argv[1]):
  * the reply (caller frees), or NULL with why in err. */
-static redisReply *command(dash_t *d, int argc, const char **argv,
-                           char *err, size_t size) {
+static redisReply *command(dash_t *d, int argc, const char **argv, char *err,
+                           size_t size) {
         for (int hop = 0; hop < 4; hop++) {
                 redisReply *r;
-                if (!d->rc && !(d->rc = ctl_redis_connect(&d->conf,
-                                                          "dashboard"))) {
-                        snprintf(err, size, "cannot connect to Redis at "
-                                 "%s:%d", d->conf.redis_host,
-                                 d->conf.redis_port);
+                if (!d->rc &&
+                    !(d->rc = ctl_redis_connect(&d->conf, "dashboard"))) {
+                        snprintf(err, size,
+                                 "cannot connect to Redis at "
+                                 "%s:%d",
+                                 d->conf.redis_host, d->conf.redis_port);
                         return NULL;
                 }
                 r = redisCommandArgv(d->rc, argc, argv, NULL);
@@ -98,9 +99,8 @@ static redisReply *command(dash_t *d, int argc, const char **argv,
                                 freeReplyObject(r);
                                 return NULL;
                         }
-                        snprintf(d->conf.redis_host,
-                                 sizeof(d->conf.redis_host), "%.*s",
-                                 (int)(colon - addr - 1), addr + 1);
+                        snprintf(d->conf.redis_host, sizeof(d->conf.redis_host),
+                                 "%.*s", (int)(colon - addr - 1), addr + 1);
                         d->conf.redis_port = atoi(colon + 1);
                         freeReplyObject(r);
                         redisFree(d->rc);
@@ -108,8 +108,8 @@ static redisReply *command(dash_t *d, int argc, const char **argv,
                         continue;
                 }
                 if (r->type == REDIS_REPLY_ERROR) {
-                        snprintf(err, size, "redis %s %s: %s", argv[0],
-                                 argv[1], r->str);
+                        snprintf(err, size, "redis %s %s: %s", argv[0], argv[1],
+                                 r->str);
                         freeReplyObject(r);
                         return NULL;
                 }
@@ -232,9 +232,9 @@ static json_t *read_board(dash_t *d, const char *suffix, const char *score,
         }
         for (size_t i = 0; i + 1 < r->elements; i += 2)
                 json_array_append_new(
-                    board, json_pack("{s:s,s:f}", "customer",
-                                     r->element[i]->str, score,
-                                     strtod(r->element[i + 1]->str, NULL)));
+                    board,
+                    json_pack("{s:s,s:f}", "customer", r->element[i]->str,
+                              score, strtod(r->element[i + 1]->str, NULL)));
         freeReplyObject(r);
         return board;
 }
@@ -265,8 +265,7 @@ static json_t *summary(dash_t *d, int ndays, char *err, size_t size) {
                *segs = json_array(), *v;
         if (!doc || !rules || !segs)
                 goto fail;
-        json_object_set_new(doc, "namespace",
-                            json_string(d->conf.redis_ns));
+        json_object_set_new(doc, "namespace", json_string(d->conf.redis_ns));
         json_object_set_new(doc, "generated_ms",
                             json_integer((json_int_t)loy_time_wall_ms()));
         if (!(v = read_days(d, ndays, rules, err, size)))
@@ -281,10 +280,9 @@ static json_t *summary(dash_t *d, int ndays, char *err, size_t size) {
                 const char *name = loy_segment_name(s);
                 json_t *c = json_object_get(seg_counts, name);
                 json_array_append_new(
-                    segs, json_pack("{s:s,s:I}", "segment", name,
-                                    "customers",
-                                    (json_int_t)(c ? json_integer_value(c)
-                                                   : 0)));
+                    segs,
+                    json_pack("{s:s,s:I}", "segment", name, "customers",
+                              (json_int_t)(c ? json_integer_value(c) : 0)));
         }
         json_decref(seg_counts);
         json_object_set_new(doc, "segments", segs);
@@ -379,8 +377,10 @@ int ctl_dashboard_main(int argc, char **argv) {
                         listen = optarg;
                 } else if (opt == 'd') {
                         if (parse_days(optarg, &d.days)) {
-                                fprintf(stderr, "dashboard: -d %s: want 1 "
-                                        "to %d days\n", optarg, DAYS_MAX);
+                                fprintf(stderr,
+                                        "dashboard: -d %s: want 1 "
+                                        "to %d days\n",
+                                        optarg, DAYS_MAX);
                                 goto usage;
                         }
                 } else if (opt == 'o') {
@@ -399,10 +399,11 @@ int ctl_dashboard_main(int argc, char **argv) {
                 if (!doc) {
                         fprintf(stderr, "dashboard: %s\n", err);
                 } else if (!fp) {
-                        fprintf(stderr, "dashboard: %s: cannot write\n",
-                                once);
+                        fprintf(stderr, "dashboard: %s: cannot write\n", once);
                 } else {
-                        status = json_dumpf(doc, fp, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) ||
+                        status = json_dumpf(doc, fp,
+                                            JSON_INDENT(2) |
+                                                JSON_REAL_PRECISION(12)) ||
                                  fputc('\n', fp) == EOF;
                         if (fp != stdout && fclose(fp))
                                 status = 1;
@@ -419,9 +420,8 @@ int ctl_dashboard_main(int argc, char **argv) {
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
         printf("dashboard: http://%.*s:%d/ (Redis %s:%d, namespace %s)\n",
-               (int)(strrchr(listen, ':') - listen), listen,
-               loy_http_port(h), d.conf.redis_host, d.conf.redis_port,
-               d.conf.redis_ns);
+               (int)(strrchr(listen, ':') - listen), listen, loy_http_port(h),
+               d.conf.redis_host, d.conf.redis_port, d.conf.redis_ns);
         fflush(stdout);
         while (running) {
                 loy_http_beat(h);

@@ -37,7 +37,7 @@ typedef struct demo {
         ctl_redis_t redis;
         ctl_kafka_t kafka;
         pid_t loyaltyd;
-        int http_port;          /* loyaltyd's /metrics /healthz /readyz */
+        int http_port; /* loyaltyd's /metrics /healthz /readyz */
         redisContext *rc;
 } demo_t;
 
@@ -123,9 +123,9 @@ static void tally_add(tally_t *t, int *nt, int max, const char *name,
 
 /* Reads a whole topic from the beginning with a plain assignment (no group
  * join). For triggers, tallies rules; for dead letters, reasons. */
-static long long read_topic(const demo_t *d, const char *topic,
-                            int partitions, int triggers, tally_t *t,
-                            int *nt, int max, loy_codec_t *codec) {
+static long long read_topic(const demo_t *d, const char *topic, int partitions,
+                            int triggers, tally_t *t, int *nt, int max,
+                            loy_codec_t *codec) {
         char err[512];
         rd_kafka_conf_t *kc = rd_kafka_conf_new();
         rd_kafka_topic_partition_list_t *parts;
@@ -135,10 +135,8 @@ static long long read_topic(const demo_t *d, const char *topic,
         rd_kafka_conf_set(kc, "bootstrap.servers", d->kafka.bootstraps, err,
                           sizeof(err));
         rd_kafka_conf_set(kc, "group.id", "loyaltyctl-demo", err, sizeof(err));
-        rd_kafka_conf_set(kc, "enable.partition.eof", "true", err,
-                          sizeof(err));
-        rd_kafka_conf_set(kc, "enable.auto.commit", "false", err,
-                          sizeof(err));
+        rd_kafka_conf_set(kc, "enable.partition.eof", "true", err, sizeof(err));
+        rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, sizeof(err));
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
         if (!rk) {
                 rd_kafka_conf_destroy(kc);
@@ -233,8 +231,9 @@ static void print_at_risk(redisContext *c) {
                 return;
         }
         for (size_t i = 0; i < n; i++)
-                redisAppendCommand(c, "HMGET loy:c:{%s} churn_prob monetary "
-                                      "clv frequency segment_name",
+                redisAppendCommand(c,
+                                   "HMGET loy:c:{%s} churn_prob monetary "
+                                   "clv frequency segment_name",
                                    ids->element[i]->str);
         for (size_t i = 0; i < n; i++) {
                 redisReply *r = NULL;
@@ -254,8 +253,8 @@ static void print_at_risk(redisContext *c) {
                         freeReplyObject(r);
         }
         qsort(rs, n, sizeof(*rs), cmp_risk);
-        printf("  %-10s %8s %10s %6s %9s  %s\n", "customer", "churn",
-               "spent", "days", "clv", "segment");
+        printf("  %-10s %8s %10s %6s %9s  %s\n", "customer", "churn", "spent",
+               "days", "clv", "segment");
         for (size_t i = 0; i < n && i < 10; i++)
                 printf("  %-10s %8.3f %10.2f %6lld %9.2f  %s\n", rs[i].id,
                        rs[i].churn, rs[i].monetary, rs[i].freq, rs[i].clv,
@@ -321,14 +320,15 @@ static void teardown(demo_t *d) {
 
 void ctl_demo_usage(FILE *fp) {
         fprintf(fp, "usage: loyaltyctl demo [-d DATA] [-c CONFIG] [-n LIMIT] "
-                "[-k] [-X k=v]...\n"
-                "  -k  keep Kafka, Redis and loyaltyd running afterwards "
-                "(Ctrl-C stops)\n"
-                "  -X  a loyaltyd setting, e.g. -X reco.enabled=no\n");
+                    "[-k] [-X k=v]...\n"
+                    "  -k  keep Kafka, Redis and loyaltyd running afterwards "
+                    "(Ctrl-C stops)\n"
+                    "  -X  a loyaltyd setting, e.g. -X reco.enabled=no\n");
 }
 
 int ctl_demo_main(int argc, char **argv) {
-        const char *data = LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
+        const char *data =
+            LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
         const char *conf_path = LOY_SOURCE_DIR "/config/loyaltyd.conf";
         int keep = 0, opt, rc = 1;
         int64_t limit = 0;
@@ -351,10 +351,18 @@ int ctl_demo_main(int argc, char **argv) {
                         if (nextra_x < 8)
                                 extra_x[nextra_x++] = optarg;
                         break;
-                case 'd': data = optarg; break;
-                case 'c': conf_path = optarg; break;
-                case 'n': limit = atoll(optarg); break;
-                case 'k': keep = 1; break;
+                case 'd':
+                        data = optarg;
+                        break;
+                case 'c':
+                        conf_path = optarg;
+                        break;
+                case 'n':
+                        limit = atoll(optarg);
+                        break;
+                case 'k':
+                        keep = 1;
+                        break;
                 default:
                         ctl_demo_usage(stderr);
                         return 2;
@@ -374,12 +382,13 @@ int ctl_demo_main(int argc, char **argv) {
         }
         {
                 const loy_source_stats_t *st = loy_source_stats(src);
-                printf("  data      %s\n            %" PRId64 " rows -> %"
-                       PRId64 " purchase events (%" PRId64 " returns), %"
-                       PRId64 " customers; %" PRId64 " rows without a "
+                printf("  data      %s\n            %" PRId64
+                       " rows -> %" PRId64 " purchase events (%" PRId64
+                       " returns), %" PRId64 " customers; %" PRId64
+                       " rows without a "
                        "customer id skipped\n",
-                       data, st->rows, st->events, st->returns,
-                       st->customers, st->skipped_no_customer);
+                       data, st->rows, st->events, st->returns, st->customers,
+                       st->skipped_no_customer);
         }
         snprintf(d.dir, sizeof(d.dir), "/tmp/loyaltyd-demo-XXXXXX");
         if (!mkdtemp(d.dir)) {
@@ -415,9 +424,9 @@ int ctl_demo_main(int argc, char **argv) {
         loy_config_set(&conf, "demo", "kafka.bootstrap.servers",
                        d.kafka.bootstraps, err, sizeof(err));
         codec = loy_codec_create(NULL, err, sizeof(err));
-        producer = codec ? loy_kafka_producer_new(&conf, NULL, NULL, err,
-                                                  sizeof(err))
-                         : NULL;
+        producer =
+            codec ? loy_kafka_producer_new(&conf, NULL, NULL, err, sizeof(err))
+                  : NULL;
         if (!producer) {
                 fprintf(stderr, "demo: %s\n", err);
                 goto out;
@@ -445,8 +454,8 @@ int ctl_demo_main(int argc, char **argv) {
                     "\"unit_price\":-11062.06}]}"};
                 for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                         if (loy_kafka_produce(producer, "purchases", "demo", 4,
-                                              bad[i], strlen(bad[i]), NULL,
-                                              err, sizeof(err)) == 0)
+                                              bad[i], strlen(bad[i]), NULL, err,
+                                              sizeof(err)) == 0)
                                 produced++;
                 rd_kafka_flush(producer, 10000);
                 printf("  (and 3 malformed messages, sent on purpose to show "
@@ -454,7 +463,8 @@ int ctl_demo_main(int argc, char **argv) {
         }
         replay_s = (double)(ctl_wall_ms() - t0) / 1e3;
         printf("\nreplayed %" PRId64 " events in %.1f s; waiting for "
-               "loyaltyd to catch up ...\n", produced, replay_s);
+               "loyaltyd to catch up ...\n",
+               produced, replay_s);
         fflush(stdout);
         {
                 long long last_timers = -1;
@@ -466,8 +476,10 @@ int ctl_demo_main(int argc, char **argv) {
                         if (waitpid(d.loyaltyd, &status, WNOHANG) ==
                             d.loyaltyd) {
                                 d.loyaltyd = 0;
-                                fprintf(stderr, "demo: loyaltyd exited; see "
-                                        "%s/loyaltyd.log\n", d.dir);
+                                fprintf(stderr,
+                                        "demo: loyaltyd exited; see "
+                                        "%s/loyaltyd.log\n",
+                                        d.dir);
                                 keep = 1; /* leave the log to read */
                                 goto out;
                         }
@@ -492,17 +504,18 @@ int ctl_demo_main(int argc, char **argv) {
         waitpid(d.loyaltyd, NULL, 0);
         d.loyaltyd = 0;
 
-        ntrig = read_topic(&d, "reward-triggers", 4, 1, rules, &nrules, 32,
-                           codec);
-        ndead = read_topic(&d, "loyaltyd-deadletter", 2, 0, reasons,
-                           &nreasons, 32, codec);
+        ntrig =
+            read_topic(&d, "reward-triggers", 4, 1, rules, &nrules, 32, codec);
+        ndead = read_topic(&d, "loyaltyd-deadletter", 2, 0, reasons, &nreasons,
+                           32, codec);
         printf("\n== events\n");
         printf("  consumed           %lld\n", stat_ll(d.rc, "events_in"));
         printf("  applied            %lld\n", stat_ll(d.rc, "events_applied"));
         printf("  duplicates skipped %lld\n",
                stat_ll(d.rc, "events_skipped_dup"));
         printf("  dead-lettered      %lld (topic loyaltyd-deadletter: %lld)"
-               "\n", stat_ll(d.rc, "dead_lettered"), ndead);
+               "\n",
+               stat_ll(d.rc, "dead_lettered"), ndead);
         for (int i = 0; i < nreasons; i++)
                 printf("    %5lld  %s\n", reasons[i].n, reasons[i].name);
         printf("  silence timers     %lld fired\n",
@@ -580,7 +593,8 @@ int ctl_demo_main(int argc, char **argv) {
                 double ready;
                 d.loyaltyd = spawn_loyaltyd(&d, conf_path);
                 printf("\nloyaltyd pid %d started again; waiting until it "
-                       "is ready (/readyz) ...\n", (int)d.loyaltyd);
+                       "is ready (/readyz) ...\n",
+                       (int)d.loyaltyd);
                 fflush(stdout);
                 /* the group waits for the member that left to time out */
                 ready = wait_ready(&d, 120000);

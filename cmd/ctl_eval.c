@@ -29,7 +29,7 @@
 #include "loy_model.h"
 
 #define NFEAT 4
-#define NFREQ 8      /* x = 0..6 and 7+ */
+#define NFREQ 8 /* x = 0..6 and 7+ */
 #define NHIST 20
 
 struct res {
@@ -98,51 +98,51 @@ static int mkdirs(const char *dir) {
 }
 
 static const char *gp_script =
-        "set terminal pngcairo size 900,560 font 'DejaVu Sans,11'\n"
-        "set grid ytics lc rgb '#dddddd'\n"
-        "set key top left\n"
-        "set output 'freq.png'\n"
-        "set title 'Holdout purchases per customer by calibration "
-        "frequency'\n"
-        "set xlabel 'repeat purchase days in the calibration period (x)'\n"
-        "set ylabel 'purchase days in the holdout, mean per customer'\n"
-        "set xtics ('0' 0, '1' 1, '2' 2, '3' 3, '4' 4, '5' 5, '6' 6, "
-        "'7+' 7)\n"
-        "plot 'freq.dat' u 1:3 w lp lw 2 pt 7 lc rgb '#222222' t 'actual',"
-        " '' u 1:4 w lp lw 2 pt 5 lc rgb '#d62728' t 'MBG/NBD "
-        "(fitted)', '' u 1:5 w lp lw 2 dt 2 pt 4 lc rgb '#1f77b4' t "
-        "'BG/NBD (fitted)'\n"
-        "set output 'palive.png'\n"
-        "set title 'P(alive) at the calibration end, by holdout outcome'\n"
-        "set xlabel 'P(alive)'\n"
-        "set ylabel 'customers'\n"
-        "set xtics auto\n"
-        "set xrange [0:1]\n"
-        "set logscale y\n"
-        "set yrange [0.8:*]\n"
-        "set style fill solid 0.8 border -1\n"
-        "set boxwidth 0.02\n"
-        "plot 'palive.dat' u ($1-0.011):($3>0?$3:0.8) w boxes lc rgb "
-        "'#999999' t 'no purchase in the holdout', '' u ($1+0.011):"
-        "($2>0?$2:0.8) w boxes lc rgb '#2ca02c' t 'bought in the "
-        "holdout'\n"
-        "unset logscale y\n"
-        "set yrange [*:*]\n"
-        "set xrange [*:*]\n"
-        "set output 'clv.png'\n"
-        "set title 'Predicted value vs actual holdout spend, by predicted "
-        "CLV decile'\n"
-        "set xlabel 'decile of predicted holdout value (1 = top 10 %)'\n"
-        "set ylabel 'GBP per customer (holdout)'\n"
-        "set xtics 1\n"
-        "set logscale y\n"
-        "set boxwidth 0.35\n"
-        "set style fill solid 0.8 border -1\n"
-        "set key top right\n"
-        "plot 'clv.dat' u ($1-0.18):3 w boxes lc rgb '#d62728' t "
-        "'predicted (exp. purchases x Gamma-Gamma value)', '' u "
-        "($1+0.18):(($4>1)?$4:1) w boxes lc rgb '#222222' t 'actual net "
-        "spend'\n";
+    "set terminal pngcairo size 900,560 font 'DejaVu Sans,11'\n"
+    "set grid ytics lc rgb '#dddddd'\n"
+    "set key top left\n"
+    "set output 'freq.png'\n"
+    "set title 'Holdout purchases per customer by calibration "
+    "frequency'\n"
+    "set xlabel 'repeat purchase days in the calibration period (x)'\n"
+    "set ylabel 'purchase days in the holdout, mean per customer'\n"
+    "set xtics ('0' 0, '1' 1, '2' 2, '3' 3, '4' 4, '5' 5, '6' 6, "
+    "'7+' 7)\n"
+    "plot 'freq.dat' u 1:3 w lp lw 2 pt 7 lc rgb '#222222' t 'actual',"
+    " '' u 1:4 w lp lw 2 pt 5 lc rgb '#d62728' t 'MBG/NBD "
+    "(fitted)', '' u 1:5 w lp lw 2 dt 2 pt 4 lc rgb '#1f77b4' t "
+    "'BG/NBD (fitted)'\n"
+    "set output 'palive.png'\n"
+    "set title 'P(alive) at the calibration end, by holdout outcome'\n"
+    "set xlabel 'P(alive)'\n"
+    "set ylabel 'customers'\n"
+    "set xtics auto\n"
+    "set xrange [0:1]\n"
+    "set logscale y\n"
+    "set yrange [0.8:*]\n"
+    "set style fill solid 0.8 border -1\n"
+    "set boxwidth 0.02\n"
+    "plot 'palive.dat' u ($1-0.011):($3>0?$3:0.8) w boxes lc rgb "
+    "'#999999' t 'no purchase in the holdout', '' u ($1+0.011):"
+    "($2>0?$2:0.8) w boxes lc rgb '#2ca02c' t 'bought in the "
+    "holdout'\n"
+    "unset logscale y\n"
+    "set yrange [*:*]\n"
+    "set xrange [*:*]\n"
+    "set output 'clv.png'\n"
+    "set title 'Predicted value vs actual holdout spend, by predicted "
+    "CLV decile'\n"
+    "set xlabel 'decile of predicted holdout value (1 = top 10 %)'\n"
+    "set ylabel 'GBP per customer (holdout)'\n"
+    "set xtics 1\n"
+    "set logscale y\n"
+    "set boxwidth 0.35\n"
+    "set style fill solid 0.8 border -1\n"
+    "set key top right\n"
+    "plot 'clv.dat' u ($1-0.18):3 w boxes lc rgb '#d62728' t "
+    "'predicted (exp. purchases x Gamma-Gamma value)', '' u "
+    "($1+0.18):(($4>1)?$4:1) w boxes lc rgb '#222222' t 'actual net "
+    "spend'\n";
 
 static int run_gnuplot(const char *dir) {
         char cmd[1200];
@@ -150,9 +150,11 @@ static int run_gnuplot(const char *dir) {
         snprintf(cmd, sizeof(cmd), "cd '%s' && gnuplot plots.gp", dir);
         st = system(cmd);
         if (st != 0) {
-                fprintf(stderr, "eval: gnuplot failed (status %d): is "
-                                "gnuplot-nox installed? The .dat files and "
-                                "plots.gp are in %s\n", st, dir);
+                fprintf(stderr,
+                        "eval: gnuplot failed (status %d): is "
+                        "gnuplot-nox installed? The .dat files and "
+                        "plots.gp are in %s\n",
+                        st, dir);
                 return -1;
         }
         return 0;
@@ -172,8 +174,7 @@ static void write_report(const struct res *r, FILE *f) {
                 "netted (docs/models.md). Label: at least one purchase in "
                 "the holdout (%zu customers, %.1f %%).\n\n",
                 r->path, r->cal, r->end, r->path, r->cal, r->n, r->hdays,
-                r->end, r->buyers, 100.0 * (double)r->buyers /
-                                           (double)r->n);
+                r->end, r->buyers, 100.0 * (double)r->buyers / (double)r->n);
         fprintf(f,
                 "## Fitted model (calibration period, days)\n\n"
                 "| model | r | alpha | a | b | LL | note |\n"
@@ -182,9 +183,9 @@ static void write_report(const struct res *r, FILE *f) {
                 "| BG/NBD | %.4f | %.3f | %.4f | %.4f | %.2f | %s |\n\n"
                 "Gamma-Gamma: p = %.4f, q = %.4f, gamma = %.3f (population "
                 "mean order %.2f GBP).\n\n",
-                m->r, m->alpha, m->a, m->b, r->rep.ll, r->rep.note,
-                r->bg.r, r->bg.alpha, r->bg.a, r->bg.b, r->bgrep.ll,
-                r->bgrep.note, m->gg_p, m->gg_q, m->gg_gamma,
+                m->r, m->alpha, m->a, m->b, r->rep.ll, r->rep.note, r->bg.r,
+                r->bg.alpha, r->bg.a, r->bg.b, r->bgrep.ll, r->bgrep.note,
+                m->gg_p, m->gg_q, m->gg_gamma,
                 m->gg_gamma * m->gg_p / (m->gg_q - 1));
         fprintf(f,
                 "## Who buys again in the holdout? (AUC)\n\n"
@@ -240,18 +241,18 @@ static void write_report(const struct res *r, FILE *f) {
 }
 
 void ctl_eval_usage(FILE *fp) {
-        fprintf(fp,
-                "usage: loyaltyctl eval [-c CAL_END] [-e HOLDOUT_END] [-o "
-                "DIR] [FILE]\n"
-                "  FILE  transactions (default ../shared/data/"
-                "online_retail.csv.gz)\n"
-                "  -c    calibration end, inclusive (2011-09-09)\n"
-                "  -e    holdout end, inclusive (2011-12-09)\n"
-                "  -o    report directory (build/report)\n");
+        fprintf(fp, "usage: loyaltyctl eval [-c CAL_END] [-e HOLDOUT_END] [-o "
+                    "DIR] [FILE]\n"
+                    "  FILE  transactions (default ../shared/data/"
+                    "online_retail.csv.gz)\n"
+                    "  -c    calibration end, inclusive (2011-09-09)\n"
+                    "  -e    holdout end, inclusive (2011-12-09)\n"
+                    "  -o    report directory (build/report)\n");
 }
 
 int ctl_eval_main(int argc, char **argv) {
-        const char *path = LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
+        const char *path =
+            LOY_SOURCE_DIR "/../shared/data/online_retail.csv.gz";
         const char *cal = "2011-09-09", *end = "2011-12-09";
         const char *outdir = "build/report";
         ctl_data_t d;
@@ -274,19 +275,27 @@ int ctl_eval_main(int argc, char **argv) {
         optind = 1;
         while ((opt = getopt(argc, argv, "c:e:o:s:h")) != -1) {
                 switch (opt) {
-                case 's': fo.prior_sd = atof(optarg); break;
-                case 'c': cal = optarg; break;
-                case 'e': end = optarg; break;
-                case 'o': outdir = optarg; break;
-                default: goto usage;
+                case 's':
+                        fo.prior_sd = atof(optarg);
+                        break;
+                case 'c':
+                        cal = optarg;
+                        break;
+                case 'e':
+                        end = optarg;
+                        break;
+                case 'o':
+                        outdir = optarg;
+                        break;
+                default:
+                        goto usage;
                 }
         }
         if (optind < argc - 1)
                 goto usage;
         if (optind == argc - 1)
                 path = argv[optind];
-        if (ctl_parse_day(cal, &c) || ctl_parse_day(end, &hend) ||
-            hend <= c) {
+        if (ctl_parse_day(cal, &c) || ctl_parse_day(end, &hend) || hend <= c) {
                 fprintf(stderr, "eval: want -c DATE < -e DATE, YYYY-MM-DD\n");
                 return 2;
         }
@@ -353,8 +362,7 @@ int ctl_eval_main(int argc, char **argv) {
                 if (loy_logreg_init(&model, NFEAT, err, sizeof(err)) ||
                     loy_logreg_train(&model, X, ylr, k, 1e-4, err,
                                      sizeof(err))) {
-                        fprintf(stderr, "eval: logistic regression: %s\n",
-                                err);
+                        fprintf(stderr, "eval: logistic regression: %s\n", err);
                         goto out;
                 }
                 r.lr_loss = loy_logreg_log_loss(&model, X, ylr, k);
@@ -386,8 +394,7 @@ int ctl_eval_main(int argc, char **argv) {
                 r.clv_tot += clv[k];
                 r.act_val_tot += si->hold_value;
                 {
-                        int g = fc[k].x < NFREQ - 1 ? (int)fc[k].x
-                                                    : NFREQ - 1;
+                        int g = fc[k].x < NFREQ - 1 ? (int)fc[k].x : NFREQ - 1;
                         int h = (int)(pa[k] * NHIST);
                         r.fg_n[g]++;
                         r.fg_act[g] += act[k];
@@ -440,8 +447,7 @@ int ctl_eval_main(int argc, char **argv) {
                r.m.alpha, r.m.a, r.m.b, r.rep.note);
         printf("AUC  expected purchases %.4f  P(alive) %.4f  BG/NBD %.4f  "
                "logistic RFM %.4f  recency %.4f  frequency %.4f\n",
-               r.auc_e, r.auc_pa, r.auc_bg, r.auc_lr, r.auc_rec,
-               r.auc_freq);
+               r.auc_e, r.auc_pa, r.auc_bg, r.auc_lr, r.auc_rec, r.auc_freq);
         printf("holdout purchases: predicted %.1f, actual %.0f; MAE %.4f "
                "(BG/NBD %.4f, naive rate %.4f)\n",
                r.pred_tot, r.act_tot, r.mae, r.mae_bg, r.mae_lr_base);

@@ -56,13 +56,12 @@ void ctl_fit_usage(FILE *fp) {
 
 /* Reads every customer hash of namespace ns: rows into *out (malloc'd).
  * cutoff_day < 0: the newest last purchase's day. */
-static int read_redis(loy_config_t *conf, int32_t *cutoff_day,
-                      double unit_days, loy_fit_cust_t **out, size_t *nout,
-                      size_t *skipped) {
+static int read_redis(loy_config_t *conf, int32_t *cutoff_day, double unit_days,
+                      loy_fit_cust_t **out, size_t *nout, size_t *skipped) {
         char cursor[32] = "0", pattern[128];
         const char *ns = conf->redis_ns;
         redisContext *c;
-        double *raw = NULL;   /* 6 per customer */
+        double *raw = NULL; /* 6 per customer */
         size_t n = 0, cap = 0;
         int rc = -1;
         int64_t max_last = 0;
@@ -106,7 +105,8 @@ static int read_redis(loy_config_t *conf, int32_t *cutoff_day,
                         id = strchr(keys->element[i]->str, '{');
                         loy_feat_init(&cust, id ? id + 1 : "");
                         if (loy_store_cust_from_reply(h, &cust, &bad)) {
-                                fprintf(stderr, "fit: %s: field %s does not "
+                                fprintf(stderr,
+                                        "fit: %s: field %s does not "
                                         "read, skipped\n",
                                         keys->element[i]->str, bad);
                                 freeReplyObject(h);
@@ -121,11 +121,10 @@ static int read_redis(loy_config_t *conf, int32_t *cutoff_day,
                         v[5] = cust.return_value;
                         if (n == cap) {
                                 size_t nc = cap ? 2 * cap : 4096;
-                                double *nr = realloc(raw,
-                                                     nc * 6 * sizeof(*raw));
+                                double *nr =
+                                    realloc(raw, nc * 6 * sizeof(*raw));
                                 if (!nr) {
-                                        fprintf(stderr,
-                                                "fit: out of memory\n");
+                                        fprintf(stderr, "fit: out of memory\n");
                                         freeReplyObject(r);
                                         goto out;
                                 }
@@ -164,8 +163,8 @@ static int read_redis(loy_config_t *conf, int32_t *cutoff_day,
                 fc->T = (double)(*cutoff_day - fd) / unit_days;
                 if (fc->T < fc->t_x)
                         fc->T = fc->t_x;
-                fc->mean_value = loy_model_net_mean_value(v[3], v[4], v[5],
-                                                          fc->x);
+                fc->mean_value =
+                    loy_model_net_mean_value(v[3], v[4], v[5], fc->x);
                 fc->monetary = v[3] - v[5];
                 (*nout)++;
         }
@@ -223,7 +222,9 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
         while ((opt = getopt(argc, argv, "f:R:n:c:u:Sv:P:s:d:V:o:C:X:h")) !=
                -1) {
                 switch (opt) {
-                case 'f': fmt_name = optarg; break;
+                case 'f':
+                        fmt_name = optarg;
+                        break;
                 case 'R': {
                         const char *colon = strrchr(optarg, ':');
                         char host[256];
@@ -249,7 +250,9 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                         if (ctl_setting(cf, "fit", 'c', optarg))
                                 goto usage;
                         break;
-                case 'c': cal = optarg; break;
+                case 'c':
+                        cal = optarg;
+                        break;
                 case 'u':
                         if (!strcmp(optarg, "days"))
                                 unit = 1;
@@ -258,7 +261,9 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                         else
                                 goto usage;
                         break;
-                case 'S': merge = 0; break;
+                case 'S':
+                        merge = 0;
+                        break;
                 case 'v':
                         if (!strcmp(optarg, "bgnbd"))
                                 m.variant = LOY_VARIANT_BGNBD;
@@ -267,12 +272,23 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                         else
                                 goto usage;
                         break;
-                case 'P': prior_name = optarg; break;
-                case 's': fo.prior_sd = atof(optarg); break;
-                case 'd': disc = atof(optarg); break;
-                case 'V': version = optarg; break;
-                case 'o': out_path = optarg; break;
-                default: goto usage;
+                case 'P':
+                        prior_name = optarg;
+                        break;
+                case 's':
+                        fo.prior_sd = atof(optarg);
+                        break;
+                case 'd':
+                        disc = atof(optarg);
+                        break;
+                case 'V':
+                        version = optarg;
+                        break;
+                case 'o':
+                        out_path = optarg;
+                        break;
+                default:
+                        goto usage;
                 }
         }
         if (!strcmp(prior_name, "auto"))
@@ -297,13 +313,12 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
 
         t0 = ctl_mono_seconds();
         if (redis) {
-                if (read_redis(cf, &cutoff, unit, &fc, &n,
-                               &skipped) == -1)
+                if (read_redis(cf, &cutoff, unit, &fc, &n, &skipped) == -1)
                         return 1;
                 printf("read %zu customers from redis %s (%s:c:{*}), %zu "
                        "skipped (no purchase or first one after the "
-                       "calibration end)\n", n + skipped, redis,
-                       cf->redis_ns, skipped);
+                       "calibration end)\n",
+                       n + skipped, redis, cf->redis_ns, skipped);
         } else {
                 loy_source_format_t f = loy_source_format_parse(fmt_name);
                 if (f == LOY_SRC_UNKNOWN)
@@ -324,9 +339,9 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                 ctl_data_summarise(&d, cutoff, 0, merge, s);
                 n = ctl_fit_rows(s, d.ncust, unit, fc, NULL);
                 printf("read %s (%s): %" PRId64 " events of %zu customers "
-                       "in %.2f s\n", argv[optind],
-                       loy_source_format_name(d.format), d.stats.events,
-                       d.ncust, d.read_seconds);
+                       "in %.2f s\n",
+                       argv[optind], loy_source_format_name(d.format),
+                       d.stats.events, d.ncust, d.read_seconds);
         }
         ctl_format_day(cutoff, day, sizeof(day));
         for (size_t i = 0; i < n; i++) {
@@ -335,14 +350,15 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
         }
         printf("calibration to %s, %s, same-day purchases %s: %zu "
                "customers, %zu with repeat purchases, %.0f repeat "
-               "purchases\n", day, unit == 7 ? "weeks" : "days",
+               "purchases\n",
+               day, unit == 7 ? "weeks" : "days",
                merge ? "merged" : "not merged", n, repeaters, sx);
 
         t_fit = ctl_mono_seconds();
         if (loy_fit_purchases_ex(&m, fc, n, &fo, &rep, err, sizeof(err))) {
                 fprintf(stderr, "fit: %s: %s\n",
-                        m.variant == LOY_VARIANT_MBGNBD ? "MBG/NBD"
-                                                        : "BG/NBD", err);
+                        m.variant == LOY_VARIANT_MBGNBD ? "MBG/NBD" : "BG/NBD",
+                        err);
                 goto out;
         }
         printf("%s: r = %.4f  alpha = %.4f  a = %.4f  b = %.4f  "
@@ -364,7 +380,8 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                        fo.prior_sd, rep.ll, rep.ll_ml - rep.ll);
         if (loy_fit_spend(&m, fc, n, &ggll, err, sizeof(err)))
                 printf("Gamma-Gamma: not fitted: %s (scores fall back to "
-                       "each customer's own mean)\n", err);
+                       "each customer's own mean)\n",
+                       err);
         else
                 printf("Gamma-Gamma: p = %.4f  q = %.4f  gamma = %.4f  "
                        "LL = %.2f  (population mean order %.2f)\n",
@@ -378,8 +395,8 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                        m.rfm.recency_days[2], m.rfm.recency_days[3],
                        m.rfm.frequency[0], m.rfm.frequency[1],
                        m.rfm.frequency[2], m.rfm.frequency[3],
-                       m.rfm.monetary[0], m.rfm.monetary[1],
-                       m.rfm.monetary[2], m.rfm.monetary[3]);
+                       m.rfm.monetary[0], m.rfm.monetary[1], m.rfm.monetary[2],
+                       m.rfm.monetary[3]);
         else
                 printf("R/F/M cut points: not fitted (no customers or out of "
                        "memory): scores rank against the live population\n");
@@ -393,8 +410,7 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                 char date[16];
                 strftime(date, sizeof(date), "%Y%m%d-%H%M%S", &tmv);
                 snprintf(vbuf, sizeof(vbuf), "fit-%s-%s", date,
-                         m.variant == LOY_VARIANT_MBGNBD ? "mbgnbd"
-                                                         : "bgnbd");
+                         m.variant == LOY_VARIANT_MBGNBD ? "mbgnbd" : "bgnbd");
                 version = vbuf;
         }
         snprintf(m.version, sizeof(m.version), "%s", version);
@@ -427,8 +443,7 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                  merge ? "yes" : "no", n, repeaters, sx, rep.unique, rep.ll,
                  rep.converged ? "yes" : "no", rep.ridge ? "yes" : "no",
                  rep.penalised ? "yes" : "no", rep.ll_ml, rep.ml_p[0],
-                 rep.ml_p[1], rep.ml_p[2], rep.ml_p[3], ggll, t_fit,
-                 rep.note);
+                 rep.ml_p[1], rep.ml_p[2], rep.ml_p[3], ggll, t_fit, rep.note);
         /* '#' would start a comment inside a value: keep notes readable */
         for (char *p = info; *p; p++)
                 if (*p == '#' && p != info + 1)
@@ -442,8 +457,8 @@ static int fit_main(loy_config_t *cf, int argc, char **argv) {
                 fprintf(stderr, "fit: %s\n", err);
                 goto out;
         }
-        printf("wrote %s (version %s); loyaltyd loads it on SIGHUP\n",
-               out_path, m.version);
+        printf("wrote %s (version %s); loyaltyd loads it on SIGHUP\n", out_path,
+               m.version);
         rc = 0;
 out:
         free(s);

@@ -26,15 +26,15 @@
 #include "loy_pseudo.h"
 #include "loy_time.h"
 
-#define FORGET_MAX 1024  /* ids per forget call */
-#define SCAN_COUNT 1000  /* keys per SCAN step of expire */
+#define FORGET_MAX 1024 /* ids per forget call */
+#define SCAN_COUNT 1000 /* keys per SCAN step of expire */
 #define KEY_MAX (LOY_ID_MAX + 1)
 
 /* One erasure to request. */
 typedef struct request {
-        char kafka_key[KEY_MAX];   /* the shop's id, or the Redis key */
-        loy_event_t ev;            /* kind LOY_EV_FORGET, by key */
-        int32_t partition;         /* RD_KAFKA_PARTITION_UA: partitioner */
+        char kafka_key[KEY_MAX]; /* the shop's id, or the Redis key */
+        loy_event_t ev;          /* kind LOY_EV_FORGET, by key */
+        int32_t partition;       /* RD_KAFKA_PARTITION_UA: partitioner */
 } request_t;
 
 void ctl_forget_usage(FILE *fp) {
@@ -84,12 +84,11 @@ void ctl_expire_usage(FILE *fp) {
  * <p>"): the partition of the customer's events, which the request must
  * reach; the topics are co-partitioned, so any topic's number will do.
  * RD_KAFKA_PARTITION_UA when the customer has none. */
-static int32_t partition_of(redisContext *rc, const char *ns,
-                            const char *key) {
+static int32_t partition_of(redisContext *rc, const char *ns, const char *key) {
         redisReply *r = redisCommand(rc, "HKEYS %s:c:{%s}", ns, key);
         int32_t part = RD_KAFKA_PARTITION_UA;
-        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
-                           i < r->elements && part < 0;
+        for (size_t i = 0;
+             r && r->type == REDIS_REPLY_ARRAY && i < r->elements && part < 0;
              i++) {
                 const char *f = r->element[i]->str, *colon;
                 if (!f || strncmp(f, "off:", 4) || !(colon = strrchr(f, ':')))
@@ -105,8 +104,8 @@ static int32_t partition_of(redisContext *rc, const char *ns,
 static int send_requests(loy_config_t *conf, const char *tool,
                          const request_t *q, int n) {
         char err[512], value[256];
-        rd_kafka_t *producer = loy_kafka_producer_new(conf, NULL, NULL, err,
-                                                      sizeof(err));
+        rd_kafka_t *producer =
+            loy_kafka_producer_new(conf, NULL, NULL, err, sizeof(err));
         int rc = 0;
         if (!producer) {
                 fprintf(stderr, "%s: %s\n", tool, err);
@@ -114,27 +113,25 @@ static int send_requests(loy_config_t *conf, const char *tool,
         }
         for (int i = 0; i < n && !rc; i++) {
                 rd_kafka_resp_err_t e;
-                int len = loy_codec_encode_forget(&q[i].ev, value,
-                                                  sizeof(value), err,
-                                                  sizeof(err));
+                int len = loy_codec_encode_forget(
+                    &q[i].ev, value, sizeof(value), err, sizeof(err));
                 if (len < 0) {
                         fprintf(stderr, "%s: %s: %s\n", tool, q[i].kafka_key,
                                 err);
                         rc = -1;
                         break;
                 }
-                while ((e = rd_kafka_producev(
-                            producer,
-                            RD_KAFKA_V_TOPIC(conf->topic_purchase),
-                            RD_KAFKA_V_PARTITION(q[i].partition),
-                            RD_KAFKA_V_KEY(q[i].kafka_key,
-                                           strlen(q[i].kafka_key)),
-                            RD_KAFKA_V_VALUE(value, (size_t)len),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_HEADER(
-                                LOY_CODEC_OP_HEADER, LOY_CODEC_OP_FORGET,
-                                (ssize_t)strlen(LOY_CODEC_OP_FORGET)),
-                            RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                while (
+                    (e = rd_kafka_producev(
+                         producer, RD_KAFKA_V_TOPIC(conf->topic_purchase),
+                         RD_KAFKA_V_PARTITION(q[i].partition),
+                         RD_KAFKA_V_KEY(q[i].kafka_key, strlen(q[i].kafka_key)),
+                         RD_KAFKA_V_VALUE(value, (size_t)len),
+                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                         RD_KAFKA_V_HEADER(
+                             LOY_CODEC_OP_HEADER, LOY_CODEC_OP_FORGET,
+                             (ssize_t)strlen(LOY_CODEC_OP_FORGET)),
+                         RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         rd_kafka_poll(producer, 100);
                 if (e) {
                         fprintf(stderr, "%s: %s: %s\n", tool, q[i].kafka_key,
@@ -144,8 +141,10 @@ static int send_requests(loy_config_t *conf, const char *tool,
                 rd_kafka_poll(producer, 0);
         }
         if (rd_kafka_flush(producer, 30000) || rd_kafka_outq_len(producer)) {
-                fprintf(stderr, "%s: %d requests undelivered to %s (is Kafka "
-                        "reachable?)\n", tool, rd_kafka_outq_len(producer),
+                fprintf(stderr,
+                        "%s: %d requests undelivered to %s (is Kafka "
+                        "reachable?)\n",
+                        tool, rd_kafka_outq_len(producer),
                         conf->topic_purchase);
                 rc = -1;
         }
@@ -156,8 +155,8 @@ static int send_requests(loy_config_t *conf, const char *tool,
 /* 1 once Redis holds the record of the erasure of key up to at_ms. */
 static int applied(redisContext *rc, const char *ns, const char *key,
                    int64_t at_ms) {
-        redisReply *r = redisCommand(rc, "HGET %s:c:{%s} forgotten_ms", ns,
-                                     key);
+        redisReply *r =
+            redisCommand(rc, "HGET %s:c:{%s} forgotten_ms", ns, key);
         int done = r && r->type == REDIS_REPLY_STRING &&
                    strtoll(r->str, NULL, 10) >= at_ms;
         if (r)
@@ -166,8 +165,8 @@ static int applied(redisContext *rc, const char *ns, const char *key,
 }
 
 /* Waits until every request is applied; the number still pending. */
-static int wait_applied(redisContext *rc, const loy_config_t *conf,
-                        char **ids, const request_t *q, int n, int wait_s) {
+static int wait_applied(redisContext *rc, const loy_config_t *conf, char **ids,
+                        const request_t *q, int n, int wait_s) {
         char *done = calloc((size_t)n, 1);
         int64_t until = ctl_wall_ms() + (int64_t)wait_s * 1000;
         int pending = n;
@@ -177,9 +176,9 @@ static int wait_applied(redisContext *rc, const loy_config_t *conf,
         }
         for (;;) {
                 for (int i = 0; i < n; i++)
-                        if (!done[i] && applied(rc, conf->redis_ns,
-                                                q[i].ev.customer_id,
-                                                q[i].ev.forget_ms)) {
+                        if (!done[i] &&
+                            applied(rc, conf->redis_ns, q[i].ev.customer_id,
+                                    q[i].ev.forget_ms)) {
                                 done[i] = 1;
                                 pending--;
                                 printf("forgotten %s (record: %s:c:{%s})\n",
@@ -192,10 +191,11 @@ static int wait_applied(redisContext *rc, const loy_config_t *conf,
         }
         for (int i = 0; i < n; i++)
                 if (!done[i])
-                        fprintf(stderr, "forget: %s: requested, not applied "
+                        fprintf(stderr,
+                                "forget: %s: requested, not applied "
                                 "within %d s (is loyaltyd running and "
-                                "consuming %s?)\n", ids[i], wait_s,
-                                conf->topic_purchase);
+                                "consuming %s?)\n",
+                                ids[i], wait_s, conf->topic_purchase);
         free(done);
         return pending;
 }
@@ -217,8 +217,9 @@ static int64_t parse_num(const char *tool, int opt, const char *arg,
         char *end;
         long long v = strtoll(arg, &end, 10);
         if (*end || end == arg || v < lo) {
-                fprintf(stderr, "%s: -%c %s: expected a whole number >= %"
-                        PRId64 "\n", tool, opt, arg, lo);
+                fprintf(stderr,
+                        "%s: -%c %s: expected a whole number >= %" PRId64 "\n",
+                        tool, opt, arg, lo);
                 return -1;
         }
         return v;
@@ -274,8 +275,7 @@ int ctl_forget_main(int argc, char **argv) {
                                 ids[i], LOY_ID_MAX);
                         goto out;
                 }
-                snprintf(q[i].kafka_key, sizeof(q[i].kafka_key), "%s",
-                         ids[i]);
+                snprintf(q[i].kafka_key, sizeof(q[i].kafka_key), "%s", ids[i]);
                 q[i].ev.kind = LOY_EV_FORGET;
                 q[i].ev.forget_by_key = 1;
                 q[i].ev.forget_ms = at_ms;
@@ -286,17 +286,18 @@ int ctl_forget_main(int argc, char **argv) {
                 /* where its events are; a customer Redis does not know goes
                  * where the producers' partitioner (-X kafka.partitioner)
                  * would put its events */
-                q[i].partition = partition_of(rc, conf.redis_ns,
-                                              q[i].ev.customer_id);
+                q[i].partition =
+                    partition_of(rc, conf.redis_ns, q[i].ev.customer_id);
         }
         if (send_requests(&conf, "forget", q, n))
                 goto out;
         printf("requested the erasure of %d customer%s up to %" PRId64
-               " on %s\n", n, n == 1 ? "" : "s", at_ms, conf.topic_purchase);
-        status = wait_s == 0 ||
-                         !wait_applied(rc, &conf, argv + optind, q, n, wait_s)
-                     ? 0
-                     : 1;
+               " on %s\n",
+               n, n == 1 ? "" : "s", at_ms, conf.topic_purchase);
+        status =
+            wait_s == 0 || !wait_applied(rc, &conf, argv + optind, q, n, wait_s)
+                ? 0
+                : 1;
 out:
         if (rc)
                 redisFree(rc);
@@ -314,8 +315,8 @@ usage:
 static int64_t clock_of(redisContext *rc, const char *ns) {
         redisReply *r = redisCommand(rc, "HVALS %s:clock", ns);
         int64_t newest = 0;
-        for (size_t i = 0;
-             r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements;
+             i++) {
                 int64_t v = r->element[i]->str
                                 ? strtoll(r->element[i]->str, NULL, 10)
                                 : 0;
@@ -330,8 +331,8 @@ static int64_t clock_of(redisContext *rc, const char *ns) {
 /* Customers of one SCAN step silent since before cutoff_ms, appended to
  * *q (grown); -1 out of memory or on a Redis error (said). */
 static int collect_silent(redisContext *rc, const loy_config_t *conf,
-                          redisReply *keys, int64_t cutoff_ms,
-                          request_t **q, int *n, int *cap) {
+                          redisReply *keys, int64_t cutoff_ms, request_t **q,
+                          int *n, int *cap) {
         size_t plen = strlen(conf->redis_ns) + 4; /* "<ns>:c:{" */
         for (size_t i = 0; i < keys->elements; i++)
                 redisAppendCommand(rc, "HGET %s last_event_ms",
@@ -346,9 +347,8 @@ static int collect_silent(redisContext *rc, const loy_config_t *conf,
                         fprintf(stderr, "expire: %s\n", rc->errstr);
                         return -1;
                 }
-                last = r->type == REDIS_REPLY_STRING
-                           ? strtoll(r->str, NULL, 10)
-                           : 0;
+                last = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                     : 0;
                 freeReplyObject(r);
                 /* a record of an erasure has no last_event_ms */
                 if (last <= 0 || last > cutoff_ms || klen <= plen + 1 ||
@@ -411,7 +411,7 @@ int ctl_expire_main(int argc, char **argv) {
                 days = conf.expire_days;
         if (days <= 0) {
                 fprintf(stderr, "expire: no expiry: set [privacy] "
-                        "expire.days in the config or give -d DAYS\n");
+                                "expire.days in the config or give -d DAYS\n");
                 loy_config_free(&conf);
                 return 2;
         }
@@ -421,7 +421,8 @@ int ctl_expire_main(int argc, char **argv) {
         newest = clock_of(rc, conf.redis_ns);
         if (!newest) {
                 printf("expire: no event applied yet (%s:clock is empty): "
-                       "nothing to expire\n", conf.redis_ns);
+                       "nothing to expire\n",
+                       conf.redis_ns);
                 status = 0;
                 goto out;
         }
@@ -444,8 +445,8 @@ int ctl_expire_main(int argc, char **argv) {
                 r = NULL;
         } while (strcmp(cursor, "0"));
         for (int i = 0; i < n; i++)
-                q[i].partition = partition_of(rc, conf.redis_ns,
-                                              q[i].ev.customer_id);
+                q[i].partition =
+                    partition_of(rc, conf.redis_ns, q[i].ev.customer_id);
         printf("%d of %d customers silent for more than %" PRId64
                " days before %" PRId64 " (the newest event time applied)\n",
                n, nscanned, days, newest);
@@ -459,8 +460,8 @@ int ctl_expire_main(int argc, char **argv) {
         if (n && send_requests(&conf, "expire", q, n))
                 goto out;
         printf("requested %d erasures on %s; loyaltyd applies them in "
-               "order (loyaltyd_customers_forgotten_total)\n", n,
-               conf.topic_purchase);
+               "order (loyaltyd_customers_forgotten_total)\n",
+               n, conf.topic_purchase);
         status = 0;
 out:
         if (r)

@@ -30,14 +30,13 @@ static void print_group(const loy_cust_t *c, const char *title,
                 size_t len = strlen(fields[i]);
                 char when[40] = "";
                 long long ms;
-                if (!f || loy_feat_field_format(c, f, at, NULL, v,
-                                                sizeof(v)) < 0)
+                if (!f ||
+                    loy_feat_field_format(c, f, at, NULL, v, sizeof(v)) < 0)
                         continue;
                 /* event times are epoch ms in Redis; a reader wants a
                  * date beside them */
                 ms = atoll(v);
-                if (len > 3 && !strcmp(fields[i] + len - 3, "_ms") &&
-                    ms > 0) {
+                if (len > 3 && !strcmp(fields[i] + len - 3, "_ms") && ms > 0) {
                         time_t t = (time_t)(ms / 1000);
                         struct tm tm;
                         if (gmtime_r(&t, &tm))
@@ -76,19 +75,44 @@ void ctl_inspect_usage(FILE *fp) {
 }
 
 int ctl_inspect_main(int argc, char **argv) {
-        static const char *const scores[] = {
-            "segment_name", "loyalty_group_name", "loyalty_score", "r_score",
-            "f_score", "m_score", "p_alive", "churn_prob", "exp_purchases",
-            "clv", "tier_name", "points", "scored_ms", "next_check_ms", NULL};
-        static const char *const buying[] = {
-            "first_purchase_ms", "last_purchase_ms", "recency_days",
-            "T_days", "frequency", "orders", "x", "t_x_days", "monetary",
-            "gross_value", "aov", "mean_repeat_value", "returns",
-            "return_value", "ipt_mean_days", "ipt_var_days",
-            "dec_purchases_now", "dec_spend_now", NULL};
+        static const char *const scores[] = {"segment_name",
+                                             "loyalty_group_name",
+                                             "loyalty_score",
+                                             "r_score",
+                                             "f_score",
+                                             "m_score",
+                                             "p_alive",
+                                             "churn_prob",
+                                             "exp_purchases",
+                                             "clv",
+                                             "tier_name",
+                                             "points",
+                                             "scored_ms",
+                                             "next_check_ms",
+                                             NULL};
+        static const char *const buying[] = {"first_purchase_ms",
+                                             "last_purchase_ms",
+                                             "recency_days",
+                                             "T_days",
+                                             "frequency",
+                                             "orders",
+                                             "x",
+                                             "t_x_days",
+                                             "monetary",
+                                             "gross_value",
+                                             "aov",
+                                             "mean_repeat_value",
+                                             "returns",
+                                             "return_value",
+                                             "ipt_mean_days",
+                                             "ipt_var_days",
+                                             "dec_purchases_now",
+                                             "dec_spend_now",
+                                             NULL};
         static const char *const browsing[] = {
-            "views", "carts", "cart_removes", "searches", "wishlists",
-            "sessions", "last_browse_ms", "recent_views", NULL};
+            "views",          "carts",        "cart_removes",
+            "searches",       "wishlists",    "sessions",
+            "last_browse_ms", "recent_views", NULL};
         const char *ns;
         int opt, rc = 1;
         redisContext *c;
@@ -116,8 +140,7 @@ int ctl_inspect_main(int argc, char **argv) {
         }
         /* with a config that pseudonymizes, the shop's own id is given
          * and its pseudonym looked up */
-        if (ctl_customer_key(&conf, "inspect", argv[optind], id,
-                             sizeof(id))) {
+        if (ctl_customer_key(&conf, "inspect", argv[optind], id, sizeof(id))) {
                 loy_config_free(&conf);
                 return 1;
         }
@@ -136,11 +159,12 @@ int ctl_inspect_main(int argc, char **argv) {
                               "-c loyaltyd.conf, or -X)"
                             : "");
         } else if (r->elements == 0) {
-                fprintf(stderr, "inspect: no customer %s in %s:c:{%s}\n",
-                        id, ns, id);
+                fprintf(stderr, "inspect: no customer %s in %s:c:{%s}\n", id,
+                        ns, id);
         } else if (decode(r, &cust, id) == 0) {
                 printf("customer %s   (redis-cli -p %d HGETALL '%s:c:{%s}')"
-                       "\n", argv[optind], conf.redis_port, ns, id);
+                       "\n",
+                       argv[optind], conf.redis_port, ns, id);
                 print_group(&cust, "scores", scores);
                 print_group(&cust, "purchases", buying);
                 print_group(&cust, "browsing", browsing);
@@ -153,15 +177,13 @@ int ctl_inspect_main(int argc, char **argv) {
         if (r)
                 freeReplyObject(r);
         if (rc == 0) {
-                r = redisCommand(c, "ZREVRANK %s:rank:churn %s", ns,
-                                 id);
+                r = redisCommand(c, "ZREVRANK %s:rank:churn %s", ns, id);
                 if (r && r->type == REDIS_REPLY_INTEGER)
                         printf("rank             #%lld most at risk\n",
                                r->integer + 1);
                 if (r)
                         freeReplyObject(r);
-                r = redisCommand(c, "ZREVRANK %s:rank:clv %s", ns,
-                                 id);
+                r = redisCommand(c, "ZREVRANK %s:rank:clv %s", ns, id);
                 if (r && r->type == REDIS_REPLY_INTEGER)
                         printf("                 #%lld by CLV\n",
                                r->integer + 1);
@@ -183,7 +205,8 @@ static void on_int(int sig) {
 }
 
 void ctl_triggers_usage(FILE *fp) {
-        fprintf(fp, "usage: loyaltyctl triggers [-b BROKERS] [-t TOPIC] [-w "
+        fprintf(fp,
+                "usage: loyaltyctl triggers [-b BROKERS] [-t TOPIC] [-w "
                 "IDLE_MS] [-n MAX] [-X k=v]...\n"
                 "  -b      bootstrap servers (default localhost:9092, or -X "
                 "bootstrap.servers)\n"
@@ -197,7 +220,7 @@ void ctl_triggers_usage(FILE *fp) {
 
 void ctl_fields_usage(FILE *fp) {
         fprintf(fp, "usage: loyaltyctl fields\n"
-                "  the customer hash's fields as a Markdown table\n");
+                    "  the customer hash's fields as a Markdown table\n");
 }
 
 /* Prints the reward-trigger topic as JSON lines, from the beginning, until
@@ -221,10 +244,18 @@ int ctl_triggers_main(int argc, char **argv) {
                                 return 2;
                         }
                         break;
-                case 'b': brokers = optarg; break;
-                case 't': topic = optarg; break;
-                case 'w': wait_ms = atoi(optarg); break;
-                case 'n': max = atoll(optarg); break;
+                case 'b':
+                        brokers = optarg;
+                        break;
+                case 't':
+                        topic = optarg;
+                        break;
+                case 'w':
+                        wait_ms = atoi(optarg);
+                        break;
+                case 'n':
+                        max = atoll(optarg);
+                        break;
                 default:
                         ctl_triggers_usage(stderr);
                         loy_config_free(&conf);
@@ -235,8 +266,7 @@ int ctl_triggers_main(int argc, char **argv) {
         snprintf(conf.group_id, sizeof(conf.group_id), "loyaltyctl-%d",
                  (int)getpid());
         codec = loy_codec_create(NULL, err, sizeof(err));
-        rk = codec ? loy_kafka_consumer_new(&conf, NULL, NULL, err,
-                                            sizeof(err))
+        rk = codec ? loy_kafka_consumer_new(&conf, NULL, NULL, err, sizeof(err))
                    : NULL;
         if (!rk) {
                 fprintf(stderr, "triggers: %s\n", err);
@@ -296,9 +326,9 @@ int ctl_fields_main(int argc, char **argv) {
                "|---|---|---|---|---|\n");
         for (const loy_field_t *f = loy_feat_fields; f->name; f++)
                 printf("| `%s` | %s | %s | %s | %s |\n", f->name,
-                       f->type == LOY_FT_DERIVED ? "derived" :
-                       f->type == LOY_FT_DBL ? "number" :
-                       f->type == LOY_FT_STR || f->type == LOY_FT_KEYS
+                       f->type == LOY_FT_DERIVED ? "derived"
+                       : f->type == LOY_FT_DBL   ? "number"
+                       : f->type == LOY_FT_STR || f->type == LOY_FT_KEYS
                            ? "text"
                            : "integer",
                        f->unit ? f->unit : "",

@@ -14,13 +14,12 @@ static void on_signal(int sig) {
 }
 
 void ctl_kafka_usage(FILE *fp) {
-        fprintf(fp,
-                "usage: loyaltyctl kafka [-p PARTITIONS]\n"
-                "  librdkafka's mock cluster (the Kafka protocol on a free "
-                "loopback port)\n"
-                "  with loyaltyd's topics, until Ctrl-C; prints its "
-                "bootstrap address\n"
-                "  -p  partitions of purchases and browse (8)\n");
+        fprintf(fp, "usage: loyaltyctl kafka [-p PARTITIONS]\n"
+                    "  librdkafka's mock cluster (the Kafka protocol on a free "
+                    "loopback port)\n"
+                    "  with loyaltyd's topics, until Ctrl-C; prints its "
+                    "bootstrap address\n"
+                    "  -p  partitions of purchases and browse (8)\n");
 }
 
 int ctl_kafka_main(int argc, char **argv) {
@@ -32,8 +31,10 @@ int ctl_kafka_main(int argc, char **argv) {
                 case 'p':
                         partitions = atoi(optarg);
                         if (partitions < 1 || partitions > 1000) {
-                                fprintf(stderr, "kafka: -p %s: partitions "
-                                        "must be 1..1000\n", optarg);
+                                fprintf(stderr,
+                                        "kafka: -p %s: partitions "
+                                        "must be 1..1000\n",
+                                        optarg);
                                 return 2;
                         }
                         break;

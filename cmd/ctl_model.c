@@ -37,8 +37,8 @@ static long days_from_civil(long y, long m, long d) {
 
 int ctl_parse_day(const char *s, int32_t *day) {
         int y, m, d, n = 0;
-        if (sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || s[n] ||
-            m < 1 || m > 12 || d < 1 || d > 31)
+        if (sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || s[n] || m < 1 ||
+            m > 12 || d < 1 || d > 31)
                 return -1;
         *day = (int32_t)days_from_civil(y, m, d);
         return 0;
@@ -106,7 +106,7 @@ int ctl_data_load(ctl_data_t *d, const char *path, loy_source_format_t fmt,
                         h = (h + 1) & (nslot - 1);
                 if (slot[h] == UINT32_MAX) {
                         if (d->ncust >= ids_cap)
-                                continue;   /* cannot happen: stats count */
+                                continue; /* cannot happen: stats count */
                         d->ids[d->ncust] = strdup(ev.customer_id);
                         if (!d->ids[d->ncust]) {
                                 loy_event_free(&ev);
@@ -215,7 +215,7 @@ size_t ctl_data_summarise(const ctl_data_t *d, int32_t cutoff,
                 c->t_x = last[i] - first[i];
                 c->T = (double)cutoff - first[i];
                 if (!merge)
-                        c->T += 1;   /* to the end of the cutoff day */
+                        c->T += 1; /* to the end of the cutoff day */
                 if (c->T < c->t_x)
                         c->T = c->t_x;
         }
@@ -235,7 +235,7 @@ size_t ctl_fit_rows(const ctl_sum_t *s, size_t n, double unit_days,
                 fc[k].t_x = s[i].t_x / unit_days;
                 fc[k].T = s[i].T / unit_days;
                 fc[k].mean_value = loy_model_net_mean_value(
-                        s[i].gross, s[i].first_value, s[i].returned, s[i].x);
+                    s[i].gross, s[i].first_value, s[i].returned, s[i].x);
                 fc[k].monetary = s[i].gross - s[i].returned;
                 if (idx)
                         idx[k] = i;

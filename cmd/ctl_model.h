@@ -16,16 +16,16 @@
 #include "loy_source.h"
 
 typedef struct ctl_tx {
-        uint32_t cust;       /* index into ids */
-        int32_t day;         /* UTC day number (days since 1970-01-01) */
-        double t_days;       /* exact event time in days since 1970 */
-        double value;        /* net value: < 0 for a return */
+        uint32_t cust; /* index into ids */
+        int32_t day;   /* UTC day number (days since 1970-01-01) */
+        double t_days; /* exact event time in days since 1970 */
+        double value;  /* net value: < 0 for a return */
 } ctl_tx_t;
 
 typedef struct ctl_data {
-        char **ids;          /* owned, ncust of them */
+        char **ids; /* owned, ncust of them */
         size_t ncust;
-        ctl_tx_t *tx;        /* owned, in time order */
+        ctl_tx_t *tx; /* owned, in time order */
         size_t ntx;
         loy_source_stats_t stats;
         loy_source_format_t format;
@@ -39,14 +39,14 @@ void ctl_data_free(ctl_data_t *d);
 
 /* One customer's summary at a cutoff, in days. */
 typedef struct ctl_sum {
-        double x;            /* repeat transactions up to the cutoff */
-        double t_x, T;       /* days since the first transaction */
-        double gross;        /* purchase value up to the cutoff */
-        double first_value;  /* value of the first transaction (day) */
-        double returned;     /* value returned up to the cutoff, >= 0 */
-        double hold_n;       /* transactions in the holdout */
-        double hold_value;   /* net value in the holdout */
-        int in_cohort;       /* first purchase on or before the cutoff */
+        double x;           /* repeat transactions up to the cutoff */
+        double t_x, T;      /* days since the first transaction */
+        double gross;       /* purchase value up to the cutoff */
+        double first_value; /* value of the first transaction (day) */
+        double returned;    /* value returned up to the cutoff, >= 0 */
+        double hold_n;      /* transactions in the holdout */
+        double hold_value;  /* net value in the holdout */
+        int in_cohort;      /* first purchase on or before the cutoff */
 } ctl_sum_t;
 
 /*

@@ -13,8 +13,10 @@ int ctl_kafka_start(ctl_kafka_t *k, int partitions, char *errstr,
         const struct {
                 const char *name;
                 int parts;
-        } topics[] = {{"purchases", partitions}, {"browse", partitions},
-                      {"reward-triggers", 4}, {"loyaltyd-deadletter", 2}};
+        } topics[] = {{"purchases", partitions},
+                      {"browse", partitions},
+                      {"reward-triggers", 4},
+                      {"loyaltyd-deadletter", 2}};
         rd_kafka_conf_set(kc, "log_level", "3", errstr, errstr_size);
         k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
         if (!k->rk) {
@@ -48,8 +50,7 @@ void ctl_kafka_stop(ctl_kafka_t *k) {
 }
 
 pid_t ctl_loyaltyd_spawn(const char *bin_path, const char *conf_path,
-                         const char *log_path, const char *const *xs,
-                         int nxs) {
+                         const char *log_path, const char *const *xs, int nxs) {
         char self[PATH_MAX], bin[PATH_MAX + 16];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
         pid_t pid;

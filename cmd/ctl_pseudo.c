@@ -26,8 +26,8 @@ void ctl_pseudonym_usage(FILE *fp) {
                 "loyaltyd/pseudonym.key\n");
 }
 
-int ctl_customer_key(const loy_config_t *conf, const char *tool,
-                     const char *id, char *out, size_t size) {
+int ctl_customer_key(const loy_config_t *conf, const char *tool, const char *id,
+                     char *out, size_t size) {
         char err[768], pseudonym[LOY_PSEUDO_LEN + 1];
         loy_pseudo_t *p = loy_pseudo_from_config(conf, err, sizeof(err));
         if (!p && err[0]) {
@@ -81,9 +81,10 @@ int ctl_pseudonym_main(int argc, char **argv) {
         p = loy_pseudo_from_config(&conf, err, sizeof(err));
         if (!p) {
                 fprintf(stderr, "pseudonym: %s\n",
-                        err[0] ? err : "privacy.pseudonymize is not yes in "
-                                       "this config: ids are kept as they "
-                                       "are");
+                        err[0] ? err
+                               : "privacy.pseudonymize is not yes in "
+                                 "this config: ids are kept as they "
+                                 "are");
                 loy_config_free(&conf);
                 return err[0] ? 1 : 2;
         }

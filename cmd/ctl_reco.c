@@ -31,7 +31,7 @@
 #include "loy_reco.h"
 
 #define DEFAULT_DATA "../shared/data/online_retail.csv.gz"
-#define SPLIT_MS 1320105600000LL        /* 2011-11-01T00:00:00Z */
+#define SPLIT_MS 1320105600000LL /* 2011-11-01T00:00:00Z */
 #define MS_DAY 86400000LL
 
 /* ------------------------------------------------------------------------
@@ -41,7 +41,7 @@
 typedef struct strtab {
         char **s;
         int n, cap;
-        int *h;          /* index + 1 */
+        int *h; /* index + 1 */
         int hcap;
 } strtab_t;
 
@@ -119,7 +119,7 @@ typedef struct cnt {
 typedef struct cust {
         cnt_t *c;
         int n, cap;
-        int trained;       /* bought before the split */
+        int trained; /* bought before the split */
 } cust_t;
 
 typedef struct metric {
@@ -133,7 +133,7 @@ typedef struct variant {
         const char *name;
         loy_reco_conf_t conf;
         loy_reco_t *r;
-        loy_reco_hist_t *hist;   /* per customer */
+        loy_reco_hist_t *hist; /* per customer */
         metric_t m;
 } variant_t;
 
@@ -141,7 +141,7 @@ typedef struct eval {
         strtab_t items, custs;
         cust_t *cust;
         int cust_cap;
-        int64_t *pop;            /* invoices holding the item */
+        int64_t *pop; /* invoices holding the item */
         int pop_cap;
         variant_t v[M_RECO_MAX];
         int nv;
@@ -179,12 +179,10 @@ static int ensure_cust(eval_t *e, int id) {
         memset(nc + e->cust_cap, 0, (ncap - e->cust_cap) * sizeof(*nc));
         e->cust = nc;
         for (int k = 0; k < e->nv; k++) {
-                loy_reco_hist_t *nh = realloc(e->v[k].hist,
-                                              ncap * sizeof(*nh));
+                loy_reco_hist_t *nh = realloc(e->v[k].hist, ncap * sizeof(*nh));
                 if (!nh)
                         return -1;
-                memset(nh + e->cust_cap, 0,
-                       (ncap - e->cust_cap) * sizeof(*nh));
+                memset(nh + e->cust_cap, 0, (ncap - e->cust_cap) * sizeof(*nh));
                 e->v[k].hist = nh;
         }
         e->cust_cap = ncap;
@@ -232,8 +230,8 @@ static int basket(eval_t *e, const loy_reco_t *r, const loy_event_t *ev,
         return n;
 }
 
-static void score_list(metric_t *m, const int *rec, int nrec,
-                       const int *truth, int ntruth, int topn) {
+static void score_list(metric_t *m, const int *rec, int nrec, const int *truth,
+                       int ntruth, int topn) {
         double dcg = 0, idcg = 0;
         int hits = 0;
 
@@ -253,8 +251,8 @@ static void score_list(metric_t *m, const int *rec, int nrec,
 }
 
 /* Top n items of the global popularity (count, then id: file order). */
-static int pop_top(const eval_t *e, int *out, int n, const int *skip,
-                   int nskip, int k) {
+static int pop_top(const eval_t *e, int *out, int n, const int *skip, int nskip,
+                   int k) {
         while (k < n) {
                 int best = -1;
                 for (int i = 0; i < e->items.n; i++) {
@@ -313,8 +311,8 @@ static void score_case(eval_t *e, int cid, const loy_event_t *ev,
         score_list(&e->base[M_REPEAT], rec, nrec, truth, ntruth, e->topn);
         for (int k = 0; k < e->nv; k++) {
                 variant_t *v = &e->v[k];
-                int n = loy_reco_recommend(v->r, &v->hist[cid], ev->ts_ms,
-                                           rr, e->topn);
+                int n = loy_reco_recommend(v->r, &v->hist[cid], ev->ts_ms, rr,
+                                           e->topn);
                 for (int i = 0; i < n; i++)
                         rec[i] = st_find(&e->items, rr[i].sku);
                 score_list(&v->m, rec, n, truth, ntruth, e->topn);
@@ -322,8 +320,8 @@ static void score_case(eval_t *e, int cid, const loy_event_t *ev,
 }
 
 /* One pass over the file; progressive: keep learning after the split. */
-static int eval_pass(eval_t *e, loy_source_t *src, int64_t split,
-                     int64_t until, int progressive, int64_t *customers) {
+static int eval_pass(eval_t *e, loy_source_t *src, int64_t split, int64_t until,
+                     int progressive, int64_t *customers) {
         loy_event_t ev = {0};
         int *truth = malloc(LOY_LINES_MAX * sizeof(*truth)), rc = 0, got;
 
@@ -462,7 +460,9 @@ int ctl_reco_eval_main(int argc, char **argv) {
         optind = 1;
         while ((opt = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
                 switch (opt) {
-                case 'd': data = optarg; break;
+                case 'd':
+                        data = optarg;
+                        break;
                 case 's':
                         split = parse_day(optarg);
                         if (split < 0) {
@@ -477,18 +477,42 @@ int ctl_reco_eval_main(int argc, char **argv) {
                                 return 2;
                         }
                         break;
-                case 'n': e.topn = atoi(optarg); break;
-                case 'H': base.half_life_days = atof(optarg); break;
-                case 'R': base.hist_half_life_days = atof(optarg); break;
-                case 'w': base.repeat_weight = atof(optarg); break;
-                case 'k': base.shrink = atof(optarg); break;
-                case 'P': base.pop_weight = atof(optarg); break;
-                case 'K': base.top_k = atoi(optarg); break;
-                case 'b': base.max_basket = atoi(optarg); break;
-                case 'z': base.hist_size = atoi(optarg); break;
-                case 'm': mode = optarg; break;
-                case 'h': ctl_reco_eval_usage(stdout); return 0;
-                default: ctl_reco_eval_usage(stderr); return 2;
+                case 'n':
+                        e.topn = atoi(optarg);
+                        break;
+                case 'H':
+                        base.half_life_days = atof(optarg);
+                        break;
+                case 'R':
+                        base.hist_half_life_days = atof(optarg);
+                        break;
+                case 'w':
+                        base.repeat_weight = atof(optarg);
+                        break;
+                case 'k':
+                        base.shrink = atof(optarg);
+                        break;
+                case 'P':
+                        base.pop_weight = atof(optarg);
+                        break;
+                case 'K':
+                        base.top_k = atoi(optarg);
+                        break;
+                case 'b':
+                        base.max_basket = atoi(optarg);
+                        break;
+                case 'z':
+                        base.hist_size = atoi(optarg);
+                        break;
+                case 'm':
+                        mode = optarg;
+                        break;
+                case 'h':
+                        ctl_reco_eval_usage(stdout);
+                        return 0;
+                default:
+                        ctl_reco_eval_usage(stderr);
+                        return 2;
                 }
         }
         if (e.topn < 1 || e.topn > LOY_RECO_N_MAX ||
@@ -526,8 +550,8 @@ int ctl_reco_eval_main(int argc, char **argv) {
                split == SPLIT_MS ? "2011-11-01" : "--split", e.topn);
         printf("# non-products excluded: %s; returns ignored\n\n",
                base.exclude);
-        printf("| %-28s | %-11s | HR@%-3d | Rec@%-2d | NDCG@%-1d |\n",
-               "method", "variant", e.topn, e.topn, e.topn);
+        printf("| %-28s | %-11s | HR@%-3d | Rec@%-2d | NDCG@%-1d |\n", "method",
+               "variant", e.topn, e.topn, e.topn);
         printf("|------------------------------|-------------|--------|"
                "--------|--------|\n");
         for (int prog = 0; prog < 2 && !rc; prog++) {
@@ -535,16 +559,15 @@ int ctl_reco_eval_main(int argc, char **argv) {
                 if (strcmp(mode, "both") && strcmp(mode, mname))
                         continue;
                 for (int k = 0; k < e.nv; k++) {
-                        e.v[k].r = loy_reco_create(&e.v[k].conf, err,
-                                                   sizeof(err));
+                        e.v[k].r =
+                            loy_reco_create(&e.v[k].conf, err, sizeof(err));
                         if (!e.v[k].r) {
                                 fprintf(stderr, "reco-eval: %s\n", err);
                                 rc = 1;
                         }
                 }
                 customers = 0;
-                if (!rc && eval_pass(&e, src, split, until, prog,
-                                        &customers)) {
+                if (!rc && eval_pass(&e, src, split, until, prog, &customers)) {
                         fprintf(stderr, "reco-eval: out of memory\n");
                         rc = 1;
                 }
@@ -674,8 +697,8 @@ static double bench_run(const bench_data_t *d, const loy_reco_conf_t *conf,
                 if (!views) {
                         loy_reco_observe(r, hc, e);
                         if (score)
-                                sink += loy_reco_recommend(r, hc, e->ts_ms,
-                                                           out, 10);
+                                sink += loy_reco_recommend(r, hc, e->ts_ms, out,
+                                                           10);
                         n++;
                         continue;
                 }
@@ -685,8 +708,8 @@ static double bench_run(const bench_data_t *d, const loy_reco_conf_t *conf,
                         memcpy(v.sku, e->lines[j].sku, sizeof(v.sku));
                         loy_reco_observe(r, hc, &v);
                         if (score)
-                                sink += loy_reco_recommend(r, hc, v.ts_ms,
-                                                           out, 10);
+                                sink +=
+                                    loy_reco_recommend(r, hc, v.ts_ms, out, 10);
                         n++;
                 }
         }
@@ -742,8 +765,7 @@ static int bench_memory(size_t limit, int64_t items, int basket,
                                 if (id >= (uint64_t)items)
                                         id = items - 1;
                         }
-                        snprintf(skus[j], sizeof(skus[j]), "SYN%08" PRIu64,
-                                 id);
+                        snprintf(skus[j], sizeof(skus[j]), "SYN%08" PRIu64, id);
                         sp[j] = skus[j];
                 }
                 if (loy_reco_learn_basket(r, sp, NULL, basket, ts, 1.0))
@@ -761,9 +783,8 @@ static int bench_memory(size_t limit, int64_t items, int basket,
                "MiB | %7.1f MiB | %8" PRId64 " | %9" PRId64 " | %8" PRId64
                " | %6" PRId64 " | %7.0f |\n",
                limit >> 20, items, st.bytes / 1048576.0,
-               st.bytes_peak / 1048576.0, (rss1 - rss0) / 1024.0,
-               hwm / 1024.0, st.items, st.pairs, st.items_evicted, failed,
-               nb / (t1 - t0));
+               st.bytes_peak / 1048576.0, (rss1 - rss0) / 1024.0, hwm / 1024.0,
+               st.items, st.pairs, st.items_evicted, failed, nb / (t1 - t0));
         fflush(stdout);
         loy_reco_destroy(r);
         return st.bytes_peak <= limit ? 0 : 3;
@@ -798,12 +819,15 @@ void ctl_reco_bench_usage(FILE *fp) {
 }
 
 int ctl_reco_bench_main(int argc, char **argv) {
-        static const struct option lo[] = {
-            {"data", 1, 0, 'd'},      {"runs", 1, 0, 'r'},
-            {"items", 1, 0, 'i'},     {"basket", 1, 0, 'b'},
-            {"mem-limit", 1, 0, 'l'}, {"no-speed", 0, 0, 'S'},
-            {"no-memory", 0, 0, 'M'}, {"help", 0, 0, 'h'},
-            {0, 0, 0, 0}};
+        static const struct option lo[] = {{"data", 1, 0, 'd'},
+                                           {"runs", 1, 0, 'r'},
+                                           {"items", 1, 0, 'i'},
+                                           {"basket", 1, 0, 'b'},
+                                           {"mem-limit", 1, 0, 'l'},
+                                           {"no-speed", 0, 0, 'S'},
+                                           {"no-memory", 0, 0, 'M'},
+                                           {"help", 0, 0, 'h'},
+                                           {0, 0, 0, 0}};
         const char *data = DEFAULT_DATA;
         int runs = 5, basket = 8, speed = 1, memory = 1, nlim = 0, opt;
         int64_t items = 1000000;
@@ -813,19 +837,34 @@ int ctl_reco_bench_main(int argc, char **argv) {
         optind = 1;
         while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
                 switch (opt) {
-                case 'd': data = optarg; break;
-                case 'r': runs = atoi(optarg); break;
-                case 'i': items = atoll(optarg); break;
-                case 'b': basket = atoi(optarg); break;
+                case 'd':
+                        data = optarg;
+                        break;
+                case 'r':
+                        runs = atoi(optarg);
+                        break;
+                case 'i':
+                        items = atoll(optarg);
+                        break;
+                case 'b':
+                        basket = atoi(optarg);
+                        break;
                 case 'l':
                         if (nlim < 8)
-                                limits[nlim++] =
-                                    (size_t)atol(optarg) << 20;
+                                limits[nlim++] = (size_t)atol(optarg) << 20;
                         break;
-                case 'S': speed = 0; break;
-                case 'M': memory = 0; break;
-                case 'h': ctl_reco_bench_usage(stdout); return 0;
-                default: ctl_reco_bench_usage(stderr); return 2;
+                case 'S':
+                        speed = 0;
+                        break;
+                case 'M':
+                        memory = 0;
+                        break;
+                case 'h':
+                        ctl_reco_bench_usage(stdout);
+                        return 0;
+                default:
+                        ctl_reco_bench_usage(stderr);
+                        return 2;
                 }
         }
         if (runs < 1 || runs > 99 || items < 1 || basket < 2) {
@@ -845,12 +884,13 @@ int ctl_reco_bench_main(int argc, char **argv) {
                        " evicted  | failed | baskets/s |\n|---|---|---|---|"
                        "---|---|---|---|---|---|---|\n");
                 for (int i = 0; i < nlim; i++) {
-                        int c = bench_memory_child(limits[i], items, basket,
-                                                   1);
+                        int c = bench_memory_child(limits[i], items, basket, 1);
                         if (c) {
-                                fprintf(stderr, "reco-bench: memory run %s"
-                                        "\n", c == 3 ? "exceeded the limit"
-                                                     : "failed");
+                                fprintf(stderr,
+                                        "reco-bench: memory run %s"
+                                        "\n",
+                                        c == 3 ? "exceeded the limit"
+                                               : "failed");
                                 rc = 1;
                         }
                 }
@@ -886,12 +926,11 @@ int ctl_reco_bench_main(int argc, char **argv) {
                         goto out;
                 }
                 printf("# speed: %s, %d events, %" PRId64 " lines, median "
-                       "of %d runs, default config\n", data, d.nev, d.lines,
-                       runs);
+                       "of %d runs, default config\n",
+                       data, d.nev, d.lines, runs);
                 printf("| case | events | events/s | lines/s | us/event "
                        "|\n|---|---|---|---|---|\n");
-                for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]);
-                     c++) {
+                for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
                         double v[99], med;
                         int64_t n = 0;
                         for (int k = 0; k < runs; k++) {
@@ -912,11 +951,10 @@ int ctl_reco_bench_main(int argc, char **argv) {
                         med = median(v, runs);
                         printf("| %s | %" PRId64 " | %.0f | %.0f | %.2f |\n",
                                cases[c].what, n, med,
-                               cases[c].views ? med
-                                              : med * d.lines / d.nev,
+                               cases[c].views ? med : med * d.lines / d.nev,
                                1e6 / med);
                 }
-out:
+        out:
                 for (int i = 0; i < d.nev; i++)
                         free(d.ev[i].lines);
                 free(d.ev);

@@ -77,8 +77,8 @@ static int start_server(ctl_redis_t *r, const char *dir,
         r->pid = pid;
         for (int i = 0; i < 200; i++) {
                 struct timeval tv = {0, 200000};
-                redisContext *c = redisConnectWithTimeout("127.0.0.1",
-                                                          r->port, tv);
+                redisContext *c =
+                    redisConnectWithTimeout("127.0.0.1", r->port, tv);
                 int ok = c && !c->err;
                 if (c)
                         redisFree(c);
@@ -148,8 +148,8 @@ int ctl_redis_cluster_start(ctl_redis_t *nodes, int n, const char *dir,
                 extra[5] = bus[i];
                 extra[6] = NULL;
                 snprintf(bus[i], sizeof(bus[i]), "%d", b);
-                if (b < 0 || start_server(&nodes[i], dir, extra, errstr,
-                                          errstr_size))
+                if (b < 0 ||
+                    start_server(&nodes[i], dir, extra, errstr, errstr_size))
                         goto fail;
                 snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d",
                          nodes[i].port);
@@ -177,8 +177,10 @@ int ctl_redis_cluster_start(ctl_redis_t *nodes, int n, const char *dir,
         }
         if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
             WEXITSTATUS(status) != 0) {
-                snprintf(errstr, errstr_size, "redis-cli --cluster create "
-                         "failed (status %d)", status);
+                snprintf(errstr, errstr_size,
+                         "redis-cli --cluster create "
+                         "failed (status %d)",
+                         status);
                 goto fail;
         }
         for (int t = 0; t < 400; t++) {
@@ -189,7 +191,8 @@ int ctl_redis_cluster_start(ctl_redis_t *nodes, int n, const char *dir,
                         return 0;
                 ctl_sleep_ms(50);
         }
-        snprintf(errstr, errstr_size, "the cluster did not reach "
+        snprintf(errstr, errstr_size,
+                 "the cluster did not reach "
                  "cluster_state:ok in 20 s");
 fail:
         for (int i = 0; i < n; i++)
@@ -210,9 +213,8 @@ int ctl_setting(loy_config_t *conf, const char *tool, int opt,
         static const struct {
                 int opt;
                 const char *key;
-        } flags[] = {{'H', "redis.host"},
-                     {'p', "redis.port"},
-                     {'n', "redis.namespace"}};
+        } flags[] = {
+            {'H', "redis.host"}, {'p', "redis.port"}, {'n', "redis.namespace"}};
         char err[512];
         int rc = -1;
         if (opt == 'c') {
@@ -221,8 +223,10 @@ int ctl_setting(loy_config_t *conf, const char *tool, int opt,
                 char kv[1024], *eq;
                 snprintf(kv, sizeof(kv), "%s", arg);
                 if (!(eq = strchr(kv, '='))) {
-                        fprintf(stderr, "%s: -X %s: expected "
-                                "section.key=value\n", tool, arg);
+                        fprintf(stderr,
+                                "%s: -X %s: expected "
+                                "section.key=value\n",
+                                tool, arg);
                         return -1;
                 }
                 *eq = '\0';
@@ -246,8 +250,8 @@ redisContext *ctl_redis_connect(loy_config_t *conf, const char *tool) {
             loy_config_redis_opts(conf, &o, password, sizeof(password), err,
                                   sizeof(err))) {
                 fprintf(stderr, "%s: %s\n", tool, err);
-        } else if (!(c = loy_rconn_open(conf->redis_host, conf->redis_port,
-                                        &o, NULL, err, sizeof(err)))) {
+        } else if (!(c = loy_rconn_open(conf->redis_host, conf->redis_port, &o,
+                                        NULL, err, sizeof(err)))) {
                 fprintf(stderr, "%s: redis %s\n", tool, err);
         }
         explicit_bzero(password, sizeof(password));

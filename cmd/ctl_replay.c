@@ -22,10 +22,9 @@ void ctl_sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
-int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec,
-                   loy_source_t *src, const char *topic, double speed,
-                   int64_t limit, volatile int *running, char *errstr,
-                   size_t errstr_size) {
+int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec, loy_source_t *src,
+                   const char *topic, double speed, int64_t limit,
+                   volatile int *running, char *errstr, size_t errstr_size) {
         loy_event_t ev;
         int64_t n = 0, first_ts = 0, started = ctl_wall_ms();
         int64_t next_progress = started + 10000;
@@ -56,8 +55,10 @@ int64_t ctl_replay(rd_kafka_t *producer, loy_codec_t *codec,
                                 char day[32];
                                 gmtime_r(&secs, &tm);
                                 strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-                                fprintf(stderr, "replay: %" PRId64 " events "
-                                        "so far, event time %s\n", n, day);
+                                fprintf(stderr,
+                                        "replay: %" PRId64 " events "
+                                        "so far, event time %s\n",
+                                        n, day);
                                 next_progress += 10000;
                         }
                 }
@@ -85,21 +86,20 @@ static void on_int(int sig) {
 }
 
 void ctl_replay_usage(FILE *fp) {
-        fprintf(fp,
-                "usage: loyaltyctl replay [-b BROKERS] [-t TOPIC] "
-                "[-f FORMAT] [-s SPEED] [-n LIMIT] FILE\n"
-                "  FILE      online_retail.csv.gz, cdnow_master.txt.gz, "
-                "cdnow_sample.txt, or customer_id,timestamp,amount CSV\n"
-                "  -b        bootstrap servers (default localhost:9092, or "
-                "-X bootstrap.servers)\n"
-                "  -t        topic (default purchases)\n"
-                "  -f        auto|online_retail|cdnow_master|cdnow_sample|"
-                "generic\n"
-                "  -s        time compression: 0 = as fast as possible "
-                "(default), 86400 = a day a second\n"
-                "  -n        stop after LIMIT events\n"
-                "  -X k=v    any librdkafka producer property, e.g. -X "
-                "security.protocol=SASL_SSL\n");
+        fprintf(fp, "usage: loyaltyctl replay [-b BROKERS] [-t TOPIC] "
+                    "[-f FORMAT] [-s SPEED] [-n LIMIT] FILE\n"
+                    "  FILE      online_retail.csv.gz, cdnow_master.txt.gz, "
+                    "cdnow_sample.txt, or customer_id,timestamp,amount CSV\n"
+                    "  -b        bootstrap servers (default localhost:9092, or "
+                    "-X bootstrap.servers)\n"
+                    "  -t        topic (default purchases)\n"
+                    "  -f        auto|online_retail|cdnow_master|cdnow_sample|"
+                    "generic\n"
+                    "  -s        time compression: 0 = as fast as possible "
+                    "(default), 86400 = a day a second\n"
+                    "  -n        stop after LIMIT events\n"
+                    "  -X k=v    any librdkafka producer property, e.g. -X "
+                    "security.protocol=SASL_SSL\n");
 }
 
 int ctl_replay_main(int argc, char **argv) {
@@ -117,8 +117,12 @@ int ctl_replay_main(int argc, char **argv) {
         loy_config_defaults(&conf);
         while ((opt = getopt(argc, argv, "b:t:f:s:n:X:")) != -1) {
                 switch (opt) {
-                case 'b': brokers = optarg; break;
-                case 't': topic = optarg; break;
+                case 'b':
+                        brokers = optarg;
+                        break;
+                case 't':
+                        topic = optarg;
+                        break;
                 case 'f':
                         fmt = loy_source_format_parse(optarg);
                         if (fmt == LOY_SRC_UNKNOWN) {
@@ -127,8 +131,12 @@ int ctl_replay_main(int argc, char **argv) {
                                 return 2;
                         }
                         break;
-                case 's': speed = atof(optarg); break;
-                case 'n': limit = atoll(optarg); break;
+                case 's':
+                        speed = atof(optarg);
+                        break;
+                case 'n':
+                        limit = atoll(optarg);
+                        break;
                 case 'X':
                         if (ctl_kafka_prop(&conf, "replay", optarg)) {
                                 loy_config_free(&conf);
@@ -154,9 +162,9 @@ int ctl_replay_main(int argc, char **argv) {
                 return 1;
         }
         codec = loy_codec_create(NULL, err, sizeof(err));
-        producer = codec ? loy_kafka_producer_new(&conf, NULL, NULL, err,
-                                                  sizeof(err))
-                         : NULL;
+        producer =
+            codec ? loy_kafka_producer_new(&conf, NULL, NULL, err, sizeof(err))
+                  : NULL;
         if (!producer) {
                 fprintf(stderr, "replay: %s\n", err);
                 goto out;
@@ -176,9 +184,8 @@ int ctl_replay_main(int argc, char **argv) {
                         double s = (double)(ctl_wall_ms() - t0) / 1e3;
                         printf("replayed %" PRId64 " events (%" PRId64
                                " purchases, %" PRId64 " returns, %" PRId64
-                               " customers) to %s in %.1f s; skipped %"
-                               PRId64 " rows without customer, %" PRId64
-                               " bad rows\n",
+                               " customers) to %s in %.1f s; skipped %" PRId64
+                               " rows without customer, %" PRId64 " bad rows\n",
                                n, st->purchases, st->returns, st->customers,
                                topic, s, st->skipped_no_customer,
                                st->skipped_bad);

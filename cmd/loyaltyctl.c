@@ -82,8 +82,7 @@ int main(int argc, char **argv) {
         }
         fprintf(fp, "usage: loyaltyctl COMMAND [options]\n\n");
         for (size_t i = 0; i < n; i++)
-                fprintf(fp, "  %-11s %s\n", commands[i].name,
-                        commands[i].help);
+                fprintf(fp, "  %-11s %s\n", commands[i].name, commands[i].help);
         fprintf(fp, "\nloyaltyctl COMMAND -h for a command's options\n");
         return help ? 0 : 2;
 }

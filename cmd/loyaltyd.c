@@ -53,7 +53,8 @@ static void failpoint_hook(loy_store_t *s, void *opaque) {
         (void)s;
         (void)opaque;
         if (++failpoint_seen == failpoint_at) {
-                LOY_WARN("loyaltyd", "LOY_FAILPOINT: %s after the "
+                LOY_WARN("loyaltyd",
+                         "LOY_FAILPOINT: %s after the "
                          "aggregates of batch %ld",
                          failpoint_signal == SIGKILL ? "dying" : "stopping",
                          failpoint_seen);
@@ -75,7 +76,8 @@ static int failpoint_set(loy_proc_t *p, char *err, size_t size) {
                 }
         }
         if (!num) {
-                snprintf(err, size, "LOY_FAILPOINT \"%s\": want "
+                snprintf(err, size,
+                         "LOY_FAILPOINT \"%s\": want "
                          "stop-after-aggregates:N or kill-after-aggregates:N",
                          fp);
                 return -1;
@@ -83,8 +85,10 @@ static int failpoint_set(loy_proc_t *p, char *err, size_t size) {
         errno = 0;
         failpoint_at = strtol(num, &end, 10);
         if (errno || *end || failpoint_at < 1) {
-                snprintf(err, size, "LOY_FAILPOINT \"%s\": N must be a "
-                         "positive integer", fp);
+                snprintf(err, size,
+                         "LOY_FAILPOINT \"%s\": N must be a "
+                         "positive integer",
+                         fp);
                 return -1;
         }
         loy_proc_set_after_agg_hook(p, failpoint_hook, NULL);
@@ -125,11 +129,10 @@ static int check_config(const loy_config_t *conf) {
         loy_pseudo_destroy(p);
         printf("loyaltyd: config ok: model %s (%s), %d rules, consuming %s%s%s "
                "as group %s, Redis %s:%d namespace %s, http %s, ids %s\n",
-               m.version, conf->model_path, conf->rules.n,
-               conf->topic_purchase, conf->topic_browse[0] ? ", " : "",
-               conf->topic_browse, conf->group_id, conf->redis_host,
-               conf->redis_port, conf->redis_ns,
-               conf->http_listen[0] ? conf->http_listen : "off",
+               m.version, conf->model_path, conf->rules.n, conf->topic_purchase,
+               conf->topic_browse[0] ? ", " : "", conf->topic_browse,
+               conf->group_id, conf->redis_host, conf->redis_port,
+               conf->redis_ns, conf->http_listen[0] ? conf->http_listen : "off",
                conf->pseudonymize ? "pseudonymized" : "as sent");
         return 0;
 }
@@ -165,8 +168,10 @@ int main(int argc, char **argv) {
                         snprintf(kv, sizeof(kv), "%s", argv[++i]);
                         eq = strchr(kv, '=');
                         if (!eq) {
-                                fprintf(stderr, "loyaltyd: -X %s: expected "
-                                        "section.key=value\n", kv);
+                                fprintf(stderr,
+                                        "loyaltyd: -X %s: expected "
+                                        "section.key=value\n",
+                                        kv);
                                 loy_config_free(&conf);
                                 return 2;
                         }
@@ -213,20 +218,20 @@ int main(int argc, char **argv) {
                 loy_config_free(&conf);
                 return p ? 2 : 1;
         }
-        LOY_INFO("loyaltyd", "consuming %s%s%s as group %s", conf.topic_purchase,
-                 conf.topic_browse[0] ? ", " : "", conf.topic_browse,
-                 conf.group_id);
+        LOY_INFO("loyaltyd", "consuming %s%s%s as group %s",
+                 conf.topic_purchase, conf.topic_browse[0] ? ", " : "",
+                 conf.topic_browse, conf.group_id);
         rc = loy_proc_run(p, &running, &reload);
         {
                 const loy_proc_stats_t *st = loy_proc_stats(p);
-                LOY_INFO("loyaltyd", "stopping: %lld events in, %lld "
-                         "applied, %lld duplicates skipped, %lld "
-                         "dead-lettered, %lld triggers",
-                         (long long)st->events_in,
-                         (long long)st->events_applied,
-                         (long long)st->events_skipped_dup,
-                         (long long)st->dead_lettered,
-                         (long long)st->triggers_out);
+                LOY_INFO(
+                    "loyaltyd",
+                    "stopping: %lld events in, %lld "
+                    "applied, %lld duplicates skipped, %lld "
+                    "dead-lettered, %lld triggers",
+                    (long long)st->events_in, (long long)st->events_applied,
+                    (long long)st->events_skipped_dup,
+                    (long long)st->dead_lettered, (long long)st->triggers_out);
         }
         loy_proc_destroy(p);
         loy_config_free(&conf);

@@ -19,7 +19,7 @@ typedef struct cfg_key {
         const char *name;
         cfg_type_t type;
         size_t offset;
-        size_t size;        /* string buffer size */
+        size_t size; /* string buffer size */
         const char *def;
         double min, max;
         const char *doc;
@@ -29,8 +29,8 @@ typedef struct cfg_key {
 #define R_OFF(f) offsetof(loy_rule_t, f), sizeof(((loy_rule_t *)0)->f)
 
 static const cfg_key_t conf_keys[] = {
-    {"input", "topic.purchase", CT_STR, C_OFF(topic_purchase), "purchases", 0, 0,
-     "topic of purchase events (Avro or JSON)"},
+    {"input", "topic.purchase", CT_STR, C_OFF(topic_purchase), "purchases", 0,
+     0, "topic of purchase events (Avro or JSON)"},
     {"input", "topic.browse", CT_STR, C_OFF(topic_browse), "browse", 0, 0,
      "topic of browse events; empty to not subscribe"},
     {"input", "group.id", CT_STR, C_OFF(group_id), "loyaltyd", 0, 0,
@@ -66,10 +66,10 @@ static const cfg_key_t conf_keys[] = {
      "database number (SELECT; a Redis Cluster has only 0)"},
     {"redis", "connect.timeout.ms", CT_INT, C_OFF(redis_connect_timeout_ms),
      "5000", 10, 600000, "connect timeout"},
-    {"redis", "timeout.ms", CT_INT, C_OFF(redis_timeout_ms), "5000", 10,
-     600000, "command timeout: longest wait for a reply"},
-    {"redis", "cache.customers", CT_INT, C_OFF(cache_customers), "100000",
-     16, 100000000, "customers kept in the local cache (bounds memory)"},
+    {"redis", "timeout.ms", CT_INT, C_OFF(redis_timeout_ms), "5000", 10, 600000,
+     "command timeout: longest wait for a reply"},
+    {"redis", "cache.customers", CT_INT, C_OFF(cache_customers), "100000", 16,
+     100000000, "customers kept in the local cache (bounds memory)"},
     {"redis", "backoff.max.ms", CT_INT, C_OFF(backoff_max_ms), "5000", 10,
      600000, "reconnect backoff ceiling"},
     {"privacy", "pseudonymize", CT_BOOL, C_OFF(pseudonymize), "no", 0, 0,
@@ -84,8 +84,8 @@ static const cfg_key_t conf_keys[] = {
     {"http", "listen", CT_STR, C_OFF(http_listen), "", 0, 0,
      "host:port of /metrics, /healthz and /readyz (empty: none; port 0: "
      "any free one, logged)"},
-    {"http", "stall.ms", CT_INT, C_OFF(http_stall_ms), "60000", 1000,
-     86400000, "/healthz answers 503 once the processor loop has been "
+    {"http", "stall.ms", CT_INT, C_OFF(http_stall_ms), "60000", 1000, 86400000,
+     "/healthz answers 503 once the processor loop has been "
      "silent this long"},
     {"clock", "lateness.ms", CT_INT, C_OFF(lateness_ms), "0", 0, 86400000,
      "allowed lateness: the clock runs this far behind the watermark"},
@@ -97,13 +97,12 @@ static const cfg_key_t conf_keys[] = {
     {"features", "spend.half_life.days", CT_DBL,
      C_OFF(feat.spend_half_life_days), "90", 0.01, 36500,
      "half-life of the decayed spend counter"},
-    {"features", "session.gap.min", CT_DBL,
-     C_OFF(feat.browse_session_gap_min), "30", 0.1, 10080,
-     "browse events further apart start a new session"},
-    {"features", "points.per.unit", CT_DBL, C_OFF(feat.points_per_unit), "1",
-     0, 1e6, "loyalty points per currency unit spent"},
-    {"features", "tier.silver.points", CT_DBL,
-     C_OFF(feat.tier_silver_points), "500", 0, 1e12, "points for silver"},
+    {"features", "session.gap.min", CT_DBL, C_OFF(feat.browse_session_gap_min),
+     "30", 0.1, 10080, "browse events further apart start a new session"},
+    {"features", "points.per.unit", CT_DBL, C_OFF(feat.points_per_unit), "1", 0,
+     1e6, "loyalty points per currency unit spent"},
+    {"features", "tier.silver.points", CT_DBL, C_OFF(feat.tier_silver_points),
+     "500", 0, 1e12, "points for silver"},
     {"features", "tier.gold.points", CT_DBL, C_OFF(feat.tier_gold_points),
      "2000", 0, 1e12, "points for gold"},
     {"scoring", "model", CT_STR, C_OFF(model_path), "model.default", 0, 0,
@@ -112,18 +111,18 @@ static const cfg_key_t conf_keys[] = {
      "horizon of expected purchases and CLV"},
     {"scoring", "margin", CT_DBL, C_OFF(margin), "0.3", 0, 1,
      "profit margin applied to expected revenue for CLV"},
-    {"scoring", "discount.monthly", CT_DBL, C_OFF(discount_monthly), "-1",
-     -1, 1, "monthly discount rate of CLV; -1 keeps the model file's"},
+    {"scoring", "discount.monthly", CT_DBL, C_OFF(discount_monthly), "-1", -1,
+     1, "monthly discount rate of CLV; -1 keeps the model file's"},
     {"scoring", "weight.recency", CT_DBL, C_OFF(rfm_weights[0]), "0.3", 0, 1,
      "loyalty score weight of R"},
-    {"scoring", "weight.frequency", CT_DBL, C_OFF(rfm_weights[1]), "0.3", 0,
-     1, "loyalty score weight of F"},
+    {"scoring", "weight.frequency", CT_DBL, C_OFF(rfm_weights[1]), "0.3", 0, 1,
+     "loyalty score weight of F"},
     {"scoring", "weight.monetary", CT_DBL, C_OFF(rfm_weights[2]), "0.4", 0, 1,
      "loyalty score weight of M"},
-    {"timers", "first.days", CT_DBL, C_OFF(timer_first_days), "30", 0.01,
-     3650, "re-score a silent customer this long after the last purchase"},
-    {"timers", "every.days", CT_DBL, C_OFF(timer_every_days), "30", 0.01,
-     3650, "then again every ..."},
+    {"timers", "first.days", CT_DBL, C_OFF(timer_first_days), "30", 0.01, 3650,
+     "re-score a silent customer this long after the last purchase"},
+    {"timers", "every.days", CT_DBL, C_OFF(timer_every_days), "30", 0.01, 3650,
+     "then again every ..."},
     {"timers", "max.days", CT_DBL, C_OFF(timer_max_days), "365", 0, 36500,
      "stop checking after this much silence"},
     {"timers", "batch", CT_INT, C_OFF(timer_batch), "1000", 1, 1000000,
@@ -148,12 +147,12 @@ static const cfg_key_t conf_keys[] = {
      "pair weight of a browse session (a basket weighs reco.weight.purchase)"},
     {"reco", "weight.purchase", CT_DBL, C_OFF(reco.w_purchase), "1", 0, 100,
      "pair weight of a basket"},
-    {"reco", "include_bought", CT_BOOL, C_OFF(reco.include_bought), "yes", 0,
-     0, "recommend items the customer bought before (retail re-buys)"},
+    {"reco", "include_bought", CT_BOOL, C_OFF(reco.include_bought), "yes", 0, 0,
+     "recommend items the customer bought before (retail re-buys)"},
     {"avro", "schema.purchase", CT_INT, C_OFF(schema_purchase), "1", 0,
      2147483647, "Confluent schema id of purchase events"},
-    {"avro", "schema.browse", CT_INT, C_OFF(schema_browse), "2", 0,
-     2147483647, "Confluent schema id of browse events"},
+    {"avro", "schema.browse", CT_INT, C_OFF(schema_browse), "2", 0, 2147483647,
+     "Confluent schema id of browse events"},
     {"avro", "schema.trigger", CT_INT, C_OFF(schema_trigger), "3", 0,
      2147483647, "Confluent schema id written on reward triggers"},
 };
@@ -171,8 +170,8 @@ static const cfg_key_t rule_keys[] = {
      "amount (percent for coupons, points for points)"},
     {"rule", "reward.currency", CT_STR, R_OFF(reward_currency), "", 0, 0,
      "currency of a money reward; empty for percent"},
-    {"rule", "reward.expiry.days", CT_DBL, R_OFF(reward_expiry_days), "30",
-     0, 3650, "reward valid this long after the trigger (event time)"},
+    {"rule", "reward.expiry.days", CT_DBL, R_OFF(reward_expiry_days), "30", 0,
+     3650, "reward valid this long after the trigger (event time)"},
     {"rule", "cooldown.days", CT_DBL, R_OFF(cooldown_days), "30", 0, 36500,
      "never fire twice for one customer within this"},
     {"rule", "priority", CT_INT, R_OFF(priority), "0", -1000, 1000,
@@ -191,8 +190,8 @@ static int fail(char *errstr, size_t errstr_size, const char *file, int line,
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         if (line > 0)
-                snprintf(errstr, errstr_size, "%s:%d: %s: %s", file, line,
-                         key, msg);
+                snprintf(errstr, errstr_size, "%s:%d: %s: %s", file, line, key,
+                         msg);
         else
                 snprintf(errstr, errstr_size, "%s: %s: %s", file, key, msg);
         return -1;
@@ -210,8 +209,8 @@ static char *trim(char *s) {
 
 /* Stores one typed value at base+k->offset. */
 static int set_value(void *base, const cfg_key_t *k, const char *value,
-                     const char *file, int line, const char *key,
-                     char *errstr, size_t errstr_size) {
+                     const char *file, int line, const char *key, char *errstr,
+                     size_t errstr_size) {
         char *p = (char *)base + k->offset;
         char *end;
         double d;
@@ -220,8 +219,7 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
         case CT_STR:
                 if (strlen(value) >= k->size)
                         return fail(errstr, errstr_size, file, line, key,
-                                    "longer than %zu characters",
-                                    k->size - 1);
+                                    "longer than %zu characters", k->size - 1);
                 /* strings reach the Avro triggers (rule reward kind and
                  * currency) and Kafka or Redis names: UTF-8, or readers
                  * rewrite them */
@@ -250,8 +248,7 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
                         *(loy_rule_on_t *)p = LOY_ON_ANY;
                 else
                         return fail(errstr, errstr_size, file, line, key,
-                                    "'%s' is not event, timer or any",
-                                    value);
+                                    "'%s' is not event, timer or any", value);
                 return 0;
         case CT_INT:
         case CT_DBL:
@@ -269,8 +266,7 @@ static int set_value(void *base, const cfg_key_t *k, const char *value,
                                     "'%s' is not a whole number", value);
                 if (d < k->min || d > k->max)
                         return fail(errstr, errstr_size, file, line, key,
-                                    "%s is out of range [%.15g, %.15g]",
-                                    value,
+                                    "%s is out of range [%.15g, %.15g]", value,
                                     k->min, k->max);
                 if (k->type == CT_INT)
                         *(int *)p = (int)d;
@@ -287,8 +283,8 @@ void loy_config_defaults(loy_config_t *conf) {
         /* knobs the table does not list keep the model's own defaults */
         loy_reco_conf_default(&conf->reco);
         for (size_t i = 0; i < NKEYS(conf_keys); i++)
-                set_value(conf, &conf_keys[i], conf_keys[i].def, "defaults",
-                          0, conf_keys[i].name, err, sizeof(err));
+                set_value(conf, &conf_keys[i], conf_keys[i].def, "defaults", 0,
+                          conf_keys[i].name, err, sizeof(err));
 #ifdef LOY_SOURCE_DIR
         /* without a config file, the model shipped in the source tree */
         snprintf(conf->model_path, sizeof(conf->model_path),
@@ -345,8 +341,7 @@ static loy_rule_t *rule_get(loy_config_t *conf, const char *name,
                         return &rules->rule[i];
         if (!*name || strlen(name) > LOY_RULE_NAME_MAX) {
                 fail(errstr, errstr_size, file, line, "rule",
-                     "rule name must be 1 to %d characters",
-                     LOY_RULE_NAME_MAX);
+                     "rule name must be 1 to %d characters", LOY_RULE_NAME_MAX);
                 return NULL;
         }
         for (const char *p = name; *p; p++)
@@ -367,15 +362,15 @@ static loy_rule_t *rule_get(loy_config_t *conf, const char *name,
 static int set_rule_key(loy_config_t *conf, const char *rule_name,
                         const char *key, const char *value, const char *file,
                         int line, char *errstr, size_t errstr_size) {
-        loy_rule_t *r = rule_get(conf, rule_name, file, line, errstr,
-                                 errstr_size);
+        loy_rule_t *r =
+            rule_get(conf, rule_name, file, line, errstr, errstr_size);
         char why[200];
         if (!r)
                 return -1;
         if (!strcmp(key, "when")) {
                 if (loy_rule_parse_when(r, value, why, sizeof(why)) == -1)
-                        return fail(errstr, errstr_size, file, line, key,
-                                    "%s", why);
+                        return fail(errstr, errstr_size, file, line, key, "%s",
+                                    why);
                 return 0;
         }
         for (size_t i = 0; i < NKEYS(rule_keys); i++)
@@ -388,21 +383,21 @@ static int set_rule_key(loy_config_t *conf, const char *rule_name,
 
 /* section is "input", "kafka" or "rule <name>". */
 static int set_key(loy_config_t *conf, const char *section, const char *key,
-                   const char *value, const char *file, int line,
-                   char *errstr, size_t errstr_size) {
+                   const char *value, const char *file, int line, char *errstr,
+                   size_t errstr_size) {
         if (!strcmp(section, "kafka"))
                 return set_kafka(conf, key, value, file, line, errstr,
                                  errstr_size);
         if (!strncmp(section, "rule ", 5))
-                return set_rule_key(conf, section + 5, key, value, file,
-                                    line, errstr, errstr_size);
+                return set_rule_key(conf, section + 5, key, value, file, line,
+                                    errstr, errstr_size);
         for (size_t i = 0; i < NKEYS(conf_keys); i++)
                 if (!strcmp(conf_keys[i].section, section) &&
                     !strcmp(conf_keys[i].name, key))
-                        return set_value(conf, &conf_keys[i], value, file,
-                                         line, key, errstr, errstr_size);
-        return fail(errstr, errstr_size, file, line, key,
-                    "unknown key in [%s]", section);
+                        return set_value(conf, &conf_keys[i], value, file, line,
+                                         key, errstr, errstr_size);
+        return fail(errstr, errstr_size, file, line, key, "unknown key in [%s]",
+                    section);
 }
 
 static int known_section(const char *s) {
@@ -417,8 +412,8 @@ static int known_section(const char *s) {
 /* Cross-field checks that no single key can make. */
 static int check(loy_config_t *conf, const char *file, char *errstr,
                  size_t errstr_size) {
-        double w = conf->rfm_weights[0] + conf->rfm_weights[1] +
-                   conf->rfm_weights[2];
+        double w =
+            conf->rfm_weights[0] + conf->rfm_weights[1] + conf->rfm_weights[2];
         if (w <= 0)
                 return fail(errstr, errstr_size, file, 0, "scoring.weight.*",
                             "weights must not all be 0");
@@ -429,8 +424,7 @@ static int check(loy_config_t *conf, const char *file, char *errstr,
                 return fail(errstr, errstr_size, file, 0, "output.topic.*",
                             "output topics must be set");
         if (conf->pseudonymize && !conf->pseudonym_key_file[0])
-                return fail(errstr, errstr_size, file, 0,
-                            "privacy.key.file",
+                return fail(errstr, errstr_size, file, 0, "privacy.key.file",
                             "privacy.pseudonymize = yes needs a key file");
         if (conf->redis_password[0] && conf->redis_password_file[0])
                 return fail(errstr, errstr_size, file, 0, "redis.password",
@@ -457,16 +451,15 @@ static int resolve_path(char *value, size_t size, const char *path,
         n = snprintf(buf, sizeof(buf), "%.*s/%s", (int)(slash - path), path,
                      value);
         if (n < 0 || (size_t)n >= sizeof(buf) || (size_t)n >= size)
-                return fail(errstr, errstr_size, path, 0, key,
-                            "path too long");
+                return fail(errstr, errstr_size, path, 0, key, "path too long");
         memcpy(value, buf, (size_t)n + 1);
         return 0;
 }
 
 /* Parses fp (left open: the caller closes it); path names it in
  * messages and anchors a relative model path. */
-static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
-                   char *errstr, size_t errstr_size) {
+static int load_fp(loy_config_t *conf, FILE *fp, const char *path, char *errstr,
+                   size_t errstr_size) {
         char linebuf[2048];
         char section[64] = "";
         int model_set = 0, secret_set = 0, key_set = 0;
@@ -505,8 +498,8 @@ static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
                          * it now, so a bad name or a missing 'when' is
                          * reported */
                         if (!strncmp(section, "rule ", 5) &&
-                            !rule_get(conf, section + 5, path, lineno,
-                                      errstr, errstr_size)) {
+                            !rule_get(conf, section + 5, path, lineno, errstr,
+                                      errstr_size)) {
                                 return -1;
                         }
                         continue;
@@ -533,8 +526,7 @@ static int load_fp(loy_config_t *conf, FILE *fp, const char *path,
                 }
                 if (!strcmp(section, "scoring") && !strcmp(key, "model"))
                         model_set = 1;
-                if (!strcmp(section, "redis") &&
-                    !strcmp(key, "password.file"))
+                if (!strcmp(section, "redis") && !strcmp(key, "password.file"))
                         secret_set = 1;
                 if (!strcmp(section, "privacy") && !strcmp(key, "key.file"))
                         key_set = 1;
@@ -601,8 +593,8 @@ int loy_config_set(loy_config_t *conf, const char *origin,
         if (!strncmp(dotted_key, "rule.", 5)) {
                 const char *dot2 = strchr(dot + 1, '.');
                 if (!dot2 || (size_t)(dot2 - dot) >= sizeof(section) - 5)
-                        return fail(errstr, errstr_size, origin, 0,
-                                    dotted_key, "expected rule.<name>.key");
+                        return fail(errstr, errstr_size, origin, 0, dotted_key,
+                                    "expected rule.<name>.key");
                 snprintf(section, sizeof(section), "rule %.*s",
                          (int)(dot2 - dot - 1), dot + 1);
                 dot = dot2;
@@ -610,8 +602,8 @@ int loy_config_set(loy_config_t *conf, const char *origin,
                 snprintf(section, sizeof(section), "%.*s",
                          (int)(dot - dotted_key), dotted_key);
                 if (!known_section(section))
-                        return fail(errstr, errstr_size, origin, 0,
-                                    dotted_key, "unknown section");
+                        return fail(errstr, errstr_size, origin, 0, dotted_key,
+                                    "unknown section");
         }
         if (!dot[1])
                 return fail(errstr, errstr_size, origin, 0, dotted_key,
@@ -652,8 +644,8 @@ void loy_config_print_reference(FILE *fp) {
 }
 
 int loy_config_redis_opts(const loy_config_t *conf, loy_rconn_opts_t *o,
-                          char *password, size_t password_size,
-                          char *errstr, size_t errstr_size) {
+                          char *password, size_t password_size, char *errstr,
+                          size_t errstr_size) {
         memset(o, 0, sizeof(*o));
         o->user = conf->redis_user;
         o->db = conf->redis_db;
@@ -663,8 +655,7 @@ int loy_config_redis_opts(const loy_config_t *conf, loy_rconn_opts_t *o,
         if (conf->redis_password_file[0]) {
                 if (loy_config_read_secret(conf->redis_password_file,
                                            "redis.password.file", password,
-                                           password_size, errstr,
-                                           errstr_size))
+                                           password_size, errstr, errstr_size))
                         return -1;
                 o->password = password;
         }

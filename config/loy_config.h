@@ -26,9 +26,9 @@ typedef struct loy_config {
         char topic_purchase[128];
         char topic_browse[128];
         char group_id[128];
-        int batch_max;           /* messages per batch */
-        int batch_ms;            /* longest wait to fill a batch */
-        int pipeline;            /* next batch applied while one is written */
+        int batch_max; /* messages per batch */
+        int batch_ms;  /* longest wait to fill a batch */
+        int pipeline;  /* next batch applied while one is written */
 
         /* output */
         char topic_triggers[128];
@@ -43,29 +43,29 @@ typedef struct loy_config {
         char redis_password_file[512];
         int redis_db;
         int redis_connect_timeout_ms;
-        int redis_timeout_ms;    /* each reply wait */
-        int cache_customers;     /* local cache bound (customers) */
-        int backoff_max_ms;      /* reconnect backoff ceiling */
+        int redis_timeout_ms; /* each reply wait */
+        int cache_customers;  /* local cache bound (customers) */
+        int backoff_max_ms;   /* reconnect backoff ceiling */
 
         /* privacy: customer ids as keyed pseudonyms (docs/privacy.md) */
         int pseudonymize;
         char pseudonym_key_file[512];
-        int expire_days;        /* loyaltyctl expire; 0: never */
+        int expire_days; /* loyaltyctl expire; 0: never */
 
         /* http: /metrics, /healthz, /readyz (docs/operations.md) */
-        char http_listen[128];   /* host:port; empty: no endpoint */
-        int http_stall_ms;       /* /healthz fails when the loop is silent */
+        char http_listen[128]; /* host:port; empty: no endpoint */
+        int http_stall_ms;     /* /healthz fails when the loop is silent */
 
         /* clock */
-        int lateness_ms;         /* allowed lateness behind the watermark */
-        int idle_ms;             /* idle partition stops holding the clock */
+        int lateness_ms; /* allowed lateness behind the watermark */
+        int idle_ms;     /* idle partition stops holding the clock */
 
         /* features, scoring */
         loy_feat_conf_t feat;
         char model_path[512];
         double horizon_days;
         double margin;
-        double discount_monthly;  /* CLV discount rate; < 0: model file's */
+        double discount_monthly; /* CLV discount rate; < 0: model file's */
         double rfm_weights[3];   /* R, F, M */
 
         /* timers: re-score silent customers */
@@ -76,11 +76,11 @@ typedef struct loy_config {
 
         /* recommendations */
         int reco_enabled;
-        int reco_top_n;          /* items per customer and trigger */
-        int reco_flush_ms;       /* increments to Redis at least this often */
-        int reco_refresh_items;  /* neighbour lists re-read per flush */
-        int reco_mem_mb;         /* local model memory bound */
-        loy_reco_conf_t reco;    /* model knobs (mem_limit from mem_mb) */
+        int reco_top_n;         /* items per customer and trigger */
+        int reco_flush_ms;      /* increments to Redis at least this often */
+        int reco_refresh_items; /* neighbour lists re-read per flush */
+        int reco_mem_mb;        /* local model memory bound */
+        loy_reco_conf_t reco;   /* model knobs (mem_limit from mem_mb) */
 
         /* avro framing */
         int schema_purchase, schema_browse, schema_trigger;
@@ -136,9 +136,8 @@ int loy_config_read_secret(const char *path, const char *key, char *buf,
  * password comes from redis.password.file, read here. 0, or -1 with
  * "file:line: key: message". */
 struct loy_rconn_opts;
-int loy_config_redis_opts(const loy_config_t *conf,
-                          struct loy_rconn_opts *o, char *password,
-                          size_t password_size, char *errstr,
+int loy_config_redis_opts(const loy_config_t *conf, struct loy_rconn_opts *o,
+                          char *password, size_t password_size, char *errstr,
                           size_t errstr_size);
 
 /* Writes every key with its default and doc, as a config file. */

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const action_names[LOY_ACT__COUNT] = {
-        "view", "add_to_cart", "remove_from_cart", "search", "wishlist",
+    "view", "add_to_cart", "remove_from_cart", "search", "wishlist",
 };
 
 void loy_event_reset(loy_event_t *ev) {
@@ -123,8 +123,8 @@ int loy_browse_action_parse(const char *name) {
 
 /* Ids are printable, non-empty and without spaces, so they can be used in
  * Redis key names and shown in tools as they are. */
-static int bad_id(const char *what, const char *id, int required,
-                  char *errstr, size_t errstr_size) {
+static int bad_id(const char *what, const char *id, int required, char *errstr,
+                  size_t errstr_size) {
         size_t n = strlen(id);
         if (n == 0) {
                 if (!required)
@@ -164,12 +164,13 @@ static int bad_sku(const char *sku, char *what, char *errstr,
 #define LOY_TS_MIN_MS 631152000000LL /* 1990-01-01 */
 
 /* A time a tool or producer wrote: after 1990 and at most a day ahead. */
-static int bad_time(const char *what, int64_t ms, int64_t now_ms,
-                    char *errstr, size_t errstr_size) {
+static int bad_time(const char *what, int64_t ms, int64_t now_ms, char *errstr,
+                    size_t errstr_size) {
         if (ms < LOY_TS_MIN_MS) {
                 snprintf(errstr, errstr_size,
                          "%s %lld ms is before 1990 (seconds instead "
-                         "of milliseconds?)", what, (long long)ms);
+                         "of milliseconds?)",
+                         what, (long long)ms);
                 return 1;
         }
         if (now_ms > 0 && ms > now_ms + 86400000LL) {
@@ -238,12 +239,13 @@ int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
                     l->unit_price > 1e9) {
                         snprintf(errstr, errstr_size,
                                  "line %d unit_price %g is not a finite "
-                                 "amount in [0, 1e9]", i, l->unit_price);
+                                 "amount in [0, 1e9]",
+                                 i, l->unit_price);
                         return -1;
                 }
                 if (l->quantity == 0) {
-                        snprintf(errstr, errstr_size,
-                                 "line %d has quantity 0", i);
+                        snprintf(errstr, errstr_size, "line %d has quantity 0",
+                                 i);
                         return -1;
                 }
         }

@@ -11,10 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LOY_ID_MAX 64       /* customer, event, order, session ids (bytes) */
-#define LOY_SKU_MAX 64      /* sku and category (bytes) */
-#define LOY_QUERY_MAX 256   /* search query (bytes) */
-#define LOY_LINES_MAX 4096  /* lines in one purchase */
+#define LOY_ID_MAX 64      /* customer, event, order, session ids (bytes) */
+#define LOY_SKU_MAX 64     /* sku and category (bytes) */
+#define LOY_QUERY_MAX 256  /* search query (bytes) */
+#define LOY_LINES_MAX 4096 /* lines in one purchase */
 
 typedef enum {
         LOY_EV_PURCHASE = 1,
@@ -37,21 +37,21 @@ typedef enum {
 typedef struct loy_line {
         char sku[LOY_SKU_MAX + 1];
         char category[LOY_SKU_MAX + 1];
-        int32_t quantity;    /* negative for a returned line */
-        double unit_price;   /* >= 0, in the event's currency */
+        int32_t quantity;  /* negative for a returned line */
+        double unit_price; /* >= 0, in the event's currency */
 } loy_line_t;
 
 typedef struct loy_event {
         loy_event_kind_t kind;
         char event_id[LOY_ID_MAX + 1];
         char customer_id[LOY_ID_MAX + 1];
-        int64_t ts_ms;                   /* event time, ms since the epoch */
+        int64_t ts_ms; /* event time, ms since the epoch */
 
         /* purchase */
         char order_id[LOY_ID_MAX + 1];
         char currency[8];
         char channel[LOY_ID_MAX + 1];
-        loy_line_t *lines;               /* owned, capacity lines_cap */
+        loy_line_t *lines; /* owned, capacity lines_cap */
         int nlines;
         int lines_cap;
 
@@ -66,10 +66,10 @@ typedef struct loy_event {
          * dropped when they come again (ts_ms is 0: a request moves no
          * clock and orders before the events of its batch) */
         int64_t forget_ms;
-        int forget_by_key;      /* customer_id is what Redis keys (a
-                                 * pseudonym already), not the shop's id */
-        int forget_if_silent;   /* only if nothing newer than forget_ms
-                                 * was applied (an expiry) */
+        int forget_by_key;    /* customer_id is what Redis keys (a
+                               * pseudonym already), not the shop's id */
+        int forget_if_silent; /* only if nothing newer than forget_ms
+                               * was applied (an expiry) */
 
         /* where it came from; topic is borrowed, not owned */
         const char *topic;
@@ -113,7 +113,7 @@ int loy_browse_action_parse(const char *name);
 /* Validates the fields every consumer relies on. Returns 0, or -1 with a
  * human-readable reason in errstr (it becomes the dead-letter reason).
  * now_ms bounds the timestamp: not before 1990, not more than a day ahead. */
-int loy_event_validate(const loy_event_t *ev, int64_t now_ms,
-                       char *errstr, size_t errstr_size);
+int loy_event_validate(const loy_event_t *ev, int64_t now_ms, char *errstr,
+                       size_t errstr_size);
 
 #endif

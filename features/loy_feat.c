@@ -37,8 +37,8 @@ void loy_feat_init(loy_cust_t *c, const char *id) {
 void loy_feat_forget(loy_cust_t *c, int64_t forget_ms) {
         loy_cust_t keep = *c;
         loy_feat_init(c, keep.id);
-        c->forgotten_ms = keep.forgotten_ms > forget_ms ? keep.forgotten_ms
-                                                        : forget_ms;
+        c->forgotten_ms =
+            keep.forgotten_ms > forget_ms ? keep.forgotten_ms : forget_ms;
         /* cooldowns (cool:) tell when the customer was rewarded: erased */
         for (int i = 0; i < keep.nslots; i++)
                 if (!strncmp(keep.slots[i].name, "off:", 4))
@@ -88,10 +88,13 @@ static void decayed_add(loy_cust_t *c, int64_t t, double spend,
                 c->dec_ref_ms = t;
         } else if (t >= c->dec_ref_ms) {
                 int64_t dt = t - c->dec_ref_ms;
-                c->dec_purchases = c->dec_purchases *
-                        decay(dt, conf->purchase_half_life_days) + 1;
-                c->dec_spend = c->dec_spend *
-                        decay(dt, conf->spend_half_life_days) + spend;
+                c->dec_purchases =
+                    c->dec_purchases *
+                        decay(dt, conf->purchase_half_life_days) +
+                    1;
+                c->dec_spend =
+                    c->dec_spend * decay(dt, conf->spend_half_life_days) +
+                    spend;
                 c->dec_ref_ms = t;
         } else {
                 /* A late event: its weight is what it would have decayed
@@ -138,7 +141,7 @@ static void apply_order(loy_cust_t *c, int64_t t, double net,
                 } else {
                         c->purchase_days++;
                         welford_add(c, (double)(t - c->last_purchase_ms) /
-                                               (double)LOY_MS_PER_DAY);
+                                           (double)LOY_MS_PER_DAY);
                 }
                 c->last_purchase_ms = t;
                 return;
@@ -212,7 +215,7 @@ static void apply_browse(loy_cust_t *c, const loy_event_t *ev,
                 c->wishlists++;
                 break;
         default:
-                return;         /* validation rejects these */
+                return; /* validation rejects these */
         }
         /* Session ids are not stored (they cost a field per customer and
          * differ between front ends): a silence longer than the gap opens
@@ -325,7 +328,7 @@ double loy_feat_dec_spend(const loy_cust_t *c, int64_t now_ms,
 }
 
 const char *loy_feat_tier_name(int tier) {
-        static const char *const names[] = { "bronze", "silver", "gold" };
+        static const char *const names[] = {"bronze", "silver", "gold"};
         if (tier < 0 || tier > 2)
                 return "unknown";
         return names[tier];
@@ -402,163 +405,241 @@ int loy_feat_slot_set(loy_cust_t *c, const char *name, int64_t value) {
 
 /* Ids of the derived fields, kept in their offset member. */
 enum {
-        D_RECENCY, D_T, D_TX, D_X, D_MONETARY, D_AOV, D_MEAN_REPEAT,
-        D_IPT_VAR, D_DEC_PURCHASES, D_DEC_SPEND, D_TIER_NAME, D_SEGMENT_NAME,
+        D_RECENCY,
+        D_T,
+        D_TX,
+        D_X,
+        D_MONETARY,
+        D_AOV,
+        D_MEAN_REPEAT,
+        D_IPT_VAR,
+        D_DEC_PURCHASES,
+        D_DEC_SPEND,
+        D_TIER_NAME,
+        D_SEGMENT_NAME,
         D_GROUP_NAME,
 };
 
 /* Table rows, so that the name index below survives reordering. */
 enum {
-        F_FIRST_PURCHASE_MS, F_LAST_PURCHASE_MS, F_ORDERS, F_FREQUENCY,
-        F_GROSS_VALUE, F_FIRST_DAY_VALUE, F_RETURNS, F_RETURN_VALUE,
-        F_IPT_MEAN_DAYS, F_IPT_M2, F_IPT_N, F_DEC_PURCHASES, F_DEC_SPEND,
-        F_DEC_REF_MS, F_POINTS, F_TIER,
-        F_VIEWS, F_CARTS, F_CART_REMOVES, F_SEARCHES, F_WISHLISTS, F_SESSIONS,
-        F_LAST_BROWSE_MS, F_RECENT_VIEWS, F_LAST_EVENT_MS,
-        F_P_ALIVE, F_CHURN_PROB, F_EXP_PURCHASES, F_CLV, F_R_SCORE, F_F_SCORE,
-        F_M_SCORE, F_LOYALTY_SCORE, F_LOYALTY_GROUP, F_SEGMENT, F_SCORED_MS,
+        F_FIRST_PURCHASE_MS,
+        F_LAST_PURCHASE_MS,
+        F_ORDERS,
+        F_FREQUENCY,
+        F_GROSS_VALUE,
+        F_FIRST_DAY_VALUE,
+        F_RETURNS,
+        F_RETURN_VALUE,
+        F_IPT_MEAN_DAYS,
+        F_IPT_M2,
+        F_IPT_N,
+        F_DEC_PURCHASES,
+        F_DEC_SPEND,
+        F_DEC_REF_MS,
+        F_POINTS,
+        F_TIER,
+        F_VIEWS,
+        F_CARTS,
+        F_CART_REMOVES,
+        F_SEARCHES,
+        F_WISHLISTS,
+        F_SESSIONS,
+        F_LAST_BROWSE_MS,
+        F_RECENT_VIEWS,
+        F_LAST_EVENT_MS,
+        F_P_ALIVE,
+        F_CHURN_PROB,
+        F_EXP_PURCHASES,
+        F_CLV,
+        F_R_SCORE,
+        F_F_SCORE,
+        F_M_SCORE,
+        F_LOYALTY_SCORE,
+        F_LOYALTY_GROUP,
+        F_SEGMENT,
+        F_SCORED_MS,
         F_NEXT_CHECK_MS,
-        F_RECENCY_DAYS, F_T_DAYS, F_T_X_DAYS, F_X, F_MONETARY, F_AOV,
-        F_MEAN_REPEAT_VALUE, F_IPT_VAR_DAYS, F_DEC_PURCHASES_NOW,
-        F_DEC_SPEND_NOW, F_TIER_NAME, F_SEGMENT_NAME, F_LOYALTY_GROUP_NAME,
+        F_RECENCY_DAYS,
+        F_T_DAYS,
+        F_T_X_DAYS,
+        F_X,
+        F_MONETARY,
+        F_AOV,
+        F_MEAN_REPEAT_VALUE,
+        F_IPT_VAR_DAYS,
+        F_DEC_PURCHASES_NOW,
+        F_DEC_SPEND_NOW,
+        F_TIER_NAME,
+        F_SEGMENT_NAME,
+        F_LOYALTY_GROUP_NAME,
         /* stored fields added later go here: the packed state keeps the
          * table order */
-        F_RECENT_EVENT_KEYS, F_FORGOTTEN_MS,
+        F_RECENT_EVENT_KEYS,
+        F_FORGOTTEN_MS,
         F__COUNT
 };
 
-#define FLD(id, nm, ty, member, un, dc) \
-        [id] = { nm, ty, offsetof(loy_cust_t, member), un, dc, 0 }
-#define DER(id, nm, did, un, dc) \
-        [id] = { nm, LOY_FT_DERIVED, did, un, dc, 0 }
+#define FLD(id, nm, ty, member, un, dc)                                        \
+        [id] = {nm, ty, offsetof(loy_cust_t, member), un, dc, 0}
+#define DER(id, nm, did, un, dc) [id] = {nm, LOY_FT_DERIVED, did, un, dc, 0}
 /* the same, also in the hash's readable view */
-#define FLDV(id, nm, ty, member, un, dc) \
-        [id] = { nm, ty, offsetof(loy_cust_t, member), un, dc, 1 }
-#define DERV(id, nm, did, un, dc) \
-        [id] = { nm, LOY_FT_DERIVED, did, un, dc, 1 }
+#define FLDV(id, nm, ty, member, un, dc)                                       \
+        [id] = {nm, ty, offsetof(loy_cust_t, member), un, dc, 1}
+#define DERV(id, nm, did, un, dc) [id] = {nm, LOY_FT_DERIVED, did, un, dc, 1}
 
 const loy_field_t loy_feat_fields[F__COUNT + 1] = {
-        FLDV(F_FIRST_PURCHASE_MS, "first_purchase_ms", LOY_FT_I64,
-            first_purchase_ms, "ms", "time of the first order (0: none)"),
-        FLDV(F_LAST_PURCHASE_MS, "last_purchase_ms", LOY_FT_I64,
-            last_purchase_ms, "ms", "time of the newest order"),
-        FLDV(F_ORDERS, "orders", LOY_FT_I64, orders, "count",
-            "purchase events with a positive net value"),
-        FLDV(F_FREQUENCY, "frequency", LOY_FT_I64, purchase_days, "days",
-            "distinct UTC days with an order"),
-        FLD(F_GROSS_VALUE, "gross_value", LOY_FT_DBL, gross_value,
-            "currency", "sum of order values"),
-        FLD(F_FIRST_DAY_VALUE, "first_day_value", LOY_FT_DBL,
-            first_day_value, "currency", "value ordered on the first day"),
-        FLDV(F_RETURNS, "returns", LOY_FT_I64, returns, "count",
-            "return events"),
-        FLD(F_RETURN_VALUE, "return_value", LOY_FT_DBL, return_value,
-            "currency", "value given back"),
-        FLD(F_IPT_MEAN_DAYS, "ipt_mean_days", LOY_FT_DBL, ipt_mean_days,
-            "days", "mean gap between purchase days"),
-        FLD(F_IPT_M2, "ipt_m2", LOY_FT_DBL, ipt_m2, "days^2",
-            "Welford sum of squared deviations of the gaps"),
-        FLD(F_IPT_N, "ipt_n", LOY_FT_I64, ipt_n, "count",
-            "gaps in ipt_mean_days"),
-        FLD(F_DEC_PURCHASES, "dec_purchases", LOY_FT_DBL, dec_purchases,
-            "count", "decayed order count at dec_ref_ms"),
-        FLD(F_DEC_SPEND, "dec_spend", LOY_FT_DBL, dec_spend, "currency",
-            "decayed spend at dec_ref_ms"),
-        FLD(F_DEC_REF_MS, "dec_ref_ms", LOY_FT_I64, dec_ref_ms, "ms",
-            "reference time of the decayed counters"),
-        FLDV(F_POINTS, "points", LOY_FT_DBL, points, "points",
-            "loyalty points balance"),
-        FLD(F_TIER, "tier", LOY_FT_INT, tier, "0..2",
-            "0 bronze, 1 silver, 2 gold"),
-        FLD(F_VIEWS, "views", LOY_FT_I64, views, "count", "product views"),
-        FLD(F_CARTS, "carts", LOY_FT_I64, carts, "count", "adds to cart"),
-        FLD(F_CART_REMOVES, "cart_removes", LOY_FT_I64, cart_removes,
-            "count", "removals from cart"),
-        FLD(F_SEARCHES, "searches", LOY_FT_I64, searches, "count",
-            "searches"),
-        FLD(F_WISHLISTS, "wishlists", LOY_FT_I64, wishlists, "count",
-            "adds to wishlist"),
-        FLD(F_SESSIONS, "sessions", LOY_FT_I64, sessions, "count",
-            "browse sessions (split by silence)"),
-        FLD(F_LAST_BROWSE_MS, "last_browse_ms", LOY_FT_I64, last_browse_ms,
-            "ms", "time of the newest browse event"),
-        FLD(F_RECENT_VIEWS, "recent_views", LOY_FT_STR, recent_views,
-            "skus", "last viewed skus, comma-separated, newest first"),
-        FLDV(F_LAST_EVENT_MS, "last_event_ms", LOY_FT_I64, last_event_ms,
-            "ms", "time of the newest event applied"),
-        FLDV(F_P_ALIVE, "p_alive", LOY_FT_DBL, p_alive, "probability",
-            "probability the customer is still active"),
-        FLDV(F_CHURN_PROB, "churn_prob", LOY_FT_DBL, churn_prob,
-            "probability", "churn probability"),
-        FLDV(F_EXP_PURCHASES, "exp_purchases", LOY_FT_DBL, exp_purchases,
-            "count", "expected purchases over the horizon"),
-        FLDV(F_CLV, "clv", LOY_FT_DBL, clv, "currency",
-            "customer lifetime value"),
-        FLDV(F_R_SCORE, "r_score", LOY_FT_INT, r_score, "1..5",
-            "recency score (0: not scored)"),
-        FLDV(F_F_SCORE, "f_score", LOY_FT_INT, f_score, "1..5",
-            "frequency score"),
-        FLDV(F_M_SCORE, "m_score", LOY_FT_INT, m_score, "1..5",
-            "monetary score"),
-        FLD(F_LOYALTY_SCORE, "loyalty_score", LOY_FT_DBL, loyalty_score,
-            "1..5", "weighted mean of the R, F, M scores"),
-        FLD(F_LOYALTY_GROUP, "loyalty_group", LOY_FT_INT, loyalty_group,
-            "0..3", "0 low, 1 medium, 2 high, 3 very high"),
-        FLD(F_SEGMENT, "segment", LOY_FT_INT, segment, "id",
-            "RFM segment number (segment_name has its name)"),
-        FLD(F_SCORED_MS, "scored_ms", LOY_FT_I64, scored_ms, "ms",
-            "event time of the last scoring"),
-        FLDV(F_NEXT_CHECK_MS, "next_check_ms", LOY_FT_I64, next_check_ms,
-            "ms", "due time of the silence timer (0: none)"),
-        DERV(F_RECENCY_DAYS, "recency_days", D_RECENCY, "days",
-            "days since the last order"),
-        DER(F_T_DAYS, "T_days", D_T, "days", "days since the first order"),
-        DER(F_T_X_DAYS, "t_x_days", D_TX, "days",
-            "days from the first to the last order"),
-        DER(F_X, "x", D_X, "count", "repeat purchase days"),
-        DERV(F_MONETARY, "monetary", D_MONETARY, "currency",
-            "net spend (gross minus returns)"),
-        DERV(F_AOV, "aov", D_AOV, "currency", "average order value"),
-        DER(F_MEAN_REPEAT_VALUE, "mean_repeat_value", D_MEAN_REPEAT,
-            "currency", "mean value per repeat purchase day"),
-        DER(F_IPT_VAR_DAYS, "ipt_var_days", D_IPT_VAR, "days^2",
-            "sample variance of the gaps between purchase days"),
-        DER(F_DEC_PURCHASES_NOW, "dec_purchases_now", D_DEC_PURCHASES,
-            "count", "decayed order count now"),
-        DER(F_DEC_SPEND_NOW, "dec_spend_now", D_DEC_SPEND, "currency",
-            "decayed spend now"),
-        DERV(F_TIER_NAME, "tier_name", D_TIER_NAME, "name",
-            "bronze, silver or gold"),
-        DERV(F_SEGMENT_NAME, "segment_name", D_SEGMENT_NAME, "name",
-            "RFM segment"),
-        DER(F_LOYALTY_GROUP_NAME, "loyalty_group_name", D_GROUP_NAME, "name",
-            "low, medium, high or very_high"),
-        FLD(F_RECENT_EVENT_KEYS, "recent_event_keys", LOY_FT_KEYS,
-            recent_events, "keys",
-            "keys of the last 16 event ids applied, newest first: the same "
-            "event_id again is not applied twice"),
-        FLD(F_FORGOTTEN_MS, "forgotten_ms", LOY_FT_I64, forgotten_ms, "ms",
-            "erased by loyaltyctl forget up to this time: its events up to "
-            "it are dropped (0: never)"),
-        [F__COUNT] = { NULL, 0, 0, NULL, NULL, 0 },
+    FLDV(F_FIRST_PURCHASE_MS, "first_purchase_ms", LOY_FT_I64,
+         first_purchase_ms, "ms", "time of the first order (0: none)"),
+    FLDV(F_LAST_PURCHASE_MS, "last_purchase_ms", LOY_FT_I64, last_purchase_ms,
+         "ms", "time of the newest order"),
+    FLDV(F_ORDERS, "orders", LOY_FT_I64, orders, "count",
+         "purchase events with a positive net value"),
+    FLDV(F_FREQUENCY, "frequency", LOY_FT_I64, purchase_days, "days",
+         "distinct UTC days with an order"),
+    FLD(F_GROSS_VALUE, "gross_value", LOY_FT_DBL, gross_value, "currency",
+        "sum of order values"),
+    FLD(F_FIRST_DAY_VALUE, "first_day_value", LOY_FT_DBL, first_day_value,
+        "currency", "value ordered on the first day"),
+    FLDV(F_RETURNS, "returns", LOY_FT_I64, returns, "count", "return events"),
+    FLD(F_RETURN_VALUE, "return_value", LOY_FT_DBL, return_value, "currency",
+        "value given back"),
+    FLD(F_IPT_MEAN_DAYS, "ipt_mean_days", LOY_FT_DBL, ipt_mean_days, "days",
+        "mean gap between purchase days"),
+    FLD(F_IPT_M2, "ipt_m2", LOY_FT_DBL, ipt_m2, "days^2",
+        "Welford sum of squared deviations of the gaps"),
+    FLD(F_IPT_N, "ipt_n", LOY_FT_I64, ipt_n, "count", "gaps in ipt_mean_days"),
+    FLD(F_DEC_PURCHASES, "dec_purchases", LOY_FT_DBL, dec_purchases, "count",
+        "decayed order count at dec_ref_ms"),
+    FLD(F_DEC_SPEND, "dec_spend", LOY_FT_DBL, dec_spend, "currency",
+        "decayed spend at dec_ref_ms"),
+    FLD(F_DEC_REF_MS, "dec_ref_ms", LOY_FT_I64, dec_ref_ms, "ms",
+        "reference time of the decayed counters"),
+    FLDV(F_POINTS, "points", LOY_FT_DBL, points, "points",
+         "loyalty points balance"),
+    FLD(F_TIER, "tier", LOY_FT_INT, tier, "0..2", "0 bronze, 1 silver, 2 gold"),
+    FLD(F_VIEWS, "views", LOY_FT_I64, views, "count", "product views"),
+    FLD(F_CARTS, "carts", LOY_FT_I64, carts, "count", "adds to cart"),
+    FLD(F_CART_REMOVES, "cart_removes", LOY_FT_I64, cart_removes, "count",
+        "removals from cart"),
+    FLD(F_SEARCHES, "searches", LOY_FT_I64, searches, "count", "searches"),
+    FLD(F_WISHLISTS, "wishlists", LOY_FT_I64, wishlists, "count",
+        "adds to wishlist"),
+    FLD(F_SESSIONS, "sessions", LOY_FT_I64, sessions, "count",
+        "browse sessions (split by silence)"),
+    FLD(F_LAST_BROWSE_MS, "last_browse_ms", LOY_FT_I64, last_browse_ms, "ms",
+        "time of the newest browse event"),
+    FLD(F_RECENT_VIEWS, "recent_views", LOY_FT_STR, recent_views, "skus",
+        "last viewed skus, comma-separated, newest first"),
+    FLDV(F_LAST_EVENT_MS, "last_event_ms", LOY_FT_I64, last_event_ms, "ms",
+         "time of the newest event applied"),
+    FLDV(F_P_ALIVE, "p_alive", LOY_FT_DBL, p_alive, "probability",
+         "probability the customer is still active"),
+    FLDV(F_CHURN_PROB, "churn_prob", LOY_FT_DBL, churn_prob, "probability",
+         "churn probability"),
+    FLDV(F_EXP_PURCHASES, "exp_purchases", LOY_FT_DBL, exp_purchases, "count",
+         "expected purchases over the horizon"),
+    FLDV(F_CLV, "clv", LOY_FT_DBL, clv, "currency", "customer lifetime value"),
+    FLDV(F_R_SCORE, "r_score", LOY_FT_INT, r_score, "1..5",
+         "recency score (0: not scored)"),
+    FLDV(F_F_SCORE, "f_score", LOY_FT_INT, f_score, "1..5", "frequency score"),
+    FLDV(F_M_SCORE, "m_score", LOY_FT_INT, m_score, "1..5", "monetary score"),
+    FLD(F_LOYALTY_SCORE, "loyalty_score", LOY_FT_DBL, loyalty_score, "1..5",
+        "weighted mean of the R, F, M scores"),
+    FLD(F_LOYALTY_GROUP, "loyalty_group", LOY_FT_INT, loyalty_group, "0..3",
+        "0 low, 1 medium, 2 high, 3 very high"),
+    FLD(F_SEGMENT, "segment", LOY_FT_INT, segment, "id",
+        "RFM segment number (segment_name has its name)"),
+    FLD(F_SCORED_MS, "scored_ms", LOY_FT_I64, scored_ms, "ms",
+        "event time of the last scoring"),
+    FLDV(F_NEXT_CHECK_MS, "next_check_ms", LOY_FT_I64, next_check_ms, "ms",
+         "due time of the silence timer (0: none)"),
+    DERV(F_RECENCY_DAYS, "recency_days", D_RECENCY, "days",
+         "days since the last order"),
+    DER(F_T_DAYS, "T_days", D_T, "days", "days since the first order"),
+    DER(F_T_X_DAYS, "t_x_days", D_TX, "days",
+        "days from the first to the last order"),
+    DER(F_X, "x", D_X, "count", "repeat purchase days"),
+    DERV(F_MONETARY, "monetary", D_MONETARY, "currency",
+         "net spend (gross minus returns)"),
+    DERV(F_AOV, "aov", D_AOV, "currency", "average order value"),
+    DER(F_MEAN_REPEAT_VALUE, "mean_repeat_value", D_MEAN_REPEAT, "currency",
+        "mean value per repeat purchase day"),
+    DER(F_IPT_VAR_DAYS, "ipt_var_days", D_IPT_VAR, "days^2",
+        "sample variance of the gaps between purchase days"),
+    DER(F_DEC_PURCHASES_NOW, "dec_purchases_now", D_DEC_PURCHASES, "count",
+        "decayed order count now"),
+    DER(F_DEC_SPEND_NOW, "dec_spend_now", D_DEC_SPEND, "currency",
+        "decayed spend now"),
+    DERV(F_TIER_NAME, "tier_name", D_TIER_NAME, "name",
+         "bronze, silver or gold"),
+    DERV(F_SEGMENT_NAME, "segment_name", D_SEGMENT_NAME, "name", "RFM segment"),
+    DER(F_LOYALTY_GROUP_NAME, "loyalty_group_name", D_GROUP_NAME, "name",
+        "low, medium, high or very_high"),
+    FLD(F_RECENT_EVENT_KEYS, "recent_event_keys", LOY_FT_KEYS, recent_events,
+        "keys",
+        "keys of the last 16 event ids applied, newest first: the same "
+        "event_id again is not applied twice"),
+    FLD(F_FORGOTTEN_MS, "forgotten_ms", LOY_FT_I64, forgotten_ms, "ms",
+        "erased by loyaltyctl forget up to this time: its events up to "
+        "it are dropped (0: never)"),
+    [F__COUNT] = {NULL, 0, 0, NULL, NULL, 0},
 };
 
 /* Rows by name in strcmp order, for a binary search: loads parse every
  * field of every customer. test_features checks the order. */
 static const unsigned char by_name[F__COUNT] = {
-        F_T_DAYS, F_AOV, F_CART_REMOVES, F_CARTS, F_CHURN_PROB, F_CLV,
-        F_DEC_PURCHASES, F_DEC_PURCHASES_NOW, F_DEC_REF_MS, F_DEC_SPEND,
-        F_DEC_SPEND_NOW, F_EXP_PURCHASES, F_F_SCORE, F_FIRST_DAY_VALUE,
-        F_FIRST_PURCHASE_MS, F_FORGOTTEN_MS, F_FREQUENCY, F_GROSS_VALUE,
-        F_IPT_M2, F_IPT_MEAN_DAYS, F_IPT_N, F_IPT_VAR_DAYS, F_LAST_BROWSE_MS,
-        F_LAST_EVENT_MS, F_LAST_PURCHASE_MS, F_LOYALTY_GROUP,
-        F_LOYALTY_GROUP_NAME, F_LOYALTY_SCORE, F_M_SCORE,
-        F_MEAN_REPEAT_VALUE, F_MONETARY, F_NEXT_CHECK_MS, F_ORDERS,
-        F_P_ALIVE, F_POINTS, F_R_SCORE, F_RECENCY_DAYS, F_RECENT_EVENT_KEYS,
-        F_RECENT_VIEWS,
-        F_RETURN_VALUE, F_RETURNS, F_SCORED_MS, F_SEARCHES, F_SEGMENT,
-        F_SEGMENT_NAME, F_SESSIONS, F_T_X_DAYS, F_TIER, F_TIER_NAME,
-        F_VIEWS, F_WISHLISTS, F_X,
+    F_T_DAYS,
+    F_AOV,
+    F_CART_REMOVES,
+    F_CARTS,
+    F_CHURN_PROB,
+    F_CLV,
+    F_DEC_PURCHASES,
+    F_DEC_PURCHASES_NOW,
+    F_DEC_REF_MS,
+    F_DEC_SPEND,
+    F_DEC_SPEND_NOW,
+    F_EXP_PURCHASES,
+    F_F_SCORE,
+    F_FIRST_DAY_VALUE,
+    F_FIRST_PURCHASE_MS,
+    F_FORGOTTEN_MS,
+    F_FREQUENCY,
+    F_GROSS_VALUE,
+    F_IPT_M2,
+    F_IPT_MEAN_DAYS,
+    F_IPT_N,
+    F_IPT_VAR_DAYS,
+    F_LAST_BROWSE_MS,
+    F_LAST_EVENT_MS,
+    F_LAST_PURCHASE_MS,
+    F_LOYALTY_GROUP,
+    F_LOYALTY_GROUP_NAME,
+    F_LOYALTY_SCORE,
+    F_M_SCORE,
+    F_MEAN_REPEAT_VALUE,
+    F_MONETARY,
+    F_NEXT_CHECK_MS,
+    F_ORDERS,
+    F_P_ALIVE,
+    F_POINTS,
+    F_R_SCORE,
+    F_RECENCY_DAYS,
+    F_RECENT_EVENT_KEYS,
+    F_RECENT_VIEWS,
+    F_RETURN_VALUE,
+    F_RETURNS,
+    F_SCORED_MS,
+    F_SEARCHES,
+    F_SEGMENT,
+    F_SEGMENT_NAME,
+    F_SESSIONS,
+    F_T_X_DAYS,
+    F_TIER,
+    F_TIER_NAME,
+    F_VIEWS,
+    F_WISHLISTS,
+    F_X,
 };
 
 _Static_assert(sizeof(by_name) == F__COUNT, "by_name covers every row");
@@ -663,8 +744,8 @@ static int fmt_fixed(char *buf, size_t size, int64_t r, int k) {
         int n = loy_fmt_i64(digits, sizeof(digits), r < 0 ? -r : r);
         size_t len = 0;
         /* sign, the digits or "0." and k of them, the NUL */
-        if (n < 0 || size < (size_t)(r < 0) + (n <= k ? (size_t)k + 2
-                                                      : (size_t)n + 1) + 1)
+        if (n < 0 || size < (size_t)(r < 0) +
+                                (n <= k ? (size_t)k + 2 : (size_t)n + 1) + 1)
                 return -1;
         if (r < 0)
                 buf[len++] = '-';
@@ -762,10 +843,10 @@ static int format_double(double v, char *buf, size_t size) {
  * 10-digit value takes loy_fmt_double's fixed-point path instead of a
  * 17-digit snprintf (most of a customer write's formatting time). */
 static int format_double10(double v, char *buf, size_t size) {
-        static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
-                                       1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
-                                       1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-                                       1e19, 1e20, 1e21, 1e22};
+        static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
+                                       1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
+                                       1e18, 1e19, 1e20, 1e21, 1e22};
         double a = fabs(v);
         int e = 0;
         if (!isfinite(v) || a == 0 || a >= 1e22 || a < 1e-12)
@@ -817,8 +898,9 @@ static int format_views(const loy_cust_t *c, char *buf, size_t size) {
                         buf[n++] = ',';
                 }
                 for (size_t k = 0; k < LOY_SKU_MAX && s[k]; k++) {
-                        const char *esc = s[k] == ',' ? "%2C" :
-                                          s[k] == '%' ? "%25" : NULL;
+                        const char *esc = s[k] == ','   ? "%2C"
+                                          : s[k] == '%' ? "%25"
+                                                        : NULL;
                         size_t len = esc ? 3 : 1;
                         if (n + len >= size)
                                 return -1;
@@ -842,8 +924,8 @@ static const char *name_of(const loy_cust_t *c, size_t id) {
 }
 
 static int field_format(const loy_cust_t *c, const loy_field_t *f,
-                        int64_t now_ms, const loy_feat_conf_t *conf,
-                        char *buf, size_t size, int view) {
+                        int64_t now_ms, const loy_feat_conf_t *conf, char *buf,
+                        size_t size, int view) {
         int (*fmt_dbl)(double, char *, size_t) =
             view ? format_double10 : format_double;
         switch (f->type) {
@@ -925,8 +1007,8 @@ static int parse_double(const char *value, size_t len, double *out) {
 
 /* segment, loyalty_group and tier are numbers, but a name typed by hand
  * with redis-cli is understood too. */
-static int parse_int_field(const loy_field_t *f, const char *value,
-                           size_t len, int *out) {
+static int parse_int_field(const loy_field_t *f, const char *value, size_t len,
+                           int *out) {
         int64_t v;
         char buf[32];
         int named;
@@ -984,7 +1066,7 @@ static int parse_keys(loy_cust_t *c, const char *value, size_t len) {
                         return -1;
                 k.key[k.n++] = v;
                 if (at < len && ++at == len)
-                        return -1;      /* a trailing comma */
+                        return -1; /* a trailing comma */
         }
         c->recent_events = k;
         return 0;
@@ -1016,7 +1098,7 @@ static int parse_views(loy_cust_t *c, const char *value, size_t len) {
                                 return -1;
                         sku[n++] = (char)ch;
                 }
-                i++;    /* the comma */
+                i++; /* the comma */
                 sku[n] = '\0';
                 /* Extra entries come from a build keeping more: drop them. */
                 if (n > 0 && nv < LOY_RECENT_VIEWS)

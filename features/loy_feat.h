@@ -13,12 +13,12 @@
 
 #include "loy_event.h"
 
-#define LOY_RECENT_VIEWS 5   /* last viewed skus kept per customer */
+#define LOY_RECENT_VIEWS 5 /* last viewed skus kept per customer */
 /* Event ids remembered per customer: the same event_id again (a producer
  * that retried, a copy on another offset) within the last this many of
  * the customer's events is not applied twice. */
 #define LOY_RECENT_EVENTS 16
-#define LOY_SLOTS_MAX 16     /* named int64 slots (offsets, cooldowns) */
+#define LOY_SLOTS_MAX 16 /* named int64 slots (offsets, cooldowns) */
 #define LOY_SLOT_NAME_MAX 96
 
 #define LOY_MS_PER_DAY 86400000LL
@@ -27,8 +27,8 @@
 typedef struct loy_feat_conf {
         double purchase_half_life_days;
         double spend_half_life_days;
-        double browse_session_gap_min;  /* a new browse session after this */
-        double points_per_unit;         /* loyalty points per unit spent */
+        double browse_session_gap_min; /* a new browse session after this */
+        double points_per_unit;        /* loyalty points per unit spent */
         double tier_silver_points;
         double tier_gold_points;
 } loy_feat_conf_t;
@@ -53,23 +53,23 @@ typedef struct loy_cust {
         char id[LOY_ID_MAX + 1];
 
         /* purchases (net of returns where it says so) */
-        int64_t first_purchase_ms;   /* 0 = never bought */
+        int64_t first_purchase_ms; /* 0 = never bought */
         int64_t last_purchase_ms;
-        int64_t orders;              /* purchase events with a positive value */
-        int64_t purchase_days;       /* distinct UTC days with an order */
-        double gross_value;          /* sum of positive order values */
-        double first_day_value;      /* value bought on the first day */
-        int64_t returns;             /* return events */
-        double return_value;         /* value given back, >= 0 */
-        double ipt_mean_days;        /* mean gap between purchase days */
-        double ipt_m2;               /* Welford sum of squares of the gaps */
-        int64_t ipt_n;               /* gaps in the mean: out-of-order
-                                      * purchases add a day but no gap */
-        double dec_purchases;        /* decayed order count at dec_ref_ms */
-        double dec_spend;            /* decayed spend at dec_ref_ms */
+        int64_t orders;         /* purchase events with a positive value */
+        int64_t purchase_days;  /* distinct UTC days with an order */
+        double gross_value;     /* sum of positive order values */
+        double first_day_value; /* value bought on the first day */
+        int64_t returns;        /* return events */
+        double return_value;    /* value given back, >= 0 */
+        double ipt_mean_days;   /* mean gap between purchase days */
+        double ipt_m2;          /* Welford sum of squares of the gaps */
+        int64_t ipt_n;          /* gaps in the mean: out-of-order
+                                 * purchases add a day but no gap */
+        double dec_purchases;   /* decayed order count at dec_ref_ms */
+        double dec_spend;       /* decayed spend at dec_ref_ms */
         int64_t dec_ref_ms;
         double points;
-        int tier;                    /* 0 bronze, 1 silver, 2 gold */
+        int tier; /* 0 bronze, 1 silver, 2 gold */
 
         /* browse */
         int64_t views, carts, cart_removes, searches, wishlists;
@@ -77,19 +77,19 @@ typedef struct loy_cust {
         int64_t last_browse_ms;
         char recent_views[LOY_RECENT_VIEWS][LOY_SKU_MAX + 1]; /* newest first */
 
-        int64_t last_event_ms;       /* newest event time applied */
+        int64_t last_event_ms; /* newest event time applied */
 
         /* scores, written by the scorer */
         double p_alive;
         double churn_prob;
-        double exp_purchases;        /* over the configured horizon */
+        double exp_purchases; /* over the configured horizon */
         double clv;
-        int r_score, f_score, m_score;   /* 1..5, 0 = not scored */
+        int r_score, f_score, m_score; /* 1..5, 0 = not scored */
         double loyalty_score;
-        int loyalty_group;           /* 0 low .. 3 very high */
-        int segment;                 /* loy_segment_t from loy_rfm.h */
-        int64_t scored_ms;           /* event time of the last scoring */
-        int64_t next_check_ms;       /* timer due time, 0 = none */
+        int loyalty_group;     /* 0 low .. 3 very high */
+        int segment;           /* loy_segment_t from loy_rfm.h */
+        int64_t scored_ms;     /* event time of the last scoring */
+        int64_t next_check_ms; /* timer due time, 0 = none */
 
         loy_event_keys_t recent_events;
         /* erased (loyaltyctl forget) up to this event time; 0: never */
@@ -133,10 +133,10 @@ int loy_feat_forget_covers(const loy_cust_t *c, const loy_event_t *ev);
 
 /* Derived values at event time now_ms. */
 double loy_feat_recency_days(const loy_cust_t *c, int64_t now_ms);
-double loy_feat_age_days(const loy_cust_t *c, int64_t now_ms);   /* T */
-double loy_feat_tx_days(const loy_cust_t *c);        /* t_x */
-int64_t loy_feat_repeats(const loy_cust_t *c);       /* x = purchase_days-1 */
-double loy_feat_monetary(const loy_cust_t *c);       /* net spend */
+double loy_feat_age_days(const loy_cust_t *c, int64_t now_ms); /* T */
+double loy_feat_tx_days(const loy_cust_t *c);                  /* t_x */
+int64_t loy_feat_repeats(const loy_cust_t *c); /* x = purchase_days-1 */
+double loy_feat_monetary(const loy_cust_t *c); /* net spend */
 double loy_feat_aov(const loy_cust_t *c);
 double loy_feat_mean_repeat_value(const loy_cust_t *c);
 double loy_feat_ipt_var_days(const loy_cust_t *c);
@@ -163,18 +163,18 @@ typedef enum {
         LOY_FT_INT,
         LOY_FT_DBL,
         LOY_FT_DERIVED,
-        LOY_FT_STR,     /* recent_views: comma-separated skus, newest first;
-                         * ',' and '%' in a sku are written %2C and %25 */
-        LOY_FT_KEYS,    /* recent_event_keys: comma-separated 16-digit hex
-                         * keys, newest first */
+        LOY_FT_STR,  /* recent_views: comma-separated skus, newest first;
+                      * ',' and '%' in a sku are written %2C and %25 */
+        LOY_FT_KEYS, /* recent_event_keys: comma-separated 16-digit hex
+                      * keys, newest first */
 } loy_field_type_t;
 
 typedef struct loy_field {
         const char *name;
         loy_field_type_t type;
-        size_t offset;               /* into loy_cust_t; for DERIVED an
-                                      * internal id */
-        const char *unit;            /* for docs: "ms", "days", "count" ... */
+        size_t offset;    /* into loy_cust_t; for DERIVED an
+                           * internal id */
+        const char *unit; /* for docs: "ms", "days", "count" ... */
         const char *doc;
         /* 1: also written to the hash as readable text, for dashboards
          * (every stored field is in the packed engine field, loy_pack) */

@@ -312,8 +312,8 @@ int loy_pack_unpack(loy_cust_t *c, const void *buf, size_t len) {
 }
 
 int loy_pack_from_hash(loy_cust_t *c, const char *const *fields,
-                       const char *const *values, const size_t *lens,
-                       size_t n, const char **bad) {
+                       const char *const *values, const size_t *lens, size_t n,
+                       const char **bad) {
         int chunk[LOY_PACK_CHUNKS_MAX];
         int have = 0;
         *bad = NULL;
@@ -334,8 +334,7 @@ int loy_pack_from_hash(loy_cust_t *c, const char *const *fields,
                 size_t len = 0;
                 /* the chunks in order, up to the first one missing; the
                  * length inside says how much of it is the string */
-                for (int k = 0; k < LOY_PACK_CHUNKS_MAX && chunk[k] >= 0;
-                     k++) {
+                for (int k = 0; k < LOY_PACK_CHUNKS_MAX && chunk[k] >= 0; k++) {
                         memcpy(buf + len, values[chunk[k]], lens[chunk[k]]);
                         len += lens[chunk[k]];
                 }

@@ -42,12 +42,12 @@
 #include "loy_feat.h"
 
 #define LOY_PACK_VERSION 1
-#define LOY_PACK_CHUNK 64        /* bytes per chunk field, at most */
-#define LOY_PACK_CHUNKS_MAX 64   /* chunk fields "e0" .. "e63" */
+#define LOY_PACK_CHUNK 64      /* bytes per chunk field, at most */
+#define LOY_PACK_CHUNKS_MAX 64 /* chunk fields "e0" .. "e63" */
 
 /* Large enough for any customer (and within LOY_PACK_CHUNKS_MAX). */
-#define LOY_PACK_MAX                                                       \
-        (16 + LOY_SLOTS_MAX * (LOY_SLOT_NAME_MAX + 16) + 64 * 10 +         \
+#define LOY_PACK_MAX                                                           \
+        (16 + LOY_SLOTS_MAX * (LOY_SLOT_NAME_MAX + 16) + 64 * 10 +             \
          LOY_RECENT_VIEWS * (LOY_SKU_MAX + 4) + 4 + LOY_RECENT_EVENTS * 8)
 
 /* Packs c into buf. Returns the length, or -1 when it does not fit. */
@@ -75,7 +75,7 @@ int loy_pack_chunk_of(const char *name);
  * existed, or by hand). Returns 0, or -1 with *bad set to the field at
  * fault. */
 int loy_pack_from_hash(loy_cust_t *c, const char *const *fields,
-                       const char *const *values, const size_t *lens,
-                       size_t n, const char **bad);
+                       const char *const *values, const size_t *lens, size_t n,
+                       const char **bad);
 
 #endif

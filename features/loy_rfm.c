@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOY_EPOCH_1990_MS 631152000000LL    /* 1990-01-01, a Monday */
+#define LOY_EPOCH_1990_MS 631152000000LL /* 1990-01-01, a Monday */
 #define LOY_MS_PER_WEEK (7 * LOY_MS_PER_DAY)
 #define LOG_BINS_PER_DOUBLING 64.0
 
@@ -14,7 +14,7 @@
  * four such ranks. */
 typedef struct hist {
         int64_t count[LOY_HIST_BINS];
-        int64_t tree[LOY_HIST_BINS + 1];   /* 1-based */
+        int64_t tree[LOY_HIST_BINS + 1]; /* 1-based */
         int64_t total;
 } hist_t;
 
@@ -54,7 +54,7 @@ static int64_t hist_below(const hist_t *h, int bin) {
 }
 
 static int clamp_bin(double v) {
-        if (!(v > 0))           /* also NaN */
+        if (!(v > 0)) /* also NaN */
                 return 0;
         if (v >= LOY_HIST_BINS - 1)
                 return LOY_HIST_BINS - 1;
@@ -164,8 +164,8 @@ int loy_rfm_bin_score(const loy_rfm_t *rfm, loy_dim_t dim, int bin) {
         if (!valid_dim(dim) || !valid_bin(bin))
                 return 0;
         b = rank_bucket(loy_rfm_below(rfm, dim, bin),
-                        loy_rfm_count(rfm, dim, bin),
-                        loy_rfm_total(rfm, dim), 5);
+                        loy_rfm_count(rfm, dim, bin), loy_rfm_total(rfm, dim),
+                        5);
         return b < 0 ? 3 : b + 1;
 }
 
@@ -258,8 +258,8 @@ void loy_rfm_score(const loy_rfm_t *rfm, loy_cust_t *c, const double w[3]) {
         b = others > 0 ? rank_bucket(below, in + 1, others + 1, 4) : -1;
         c->loyalty_group = b < 0 ? group_from_cut_points(c->loyalty_score) : b;
 
-        c->segment = loy_rfm_segment(c->purchase_days, c->r_score,
-                                     c->f_score, c->m_score);
+        c->segment = loy_rfm_segment(c->purchase_days, c->r_score, c->f_score,
+                                     c->m_score);
 }
 
 static int score_at_least(double v, const double cut[4]) {
@@ -282,15 +282,14 @@ void loy_rfm_score_cuts(const loy_rfm_cuts_t *cuts, loy_cust_t *c,
                 unscored(c);
                 return;
         }
-        c->r_score = score_at_most(loy_feat_recency_days(c, now_ms),
-                                   cuts->recency_days);
-        c->f_score = score_at_least((double)c->purchase_days,
-                                    cuts->frequency);
+        c->r_score =
+            score_at_most(loy_feat_recency_days(c, now_ms), cuts->recency_days);
+        c->f_score = score_at_least((double)c->purchase_days, cuts->frequency);
         c->m_score = score_at_least(loy_feat_monetary(c), cuts->monetary);
         c->loyalty_score = weighted(c, w);
         c->loyalty_group = group_from_cut_points(c->loyalty_score);
-        c->segment = loy_rfm_segment(c->purchase_days, c->r_score,
-                                     c->f_score, c->m_score);
+        c->segment = loy_rfm_segment(c->purchase_days, c->r_score, c->f_score,
+                                     c->m_score);
 }
 
 static int cmp_dbl(const void *a, const void *b) {
@@ -309,8 +308,9 @@ static void fit_dim(double *v, size_t n, double cut[4], double none) {
                 int score;
                 while (j < n && v[j] == v[i])
                         j++;
-                score = rank_bucket((int64_t)i, (int64_t)(j - i),
-                                    (int64_t)n, 5) + 1;
+                score =
+                    rank_bucket((int64_t)i, (int64_t)(j - i), (int64_t)n, 5) +
+                    1;
                 for (int k = 0; k < 4; k++)
                         if (score >= k + 2 && cut[k] == none)
                                 cut[k] = v[i];
@@ -355,16 +355,24 @@ int loy_rfm_cuts_check(const loy_rfm_cuts_t *cuts, const char **what) {
 }
 
 static const char *const seg_names[LOY_SEG__COUNT] = {
-        "none", "new", "champion", "loyal", "potential", "needs_attention",
-        "at_risk", "cant_lose", "hibernating", "lost",
+    "none",    "new",       "champion",
+    "loyal",   "potential", "needs_attention",
+    "at_risk", "cant_lose", "hibernating",
+    "lost",
 };
 
 static const char *const group_names[4] = {
-        "low", "medium", "high", "very_high",
+    "low",
+    "medium",
+    "high",
+    "very_high",
 };
 
 static const char *const dim_names[LOY_DIM__COUNT] = {
-        "recency", "frequency", "monetary", "loyalty",
+    "recency",
+    "frequency",
+    "monetary",
+    "loyalty",
 };
 
 const char *loy_segment_name(int seg) {

@@ -62,17 +62,17 @@
 #include "loy_feat.h"
 
 typedef enum {
-        LOY_DIM_RECENCY = 0,  /* bin = last purchase week since 1990 */
-        LOY_DIM_FREQUENCY,    /* bin from purchase_days, log-spaced */
-        LOY_DIM_MONETARY,     /* bin from net spend, log-spaced */
-        LOY_DIM_LOYALTY,      /* bin = loyalty score in tenths (10..50) */
+        LOY_DIM_RECENCY = 0, /* bin = last purchase week since 1990 */
+        LOY_DIM_FREQUENCY,   /* bin from purchase_days, log-spaced */
+        LOY_DIM_MONETARY,    /* bin from net spend, log-spaced */
+        LOY_DIM_LOYALTY,     /* bin = loyalty score in tenths (10..50) */
         LOY_DIM__COUNT
 } loy_dim_t;
 
-#define LOY_HIST_BINS 4096    /* bins per dimension */
+#define LOY_HIST_BINS 4096 /* bins per dimension */
 
 typedef enum {
-        LOY_SEG_NONE = 0,     /* never bought: browse only */
+        LOY_SEG_NONE = 0, /* never bought: browse only */
         LOY_SEG_NEW,
         LOY_SEG_CHAMPION,
         LOY_SEG_LOYAL,
@@ -133,7 +133,7 @@ void loy_rfm_score(const loy_rfm_t *rfm, loy_cust_t *c, const double w[3]);
  * then comes from the fixed cut points 2, 3, 4 on the loyalty score.
  */
 typedef struct loy_rfm_cuts {
-        int set;                  /* 0: rank against the live population */
+        int set; /* 0: rank against the live population */
         double recency_days[4];
         double frequency[4];
         double monetary[4];

@@ -69,8 +69,7 @@ double loy_eval_mae(const double *pred, const double *actual, size_t n) {
         return n ? s / (double)n : 0;
 }
 
-int loy_eval_rank_groups(const double *key, size_t n, int ngroups,
-                         int *group) {
+int loy_eval_rank_groups(const double *key, size_t n, int ngroups, int *group) {
         struct item *it;
         size_t base, extra, pos = 0;
 

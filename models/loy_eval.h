@@ -24,7 +24,6 @@ double loy_eval_mae(const double *pred, const double *actual, size_t n);
  * ngroups groups one more); equal keys are split by index (stable).
  * Returns 0, or -1 for ngroups < 1 or out of memory.
  */
-int loy_eval_rank_groups(const double *key, size_t n, int ngroups,
-                         int *group);
+int loy_eval_rank_groups(const double *key, size_t n, int ngroups, int *group);
 
 #endif

@@ -30,15 +30,15 @@ struct row {
 
 /* Terms that only depend on x (one per distinct x: rows are sorted). */
 struct xterm {
-        double lg;      /* lgamma(r + x) - lgamma(r) + l2 */
-        double dr;      /* psi(r + x) - psi(r) */
-        double da, db;  /* d l2 / da, d l2 / db */
-        double lgone;   /* log a - log(den), -inf when no dropout possible */
+        double lg;     /* lgamma(r + x) - lgamma(r) + l2 */
+        double dr;     /* psi(r + x) - psi(r) */
+        double da, db; /* d l2 / da, d l2 / db */
+        double lgone;  /* log a - log(den), -inf when no dropout possible */
         double den;
 };
 
-static void x_terms(loy_variant_t v, const double p[4], double x,
-                    int want_grad, struct xterm *t) {
+static void x_terms(loy_variant_t v, const double p[4], double x, int want_grad,
+                    struct xterm *t) {
         double r = p[0], a = p[2], b = p[3];
         /* BG flips the dropout coin after each repeat (FHL 2005 eq. 6);
          * MBG also after the first purchase (Batislam et al. 2007) */
@@ -48,8 +48,8 @@ static void x_terms(loy_variant_t v, const double p[4], double x,
                 gsl_sf_lnbeta(a, b + xb) - gsl_sf_lnbeta(a, b);
         t->den = v == LOY_VARIANT_MBGNBD ? b + x : b + x - 1;
         t->lgone = (v == LOY_VARIANT_MBGNBD || x > 0) && t->den > 0
-                           ? log(a) - log(t->den)
-                           : -INFINITY;
+                       ? log(a) - log(t->den)
+                       : -INFINITY;
         if (!want_grad)
                 return;
         t->dr = x > 0 ? gsl_sf_psi(r + x) - gsl_sf_psi(r) : 0;
@@ -59,8 +59,8 @@ static void x_terms(loy_variant_t v, const double p[4], double x,
         t->db = xb > 0 ? gsl_sf_psi(b + xb) - gsl_sf_psi(b) + t->da : 0;
 }
 
-static double rows_ll(loy_variant_t v, const double p[4],
-                      const struct row *g, size_t n, double grad[4]) {
+static double rows_ll(loy_variant_t v, const double p[4], const struct row *g,
+                      size_t n, double grad[4]) {
         double r = p[0], alpha = p[1], a = p[2];
         double la = log(alpha), ll = 0, d[4] = {0, 0, 0, 0};
         struct xterm t = {0, 0, 0, 0, 0, 0};
@@ -90,9 +90,8 @@ static double rows_ll(loy_variant_t v, const double p[4],
                 wA = exp(A - L);
                 wG = G == -INFINITY ? 0 : exp(G - L);
                 d[0] += w * (t.dr + la - wA * lT - wG * ltx);
-                d[1] += w * (r / alpha -
-                             (r + x) * (wA / (alpha + g[i].T) +
-                                        wG / (alpha + g[i].tx)));
+                d[1] += w * (r / alpha - (r + x) * (wA / (alpha + g[i].T) +
+                                                    wG / (alpha + g[i].tx)));
                 d[2] += w * (t.da + wG / a);
                 d[3] += w * (t.db - (wG > 0 ? wG / t.den : 0));
         }
@@ -174,8 +173,8 @@ double loy_fit_ll_grad(loy_variant_t v, const double p[4],
         return ll;
 }
 
-double loy_fit_ll(loy_variant_t v, const double p[4],
-                  const loy_fit_cust_t *c, size_t n) {
+double loy_fit_ll(loy_variant_t v, const double p[4], const loy_fit_cust_t *c,
+                  size_t n) {
         return loy_fit_ll_grad(v, p, c, n, NULL);
 }
 
@@ -221,15 +220,14 @@ static double spend_ll(const double p[3], const struct spend *s, size_t n,
         return ll;
 }
 
-static struct spend *make_spend(const loy_fit_cust_t *c, size_t n,
-                                size_t *k) {
+static struct spend *make_spend(const loy_fit_cust_t *c, size_t n, size_t *k) {
         struct spend *s = malloc((n ? n : 1) * sizeof(*s));
         *k = 0;
         if (!s)
                 return NULL;
         for (size_t i = 0; i < n; i++)
-                if (c[i].x > 0 && c[i].mean_value > 0 &&
-                    isfinite(c[i].x) && isfinite(c[i].mean_value)) {
+                if (c[i].x > 0 && c[i].mean_value > 0 && isfinite(c[i].x) &&
+                    isfinite(c[i].mean_value)) {
                         s[*k].x = c[i].x;
                         s[*k].m = c[i].mean_value;
                         (*k)++;
@@ -253,20 +251,19 @@ double loy_fit_gg_ll(const double p[3], const loy_fit_cust_t *c, size_t n) {
 /* ------------------------------------------------------------------ */
 
 struct ctx {
-        int kind;                 /* 0 purchases, 1 spend */
+        int kind; /* 0 purchases, 1 spend */
         loy_variant_t v;
         const struct row *g;
         const struct spend *s;
         size_t n;
-        double scale;             /* 1 / customers: an O(1) objective */
-        double prior_sd;          /* > 0: penalise log a, log b */
-        double fix_a;             /* > 0: a held there (profile) */
+        double scale;    /* 1 / customers: an O(1) objective */
+        double prior_sd; /* > 0: penalise log a, log b */
+        double fix_a;    /* > 0: a held there (profile) */
         int dim;
 };
 
 /* Objective: -(LL + log prior) / customers, as a function of log p. */
-static double objective(const gsl_vector *lp, struct ctx *cx,
-                        gsl_vector *df) {
+static double objective(const gsl_vector *lp, struct ctx *cx, gsl_vector *df) {
         double p[4], gr[4], ll;
 
         for (int i = 0; i < cx->dim; i++) {
@@ -283,7 +280,7 @@ static double objective(const gsl_vector *lp, struct ctx *cx,
                 return GSL_POSINF;
         if (df) {
                 for (int i = 0; i < cx->dim; i++)
-                        gr[i] *= p[i];   /* d/d log p */
+                        gr[i] *= p[i]; /* d/d log p */
                 if (cx->fix_a > 0)
                         gr[2] = 0;
         }
@@ -310,8 +307,7 @@ static void obj_df(const gsl_vector *lp, void *vp, gsl_vector *df) {
         objective(lp, vp, df);
 }
 
-static void obj_fdf(const gsl_vector *lp, void *vp, double *f,
-                    gsl_vector *df) {
+static void obj_fdf(const gsl_vector *lp, void *vp, double *f, gsl_vector *df) {
         *f = objective(lp, vp, df);
 }
 
@@ -321,15 +317,15 @@ static void obj_fdf(const gsl_vector *lp, void *vp, double *f,
  * progress, a parameter running off), -1 on allocation failure.
  */
 static int minimise(struct ctx *cx, double *p, int *iters, double *fval) {
-        gsl_multimin_function_fdf f = {obj_f, obj_df, obj_fdf,
-                                       (size_t)cx->dim, cx};
+        gsl_multimin_function_fdf f = {obj_f, obj_df, obj_fdf, (size_t)cx->dim,
+                                       cx};
         gsl_multimin_fdfminimizer *s;
         gsl_vector *x = gsl_vector_alloc((size_t)cx->dim);
         gsl_error_handler_t *old;
         int conv = 0, status = GSL_CONTINUE, it;
 
         s = gsl_multimin_fdfminimizer_alloc(
-                gsl_multimin_fdfminimizer_vector_bfgs2, (size_t)cx->dim);
+            gsl_multimin_fdfminimizer_vector_bfgs2, (size_t)cx->dim);
         if (!x || !s) {
                 gsl_vector_free(x);
                 gsl_multimin_fdfminimizer_free(s);
@@ -356,8 +352,7 @@ static int minimise(struct ctx *cx, double *p, int *iters, double *fval) {
                 if (status == GSL_ENOPROG || status == GSL_ENOPROGJ) {
                         /* the line search cannot improve: fine if we
                          * are at the maximum to the objective's noise */
-                        conv = gsl_multimin_test_gradient(s->gradient,
-                                                          1e-5) ==
+                        conv = gsl_multimin_test_gradient(s->gradient, 1e-5) ==
                                GSL_SUCCESS;
                         break;
                 }
@@ -457,8 +452,8 @@ int loy_fit_purchases_ex(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
                 r.ridge = !conv || on_ridge(p);
                 if (!r.ridge) {
                         double at = 0;
-                        int fl = profile_flat(&cx, p, r.ll_ml,
-                                              &r.iterations, &at);
+                        int fl =
+                            profile_flat(&cx, p, r.ll_ml, &r.iterations, &at);
                         if (fl < 0)
                                 goto nomem;
                         r.ridge = fl;
@@ -505,7 +500,8 @@ int loy_fit_purchases_ex(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
         if (!conv || on_ridge(p) || p[0] < 1e-6 || p[1] < 1e-6) {
                 snprintf(errstr, errstr_size,
                          "penalised fit did not converge (r=%g alpha=%g "
-                         "a=%g b=%g)", p[0], p[1], p[2], p[3]);
+                         "a=%g b=%g)",
+                         p[0], p[1], p[2], p[3]);
                 goto out;
         }
         if (r.ridge)
@@ -518,7 +514,8 @@ int loy_fit_purchases_ex(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
         else
                 snprintf(r.note, sizeof(r.note),
                          "penalised ML, weak priors log a, log b ~ "
-                         "N(0, %g^2)", o.prior_sd);
+                         "N(0, %g^2)",
+                         o.prior_sd);
 done:
         m->r = p[0];
         m->alpha = p[1];
@@ -545,8 +542,8 @@ int loy_fit_purchases(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
         return rc;
 }
 
-int loy_fit_spend(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
-                  double *ll, char *errstr, size_t errstr_size) {
+int loy_fit_spend(loy_model_t *m, const loy_fit_cust_t *c, size_t n, double *ll,
+                  char *errstr, size_t errstr_size) {
         struct ctx cx;
         struct spend *s;
         size_t k;
@@ -581,13 +578,15 @@ int loy_fit_spend(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
         if (!conv) {
                 snprintf(errstr, errstr_size,
                          "Gamma-Gamma did not converge (p=%g q=%g "
-                         "gamma=%g)", p[0], p[1], p[2]);
+                         "gamma=%g)",
+                         p[0], p[1], p[2]);
                 goto out;
         }
         if (p[1] <= 1) {
                 snprintf(errstr, errstr_size,
                          "Gamma-Gamma q=%g <= 1: the mean spend is "
-                         "infinite (a few huge orders?)", p[1]);
+                         "infinite (a few huge orders?)",
+                         p[1]);
                 goto out;
         }
         m->gg_p = p[0];

@@ -32,17 +32,17 @@
 
 /* One customer's calibration summary, in the model's time unit. */
 typedef struct loy_fit_cust {
-        double x;            /* repeat purchases (purchase days - 1) */
-        double t_x;          /* last purchase, since the first */
-        double T;            /* end of calibration, since the first */
-        double mean_value;   /* mean value of the x repeat purchases */
-        double monetary;     /* net spend, for the R/F/M cut points */
+        double x;          /* repeat purchases (purchase days - 1) */
+        double t_x;        /* last purchase, since the first */
+        double T;          /* end of calibration, since the first */
+        double mean_value; /* mean value of the x repeat purchases */
+        double monetary;   /* net spend, for the R/F/M cut points */
 } loy_fit_cust_t;
 
 /* Log-likelihood of the purchase model (variant v) with parameters
  * p = {r, alpha, a, b} over n customers. -inf for invalid parameters. */
-double loy_fit_ll(loy_variant_t v, const double p[4],
-                  const loy_fit_cust_t *c, size_t n);
+double loy_fit_ll(loy_variant_t v, const double p[4], const loy_fit_cust_t *c,
+                  size_t n);
 
 /* The same and its gradient d LL / d p[i] into grad (NULL-able). */
 double loy_fit_ll_grad(loy_variant_t v, const double p[4],
@@ -60,22 +60,22 @@ typedef enum {
 
 typedef struct loy_fit_opts {
         loy_fit_prior_t prior;
-        double prior_sd;         /* sd of log a, log b; <= 0 means 2 */
+        double prior_sd; /* sd of log a, log b; <= 0 means 2 */
 } loy_fit_opts_t;
 
 /* What a fit did; filled on success and (as far as known) on failure. */
 typedef struct loy_fit_report {
-        double ll;               /* log-likelihood at the parameters */
-        double ll_ml;            /* best plain log-likelihood found; above
-                                  * ll when the ridge forced the priors */
-        int converged;           /* gradient test met */
-        int ridge;               /* plain ML ran off to a boundary */
-        int penalised;           /* parameters are the penalised fit */
-        int iterations;          /* BFGS iterations, all passes */
-        size_t customers;        /* rows used */
-        size_t unique;           /* distinct (x, t_x, T) among them */
-        double ml_p[4];          /* where plain ML stopped */
-        char note[256];          /* one line for people and model files */
+        double ll;        /* log-likelihood at the parameters */
+        double ll_ml;     /* best plain log-likelihood found; above
+                           * ll when the ridge forced the priors */
+        int converged;    /* gradient test met */
+        int ridge;        /* plain ML ran off to a boundary */
+        int penalised;    /* parameters are the penalised fit */
+        int iterations;   /* BFGS iterations, all passes */
+        size_t customers; /* rows used */
+        size_t unique;    /* distinct (x, t_x, T) among them */
+        double ml_p[4];   /* where plain ML stopped */
+        char note[256];   /* one line for people and model files */
 } loy_fit_report_t;
 
 /* Fits r, alpha, a, b of variant m->variant into m (other fields are left
@@ -94,7 +94,7 @@ int loy_fit_purchases(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
 
 /* Fits gg_p, gg_q, gg_gamma into m and sets has_gg. Same conventions as
  * loy_fit_purchases; q <= 1 (no finite mean spend) is an error. */
-int loy_fit_spend(loy_model_t *m, const loy_fit_cust_t *c, size_t n,
-                  double *ll, char *errstr, size_t errstr_size);
+int loy_fit_spend(loy_model_t *m, const loy_fit_cust_t *c, size_t n, double *ll,
+                  char *errstr, size_t errstr_size);
 
 #endif

@@ -99,8 +99,8 @@ static double loss(const gsl_vector *v, void *vp, gsl_vector *df) {
                 if (df) {
                         double g = sigmoid(l) - (bt->y[i] ? 1 : 0);
                         for (size_t j = 0; j < d; j++)
-                                gw[j] += g * (x[j] - lr->mean[j]) /
-                                         lr->scale[j];
+                                gw[j] +=
+                                    g * (x[j] - lr->mean[j]) / lr->scale[j];
                         gb += g;
                 }
         }
@@ -109,8 +109,8 @@ static double loss(const gsl_vector *v, void *vp, gsl_vector *df) {
                 f += bt->l2 / 2 * lr->w[j] * lr->w[j];
         if (df) {
                 for (size_t j = 0; j < d; j++)
-                        gsl_vector_set(df, j, gw[j] / (double)bt->n +
-                                                      bt->l2 * lr->w[j]);
+                        gsl_vector_set(
+                            df, j, gw[j] / (double)bt->n + bt->l2 * lr->w[j]);
                 gsl_vector_set(df, d, gb / (double)bt->n);
         }
         return f;
@@ -124,17 +124,15 @@ static void loss_df(const gsl_vector *v, void *vp, gsl_vector *df) {
         loss(v, vp, df);
 }
 
-static void loss_fdf(const gsl_vector *v, void *vp, double *f,
-                     gsl_vector *df) {
+static void loss_fdf(const gsl_vector *v, void *vp, double *f, gsl_vector *df) {
         *f = loss(v, vp, df);
 }
 
-int loy_logreg_train(loy_logreg_t *lr, const double *X, const int *y,
-                     size_t n, double l2, char *errstr, size_t errstr_size) {
+int loy_logreg_train(loy_logreg_t *lr, const double *X, const int *y, size_t n,
+                     double l2, char *errstr, size_t errstr_size) {
         struct batch bt = {lr, X, y, n, l2 > 0 ? l2 : 0};
         size_t d = lr->dim;
-        gsl_multimin_function_fdf fn = {loss_f, loss_df, loss_fdf, d + 1,
-                                        &bt};
+        gsl_multimin_function_fdf fn = {loss_f, loss_df, loss_fdf, d + 1, &bt};
         gsl_multimin_fdfminimizer *s = NULL;
         gsl_vector *v = NULL;
         gsl_error_handler_t *old;
@@ -148,13 +146,14 @@ int loy_logreg_train(loy_logreg_t *lr, const double *X, const int *y,
                 if (!isfinite(X[i])) {
                         snprintf(errstr, errstr_size,
                                  "logistic regression: row %zu feature %zu "
-                                 "is not finite", i / d, i % d);
+                                 "is not finite",
+                                 i / d, i % d);
                         return -1;
                 }
         loy_logreg_standardise(lr, X, n);
         v = gsl_vector_calloc(d + 1);
         s = gsl_multimin_fdfminimizer_alloc(
-                gsl_multimin_fdfminimizer_vector_bfgs2, d + 1);
+            gsl_multimin_fdfminimizer_vector_bfgs2, d + 1);
         if (!v || !s) {
                 snprintf(errstr, errstr_size, "out of memory");
                 goto out;
@@ -164,8 +163,7 @@ int loy_logreg_train(loy_logreg_t *lr, const double *X, const int *y,
         for (int it = 0; it < 5000 && status == GSL_CONTINUE; it++) {
                 status = gsl_multimin_fdfminimizer_iterate(s);
                 if (status == GSL_ENOPROG || status == GSL_ENOPROGJ) {
-                        conv = gsl_multimin_test_gradient(s->gradient,
-                                                          1e-6) ==
+                        conv = gsl_multimin_test_gradient(s->gradient, 1e-6) ==
                                GSL_SUCCESS;
                         break;
                 }

@@ -20,9 +20,9 @@ typedef struct loy_logreg {
         size_t dim;
         double bias;
         double w[LOY_LOGREG_DIM_MAX];
-        double mean[LOY_LOGREG_DIM_MAX];   /* standardisation: 0 ... */
-        double scale[LOY_LOGREG_DIM_MAX];  /* ... and 1 = none */
-        long updates;                      /* online steps taken */
+        double mean[LOY_LOGREG_DIM_MAX];  /* standardisation: 0 ... */
+        double scale[LOY_LOGREG_DIM_MAX]; /* ... and 1 = none */
+        long updates;                     /* online steps taken */
 } loy_logreg_t;
 
 /* Zero weights, no standardisation. -1 with errstr when dim is 0 or
@@ -48,8 +48,8 @@ void loy_logreg_update(loy_logreg_t *lr, const double *x, int y, double eta,
 /* Batch fit on n rows: standardises from X, then minimises
  * mean log loss + l2/2 |w|^2 from zero weights. Returns 0, or -1 with
  * errstr (no rows, non-finite feature, no convergence, out of memory). */
-int loy_logreg_train(loy_logreg_t *lr, const double *X, const int *y,
-                     size_t n, double l2, char *errstr, size_t errstr_size);
+int loy_logreg_train(loy_logreg_t *lr, const double *X, const int *y, size_t n,
+                     double l2, char *errstr, size_t errstr_size);
 
 /* Mean log loss of the model on n rows (probabilities clamped to
  * [1e-15, 1 - 1e-15]). */

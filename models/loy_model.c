@@ -18,36 +18,67 @@
 /* ------------------------------------------------------------------ */
 
 enum {
-        K_VERSION, K_VARIANT, K_TIME_UNIT, K_R, K_ALPHA, K_A, K_B,
-        K_GG_P, K_GG_Q, K_GG_GAMMA, K_DISCOUNT, K_RFM_R, K_RFM_F, K_RFM_M,
-        K_INFO, K__COUNT
+        K_VERSION,
+        K_VARIANT,
+        K_TIME_UNIT,
+        K_R,
+        K_ALPHA,
+        K_A,
+        K_B,
+        K_GG_P,
+        K_GG_Q,
+        K_GG_GAMMA,
+        K_DISCOUNT,
+        K_RFM_R,
+        K_RFM_F,
+        K_RFM_M,
+        K_INFO,
+        K__COUNT
 };
 
 static const struct {
         const char *name;
         int id;
 } model_keys[] = {
-        {"version", K_VERSION},   {"variant", K_VARIANT},
-        {"time_unit", K_TIME_UNIT}, {"r", K_R},
-        {"alpha", K_ALPHA},       {"a", K_A},
-        {"b", K_B},               {"gg_p", K_GG_P},
-        {"gg_q", K_GG_Q},         {"gg_gamma", K_GG_GAMMA},
-        {"discount_monthly", K_DISCOUNT},
-        {"rfm_recency_days", K_RFM_R}, {"rfm_frequency", K_RFM_F},
-        {"rfm_monetary", K_RFM_M},
-        /* written by the fitter for people; accepted and ignored */
-        {"log_likelihood", K_INFO}, {"fitted_at", K_INFO},
-        {"customers", K_INFO},    {"calibration_end", K_INFO},
-        {"note", K_INFO},         {"format", K_INFO},
-        {"source", K_INFO},       {"source_format", K_INFO},
-        {"same_day_merge", K_INFO}, {"unique_summaries", K_INFO},
-        {"repeat_customers", K_INFO}, {"repeat_purchases", K_INFO},
-        {"first_purchase", K_INFO}, {"converged", K_INFO},
-        {"ridge", K_INFO},        {"penalised", K_INFO},
-        {"ml_log_likelihood", K_INFO}, {"ml_stopped_at", K_INFO},
-        {"gg_log_likelihood", K_INFO}, {"gg_customers", K_INFO},
-        {"refunds", K_INFO},      {"fit_seconds", K_INFO},
-        {"iterations", K_INFO},   {"prior", K_INFO},
+    {"version", K_VERSION},
+    {"variant", K_VARIANT},
+    {"time_unit", K_TIME_UNIT},
+    {"r", K_R},
+    {"alpha", K_ALPHA},
+    {"a", K_A},
+    {"b", K_B},
+    {"gg_p", K_GG_P},
+    {"gg_q", K_GG_Q},
+    {"gg_gamma", K_GG_GAMMA},
+    {"discount_monthly", K_DISCOUNT},
+    {"rfm_recency_days", K_RFM_R},
+    {"rfm_frequency", K_RFM_F},
+    {"rfm_monetary", K_RFM_M},
+    /* written by the fitter for people; accepted and ignored */
+    {"log_likelihood", K_INFO},
+    {"fitted_at", K_INFO},
+    {"customers", K_INFO},
+    {"calibration_end", K_INFO},
+    {"note", K_INFO},
+    {"format", K_INFO},
+    {"source", K_INFO},
+    {"source_format", K_INFO},
+    {"same_day_merge", K_INFO},
+    {"unique_summaries", K_INFO},
+    {"repeat_customers", K_INFO},
+    {"repeat_purchases", K_INFO},
+    {"first_purchase", K_INFO},
+    {"converged", K_INFO},
+    {"ridge", K_INFO},
+    {"penalised", K_INFO},
+    {"ml_log_likelihood", K_INFO},
+    {"ml_stopped_at", K_INFO},
+    {"gg_log_likelihood", K_INFO},
+    {"gg_customers", K_INFO},
+    {"refunds", K_INFO},
+    {"fit_seconds", K_INFO},
+    {"iterations", K_INFO},
+    {"prior", K_INFO},
 };
 
 static char *trim(char *s) {
@@ -114,8 +145,8 @@ static int load_line(loy_model_t *m, int *seen, const char *path, int lineno,
         case K_VERSION:
                 if (!*val || strlen(val) >= sizeof(m->version)) {
                         snprintf(errstr, errstr_size,
-                                 "%s:%d: %s: must be 1 to %zu characters",
-                                 path, lineno, key, sizeof(m->version) - 1);
+                                 "%s:%d: %s: must be 1 to %zu characters", path,
+                                 lineno, key, sizeof(m->version) - 1);
                         return -1;
                 }
                 memcpy(m->version, val, strlen(val) + 1);
@@ -168,14 +199,30 @@ static int load_line(loy_model_t *m, int *seen, const char *path, int lineno,
                          path, lineno, key);
                 return -1;
         }
-        case K_R: dst = &m->r; break;
-        case K_ALPHA: dst = &m->alpha; break;
-        case K_A: dst = &m->a; break;
-        case K_B: dst = &m->b; break;
-        case K_GG_P: dst = &m->gg_p; break;
-        case K_GG_Q: dst = &m->gg_q; break;
-        case K_DISCOUNT: dst = &m->discount_monthly; break;
-        default: dst = &m->gg_gamma; break;
+        case K_R:
+                dst = &m->r;
+                break;
+        case K_ALPHA:
+                dst = &m->alpha;
+                break;
+        case K_A:
+                dst = &m->a;
+                break;
+        case K_B:
+                dst = &m->b;
+                break;
+        case K_GG_P:
+                dst = &m->gg_p;
+                break;
+        case K_GG_Q:
+                dst = &m->gg_q;
+                break;
+        case K_DISCOUNT:
+                dst = &m->discount_monthly;
+                break;
+        default:
+                dst = &m->gg_gamma;
+                break;
         }
         if (parse_number(val, dst) == -1) {
                 snprintf(errstr, errstr_size, "%s:%d: %s: not a number", path,
@@ -187,10 +234,10 @@ static int load_line(loy_model_t *m, int *seen, const char *path, int lineno,
 
 /* Parses f (left open: the caller closes it); path names it in
  * messages. */
-static int load_fp(loy_model_t *m, FILE *f, const char *path,
-                   char *errstr, size_t errstr_size) {
-        static const int required[] = {K_VERSION, K_VARIANT, K_TIME_UNIT,
-                                       K_R, K_ALPHA, K_A, K_B};
+static int load_fp(loy_model_t *m, FILE *f, const char *path, char *errstr,
+                   size_t errstr_size) {
+        static const int required[] = {K_VERSION, K_VARIANT, K_TIME_UNIT, K_R,
+                                       K_ALPHA,   K_A,       K_B};
         static const int gg[] = {K_GG_P, K_GG_Q, K_GG_GAMMA};
         int seen[K__COUNT] = {0};
         char line[1024];
@@ -223,11 +270,11 @@ static int load_fp(loy_model_t *m, FILE *f, const char *path,
         if (ngg && ngg < 3)
                 for (size_t i = 0; i < 3; i++)
                         if (!seen[gg[i]]) {
-                                snprintf(errstr, errstr_size,
-                                         "%s: %s: missing", path,
-                                         gg[i] == K_GG_P ? "gg_p" :
-                                         gg[i] == K_GG_Q ? "gg_q" :
-                                         "gg_gamma");
+                                snprintf(errstr, errstr_size, "%s: %s: missing",
+                                         path,
+                                         gg[i] == K_GG_P   ? "gg_p"
+                                         : gg[i] == K_GG_Q ? "gg_q"
+                                                           : "gg_gamma");
                                 return -1;
                         }
         tmp.has_gg = ngg == 3;
@@ -254,8 +301,8 @@ static int load_fp(loy_model_t *m, FILE *f, const char *path,
 missing:
         for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
                 if (!seen[required[i]]) {
-                        for (size_t k = 0; k < sizeof(model_keys) /
-                                                   sizeof(model_keys[0]);
+                        for (size_t k = 0;
+                             k < sizeof(model_keys) / sizeof(model_keys[0]);
                              k++)
                                 if (model_keys[k].id == required[i]) {
                                         snprintf(errstr, errstr_size,
@@ -268,8 +315,8 @@ missing:
         return -1;
 }
 
-int loy_model_load(loy_model_t *m, const char *path,
-                   char *errstr, size_t errstr_size) {
+int loy_model_load(loy_model_t *m, const char *path, char *errstr,
+                   size_t errstr_size) {
         FILE *f = fopen(path, "r");
         int rc;
 
@@ -304,8 +351,13 @@ int loy_model_validate(const loy_model_t *m, char *errstr, size_t errstr_size) {
                 const char *name;
                 double v;
         } p[] = {
-                {"r", m->r}, {"alpha", m->alpha}, {"a", m->a}, {"b", m->b},
-                {"gg_p", m->gg_p}, {"gg_q", m->gg_q}, {"gg_gamma", m->gg_gamma},
+            {"r", m->r},
+            {"alpha", m->alpha},
+            {"a", m->a},
+            {"b", m->b},
+            {"gg_p", m->gg_p},
+            {"gg_q", m->gg_q},
+            {"gg_gamma", m->gg_gamma},
         };
         size_t n = m->has_gg ? 7 : 4;
 
@@ -337,7 +389,8 @@ int loy_model_validate(const loy_model_t *m, char *errstr, size_t errstr_size) {
                         snprintf(errstr, errstr_size,
                                  "rfm_%s: cut points must be finite, "
                                  "recency ones not increasing, the others "
-                                 "not decreasing", what);
+                                 "not decreasing",
+                                 what);
                         return -1;
                 }
         }
@@ -387,7 +440,7 @@ double loy_model_p_alive(const loy_model_t *m, const loy_model_input_t *in) {
         } else {
                 den = m->b + x;
         }
-        if (den <= 0)  /* 0 < x < 1 with b < 1: not a count; be safe */
+        if (den <= 0) /* 0 < x < 1 with b < 1: not a count; be safe */
                 den = 1e-300;
         /* log of a/den * ((alpha+T)/(alpha+t_x))^(r+x); log1p keeps the
          * ratio exact when T - t_x is small next to alpha + t_x */
@@ -451,7 +504,7 @@ static void ksum_scale(struct ksum *k, double f) {
 }
 
 static double alive_series(double n, double a, double beta, double z) {
-        double l0 = n * log1p(-z);         /* log P(N = 0) */
+        double l0 = n * log1p(-z); /* log P(N = 0) */
         double scale = l0;
         double cinf = a > 1 ? (a + beta - 1) / (a - 1) : INFINITY;
         double pmf = 1, c = 1, C = 0, d = 1;
@@ -482,7 +535,7 @@ static double alive_series(double n, double a, double beta, double z) {
                 if (rho >= 1 || pmf == 0)
                         continue;
                 tail = pmf * rho / (1 - rho) * (C + c + 1 / (1 - rho));
-                if (a > 1)   /* D_j decreases: the deficit sum's tail */
+                if (a > 1) /* D_j decreases: the deficit sum's tail */
                         tail = fmax(tail, pmf * rho / (1 - rho) * cinf * d);
                 if (tail <= 1e-17 * (s1.s + s1.c))
                         break;
@@ -511,7 +564,7 @@ static double alive_series(double n, double a, double beta, double z) {
  */
 struct quad_par {
         double n, a, beta, s, lbeta;
-        int deficit;   /* integrate E_p[(1 + p s)^-n / p] instead */
+        int deficit; /* integrate E_p[(1 + p s)^-n / p] instead */
 };
 
 static double quad_f(double q, void *vp) {
@@ -693,8 +746,8 @@ static double alive_discounted(const loy_model_t *m, double x, double T,
         k_max = fmin(ceil(h / month), 1200);
         if (k_max <= DISC_MONTHS_FAST) {
                 double z[DISC_MONTHS_FAST], w[DISC_MONTHS_FAST], fk = 1;
-                double n = m->r + x, beta = m->b + x +
-                                          (m->variant == LOY_VARIANT_MBGNBD);
+                double n = m->r + x,
+                       beta = m->b + x + (m->variant == LOY_VARIANT_MBGNBD);
                 int K = (int)k_max;
                 for (int k = 0; k < K; k++) {
                         double t = k == K - 1 ? h : (k + 1) * month;
@@ -703,8 +756,7 @@ static double alive_discounted(const loy_model_t *m, double x, double T,
                         w[k] = k == K - 1 ? fk : fk - fk / (1 + d);
                 }
                 if (z[K - 1] < 1 && z[0] > 0) {
-                        double e = disc_series(n, m->a, beta, z, w, K,
-                                               &pl);
+                        double e = disc_series(n, m->a, beta, z, w, K, &pl);
                         /* for a <= 1 alive_series is this very sum; for
                          * a > 1 it may need its deficit form */
                         if (e >= 0) {
@@ -749,8 +801,8 @@ double loy_model_net_mean_value(double gross_value, double first_day_value,
         if (!(rep > 0))
                 return 0;
         keep = isfinite(return_value) && return_value > 0
-                       ? 1 - return_value / gross_value
-                       : 1;
+                   ? 1 - return_value / gross_value
+                   : 1;
         if (!(keep > 0))
                 return 0;
         return rep * keep / x;
@@ -815,15 +867,15 @@ int loy_model_write(const loy_model_t *m, const char *info, const char *path,
         int fd = -1;
 
         if (loy_model_validate(m, why, sizeof(why)) == -1) {
-                snprintf(errstr, errstr_size, "%s: not written: %s", path,
-                         why);
+                snprintf(errstr, errstr_size, "%s: not written: %s", path, why);
                 return -1;
         }
         if (strchr(m->version, '#') || strchr(m->version, '\n') ||
             !m->version[0]) {
                 snprintf(errstr, errstr_size,
                          "%s: not written: version must be a non-empty "
-                         "word without '#'", path);
+                         "word without '#'",
+                         path);
                 return -1;
         }
         tmp = malloc(len + 16);
@@ -835,18 +887,17 @@ int loy_model_write(const loy_model_t *m, const char *info, const char *path,
         snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
         fd = mkstemp(tmp);
         if (fd < 0 || !(f = fdopen(fd, "w"))) {
-                snprintf(errstr, errstr_size, "%s: %s", tmp,
-                         strerror(errno));
+                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
                 goto fail;
         }
         fd = -1;
-        fprintf(f, "# loyaltyd customer-value model (models/loy_model.h)\n"
-                   "version = %s\nvariant = %s\ntime_unit = %s\n"
-                   "r = %.17g\nalpha = %.17g\na = %.17g\nb = %.17g\n",
-                m->version,
-                m->variant == LOY_VARIANT_MBGNBD ? "mbgnbd" : "bgnbd",
-                m->unit_days == 7 ? "weeks" : "days", m->r, m->alpha, m->a,
-                m->b);
+        fprintf(
+            f,
+            "# loyaltyd customer-value model (models/loy_model.h)\n"
+            "version = %s\nvariant = %s\ntime_unit = %s\n"
+            "r = %.17g\nalpha = %.17g\na = %.17g\nb = %.17g\n",
+            m->version, m->variant == LOY_VARIANT_MBGNBD ? "mbgnbd" : "bgnbd",
+            m->unit_days == 7 ? "weeks" : "days", m->r, m->alpha, m->a, m->b);
         if (m->has_gg)
                 fprintf(f, "gg_p = %.17g\ngg_q = %.17g\ngg_gamma = %.17g\n",
                         m->gg_p, m->gg_q, m->gg_gamma);
@@ -856,7 +907,7 @@ int loy_model_write(const loy_model_t *m, const char *info, const char *path,
                 const double *d[3] = {m->rfm.recency_days, m->rfm.frequency,
                                       m->rfm.monetary};
                 static const char *const names[3] = {
-                        "rfm_recency_days", "rfm_frequency", "rfm_monetary"};
+                    "rfm_recency_days", "rfm_frequency", "rfm_monetary"};
                 for (int i = 0; i < 3; i++)
                         fprintf(f, "%s = %.17g %.17g %.17g %.17g\n", names[i],
                                 d[i][0], d[i][1], d[i][2], d[i][3]);
@@ -882,8 +933,7 @@ int loy_model_write(const loy_model_t *m, const char *info, const char *path,
                 goto fail;
         }
         if (rename(tmp, path)) {
-                snprintf(errstr, errstr_size, "%s: %s", path,
-                         strerror(errno));
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 goto fail;
         }
         free(tmp);

@@ -25,16 +25,16 @@
 #include "../features/loy_rfm.h"
 
 typedef enum {
-        LOY_VARIANT_BGNBD = 0,   /* Fader, Hardie & Lee 2005 */
-        LOY_VARIANT_MBGNBD = 1,  /* Batislam, Denizel & Filiztekin 2007 */
+        LOY_VARIANT_BGNBD = 0,  /* Fader, Hardie & Lee 2005 */
+        LOY_VARIANT_MBGNBD = 1, /* Batislam, Denizel & Filiztekin 2007 */
 } loy_variant_t;
 
 typedef struct loy_model {
         char version[64];
         loy_variant_t variant;
-        double unit_days;        /* 1 for days, 7 for weeks */
-        double r, alpha, a, b;   /* BG/NBD family parameters */
-        int has_gg;              /* Gamma-Gamma parameters present */
+        double unit_days;      /* 1 for days, 7 for weeks */
+        double r, alpha, a, b; /* BG/NBD family parameters */
+        int has_gg;            /* Gamma-Gamma parameters present */
         double gg_p, gg_q, gg_gamma;
         double discount_monthly; /* CLV discount a month, >= 0; 0 = none */
         /* R/F/M cut points (keys rfm_recency_days, rfm_frequency,
@@ -45,26 +45,26 @@ typedef struct loy_model {
 
 /* Customer summary in the model's time unit. */
 typedef struct loy_model_input {
-        double x;        /* repeat purchases */
-        double t_x;      /* time of the last purchase since the first */
-        double T;        /* time since the first purchase */
-        double mean_value;   /* mean repeat transaction value (0 = none) */
-        double aov;          /* average order value, fallback for spend */
+        double x;          /* repeat purchases */
+        double t_x;        /* time of the last purchase since the first */
+        double T;          /* time since the first purchase */
+        double mean_value; /* mean repeat transaction value (0 = none) */
+        double aov;        /* average order value, fallback for spend */
 } loy_model_input_t;
 
 typedef struct loy_model_scores {
         double p_alive;
-        double churn_prob;       /* 1 - p_alive */
-        double exp_purchases;    /* expected purchases within the horizon */
-        double exp_value;        /* expected value of one order */
-        double clv;              /* discounted expected purchases *
-                                  * exp_value * margin (see below) */
+        double churn_prob;    /* 1 - p_alive */
+        double exp_purchases; /* expected purchases within the horizon */
+        double exp_value;     /* expected value of one order */
+        double clv;           /* discounted expected purchases *
+                               * exp_value * margin (see below) */
 } loy_model_scores_t;
 
 /* Loads and validates a model file. Returns 0, or -1 with "file:line: key:
  * message" in errstr; *m is only written on success. */
-int loy_model_load(loy_model_t *m, const char *path,
-                   char *errstr, size_t errstr_size);
+int loy_model_load(loy_model_t *m, const char *path, char *errstr,
+                   size_t errstr_size);
 
 /* As loy_model_load(), from len bytes at buf (borrowed; need not end in a
  * NUL) instead of a file; name stands for the file name in messages. For

@@ -31,7 +31,7 @@
 /* counts at the reference time grow as 2^(age / half-life): rebase well
  * before floats (2^127) overflow */
 #define REBASE_HALF_LIVES 40.0
-#define HBUCKETS 1024           /* log2 histogram: 4 buckets an octave */
+#define HBUCKETS 1024 /* log2 histogram: 4 buckets an octave */
 
 typedef struct item {
         union {
@@ -39,14 +39,14 @@ typedef struct item {
                 char *p;
         } sku;
         uint32_t gen;
-        int32_t cat;            /* -1: none */
-        float n;                /* at the reference time */
-        uint32_t blk;           /* neighbour block + 1; free-list link */
+        int32_t cat;  /* -1: none */
+        float n;      /* at the reference time */
+        uint32_t blk; /* neighbour block + 1; free-list link */
         uint8_t alive;
         uint8_t longsku;
         uint8_t pending;
         uint8_t nnbr;
-        uint8_t ext;            /* list came from loy_reco_set_nbrs() */
+        uint8_t ext; /* list came from loy_reco_set_nbrs() */
 } item_t;
 
 typedef struct nbr {
@@ -55,7 +55,7 @@ typedef struct nbr {
 } nbr_t;
 
 typedef struct pair {
-        uint32_t a, b;          /* a == NONE: empty slot */
+        uint32_t a, b; /* a == NONE: empty slot */
         float c;
 } pair_t;
 
@@ -63,19 +63,19 @@ typedef struct pair {
 #define STAGES_MAX 2
 
 typedef struct pend {
-        uint32_t a, b;          /* b == NONE: n(a) */
+        uint32_t a, b; /* b == NONE: n(a) */
         double d;
-        uint32_t gen;           /* stage that saved its old d, if any */
+        uint32_t gen; /* stage that saved its old d, if any */
 } pend_t;
 
 typedef struct undo {
-        uint32_t k;             /* pend entry from before the stage */
-        double d;               /* its value then */
+        uint32_t k; /* pend entry from before the stage */
+        double d;   /* its value then */
 } undo_t;
 
 typedef struct cat {
         char *name;
-        uint32_t *pop;          /* pop_k item ids */
+        uint32_t *pop; /* pop_k item ids */
         int npop;
 } cat_t;
 
@@ -87,9 +87,9 @@ typedef struct excl {
 
 struct loy_reco {
         loy_reco_conf_t conf;
-        double hl_ms;           /* half-life in ms, 0: no decay */
+        double hl_ms; /* half-life in ms, 0: no decay */
         double hist_hl_ms;
-        int64_t ref_ms;         /* reference time of the stored counts */
+        int64_t ref_ms; /* reference time of the stored counts */
         int ref_set;
 
         excl_t excl[LOY_RECO_EXCLUDE_MAX / 2];
@@ -98,7 +98,7 @@ struct loy_reco {
 
         item_t *items;
         uint32_t items_cap, items_used, items_alive, free_head;
-        uint32_t *ihash;        /* id + 1, 0 empty */
+        uint32_t *ihash; /* id + 1, 0 empty */
         uint32_t ihash_cap;
         size_t long_bytes;
 
@@ -111,10 +111,10 @@ struct loy_reco {
 
         cat_t *cats;
         uint32_t ncats, cats_cap;
-        uint32_t *chash;        /* cat index + 1 */
+        uint32_t *chash; /* cat index + 1 */
         uint32_t chash_cap;
         size_t cat_bytes;
-        uint32_t *gpop;         /* global pop_k */
+        uint32_t *gpop; /* global pop_k */
         int ngpop;
 
         pend_t *pend;
@@ -258,7 +258,7 @@ void loy_reco_conf_default(loy_reco_conf_t *c) {
         c->pair_mem_frac = 0.5;
         c->track_pending = 0;
         c->pending_max = 262144;
-        c->epoch_ms = 1262304000000LL;   /* 2010-01-01T00:00:00Z */
+        c->epoch_ms = 1262304000000LL; /* 2010-01-01T00:00:00Z */
         snprintf(c->exclude, sizeof(c->exclude), "%s",
                  LOY_RECO_EXCLUDE_DEFAULT);
 }
@@ -277,9 +277,9 @@ static int conf_check(const loy_reco_conf_t *c, char *e, size_t es) {
             !fin_nonneg(c->hist_half_life_days))
                 return bad(e, es, "half-lives must be finite and >= 0");
         if (!fin_nonneg(c->w_purchase) || !fin_nonneg(c->w_browse) ||
-            !fin_nonneg(c->pop_weight) ||
-            !fin_nonneg(c->w_hist_purchase) || !fin_nonneg(c->repeat_weight)
-            || !fin_nonneg(c->shrink) || !fin_nonneg(c->min_pair))
+            !fin_nonneg(c->pop_weight) || !fin_nonneg(c->w_hist_purchase) ||
+            !fin_nonneg(c->repeat_weight) || !fin_nonneg(c->shrink) ||
+            !fin_nonneg(c->min_pair))
                 return bad(e, es, "weights must be finite and >= 0");
         for (int i = 0; i < LOY_ACT__COUNT; i++)
                 if (!fin_nonneg(c->w_hist_action[i]))
@@ -337,8 +337,7 @@ int loy_reco_is_product(const loy_reco_t *r, const char *sku) {
                 return 0;
         for (int i = 0; i < r->nexcl; i++) {
                 const excl_t *x = &r->excl[i];
-                if (x->prefix ? len >= x->len &&
-                                    !strncasecmp(sku, x->s, x->len)
+                if (x->prefix ? len >= x->len && !strncasecmp(sku, x->s, x->len)
                               : len == x->len && !strcasecmp(sku, x->s))
                         return 0;
         }
@@ -379,7 +378,7 @@ loy_reco_t *loy_reco_create(const loy_reco_conf_t *conf, char *errstr,
         parse_exclude(r);
 
         r->sc_cap = pow2_at_least((uint64_t)LOY_RECO_HIST_MAX *
-                                  (LOY_RECO_K_MAX + 1) * 2 +
+                                      (LOY_RECO_K_MAX + 1) * 2 +
                                   4 * LOY_RECO_N_MAX);
         r->sc_id = malloc(r->sc_cap * sizeof(*r->sc_id));
         r->sc_score = malloc(r->sc_cap * sizeof(*r->sc_score));
@@ -416,8 +415,7 @@ loy_reco_t *loy_reco_create(const loy_reco_conf_t *conf, char *errstr,
         r->rest_budget = avail - r->pair_budget;
         /* a doubling needs the old and the new table at once */
         r->pairs_max_cap = 16;
-        while ((size_t)r->pairs_max_cap * 3 * sizeof(pair_t) <=
-               r->pair_budget)
+        while ((size_t)r->pairs_max_cap * 3 * sizeof(pair_t) <= r->pair_budget)
                 r->pairs_max_cap <<= 1;
         r->pairs_cap = r->pairs_max_cap < 4096 ? r->pairs_max_cap : 4096;
         r->pairs = malloc(r->pairs_cap * sizeof(*r->pairs));
@@ -504,7 +502,8 @@ static void ihash_del(loy_reco_t *r, uint32_t id) {
                         if (!r->ihash[j])
                                 return;
                         k = (uint32_t)hash_str(
-                                item_sku(&r->items[r->ihash[j] - 1])) & mask;
+                                item_sku(&r->items[r->ihash[j] - 1])) &
+                            mask;
                         if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
                                 continue;
                         break;
@@ -725,8 +724,7 @@ static int32_t cat_intern(loy_reco_t *r, const char *name) {
  * ------------------------------------------------------------------------ */
 
 static nbr_t *nbr_list(const loy_reco_t *r, const item_t *it) {
-        return it->blk ? &r->pool[(size_t)(it->blk - 1) * r->conf.top_k]
-                       : NULL;
+        return it->blk ? &r->pool[(size_t)(it->blk - 1) * r->conf.top_k] : NULL;
 }
 
 static int nbr_alloc(loy_reco_t *r, item_t *it) {
@@ -879,9 +877,9 @@ static uint64_t pairs_filter(loy_reco_t *r,
                                         j = (j + 1) & mask;
                                         if (r->pairs[j].a == NONE)
                                                 goto done;
-                                        k = (uint32_t)hash_pair(
-                                                r->pairs[j].a,
-                                                r->pairs[j].b) & mask;
+                                        k = (uint32_t)hash_pair(r->pairs[j].a,
+                                                                r->pairs[j].b) &
+                                            mask;
                                         if (hole <= j ? (hole < k && k <= j)
                                                       : (hole < k || k <= j))
                                                 continue;
@@ -891,7 +889,7 @@ static uint64_t pairs_filter(loy_reco_t *r,
                                 hole = j;
                         }
                 }
-done:;
+        done:;
         }
         return removed;
 }
@@ -973,15 +971,14 @@ static void evict_items(loy_reco_t *r, uint32_t want_items,
 
         if (!r->items_cap)
                 return;
-        need_i = r->items_alive + want_items + r->items_cap / 4 >
-                         r->items_cap
-                     ? r->items_alive + want_items + r->items_cap / 4 -
-                           r->items_cap
-                     : 0;
-        need_b = r->pool_live + want_blocks + r->pool_cap / 4 > r->pool_cap
-                     ? r->pool_live + want_blocks + r->pool_cap / 4 -
-                           r->pool_cap
-                     : 0;
+        need_i =
+            r->items_alive + want_items + r->items_cap / 4 > r->items_cap
+                ? r->items_alive + want_items + r->items_cap / 4 - r->items_cap
+                : 0;
+        need_b =
+            r->pool_live + want_blocks + r->pool_cap / 4 > r->pool_cap
+                ? r->pool_live + want_blocks + r->pool_cap / 4 - r->pool_cap
+                : 0;
         for (uint32_t id = 0; id < r->items_used; id++) {
                 const item_t *it = &r->items[id];
                 if (!it->alive || it->pending)
@@ -1087,8 +1084,7 @@ size_t loy_reco_pending_count(const loy_reco_t *r) {
         return r->npend;
 }
 
-void loy_reco_pending_get(const loy_reco_t *r, size_t i,
-                          loy_reco_incr_t *out) {
+void loy_reco_pending_get(const loy_reco_t *r, size_t i, loy_reco_incr_t *out) {
         const pend_t *p = &r->pend[i];
         out->a = item_sku(&r->items[p->a]);
         out->b = p->b == NONE ? NULL : item_sku(&r->items[p->b]);
@@ -1242,9 +1238,8 @@ static void rebase(loy_reco_t *r, int64_t now_ms) {
 }
 
 static void maybe_rebase(loy_reco_t *r, int64_t t) {
-        if (!r->ref_set ||
-            (r->hl_ms > 0 &&
-             (double)(t - r->ref_ms) > REBASE_HALF_LIVES * r->hl_ms))
+        if (!r->ref_set || (r->hl_ms > 0 && (double)(t - r->ref_ms) >
+                                                REBASE_HALF_LIVES * r->hl_ms))
                 rebase(r, t);
 }
 
@@ -1253,7 +1248,7 @@ void loy_reco_maintain(loy_reco_t *r, int64_t now_ms) {
                 return;
         rebase(r, now_ms);
         r->st.pairs_pruned += (int64_t)pairs_filter(
-                r, drop_below, r->conf.min_pair * scale_at(r, now_ms));
+            r, drop_below, r->conf.min_pair * scale_at(r, now_ms));
         update_bytes(r, 0);
 }
 
@@ -1272,9 +1267,9 @@ static void refresh_list(loy_reco_t *r, uint32_t id, double g) {
         for (int i = 0; i < it->nnbr; i++) {
                 const pair_t *p = pair_find(r, id, l[i].id);
                 if (p)
-                        l[i].sim = (float)loy_reco_sim(
-                                &r->conf, p->c / g, it->n / g,
-                                r->items[l[i].id].n / g);
+                        l[i].sim =
+                            (float)loy_reco_sim(&r->conf, p->c / g, it->n / g,
+                                                r->items[l[i].id].n / g);
         }
 }
 
@@ -1287,8 +1282,7 @@ static void count_item(loy_reco_t *r, uint32_t id, double w, double g,
         refresh_list(r, id, g);
         pop_touch(r, r->gpop, &r->ngpop, id);
         if (it->cat >= 0)
-                pop_touch(r, r->cats[it->cat].pop, &r->cats[it->cat].npop,
-                          id);
+                pop_touch(r, r->cats[it->cat].pop, &r->cats[it->cat].npop, id);
         pend_add(r, id, NONE, w * ge);
 }
 
@@ -1299,8 +1293,7 @@ static void count_pair(loy_reco_t *r, uint32_t a, uint32_t b, double w,
 
         p->c = (float)(p->c + w * g);
         c = p->c / g;
-        sim = loy_reco_sim(&r->conf, c, r->items[a].n / g,
-                           r->items[b].n / g);
+        sim = loy_reco_sim(&r->conf, c, r->items[a].n / g, r->items[b].n / g);
         nbr_upsert(r, a, b, (float)sim);
         nbr_upsert(r, b, a, (float)sim);
         pend_add(r, p->a, p->b, w * ge);
@@ -1375,9 +1368,8 @@ static void hist_put(const loy_reco_t *r, loy_reco_hist_t *h, uint32_t id,
                                         victim = i;
                                         break;
                                 }
-                                xw = x->weight *
-                                     decay(r->hist_hl_ms,
-                                           (double)(ts - x->ts_ms));
+                                xw = x->weight * decay(r->hist_hl_ms,
+                                                       (double)(ts - x->ts_ms));
                                 if (victim < 0 || xw < vw) {
                                         victim = i;
                                         vw = xw;
@@ -1395,14 +1387,13 @@ static void hist_put(const loy_reco_t *r, loy_reco_hist_t *h, uint32_t id,
         }
         if (ts >= e->ts_ms) {
                 e->weight = (float)(e->weight * decay(r->hist_hl_ms,
-                                                      (double)(ts -
-                                                               e->ts_ms)) +
+                                                      (double)(ts - e->ts_ms)) +
                                     w);
                 e->ts_ms = ts;
         } else {
-                e->weight = (float)(e->weight +
-                                    w * decay(r->hist_hl_ms,
-                                              (double)(e->ts_ms - ts)));
+                e->weight =
+                    (float)(e->weight +
+                            w * decay(r->hist_hl_ms, (double)(e->ts_ms - ts)));
         }
         if (bought && e->bought < UINT16_MAX)
                 e->bought++;
@@ -1452,8 +1443,7 @@ static int observe_view(loy_reco_t *r, loy_reco_hist_t *h,
                 h->sess_pos = 0;
         }
         for (i = 0; i < h->sess_n; i++)
-                if (h->sess_item[i] == id &&
-                    h->sess_gen[i] == r->items[id].gen)
+                if (h->sess_item[i] == id && h->sess_gen[i] == r->items[id].gen)
                         seen = 1;
         if (!seen && sw > 0 && r->conf.w_browse > 0) {
                 g = scale_at(r, ev->ts_ms);
@@ -1480,8 +1470,7 @@ static int observe_view(loy_reco_t *r, loy_reco_hist_t *h,
         return rc;
 }
 
-int loy_reco_observe(loy_reco_t *r, loy_reco_hist_t *h,
-                     const loy_event_t *ev) {
+int loy_reco_observe(loy_reco_t *r, loy_reco_hist_t *h, const loy_event_t *ev) {
         const char *skus[LOY_LINES_MAX], *cats[LOY_LINES_MAX];
         int n = 0, rc;
 
@@ -1498,8 +1487,8 @@ int loy_reco_observe(loy_reco_t *r, loy_reco_hist_t *h,
                 }
                 /* an item on two lines is still one purchase of it; the
                  * scan is bounded by max_basket */
-                for (j = 0; j < n && j < r->conf.max_basket &&
-                            strcmp(skus[j], l->sku);
+                for (j = 0;
+                     j < n && j < r->conf.max_basket && strcmp(skus[j], l->sku);
                      j++)
                         ;
                 if (j < n && j < r->conf.max_basket)
@@ -1513,16 +1502,14 @@ int loy_reco_observe(loy_reco_t *r, loy_reco_hist_t *h,
                                    r->conf.w_purchase);
         if (h)
                 for (int i = 0; i < n; i++)
-                        if (loy_reco_hist_add(r, h, skus[i], cats[i],
-                                              ev->ts_ms,
+                        if (loy_reco_hist_add(r, h, skus[i], cats[i], ev->ts_ms,
                                               r->conf.w_hist_purchase, 1))
                                 rc = -1;
         return rc;
 }
 
 int loy_reco_set_nbrs(loy_reco_t *r, const char *sku,
-                      const char *const *nbr_skus, const double *sims,
-                      int n) {
+                      const char *const *nbr_skus, const double *sims, int n) {
         uint32_t id, nid;
         item_t *it;
         int rc = 0;
@@ -1619,8 +1606,8 @@ static int fill_from(loy_reco_t *r, const uint32_t *list, int nl,
         return k;
 }
 
-int loy_reco_recommend(loy_reco_t *r, const loy_reco_hist_t *h,
-                       int64_t now_ms, loy_reco_rec_t *out, int n) {
+int loy_reco_recommend(loy_reco_t *r, const loy_reco_hist_t *h, int64_t now_ms,
+                       loy_reco_rec_t *out, int n) {
         int k = 0, i, j, hn;
         int32_t cats[LOY_RECO_HIST_MAX];
         int ncats = 0;
@@ -1675,9 +1662,9 @@ int loy_reco_recommend(loy_reco_t *r, const loy_reco_hist_t *h,
                                 top = r->items[r->gpop[i]].n;
                 for (uint32_t t = 0; t < r->sc_ntouched && top > 0; t++) {
                         uint32_t s = r->sc_touched[t];
-                        r->sc_score[s] += (float)(r->conf.pop_weight *
-                                                  r->items[r->sc_id[s]].n /
-                                                  top);
+                        r->sc_score[s] +=
+                            (float)(r->conf.pop_weight *
+                                    r->items[r->sc_id[s]].n / top);
                 }
         }
         /* top n of the accumulated candidates */
@@ -1707,8 +1694,8 @@ int loy_reco_recommend(loy_reco_t *r, const loy_reco_hist_t *h,
                         order[i] = i;
                 for (i = 1; i < hn; i++) {
                         int x = order[i];
-                        for (j = i; j > 0 && h->it[order[j - 1]].ts_ms <
-                                                     h->it[x].ts_ms;
+                        for (j = i; j > 0 &&
+                                    h->it[order[j - 1]].ts_ms < h->it[x].ts_ms;
                              j--)
                                 order[j] = order[j - 1];
                         order[j] = x;
@@ -1728,8 +1715,8 @@ int loy_reco_recommend(loy_reco_t *r, const loy_reco_hist_t *h,
                         if (j < ncats)
                                 continue;
                         cats[ncats++] = c;
-                        k = fill_from(r, r->cats[c].pop, r->cats[c].npop,
-                                      out, k, n, LOY_RECO_SRC_CAT_POP);
+                        k = fill_from(r, r->cats[c].pop, r->cats[c].npop, out,
+                                      k, n, LOY_RECO_SRC_CAT_POP);
                 }
                 k = fill_from(r, r->gpop, r->ngpop, out, k, n,
                               LOY_RECO_SRC_POP);
@@ -1808,8 +1795,7 @@ size_t loy_reco_hist_format(const loy_reco_t *r, const loy_reco_hist_t *h,
                         memcpy(line, sku, sl);
                         at = sl;
                         line[at++] = '\t';
-                        w = loy_fmt_i64(line + at, sizeof(line) - at,
-                                        e->ts_ms);
+                        w = loy_fmt_i64(line + at, sizeof(line) - at, e->ts_ms);
                         at += w > 0 ? (size_t)w : 0;
                         line[at++] = '\t';
                         w = loy_fmt_float(line + at, sizeof(line) - at,
@@ -1870,7 +1856,7 @@ int loy_reco_hist_parse(loy_reco_t *r, loy_reco_hist_t *h, const char *text) {
                         h->it[h->n].ts_ms = ts;
                         h->it[h->n].weight = (float)w;
                         h->it[h->n].bought =
-                                (uint16_t)(b > UINT16_MAX ? UINT16_MAX : b);
+                            (uint16_t)(b > UINT16_MAX ? UINT16_MAX : b);
                         h->it[h->n++].pad = 0;
                 }
                 p = *nl ? nl + 1 : nl;

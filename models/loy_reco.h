@@ -68,52 +68,52 @@
 
 #include "../features/loy_event.h"
 
-#define LOY_RECO_K_MAX 64       /* top_k upper bound */
-#define LOY_RECO_HIST_MAX 128   /* hist_size upper bound */
-#define LOY_RECO_SESS_MAX 16    /* session_window upper bound */
-#define LOY_RECO_N_MAX 100      /* recommendations per call */
+#define LOY_RECO_K_MAX 64     /* top_k upper bound */
+#define LOY_RECO_HIST_MAX 128 /* hist_size upper bound */
+#define LOY_RECO_SESS_MAX 16  /* session_window upper bound */
+#define LOY_RECO_N_MAX 100    /* recommendations per call */
 #define LOY_RECO_EXCLUDE_MAX 512
 
 typedef struct loy_reco_conf {
-        double half_life_days;       /* decay of n and c; 0 = none */
-        double hist_half_life_days;  /* decay of history weights; 0 = none */
-        double w_purchase;           /* pair weight per basket */
-        double w_browse;             /* pair weight per browse session */
-        double w_hist_purchase;      /* history weight of a bought item */
+        double half_life_days;      /* decay of n and c; 0 = none */
+        double hist_half_life_days; /* decay of history weights; 0 = none */
+        double w_purchase;          /* pair weight per basket */
+        double w_browse;            /* pair weight per browse session */
+        double w_hist_purchase;     /* history weight of a bought item */
         double w_hist_action[LOY_ACT__COUNT]; /* ... of a browse action */
-        double repeat_weight;        /* S(h, h) of a bought item */
-        double pop_weight;           /* + pop_weight * n(j) / n(top item)
-                                        for every scored candidate */
-        double shrink;               /* support shrinkage of sim */
-        double min_pair;             /* pairs below this are always pruned */
-        int top_k;                   /* neighbours kept per item */
-        int max_basket;              /* distinct items taken per basket */
-        int session_window;          /* views a view is paired with */
-        int hist_size;               /* items in a customer history */
-        int include_bought;          /* recommend already bought items */
-        int pop_k;                   /* popular items kept (global, per
-                                        category) for the fallback */
-        size_t mem_limit;            /* bytes, whole model */
-        double pair_mem_frac;        /* share of mem_limit for pairs */
-        int track_pending;           /* keep increments for a Redis flush */
-        size_t pending_max;          /* pending entries at most */
-        int64_t epoch_ms;            /* scale reference of pending deltas */
+        double repeat_weight;                 /* S(h, h) of a bought item */
+        double pop_weight;    /* + pop_weight * n(j) / n(top item)
+                                 for every scored candidate */
+        double shrink;        /* support shrinkage of sim */
+        double min_pair;      /* pairs below this are always pruned */
+        int top_k;            /* neighbours kept per item */
+        int max_basket;       /* distinct items taken per basket */
+        int session_window;   /* views a view is paired with */
+        int hist_size;        /* items in a customer history */
+        int include_bought;   /* recommend already bought items */
+        int pop_k;            /* popular items kept (global, per
+                                 category) for the fallback */
+        size_t mem_limit;     /* bytes, whole model */
+        double pair_mem_frac; /* share of mem_limit for pairs */
+        int track_pending;    /* keep increments for a Redis flush */
+        size_t pending_max;   /* pending entries at most */
+        int64_t epoch_ms;     /* scale reference of pending deltas */
         /* Stock codes that are not products (fees, postage, vouchers),
          * comma separated, case-insensitive; "x*" matches a prefix. */
         char exclude[LOY_RECO_EXCLUDE_MAX];
 } loy_reco_conf_t;
 
 /* Online Retail's non-product stock codes, the default exclude list. */
-#define LOY_RECO_EXCLUDE_DEFAULT                                           \
+#define LOY_RECO_EXCLUDE_DEFAULT                                               \
         "POST,DOT,M,C2,D,S,B,CRUK,PADS,BANK CHARGES,AMAZONFEE,gift_*"
 
 /* One item of a customer's history. weight is at ts_ms (decayed lazily). */
 typedef struct loy_reco_hist_item {
-        uint32_t item;        /* model item id ... */
-        uint32_t gen;         /* ... valid while the item has this gen */
-        int64_t ts_ms;        /* last event on the item */
-        float weight;         /* event-kind weights, decayed to ts_ms */
-        uint16_t bought;      /* purchases of the item (saturating) */
+        uint32_t item;   /* model item id ... */
+        uint32_t gen;    /* ... valid while the item has this gen */
+        int64_t ts_ms;   /* last event on the item */
+        float weight;    /* event-kind weights, decayed to ts_ms */
+        uint16_t bought; /* purchases of the item (saturating) */
         uint16_t pad;
 } loy_reco_hist_item_t;
 
@@ -127,24 +127,24 @@ typedef struct loy_reco_hist_item {
 typedef struct loy_reco_hist {
         int n;
         loy_reco_hist_item_t it[LOY_RECO_HIST_MAX];
-        uint64_t sess_hash;   /* hash of the current session id */
-        int sess_n;           /* items in the session window (ring) */
+        uint64_t sess_hash; /* hash of the current session id */
+        int sess_n;         /* items in the session window (ring) */
         int sess_pos;
         uint32_t sess_item[LOY_RECO_SESS_MAX];
         uint32_t sess_gen[LOY_RECO_SESS_MAX];
 } loy_reco_hist_t;
 
 typedef enum {
-        LOY_RECO_SRC_NBR = 0,     /* neighbours (and repeat) score */
-        LOY_RECO_SRC_CAT_POP,     /* popular in the customer's categories */
-        LOY_RECO_SRC_POP,         /* globally popular */
+        LOY_RECO_SRC_NBR = 0, /* neighbours (and repeat) score */
+        LOY_RECO_SRC_CAT_POP, /* popular in the customer's categories */
+        LOY_RECO_SRC_POP,     /* globally popular */
 } loy_reco_src_t;
 
 /* A recommendation. sku points into the model: valid until the next call
  * that learns (it may evict items) or loy_reco_destroy(). */
 typedef struct loy_reco_rec {
         const char *sku;
-        double score;            /* 0 for fallback items */
+        double score; /* 0 for fallback items */
         loy_reco_src_t src;
 } loy_reco_rec_t;
 
@@ -155,16 +155,16 @@ typedef struct loy_reco_rec {
 typedef struct loy_reco_incr {
         const char *a;
         const char *b;
-        double delta;            /* at scale epoch_ms */
+        double delta; /* at scale epoch_ms */
 } loy_reco_incr_t;
 
 typedef struct loy_reco_stats {
-        int64_t items;           /* items alive */
-        int64_t pairs;           /* co-occurrence pairs alive */
-        int64_t nbr_lists;       /* items holding a neighbour list */
-        int64_t pending;         /* pending increments */
-        int64_t baskets, views;  /* learned so far */
-        int64_t lines_skipped;   /* excluded codes, returns, over max */
+        int64_t items;          /* items alive */
+        int64_t pairs;          /* co-occurrence pairs alive */
+        int64_t nbr_lists;      /* items holding a neighbour list */
+        int64_t pending;        /* pending increments */
+        int64_t baskets, views; /* learned so far */
+        int64_t lines_skipped;  /* excluded codes, returns, over max */
         int64_t pair_prunes, pairs_pruned;
         int64_t item_evictions, items_evicted;
         int64_t pending_dropped; /* increments lost: pending list full */
@@ -213,8 +213,7 @@ void loy_reco_hist_init(loy_reco_hist_t *h);
  * session window kept in h (needs h). Returns 0, or -1 if memory could not
  * be found even after pruning (the event is then partly learned).
  */
-int loy_reco_observe(loy_reco_t *r, loy_reco_hist_t *h,
-                     const loy_event_t *ev);
+int loy_reco_observe(loy_reco_t *r, loy_reco_hist_t *h, const loy_event_t *ev);
 
 /*
  * The lower-level pieces of loy_reco_observe().
@@ -236,8 +235,8 @@ int loy_reco_hist_add(loy_reco_t *r, loy_reco_hist_t *h, const char *sku,
  * model knows fewer items). Reads the model, writes nothing but a scratch
  * table: O(hist_size * top_k + n * pop_k).
  */
-int loy_reco_recommend(loy_reco_t *r, const loy_reco_hist_t *h,
-                       int64_t now_ms, loy_reco_rec_t *out, int n);
+int loy_reco_recommend(loy_reco_t *r, const loy_reco_hist_t *h, int64_t now_ms,
+                       loy_reco_rec_t *out, int n);
 
 /* Item neighbours as the model holds them, best first: up to n of them
  * into out (score = sim). -1 if sku is unknown, else the count. */
@@ -259,8 +258,7 @@ int loy_reco_set_nbrs(loy_reco_t *r, const char *sku,
 
 /* Pending increments (track_pending): how many, and the i-th. */
 size_t loy_reco_pending_count(const loy_reco_t *r);
-void loy_reco_pending_get(const loy_reco_t *r, size_t i,
-                          loy_reco_incr_t *out);
+void loy_reco_pending_get(const loy_reco_t *r, size_t i, loy_reco_incr_t *out);
 /* Whether pending increment i is an item count, or a pair one of whose
  * items holds the other in its neighbour list (by id: no string work). */
 int loy_reco_pending_in_nbrs(const loy_reco_t *r, size_t i);

@@ -46,7 +46,7 @@ void loy_rule_init(loy_rule_t *r, const char *name) {
         snprintf(r->name, sizeof(r->name), "%s", name ? name : "");
         r->on = LOY_ON_ANY;
         snprintf(r->reward_kind, sizeof(r->reward_kind), "coupon");
-        r->reward_value = 10;        /* percent: currency stays empty */
+        r->reward_value = 10; /* percent: currency stays empty */
         r->reward_expiry_days = 30;
         r->cooldown_days = 30;
 }
@@ -101,8 +101,8 @@ static int parse_op(const char **pp, loy_op_t *op) {
         return 0;
 }
 
-int loy_rule_parse_when(loy_rule_t *r, const char *text,
-                        char *errstr, size_t errstr_size) {
+int loy_rule_parse_when(loy_rule_t *r, const char *text, char *errstr,
+                        size_t errstr_size) {
         loy_rule_term_t terms[LOY_RULE_TERMS_MAX];
         const char *p = skip_ws(text ? text : "");
         char name[64], num[64];
@@ -125,8 +125,7 @@ int loy_rule_parse_when(loy_rule_t *r, const char *text,
                         token(name, sizeof(name), s, s + strcspn(s, " \t"));
                         if (*s)
                                 snprintf(errstr, errstr_size,
-                                         "expected a field name at '%s'",
-                                         name);
+                                         "expected a field name at '%s'", name);
                         else
                                 snprintf(errstr, errstr_size,
                                          "expected a field name after 'and'");
@@ -164,8 +163,7 @@ int loy_rule_parse_when(loy_rule_t *r, const char *text,
                         return -1;
                 }
                 if (n == LOY_RULE_TERMS_MAX) {
-                        snprintf(errstr, errstr_size,
-                                 "too many terms (max %d)",
+                        snprintf(errstr, errstr_size, "too many terms (max %d)",
                                  LOY_RULE_TERMS_MAX);
                         return -1;
                 }
@@ -211,15 +209,21 @@ void loy_rules_sort(loy_rules_t *rules) {
 }
 
 static int term_holds(double v, loy_op_t op, double w) {
-        if (isnan(v))  /* an undefined score never fires a reward */
+        if (isnan(v)) /* an undefined score never fires a reward */
                 return 0;
         switch (op) {
-        case LOY_OP_LT: return v < w;
-        case LOY_OP_LE: return v <= w;
-        case LOY_OP_GT: return v > w;
-        case LOY_OP_GE: return v >= w;
-        case LOY_OP_EQ: return v == w;
-        case LOY_OP_NE: return v != w;
+        case LOY_OP_LT:
+                return v < w;
+        case LOY_OP_LE:
+                return v <= w;
+        case LOY_OP_GT:
+                return v > w;
+        case LOY_OP_GE:
+                return v >= w;
+        case LOY_OP_EQ:
+                return v == w;
+        case LOY_OP_NE:
+                return v != w;
         }
         return 0;
 }

@@ -22,13 +22,19 @@
 #define LOY_RULE_TERMS_MAX 8
 
 typedef enum {
-        LOY_ON_EVENT = 1,     /* evaluated after an event */
-        LOY_ON_TIMER = 2,     /* evaluated when a silence timer fires */
+        LOY_ON_EVENT = 1, /* evaluated after an event */
+        LOY_ON_TIMER = 2, /* evaluated when a silence timer fires */
         LOY_ON_ANY = 3,
 } loy_rule_on_t;
 
-typedef enum { LOY_OP_LT, LOY_OP_LE, LOY_OP_GT, LOY_OP_GE, LOY_OP_EQ,
-               LOY_OP_NE } loy_op_t;
+typedef enum {
+        LOY_OP_LT,
+        LOY_OP_LE,
+        LOY_OP_GT,
+        LOY_OP_GE,
+        LOY_OP_EQ,
+        LOY_OP_NE
+} loy_op_t;
 
 typedef struct loy_rule_term {
         const loy_field_t *field;
@@ -41,14 +47,14 @@ typedef struct loy_rule {
         loy_rule_term_t terms[LOY_RULE_TERMS_MAX];
         int nterms;
         loy_rule_on_t on;
-        int purchase_only;       /* on events: only purchases trigger it */
-        char reward_kind[32];    /* coupon, points, tier ... */
+        int purchase_only;    /* on events: only purchases trigger it */
+        char reward_kind[32]; /* coupon, points, tier ... */
         double reward_value;
         char reward_currency[8];
         double reward_expiry_days;
         double cooldown_days;
-        int priority;            /* higher first; one reward per evaluation */
-        double holdout_pct;      /* 0..100: share kept as control group */
+        int priority;       /* higher first; one reward per evaluation */
+        double holdout_pct; /* 0..100: share kept as control group */
 } loy_rule_t;
 
 typedef struct loy_rules {
@@ -57,8 +63,8 @@ typedef struct loy_rules {
 } loy_rules_t;
 
 /* Parses a condition into r->terms. 0, or -1 with the reason in errstr. */
-int loy_rule_parse_when(loy_rule_t *r, const char *text,
-                        char *errstr, size_t errstr_size);
+int loy_rule_parse_when(loy_rule_t *r, const char *text, char *errstr,
+                        size_t errstr_size);
 
 /* Fills defaults for a new rule: on = any, cooldown 30 days, priority 0,
  * holdout 0, reward coupon 10 %. */

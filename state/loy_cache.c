@@ -6,17 +6,17 @@
 #include <string.h>
 
 typedef struct entry {
-        loy_cust_t cust;               /* first: a customer is its entry */
-        struct entry *hnext;           /* hash chain */
-        struct entry *prev, *next;     /* LRU: head = most recent */
+        loy_cust_t cust;           /* first: a customer is its entry */
+        struct entry *hnext;       /* hash chain */
+        struct entry *prev, *next; /* LRU: head = most recent */
         uint64_t hash;
-        max_align_t ext[];             /* ext_size bytes for the caller */
+        max_align_t ext[]; /* ext_size bytes for the caller */
 } entry_t;
 
 struct loy_cache {
         size_t ext_size;
         entry_t **buckets;
-        size_t nbuckets;               /* power of two */
+        size_t nbuckets; /* power of two */
         size_t n, capacity;
         entry_t *head, *tail;
 };

@@ -50,38 +50,35 @@
 /* CRC16/XMODEM (polynomial 0x1021, initial value 0, no reflection), the
  * checksum the cluster spec names; table generated from the polynomial. */
 static const uint16_t crc16_tab[256] = {
-        0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7,
-        0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef,
-        0x1231, 0x0210, 0x3273, 0x2252, 0x52b5, 0x4294, 0x72f7, 0x62d6,
-        0x9339, 0x8318, 0xb37b, 0xa35a, 0xd3bd, 0xc39c, 0xf3ff, 0xe3de,
-        0x2462, 0x3443, 0x0420, 0x1401, 0x64e6, 0x74c7, 0x44a4, 0x5485,
-        0xa56a, 0xb54b, 0x8528, 0x9509, 0xe5ee, 0xf5cf, 0xc5ac, 0xd58d,
-        0x3653, 0x2672, 0x1611, 0x0630, 0x76d7, 0x66f6, 0x5695, 0x46b4,
-        0xb75b, 0xa77a, 0x9719, 0x8738, 0xf7df, 0xe7fe, 0xd79d, 0xc7bc,
-        0x48c4, 0x58e5, 0x6886, 0x78a7, 0x0840, 0x1861, 0x2802, 0x3823,
-        0xc9cc, 0xd9ed, 0xe98e, 0xf9af, 0x8948, 0x9969, 0xa90a, 0xb92b,
-        0x5af5, 0x4ad4, 0x7ab7, 0x6a96, 0x1a71, 0x0a50, 0x3a33, 0x2a12,
-        0xdbfd, 0xcbdc, 0xfbbf, 0xeb9e, 0x9b79, 0x8b58, 0xbb3b, 0xab1a,
-        0x6ca6, 0x7c87, 0x4ce4, 0x5cc5, 0x2c22, 0x3c03, 0x0c60, 0x1c41,
-        0xedae, 0xfd8f, 0xcdec, 0xddcd, 0xad2a, 0xbd0b, 0x8d68, 0x9d49,
-        0x7e97, 0x6eb6, 0x5ed5, 0x4ef4, 0x3e13, 0x2e32, 0x1e51, 0x0e70,
-        0xff9f, 0xefbe, 0xdfdd, 0xcffc, 0xbf1b, 0xaf3a, 0x9f59, 0x8f78,
-        0x9188, 0x81a9, 0xb1ca, 0xa1eb, 0xd10c, 0xc12d, 0xf14e, 0xe16f,
-        0x1080, 0x00a1, 0x30c2, 0x20e3, 0x5004, 0x4025, 0x7046, 0x6067,
-        0x83b9, 0x9398, 0xa3fb, 0xb3da, 0xc33d, 0xd31c, 0xe37f, 0xf35e,
-        0x02b1, 0x1290, 0x22f3, 0x32d2, 0x4235, 0x5214, 0x6277, 0x7256,
-        0xb5ea, 0xa5cb, 0x95a8, 0x8589, 0xf56e, 0xe54f, 0xd52c, 0xc50d,
-        0x34e2, 0x24c3, 0x14a0, 0x0481, 0x7466, 0x6447, 0x5424, 0x4405,
-        0xa7db, 0xb7fa, 0x8799, 0x97b8, 0xe75f, 0xf77e, 0xc71d, 0xd73c,
-        0x26d3, 0x36f2, 0x0691, 0x16b0, 0x6657, 0x7676, 0x4615, 0x5634,
-        0xd94c, 0xc96d, 0xf90e, 0xe92f, 0x99c8, 0x89e9, 0xb98a, 0xa9ab,
-        0x5844, 0x4865, 0x7806, 0x6827, 0x18c0, 0x08e1, 0x3882, 0x28a3,
-        0xcb7d, 0xdb5c, 0xeb3f, 0xfb1e, 0x8bf9, 0x9bd8, 0xabbb, 0xbb9a,
-        0x4a75, 0x5a54, 0x6a37, 0x7a16, 0x0af1, 0x1ad0, 0x2ab3, 0x3a92,
-        0xfd2e, 0xed0f, 0xdd6c, 0xcd4d, 0xbdaa, 0xad8b, 0x9de8, 0x8dc9,
-        0x7c26, 0x6c07, 0x5c64, 0x4c45, 0x3ca2, 0x2c83, 0x1ce0, 0x0cc1,
-        0xef1f, 0xff3e, 0xcf5d, 0xdf7c, 0xaf9b, 0xbfba, 0x8fd9, 0x9ff8,
-        0x6e17, 0x7e36, 0x4e55, 0x5e74, 0x2e93, 0x3eb2, 0x0ed1, 0x1ef0,
+    0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7, 0x8108,
+    0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef, 0x1231, 0x0210,
+    0x3273, 0x2252, 0x52b5, 0x4294, 0x72f7, 0x62d6, 0x9339, 0x8318, 0xb37b,
+    0xa35a, 0xd3bd, 0xc39c, 0xf3ff, 0xe3de, 0x2462, 0x3443, 0x0420, 0x1401,
+    0x64e6, 0x74c7, 0x44a4, 0x5485, 0xa56a, 0xb54b, 0x8528, 0x9509, 0xe5ee,
+    0xf5cf, 0xc5ac, 0xd58d, 0x3653, 0x2672, 0x1611, 0x0630, 0x76d7, 0x66f6,
+    0x5695, 0x46b4, 0xb75b, 0xa77a, 0x9719, 0x8738, 0xf7df, 0xe7fe, 0xd79d,
+    0xc7bc, 0x48c4, 0x58e5, 0x6886, 0x78a7, 0x0840, 0x1861, 0x2802, 0x3823,
+    0xc9cc, 0xd9ed, 0xe98e, 0xf9af, 0x8948, 0x9969, 0xa90a, 0xb92b, 0x5af5,
+    0x4ad4, 0x7ab7, 0x6a96, 0x1a71, 0x0a50, 0x3a33, 0x2a12, 0xdbfd, 0xcbdc,
+    0xfbbf, 0xeb9e, 0x9b79, 0x8b58, 0xbb3b, 0xab1a, 0x6ca6, 0x7c87, 0x4ce4,
+    0x5cc5, 0x2c22, 0x3c03, 0x0c60, 0x1c41, 0xedae, 0xfd8f, 0xcdec, 0xddcd,
+    0xad2a, 0xbd0b, 0x8d68, 0x9d49, 0x7e97, 0x6eb6, 0x5ed5, 0x4ef4, 0x3e13,
+    0x2e32, 0x1e51, 0x0e70, 0xff9f, 0xefbe, 0xdfdd, 0xcffc, 0xbf1b, 0xaf3a,
+    0x9f59, 0x8f78, 0x9188, 0x81a9, 0xb1ca, 0xa1eb, 0xd10c, 0xc12d, 0xf14e,
+    0xe16f, 0x1080, 0x00a1, 0x30c2, 0x20e3, 0x5004, 0x4025, 0x7046, 0x6067,
+    0x83b9, 0x9398, 0xa3fb, 0xb3da, 0xc33d, 0xd31c, 0xe37f, 0xf35e, 0x02b1,
+    0x1290, 0x22f3, 0x32d2, 0x4235, 0x5214, 0x6277, 0x7256, 0xb5ea, 0xa5cb,
+    0x95a8, 0x8589, 0xf56e, 0xe54f, 0xd52c, 0xc50d, 0x34e2, 0x24c3, 0x14a0,
+    0x0481, 0x7466, 0x6447, 0x5424, 0x4405, 0xa7db, 0xb7fa, 0x8799, 0x97b8,
+    0xe75f, 0xf77e, 0xc71d, 0xd73c, 0x26d3, 0x36f2, 0x0691, 0x16b0, 0x6657,
+    0x7676, 0x4615, 0x5634, 0xd94c, 0xc96d, 0xf90e, 0xe92f, 0x99c8, 0x89e9,
+    0xb98a, 0xa9ab, 0x5844, 0x4865, 0x7806, 0x6827, 0x18c0, 0x08e1, 0x3882,
+    0x28a3, 0xcb7d, 0xdb5c, 0xeb3f, 0xfb1e, 0x8bf9, 0x9bd8, 0xabbb, 0xbb9a,
+    0x4a75, 0x5a54, 0x6a37, 0x7a16, 0x0af1, 0x1ad0, 0x2ab3, 0x3a92, 0xfd2e,
+    0xed0f, 0xdd6c, 0xcd4d, 0xbdaa, 0xad8b, 0x9de8, 0x8dc9, 0x7c26, 0x6c07,
+    0x5c64, 0x4c45, 0x3ca2, 0x2c83, 0x1ce0, 0x0cc1, 0xef1f, 0xff3e, 0xcf5d,
+    0xdf7c, 0xaf9b, 0xbfba, 0x8fd9, 0x9ff8, 0x6e17, 0x7e36, 0x4e55, 0x5e74,
+    0x2e93, 0x3eb2, 0x0ed1, 0x1ef0,
 };
 
 static unsigned crc16(const unsigned char *p, size_t n) {
@@ -113,12 +110,12 @@ unsigned loy_cluster_slot(const char *key, size_t len) {
 typedef struct node {
         char *host;
         int port;
-        redisContext *ctx;       /* NULL until used, and after an error */
+        redisContext *ctx; /* NULL until used, and after an error */
         int seed;
         /* This round's sends (indices into the pipe's sends), in order. */
         uint32_t head, tail;
-        uint32_t mark;           /* first send not on the connection yet */
-        int failed;              /* this round's sends are lost */
+        uint32_t mark; /* first send not on the connection yet */
+        int failed;    /* this round's sends are lost */
 } node_t;
 
 struct loy_cluster {
@@ -126,26 +123,26 @@ struct loy_cluster {
         int nnodes, nodes_cap;
         uint16_t owner[LOY_CLUSTER_SLOTS];   /* node index or NO_NODE */
         uint16_t scratch[LOY_CLUSTER_SLOTS]; /* map being read */
-        int mode;                /* -1 unknown, 0 single server, 1 cluster */
-        int stale;               /* read the map before the next send */
+        int mode;  /* -1 unknown, 0 single server, 1 cluster */
+        int stale; /* read the map before the next send */
         /* how connections are opened: timeouts, AUTH, SELECT */
         char *user, *password;
         int db, connect_ms, command_ms;
         loy_cluster_pipe_t *inflight;
         loy_cluster_stats_t st;
-        char map_err[WHY_MAX];   /* why the last map read failed */
-        char *name;              /* CLIENT SETNAME of every connection */
-        int guarded;             /* no connection is opened meanwhile */
+        char map_err[WHY_MAX]; /* why the last map read failed */
+        char *name;            /* CLIENT SETNAME of every connection */
+        int guarded;           /* no connection is opened meanwhile */
 };
 
 enum { P_PENDING, P_DONE, P_IO, P_BUSY, P_ERR };
 enum { PIPE_BUILDING, PIPE_INFLIGHT, PIPE_DONE };
 
 typedef struct part {
-        size_t off, len;         /* its bytes in the pipe's buf */
+        size_t off, len; /* its bytes in the pipe's buf */
         uint32_t unit;
-        uint32_t rep, nrep;      /* its replies in the pipe's rep */
-        uint32_t ask;            /* node of an ASK to follow once, or NONE */
+        uint32_t rep, nrep; /* its replies in the pipe's rep */
+        uint32_t ask;       /* node of an ASK to follow once, or NONE */
         int redirects;
         int state;
 } part_t;
@@ -159,7 +156,7 @@ typedef struct unit {
 
 typedef struct send {
         uint32_t part;
-        uint32_t next;           /* next send to the same node, or NONE */
+        uint32_t next; /* next send to the same node, or NONE */
         int asking;
 } send_t;
 
@@ -176,9 +173,9 @@ struct loy_cluster_pipe {
         size_t nrep, rep_cap;
         send_t *sends;
         size_t nsends, sends_cap;
-        size_t pushed;           /* parts sent before the pipe (push) */
-        int moved;               /* this round followed a MOVED */
-        uint32_t moved_to;       /* the node it named */
+        size_t pushed;     /* parts sent before the pipe (push) */
+        int moved;         /* this round followed a MOVED */
+        uint32_t moved_to; /* the node it named */
         /* The first failure of each kind, for errstr. */
         char why_io[WHY_MAX], why_err[WHY_MAX], why_busy[WHY_MAX];
 };
@@ -186,7 +183,7 @@ struct loy_cluster_pipe {
 /* ------------------------------------------------------------ errors */
 
 static void seterr(char *errstr, size_t size, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void seterr(char *errstr, size_t size, const char *fmt, ...) {
         va_list ap;
@@ -273,8 +270,8 @@ static int node_idle_ok(const node_t *n) {
 }
 
 /* CLIENT SETNAME on a new connection. 0, or -1 with why. */
-static int name_conn(redisContext *c, const char *name, char *why,
-                     size_t size, const char *addr) {
+static int name_conn(redisContext *c, const char *name, char *why, size_t size,
+                     const char *addr) {
         redisReply *r = redisCommand(c, "CLIENT SETNAME %s", name);
         int ok = r && r->type == REDIS_REPLY_STATUS;
         if (!ok)
@@ -302,8 +299,10 @@ static int node_connect(loy_cluster_t *cl, int i, char *why, size_t size) {
         node_drop(cl, i);
         node_addr(n, addr, sizeof(addr));
         if (cl->guarded) {
-                seterr(why, size, "%s: connection lost during a guarded "
-                       "write, not opened again", addr);
+                seterr(why, size,
+                       "%s: connection lost during a guarded "
+                       "write, not opened again",
+                       addr);
                 cl->st.io_errors++;
                 return LOY_CLUSTER_ERR_IO;
         }
@@ -342,15 +341,14 @@ static void node_lost(loy_cluster_t *cl, int i, char *why, size_t size) {
 /* A node's address from CLUSTER SLOTS: an unknown endpoint (NULL, "" or
  * "?") means the host that was asked. */
 static const char *endpoint(const redisReply *r, const char *asked) {
-        if (r->type == REDIS_REPLY_STRING && r->len > 0 &&
-            strcmp(r->str, "?"))
+        if (r->type == REDIS_REPLY_STRING && r->len > 0 && strcmp(r->str, "?"))
                 return r->str;
         return asked;
 }
 
 /* Installs the map in r, CLUSTER SLOTS's reply from node i. */
-static int apply_slots(loy_cluster_t *cl, int i, const redisReply *r,
-                       char *why, size_t size) {
+static int apply_slots(loy_cluster_t *cl, int i, const redisReply *r, char *why,
+                       size_t size) {
         char addr[300];
         node_addr(&cl->nodes[i], addr, sizeof(addr));
         if (r->type == REDIS_REPLY_ERROR) {
@@ -389,8 +387,10 @@ static int apply_slots(loy_cluster_t *cl, int i, const redisReply *r,
                 n = node_get(cl, endpoint(m->element[0], cl->nodes[i].host),
                              (int)m->element[1]->integer);
                 if (n < 0) {
-                        seterr(why, size, "%s: CLUSTER SLOTS: too many "
-                               "nodes, or out of memory", addr);
+                        seterr(why, size,
+                               "%s: CLUSTER SLOTS: too many "
+                               "nodes, or out of memory",
+                               addr);
                         return LOY_CLUSTER_ERR;
                 }
                 for (long long s = e->element[0]->integer;
@@ -454,8 +454,7 @@ static int refresh(loy_cluster_t *cl, int hint, char *errstr, size_t size) {
                                 /* the refusal is the news, not the nodes
                                  * asked after it */
                                 any_auth = 1;
-                                snprintf(auth_why, sizeof(auth_why), "%s",
-                                         why);
+                                snprintf(auth_why, sizeof(auth_why), "%s", why);
                         }
                 }
         }
@@ -527,7 +526,8 @@ static int parse_seeds(loy_cluster_t *cl, const char *s, char *errstr,
                 {
                         int i = node_get(cl, host, (int)port);
                         if (i < 0) {
-                                seterr(errstr, size, "cluster: out of "
+                                seterr(errstr, size,
+                                       "cluster: out of "
                                        "memory");
                                 return -1;
                         }
@@ -536,11 +536,13 @@ static int parse_seeds(loy_cluster_t *cl, const char *s, char *errstr,
                 nseeds++;
                 s = *end ? end + 1 : end;
                 if (*end && !*s)
-                        goto bad;        /* trailing comma */
+                        goto bad; /* trailing comma */
                 continue;
-bad:
-                seterr(errstr, size, "cluster: seed %d: want host:port in "
-                       "\"host:port[,host:port...]\"", nseeds + 1);
+        bad:
+                seterr(errstr, size,
+                       "cluster: seed %d: want host:port in "
+                       "\"host:port[,host:port...]\"",
+                       nseeds + 1);
                 return -1;
         }
         if (!nseeds) {
@@ -613,15 +615,18 @@ int loy_cluster_set_name(loy_cluster_t *cl, const char *name, char *errstr,
         loy_sigpipe_t g;
         if (name) {
                 if (!*name || strlen(name) > 128) {
-                        seterr(errstr, size, "cluster: client name must be "
+                        seterr(errstr, size,
+                               "cluster: client name must be "
                                "1..128 characters");
                         return LOY_CLUSTER_ERR;
                 }
                 for (const char *c = name; *c; c++)
                         if (*c < '!' || *c > '~') {
-                                seterr(errstr, size, "cluster: client name "
+                                seterr(errstr, size,
+                                       "cluster: client name "
                                        "\"%s\": printable characters "
-                                       "without blanks only", name);
+                                       "without blanks only",
+                                       name);
                                 return LOY_CLUSTER_ERR;
                         }
                 if (!(copy = strdup(name))) {
@@ -661,7 +666,8 @@ int loy_cluster_set_conn(loy_cluster_t *cl, const loy_rconn_opts_t *o,
         }
         if (o->db < 0 || o->connect_timeout_ms < 0 ||
             o->command_timeout_ms < 0) {
-                seterr(errstr, size, "cluster: negative database or "
+                seterr(errstr, size,
+                       "cluster: negative database or "
                        "timeout");
                 return LOY_CLUSTER_ERR;
         }
@@ -705,15 +711,13 @@ static int masters(const loy_cluster_t *cl, int *out, int max) {
 
 /* The masters of the map, read again first if it may have moved; 0 with
  * errstr when there is none. */
-static int masters_now(loy_cluster_t *cl, int *m, char *errstr,
-                       size_t size) {
+static int masters_now(loy_cluster_t *cl, int *m, char *errstr, size_t size) {
         int nm;
         if (cl->stale)
                 refresh(cl, -1, NULL, 0);
         nm = masters(cl, m, NODES_MAX);
         if (!nm)
-                seterr(errstr, size, "cluster: no slot map: %s",
-                       cl->map_err);
+                seterr(errstr, size, "cluster: no slot map: %s", cl->map_err);
         return nm;
 }
 
@@ -776,8 +780,8 @@ static int named_ids(const char *list, const char *name, long long *ids,
         return n;
 }
 
-int loy_cluster_kill_named(loy_cluster_t *cl, const char *name,
-                           int *nkilled, char *errstr, size_t size) {
+int loy_cluster_kill_named(loy_cluster_t *cl, const char *name, int *nkilled,
+                           char *errstr, size_t size) {
         int m[NODES_MAX], nm, rc = LOY_CLUSTER_OK;
         loy_sigpipe_t g;
         char why[WHY_MAX], addr[300];
@@ -818,9 +822,10 @@ int loy_cluster_kill_named(loy_cluster_t *cl, const char *name,
                            ? named_ids(r->str, name, ids, 256)
                            : -1;
                 if (nids < 0)
-                        seterr(errstr, size, "cluster: %s: CLIENT LIST: %s",
-                               addr, r->type == REDIS_REPLY_ERROR
-                                         ? r->str : "unexpected reply");
+                        seterr(
+                            errstr, size, "cluster: %s: CLIENT LIST: %s", addr,
+                            r->type == REDIS_REPLY_ERROR ? r->str
+                                                         : "unexpected reply");
                 freeReplyObject(r);
                 if (nids < 0) {
                         rc = LOY_CLUSTER_ERR;
@@ -941,7 +946,7 @@ static int scan_num(const char *b, size_t len, size_t *pos, char type,
                 return -1;
         for (; i < len && b[i] >= '0' && b[i] <= '9'; i++) {
                 if (v > len)
-                        return -1;       /* longer than the unit itself */
+                        return -1; /* longer than the unit itself */
                 v = v * 10 + (size_t)(b[i] - '0');
         }
         if (i == *pos + 1 || len - i < 2 || b[i] != '\r' || b[i + 1] != '\n')
@@ -1037,9 +1042,8 @@ static int add_one_part(loy_cluster_pipe_t *p, unsigned slot, const char *b,
         return LOY_CLUSTER_OK;
 }
 
-int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot,
-                         const void *resp, size_t len, int nreplies,
-                         char *errstr, size_t size) {
+int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot, const void *resp,
+                         size_t len, int nreplies, char *errstr, size_t size) {
         const char *b = resp;
         size_t pos = 0, saved_parts = p->nparts, ncmd = 0, txn_off = 0;
         size_t txn_cmd = 0, boff = p->len;
@@ -1048,7 +1052,8 @@ int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot,
         const char *what;
         unit_t *u;
         if (p->state != PIPE_BUILDING) {
-                seterr(errstr, size, "cluster: pipe already sent; reset it "
+                seterr(errstr, size,
+                       "cluster: pipe already sent; reset it "
                        "first");
                 return LOY_CLUSTER_ERR;
         }
@@ -1060,8 +1065,7 @@ int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot,
                 seterr(errstr, size, "cluster: empty unit");
                 return LOY_CLUSTER_ERR;
         }
-        if (p->nunits >= UINT32_MAX - 1 ||
-            p->nrep + len / 4 >= UINT32_MAX) {
+        if (p->nunits >= UINT32_MAX - 1 || p->nrep + len / 4 >= UINT32_MAX) {
                 seterr(errstr, size, "cluster: pipe too large");
                 return LOY_CLUSTER_ERR;
         }
@@ -1102,8 +1106,10 @@ int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot,
                 goto bad;
         }
         if (nreplies < 0 || (size_t)nreplies != ncmd) {
-                seterr(errstr, size, "cluster: unit %zu holds %zu "
-                       "commands, not %d", p->nunits, ncmd, nreplies);
+                seterr(errstr, size,
+                       "cluster: unit %zu holds %zu "
+                       "commands, not %d",
+                       p->nunits, ncmd, nreplies);
                 p->nparts = saved_parts;
                 return LOY_CLUSTER_ERR;
         }
@@ -1187,7 +1193,8 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
         if (nunits)
                 *nunits = 0;
         if (p->state != PIPE_BUILDING) {
-                seterr(errstr, size, "cluster: pipe already sent; reset it "
+                seterr(errstr, size,
+                       "cluster: pipe already sent; reset it "
                        "first");
                 return LOY_CLUSTER_ERR;
         }
@@ -1197,8 +1204,10 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
                 int kind = CMD_OTHER;
                 if (scan_cmd(b, len, &pos, &kind) ||
                     cmd_key(b, len, cmd_at, &key, &klen)) {
-                        seterr(errstr, size, "cluster: not RESP arrays of "
-                               "bulk strings at byte %zu", cmd_at);
+                        seterr(errstr, size,
+                               "cluster: not RESP arrays of "
+                               "bulk strings at byte %zu",
+                               cmd_at);
                         return LOY_CLUSTER_ERR;
                 }
                 ncmd++;
@@ -1208,7 +1217,8 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
                 }
                 if (kind == CMD_MULTI) {
                         if (in_txn) {
-                                seterr(errstr, size, "cluster: MULTI inside "
+                                seterr(errstr, size,
+                                       "cluster: MULTI inside "
                                        "MULTI");
                                 return LOY_CLUSTER_ERR;
                         }
@@ -1218,14 +1228,15 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
                 if (in_txn && kind != CMD_EXEC && kind != CMD_DISCARD)
                         continue;
                 if (!in_txn && kind != CMD_OTHER) {
-                        seterr(errstr, size, "cluster: EXEC or DISCARD "
+                        seterr(errstr, size,
+                               "cluster: EXEC or DISCARD "
                                "without MULTI");
                         return LOY_CLUSTER_ERR;
                 }
                 /* a lone command, or the EXEC that closes a block */
                 in_txn = 0;
-                if (add_one_part(p, slot, b + start, pos - start, ncmd,
-                                 errstr, size))
+                if (add_one_part(p, slot, b + start, pos - start, ncmd, errstr,
+                                 size))
                         return LOY_CLUSTER_ERR;
                 added++;
                 if (nunits)
@@ -1246,7 +1257,7 @@ int loy_cluster_pipe_add_cmds(loy_cluster_pipe_t *p, const void *resp,
 
 static void fail_part(loy_cluster_pipe_t *p, part_t *pt, int state,
                       const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Marks a part failed; the first failure of each kind is kept for
  * errstr. */
@@ -1277,8 +1288,7 @@ static void fail_sends(loy_cluster_pipe_t *p, int i, uint32_t s,
         p->cl->nodes[i].failed = 1;
 }
 
-static int add_send(loy_cluster_pipe_t *p, int i, uint32_t part,
-                    int asking) {
+static int add_send(loy_cluster_pipe_t *p, int i, uint32_t part, int asking) {
         node_t *n = &p->cl->nodes[i];
         send_t *s;
         if (grow((void **)&p->sends, &p->sends_cap, p->nsends + 1,
@@ -1324,13 +1334,14 @@ static void round_push(loy_cluster_pipe_t *p, size_t from) {
                         continue;
                 ask = pt->ask != NONE;
                 n = ask ? pt->ask : cl->owner[p->units[pt->unit].slot];
-                pt->ask = NONE;          /* an ASK is followed once */
+                pt->ask = NONE; /* an ASK is followed once */
                 if (n == NO_NODE) {
                         if (cl->mode < 0)
                                 fail_part(p, pt, P_IO, "no slot map: %s",
                                           cl->map_err);
                         else
-                                fail_part(p, pt, P_BUSY, "slot not served "
+                                fail_part(p, pt, P_BUSY,
+                                          "slot not served "
                                           "by any node");
                 } else if (add_send(p, (int)n, (uint32_t)k, ask)) {
                         fail_part(p, pt, P_ERR, "out of memory");
@@ -1345,7 +1356,8 @@ static void round_push(loy_cluster_pipe_t *p, size_t from) {
                 if (n->failed) {
                         /* its connection went with the round's earlier
                          * sends: a new one would take their replies */
-                        fail_sends(p, i, from_send, "connection lost "
+                        fail_sends(p, i, from_send,
+                                   "connection lost "
                                    "earlier in this pipe");
                         continue;
                 }
@@ -1365,8 +1377,9 @@ static void round_push(loy_cluster_pipe_t *p, size_t from) {
                         int lost = 0;
                         for (uint32_t s = from_send; !lost;
                              s = p->sends[s].next) {
-                                const part_t *pt = s == NONE ? NULL :
-                                        &p->parts[p->sends[s].part];
+                                const part_t *pt =
+                                    s == NONE ? NULL
+                                              : &p->parts[p->sends[s].part];
                                 int joins = pt && run_len &&
                                             !p->sends[s].asking &&
                                             pt->off == run_off + run_len;
@@ -1374,17 +1387,16 @@ static void round_push(loy_cluster_pipe_t *p, size_t from) {
                                         run_len += pt->len;
                                         continue;
                                 }
-                                if (run_len &&
-                                    redisAppendFormattedCommand(
-                                            n->ctx, p->buf + run_off,
-                                            run_len) != REDIS_OK)
+                                if (run_len && redisAppendFormattedCommand(
+                                                   n->ctx, p->buf + run_off,
+                                                   run_len) != REDIS_OK)
                                         lost = 1;
                                 if (!pt || lost)
                                         break;
                                 if (p->sends[s].asking &&
                                     redisAppendFormattedCommand(
-                                            n->ctx, asking,
-                                            sizeof(asking) - 1) != REDIS_OK)
+                                        n->ctx, asking, sizeof(asking) - 1) !=
+                                        REDIS_OK)
                                         lost = 1;
                                 run_off = pt->off;
                                 run_len = pt->len;
@@ -1430,8 +1442,7 @@ static int parse_redirect(const char *s, unsigned *slot, char *host,
                 return -1;
         errno = 0;
         v = strtoul(sp + 1, &end, 10);
-        if (errno || end == sp + 1 || *end != ' ' ||
-            v >= LOY_CLUSTER_SLOTS)
+        if (errno || end == sp + 1 || *end != ' ' || v >= LOY_CLUSTER_SLOTS)
                 return -1;
         addr = end + 1;
         colon = strrchr(addr, ':');
@@ -1456,8 +1467,8 @@ static int parse_redirect(const char *s, unsigned *slot, char *host,
 
 static int error_is(const redisReply *r, const char *word) {
         size_t n = strlen(word);
-        return r && r->type == REDIS_REPLY_ERROR && r->str &&
-               r->len > n && !strncmp(r->str, word, n) && r->str[n] == ' ';
+        return r && r->type == REDIS_REPLY_ERROR && r->str && r->len > n &&
+               !strncmp(r->str, word, n) && r->str[n] == ' ';
 }
 
 /* Judges a part's replies, read from node i: done, refused, or redirected
@@ -1493,13 +1504,15 @@ static void judge(loy_cluster_pipe_t *p, part_t *pt, int i) {
                 return;
         }
         if (slot != u->slot) {
-                fail_part(p, pt, P_ERR, "its keys are in slot %u (%s)",
-                          slot, r->str);
+                fail_part(p, pt, P_ERR, "its keys are in slot %u (%s)", slot,
+                          r->str);
                 return;
         }
         if (++pt->redirects > LOY_CLUSTER_MAX_REDIRECTS) {
-                fail_part(p, pt, P_ERR, "more than %d redirections (last: "
-                          "%s)", LOY_CLUSTER_MAX_REDIRECTS, r->str);
+                fail_part(p, pt, P_ERR,
+                          "more than %d redirections (last: "
+                          "%s)",
+                          LOY_CLUSTER_MAX_REDIRECTS, r->str);
                 return;
         }
         /* A node that does not know its address leaves the host out. */
@@ -1555,17 +1568,16 @@ static void round_read(loy_cluster_pipe_t *p) {
                         }
                         for (k = 0; k < pt->nrep; k++) {
                                 redisReply **slot = &p->rep[pt->rep + k];
-                                if (*slot) {     /* an earlier redirect */
+                                if (*slot) { /* an earlier redirect */
                                         freeReplyObject(*slot);
                                         *slot = NULL;
                                 }
-                                if (read_reply(cl, i, slot, why,
-                                               sizeof(why)))
+                                if (read_reply(cl, i, slot, why, sizeof(why)))
                                         goto lost;
                         }
                         judge(p, pt, i);
                         continue;
-lost:
+                lost:
                         fail_sends(p, i, s, why);
                         break;
                 }
@@ -1579,7 +1591,8 @@ static int push(loy_cluster_pipe_t *p, int sent, char *errstr, size_t size) {
         loy_cluster_t *cl = p->cl;
         loy_sigpipe_t g;
         if (p->state != PIPE_BUILDING) {
-                seterr(errstr, size, "cluster: pipe already sent; reset it "
+                seterr(errstr, size,
+                       "cluster: pipe already sent; reset it "
                        "first");
                 return LOY_CLUSTER_ERR;
         }
@@ -1626,8 +1639,8 @@ static int finish(loy_cluster_pipe_t *p, char *errstr, size_t size) {
                         err |= st == P_ERR;
                         busy |= st == P_BUSY;
                 }
-                u->status = io ? LOY_CLUSTER_ERR_IO
-                            : err ? LOY_CLUSTER_ERR
+                u->status = io     ? LOY_CLUSTER_ERR_IO
+                            : err  ? LOY_CLUSTER_ERR
                             : busy ? LOY_CLUSTER_ERR_BUSY
                                    : LOY_CLUSTER_OK;
                 nio += io != 0;
@@ -1637,11 +1650,14 @@ static int finish(loy_cluster_pipe_t *p, char *errstr, size_t size) {
         p->cl->st.refused += nbusy;
         if (!nio && !nerr && !nbusy)
                 return LOY_CLUSTER_OK;
-        seterr(errstr, size, "cluster: %zu of %zu units failed (%zu i/o, "
-               "%zu errors, %zu refused); first: %s", nio + nerr + nbusy,
-               p->nunits, nio, nerr, nbusy,
-               nio ? p->why_io : nerr ? p->why_err : p->why_busy);
-        return nio ? LOY_CLUSTER_ERR_IO
+        seterr(errstr, size,
+               "cluster: %zu of %zu units failed (%zu i/o, "
+               "%zu errors, %zu refused); first: %s",
+               nio + nerr + nbusy, p->nunits, nio, nerr, nbusy,
+               nio    ? p->why_io
+               : nerr ? p->why_err
+                      : p->why_busy);
+        return nio    ? LOY_CLUSTER_ERR_IO
                : nerr ? LOY_CLUSTER_ERR
                       : LOY_CLUSTER_ERR_BUSY;
 }
@@ -1687,8 +1703,8 @@ int loy_cluster_pipe_status(const loy_cluster_pipe_t *p, size_t unit) {
         return p->units[unit].status;
 }
 
-struct redisReply *const *loy_cluster_pipe_replies(
-        const loy_cluster_pipe_t *p, size_t unit, int *n) {
+struct redisReply *const *loy_cluster_pipe_replies(const loy_cluster_pipe_t *p,
+                                                   size_t unit, int *n) {
         if (p->state != PIPE_DONE || unit >= p->nunits) {
                 if (n)
                         *n = 0;

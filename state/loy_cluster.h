@@ -124,17 +124,17 @@ void loy_cluster_guard_end(loy_cluster_t *cl);
  * (may be NULL) counts them. Not while a pipe is in flight.
  * LOY_CLUSTER_OK, or an error with errstr; connections closed before the
  * error stay closed. */
-int loy_cluster_kill_named(loy_cluster_t *cl, const char *name,
-                           int *nkilled, char *errstr, size_t errstr_size);
+int loy_cluster_kill_named(loy_cluster_t *cl, const char *name, int *nkilled,
+                           char *errstr, size_t errstr_size);
 
 /* Counters since the router was created. */
 typedef struct loy_cluster_stats {
-        uint64_t moved;        /* MOVED replies followed */
-        uint64_t ask;          /* ASK replies followed */
-        uint64_t refreshes;    /* slot maps read */
-        uint64_t connects;     /* connections opened */
-        uint64_t io_errors;    /* connections that failed or were lost */
-        uint64_t refused;      /* units failed with LOY_CLUSTER_ERR_BUSY */
+        uint64_t moved;     /* MOVED replies followed */
+        uint64_t ask;       /* ASK replies followed */
+        uint64_t refreshes; /* slot maps read */
+        uint64_t connects;  /* connections opened */
+        uint64_t io_errors; /* connections that failed or were lost */
+        uint64_t refused;   /* units failed with LOY_CLUSTER_ERR_BUSY */
 } loy_cluster_stats_t;
 void loy_cluster_stats(const loy_cluster_t *cl, loy_cluster_stats_t *st);
 
@@ -158,9 +158,9 @@ void loy_cluster_pipe_reset(loy_cluster_pipe_t *p);
  * EXEC or DISCARD within the unit. Only on a pipe being built (new or
  * reset). LOY_CLUSTER_OK, or LOY_CLUSTER_ERR with errstr (bad RESP, count,
  * slot, out of memory; the pipe is unchanged). */
-int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot,
-                         const void *resp, size_t len, int nreplies,
-                         char *errstr, size_t errstr_size);
+int loy_cluster_pipe_add(loy_cluster_pipe_t *p, unsigned slot, const void *resp,
+                         size_t len, int nreplies, char *errstr,
+                         size_t errstr_size);
 /* Cuts len bytes of RESP commands into units and adds them: each lone
  * command is a unit, and so is each MULTI ... EXEC (or DISCARD) block.
  * A unit's slot is its first key's: a command's first argument, or the
@@ -217,8 +217,8 @@ int loy_cluster_pipe_status(const loy_cluster_pipe_t *p, size_t unit);
  * Owned by the pipe until its reset or destroy. A reply is NULL when it
  * was not received (unit failed with LOY_CLUSTER_ERR_IO). NULL for a unit
  * out of range or not received yet. */
-struct redisReply *const *loy_cluster_pipe_replies(
-        const loy_cluster_pipe_t *p, size_t unit, int *n);
+struct redisReply *const *loy_cluster_pipe_replies(const loy_cluster_pipe_t *p,
+                                                   size_t unit, int *n);
 
 /* After _recv: takes reply i of unit out of the pipe; the caller frees it
  * (freeReplyObject). NULL when out of range, not received, or taken. */

@@ -9,7 +9,7 @@
 #include <hiredis/hiredis.h>
 
 static void seterr(char *errstr, size_t size, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void seterr(char *errstr, size_t size, const char *fmt, ...) {
         va_list ap;
@@ -41,8 +41,8 @@ int loy_rconn_is_auth_error(const char *e) {
 }
 
 /* One command of the handshake; what its failure means. */
-static int step(redisContext *c, const char *what, int argc,
-                const char **argv, char *errstr, size_t size) {
+static int step(redisContext *c, const char *what, int argc, const char **argv,
+                char *errstr, size_t size) {
         size_t lens[3];
         redisReply *r;
         int rc = LOY_RCONN_OK;
@@ -68,8 +68,8 @@ static int step(redisContext *c, const char *what, int argc,
         return rc;
 }
 
-int loy_rconn_prepare(redisContext *c, const loy_rconn_opts_t *o,
-                      char *errstr, size_t size) {
+int loy_rconn_prepare(redisContext *c, const loy_rconn_opts_t *o, char *errstr,
+                      size_t size) {
         char db[16];
         int rc;
         if (!o)
@@ -99,8 +99,8 @@ int loy_rconn_prepare(redisContext *c, const loy_rconn_opts_t *o,
 }
 
 redisContext *loy_rconn_open(const char *host, int port,
-                             const loy_rconn_opts_t *o, int *rcp,
-                             char *errstr, size_t size) {
+                             const loy_rconn_opts_t *o, int *rcp, char *errstr,
+                             size_t size) {
         char addr[300];
         int ctms = o ? o->connect_timeout_ms : 0;
         int cmdms = o && o->command_timeout_ms ? o->command_timeout_ms : ctms;

@@ -22,19 +22,19 @@
 struct redisContext;
 
 typedef struct loy_rconn_opts {
-        const char *user;         /* ACL user (Redis 6+); NULL or "": none */
-        const char *password;     /* NULL or "": no AUTH */
-        int db;                   /* SELECT this database when > 0 */
-        int connect_timeout_ms;   /* 0: LOY_RCONN_TIMEOUT_MS */
-        int command_timeout_ms;   /* each reply wait; 0: the same */
+        const char *user;       /* ACL user (Redis 6+); NULL or "": none */
+        const char *password;   /* NULL or "": no AUTH */
+        int db;                 /* SELECT this database when > 0 */
+        int connect_timeout_ms; /* 0: LOY_RCONN_TIMEOUT_MS */
+        int command_timeout_ms; /* each reply wait; 0: the same */
 } loy_rconn_opts_t;
 
 #define LOY_RCONN_TIMEOUT_MS 2000
 
 typedef enum {
         LOY_RCONN_OK = 0,
-        LOY_RCONN_ERR_IO = -1,    /* not reachable now; retry */
-        LOY_RCONN_ERR_AUTH = -2,  /* credentials or database refused */
+        LOY_RCONN_ERR_IO = -1,   /* not reachable now; retry */
+        LOY_RCONN_ERR_AUTH = -2, /* credentials or database refused */
 } loy_rconn_err_t;
 
 /* A connection to host:port, authenticated and on its database. NULL with

@@ -37,11 +37,11 @@
 #include "../features/loy_pack.h"
 
 #define NS_MAX 64
-#define KEY_MAX 160              /* fixed keys: namespace + a short suffix */
-#define FIELD_BUF 4096           /* one formatted customer field */
+#define KEY_MAX 160    /* fixed keys: namespace + a short suffix */
+#define FIELD_BUF 4096 /* one formatted customer field */
 #define DEFAULT_TIMEOUT_MS 2000
 #define HSCAN_COUNT "500"
-#define PUSH_BYTES (64u << 10)   /* a write is sent in pieces this big */
+#define PUSH_BYTES (64u << 10) /* a write is sent in pieces this big */
 
 /* Replies a write waits for: k of them (a MULTI/EXEC when tx), about
  * what (a customer id or a key, for messages). */
@@ -49,7 +49,7 @@ typedef struct unit {
         const char *what;
         int k;
         int tx;
-        int cust;                /* what is a customer id */
+        int cust; /* what is a customer id */
 } unit_t;
 
 enum { PIPE_BUILDING, PIPE_SENT, PIPE_DONE };
@@ -57,13 +57,13 @@ enum { PIPE_BUILDING, PIPE_SENT, PIPE_DONE };
 struct loy_store {
         loy_cluster_t *cl;
         loy_cluster_pipe_t *pipe;
-        int up;                  /* 0 until connected, and after an error */
-        char addr[300];          /* the seed, for messages */
+        int up;         /* 0 until connected, and after an error */
+        char addr[300]; /* the seed, for messages */
         /* The pipe's state, and the next reply to hand out. */
         int pstate;
         size_t cur_unit;
         int cur_rep;
-        char pipe_err[256];      /* why the pipe's units failed */
+        char pipe_err[256]; /* why the pipe's units failed */
         /* A reply that said this connection may not do what it asked
          * (NOAUTH, NOPERM): reported by the next loy_store_connect(). */
         char refused[256];
@@ -82,8 +82,8 @@ struct loy_store {
         char k_kpi_closed[KEY_MAX];
         char k_hist[LOY_DIM__COUNT][KEY_MAX];
 
-        int nfields;             /* entries of loy_feat_fields */
-        int fi_churn, fi_clv;    /* their index there (-1: none) */
+        int nfields;          /* entries of loy_feat_fields */
+        int fi_churn, fi_clv; /* their index there (-1: none) */
 
         /* RESP being built. oom is sticky so the builders need no checks;
          * it is looked at once per command group. */
@@ -107,7 +107,7 @@ struct loy_store {
 /* ---------------------------------------------------------------- errors */
 
 static void seterr(char *errstr, size_t size, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Through a copy: callers pass errstr itself as an argument ("redis %s:
  * %s" around a reason the router wrote there). */
@@ -143,7 +143,8 @@ static int usable(const loy_store_t *s, char *errstr, size_t size) {
         if (!s->up)
                 return not_connected(s, errstr, size);
         if (s->inflight) {
-                seterr(errstr, size, "redis: a write is in flight; call "
+                seterr(errstr, size,
+                       "redis: a write is in flight; call "
                        "loy_store_write_recv first");
                 return LOY_STORE_ERR;
         }
@@ -153,9 +154,8 @@ static int usable(const loy_store_t *s, char *errstr, size_t size) {
 int loy_store_is_refusal(const char *e) {
         /* The prefixes Redis uses for "not now" (server.c, cluster.c). */
         static const char *const transient[] = {
-            "OOM ", "READONLY ", "MISCONF ", "LOADING ", "BUSY ",
-            "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ", "NOREPLICAS ",
-            NULL};
+            "OOM ",      "READONLY ",    "MISCONF ",    "LOADING ",    "BUSY ",
+            "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ", "NOREPLICAS ", NULL};
         if (!e)
                 return 0;
         for (int i = 0; transient[i]; i++)
@@ -212,8 +212,7 @@ static int get_reply(loy_store_t *s, redisReply **r, char *errstr,
                 return -1;
         }
         if (loy_cluster_pipe_status(s->pipe, s->cur_unit) != LOY_CLUSTER_OK ||
-            !(*r = loy_cluster_pipe_take(s->pipe, s->cur_unit,
-                                         s->cur_rep))) {
+            !(*r = loy_cluster_pipe_take(s->pipe, s->cur_unit, s->cur_rep))) {
                 io_error(s, s->pipe_err, errstr, size);
                 return -1;
         }
@@ -363,7 +362,7 @@ static int ping(loy_store_t *s, char *errstr, size_t size) {
         ab_str(s, "PING");
         if ((rc = ab_flush(s, errstr, size)))
                 return rc;
-        s->up = 1;               /* for the one reply; reset on failure */
+        s->up = 1; /* for the one reply; reset on failure */
         loy_sigpipe_block(&g);
         if (get_reply(s, &r, errstr, size))
                 rc = LOY_STORE_ERR_IO;
@@ -401,7 +400,8 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
         if (strlen(ns) > NS_MAX || strpbrk(ns, "{} \t\r\n")) {
                 seterr(errstr, errstr_size,
                        "redis: namespace \"%s\" must be 1..%d characters "
-                       "without braces or blanks", ns, NS_MAX);
+                       "without braces or blanks",
+                       ns, NS_MAX);
                 return NULL;
         }
         if (timeout_ms < 0) {
@@ -428,15 +428,14 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
                 seterr(errstr, errstr_size, "redis: out of memory");
                 return NULL;
         }
-        snprintf(s->addr, sizeof(s->addr), strchr(host, ':') ? "[%s]:%d" :
-                 "%s:%d", host, port);
+        snprintf(s->addr, sizeof(s->addr),
+                 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
         if (timeout_ms == 0)
                 timeout_ms = DEFAULT_TIMEOUT_MS;
         /* A cluster's seed: the router reads the other masters from it. */
         if (!(s->cl = loy_cluster_create(s->addr, timeout_ms, errstr,
                                          errstr_size)) ||
-            !(s->pipe = loy_cluster_pipe_create(s->cl, errstr,
-                                                errstr_size))) {
+            !(s->pipe = loy_cluster_pipe_create(s->cl, errstr, errstr_size))) {
                 loy_store_destroy(s);
                 return NULL;
         }
@@ -466,9 +465,10 @@ loy_store_t *loy_store_create(const char *host, int port, const char *ns,
                 s->nfields++;
         }
         if (s->nfields > LOY_SHADOW_FIELDS) {
-                seterr(errstr, errstr_size, "store: %d customer fields, "
-                       "LOY_SHADOW_FIELDS is %d", s->nfields,
-                       LOY_SHADOW_FIELDS);
+                seterr(errstr, errstr_size,
+                       "store: %d customer fields, "
+                       "LOY_SHADOW_FIELDS is %d",
+                       s->nfields, LOY_SHADOW_FIELDS);
                 loy_store_destroy(s);
                 return NULL;
         }
@@ -491,13 +491,16 @@ void loy_store_destroy(loy_store_t *s) {
 int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size) {
         int had = s->up, rc;
         if (s->inflight) {
-                seterr(errstr, errstr_size, "redis: a write is in flight; "
+                seterr(errstr, errstr_size,
+                       "redis: a write is in flight; "
                        "call loy_store_write_recv first");
                 return LOY_STORE_ERR;
         }
         if (s->refused[0]) {
-                seterr(errstr, errstr_size, "redis %s: %s (check redis.user, "
-                       "redis.password and the user's ACL)", s->addr, s->refused);
+                seterr(errstr, errstr_size,
+                       "redis %s: %s (check redis.user, "
+                       "redis.password and the user's ACL)",
+                       s->addr, s->refused);
                 s->refused[0] = '\0';
                 return LOY_STORE_ERR_AUTH;
         }
@@ -522,8 +525,8 @@ int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size) {
         return rc;
 }
 
-int loy_store_set_conn(loy_store_t *s, const loy_rconn_opts_t *o,
-                       char *errstr, size_t errstr_size) {
+int loy_store_set_conn(loy_store_t *s, const loy_rconn_opts_t *o, char *errstr,
+                       size_t errstr_size) {
         if (s->inflight) {
                 seterr(errstr, errstr_size, "redis: a write is in flight");
                 return LOY_STORE_ERR;
@@ -604,10 +607,10 @@ static int load_whole(loy_store_t *s, loy_cust_t *const *custs,
                         rc = LOY_STORE_ERR_BUSY;
                 } else if (loy_store_cust_from_reply(r, c, &bad)) {
                         if (rc == LOY_STORE_OK)
-                                seterr(errstr, size, "customer %s: %s%s",
-                                       c->id,
+                                seterr(errstr, size, "customer %s: %s%s", c->id,
                                        r->type == REDIS_REPLY_ERROR
-                                           ? "HGETALL: " : "bad field ",
+                                           ? "HGETALL: "
+                                           : "bad field ",
                                        r->type == REDIS_REPLY_ERROR ? r->str
                                                                     : bad);
                         if (rc != LOY_STORE_ERR_BUSY)
@@ -634,11 +637,11 @@ static int from_chunks(const redisReply *r, loy_cust_t *c) {
         if (r->element[0]->type != REDIS_REPLY_STRING)
                 /* a hash of the readable fields alone, as older versions
                  * wrote it (they always wrote last_event_ms), or none */
-                return r->element[LOAD_CHUNKS]->type == REDIS_REPLY_STRING
-                           ? 2 : 0;
-        for (k = 0; k < LOAD_CHUNKS &&
-                    r->element[k]->type == REDIS_REPLY_STRING &&
-                    r->element[k]->len <= LOY_PACK_CHUNK;
+                return r->element[LOAD_CHUNKS]->type == REDIS_REPLY_STRING ? 2
+                                                                           : 0;
+        for (k = 0;
+             k < LOAD_CHUNKS && r->element[k]->type == REDIS_REPLY_STRING &&
+             r->element[k]->len <= LOY_PACK_CHUNK;
              k++) {
                 memcpy(buf + len, r->element[k]->str, r->element[k]->len);
                 len += r->element[k]->len;
@@ -652,8 +655,8 @@ static int from_chunks(const redisReply *r, loy_cust_t *c) {
 /* One pipelined HMGET per customer: the first chunks of its packed state
  * (and last_event_ms, which tells an older hash from none); the few that
  * need more are read whole in a second round trip. */
-int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
-                   int *found, char *errstr, size_t errstr_size) {
+int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n, int *found,
+                   char *errstr, size_t errstr_size) {
         loy_sigpipe_t g;
         int rc = LOY_STORE_OK;
         int *whole = NULL, nwhole = 0;
@@ -715,8 +718,8 @@ int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
                         found[i] = 1;
                 if (got < 0) {
                         if (rc == LOY_STORE_OK)
-                                seterr(errstr, errstr_size,
-                                       "customer %s: %s", c->id,
+                                seterr(errstr, errstr_size, "customer %s: %s",
+                                       c->id,
                                        r->type == REDIS_REPLY_ERROR
                                            ? r->str
                                            : "bad field e0 (the packed "
@@ -775,8 +778,9 @@ int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
                 if (r[d]->type != REDIS_REPLY_ARRAY || r[d]->elements % 2) {
                         seterr(errstr, errstr_size, "HGETALL %s: %s",
                                s->k_hist[d],
-                               r[d]->type == REDIS_REPLY_ERROR ?
-                                       r[d]->str : "unexpected reply");
+                               r[d]->type == REDIS_REPLY_ERROR
+                                   ? r[d]->str
+                                   : "unexpected reply");
                         rc = LOY_STORE_ERR;
                         break;
                 }
@@ -789,10 +793,10 @@ int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
                             parse_i64(k->str, &bin) ||
                             parse_i64(v->str, &cnt) || bin < 0 ||
                             bin >= LOY_HIST_BINS) {
-                                seterr(errstr, errstr_size,
-                                       "%s: bad bin %s", s->k_hist[d],
-                                       k->type == REDIS_REPLY_STRING ?
-                                               k->str : "?");
+                                seterr(errstr, errstr_size, "%s: bad bin %s",
+                                       s->k_hist[d],
+                                       k->type == REDIS_REPLY_STRING ? k->str
+                                                                     : "?");
                                 rc = LOY_STORE_ERR;
                                 break;
                         }
@@ -833,8 +837,7 @@ static void civil(int64_t days, int64_t *y, unsigned *m, unsigned *d) {
 }
 
 /* "<ns>:{agg}:kpi:yyyy-mm-dd" for the UTC day holding ms. */
-static void kpi_key(const loy_store_t *s, int64_t ms, char *dst,
-                    size_t size) {
+static void kpi_key(const loy_store_t *s, int64_t ms, char *dst, size_t size) {
         int64_t days = ms / LOY_MS_PER_DAY, y;
         unsigned m, d;
         if (ms % LOY_MS_PER_DAY < 0)
@@ -844,25 +847,25 @@ static void kpi_key(const loy_store_t *s, int64_t ms, char *dst,
                  (long long)y, m, d);
 }
 
-static int check_write(const loy_cust_write_t *w, char *errstr,
-                       size_t size) {
+static int check_write(const loy_cust_write_t *w, char *errstr, size_t size) {
         const loy_cust_t *c = w->cust;
         if (!c || !c->id[0]) {
                 seterr(errstr, size, "write: customer without id");
                 return -1;
         }
-        if (c->nslots < 0 || c->nslots > LOY_SLOTS_MAX ||
-            c->segment < 0 || c->segment >= LOY_SEG__COUNT ||
-            w->nrecs < 0 || (w->recs_set && w->nrecs && (!w->rec_items ||
-                                                         !w->rec_scores))) {
+        if (c->nslots < 0 || c->nslots > LOY_SLOTS_MAX || c->segment < 0 ||
+            c->segment >= LOY_SEG__COUNT || w->nrecs < 0 ||
+            (w->recs_set && w->nrecs && (!w->rec_items || !w->rec_scores))) {
                 seterr(errstr, size, "customer %s: bad write description",
                        c->id);
                 return -1;
         }
         if (c->first_purchase_ms > 0 &&
             (!isfinite(c->churn_prob) || !isfinite(c->clv))) {
-                seterr(errstr, size, "customer %s: churn_prob or clv is "
-                       "not a finite number", c->id);
+                seterr(errstr, size,
+                       "customer %s: churn_prob or clv is "
+                       "not a finite number",
+                       c->id);
                 return -1;
         }
         return 0;
@@ -905,8 +908,8 @@ void loy_store_shadow_take(loy_shadow_t *sh, const loy_cust_t *c,
 
 /* What a write does with the customer's timer entries. */
 typedef struct timer_ops {
-        int add;                 /* ZADD <partition> next_check_ms */
-        int32_t rem_part;        /* ZREM there after the hash; -1: none */
+        int add;          /* ZADD <partition> next_check_ms */
+        int32_t rem_part; /* ZREM there after the hash; -1: none */
 } timer_ops_t;
 
 static timer_ops_t timer_ops(const loy_cust_write_t *w) {
@@ -940,9 +943,9 @@ static int rank_changed(const loy_store_t *s, const loy_cust_write_t *w,
 /* One customer's hash (with its recommendations): a lone HSET, or
  * MULTI/EXEC when more than the hash changes. Returns the number
  * of replies it yields (0: nothing to send) and sets *tx, or -1. */
-static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
-                      int64_t now_ms, const loy_feat_conf_t *fconf,
-                      int *tx, char *errstr, size_t size) {
+static int build_cust(loy_store_t *s, const loy_cust_write_t *w, int64_t now_ms,
+                      const loy_feat_conf_t *fconf, int *tx, char *errstr,
+                      size_t size) {
         const loy_cust_t *c = w->cust;
         char field[FIELD_BUF];
         /* derived fields (recency_days, T_days ...) as of the customer's
@@ -976,8 +979,8 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                 nsend += send[i];
         }
         for (int j = 0; j < c->nslots; j++) {
-                send_slot[j] = full || j >= sh->nslots ||
-                               sh->slot[j] != c->slots[j].value;
+                send_slot[j] =
+                    full || j >= sh->nslots || sh->slot[j] != c->slots[j].value;
                 nsend += send_slot[j];
         }
         nsend += (size_t)tomb; /* forgotten_ms */
@@ -995,15 +998,14 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
         }
         packed_len = loy_pack_cust(c, packed, sizeof(packed));
         if (packed_len < 0) {
-                seterr(errstr, size, "customer %s: state does not pack",
-                       c->id);
+                seterr(errstr, size, "customer %s: state does not pack", c->id);
                 return -1;
         }
         {
                 /* the packed engine state always (a write means it moved),
                  * in chunks that keep the hash a listpack */
-                int nchunks = (packed_len + LOY_PACK_CHUNK - 1) /
-                              LOY_PACK_CHUNK;
+                int nchunks =
+                    (packed_len + LOY_PACK_CHUNK - 1) / LOY_PACK_CHUNK;
                 ab_hdr(s, '*', 2 + 2 * ((size_t)nchunks + nsend));
                 ab_str(s, "HSET");
                 ab_key(s, ":c:{", c->id, "}");
@@ -1023,11 +1025,13 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
                         int n;
                         if (!send[i])
                                 continue;
-                        n = loy_feat_field_format_view(c, f, at, fconf,
-                                                       field, sizeof(field));
+                        n = loy_feat_field_format_view(c, f, at, fconf, field,
+                                                       sizeof(field));
                         if (n < 0) {
-                                seterr(errstr, size, "customer %s: field "
-                                       "%s does not format", c->id, f->name);
+                                seterr(errstr, size,
+                                       "customer %s: field "
+                                       "%s does not format",
+                                       c->id, f->name);
                                 return -1;
                         }
                         ab_str(s, f->name);
@@ -1092,8 +1096,8 @@ static int build_cust(loy_store_t *s, const loy_cust_write_t *w,
 /* A group command over the batch: "<cmd> <key> [score] member ..." for the
  * writes selected by want(); returns 1 when one was built, 0 when none of
  * the writes has a member for it. */
-typedef int (member_fn_t)(const loy_store_t *s, const loy_cust_write_t *w,
-                          int32_t part, double *score);
+typedef int(member_fn_t)(const loy_store_t *s, const loy_cust_write_t *w,
+                         int32_t part, double *score);
 
 static int group_cmd(loy_store_t *s, const char *cmd, const char *key,
                      int with_score, const loy_cust_write_t *w, int n,
@@ -1161,8 +1165,8 @@ static int timer_parts(const loy_cust_write_t *w, int n, int add,
         int np = 0;
         for (int i = 0; i < n; i++) {
                 timer_ops_t op = timer_ops(&w[i]);
-                int32_t part = add ? (op.add ? w[i].partition : -1)
-                                   : op.rem_part;
+                int32_t part =
+                    add ? (op.add ? w[i].partition : -1) : op.rem_part;
                 int seen = 0;
                 if (part < 0)
                         continue;
@@ -1186,8 +1190,8 @@ static int reply_is(const redisReply *r, const char *status) {
 
 /* Reads one unit's k replies (a transaction when tx); LOY_STORE_OK, ERR
  * (first one described in errstr when *first), BUSY or ERR_IO. */
-static int read_unit(loy_store_t *s, const unit_t *u, int *first,
-                     char *errstr, size_t size) {
+static int read_unit(loy_store_t *s, const unit_t *u, int *first, char *errstr,
+                     size_t size) {
         const char *what = u->what, *pre = u->cust ? "customer " : "";
         int k = u->k, tx = u->tx;
         int rc = LOY_STORE_OK, refused = 0;
@@ -1213,8 +1217,7 @@ static int read_unit(loy_store_t *s, const unit_t *u, int *first,
                         bad = "EXEC failed";
                 } else {
                         for (size_t e = 0; e < r->elements; e++)
-                                if (r->element[e]->type ==
-                                    REDIS_REPLY_ERROR) {
+                                if (r->element[e]->type == REDIS_REPLY_ERROR) {
                                         snprintf(why, sizeof(why),
                                                  "command %zu of the "
                                                  "transaction: %s",
@@ -1233,12 +1236,11 @@ static int read_unit(loy_store_t *s, const unit_t *u, int *first,
                         refused = 1;
                 } else if (bad) {
                         if (*first) {
-                                seterr(errstr, size, "%s%s: %s%s%s", pre,
-                                       what, bad,
-                                       r->type == REDIS_REPLY_ERROR ? ": " :
-                                                                      "",
-                                       r->type == REDIS_REPLY_ERROR ?
-                                               r->str : "");
+                                seterr(errstr, size, "%s%s: %s%s%s", pre, what,
+                                       bad,
+                                       r->type == REDIS_REPLY_ERROR ? ": " : "",
+                                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                                    : "");
                                 *first = 0;
                         }
                         rc = LOY_STORE_ERR;
@@ -1249,8 +1251,7 @@ static int read_unit(loy_store_t *s, const unit_t *u, int *first,
 }
 
 /* Records one unit of replies to read back in order. */
-static int unit_add(loy_store_t *s, const char *what, int k, int tx,
-                    int cust) {
+static int unit_add(loy_store_t *s, const char *what, int k, int tx, int cust) {
         if (s->nunits == s->units_cap) {
                 int cap = s->units_cap ? s->units_cap * 2 : 256;
                 unit_t *nu = realloc(s->units, sizeof(*nu) * (size_t)cap);
@@ -1297,7 +1298,8 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
         for (i = 0; i < noutbox; i++)
                 if (!outbox[i].trigger_id ||
                     (outbox[i].len && !outbox[i].payload)) {
-                        seterr(errstr, errstr_size, "write: bad outbox "
+                        seterr(errstr, errstr_size,
+                               "write: bad outbox "
                                "entry");
                         return LOY_STORE_ERR;
                 }
@@ -1367,12 +1369,11 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
                         if ((rc = ab_flush(s, errstr, errstr_size)))
                                 return rc;
                         handed = 1;
-                        if (loy_cluster_pipe_push(s->pipe, errstr,
-                                                  errstr_size) !=
-                            LOY_CLUSTER_OK)
-                                return io_error(s, errstr && *errstr ? errstr
-                                                                     : NULL,
-                                                errstr, errstr_size);
+                        if (loy_cluster_pipe_push(
+                                s->pipe, errstr, errstr_size) != LOY_CLUSTER_OK)
+                                return io_error(
+                                    s, errstr && *errstr ? errstr : NULL,
+                                    errstr, errstr_size);
                 }
         }
         np = timer_parts(w, n, 0, parts, TIMER_PARTS_MAX);
@@ -1400,15 +1401,14 @@ static int send_custs(loy_store_t *s, const loy_outbox_entry_t *outbox,
 int loy_store_write_send(loy_store_t *s, const loy_cust_write_t *w, int n,
                          int64_t now_ms, const loy_feat_conf_t *fconf,
                          char *errstr, size_t errstr_size) {
-        return send_custs(s, NULL, 0, w, n, now_ms, fconf, errstr,
-                          errstr_size);
+        return send_custs(s, NULL, 0, w, n, now_ms, fconf, errstr, errstr_size);
 }
 
 int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size) {
         if (!s->inflight) {
                 seterr(errstr, errstr_size, "write: no batch in flight");
-                return s->up ? LOY_STORE_ERR :
-                               not_connected(s, errstr, errstr_size);
+                return s->up ? LOY_STORE_ERR
+                             : not_connected(s, errstr, errstr_size);
         }
         s->inflight = 0;
         return read_units(s, errstr, errstr_size);
@@ -1436,10 +1436,10 @@ static int read_units(loy_store_t *s, char *errstr, size_t errstr_size) {
 }
 
 int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
-                    int64_t now_ms, const loy_feat_conf_t *fconf,
-                    char *errstr, size_t errstr_size) {
-        int rc = loy_store_write_send(s, w, n, now_ms, fconf, errstr,
-                                      errstr_size);
+                    int64_t now_ms, const loy_feat_conf_t *fconf, char *errstr,
+                    size_t errstr_size) {
+        int rc =
+            loy_store_write_send(s, w, n, now_ms, fconf, errstr, errstr_size);
         if (rc)
                 return rc;
         return loy_store_write_recv(s, errstr, errstr_size);
@@ -1573,10 +1573,8 @@ static int check_agg(const loy_batch_agg_t *agg, char *errstr, size_t size) {
                 }
         for (int i = 0; i < agg->ncount; i++) {
                 const loy_count_delta_t *c = &agg->count[i];
-                if (c->dim < -1 || c->dim >= LOY_DIM__COUNT ||
-                    c->field < 0 ||
-                    c->field >= (c->dim < 0 ? LOY_SEG__COUNT
-                                            : LOY_HIST_BINS)) {
+                if (c->dim < -1 || c->dim >= LOY_DIM__COUNT || c->field < 0 ||
+                    c->field >= (c->dim < 0 ? LOY_SEG__COUNT : LOY_HIST_BINS)) {
                         seterr(errstr, size, "aggregates: bad count move");
                         return -1;
                 }
@@ -1584,8 +1582,8 @@ static int check_agg(const loy_batch_agg_t *agg, char *errstr, size_t size) {
         return 0;
 }
 
-static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
-                     char *errstr, size_t size) {
+static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg, char *errstr,
+                     size_t size) {
         char key[KEY_MAX], f[24];
         int64_t *days = NULL;
         int nd = 0, ck[LOY_DIM__COUNT + 1], nck;
@@ -1620,7 +1618,7 @@ static int build_agg(loy_store_t *s, const loy_batch_agg_t *agg,
         }
         if (nd)
                 ab_str(s, s->k_kpi_days);
-        ab_i64(s, 2 + nck);   /* the first KPI day in KEYS */
+        ab_i64(s, 2 + nck); /* the first KPI day in KEYS */
         ab_i64(s, agg->nfence);
         for (int i = 0; i < agg->nfence; i++) {
                 const loy_agg_fence_t *fe = &agg->fence[i];
@@ -1694,8 +1692,8 @@ static const char kpi_close_lua[] =
     "n = n + 1 end end "
     "return n";
 
-int loy_store_kpi_close(loy_store_t *s, int64_t clock_ms, int max,
-                        int *nclosed, char *errstr, size_t errstr_size) {
+int loy_store_kpi_close(loy_store_t *s, int64_t clock_ms, int max, int *nclosed,
+                        char *errstr, size_t errstr_size) {
         char prefix[KEY_MAX];
         redisReply *r = NULL;
         int rc;
@@ -1732,20 +1730,18 @@ int loy_store_kpi_close(loy_store_t *s, int64_t clock_ms, int max,
         return rc;
 }
 
-int loy_store_write_batch_send(loy_store_t *s,
-                               const loy_outbox_entry_t *outbox, int noutbox,
-                               const loy_batch_agg_t *agg,
-                               const loy_cust_write_t *w, int n,
-                               int64_t now_ms, const loy_feat_conf_t *fconf,
-                               int *sent, char *errstr, size_t errstr_size) {
+int loy_store_write_batch_send(loy_store_t *s, const loy_outbox_entry_t *outbox,
+                               int noutbox, const loy_batch_agg_t *agg,
+                               const loy_cust_write_t *w, int n, int64_t now_ms,
+                               const loy_feat_conf_t *fconf, int *sent,
+                               char *errstr, size_t errstr_size) {
         redisReply *r = NULL;
         int rc;
 
         *sent = 0;
         if (noutbox < 0 || (noutbox && !outbox) ||
             (agg && (agg->nkpi < 0 || agg->nfence < 0 || agg->ncount < 0 ||
-                     (agg->nkpi && !agg->kpi) ||
-                     (agg->ncount && !agg->count) ||
+                     (agg->nkpi && !agg->kpi) || (agg->ncount && !agg->count) ||
                      (agg->nfence && !agg->fence)))) {
                 seterr(errstr, errstr_size, "write: bad arguments");
                 return LOY_STORE_ERR;
@@ -1800,9 +1796,9 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
                           const loy_feat_conf_t *fconf, char *errstr,
                           size_t errstr_size) {
         int sent;
-        int rc = loy_store_write_batch_send(s, outbox, noutbox, agg, w, n,
-                                            now_ms, fconf, &sent, errstr,
-                                            errstr_size);
+        int rc =
+            loy_store_write_batch_send(s, outbox, noutbox, agg, w, n, now_ms,
+                                       fconf, &sent, errstr, errstr_size);
         if (rc == LOY_STORE_OK && sent)
                 rc = loy_store_write_recv(s, errstr, errstr_size);
         return rc;
@@ -1855,8 +1851,7 @@ int loy_store_take_over(loy_store_t *s, const char *const *fields, int n,
                 seterr(errstr, errstr_size, "take over: out of memory");
                 return LOY_STORE_ERR;
         }
-        if ((rc = loy_store_fence_get(s, fields, n, prev, errstr,
-                                      errstr_size)))
+        if ((rc = loy_store_fence_get(s, fields, n, prev, errstr, errstr_size)))
                 goto out;
         /* Owner first, then the old owner's connections closed: a batch
          * of the old owner's that reaches Redis after this finds the
@@ -1890,11 +1885,11 @@ int loy_store_take_over(loy_store_t *s, const char *const *fields, int n,
                                             errstr_size);
                 *nclosed += k;
                 if (rc != LOY_CLUSTER_OK) {
-                        rc = rc == LOY_CLUSTER_ERR_IO
-                                 ? io_error(s, errstr && *errstr ? errstr
-                                                                 : NULL,
-                                            errstr, errstr_size)
-                                 : LOY_STORE_ERR;
+                        rc =
+                            rc == LOY_CLUSTER_ERR_IO
+                                ? io_error(s, errstr && *errstr ? errstr : NULL,
+                                           errstr, errstr_size)
+                                : LOY_STORE_ERR;
                         goto out;
                 }
         }
@@ -2035,8 +2030,8 @@ static void hincrbyfloat(loy_store_t *s, const char *key, const char *field,
 
 int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
                     const double *incr, int nincr,
-                    const char *const *set_fields, const double *set,
-                    int nset, char *errstr, size_t errstr_size) {
+                    const char *const *set_fields, const double *set, int nset,
+                    char *errstr, size_t errstr_size) {
         int rc, ncmd = 0;
 
         if (nincr < 0 || nset < 0 || (nincr && (!incr_fields || !incr)) ||
@@ -2083,8 +2078,8 @@ int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
 
 /* Sends what is in the buffer as one command and returns its reply. */
 static int timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
-                      int max, char ***ids, int64_t **due, int *n,
-                      char *errstr, size_t errstr_size) {
+                      int max, char ***ids, int64_t **due, int *n, char *errstr,
+                      size_t errstr_size) {
         redisReply *r;
         char part[24];
         char **out;
@@ -2116,8 +2111,8 @@ static int timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
                 return rc;
         if (r->type != REDIS_REPLY_ARRAY || r->elements % step) {
                 seterr(errstr, errstr_size, "ZRANGEBYSCORE: %s",
-                       r->type == REDIS_REPLY_ERROR ? r->str :
-                                                      "unexpected reply");
+                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
                 freeReplyObject(r);
                 return LOY_STORE_ERR;
         }
@@ -2168,10 +2163,9 @@ int loy_store_timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
                           errstr_size);
 }
 
-int loy_store_timers_due_at(loy_store_t *s, int32_t partition,
-                            int64_t clock_ms, int max, char ***ids,
-                            int64_t **due, int *n, char *errstr,
-                            size_t errstr_size) {
+int loy_store_timers_due_at(loy_store_t *s, int32_t partition, int64_t clock_ms,
+                            int max, char ***ids, int64_t **due, int *n,
+                            char *errstr, size_t errstr_size) {
         return timers_due(s, partition, clock_ms, max, ids, due, n, errstr,
                           errstr_size);
 }
@@ -2206,8 +2200,7 @@ int loy_store_outbox_get(loy_store_t *s, const char *const *ids, int n,
         }
         for (int i = 0; i < n; i++)
                 if (r->element[i]->type == REDIS_REPLY_STRING &&
-                    cb(ids[i], r->element[i]->str, r->element[i]->len,
-                       opaque))
+                    cb(ids[i], r->element[i]->str, r->element[i]->len, opaque))
                         break;
         freeReplyObject(r);
         return LOY_STORE_OK;
@@ -2237,10 +2230,10 @@ int loy_store_outbox_scan(loy_store_t *s, loy_outbox_cb_t *cb, void *opaque,
                     r->element[0]->len >= sizeof(cursor) ||
                     r->element[1]->type != REDIS_REPLY_ARRAY ||
                     r->element[1]->elements % 2) {
-                        seterr(errstr, errstr_size, "HSCAN %s: %s",
-                               s->k_outbox,
-                               r->type == REDIS_REPLY_ERROR ?
-                                       r->str : "unexpected reply");
+                        seterr(errstr, errstr_size, "HSCAN %s: %s", s->k_outbox,
+                               r->type == REDIS_REPLY_ERROR
+                                   ? r->str
+                                   : "unexpected reply");
                         freeReplyObject(r);
                         return LOY_STORE_ERR;
                 }
@@ -2292,8 +2285,8 @@ int loy_store_hgetall(loy_store_t *s, const char *key, loy_kv_cb_t *cb,
                 return rc;
         if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
                 seterr(errstr, errstr_size, "HGETALL %s: %s", key,
-                       r->type == REDIS_REPLY_ERROR ? r->str :
-                                                      "unexpected reply");
+                       r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
                 freeReplyObject(r);
                 return LOY_STORE_ERR;
         }
@@ -2336,8 +2329,8 @@ int loy_store_clock_load(loy_store_t *s, loy_kv_cb_t *cb, void *opaque,
 
 /* GET of <ns>:c:{id}<suffix>, or with field HGET of that field. */
 static int cust_texts(loy_store_t *s, const char *suffix, const char *field,
-                      const char *const *ids, int n, char **texts,
-                      char *errstr, size_t errstr_size) {
+                      const char *const *ids, int n, char **texts, char *errstr,
+                      size_t errstr_size) {
         char end[64];
         loy_sigpipe_t g;
         int rc;
@@ -2371,8 +2364,7 @@ static int cust_texts(loy_store_t *s, const char *suffix, const char *field,
                                 seterr(errstr, errstr_size, "out of memory");
                                 rc = LOY_STORE_ERR;
                         }
-                } else if (r->type == REDIS_REPLY_ERROR &&
-                           rc == LOY_STORE_OK) {
+                } else if (r->type == REDIS_REPLY_ERROR && rc == LOY_STORE_OK) {
                         seterr(errstr, errstr_size, "customer %s: %s: %s",
                                ids[i], field ? "HGET" : "GET", r->str);
                         rc = is_refusal_reply(r) ? LOY_STORE_ERR_BUSY
@@ -2392,19 +2384,17 @@ static int cust_texts(loy_store_t *s, const char *suffix, const char *field,
 int loy_store_get_texts(loy_store_t *s, const char *suffix,
                         const char *const *ids, int n, char **texts,
                         char *errstr, size_t errstr_size) {
-        return cust_texts(s, suffix, NULL, ids, n, texts, errstr,
-                          errstr_size);
+        return cust_texts(s, suffix, NULL, ids, n, texts, errstr, errstr_size);
 }
 
 int loy_store_hget_custs(loy_store_t *s, const char *field,
                          const char *const *ids, int n, char **values,
                          char *errstr, size_t errstr_size) {
-        return cust_texts(s, "", field, ids, n, values, errstr,
-                          errstr_size);
+        return cust_texts(s, "", field, ids, n, values, errstr, errstr_size);
 }
 
-int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr,
-                         size_t n, char *errstr, size_t errstr_size) {
+int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr, size_t n,
+                         char *errstr, size_t errstr_size) {
         int rc, ncmd = 0;
         char key[KEY_MAX];
         if (!n)
@@ -2469,8 +2459,8 @@ static int read_replies(loy_store_t *s, redisReply **r, int n, char *errstr,
 
 int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
                            const char *const *cands, int ncand, int top_k,
-                           loy_sim_fn_t *sim, loy_nbrs_cb_t *cb,
-                           void *opaque, char *errstr, size_t errstr_size) {
+                           loy_sim_fn_t *sim, loy_nbrs_cb_t *cb, void *opaque,
+                           char *errstr, size_t errstr_size) {
         redisReply **shared = NULL, **rep = NULL;
         nbr_t *nb = NULL;
         const char **names = NULL;
@@ -2518,8 +2508,8 @@ int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
                 for (int j = 0; j < ncand && cands[i * ncand + j]; j++)
                         mine[m++] = cands[i * ncand + j];
                 if (shared[i]->type == REDIS_REPLY_ARRAY)
-                        for (size_t j = 0; j < shared[i]->elements &&
-                                           m < maxc; j++) {
+                        for (size_t j = 0; j < shared[i]->elements && m < maxc;
+                             j++) {
                                 const char *b = shared[i]->element[j]->str;
                                 int dup = 0;
                                 for (int q = 0; q < m && !dup; q++)
@@ -2551,12 +2541,11 @@ int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
         ab_reset(s);
         for (int i = 0, r = 0; i < n; i++) {
                 redisReply *counts = rep[r++];
-                size_t m = counts->type == REDIS_REPLY_ARRAY &&
-                                   counts->elements > 0
-                               ? counts->elements - 1
-                               : 0;
-                double na = m && counts->element[0]->type ==
-                                         REDIS_REPLY_STRING
+                size_t m =
+                    counts->type == REDIS_REPLY_ARRAY && counts->elements > 0
+                        ? counts->elements - 1
+                        : 0;
+                double na = m && counts->element[0]->type == REDIS_REPLY_STRING
                                 ? strtod(counts->element[0]->str, NULL)
                                 : 0;
                 int k = 0;
@@ -2579,12 +2568,12 @@ int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
                 {
                         const char *mine[LOY_RECO_K_MAX * 2 + 64];
                         int mm = 0;
-                        for (int j = 0; j < ncand && cands[i * ncand + j];
-                             j++)
+                        for (int j = 0; j < ncand && cands[i * ncand + j]; j++)
                                 mine[mm++] = cands[i * ncand + j];
                         if (shared[i]->type == REDIS_REPLY_ARRAY)
-                                for (size_t j = 0; j < shared[i]->elements &&
-                                                   mm < maxc; j++) {
+                                for (size_t j = 0;
+                                     j < shared[i]->elements && mm < maxc;
+                                     j++) {
                                         const char *b =
                                             shared[i]->element[j]->str;
                                         int dup = 0;
@@ -2621,8 +2610,7 @@ int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
                         cb(opaque, skus[i], names, sims, k);
         }
         if (nset && (rc = ab_flush(s, errstr, errstr_size)) == 0)
-                rc = read_plain(s, nset, "reco refresh", errstr,
-                                errstr_size);
+                rc = read_plain(s, nset, "reco refresh", errstr, errstr_size);
 out:
         for (int i = 0; shared && i < n; i++)
                 if (shared[i])

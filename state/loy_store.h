@@ -54,8 +54,8 @@
 #define LOY_KEY_RANK_CHURN "rank:churn"
 #define LOY_KEY_RANK_CLV "rank:clv"
 #define LOY_KEY_STATS "stats"
-#define LOY_KEY_HIST "{agg}:hist:"      /* + dimension name */
-#define LOY_KEY_KPI "{agg}:kpi:"        /* + yyyy-mm-dd */
+#define LOY_KEY_HIST "{agg}:hist:" /* + dimension name */
+#define LOY_KEY_KPI "{agg}:kpi:"   /* + yyyy-mm-dd */
 #define LOY_KEY_FENCE "{agg}:fence"
 /* zset: each KPI day ("yyyy-mm-dd", score: days since 1970-01-01) */
 #define LOY_KEY_KPI_DAYS "{agg}:kpi_days"
@@ -85,8 +85,7 @@ typedef struct loy_store loy_store_t;
  * 2000. SIGPIPE from a dead server is blocked and consumed inside the
  * store's calls, so applications need not ignore it. */
 loy_store_t *loy_store_create(const char *host, int port, const char *ns,
-                              int timeout_ms, char *errstr,
-                              size_t errstr_size);
+                              int timeout_ms, char *errstr, size_t errstr_size);
 void loy_store_destroy(loy_store_t *s);
 
 /* How connections are opened from now on: AUTH (password, or ACL user and
@@ -100,8 +99,7 @@ int loy_store_set_conn(loy_store_t *s, const struct loy_rconn_opts *o,
 /* What the router did since the store was created (redirections followed,
  * slot maps read, connections opened and lost, units refused). */
 struct loy_cluster_stats;
-void loy_store_router_stats(const loy_store_t *s,
-                            struct loy_cluster_stats *st);
+void loy_store_router_stats(const loy_store_t *s, struct loy_cluster_stats *st);
 
 /* (Re)connects if needed and PINGs. 0 when usable. */
 int loy_store_connect(loy_store_t *s, char *errstr, size_t errstr_size);
@@ -111,8 +109,8 @@ const char *loy_store_ns(const loy_store_t *s);
 /* Loads n customers in one pipeline. custs[i] must be loy_feat_init()'ed
  * with its id; stored fields are parsed into it. found[i] (may be NULL) is
  * set to 1 when the customer existed. */
-int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n,
-                   int *found, char *errstr, size_t errstr_size);
+int loy_store_load(loy_store_t *s, loy_cust_t *const *custs, int n, int *found,
+                   char *errstr, size_t errstr_size);
 
 /* A customer from the reply to HGETALL of its hash (a hiredis
  * redisReply), as loy_pack_from_hash reads it: c must be loy_feat_init()'ed
@@ -127,8 +125,8 @@ int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
                         size_t errstr_size);
 
 typedef struct loy_kpi_delta {
-        int64_t day_ms;          /* any time within the UTC day */
-        const char *field;       /* "purchases", "revenue_micros", ... */
+        int64_t day_ms;    /* any time within the UTC day */
+        const char *field; /* "purchases", "revenue_micros", ... */
         /* integers only (counts, money in micro-units): HINCRBY sums do
          * not depend on the order of the additions, floating-point sums
          * do in their last digits */
@@ -137,7 +135,7 @@ typedef struct loy_kpi_delta {
 
 typedef struct loy_outbox_entry {
         const char *trigger_id;
-        const void *payload;     /* framed Avro trigger */
+        const void *payload; /* framed Avro trigger */
         size_t len;
 } loy_outbox_entry_t;
 
@@ -152,7 +150,7 @@ typedef struct loy_shadow {
         int valid;
         int nslots;
         uint64_t views_hash;
-        double num[LOY_SHADOW_FIELDS];  /* loy_feat_field_number per field */
+        double num[LOY_SHADOW_FIELDS]; /* loy_feat_field_number per field */
         int64_t slot[LOY_SLOTS_MAX];
 } loy_shadow_t;
 
@@ -173,8 +171,8 @@ typedef struct loy_cust_write {
         /* NULL, or what the hash holds: only the fields that differ are
          * sent, and it is updated to what this write sends */
         loy_shadow_t *shadow;
-        int32_t partition;               /* timers live per partition */
-        int64_t old_timer_ms;            /* 0 when no timer was set */
+        int32_t partition;    /* timers live per partition */
+        int64_t old_timer_ms; /* 0 when no timer was set */
         /* The timer entry that fired for this customer, if any: always
          * removed (wherever it was), so an entry the customer's hash does
          * not know about cannot fire forever. */
@@ -234,7 +232,7 @@ typedef struct loy_count_delta {
 typedef struct loy_batch_agg {
         const loy_kpi_delta_t *kpi;
         int nkpi;
-        const loy_count_delta_t *count;  /* one per key and field */
+        const loy_count_delta_t *count; /* one per key and field */
         int ncount;
         const loy_agg_fence_t *fence;
         int nfence;
@@ -257,12 +255,11 @@ int loy_store_write_batch(loy_store_t *s, const loy_outbox_entry_t *outbox,
  * when loy_store_write_recv() must read them before anything else uses
  * the store (0: the write was done or failed whole). Lets the caller
  * apply its next batch while Redis writes this one. */
-int loy_store_write_batch_send(loy_store_t *s,
-                               const loy_outbox_entry_t *outbox, int noutbox,
-                               const loy_batch_agg_t *agg,
-                               const loy_cust_write_t *w, int n,
-                               int64_t now_ms, const loy_feat_conf_t *fconf,
-                               int *sent, char *errstr, size_t errstr_size);
+int loy_store_write_batch_send(loy_store_t *s, const loy_outbox_entry_t *outbox,
+                               int noutbox, const loy_batch_agg_t *agg,
+                               const loy_cust_write_t *w, int n, int64_t now_ms,
+                               const loy_feat_conf_t *fconf, int *sent,
+                               char *errstr, size_t errstr_size);
 
 /*
  * Ownership of input partitions, against a frozen process (SIGSTOP, a
@@ -315,8 +312,8 @@ int loy_store_fence_get(loy_store_t *s, const char *const *fields, int n,
  * removed. Derived fields such as recency_days are computed at each
  * customer's scored_ms, or at now_ms (event time) for one never scored. */
 int loy_store_write(loy_store_t *s, const loy_cust_write_t *w, int n,
-                    int64_t now_ms, const loy_feat_conf_t *fconf,
-                    char *errstr, size_t errstr_size);
+                    int64_t now_ms, const loy_feat_conf_t *fconf, char *errstr,
+                    size_t errstr_size);
 
 /* The two halves of loy_store_write, so a processor can keep one batch in
  * flight while it prepares the next: _send checks, queues and transmits the
@@ -339,15 +336,15 @@ int loy_store_write_recv(loy_store_t *s, char *errstr, size_t errstr_size);
  * stream's last is never added, so two processes or a redo close nothing
  * twice. At most max days per call; *nclosed (may be NULL) says how many
  * were (== max: call again). */
-int loy_store_kpi_close(loy_store_t *s, int64_t clock_ms, int max,
-                        int *nclosed, char *errstr, size_t errstr_size);
+int loy_store_kpi_close(loy_store_t *s, int64_t clock_ms, int max, int *nclosed,
+                        char *errstr, size_t errstr_size);
 
 /* Adds deltas to <ns>:stats and sets gauges there, in one round trip.
  * Either array may be empty. */
 int loy_store_stats(loy_store_t *s, const char *const *incr_fields,
                     const double *incr, int nincr,
-                    const char *const *set_fields, const double *set,
-                    int nset, char *errstr, size_t errstr_size);
+                    const char *const *set_fields, const double *set, int nset,
+                    char *errstr, size_t errstr_size);
 
 /* Up to max customer ids whose timer in partition is due at or before
  * clock_ms, earliest first. *ids is an array of malloc'ed strings the caller
@@ -357,16 +354,15 @@ int loy_store_timers_due(loy_store_t *s, int32_t partition, int64_t clock_ms,
                          size_t errstr_size);
 void loy_store_free_ids(char **ids, int n);
 /* The same, with each entry's due time in *due (malloc'ed, caller frees). */
-int loy_store_timers_due_at(loy_store_t *s, int32_t partition,
-                            int64_t clock_ms, int max, char ***ids,
-                            int64_t **due, int *n, char *errstr,
-                            size_t errstr_size);
+int loy_store_timers_due_at(loy_store_t *s, int32_t partition, int64_t clock_ms,
+                            int max, char ***ids, int64_t **due, int *n,
+                            char *errstr, size_t errstr_size);
 
 /* Calls cb for each outbox entry (used at start-up to re-send triggers that
  * were written but whose delivery was never confirmed). cb returns 0 to go
  * on. */
-typedef int (loy_outbox_cb_t)(const char *trigger_id, const void *payload,
-                              size_t len, void *opaque);
+typedef int(loy_outbox_cb_t)(const char *trigger_id, const void *payload,
+                             size_t len, void *opaque);
 int loy_store_outbox_scan(loy_store_t *s, loy_outbox_cb_t *cb, void *opaque,
                           char *errstr, size_t errstr_size);
 
@@ -382,8 +378,7 @@ int loy_store_outbox_ack(loy_store_t *s, const char *const *ids, int n,
 
 /* Raw hiredis-free helpers for tools and tests: HGETALL of a full key name
  * printed as "field value" lines through cb. */
-typedef void (loy_kv_cb_t)(const char *field, const char *value,
-                           void *opaque);
+typedef void(loy_kv_cb_t)(const char *field, const char *value, void *opaque);
 int loy_store_hgetall(loy_store_t *s, const char *key, loy_kv_cb_t *cb,
                       void *opaque, char *errstr, size_t errstr_size);
 
@@ -414,8 +409,8 @@ int loy_store_hget_custs(loy_store_t *s, const char *field,
  * pipeline of HINCRBYFLOAT: n(a) into hash <ns>:i:n; c(a,b) into hash
  * <ns>:i:<x>:co field <y>, x the alphabetically smaller of a and b.
  * Increments are sums, so several processes build one model. */
-int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr,
-                         size_t n, char *errstr, size_t errstr_size);
+int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr, size_t n,
+                         char *errstr, size_t errstr_size);
 
 /* Rebuilds the neighbour lists <ns>:i:<sku>:nbrs of n items from the shared
  * counts. Item i's candidates are cands[i*ncand ...] (NULL-terminated when
@@ -423,14 +418,12 @@ int loy_store_reco_flush(loy_store_t *s, const loy_reco_incr_t *incr,
  * shared list (candidates other processes found); their similarity is
  * sim(opaque, c_ab, n_a, n_b) on the shared counts, the best top_k are kept
  * and cb (may be NULL) gets each new list. Three round trips in all. */
-typedef double (loy_sim_fn_t)(void *opaque, double c_ab, double n_a,
-                              double n_b);
-typedef void (loy_nbrs_cb_t)(void *opaque, const char *sku,
-                             const char *const *nbrs, const double *sims,
-                             int n);
+typedef double(loy_sim_fn_t)(void *opaque, double c_ab, double n_a, double n_b);
+typedef void(loy_nbrs_cb_t)(void *opaque, const char *sku,
+                            const char *const *nbrs, const double *sims, int n);
 int loy_store_reco_refresh(loy_store_t *s, const char *const *skus, int n,
                            const char *const *cands, int ncand, int top_k,
-                           loy_sim_fn_t *sim, loy_nbrs_cb_t *cb,
-                           void *opaque, char *errstr, size_t errstr_size);
+                           loy_sim_fn_t *sim, loy_nbrs_cb_t *cb, void *opaque,
+                           char *errstr, size_t errstr_size);
 
 #endif

@@ -13,10 +13,10 @@
 typedef struct part {
         char *topic;
         int32_t partition;
-        int64_t held;          /* offset fence as in Redis; -1: none */
-        int64_t batch_max;     /* newest offset of the batch; -1: none */
+        int64_t held;      /* offset fence as in Redis; -1: none */
+        int64_t batch_max; /* newest offset of the batch; -1: none */
         char field[LOY_SLOT_NAME_MAX + 8];
-        char own[LOY_OWNER_FIELD_MAX];     /* its owner field */
+        char own[LOY_OWNER_FIELD_MAX]; /* its owner field */
         char expect[24], value[24];
 } part_t;
 
@@ -32,7 +32,7 @@ typedef struct fire {
         char *cid;
         int64_t due;
         int32_t part;
-        int seen;              /* loaded ones: fired again by this batch */
+        int seen; /* loaded ones: fired again by this batch */
 } fire_t;
 
 typedef struct fires {
@@ -46,9 +46,9 @@ typedef struct counted_ent {
         char cid[LOY_ID_MAX + 1];
         int32_t part;
         loy_agg_counted_t v;
-        int seen;              /* loaded ones: settled by this batch */
-        int ahead;             /* loaded ones: the counts hold v, the hash
-                                * does not (loy_agg_counted_get said 1) */
+        int seen;  /* loaded ones: settled by this batch */
+        int ahead; /* loaded ones: the counts hold v, the hash
+                    * does not (loy_agg_counted_get said 1) */
 } counted_ent_t;
 
 typedef struct counted_list {
@@ -63,8 +63,8 @@ struct loy_agg {
 
         /* the batch's count moves: dense per key, with the fields used */
         int64_t seg_delta[LOY_SEG__COUNT];
-        int64_t *hist_delta;   /* LOY_DIM__COUNT * LOY_HIST_BINS */
-        int *used;             /* (dim + 1) * LOY_HIST_BINS + field */
+        int64_t *hist_delta; /* LOY_DIM__COUNT * LOY_HIST_BINS */
+        int *used;           /* (dim + 1) * LOY_HIST_BINS + field */
         int nused, used_cap;
         loy_count_delta_t *count;
         int count_cap;
@@ -74,20 +74,20 @@ struct loy_agg {
         int nparts, parts_cap;
         fires_t loaded, batch;
         int known;
-        int held;              /* the current item is already in */
+        int held; /* the current item is already in */
 
         /* loy_agg_fence_fields: "o:..." per part, then "f:<p>" and "v:<p>"
          * per number */
         char **fields;
-        int32_t *field_part;   /* for "f:" fields, the partition number */
+        int32_t *field_part; /* for "f:" fields, the partition number */
         int nfields, nofields;
 
         loy_agg_fence_t *fence;
         int fence_cap;
-        char **texts;          /* fire lists being written, owned */
+        char **texts; /* fire lists being written, owned */
         int ntexts;
 
-        char *owner;           /* checked in every batch; NULL: not */
+        char *owner; /* checked in every batch; NULL: not */
         pending_t *pending;
         int npending, pending_cap;
         const char **takeover; /* owner fields of loy_agg_takeover_fields */
@@ -185,18 +185,16 @@ int loy_agg_take_over(loy_agg_t *a, const char *topic, int32_t partition) {
         return 0;
 }
 
-int loy_agg_takeover_fields(loy_agg_t *a, const char *const **fields,
-                            int *n) {
-        const char **v = realloc(a->takeover,
-                                 sizeof(*v) * (size_t)(a->nparts + 1));
+int loy_agg_takeover_fields(loy_agg_t *a, const char *const **fields, int *n) {
+        const char **v =
+            realloc(a->takeover, sizeof(*v) * (size_t)(a->nparts + 1));
         *n = 0;
         if (!v)
                 return -1;
         a->takeover = v;
         for (int i = 0; i < a->nparts; i++)
                 for (int j = 0; j < a->npending; j++)
-                        if (a->pending[j].partition ==
-                                    a->parts[i].partition &&
+                        if (a->pending[j].partition == a->parts[i].partition &&
                             !strcmp(a->pending[j].topic, a->parts[i].topic)) {
                                 v[(*n)++] = a->parts[i].own;
                                 break;
@@ -231,8 +229,7 @@ static part_t *part_add(loy_agg_t *a, const char *topic, int32_t partition) {
         p->partition = partition;
         p->held = -1;
         p->batch_max = -1;
-        snprintf(p->field, sizeof(p->field), "o:%s:%" PRId32, topic,
-                 partition);
+        snprintf(p->field, sizeof(p->field), "o:%s:%" PRId32, topic, partition);
         loy_agg_owner_field(topic, partition, p->own, sizeof(p->own));
         a->nparts++;
         return p;
@@ -332,8 +329,8 @@ static int parse_fires(loy_agg_t *a, const char *text, int32_t part) {
         const char *q = text;
         while (*q) {
                 const char *nl = strchr(q, '\n');
-                const char *sp = memchr(q, ' ', nl ? (size_t)(nl - q)
-                                                   : strlen(q));
+                const char *sp =
+                    memchr(q, ' ', nl ? (size_t)(nl - q) : strlen(q));
                 int64_t due;
                 if (!nl)
                         nl = q + strlen(q);
@@ -408,21 +405,24 @@ int loy_agg_fence_load(loy_agg_t *a, char *const *values, char *errstr,
                 if (i < a->nofields) {
                         if (parse_i64(v, v + strlen(v), &a->parts[i].held) ||
                             a->parts[i].held < 0) {
-                                snprintf(errstr, errstr_size, "aggregate "
+                                snprintf(errstr, errstr_size,
+                                         "aggregate "
                                          "fence %s: bad offset \"%s\"",
                                          a->fields[i], v);
                                 return -1;
                         }
                 } else if ((i - a->nofields) % 2 == 0) {
                         if (parse_fires(a, v, a->field_part[i])) {
-                                snprintf(errstr, errstr_size, "aggregate "
+                                snprintf(errstr, errstr_size,
+                                         "aggregate "
                                          "fence %s: bad list of checks",
                                          a->fields[i]);
                                 fires_clear(&a->loaded);
                                 return -1;
                         }
                 } else if (parse_counted(a, v, a->field_part[i])) {
-                        snprintf(errstr, errstr_size, "aggregate fence %s: "
+                        snprintf(errstr, errstr_size,
+                                 "aggregate fence %s: "
                                  "bad list of counted customers",
                                  a->fields[i]);
                         a->cloaded.n = 0;
@@ -491,8 +491,8 @@ static counted_ent_t *counted_find(loy_agg_t *a, const char *cid) {
         if (!a->cloaded.n || len > LOY_ID_MAX)
                 return NULL;
         memcpy(key.cid, cid, len + 1);
-        return bsearch(&key, a->cloaded.v, (size_t)a->cloaded.n,
-                       sizeof(key), cmp_counted);
+        return bsearch(&key, a->cloaded.v, (size_t)a->cloaded.n, sizeof(key),
+                       cmp_counted);
 }
 
 int loy_agg_counted_get(loy_agg_t *a, const char *cid, loy_agg_counted_t *v) {
@@ -592,16 +592,16 @@ int loy_agg_kpi(loy_agg_t *a, int64_t day_ms, const char *field,
                 return 0;
         /* few distinct days and fields per batch; recent ones first */
         for (int i = a->nkpi - 1; i >= 0; i--)
-                if (a->kpi[i].day_ms == day && (a->kpi[i].field == field ||
-                                                !strcmp(a->kpi[i].field,
-                                                        field))) {
+                if (a->kpi[i].day_ms == day &&
+                    (a->kpi[i].field == field ||
+                     !strcmp(a->kpi[i].field, field))) {
                         a->kpi[i].delta += delta;
                         return 0;
                 }
         if (a->nkpi == a->kpi_cap) {
                 int cap = a->kpi_cap ? a->kpi_cap * 2 : 64;
-                loy_kpi_delta_t *nk = realloc(a->kpi,
-                                              sizeof(*nk) * (size_t)cap);
+                loy_kpi_delta_t *nk =
+                    realloc(a->kpi, sizeof(*nk) * (size_t)cap);
                 if (!nk)
                         return -1;
                 a->kpi = nk;
@@ -624,8 +624,8 @@ static int count_move(loy_agg_t *a, int dim, int field, int64_t by) {
             !(a->hist_delta = calloc((size_t)LOY_DIM__COUNT * LOY_HIST_BINS,
                                      sizeof(*a->hist_delta))))
                 return -1;
-        slot = dim < 0 ? &a->seg_delta[field]
-                       : &a->hist_delta[u - LOY_HIST_BINS];
+        slot =
+            dim < 0 ? &a->seg_delta[field] : &a->hist_delta[u - LOY_HIST_BINS];
         if (*slot == 0) {
                 /* a field that went back to 0 is listed again: harmless,
                  * build skips zero deltas and duplicates add 0 */
@@ -649,7 +649,7 @@ int loy_agg_cust(loy_agg_t *a, const char *cid, int32_t part,
         size_t len = strlen(cid);
         int ahead = e && e->ahead;
         if (e)
-                e->seen = 1;   /* its hash is written by this batch */
+                e->seen = 1; /* its hash is written by this batch */
         /* Nothing moves, but a customer the counts hold ahead of its hash
          * stays listed until this batch's write of the hash lands: the
          * counts land first, and a crash in between must not make the
@@ -659,8 +659,7 @@ int loy_agg_cust(loy_agg_t *a, const char *cid, int32_t part,
         if (len > LOY_ID_MAX)
                 return -1;
         if (from->seg != to->seg &&
-            (count_move(a, -1, from->seg, -1) ||
-             count_move(a, -1, to->seg, 1)))
+            (count_move(a, -1, from->seg, -1) || count_move(a, -1, to->seg, 1)))
                 return -1;
         for (int d = 0; d < LOY_DIM__COUNT; d++)
                 if (from->bins[d] != to->bins[d] &&
@@ -685,8 +684,8 @@ static int cmp_int(const void *x, const void *y) {
 static int counts_build(loy_agg_t *a) {
         int n = 0;
         if (a->nused > a->count_cap) {
-                loy_count_delta_t *nc = realloc(a->count, sizeof(*nc) *
-                                                              (size_t)a->nused);
+                loy_count_delta_t *nc =
+                    realloc(a->count, sizeof(*nc) * (size_t)a->nused);
                 if (!nc)
                         return -1;
                 a->count = nc;
@@ -714,8 +713,8 @@ static int counts_build(loy_agg_t *a) {
 static loy_agg_fence_t *fence_next(loy_agg_t *a) {
         if (a->out.nfence == a->fence_cap) {
                 int cap = a->fence_cap ? a->fence_cap * 2 : 16;
-                loy_agg_fence_t *nf = realloc(a->fence,
-                                              sizeof(*nf) * (size_t)cap);
+                loy_agg_fence_t *nf =
+                    realloc(a->fence, sizeof(*nf) * (size_t)cap);
                 if (!nf)
                         return NULL;
                 a->fence = nf;
@@ -741,8 +740,7 @@ static int text_room(char **buf, size_t *len, size_t *cap, size_t need) {
 }
 
 /* Appends an integer and then sep (room made by the caller). */
-static void text_int(char *buf, size_t *len, size_t cap, int64_t v,
-                     char sep) {
+static void text_int(char *buf, size_t *len, size_t cap, int64_t v, char sep) {
         int n = loy_fmt_i64(buf + *len, cap - *len, v);
         *len += n > 0 ? (size_t)n : 0;
         buf[(*len)++] = sep;

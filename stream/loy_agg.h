@@ -90,8 +90,7 @@ int loy_agg_take_over(loy_agg_t *a, const char *topic, int32_t partition);
  * to be taken over, for loy_store_take_over; *fields is owned by a, valid
  * until the next call. Then loy_agg_takeover_done once they were. -1 out
  * of memory. */
-int loy_agg_takeover_fields(loy_agg_t *a, const char *const **fields,
-                            int *n);
+int loy_agg_takeover_fields(loy_agg_t *a, const char *const **fields, int *n);
 void loy_agg_takeover_done(loy_agg_t *a);
 
 /* What the segment and histogram counts hold of one customer (-1: it is
@@ -103,8 +102,7 @@ typedef struct loy_agg_counted {
 
 /* Where customer c counts as its hash (or the cache, which agrees with it)
  * has it; existed 0: a customer new to Redis, counted nowhere. */
-void loy_agg_counted_of(const loy_cust_t *c, int existed,
-                        loy_agg_counted_t *v);
+void loy_agg_counted_of(const loy_cust_t *c, int existed, loy_agg_counted_t *v);
 /* Replaces *v (what cid's hash says) with what the counts hold when the
  * loaded lists name cid: 1 then, else 0. */
 int loy_agg_counted_get(loy_agg_t *a, const char *cid, loy_agg_counted_t *v);
@@ -127,8 +125,7 @@ int loy_agg_on_fire(loy_agg_t *a, const char *cid, int64_t due_ms,
 
 /* A KPI delta of the current item (ignored when it is already held). -1
  * out of memory. field must outlive the batch (static names). */
-int loy_agg_kpi(loy_agg_t *a, int64_t day_ms, const char *field,
-                int64_t delta);
+int loy_agg_kpi(loy_agg_t *a, int64_t day_ms, const char *field, int64_t delta);
 /* 1 when the current item is already held (the caller may skip work). */
 int loy_agg_held(const loy_agg_t *a);
 

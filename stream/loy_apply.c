@@ -50,8 +50,7 @@ static int count_conversions(loy_batch_t *b, loy_cust_t *c, int64_t ts_ms) {
                         continue;
                 }
                 if (kpi_add(b, ts_ms,
-                            b->names[i][loy_rule_in_holdout(r, c->id) ? 3
-                                                                      : 2],
+                            b->names[i][loy_rule_in_holdout(r, c->id) ? 3 : 2],
                             1))
                         return -1;
         }
@@ -86,7 +85,8 @@ static int fire_due(loy_batch_t *b, loy_touched_t *t, int64_t upto,
         while (c->first_purchase_ms && c->next_check_ms > 0 &&
                c->next_check_ms <= upto) {
                 int64_t due = c->next_check_ms;
-                LOY_DEBUG("apply", "check of %s due %" PRId64 " fires "
+                LOY_DEBUG("apply",
+                          "check of %s due %" PRId64 " fires "
                           "(limit %" PRId64 ", partition %" PRId32 ")",
                           c->id, due, upto, part);
                 if (t->partition < 0)
@@ -94,8 +94,7 @@ static int fire_due(loy_batch_t *b, loy_touched_t *t, int64_t upto,
                 t->timer_due = due;
                 t->fired = 1;
                 b->stats->timers_fired++;
-                if (loy_agg_on_fire(b->agg, c->id, due, t->partition) ==
-                    -1) {
+                if (loy_agg_on_fire(b->agg, c->id, due, t->partition) == -1) {
                         snprintf(errstr, errstr_size, "out of memory");
                         return -1;
                 }
@@ -113,8 +112,8 @@ static void forget(loy_batch_t *b, loy_touched_t *t, const loy_event_t *ev,
                    const char *slot) {
         loy_cust_t *c = t->c;
         char prefix[LOY_SLOT_NAME_MAX];
-        int n = snprintf(prefix, sizeof(prefix), "off:%s:",
-                         b->conf->topic_purchase);
+        int n = snprintf(prefix, sizeof(prefix),
+                         "off:%s:", b->conf->topic_purchase);
         /* its timer entry lives under the partition of its purchases; a
          * request that another partitioner put elsewhere still finds it */
         t->partition = ev->partition;
@@ -126,8 +125,7 @@ static void forget(loy_batch_t *b, loy_touched_t *t, const loy_event_t *ev,
                 }
         if (!b->model->rfm.set)
                 for (int d = 0; d < LOY_DIM__COUNT; d++) {
-                        loy_rfm_move(b->rfm, (loy_dim_t)d, t->cur_bins[d],
-                                     -1);
+                        loy_rfm_move(b->rfm, (loy_dim_t)d, t->cur_bins[d], -1);
                         t->cur_bins[d] = -1;
                 }
         loy_feat_forget(c, ev->forget_ms);
@@ -140,8 +138,10 @@ static void forget(loy_batch_t *b, loy_touched_t *t, const loy_event_t *ev,
         t->reco_dirty = 0;
         b->stats->customers_forgotten++;
         /* not the id: the log would keep whom it erased */
-        LOY_INFO("apply", "forget request at %s [%" PRId32 "] offset %" PRId64
-                 " applied", ev->topic, ev->partition, ev->offset);
+        LOY_INFO("apply",
+                 "forget request at %s [%" PRId32 "] offset %" PRId64
+                 " applied",
+                 ev->topic, ev->partition, ev->offset);
 }
 
 int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
@@ -168,8 +168,8 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                  * holds events not applied yet (a redo after a take-over
                  * is mostly such events) */
                 t->event_partition = ev->partition;
-                n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32,
-                             ev->topic, ev->partition);
+                n = snprintf(slot, sizeof(slot), "off:%s:%" PRId32, ev->topic,
+                             ev->partition);
                 if (n < 0 || (size_t)n >= sizeof(slot)) {
                         loy_batch_dead_event(b, idx, LOY_DEAD_APPLY,
                                              "topic name too long to fence "
@@ -213,8 +213,7 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 if (fire_due(b, t, ev->ts_ms, ev->partition, errstr,
                              errstr_size) == -1)
                         return -1;
-                loy_agg_on_event(b->agg, ev->topic, ev->partition,
-                                 ev->offset);
+                loy_agg_on_event(b->agg, ev->topic, ev->partition, ev->offset);
                 was_buyer = c->orders > 0;
                 loy_feat_apply(c, ev, &b->conf->feat);
                 loy_feat_event_note(c, key);
@@ -224,8 +223,10 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                         /* -1: memory could not be found even by pruning;
                          * the event is partly learned, nothing else lost */
                         if (loy_reco_observe(b->reco, &x->hist, ev) == -1)
-                                LOY_DEBUG("proc", "reco: event %s partly "
-                                          "learned", ev->event_id);
+                                LOY_DEBUG("proc",
+                                          "reco: event %s partly "
+                                          "learned",
+                                          ev->event_id);
                         t->reco_dirty = 1;
                 }
                 b->stats->events_applied++;
@@ -233,8 +234,8 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 if (ev->kind == LOY_EV_BROWSE) {
                         if (kpi_add(b, ev->ts_ms, "browse_events", 1))
                                 goto nomem;
-                        if (loy_evaluate(b, t, ev, 0, errstr,
-                                         errstr_size) == -1)
+                        if (loy_evaluate(b, t, ev, 0, errstr, errstr_size) ==
+                            -1)
                                 return -1;
                         continue;
                 }
@@ -243,13 +244,11 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                         t->partition = ev->partition;
                 {
                         double net = loy_event_net_value(ev);
-                        loy_purchase_kind_t kind =
-                            loy_event_purchase_kind(ev);
+                        loy_purchase_kind_t kind = loy_event_purchase_kind(ev);
                         int rc = 0;
                         if (kind == LOY_PURCHASE_ORDER) {
                                 rc = kpi_add(b, ev->ts_ms, "purchases", 1) ||
-                                     kpi_add(b, ev->ts_ms,
-                                             "revenue_micros",
+                                     kpi_add(b, ev->ts_ms, "revenue_micros",
                                              micros(net)) ||
                                      kpi_add(b, ev->ts_ms,
                                              was_buyer ? "repeat_purchases"
@@ -257,10 +256,10 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                                              1) ||
                                      count_conversions(b, c, ev->ts_ms);
                         } else if (kind == LOY_PURCHASE_RETURN) {
-                                rc = kpi_add(b, ev->ts_ms, "returns", 1) ||
-                                     kpi_add(b, ev->ts_ms,
-                                             "return_value_micros",
-                                             micros(-net));
+                                rc =
+                                    kpi_add(b, ev->ts_ms, "returns", 1) ||
+                                    kpi_add(b, ev->ts_ms, "return_value_micros",
+                                            micros(-net));
                         }
                         if (rc)
                                 goto nomem;
@@ -269,8 +268,8 @@ int loy_apply_events(loy_batch_t *b, char *errstr, size_t errstr_size) {
                         return -1;
                 /* the next silence check counts from this purchase */
                 if (t->partition >= 0)
-                        c->next_check_ms = loy_apply_next_check(
-                            b->conf, c, c->scored_ms);
+                        c->next_check_ms =
+                            loy_apply_next_check(b->conf, c, c->scored_ms);
         }
         return 0;
 nomem:
@@ -297,10 +296,9 @@ int loy_apply_due(loy_batch_t *b, int64_t clock_ms, char *errstr,
                         int32_t part = t->by_timer ? t->fired_partition
                                                    : t->event_partition;
                         int64_t upto = loy_clock_timer_limit(
-                            b->clock, b->conf->topic_purchase, part,
-                            clock_ms);
-                        if (fire_due(b, t, upto, part, errstr,
-                                     errstr_size) == -1)
+                            b->clock, b->conf->topic_purchase, part, clock_ms);
+                        if (fire_due(b, t, upto, part, errstr, errstr_size) ==
+                            -1)
                                 return -1;
                 }
         }

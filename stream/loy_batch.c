@@ -29,9 +29,8 @@ int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,
                 b->index_size *= 2;
         b->index = malloc(b->index_size * sizeof(int));
         if (!b->msgs || !b->carry || !b->bad_why || !b->bad_class ||
-            !b->events || !b->event_msg || !b->order ||
-            !b->group_of || !b->group_head || !b->touched || !b->writes ||
-            !b->index) {
+            !b->events || !b->event_msg || !b->order || !b->group_of ||
+            !b->group_head || !b->touched || !b->writes || !b->index) {
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
         }
@@ -44,8 +43,8 @@ void loy_batch_name_rule(loy_batch_t *b, int rule) {
         static const char *const kpi[4] = {"triggers", "holdout", "converted",
                                            "holdout_converted"};
         for (int k = 0; k < 4; k++)
-                snprintf(b->names[rule][k], sizeof(b->names[rule][k]),
-                         "%s:%s", kpi[k], b->conf->rules.rule[rule].name);
+                snprintf(b->names[rule][k], sizeof(b->names[rule][k]), "%s:%s",
+                         kpi[k], b->conf->rules.rule[rule].name);
 }
 
 void loy_batch_free(loy_batch_t *b) {
@@ -142,8 +141,8 @@ loy_touched_t *loy_batch_touch(loy_batch_t *b, const char *cid, char *errstr,
 loy_outbox_rec_t *loy_batch_outbox_add(loy_batch_t *b) {
         if (b->noutbox == b->outbox_cap) {
                 int cap = b->outbox_cap ? b->outbox_cap * 2 : 64;
-                loy_outbox_rec_t *no = realloc(b->outbox,
-                                               (size_t)cap * sizeof(*no));
+                loy_outbox_rec_t *no =
+                    realloc(b->outbox, (size_t)cap * sizeof(*no));
                 loy_outbox_entry_t *ne;
                 if (!no)
                         return NULL;
@@ -189,10 +188,11 @@ int loy_batch_quarantine_from(loy_batch_t *b, const char *err) {
                 return -1;
         memcpy(b->quarantine[b->nquarantine], id, n);
         b->quarantine[b->nquarantine][n] = '\0';
-        LOY_ERROR("proc", "customer %s quarantined: its events go to the "
+        LOY_ERROR("proc",
+                  "customer %s quarantined: its events go to the "
                   "dead-letter topic until its Redis state is repaired and "
-                  "loyaltyd restarted (%s)", b->quarantine[b->nquarantine],
-                  err);
+                  "loyaltyd restarted (%s)",
+                  b->quarantine[b->nquarantine], err);
         b->nquarantine++;
         return 0;
 }

@@ -42,30 +42,30 @@
 /* Kept beside each cached customer (the loy_cache ext of every customer
  * in the batch's cache). */
 typedef struct loy_cust_ext {
-        loy_shadow_t shadow;            /* what its hash holds */
+        loy_shadow_t shadow; /* what its hash holds */
         loy_reco_hist_t hist;
 } loy_cust_ext_t;
 
 /* A customer the batch touches. */
 typedef struct loy_touched {
-        loy_cust_t *c;                  /* in the cache */
+        loy_cust_t *c; /* in the cache */
         int need_load;
-        int existed;                    /* known to Redis (or the cache) */
+        int existed; /* known to Redis (or the cache) */
         /* where the segment and histogram counts hold it before the
          * batch */
         loy_agg_counted_t counted;
-        int cur_bins[LOY_DIM__COUNT];   /* as the in-memory population has it */
+        int cur_bins[LOY_DIM__COUNT]; /* as the in-memory population has it */
         int64_t old_timer;
         int by_event, by_purchase, by_timer;
-        int fired;                      /* a silence check was scored */
-        int32_t partition;              /* of its purchase topic */
-        int32_t event_partition;        /* of any of its events, or -1 */
-        int64_t timer_due;              /* score of the fired entry */
+        int fired;               /* a silence check was scored */
+        int32_t partition;       /* of its purchase topic */
+        int32_t event_partition; /* of any of its events, or -1 */
+        int64_t timer_due;       /* score of the fired entry */
         int32_t fired_partition;
-        int reco_dirty;                 /* its history learned an event */
-        int erased;                     /* a forget request applied: what
-                                         * Redis holds goes first */
-        char *hist_text;                /* owned, for the write */
+        int reco_dirty;  /* its history learned an event */
+        int erased;      /* a forget request applied: what
+                          * Redis holds goes first */
+        char *hist_text; /* owned, for the write */
         int nrecs;
         const char *rec_ptr[LOY_RECS_MAX];
         double rec_score[LOY_RECS_MAX];
@@ -74,11 +74,11 @@ typedef struct loy_touched {
 
 /* A trigger of the batch, encoded, for the outbox and then Kafka. */
 typedef struct loy_outbox_rec {
-        int touched;                    /* index of its customer */
-        int rule;                       /* of conf.rules */
+        int touched; /* index of its customer */
+        int rule;    /* of conf.rules */
         int holdout;
         char trigger_id[33];
-        void *payload;                  /* owned */
+        void *payload; /* owned */
         size_t len;
 } loy_outbox_rec_t;
 
@@ -91,26 +91,26 @@ typedef struct loy_batch {
         loy_cache_t *cache;
         loy_rfm_t *rfm;
         loy_clock_t *clock;
-        loy_reco_t *reco;               /* NULL when reco.enabled = no */
-        loy_agg_t *agg;                 /* the batch's sums and fences */
+        loy_reco_t *reco;                /* NULL when reco.enabled = no */
+        loy_agg_t *agg;                  /* the batch's sums and fences */
         const struct loy_pseudo *pseudo; /* NULL: ids kept as they come */
-        loy_dlq_t *dlq;                 /* dead letters of the batch */
+        loy_dlq_t *dlq;                  /* dead letters of the batch */
         loy_proc_stats_t *stats;
 
         /* the messages, decoded, in apply order */
-        rd_kafka_message_t **msgs;      /* owned references */
+        rd_kafka_message_t **msgs; /* owned references */
         int nmsgs;
         /* Messages held back for the next batch (loy_collect_decode):
          * owned, at most batch_max / 2, in poll order. */
         rd_kafka_message_t **carry;
         int ncarry;
-        int ncarried;                   /* of msgs, from the carry */
-        char **bad_why;                 /* decode scratch, per message */
-        unsigned char *bad_class;       /* and its loy_dead_class_t */
-        loy_event_t *events;            /* decoded, batch_max of them */
-        int *event_msg;                 /* event -> its message */
-        int *order;                     /* events in apply order */
-        int *group_of, *group_head;     /* merge scratch, per event */
+        int ncarried;               /* of msgs, from the carry */
+        char **bad_why;             /* decode scratch, per message */
+        unsigned char *bad_class;   /* and its loy_dead_class_t */
+        loy_event_t *events;        /* decoded, batch_max of them */
+        int *event_msg;             /* event -> its message */
+        int *order;                 /* events in apply order */
+        int *group_of, *group_head; /* merge scratch, per event */
         int nevents;
         /* due timers this batch (ids owned) */
         char **timer_ids;
@@ -120,7 +120,7 @@ typedef struct loy_batch {
         /* the customers it touches */
         loy_touched_t *touched;
         int ntouched, touched_cap;
-        int *index;                     /* open addressing: cid -> touched */
+        int *index; /* open addressing: cid -> touched */
         size_t index_size;
         /* what it writes */
         loy_outbox_rec_t *outbox;
@@ -136,13 +136,13 @@ typedef struct loy_batch {
         char quarantine[LOY_BATCH_QUARANTINE_MAX][LOY_ID_MAX + 1];
         int nquarantine;
 
-        int64_t takeover_closed;        /* a previous owner's connections
-                                         * closed (loy_load) */
-        int64_t clock_ms;               /* event clock it is applied at */
-        double t0_ms;                   /* when it was polled (stats) */
-        int agg_done;                   /* its aggregates are in Redis */
-        double polled_ms;               /* when the batch was collected */
-        double stale_ms;                /* a batch older is not written */
+        int64_t takeover_closed; /* a previous owner's connections
+                                  * closed (loy_load) */
+        int64_t clock_ms;        /* event clock it is applied at */
+        double t0_ms;            /* when it was polled (stats) */
+        int agg_done;            /* its aggregates are in Redis */
+        double polled_ms;        /* when the batch was collected */
+        double stale_ms;         /* a batch older is not written */
 } loy_batch_t;
 
 /* Releases the messages held back for the next batch. */

@@ -5,11 +5,11 @@
 #include <string.h>
 
 typedef struct clock_part {
-        char *topic;           /* owned; Kafka allows 249 bytes */
+        char *topic; /* owned; Kafka allows 249 bytes */
         int32_t partition;
-        int64_t newest_ts;     /* 0 = nothing seen yet */
-        int64_t last_wall;     /* when it last delivered, or was assigned */
-        int backlog;           /* known to have data still to read */
+        int64_t newest_ts; /* 0 = nothing seen yet */
+        int64_t last_wall; /* when it last delivered, or was assigned */
+        int backlog;       /* known to have data still to read */
 } clock_part_t;
 
 struct loy_clock {
@@ -17,7 +17,7 @@ struct loy_clock {
         int n, cap;
         int64_t lateness_ms, idle_ms;
         int64_t now;
-        int64_t global_ts;     /* newest applied anywhere in the group */
+        int64_t global_ts; /* newest applied anywhere in the group */
 };
 
 loy_clock_t *loy_clock_create(int64_t lateness_ms, int64_t idle_ms) {
@@ -52,8 +52,8 @@ int loy_clock_assign(loy_clock_t *clk, const char *topic, int32_t partition,
                 return 0;
         if (clk->n == clk->cap) {
                 int cap = clk->cap ? clk->cap * 2 : 16;
-                clock_part_t *np = realloc(clk->parts,
-                                           (size_t)cap * sizeof(*np));
+                clock_part_t *np =
+                    realloc(clk->parts, (size_t)cap * sizeof(*np));
                 if (!np)
                         return -1;
                 clk->parts = np;
@@ -84,8 +84,8 @@ void loy_clock_revoke_all(loy_clock_t *clk) {
         clk->n = 0;
 }
 
-void loy_clock_observe(loy_clock_t *clk, const char *topic,
-                       int32_t partition, int64_t ts_ms, int64_t wall_ms) {
+void loy_clock_observe(loy_clock_t *clk, const char *topic, int32_t partition,
+                       int64_t ts_ms, int64_t wall_ms) {
         clock_part_t *cp = find(clk, topic, partition);
         if (!cp) {
                 /* a message from a partition we were not told about (manual
@@ -105,8 +105,8 @@ void loy_clock_observe(loy_clock_t *clk, const char *topic,
         cp->last_wall = wall_ms;
 }
 
-void loy_clock_unobserve(loy_clock_t *clk, const char *topic,
-                         int32_t partition, int64_t ts_ms) {
+void loy_clock_unobserve(loy_clock_t *clk, const char *topic, int32_t partition,
+                         int64_t ts_ms) {
         clock_part_t *cp = find(clk, topic, partition);
         if (!cp || ts_ms <= 0)
                 return;
@@ -115,8 +115,8 @@ void loy_clock_unobserve(loy_clock_t *clk, const char *topic,
                 cp->newest_ts = ts_ms - 1;
 }
 
-void loy_clock_backlog(loy_clock_t *clk, const char *topic,
-                       int32_t partition, int backlog) {
+void loy_clock_backlog(loy_clock_t *clk, const char *topic, int32_t partition,
+                       int backlog) {
         clock_part_t *cp = find(clk, topic, partition);
         if (cp)
                 cp->backlog = backlog;
@@ -131,8 +131,8 @@ int loy_clock_has_backlog(const loy_clock_t *clk, const char *topic,
         return 0;
 }
 
-void loy_clock_restore(loy_clock_t *clk, const char *topic,
-                       int32_t partition, int64_t newest_ts) {
+void loy_clock_restore(loy_clock_t *clk, const char *topic, int32_t partition,
+                       int64_t newest_ts) {
         clock_part_t *cp = find(clk, topic, partition);
         if (cp && newest_ts > cp->newest_ts)
                 cp->newest_ts = newest_ts;
@@ -168,8 +168,8 @@ int64_t loy_clock_advance(loy_clock_t *clk, int64_t wall_ms) {
         int held = 0;
         for (int i = 0; i < clk->n; i++) {
                 const clock_part_t *cp = &clk->parts[i];
-                int idle = !cp->backlog &&
-                           wall_ms - cp->last_wall >= clk->idle_ms;
+                int idle =
+                    !cp->backlog && wall_ms - cp->last_wall >= clk->idle_ms;
                 if (cp->newest_ts > max_seen)
                         max_seen = cp->newest_ts;
                 if (idle)

@@ -34,21 +34,21 @@ void loy_clock_revoke_all(loy_clock_t *clk);
 /* An event of ts_ms arrived on (topic, partition) at wall_ms. ts_ms <= 0
  * means a message without a time (dead letter): it keeps a partition that
  * already has a time active, but does not end the wait for a first time. */
-void loy_clock_observe(loy_clock_t *clk, const char *topic,
-                       int32_t partition, int64_t ts_ms, int64_t wall_ms);
+void loy_clock_observe(loy_clock_t *clk, const char *topic, int32_t partition,
+                       int64_t ts_ms, int64_t wall_ms);
 
 /* Events from ts_ms on of (topic, partition) will be read again (their
  * batch was rewound): the partition has data to read, and its newest time
  * goes back below ts_ms, so the checks of its customers stop before the
  * events they must follow. The clock itself does not go back. */
-void loy_clock_unobserve(loy_clock_t *clk, const char *topic,
-                         int32_t partition, int64_t ts_ms);
+void loy_clock_unobserve(loy_clock_t *clk, const char *topic, int32_t partition,
+                         int64_t ts_ms);
 
 /* Whether (topic, partition) is known to have unread data: set it on
  * assignment and on every message, clear it when the consumer reports the
  * partition's end. A partition never told is taken as caught up. */
-void loy_clock_backlog(loy_clock_t *clk, const char *topic,
-                       int32_t partition, int backlog);
+void loy_clock_backlog(loy_clock_t *clk, const char *topic, int32_t partition,
+                       int backlog);
 
 /* 1 when (topic, partition) is owned and known to have unread data. */
 int loy_clock_has_backlog(const loy_clock_t *clk, const char *topic,
@@ -58,8 +58,8 @@ int loy_clock_has_backlog(const loy_clock_t *clk, const char *topic,
  * (kept in Redis), so a restarted process fires due timers without new
  * traffic. Only raises the partition's newest time; it does not make the
  * partition active. Ignored for a partition not owned. */
-void loy_clock_restore(loy_clock_t *clk, const char *topic,
-                       int32_t partition, int64_t newest_ts);
+void loy_clock_restore(loy_clock_t *clk, const char *topic, int32_t partition,
+                       int64_t newest_ts);
 
 /* The newest event time applied anywhere in the group (all partitions, by
  * every process: loy:clock). Used only when every owned partition is idle,

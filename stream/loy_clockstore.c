@@ -9,14 +9,14 @@
 #include "loy_log.h"
 #include "loy_time.h"
 
-#define CLOCK_READ_MS 2000     /* the group's event time, while idle */
+#define CLOCK_READ_MS 2000 /* the group's event time, while idle */
 
 struct loy_clockstore {
         loy_clock_t *clock;
         const loy_config_t *conf;
-        int clock_restore;              /* partitions' times to read back */
+        int clock_restore; /* partitions' times to read back */
         int64_t last_clock_read_ms;
-        int64_t *clock_saved;           /* per clock partition, last saved */
+        int64_t *clock_saved; /* per clock partition, last saved */
         int clock_saved_cap;
         /* loy_clockstore_mark: the partitions' times when the batch to
          * save was polled (nmark -1: none, save the clock as it is) */
@@ -53,8 +53,7 @@ void loy_clockstore_revoked(loy_clockstore_t *cs) {
                        (size_t)cs->clock_saved_cap * sizeof(*cs->clock_saved));
 }
 
-static void on_clock_field(const char *field, const char *value,
-                           void *opaque) {
+static void on_clock_field(const char *field, const char *value, void *opaque) {
         loy_clockstore_t *cs = opaque;
         const char *colon = strrchr(field, ':');
         char topic[256];
@@ -79,14 +78,13 @@ static void on_clock_field(const char *field, const char *value,
 void loy_clockstore_restore(loy_clockstore_t *cs, loy_store_t *store,
                             int idle) {
         char err[256];
-        if (idle &&
-            loy_time_wall_ms() - cs->last_clock_read_ms > CLOCK_READ_MS)
+        if (idle && loy_time_wall_ms() - cs->last_clock_read_ms > CLOCK_READ_MS)
                 cs->clock_restore = 1;
         if (!cs->clock_restore)
                 return;
         cs->last_clock_read_ms = loy_time_wall_ms();
-        if (loy_store_clock_load(store, on_clock_field, cs, err,
-                                 sizeof(err)) != 0) {
+        if (loy_store_clock_load(store, on_clock_field, cs, err, sizeof(err)) !=
+            0) {
                 LOY_WARN("proc", "event clock not restored yet: %s", err);
                 return;
         }
@@ -131,8 +129,7 @@ void loy_clockstore_save(loy_clockstore_t *cs, loy_store_t *store) {
         int64_t ts[64];
         char err[256];
         if (n > cs->clock_saved_cap) {
-                int64_t *ns = realloc(cs->clock_saved,
-                                      (size_t)n * sizeof(*ns));
+                int64_t *ns = realloc(cs->clock_saved, (size_t)n * sizeof(*ns));
                 if (!ns)
                         return;
                 memset(ns + cs->clock_saved_cap, 0,

@@ -32,8 +32,7 @@ void loy_clockstore_revoked(loy_clockstore_t *cs);
 /* Reads the saved times into the clock when a read back is due, or when
  * idle (the batch brought no message) and the last read is a few seconds
  * old. A failed read is logged and tried again next time. */
-void loy_clockstore_restore(loy_clockstore_t *cs, loy_store_t *store,
-                            int idle);
+void loy_clockstore_restore(loy_clockstore_t *cs, loy_store_t *store, int idle);
 /* Saves the owned partitions' newest times that moved since their last
  * save (failures logged): as they were at the last loy_clockstore_mark()
  * when there was one since the last save. */

@@ -18,55 +18,102 @@
  * compiled-in schema, so reordering a .avsc fails loudly at start-up.
  * ------------------------------------------------------------------------ */
 
-enum { P_EVENT_ID, P_CUSTOMER_ID, P_TS, P_ORDER_ID, P_LINES, P_CURRENCY,
-       P_CHANNEL, P__N };
+enum {
+        P_EVENT_ID,
+        P_CUSTOMER_ID,
+        P_TS,
+        P_ORDER_ID,
+        P_LINES,
+        P_CURRENCY,
+        P_CHANNEL,
+        P__N
+};
 static const char *const purchase_fields[P__N] = {
-        "event_id", "customer_id", "ts", "order_id", "lines", "currency",
-        "channel",
+    "event_id", "customer_id", "ts", "order_id", "lines", "currency", "channel",
 };
 
 enum { L_SKU, L_CATEGORY, L_QUANTITY, L_UNIT_PRICE, L__N };
 static const char *const line_fields[L__N] = {
-        "sku", "category", "quantity", "unit_price",
+    "sku",
+    "category",
+    "quantity",
+    "unit_price",
 };
 
-enum { B_EVENT_ID, B_CUSTOMER_ID, B_SESSION_ID, B_TS, B_ACTION, B_SKU,
-       B_CATEGORY, B_QUERY, B__N };
+enum {
+        B_EVENT_ID,
+        B_CUSTOMER_ID,
+        B_SESSION_ID,
+        B_TS,
+        B_ACTION,
+        B_SKU,
+        B_CATEGORY,
+        B_QUERY,
+        B__N
+};
 static const char *const browse_fields[B__N] = {
-        "event_id", "customer_id", "session_id", "ts", "action", "sku",
-        "category", "query",
+    "event_id", "customer_id", "session_id", "ts",
+    "action",   "sku",         "category",   "query",
 };
 
-enum { T_TRIGGER_ID, T_CUSTOMER_ID, T_RULE, T_REWARD, T_HOLDOUT, T_SCORES,
-       T_RECS, T_CAUSE, T_EVENT_TIME, T_EMIT_TIME, T_MODEL_VERSION, T__N };
+enum {
+        T_TRIGGER_ID,
+        T_CUSTOMER_ID,
+        T_RULE,
+        T_REWARD,
+        T_HOLDOUT,
+        T_SCORES,
+        T_RECS,
+        T_CAUSE,
+        T_EVENT_TIME,
+        T_EMIT_TIME,
+        T_MODEL_VERSION,
+        T__N
+};
 static const char *const trigger_fields[T__N] = {
-        "trigger_id", "customer_id", "rule", "reward", "holdout", "scores",
-        "recommendations", "cause", "event_time", "emit_time",
-        "model_version",
+    "trigger_id",    "customer_id",     "rule",  "reward",     "holdout",
+    "scores",        "recommendations", "cause", "event_time", "emit_time",
+    "model_version",
 };
 
 enum { RW_KIND, RW_VALUE, RW_CURRENCY, RW_EXPIRY, RW__N };
 static const char *const reward_fields[RW__N] = {
-        "kind", "value", "currency", "expiry_ts",
+    "kind",
+    "value",
+    "currency",
+    "expiry_ts",
 };
 
-enum { S_P_ALIVE, S_CHURN, S_EXP_PURCH, S_CLV, S_MONETARY, S_FREQ, S_R, S_F,
-       S_M, S_LOYALTY, S_SEGMENT, S__N };
+enum {
+        S_P_ALIVE,
+        S_CHURN,
+        S_EXP_PURCH,
+        S_CLV,
+        S_MONETARY,
+        S_FREQ,
+        S_R,
+        S_F,
+        S_M,
+        S_LOYALTY,
+        S_SEGMENT,
+        S__N
+};
 static const char *const scores_fields[S__N] = {
-        "p_alive", "churn_prob", "expected_purchases", "clv", "monetary",
-        "frequency", "r_score", "f_score", "m_score", "loyalty_score",
-        "segment",
+    "p_alive",       "churn_prob", "expected_purchases",
+    "clv",           "monetary",   "frequency",
+    "r_score",       "f_score",    "m_score",
+    "loyalty_score", "segment",
 };
 
 enum { R_ITEM, R_SCORE, R__N };
-static const char *const rec_fields[R__N] = { "item", "score" };
+static const char *const rec_fields[R__N] = {"item", "score"};
 
 enum { C_KIND, C_TOPIC, C_PARTITION, C_OFFSET, C_EVENT_ID, C__N };
 static const char *const cause_fields[C__N] = {
-        "kind", "topic", "partition", "offset", "event_id",
+    "kind", "topic", "partition", "offset", "event_id",
 };
 
-static const char *const cause_kinds[] = { "event", "timer" };
+static const char *const cause_kinds[] = {"event", "timer"};
 
 #define CONFLUENT_HDR 5
 #define SKIM_DEPTH_MAX 32
@@ -74,7 +121,7 @@ static const char *const cause_kinds[] = { "event", "timer" };
 typedef struct codec_schema {
         avro_schema_t schema;
         avro_value_iface_t *iface;
-        avro_value_t value;        /* reused for every message */
+        avro_value_t value; /* reused for every message */
         int have_value;
 } codec_schema_t;
 
@@ -83,17 +130,18 @@ struct loy_codec {
         codec_schema_t purchase, browse, trigger;
         avro_reader_t reader;
         avro_writer_t writer;
-        char *out;                 /* framed output, reused */
+        char *out; /* framed output, reused */
         size_t out_cap;
 };
 
 static const char *kind_name(loy_event_kind_t k) {
-        return k == LOY_EV_PURCHASE ? "purchase" :
-               k == LOY_EV_BROWSE ? "browse" : "unknown";
+        return k == LOY_EV_PURCHASE ? "purchase"
+               : k == LOY_EV_BROWSE ? "browse"
+                                    : "unknown";
 }
 
 static int fail(char *errstr, size_t errstr_size, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *errstr, size_t errstr_size, const char *fmt, ...) {
         va_list ap;
@@ -125,15 +173,15 @@ static int check_record(avro_schema_t s, const char *what,
                             what);
         if (avro_schema_record_size(s) != n)
                 return fail(errstr, errstr_size,
-                            "schema %s: %zu fields, the codec knows %zu",
-                            what, avro_schema_record_size(s), n);
+                            "schema %s: %zu fields, the codec knows %zu", what,
+                            avro_schema_record_size(s), n);
         for (size_t i = 0; i < n; i++) {
                 const char *got = avro_schema_record_field_name(s, (int)i);
                 if (!got || strcmp(got, names[i]))
                         return fail(errstr, errstr_size,
                                     "schema %s: field %zu is '%s', the "
-                                    "codec expects '%s'", what, i,
-                                    got ? got : "?", names[i]);
+                                    "codec expects '%s'",
+                                    what, i, got ? got : "?", names[i]);
         }
         return 0;
 }
@@ -150,21 +198,21 @@ static int check_enum(avro_schema_t s, const char *what,
                 if (!got || strcmp(got, names[i]))
                         return fail(errstr, errstr_size,
                                     "schema %s: symbol %d is '%s', the "
-                                    "codec expects '%s'", what, i,
-                                    got ? got : "?", names[i]);
+                                    "codec expects '%s'",
+                                    what, i, got ? got : "?", names[i]);
         }
         return 0;
 }
 
 static avro_schema_t field_schema(avro_schema_t rec, int idx) {
-        return resolve(avro_schema_record_field_get_by_index(resolve(rec),
-                                                             idx));
+        return resolve(
+            avro_schema_record_field_get_by_index(resolve(rec), idx));
 }
 
 static avro_schema_t array_items(avro_schema_t arr) {
         arr = resolve(arr);
-        return is_avro_array(arr) ? resolve(avro_schema_array_items(arr)) :
-                                    NULL;
+        return is_avro_array(arr) ? resolve(avro_schema_array_items(arr))
+                                  : NULL;
 }
 
 static int schema_load(codec_schema_t *cs, const char *name, const char *json,
@@ -247,20 +295,18 @@ loy_codec_t *loy_codec_create(const loy_codec_ids_t *ids, char *errstr,
             c->ids.browse == c->ids.trigger) {
                 fail(errstr, errstr_size,
                      "schema ids must be distinct and >= 0 (purchase %d, "
-                     "browse %d, trigger %d)", (int)c->ids.purchase,
-                     (int)c->ids.browse, (int)c->ids.trigger);
+                     "browse %d, trigger %d)",
+                     (int)c->ids.purchase, (int)c->ids.browse,
+                     (int)c->ids.trigger);
                 goto err;
         }
         if (schema_load(&c->purchase, "purchase", loy_schema_purchase,
-                        sizeof(loy_schema_purchase) - 1, errstr,
-                        errstr_size) ||
+                        sizeof(loy_schema_purchase) - 1, errstr, errstr_size) ||
             schema_load(&c->browse, "browse", loy_schema_browse,
-                        sizeof(loy_schema_browse) - 1, errstr,
-                        errstr_size) ||
-            schema_load(&c->trigger, "reward_trigger",
-                        loy_schema_reward_trigger,
-                        sizeof(loy_schema_reward_trigger) - 1, errstr,
-                        errstr_size) ||
+                        sizeof(loy_schema_browse) - 1, errstr, errstr_size) ||
+            schema_load(
+                &c->trigger, "reward_trigger", loy_schema_reward_trigger,
+                sizeof(loy_schema_reward_trigger) - 1, errstr, errstr_size) ||
             check_schemas(c, errstr, errstr_size))
                 goto err;
         /* Sources and destinations are set per message. */
@@ -302,15 +348,15 @@ void loy_codec_destroy(loy_codec_t *c) {
 
 typedef struct skim {
         const uint8_t *p, *end;
-        const char *field;     /* innermost record field, for messages */
+        const char *field; /* innermost record field, for messages */
         char *errstr;
         size_t errstr_size;
 } skim_t;
 
 static int skim_fail(skim_t *s, const char *what) {
         if (s->field)
-                return fail(s->errstr, s->errstr_size,
-                            "avro: %s in field '%s'", what, s->field);
+                return fail(s->errstr, s->errstr_size, "avro: %s in field '%s'",
+                            what, s->field);
         return fail(s->errstr, s->errstr_size, "avro: %s", what);
 }
 
@@ -343,12 +389,11 @@ static int skim_bytes(skim_t *s, int64_t n) {
 static int skim_value(skim_t *s, avro_schema_t sc, int depth);
 
 /* Arrays and maps: blocks of items, a negative count carries a byte size. */
-static int skim_blocks(skim_t *s, avro_schema_t items, int is_map,
-                       int depth) {
+static int skim_blocks(skim_t *s, avro_schema_t items, int is_map, int depth) {
         const char *field = s->field;
         for (;;) {
                 int64_t count, size;
-                s->field = field;  /* items may have moved it inward */
+                s->field = field; /* items may have moved it inward */
                 if (skim_long(s, &count))
                         return -1;
                 if (count == 0)
@@ -370,8 +415,7 @@ static int skim_blocks(skim_t *s, avro_schema_t items, int is_map,
                 for (int64_t i = 0; i < count; i++) {
                         if (is_map) {
                                 int64_t klen = 0;
-                                if (skim_long(s, &klen) ||
-                                    skim_bytes(s, klen))
+                                if (skim_long(s, &klen) || skim_bytes(s, klen))
                                         return -1;
                         }
                         if (skim_value(s, items, depth + 1))
@@ -439,8 +483,9 @@ static int skim_value(skim_t *s, avro_schema_t sc, int depth) {
                 for (size_t i = 0; i < n; i++) {
                         s->field = avro_schema_record_field_name(sc, (int)i);
                         if (skim_value(s,
-                                avro_schema_record_field_get_by_index(
-                                        sc, (int)i), depth + 1))
+                                       avro_schema_record_field_get_by_index(
+                                           sc, (int)i),
+                                       depth + 1))
                                 return -1;
                 }
                 return 0;
@@ -454,7 +499,7 @@ static int skim_value(skim_t *s, avro_schema_t sc, int depth) {
  * the datum. */
 static int avro_decode(loy_codec_t *c, codec_schema_t *cs, const uint8_t *buf,
                        size_t len, char *errstr, size_t errstr_size) {
-        skim_t s = { buf, buf + len, NULL, errstr, errstr_size };
+        skim_t s = {buf, buf + len, NULL, errstr, errstr_size};
         size_t used;
 
         if (skim_value(&s, cs->schema, 0))
@@ -467,8 +512,7 @@ static int avro_decode(loy_codec_t *c, codec_schema_t *cs, const uint8_t *buf,
         avro_reader_memory_set_source(c->reader, (const char *)buf,
                                       (int64_t)len);
         if (avro_value_read(c->reader, &cs->value))
-                return fail(errstr, errstr_size, "avro: %s",
-                            avro_strerror());
+                return fail(errstr, errstr_size, "avro: %s", avro_strerror());
         return 0;
 }
 
@@ -490,18 +534,16 @@ static int copy_str(char *dst, size_t cap, const char *src, size_t n,
                 return fail(errstr, errstr_size, "%s contains a NUL byte",
                             name);
         if (!loy_utf8_valid(src, n))
-                return fail(errstr, errstr_size, "%s is not valid UTF-8",
-                            name);
+                return fail(errstr, errstr_size, "%s is not valid UTF-8", name);
         memcpy(dst, src, n);
         dst[n] = '\0';
         return 0;
 }
 
-static int av_child(avro_value_t *rec, int idx, avro_value_t *out,
-                    char *errstr, size_t errstr_size) {
+static int av_child(avro_value_t *rec, int idx, avro_value_t *out, char *errstr,
+                    size_t errstr_size) {
         if (avro_value_get_by_index(rec, (size_t)idx, out, NULL))
-                return fail(errstr, errstr_size, "avro: %s",
-                            avro_strerror());
+                return fail(errstr, errstr_size, "avro: %s", avro_strerror());
         return 0;
 }
 
@@ -513,8 +555,7 @@ static int av_str(avro_value_t *rec, int idx, char *dst, size_t cap,
         if (av_child(rec, idx, &f, errstr, errstr_size))
                 return -1;
         if (avro_value_get_string(&f, &s, &size))
-                return fail(errstr, errstr_size, "avro: %s",
-                            avro_strerror());
+                return fail(errstr, errstr_size, "avro: %s", avro_strerror());
         /* size counts the terminating NUL */
         return copy_str(dst, cap, s, size ? size - 1 : 0, name, errstr,
                         errstr_size);
@@ -526,34 +567,31 @@ static int av_long(avro_value_t *rec, int idx, int64_t *out, char *errstr,
         if (av_child(rec, idx, &f, errstr, errstr_size))
                 return -1;
         if (avro_value_get_long(&f, out))
-                return fail(errstr, errstr_size, "avro: %s",
-                            avro_strerror());
+                return fail(errstr, errstr_size, "avro: %s", avro_strerror());
         return 0;
 }
 
-static int purchase_from_avro(avro_value_t *rec, loy_event_t *ev,
-                              char *errstr, size_t errstr_size) {
+static int purchase_from_avro(avro_value_t *rec, loy_event_t *ev, char *errstr,
+                              size_t errstr_size) {
         avro_value_t lines;
         size_t n;
 
         ev->kind = LOY_EV_PURCHASE;
         if (av_str(rec, P_EVENT_ID, ev->event_id, sizeof(ev->event_id),
                    "event_id", errstr, errstr_size) ||
-            av_str(rec, P_CUSTOMER_ID, ev->customer_id,
-                   sizeof(ev->customer_id), "customer_id", errstr,
-                   errstr_size) ||
+            av_str(rec, P_CUSTOMER_ID, ev->customer_id, sizeof(ev->customer_id),
+                   "customer_id", errstr, errstr_size) ||
             av_long(rec, P_TS, &ev->ts_ms, errstr, errstr_size) ||
             av_str(rec, P_ORDER_ID, ev->order_id, sizeof(ev->order_id),
                    "order_id", errstr, errstr_size) ||
             av_str(rec, P_CURRENCY, ev->currency, sizeof(ev->currency),
                    "currency", errstr, errstr_size) ||
-            av_str(rec, P_CHANNEL, ev->channel, sizeof(ev->channel),
-                   "channel", errstr, errstr_size) ||
+            av_str(rec, P_CHANNEL, ev->channel, sizeof(ev->channel), "channel",
+                   errstr, errstr_size) ||
             av_child(rec, P_LINES, &lines, errstr, errstr_size))
                 return -1;
         if (avro_value_get_size(&lines, &n))
-                return fail(errstr, errstr_size, "avro: %s",
-                            avro_strerror());
+                return fail(errstr, errstr_size, "avro: %s", avro_strerror());
         if (n > LOY_LINES_MAX)
                 return fail(errstr, errstr_size,
                             "purchase has %zu lines, more than %d", n,
@@ -575,8 +613,8 @@ static int purchase_from_avro(avro_value_t *rec, loy_event_t *ev,
                            errstr_size))
                         return -1;
                 snprintf(name, sizeof(name), "lines[%zu].category", i);
-                if (av_str(&el, L_CATEGORY, l->category,
-                           sizeof(l->category), name, errstr, errstr_size))
+                if (av_str(&el, L_CATEGORY, l->category, sizeof(l->category),
+                           name, errstr, errstr_size))
                         return -1;
                 if (av_child(&el, L_QUANTITY, &f, errstr, errstr_size))
                         return -1;
@@ -602,9 +640,8 @@ static int browse_from_avro(avro_value_t *rec, loy_event_t *ev, char *errstr,
         ev->kind = LOY_EV_BROWSE;
         if (av_str(rec, B_EVENT_ID, ev->event_id, sizeof(ev->event_id),
                    "event_id", errstr, errstr_size) ||
-            av_str(rec, B_CUSTOMER_ID, ev->customer_id,
-                   sizeof(ev->customer_id), "customer_id", errstr,
-                   errstr_size) ||
+            av_str(rec, B_CUSTOMER_ID, ev->customer_id, sizeof(ev->customer_id),
+                   "customer_id", errstr, errstr_size) ||
             av_str(rec, B_SESSION_ID, ev->session_id, sizeof(ev->session_id),
                    "session_id", errstr, errstr_size) ||
             av_long(rec, B_TS, &ev->ts_ms, errstr, errstr_size) ||
@@ -612,13 +649,12 @@ static int browse_from_avro(avro_value_t *rec, loy_event_t *ev, char *errstr,
                    errstr_size) ||
             av_str(rec, B_CATEGORY, ev->category, sizeof(ev->category),
                    "category", errstr, errstr_size) ||
-            av_str(rec, B_QUERY, ev->query, sizeof(ev->query), "query",
-                   errstr, errstr_size) ||
+            av_str(rec, B_QUERY, ev->query, sizeof(ev->query), "query", errstr,
+                   errstr_size) ||
             av_child(rec, B_ACTION, &f, errstr, errstr_size))
                 return -1;
         if (avro_value_get_enum(&f, &action))
-                return fail(errstr, errstr_size, "avro: %s",
-                            avro_strerror());
+                return fail(errstr, errstr_size, "avro: %s", avro_strerror());
         /* the schema's symbols are checked to be in enum order */
         if (action < 0 || action >= LOY_ACT__COUNT)
                 return fail(errstr, errstr_size, "unknown browse action");
@@ -627,8 +663,8 @@ static int browse_from_avro(avro_value_t *rec, loy_event_t *ev, char *errstr,
 }
 
 static int decode_avro(loy_codec_t *c, const uint8_t *buf, size_t len,
-                       loy_event_kind_t expect, loy_event_t *ev,
-                       char *errstr, size_t errstr_size) {
+                       loy_event_kind_t expect, loy_event_t *ev, char *errstr,
+                       size_t errstr_size) {
         codec_schema_t *cs;
         loy_event_kind_t kind;
         int32_t id;
@@ -649,14 +685,13 @@ static int decode_avro(loy_codec_t *c, const uint8_t *buf, size_t len,
         }
         if (expect && kind != expect)
                 return fail(errstr, errstr_size,
-                            "schema id %" PRId32 " is %s, topic carries %s",
-                            id, kind_name(kind), kind_name(expect));
-        if (avro_decode(c, cs, buf + CONFLUENT_HDR, len - CONFLUENT_HDR,
-                        errstr, errstr_size))
+                            "schema id %" PRId32 " is %s, topic carries %s", id,
+                            kind_name(kind), kind_name(expect));
+        if (avro_decode(c, cs, buf + CONFLUENT_HDR, len - CONFLUENT_HDR, errstr,
+                        errstr_size))
                 return -1;
         if (kind == LOY_EV_PURCHASE)
-                return purchase_from_avro(&cs->value, ev, errstr,
-                                          errstr_size);
+                return purchase_from_avro(&cs->value, ev, errstr, errstr_size);
         return browse_from_avro(&cs->value, ev, errstr, errstr_size);
 }
 
@@ -677,20 +712,20 @@ static int json_str(json_t *obj, const char *key, const char *path,
         json_t *v = jget(obj, key);
         if (!v) {
                 if (required)
-                        return fail(errstr, errstr_size,
-                                    "missing field '%s'", path);
+                        return fail(errstr, errstr_size, "missing field '%s'",
+                                    path);
                 return copy_str(dst, cap, dflt, strlen(dflt), path, errstr,
                                 errstr_size);
         }
         if (!json_is_string(v))
-                return fail(errstr, errstr_size,
-                            "field '%s' must be a string", path);
+                return fail(errstr, errstr_size, "field '%s' must be a string",
+                            path);
         return copy_str(dst, cap, json_string_value(v), json_string_length(v),
                         path, errstr, errstr_size);
 }
 
-static int json_int(json_t *obj, const char *key, const char *path,
-                    int64_t lo, int64_t hi, int64_t *out, char *errstr,
+static int json_int(json_t *obj, const char *key, const char *path, int64_t lo,
+                    int64_t hi, int64_t *out, char *errstr,
                     size_t errstr_size) {
         json_t *v = jget(obj, key);
         if (!v)
@@ -700,8 +735,8 @@ static int json_int(json_t *obj, const char *key, const char *path,
                             "field '%s' must be an integer", path);
         *out = (int64_t)json_integer_value(v);
         if (*out < lo || *out > hi)
-                return fail(errstr, errstr_size,
-                            "field '%s' is out of range", path);
+                return fail(errstr, errstr_size, "field '%s' is out of range",
+                            path);
         return 0;
 }
 
@@ -713,11 +748,10 @@ static int purchase_from_json(json_t *root, loy_event_t *ev, char *errstr,
         ev->kind = LOY_EV_PURCHASE;
         if (json_str(root, "event_id", "event_id", 1, "", ev->event_id,
                      sizeof(ev->event_id), errstr, errstr_size) ||
-            json_str(root, "customer_id", "customer_id", 1, "",
-                     ev->customer_id, sizeof(ev->customer_id), errstr,
+            json_str(root, "customer_id", "customer_id", 1, "", ev->customer_id,
+                     sizeof(ev->customer_id), errstr, errstr_size) ||
+            json_int(root, "ts", "ts", INT64_MIN, INT64_MAX, &ev->ts_ms, errstr,
                      errstr_size) ||
-            json_int(root, "ts", "ts", INT64_MIN, INT64_MAX, &ev->ts_ms,
-                     errstr, errstr_size) ||
             json_str(root, "order_id", "order_id", 1, "", ev->order_id,
                      sizeof(ev->order_id), errstr, errstr_size) ||
             json_str(root, "currency", "currency", 0, "GBP", ev->currency,
@@ -744,8 +778,7 @@ static int purchase_from_json(json_t *root, loy_event_t *ev, char *errstr,
 
                 if (!json_is_object(jl))
                         return fail(errstr, errstr_size,
-                                    "field 'lines[%zu]' must be an object",
-                                    i);
+                                    "field 'lines[%zu]' must be an object", i);
                 l = loy_event_add_line(ev);
                 if (!l)
                         return fail(errstr, errstr_size, "out of memory");
@@ -765,8 +798,8 @@ static int purchase_from_json(json_t *root, loy_event_t *ev, char *errstr,
                 snprintf(path, sizeof(path), "lines[%zu].unit_price", i);
                 price = jget(jl, "unit_price");
                 if (!price)
-                        return fail(errstr, errstr_size,
-                                    "missing field '%s'", path);
+                        return fail(errstr, errstr_size, "missing field '%s'",
+                                    path);
                 if (!json_is_number(price))
                         return fail(errstr, errstr_size,
                                     "field '%s' must be a number", path);
@@ -783,14 +816,12 @@ static int browse_from_json(json_t *root, loy_event_t *ev, char *errstr,
         ev->kind = LOY_EV_BROWSE;
         if (json_str(root, "event_id", "event_id", 1, "", ev->event_id,
                      sizeof(ev->event_id), errstr, errstr_size) ||
-            json_str(root, "customer_id", "customer_id", 1, "",
-                     ev->customer_id, sizeof(ev->customer_id), errstr,
+            json_str(root, "customer_id", "customer_id", 1, "", ev->customer_id,
+                     sizeof(ev->customer_id), errstr, errstr_size) ||
+            json_str(root, "session_id", "session_id", 0, "", ev->session_id,
+                     sizeof(ev->session_id), errstr, errstr_size) ||
+            json_int(root, "ts", "ts", INT64_MIN, INT64_MAX, &ev->ts_ms, errstr,
                      errstr_size) ||
-            json_str(root, "session_id", "session_id", 0, "",
-                     ev->session_id, sizeof(ev->session_id), errstr,
-                     errstr_size) ||
-            json_int(root, "ts", "ts", INT64_MIN, INT64_MAX, &ev->ts_ms,
-                     errstr, errstr_size) ||
             json_str(root, "sku", "sku", 0, "", ev->sku, sizeof(ev->sku),
                      errstr, errstr_size) ||
             json_str(root, "category", "category", 0, "", ev->category,
@@ -850,8 +881,8 @@ static int decode_json(const char *buf, size_t len, loy_event_kind_t expect,
                 }
                 if (expect && named != expect) {
                         fail(errstr, errstr_size,
-                             "type is %s, topic carries %s",
-                             kind_name(named), kind_name(expect));
+                             "type is %s, topic carries %s", kind_name(named),
+                             kind_name(expect));
                         goto out;
                 }
                 kind = named;
@@ -869,8 +900,8 @@ out:
 }
 
 int loy_codec_decode(loy_codec_t *c, const void *buf, size_t len,
-                     loy_event_kind_t expect, int64_t now_ms,
-                     loy_event_t *ev, char *errstr, size_t errstr_size) {
+                     loy_event_kind_t expect, int64_t now_ms, loy_event_t *ev,
+                     char *errstr, size_t errstr_size) {
         const uint8_t *b = buf;
         size_t i = 0;
         int rc;
@@ -900,8 +931,7 @@ int loy_codec_decode(loy_codec_t *c, const void *buf, size_t len,
 }
 
 int loy_codec_decode_forget(const void *buf, size_t len, int64_t now_ms,
-                            loy_event_t *ev, char *errstr,
-                            size_t errstr_size) {
+                            loy_event_t *ev, char *errstr, size_t errstr_size) {
         json_error_t jerr;
         json_t *root;
         int rc;
@@ -912,8 +942,10 @@ int loy_codec_decode_forget(const void *buf, size_t len, int64_t now_ms,
                 return fail(errstr, errstr_size, "forget: empty message");
         root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root) {
-                fail(errstr, errstr_size, "forget: json: %s at line %d "
-                     "column %d", jerr.text, jerr.line, jerr.column);
+                fail(errstr, errstr_size,
+                     "forget: json: %s at line %d "
+                     "column %d",
+                     jerr.text, jerr.line, jerr.column);
                 return LOY_CODEC_ERR_DECODE;
         }
         if (!json_is_object(root)) {
@@ -925,7 +957,8 @@ int loy_codec_decode_forget(const void *buf, size_t len, int64_t now_ms,
                 if (ev->forget_by_key)
                         idf = "customer_key";
                 rc = (ev->forget_by_key && jget(root, "customer_id"))
-                         ? fail(errstr, errstr_size, "forget: give "
+                         ? fail(errstr, errstr_size,
+                                "forget: give "
                                 "customer_id or customer_key, not both")
                          : json_str(root, idf, idf, 1, "", ev->customer_id,
                                     sizeof(ev->customer_id), errstr,
@@ -934,7 +967,8 @@ int loy_codec_decode_forget(const void *buf, size_t len, int64_t now_ms,
                                         INT64_MIN, INT64_MAX, &ev->forget_ms,
                                         errstr, errstr_size);
                 if (!rc && silent && !json_is_boolean(silent))
-                        rc = fail(errstr, errstr_size, "field 'if_silent' "
+                        rc = fail(errstr, errstr_size,
+                                  "field 'if_silent' "
                                   "must be true or false");
                 ev->forget_if_silent = json_is_true(silent);
         }
@@ -957,14 +991,13 @@ int loy_codec_encode_forget(const loy_event_t *ev, char *buf, size_t size,
                             "customer_id is not valid UTF-8");
         if (ev->kind != LOY_EV_FORGET ||
             loy_event_validate(ev, 0, errstr, errstr_size))
-                return ev->kind != LOY_EV_FORGET
-                           ? fail(errstr, errstr_size, "not a forget "
-                                  "request")
-                           : -1;
-        root = json_pack("{s:s, s:I}",
-                         ev->forget_by_key ? "customer_key" : "customer_id",
-                         ev->customer_id, "forget_ms",
-                         (json_int_t)ev->forget_ms);
+                return ev->kind != LOY_EV_FORGET ? fail(errstr, errstr_size,
+                                                        "not a forget "
+                                                        "request")
+                                                 : -1;
+        root = json_pack(
+            "{s:s, s:I}", ev->forget_by_key ? "customer_key" : "customer_id",
+            ev->customer_id, "forget_ms", (json_int_t)ev->forget_ms);
         if (root && ev->forget_if_silent &&
             json_object_set_new(root, "if_silent", json_true())) {
                 json_decref(root);
@@ -978,8 +1011,10 @@ int loy_codec_encode_forget(const loy_event_t *ev, char *buf, size_t size,
                 n = (int)strlen(text);
                 memcpy(buf, text, (size_t)n + 1);
         } else {
-                fail(errstr, errstr_size, "forget request longer than %zu "
-                     "bytes", size - 1);
+                fail(errstr, errstr_size,
+                     "forget request longer than %zu "
+                     "bytes",
+                     size - 1);
         }
         free(text);
         return n;
@@ -1094,8 +1129,7 @@ static int browse_to_avro(avro_value_t *rec, const loy_event_t *ev) {
         if (set_str(rec, B_EVENT_ID, ev->event_id) ||
             set_str(rec, B_CUSTOMER_ID, ev->customer_id) ||
             set_str(rec, B_SESSION_ID, ev->session_id) ||
-            set_long(rec, B_TS, ev->ts_ms) ||
-            set_str(rec, B_SKU, ev->sku) ||
+            set_long(rec, B_TS, ev->ts_ms) || set_str(rec, B_SKU, ev->sku) ||
             set_str(rec, B_CATEGORY, ev->category) ||
             set_str(rec, B_QUERY, ev->query) ||
             avro_value_get_by_index(rec, B_ACTION, &f, NULL) ||
@@ -1174,8 +1208,7 @@ static int trigger_to_avro(avro_value_t *rec, const loy_trigger_t *t) {
             set_double(&sub, S_CLV, t->clv) ||
             set_double(&sub, S_MONETARY, t->monetary) ||
             set_long(&sub, S_FREQ, t->frequency) ||
-            set_int(&sub, S_R, t->r_score) ||
-            set_int(&sub, S_F, t->f_score) ||
+            set_int(&sub, S_R, t->r_score) || set_int(&sub, S_F, t->f_score) ||
             set_int(&sub, S_M, t->m_score) ||
             set_double(&sub, S_LOYALTY, t->loyalty_score) ||
             set_str(&sub, S_SEGMENT, t->segment))
@@ -1227,8 +1260,7 @@ const void *loy_codec_encode_trigger(loy_codec_t *c, const loy_trigger_t *t,
                 fail(errstr, errstr_size, "avro: %s", avro_strerror());
                 return NULL;
         }
-        return frame(c, &c->trigger, c->ids.trigger, lenp, errstr,
-                     errstr_size);
+        return frame(c, &c->trigger, c->ids.trigger, lenp, errstr, errstr_size);
 }
 
 char *loy_codec_trigger_to_json(loy_codec_t *c, const void *buf, size_t len,
@@ -1253,12 +1285,13 @@ char *loy_codec_trigger_to_json(loy_codec_t *c, const void *buf, size_t len,
                        (uint32_t)b[3] << 8 | (uint32_t)b[4]);
         if (id != c->ids.trigger) {
                 fail(errstr, errstr_size,
-                     "schema id %" PRId32 " is not the trigger schema (%"
-                     PRId32 ")", id, c->ids.trigger);
+                     "schema id %" PRId32 " is not the trigger schema (%" PRId32
+                     ")",
+                     id, c->ids.trigger);
                 return NULL;
         }
-        if (avro_decode(c, &c->trigger, b + CONFLUENT_HDR,
-                        len - CONFLUENT_HDR, errstr, errstr_size))
+        if (avro_decode(c, &c->trigger, b + CONFLUENT_HDR, len - CONFLUENT_HDR,
+                        errstr, errstr_size))
                 return NULL;
         if (avro_value_to_json(&c->trigger.value, 1, &json) || !json) {
                 fail(errstr, errstr_size, "avro: %s", avro_strerror());

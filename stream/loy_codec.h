@@ -46,7 +46,7 @@ typedef struct loy_trigger {
         const char *reward_kind;
         double reward_value;
         const char *reward_currency;
-        int64_t reward_expiry_ms;     /* absolute, event time */
+        int64_t reward_expiry_ms; /* absolute, event time */
         int holdout;
         /* the scores that fired it */
         double p_alive, churn_prob, exp_purchases, clv, monetary;
@@ -57,11 +57,11 @@ typedef struct loy_trigger {
         const loy_trigger_rec_t *recs;
         int nrecs;
         /* cause: an event (topic, partition, offset, event id) or a timer */
-        const char *cause_kind;       /* "event" or "timer" */
-        const char *cause_topic;      /* NULL for timers */
+        const char *cause_kind;  /* "event" or "timer" */
+        const char *cause_topic; /* NULL for timers */
         int32_t cause_partition;
         int64_t cause_offset;
-        const char *cause_event_id;   /* NULL for timers */
+        const char *cause_event_id; /* NULL for timers */
         int64_t event_time_ms;
         int64_t emit_time_ms;
         const char *model_version;
@@ -71,8 +71,8 @@ typedef struct loy_codec loy_codec_t;
 
 /* NULL with errstr on failure (a schema that does not parse). ids may be
  * NULL for the defaults. Free with loy_codec_destroy(). */
-loy_codec_t *loy_codec_create(const loy_codec_ids_t *ids,
-                              char *errstr, size_t errstr_size);
+loy_codec_t *loy_codec_create(const loy_codec_ids_t *ids, char *errstr,
+                              size_t errstr_size);
 void loy_codec_destroy(loy_codec_t *codec);
 
 /* Decodes one message into ev (reset first) and validates it. expect is the
@@ -84,8 +84,8 @@ void loy_codec_destroy(loy_codec_t *codec);
 #define LOY_CODEC_ERR_DECODE (-1)
 #define LOY_CODEC_ERR_INVALID (-2)
 int loy_codec_decode(loy_codec_t *codec, const void *buf, size_t len,
-                     loy_event_kind_t expect, int64_t now_ms,
-                     loy_event_t *ev, char *errstr, size_t errstr_size);
+                     loy_event_kind_t expect, int64_t now_ms, loy_event_t *ev,
+                     char *errstr, size_t errstr_size);
 
 /* A control message on an input topic carries this Kafka header; the one
  * operation is forget (loyaltyctl forget and expire): a JSON object
@@ -99,8 +99,7 @@ int loy_codec_decode(loy_codec_t *codec, const void *buf, size_t len,
 /* Decodes a forget request into ev (kind LOY_EV_FORGET, ts_ms 0) and
  * validates it; returns as loy_codec_decode. */
 int loy_codec_decode_forget(const void *buf, size_t len, int64_t now_ms,
-                            loy_event_t *ev, char *errstr,
-                            size_t errstr_size);
+                            loy_event_t *ev, char *errstr, size_t errstr_size);
 /* The value of a forget request (ev: kind LOY_EV_FORGET, customer_id,
  * forget_ms, forget_by_key, forget_if_silent), NUL-terminated, into buf.
  * Its length, or -1 when it does not fit or does not validate (errstr). */
@@ -115,14 +114,14 @@ const void *loy_codec_encode_event(loy_codec_t *codec, const loy_event_t *ev,
                                    size_t errstr_size);
 
 /* Encodes a trigger as framed Avro; buffer as for encode_event. */
-const void *loy_codec_encode_trigger(loy_codec_t *codec,
-                                     const loy_trigger_t *t, size_t *lenp,
-                                     char *errstr, size_t errstr_size);
+const void *loy_codec_encode_trigger(loy_codec_t *codec, const loy_trigger_t *t,
+                                     size_t *lenp, char *errstr,
+                                     size_t errstr_size);
 
 /* Decodes a framed trigger back to JSON text (for tests, loyaltyctl and
  * people reading the topic). Returns a malloc'ed string the caller frees,
  * or NULL with errstr. */
-char *loy_codec_trigger_to_json(loy_codec_t *codec, const void *buf,
-                                size_t len, char *errstr, size_t errstr_size);
+char *loy_codec_trigger_to_json(loy_codec_t *codec, const void *buf, size_t len,
+                                char *errstr, size_t errstr_size);
 
 #endif

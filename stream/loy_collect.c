@@ -42,16 +42,14 @@ int loy_collect_poll(loy_batch_t *b, rd_kafka_t *consumer, int wait,
                 rd_kafka_message_t *m;
                 if (left <= 0)
                         break;
-                m = rd_kafka_consumer_poll(consumer,
-                                           have ? 0 : (int)left + 1);
+                m = rd_kafka_consumer_poll(consumer, have ? 0 : (int)left + 1);
                 if (!m) {
                         if (have)
                                 break;
                         continue;
                 }
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
-                        loy_clock_backlog(b->clock,
-                                          rd_kafka_topic_name(m->rkt),
+                        loy_clock_backlog(b->clock, rd_kafka_topic_name(m->rkt),
                                           m->partition, 0);
                         rd_kafka_message_destroy(m);
                         continue;
@@ -84,7 +82,7 @@ typedef struct run {
         int kind;
         int *ev;
         int n;
-        int held;              /* from this event on, held back; -1 none */
+        int held; /* from this event on, held back; -1 none */
 } run_t;
 
 /* Merge order of two events: event time, then purchases before browse
@@ -119,9 +117,9 @@ static void find_cuts(loy_batch_t *b, run_t *runs, int nruns) {
                                 y = &runs[q];
                 if (!y) {
                         /* no browse event of this number in the batch */
-                        if (x->n && loy_clock_has_backlog(
-                                        b->clock, b->conf->topic_browse,
-                                        x->partition))
+                        if (x->n && loy_clock_has_backlog(b->clock,
+                                                          b->conf->topic_browse,
+                                                          x->partition))
                                 x->held = 0;
                         continue;
                 }
@@ -148,9 +146,9 @@ static void find_cuts(loy_batch_t *b, run_t *runs, int nruns) {
                 for (int q = 0; q < nruns && !paired; q++)
                         paired = runs[q].kind == LOY_EV_PURCHASE &&
                                  runs[q].partition == y->partition;
-                if (!paired && loy_clock_has_backlog(
-                                   b->clock, b->conf->topic_purchase,
-                                   y->partition))
+                if (!paired &&
+                    loy_clock_has_backlog(b->clock, b->conf->topic_purchase,
+                                          y->partition))
                         y->held = 0;
         }
 }
@@ -171,7 +169,7 @@ static void swap_events(loy_batch_t *b, int x, int y) {
 static int hold_back(loy_batch_t *b, rd_kafka_t *consumer, run_t *runs,
                      int nruns) {
         rd_kafka_topic_partition_list_t *seek = NULL;
-        int *newidx = b->order;  /* scratch until merge_order fills it */
+        int *newidx = b->order; /* scratch until merge_order fills it */
         int w = 0, nheld = 0, nev = 0;
         int64_t *cut_off = NULL;
         for (int r = 0; r < nruns; r++)
@@ -191,10 +189,11 @@ static int hold_back(loy_batch_t *b, rd_kafka_t *consumer, run_t *runs,
                                  ? b->events[runs[r].ev[runs[r].held]].offset
                                  : INT64_MAX;
                 if (runs[r].held >= 0)
-                        LOY_DEBUG("proc", "%s [%" PRId32 "] waits from "
+                        LOY_DEBUG("proc",
+                                  "%s [%" PRId32 "] waits from "
                                   "offset %" PRId64 " (%d of its events)",
-                                  runs[r].topic, runs[r].partition,
-                                  cut_off[r], runs[r].n - runs[r].held);
+                                  runs[r].topic, runs[r].partition, cut_off[r],
+                                  runs[r].n - runs[r].held);
         }
         for (int i = 0; i < b->nmsgs; i++) {
                 rd_kafka_message_t *m = b->msgs[i];
@@ -223,10 +222,11 @@ static int hold_back(loy_batch_t *b, rd_kafka_t *consumer, run_t *runs,
                 }
                 if (!seek)
                         seek = rd_kafka_topic_partition_list_new(4);
-                if (seek && !rd_kafka_topic_partition_list_find(
-                                seek, topic, m->partition))
-                        rd_kafka_topic_partition_list_add(
-                            seek, topic, m->partition)->offset = m->offset;
+                if (seek && !rd_kafka_topic_partition_list_find(seek, topic,
+                                                                m->partition))
+                        rd_kafka_topic_partition_list_add(seek, topic,
+                                                          m->partition)
+                            ->offset = m->offset;
                 rd_kafka_message_destroy(m);
         }
         b->nmsgs = w;
@@ -324,9 +324,9 @@ static const char *control_op(rd_kafka_message_t *m, char *op, size_t size) {
 }
 
 /* One message: an event, or a control message (loyaltyctl forget). */
-static int decode_one(loy_batch_t *b, rd_kafka_message_t *m,
-                      const char *topic, int64_t now, loy_event_t *ev,
-                      char *why, size_t why_size) {
+static int decode_one(loy_batch_t *b, rd_kafka_message_t *m, const char *topic,
+                      int64_t now, loy_event_t *ev, char *why,
+                      size_t why_size) {
         char op[32];
         if (!control_op(m, op, sizeof(op)))
                 return loy_codec_decode(b->codec, m->payload, m->len,
@@ -334,9 +334,10 @@ static int decode_one(loy_batch_t *b, rd_kafka_message_t *m,
                                         why_size);
         if (strcmp(op, LOY_CODEC_OP_FORGET)) {
                 loy_event_reset(ev);
-                snprintf(why, why_size, "header %s: unknown operation '%s' "
-                         "(known: %s)", LOY_CODEC_OP_HEADER, op,
-                         LOY_CODEC_OP_FORGET);
+                snprintf(why, why_size,
+                         "header %s: unknown operation '%s' "
+                         "(known: %s)",
+                         LOY_CODEC_OP_HEADER, op, LOY_CODEC_OP_FORGET);
                 return LOY_CODEC_ERR_INVALID;
         }
         return loy_codec_decode_forget(m->payload, m->len, now, ev, why,
@@ -365,7 +366,8 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                     !(ev->kind == LOY_EV_FORGET && ev->forget_by_key)) {
                         if (loy_pseudo_of(b->pseudo, ev->customer_id,
                                           pseudonym) == -1) {
-                                snprintf(why, sizeof(why), "customer_id: "
+                                snprintf(why, sizeof(why),
+                                         "customer_id: "
                                          "pseudonym failed (out of memory)");
                                 rc = LOY_CODEC_ERR_DECODE;
                         } else {
@@ -380,9 +382,8 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                         b->event_msg[b->nevents++] = i;
                         continue;
                 }
-                b->bad_class[i] = rc == LOY_CODEC_ERR_INVALID
-                                      ? LOY_DEAD_INVALID
-                                      : LOY_DEAD_DECODE;
+                b->bad_class[i] = rc == LOY_CODEC_ERR_INVALID ? LOY_DEAD_INVALID
+                                                              : LOY_DEAD_DECODE;
                 b->bad_why[i] = strdup(why);
                 if (!b->bad_why[i])
                         /* the reason is lost, not the dead letter */
@@ -399,7 +400,7 @@ void loy_collect_decode(loy_batch_t *b, rd_kafka_t *consumer) {
                         hold_back(b, consumer, runs, nruns);
                 } else if (nruns < 0) {
                         LOY_WARN("proc", "out of memory: nothing held "
-                                 "back");
+                                         "back");
                 }
                 free(runs);
                 free(ev);
@@ -461,8 +462,8 @@ void loy_collect_rewind(loy_batch_t *b, loy_batch_t *next,
         add_rewind(list, b);
         if (next)
                 add_rewind(list, next);
-        error = list->cnt ? rd_kafka_seek_partitions(consumer, list, 5000)
-                          : NULL;
+        error =
+            list->cnt ? rd_kafka_seek_partitions(consumer, list, 5000) : NULL;
         if (error) {
                 LOY_WARN("proc", "rewind: %s", rd_kafka_error_string(error));
                 rd_kafka_error_destroy(error);

@@ -10,8 +10,7 @@
 
 int loy_decide(const loy_rules_t *rules, const loy_feat_conf_t *fconf,
                loy_cust_t *c, const loy_cause_t *cause, int64_t now,
-               int64_t emit_ms, const char *model_version,
-               loy_decision_t *d) {
+               int64_t emit_ms, const char *model_version, loy_decision_t *d) {
         loy_rule_on_t kind = cause->topic ? LOY_ON_EVENT : LOY_ON_TIMER;
         loy_trigger_t *tr = &d->trigger;
         const loy_rule_t *r;
@@ -58,8 +57,7 @@ int loy_decide(const loy_rules_t *rules, const loy_feat_conf_t *fconf,
          * topic first) */
         tr->event_time_ms = cause->time_ms;
         tr->reward_expiry_ms =
-            cause->time_ms +
-            (int64_t)(r->reward_expiry_days * LOY_MS_PER_DAY);
+            cause->time_ms + (int64_t)(r->reward_expiry_days * LOY_MS_PER_DAY);
         tr->holdout = loy_rule_in_holdout(r, c->id);
         tr->p_alive = c->p_alive;
         tr->churn_prob = c->churn_prob;

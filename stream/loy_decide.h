@@ -24,7 +24,7 @@ typedef struct loy_cause {
         int64_t offset;
         const char *event_id;
         int64_t time_ms;
-        int purchase;            /* the event is a purchase */
+        int purchase; /* the event is a purchase */
 } loy_cause_t;
 
 /* A trigger decided: rule is its index in the rules; trigger points into

@@ -12,7 +12,7 @@
 
 enum { DLQ_NONE = 0, DLQ_SENT, DLQ_DONE, DLQ_FAILED };
 #define REASON_MAX 256
-#define GRACE_MS 10000   /* for dead letters on their way at shutdown */
+#define GRACE_MS 10000 /* for dead letters on their way at shutdown */
 
 struct loy_dlq {
         rd_kafka_t *producer;
@@ -37,8 +37,8 @@ static void sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
-loy_dlq_t *loy_dlq_create(rd_kafka_t *producer, const char *topic,
-                          int capacity, int backoff_max_ms) {
+loy_dlq_t *loy_dlq_create(rd_kafka_t *producer, const char *topic, int capacity,
+                          int backoff_max_ms) {
         loy_dlq_t *d = calloc(1, sizeof(*d));
         if (!d)
                 return NULL;
@@ -139,8 +139,10 @@ int loy_dlq_deliver(loy_dlq_t *d, rd_kafka_message_t *const *msgs, int n,
                         rd_kafka_flush(d->producer, 200);
                         continue;
                 }
-                LOY_WARN("dlq", "%d dead letters not delivered; sending "
-                         "them again", failed);
+                LOY_WARN("dlq",
+                         "%d dead letters not delivered; sending "
+                         "them again",
+                         failed);
                 sleep_ms(backoff);
                 backoff = backoff * 2 > d->backoff_max_ms ? d->backoff_max_ms
                                                           : backoff * 2;

@@ -25,8 +25,8 @@ typedef struct loy_dlq loy_dlq_t;
 /* For batches of up to capacity messages, sent to topic (copied) through
  * producer (borrowed; must outlive the stage). NULL on no memory. Free
  * with loy_dlq_destroy() after the producer has been flushed. */
-loy_dlq_t *loy_dlq_create(rd_kafka_t *producer, const char *topic,
-                          int capacity, int backoff_max_ms);
+loy_dlq_t *loy_dlq_create(rd_kafka_t *producer, const char *topic, int capacity,
+                          int backoff_max_ms);
 void loy_dlq_destroy(loy_dlq_t *d);
 
 /* Dead-letters msg (borrowed until the batch is reset), the message in

@@ -18,7 +18,7 @@ struct loy_emit {
         char **acked;
         int nacked, acked_cap;
         int dr_failed;
-        int resend_failed;              /* an outbox re-send was refused */
+        int resend_failed; /* an outbox re-send was refused */
         /* trigger ids of failed writes (loy_emit_suspect) */
         char **suspect;
         int nsuspect, suspect_cap;
@@ -51,17 +51,15 @@ int loy_emit_failed(const loy_emit_t *e) {
         return e->dr_failed;
 }
 
-void loy_emit_batch(loy_emit_t *e, rd_kafka_t *producer,
-                    const loy_batch_t *b) {
+void loy_emit_batch(loy_emit_t *e, rd_kafka_t *producer, const loy_batch_t *b) {
         char err[256];
         for (int i = 0; i < b->noutbox; i++) {
                 const loy_outbox_rec_t *o = &b->outbox[i];
                 const loy_cust_t *c = b->touched[o->touched].c;
                 char *id = strdup(o->trigger_id);
                 if (!id || loy_kafka_produce(producer, e->topic, c->id,
-                                             strlen(c->id), o->payload,
-                                             o->len, id, err,
-                                             sizeof(err)) == -1) {
+                                             strlen(c->id), o->payload, o->len,
+                                             id, err, sizeof(err)) == -1) {
                         /* the outbox has it: re-sent by the next scan */
                         LOY_ERROR("proc", "trigger %s: %s", o->trigger_id,
                                   id ? err : "out of memory");
@@ -125,8 +123,8 @@ void loy_emit_ack(loy_emit_t *e, loy_store_t *store) {
 static void trigger_customer(loy_emit_t *e, const void *payload, size_t len,
                              char *cid, size_t size) {
         char err[256];
-        char *text = loy_codec_trigger_to_json(e->codec, payload, len, err,
-                                               sizeof(err));
+        char *text =
+            loy_codec_trigger_to_json(e->codec, payload, len, err, sizeof(err));
         json_t *o = text ? json_loads(text, 0, NULL) : NULL;
         const char *v = json_string_value(json_object_get(o, "customer_id"));
         snprintf(cid, size, "%s", v ? v : "");
@@ -148,9 +146,9 @@ static int resend_cb(const char *id, const void *payload, size_t len,
         if (!copy)
                 return -1;
         trigger_customer(e, payload, len, cid, sizeof(cid));
-        if (loy_kafka_produce(x->producer, e->topic,
-                              cid[0] ? cid : NULL, strlen(cid), payload, len,
-                              copy, err, sizeof(err)) == -1) {
+        if (loy_kafka_produce(x->producer, e->topic, cid[0] ? cid : NULL,
+                              strlen(cid), payload, len, copy, err,
+                              sizeof(err)) == -1) {
                 free(copy);
                 LOY_ERROR("proc", "outbox re-send: %s", err);
                 e->resend_failed = 1;
@@ -210,8 +208,8 @@ int loy_emit_suspect(loy_emit_t *e, const loy_batch_t *b) {
                         continue;
                 if (e->nsuspect == e->suspect_cap) {
                         int cap = e->suspect_cap ? e->suspect_cap * 2 : 64;
-                        char **ns = realloc(e->suspect,
-                                            sizeof(*ns) * (size_t)cap);
+                        char **ns =
+                            realloc(e->suspect, sizeof(*ns) * (size_t)cap);
                         if (!ns)
                                 return -1;
                         e->suspect = ns;
@@ -235,8 +233,7 @@ void loy_emit_suspects_send(loy_emit_t *e, rd_kafka_t *producer,
         for (int i = 0; i < e->nsuspect; i++) {
                 int mine = 0;
                 for (int k = 0; k < b->noutbox && !mine; k++)
-                        mine = !strcmp(b->outbox[k].trigger_id,
-                                       e->suspect[i]);
+                        mine = !strcmp(b->outbox[k].trigger_id, e->suspect[i]);
                 if (mine)
                         free(e->suspect[i]);
                 else
@@ -248,12 +245,14 @@ void loy_emit_suspects_send(loy_emit_t *e, rd_kafka_t *producer,
         e->resend_failed = 0;
         if (loy_store_outbox_get(store, (const char *const *)e->suspect, n,
                                  resend_cb, &x, err, sizeof(err)) != 0) {
-                LOY_WARN("proc", "re-send of %d triggers of failed writes: "
-                         "%s", n, err);
+                LOY_WARN("proc",
+                         "re-send of %d triggers of failed writes: "
+                         "%s",
+                         n, err);
                 return;
         }
         if (e->resend_failed)
-                e->dr_failed = 1;  /* the full scan sends them */
+                e->dr_failed = 1; /* the full scan sends them */
         for (int i = 0; i < n; i++)
                 free(e->suspect[i]);
         e->nsuspect = 0;

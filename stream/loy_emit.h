@@ -32,8 +32,7 @@ void loy_emit_destroy(loy_emit_t *e);
 
 /* Produces b's outbox through producer. A trigger the producer refuses
  * stays in the outbox (Redis has it) and marks the emitter failed. */
-void loy_emit_batch(loy_emit_t *e, rd_kafka_t *producer,
-                    const loy_batch_t *b);
+void loy_emit_batch(loy_emit_t *e, rd_kafka_t *producer, const loy_batch_t *b);
 
 /* A delivery report of a trigger: m->_private is its id (malloc'ed by this
  * module; taken over here). Delivered: queued for loy_emit_ack. Failed: the

@@ -22,9 +22,8 @@ void loy_evaluate_score(loy_batch_t *b, loy_touched_t *t, int64_t now) {
         in.t_x = loy_feat_tx_days(c) / unit;
         in.T = loy_feat_age_days(c, now) / unit;
         /* refunds netted the way the spend model was fitted */
-        in.mean_value = loy_model_net_mean_value(c->gross_value,
-                                                 c->first_day_value,
-                                                 c->return_value, in.x);
+        in.mean_value = loy_model_net_mean_value(
+            c->gross_value, c->first_day_value, c->return_value, in.x);
         in.aov = loy_feat_aov(c);
         loy_model_score(b->model, &in, b->conf->horizon_days, b->conf->margin,
                         &s);
@@ -57,9 +56,8 @@ void loy_evaluate_score(loy_batch_t *b, loy_touched_t *t, int64_t now) {
 
 /* Runs the reward rules for one evaluation: after event ev, or (ev NULL)
  * for the customer's silence check; a trigger goes to the outbox. */
-int loy_evaluate_decide(loy_batch_t *b, loy_touched_t *t,
-                        const loy_event_t *ev, int64_t now, char *errstr,
-                        size_t errstr_size) {
+int loy_evaluate_decide(loy_batch_t *b, loy_touched_t *t, const loy_event_t *ev,
+                        int64_t now, char *errstr, size_t errstr_size) {
         loy_cust_t *c = t->c;
         loy_trigger_rec_t trecs[LOY_RECS_MAX];
         loy_decision_t d;
@@ -137,9 +135,9 @@ int loy_evaluate(loy_batch_t *b, loy_touched_t *t, const loy_event_t *ev,
         /* after an event: the customer's own event time (the clock may lag
          * behind it); for a timer: its due time, never the batch's clock,
          * or two runs of the same input would score differently */
-        int64_t now = ev ? c->last_event_ms
-                         : due_ms > c->last_event_ms ? due_ms
-                                                     : c->last_event_ms;
+        int64_t now = ev                          ? c->last_event_ms
+                      : due_ms > c->last_event_ms ? due_ms
+                                                  : c->last_event_ms;
         loy_evaluate_score(b, t, now);
         return loy_evaluate_decide(b, t, ev, now, errstr, errstr_size);
 }

@@ -32,8 +32,7 @@ void loy_evaluate_score(loy_batch_t *b, loy_touched_t *t, int64_t now);
  * A trigger fired is appended to b's outbox, encoded, with the customer's
  * current recommendations, and counted under the rule's KPI. 0 (whether
  * or not a rule fired), or -1 with errstr. */
-int loy_evaluate_decide(loy_batch_t *b, loy_touched_t *t,
-                        const loy_event_t *ev, int64_t now, char *errstr,
-                        size_t errstr_size);
+int loy_evaluate_decide(loy_batch_t *b, loy_touched_t *t, const loy_event_t *ev,
+                        int64_t now, char *errstr, size_t errstr_size);
 
 #endif

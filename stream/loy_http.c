@@ -23,19 +23,18 @@ struct loy_http {
         struct MHD_Daemon *daemon;
         int port;
         int stall_ms;
-        _Atomic int64_t beat_ms;       /* loy_time_mono_ms of the last beat */
-        pthread_mutex_t lock;          /* guards what follows */
+        _Atomic int64_t beat_ms; /* loy_time_mono_ms of the last beat */
+        pthread_mutex_t lock;    /* guards what follows */
         char *metrics;
         size_t metrics_len;
         int ready;
         char why[WHY_MAX];
-        loy_http_page_fn *page;        /* set before any request, or NULL */
+        loy_http_page_fn *page; /* set before any request, or NULL */
         void *page_opaque;
 };
 
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status,
-                              const char *type, const char *body,
-                              size_t len) {
+                              const char *type, const char *body, size_t len) {
         struct MHD_Response *r = MHD_create_response_from_buffer(
             len, (void *)body, MHD_RESPMEM_MUST_COPY);
         enum MHD_Result rc;
@@ -54,8 +53,7 @@ static enum MHD_Result text(struct MHD_Connection *conn, unsigned status,
                       strlen(body));
 }
 
-static enum MHD_Result on_metrics(loy_http_t *h,
-                                  struct MHD_Connection *conn) {
+static enum MHD_Result on_metrics(loy_http_t *h, struct MHD_Connection *conn) {
         enum MHD_Result rc;
         pthread_mutex_lock(&h->lock);
         if (h->metrics)
@@ -69,8 +67,7 @@ static enum MHD_Result on_metrics(loy_http_t *h,
         return rc;
 }
 
-static enum MHD_Result on_healthz(loy_http_t *h,
-                                  struct MHD_Connection *conn) {
+static enum MHD_Result on_healthz(loy_http_t *h, struct MHD_Connection *conn) {
         int64_t silent = (int64_t)loy_time_mono_ms() - atomic_load(&h->beat_ms);
         char body[128];
         if (silent <= h->stall_ms)
@@ -82,8 +79,7 @@ static enum MHD_Result on_healthz(loy_http_t *h,
         return text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, body);
 }
 
-static enum MHD_Result on_readyz(loy_http_t *h,
-                                 struct MHD_Connection *conn) {
+static enum MHD_Result on_readyz(loy_http_t *h, struct MHD_Connection *conn) {
         char body[WHY_MAX + 16];
         int ready;
         pthread_mutex_lock(&h->lock);
@@ -96,8 +92,7 @@ static enum MHD_Result on_readyz(loy_http_t *h,
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
-                                  const char *version,
-                                  const char *upload_data,
+                                  const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **state) {
         loy_http_t *h = cls;
         (void)version;
@@ -119,8 +114,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                 const char *type = "text/plain; charset=utf-8";
                 size_t len = 0;
                 int status =
-                    h->page(h->page_opaque, url, (loy_http_req_t *)conn,
-                            &type, &body, &len);
+                    h->page(h->page_opaque, url, (loy_http_req_t *)conn, &type,
+                            &body, &len);
                 if (status > 0) {
                         enum MHD_Result rc =
                             body ? answer(conn, (unsigned)status, type, body,
@@ -146,8 +141,10 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
         size_t hl;
         int rc;
         if (!colon || colon == listen || !colon[1]) {
-                snprintf(errstr, errstr_size, "http.listen \"%s\": want "
-                         "host:port", listen);
+                snprintf(errstr, errstr_size,
+                         "http.listen \"%s\": want "
+                         "host:port",
+                         listen);
                 return -1;
         }
         port = colon + 1;
@@ -168,8 +165,8 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
         rc = getaddrinfo(host, port, &hints, &res);
         if (rc || !res) {
-                snprintf(errstr, errstr_size, "http.listen \"%s\": %s",
-                         whole, rc ? gai_strerror(rc) : "no address");
+                snprintf(errstr, errstr_size, "http.listen \"%s\": %s", whole,
+                         rc ? gai_strerror(rc) : "no address");
                 if (res)
                         freeaddrinfo(res);
                 return -1;
@@ -207,13 +204,14 @@ loy_http_t *loy_http_start(const char *listen, int stall_ms, char *errstr,
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                 (v6 ? MHD_USE_IPv6 : 0),
             0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-            MHD_OPTION_END);
+            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
         if (!h->daemon) {
-                snprintf(errstr, errstr_size, "http.listen \"%s\": cannot "
+                snprintf(errstr, errstr_size,
+                         "http.listen \"%s\": cannot "
                          "listen there (address in use, or not this "
-                         "machine's)", listen);
+                         "machine's)",
+                         listen);
                 pthread_mutex_destroy(&h->lock);
                 free(h);
                 return NULL;
@@ -294,8 +292,10 @@ int loy_http_request(int port, const char *method, const char *path,
         a.sin_family = AF_INET;
         a.sin_port = htons((uint16_t)port);
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n"
-                     "\r\n", method, path);
+        n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                     "\r\n",
+                     method, path);
         if (n < 0 || (size_t)n >= sizeof(req) ||
             connect(fd, (struct sockaddr *)&a, sizeof(a)) ||
             write(fd, req, (size_t)n) != n) {

@@ -11,8 +11,10 @@
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf) {
         (void)rk;
-        loy_log(level <= 3 ? LOY_LOG_ERROR : level <= 4 ? LOY_LOG_WARN
-                : level <= 6 ? LOY_LOG_INFO : LOY_LOG_DEBUG,
+        loy_log(level <= 3   ? LOY_LOG_ERROR
+                : level <= 4 ? LOY_LOG_WARN
+                : level <= 6 ? LOY_LOG_INFO
+                             : LOY_LOG_DEBUG,
                 "kafka", "%s: %s", fac, buf);
 }
 
@@ -63,13 +65,12 @@ static rd_kafka_conf_t *base_conf(const loy_config_t *conf, int producer,
         for (int i = 0; i < conf->nkafka; i++) {
                 const char *k = conf->kafka_keys[i];
                 /* consumer-only keys would make the producer complain */
-                if (producer && (!strcmp(k, "group.id") ||
-                                 !strncmp(k, "auto.", 5) ||
-                                 !strncmp(k, "enable.auto", 11) ||
-                                 !strncmp(k, "session.", 8)))
+                if (producer &&
+                    (!strcmp(k, "group.id") || !strncmp(k, "auto.", 5) ||
+                     !strncmp(k, "enable.auto", 11) ||
+                     !strncmp(k, "session.", 8)))
                         continue;
-                if (set(kc, k, conf->kafka_vals[i], errstr, errstr_size) ==
-                    -1)
+                if (set(kc, k, conf->kafka_vals[i], errstr, errstr_size) == -1)
                         goto fail;
         }
         rd_kafka_conf_set_log_cb(kc, log_cb);
@@ -80,20 +81,17 @@ fail:
         return NULL;
 }
 
-rd_kafka_t *loy_kafka_consumer_new(const loy_config_t *conf,
-                                   void (*rebalance_cb)(rd_kafka_t *,
-                                           rd_kafka_resp_err_t,
-                                           rd_kafka_topic_partition_list_t *,
-                                           void *),
-                                   void *opaque, char *errstr,
-                                   size_t errstr_size) {
+rd_kafka_t *loy_kafka_consumer_new(
+    const loy_config_t *conf,
+    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                         rd_kafka_topic_partition_list_t *, void *),
+    void *opaque, char *errstr, size_t errstr_size) {
         rd_kafka_conf_t *kc = base_conf(conf, 0, errstr, errstr_size);
         rd_kafka_t *rk;
         if (!kc)
                 return NULL;
         if (set(kc, "group.id", conf->group_id, errstr, errstr_size) ||
-            set(kc, "enable.auto.offset.store", "false", errstr,
-                errstr_size) ||
+            set(kc, "enable.auto.offset.store", "false", errstr, errstr_size) ||
             set(kc, "auto.offset.reset", "earliest", errstr, errstr_size) ||
             /* the event clock must know when a partition is read to its
              * end: only then may it stop holding the clock back */
@@ -121,12 +119,10 @@ rd_kafka_t *loy_kafka_consumer_new(const loy_config_t *conf,
         return rk;
 }
 
-rd_kafka_t *loy_kafka_producer_new(const loy_config_t *conf,
-                                   void (*dr_cb)(rd_kafka_t *,
-                                                 const rd_kafka_message_t *,
-                                                 void *),
-                                   void *opaque, char *errstr,
-                                   size_t errstr_size) {
+rd_kafka_t *loy_kafka_producer_new(
+    const loy_config_t *conf,
+    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+    void *opaque, char *errstr, size_t errstr_size) {
         rd_kafka_conf_t *kc = base_conf(conf, 1, errstr, errstr_size);
         rd_kafka_t *rk;
         if (!kc)
@@ -142,10 +138,9 @@ rd_kafka_t *loy_kafka_producer_new(const loy_config_t *conf,
 
 #define QUEUE_FULL_RETRIES 100
 
-int loy_kafka_produce(rd_kafka_t *producer, const char *topic,
-                      const char *key, size_t key_len, const void *val,
-                      size_t len, void *msg_opaque, char *errstr,
-                      size_t errstr_size) {
+int loy_kafka_produce(rd_kafka_t *producer, const char *topic, const char *key,
+                      size_t key_len, const void *val, size_t len,
+                      void *msg_opaque, char *errstr, size_t errstr_size) {
         for (int attempt = 0;; attempt++) {
                 rd_kafka_resp_err_t err = rd_kafka_producev(
                     producer, RD_KAFKA_V_TOPIC(topic),
@@ -212,8 +207,7 @@ int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                 rd_kafka_header_add(hdrs, "loy.partition", -1, part, -1);
                 rd_kafka_header_add(hdrs, "loy.offset", -1, off, -1);
                 if (cut[0])
-                        rd_kafka_header_add(hdrs, "loy.truncated", -1, cut,
-                                            -1);
+                        rd_kafka_header_add(hdrs, "loy.truncated", -1, cut, -1);
                 err = rd_kafka_producev(
                     producer, RD_KAFKA_V_TOPIC(topic),
                     RD_KAFKA_V_KEY(msg->key, klen),
@@ -226,9 +220,8 @@ int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                 rd_kafka_headers_destroy(hdrs);
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
                     attempt == QUEUE_FULL_RETRIES) {
-                        snprintf(errstr, errstr_size,
-                                 "dead-letter to %s: %s", topic,
-                                 rd_kafka_err2str(err));
+                        snprintf(errstr, errstr_size, "dead-letter to %s: %s",
+                                 topic, rd_kafka_err2str(err));
                         return -1;
                 }
                 rd_kafka_poll(producer, 100);

@@ -16,22 +16,18 @@
  * each successful Redis write and committed by librdkafka (and on close).
  * It reports each partition's end (RD_KAFKA_RESP_ERR__PARTITION_EOF).
  * rebalance_cb may be NULL; opaque is passed to it. NULL with errstr. */
-rd_kafka_t *loy_kafka_consumer_new(const loy_config_t *conf,
-                                   void (*rebalance_cb)(rd_kafka_t *,
-                                           rd_kafka_resp_err_t,
-                                           rd_kafka_topic_partition_list_t *,
-                                           void *),
-                                   void *opaque, char *errstr,
-                                   size_t errstr_size);
+rd_kafka_t *loy_kafka_consumer_new(
+    const loy_config_t *conf,
+    void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                         rd_kafka_topic_partition_list_t *, void *),
+    void *opaque, char *errstr, size_t errstr_size);
 
 /* Idempotent producer (acks=all, no reordering, no duplicates from
  * retries). dr_cb may be NULL. NULL with errstr. */
-rd_kafka_t *loy_kafka_producer_new(const loy_config_t *conf,
-                                   void (*dr_cb)(rd_kafka_t *,
-                                                 const rd_kafka_message_t *,
-                                                 void *),
-                                   void *opaque, char *errstr,
-                                   size_t errstr_size);
+rd_kafka_t *loy_kafka_producer_new(
+    const loy_config_t *conf,
+    void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+    void *opaque, char *errstr, size_t errstr_size);
 
 /* Produces msg's key and value, bytes intact, to topic with headers
  * loy.reason, loy.topic, loy.partition, loy.offset. msg_opaque reaches the
@@ -41,17 +37,16 @@ rd_kafka_t *loy_kafka_producer_new(const loy_config_t *conf,
  * below the broker's 1 MiB), so the record is cut to fit the producer's
  * limit, or max_bytes when smaller and not 0 (a broker that refused it as
  * too large): value first, then key. A cut record carries header
- * loy.truncated = "<value bytes>,<key bytes>" of the original. Retries a full queue a bounded number of times. 0 or -1
- * with errstr. */
+ * loy.truncated = "<value bytes>,<key bytes>" of the original. Retries a full
+ * queue a bounded number of times. 0 or -1 with errstr. */
 int loy_kafka_deadletter(rd_kafka_t *producer, const char *topic,
                          const rd_kafka_message_t *msg, const char *reason,
                          size_t max_bytes, void *msg_opaque, char *errstr,
                          size_t errstr_size);
 
 /* Produces with retries on a full queue (polling in between): 0 or -1. */
-int loy_kafka_produce(rd_kafka_t *producer, const char *topic,
-                      const char *key, size_t key_len, const void *val,
-                      size_t len, void *msg_opaque, char *errstr,
-                      size_t errstr_size);
+int loy_kafka_produce(rd_kafka_t *producer, const char *topic, const char *key,
+                      size_t key_len, const void *val, size_t len,
+                      void *msg_opaque, char *errstr, size_t errstr_size);
 
 #endif

@@ -41,8 +41,10 @@ static int load_histories(loy_batch_t *b, loy_cust_t *const *custs, int n,
                  * customer's recommendations their past */
                 if (texts[i] &&
                     loy_reco_hist_parse(b->reco, &x->hist, texts[i]) == -1)
-                        LOY_WARN("proc", "customer %s: history unreadable, "
-                                 "starting afresh", custs[i]->id);
+                        LOY_WARN("proc",
+                                 "customer %s: history unreadable, "
+                                 "starting afresh",
+                                 custs[i]->id);
         }
         for (int i = 0; rc == 0 && i < n; i++)
                 free(texts[i]);
@@ -161,21 +163,19 @@ int loy_load_timers(loy_batch_t *b, rd_kafka_t *consumer, int64_t clock_ms,
                 int n = 0;
                 if (strcmp(asg->elems[i].topic, b->conf->topic_purchase))
                         continue;
-                if (loy_store_timers_due_at(b->store, asg->elems[i].partition,
-                                            loy_clock_timer_limit(
-                                                b->clock,
-                                                b->conf->topic_purchase,
-                                                asg->elems[i].partition,
-                                                clock_ms),
-                                            left, &ids, &due, &n,
-                                            errstr, errstr_size) != 0) {
+                if (loy_store_timers_due_at(
+                        b->store, asg->elems[i].partition,
+                        loy_clock_timer_limit(b->clock, b->conf->topic_purchase,
+                                              asg->elems[i].partition,
+                                              clock_ms),
+                        left, &ids, &due, &n, errstr, errstr_size) != 0) {
                         rd_kafka_topic_partition_list_destroy(asg);
                         return -1;
                 }
                 if (b->ntimers + n > b->timers_cap) {
                         int cap = b->ntimers + n + 64;
-                        char **ni = realloc(b->timer_ids,
-                                            (size_t)cap * sizeof(*ni));
+                        char **ni =
+                            realloc(b->timer_ids, (size_t)cap * sizeof(*ni));
                         int32_t *np;
                         int64_t *nd;
                         if (ni)
@@ -190,8 +190,7 @@ int loy_load_timers(loy_batch_t *b, rd_kafka_t *consumer, int64_t clock_ms,
                                 loy_store_free_ids(ids, n);
                                 free(due);
                                 rd_kafka_topic_partition_list_destroy(asg);
-                                snprintf(errstr, errstr_size,
-                                         "out of memory");
+                                snprintf(errstr, errstr_size, "out of memory");
                                 return -1;
                         }
                         b->timers_cap = cap;
@@ -263,7 +262,8 @@ static int take_over(loy_batch_t *b, char *errstr, size_t errstr_size) {
                 return rc;
         loy_agg_takeover_done(b->agg);
         if (nclosed)
-                LOY_WARN("load", "took over %d partitions: closed %d "
+                LOY_WARN("load",
+                         "took over %d partitions: closed %d "
                          "connections of their previous owner, which is "
                          "still running but no longer in the group",
                          n, nclosed);
@@ -299,8 +299,7 @@ int loy_load_fences(loy_batch_t *b, rd_kafka_t *consumer, char *errstr,
         if (rc == 0)
                 rc = loy_store_fence_get(b->store, fields, nf, values, errstr,
                                          errstr_size);
-        if (rc == 0 && loy_agg_fence_load(b->agg, values, errstr,
-                                          errstr_size))
+        if (rc == 0 && loy_agg_fence_load(b->agg, values, errstr, errstr_size))
                 rc = LOY_STORE_ERR;
         if (rc == 0)
                 rc = settle_owed(b, errstr, errstr_size);

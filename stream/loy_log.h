@@ -21,7 +21,7 @@ loy_log_level_t loy_log_get_level(void);
 int loy_log_level_parse(const char *name);
 
 void loy_log(loy_log_level_t level, const char *module, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define LOY_ERROR(mod, ...) loy_log(LOY_LOG_ERROR, mod, __VA_ARGS__)
 #define LOY_WARN(mod, ...) loy_log(LOY_LOG_WARN, mod, __VA_ARGS__)

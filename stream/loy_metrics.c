@@ -18,7 +18,7 @@ static const char *const dead_class_name[LOY_DEAD__COUNT] = {
     "decode", "invalid", "apply"};
 
 struct loy_metrics {
-        uint64_t bucket[NBUCKETS];     /* not cumulative; summed at render */
+        uint64_t bucket[NBUCKETS]; /* not cumulative; summed at render */
         uint64_t count;
         double sum_s;
         char *buf;
@@ -59,8 +59,8 @@ int loy_metrics_parts(loy_metrics_t *m, rd_kafka_t *consumer,
         if (rd_kafka_assignment(consumer, &asg) || !asg)
                 return 0;
         if (asg->cnt > m->parts_cap) {
-                loy_metrics_part_t *np = realloc(
-                    m->parts, sizeof(*np) * (size_t)asg->cnt);
+                loy_metrics_part_t *np =
+                    realloc(m->parts, sizeof(*np) * (size_t)asg->cnt);
                 if (!np) {
                         rd_kafka_topic_partition_list_destroy(asg);
                         return -1;
@@ -72,13 +72,12 @@ int loy_metrics_parts(loy_metrics_t *m, rd_kafka_t *consumer,
         for (int i = 0; i < asg->cnt; i++) {
                 loy_metrics_part_t *q = &m->parts[i];
                 int64_t lo, hi;
-                snprintf(q->topic, sizeof(q->topic), "%s",
-                         asg->elems[i].topic);
+                snprintf(q->topic, sizeof(q->topic), "%s", asg->elems[i].topic);
                 q->partition = asg->elems[i].partition;
                 q->lag = -1;
                 if (!rd_kafka_get_watermark_offsets(
-                        consumer, asg->elems[i].topic,
-                        asg->elems[i].partition, &lo, &hi) &&
+                        consumer, asg->elems[i].topic, asg->elems[i].partition,
+                        &lo, &hi) &&
                     hi >= 0 && asg->elems[i].offset >= 0)
                         q->lag = hi > asg->elems[i].offset
                                      ? hi - asg->elems[i].offset
@@ -91,7 +90,7 @@ int loy_metrics_parts(loy_metrics_t *m, rd_kafka_t *consumer,
 }
 
 static void put(loy_metrics_t *m, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void put(loy_metrics_t *m, const char *fmt, ...) {
         va_list ap;
@@ -163,26 +162,28 @@ static void gauge(loy_metrics_t *m, const char *name, const char *help,
 static void render_events(loy_metrics_t *m, const loy_proc_stats_t *st) {
         counter(m, "events_in_total", "Input messages consumed.",
                 st->events_in);
-        counter(m, "events_applied_total",
-                "Events applied to their customers.", st->events_applied);
+        counter(m, "events_applied_total", "Events applied to their customers.",
+                st->events_applied);
         head(m, "events_duplicate_total", "counter",
              "Events not applied again: by=\"offset\" at or below their "
              "customer's applied offset (replays, redos), by=\"event_id\" "
              "an event_id among the customer's last ones (a producer's "
              "retry).");
-        put(m, "loyaltyd_events_duplicate_total{by=\"offset\"} %" PRId64
-            "\n", st->events_skipped_dup);
-        put(m, "loyaltyd_events_duplicate_total{by=\"event_id\"} %" PRId64
-            "\n", st->events_duplicate_id);
+        put(m, "loyaltyd_events_duplicate_total{by=\"offset\"} %" PRId64 "\n",
+            st->events_skipped_dup);
+        put(m, "loyaltyd_events_duplicate_total{by=\"event_id\"} %" PRId64 "\n",
+            st->events_duplicate_id);
         counter(m, "customers_forgotten_total",
                 "Forget requests applied (loyaltyctl forget).",
                 st->customers_forgotten);
         counter(m, "events_forgotten_total",
                 "Events dropped because an erasure of their customer "
-                "covers them.", st->events_forgotten);
+                "covers them.",
+                st->events_forgotten);
         counter(m, "expiries_outdated_total",
                 "Expiries not applied: the customer came back after "
-                "loyaltyctl expire chose it.", st->expiries_outdated);
+                "loyaltyctl expire chose it.",
+                st->expiries_outdated);
         counter(m, "conversions_untracked_total",
                 "Purchases in a trigger's conversion window not counted: "
                 "the customer had no free slot to remember the conversion.",
@@ -190,8 +191,9 @@ static void render_events(loy_metrics_t *m, const loy_proc_stats_t *st) {
         head(m, "dead_letters_total", "counter",
              "Messages dead-lettered, by reason class.");
         for (int c = 0; c < LOY_DEAD__COUNT; c++)
-                put(m, "loyaltyd_dead_letters_total{reason=\"%s\"} %" PRId64
-                    "\n", dead_class_name[c], st->dead_by_class[c]);
+                put(m,
+                    "loyaltyd_dead_letters_total{reason=\"%s\"} %" PRId64 "\n",
+                    dead_class_name[c], st->dead_by_class[c]);
         counter(m, "timers_fired_total", "Silence checks fired.",
                 st->timers_fired);
 }
@@ -208,8 +210,8 @@ static void render_triggers(loy_metrics_t *m, const loy_metrics_in_t *in) {
                             g ? "holdout" : "reward",
                             in->st->triggers_by_rule[r][g]);
                 }
-        counter(m, "triggers_delivered_total",
-                "Triggers Kafka confirmed.", in->st->triggers_acked);
+        counter(m, "triggers_delivered_total", "Triggers Kafka confirmed.",
+                in->st->triggers_acked);
 }
 
 static void render_batches(loy_metrics_t *m, const loy_proc_stats_t *st) {
@@ -217,19 +219,22 @@ static void render_batches(loy_metrics_t *m, const loy_proc_stats_t *st) {
         counter(m, "batches_total", "Batches written.", st->batches);
         counter(m, "batches_fenced_total",
                 "Batches refused because another process owns the "
-                "partitions.", st->batches_fenced);
+                "partitions.",
+                st->batches_fenced);
         head(m, "batch_duration_seconds", "histogram",
              "Wall time of a batch, from poll to offsets stored.");
         for (int i = 0; i < NBUCKETS; i++) {
                 cum += m->bucket[i];
-                put(m, "loyaltyd_batch_duration_seconds_bucket{le=\"%g\"} %"
-                    PRIu64 "\n", bucket_s[i], cum);
+                put(m,
+                    "loyaltyd_batch_duration_seconds_bucket{le=\"%g\"} %" PRIu64
+                    "\n",
+                    bucket_s[i], cum);
         }
-        put(m, "loyaltyd_batch_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64
-            "\n", m->count);
-        put(m, "loyaltyd_batch_duration_seconds_sum %.17g\n", m->sum_s);
-        put(m, "loyaltyd_batch_duration_seconds_count %" PRIu64 "\n",
+        put(m,
+            "loyaltyd_batch_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
             m->count);
+        put(m, "loyaltyd_batch_duration_seconds_sum %.17g\n", m->sum_s);
+        put(m, "loyaltyd_batch_duration_seconds_count %" PRIu64 "\n", m->count);
         counter(m, "busy_seconds_total",
                 "Wall time spent on batches (overlaps counted once).",
                 (int64_t)st->busy_s);
@@ -248,8 +253,7 @@ static void render_kafka(loy_metrics_t *m, const loy_metrics_in_t *in) {
                 put(m, "\",partition=\"%" PRId32 "\"} %" PRId64 "\n",
                     in->parts[i].partition, in->parts[i].lag);
         }
-        gauge(m, "event_clock_seconds",
-              "The event-time clock (unix seconds).",
+        gauge(m, "event_clock_seconds", "The event-time clock (unix seconds).",
               (double)in->st->clock_ms / 1e3);
 }
 
@@ -263,8 +267,8 @@ static void render_redis(loy_metrics_t *m, const loy_metrics_in_t *in) {
              "refused (OOM, READONLY, MISCONF, BUSY ...).");
         put(m, "loyaltyd_redis_errors_total{kind=\"batch\"} %" PRId64 "\n",
             in->st->redis_failures);
-        put(m, "loyaltyd_redis_errors_total{kind=\"connection\"} %" PRIu64
-            "\n", r->io_errors);
+        put(m, "loyaltyd_redis_errors_total{kind=\"connection\"} %" PRIu64 "\n",
+            r->io_errors);
         put(m, "loyaltyd_redis_errors_total{kind=\"refused\"} %" PRIu64 "\n",
             r->refused);
         counter(m, "redis_connects_total", "Redis connections opened.",
@@ -275,7 +279,8 @@ static void render_redis(loy_metrics_t *m, const loy_metrics_in_t *in) {
 }
 
 static void render_model(loy_metrics_t *m, const loy_metrics_in_t *in) {
-        head(m, "model_info", "gauge", "The model file loaded (its version "
+        head(m, "model_info", "gauge",
+             "The model file loaded (its version "
              "line).");
         put(m, "loyaltyd_model_info{version=\"");
         put_label(m, in->model_version);
@@ -285,10 +290,10 @@ static void render_model(loy_metrics_t *m, const loy_metrics_in_t *in) {
               in->model_mtime_s);
         gauge(m, "model_age_seconds",
               "Seconds since the model file loaded was written (alert when "
-              "the fit is stale).", in->now_s - in->model_mtime_s);
+              "the fit is stale).",
+              in->now_s - in->model_mtime_s);
         gauge(m, "model_loaded_seconds",
-              "When the model was loaded (unix seconds).",
-              in->model_loaded_s);
+              "When the model was loaded (unix seconds).", in->model_loaded_s);
 }
 
 int loy_metrics_render(loy_metrics_t *m, const loy_metrics_in_t *in,

@@ -23,8 +23,8 @@ typedef struct loy_metrics loy_metrics_t;
 typedef struct loy_metrics_part {
         char topic[256];
         int32_t partition;
-        int64_t lag;            /* messages behind the high watermark; -1:
-                                 * not known yet */
+        int64_t lag; /* messages behind the high watermark; -1:
+                      * not known yet */
 } loy_metrics_part_t;
 
 /* What a rendering shows besides the processor's counters. */
@@ -34,12 +34,12 @@ typedef struct loy_metrics_in {
         const loy_rules_t *rules;
         const loy_metrics_part_t *parts;
         int nparts;
-        int redis_up;           /* the last Redis call answered */
-        int ready;              /* as /readyz says */
+        int redis_up; /* the last Redis call answered */
+        int ready;    /* as /readyz says */
         const char *model_version;
-        double model_mtime_s;   /* of the model file loaded (unix s) */
-        double model_loaded_s;  /* when it was loaded (unix s) */
-        double start_s;         /* when the process started (unix s) */
+        double model_mtime_s;  /* of the model file loaded (unix s) */
+        double model_loaded_s; /* when it was loaded (unix s) */
+        double start_s;        /* when the process started (unix s) */
         double now_s;
 } loy_metrics_in_t;
 

@@ -37,7 +37,7 @@
 #include "loy_time.h"
 #include "loy_write.h"
 
-#define HIST_REFRESH_MS 10000  /* re-read the shared population this often */
+#define HIST_REFRESH_MS 10000 /* re-read the shared population this often */
 
 /* The processor: the parts, owned here, and the batch loop's own state.
  * What a batch's stages share is in b (loy_batch.h), which borrows the
@@ -50,7 +50,7 @@ struct loy_proc {
         loy_cache_t *cache;
         loy_rfm_t *rfm;
         loy_clock_t *clock;
-        loy_reco_t *reco;               /* NULL when reco.enabled = no */
+        loy_reco_t *reco; /* NULL when reco.enabled = no */
         loy_agg_t *agg;
         rd_kafka_t *consumer;
         rd_kafka_t *producer;
@@ -60,21 +60,21 @@ struct loy_proc {
          * input.pipeline; docs/DESIGN.md "one batch"). */
         loy_batch_t bat[2];
         loy_batch_t *cur, *prev;
-        int prev_state;                 /* PREV_* */
-        int prev_wrc;                   /* PREV_RESULT: its attempt's code */
-        char prev_err[512];             /* and its error text */
-        loy_dlq_t *dlq2;                /* bat[1]'s dead letters */
-        loy_store_t *loads;             /* cur's loads while prev is sent */
+        int prev_state;     /* PREV_* */
+        int prev_wrc;       /* PREV_RESULT: its attempt's code */
+        char prev_err[512]; /* and its error text */
+        loy_dlq_t *dlq2;    /* bat[1]'s dead letters */
+        loy_store_t *loads; /* cur's loads while prev is sent */
         volatile sig_atomic_t *running;
-        int fatal;                      /* a batch could not be finished */
-        int refused;                    /* Redis refused the credentials */
-        unsigned cache_epoch;           /* loy_cache_clear()s so far */
-        double busy_until_ms;           /* busy time counted up to here */
-        loy_emit_t *emit;               /* triggers out, delivery acks */
-        loy_clockstore_t *clocks;       /* event time kept in Redis */
-        loy_recosync_t *recosync;       /* the shared recommender model */
-        loy_stats_t *pub;               /* <ns>:stats */
-        loy_http_t *http;               /* NULL without http.listen */
+        int fatal;                /* a batch could not be finished */
+        int refused;              /* Redis refused the credentials */
+        unsigned cache_epoch;     /* loy_cache_clear()s so far */
+        double busy_until_ms;     /* busy time counted up to here */
+        loy_emit_t *emit;         /* triggers out, delivery acks */
+        loy_clockstore_t *clocks; /* event time kept in Redis */
+        loy_recosync_t *recosync; /* the shared recommender model */
+        loy_stats_t *pub;         /* <ns>:stats */
+        loy_http_t *http;         /* NULL without http.listen */
         loy_metrics_t *metrics;
         loy_pseudo_t *pseudo;           /* [privacy] pseudonymize */
         double last_render_ms;          /* of /metrics (mono) */
@@ -82,24 +82,24 @@ struct loy_proc {
         int redis_ok;                   /* the last Redis call answered */
         char redis_err[512];            /* and when not, why */
 
-        int revoked;                    /* partitions revoked during poll */
-        int need_refresh;               /* population re-read */
-        int need_resend;                /* the outbox sent again (start) */
+        int revoked;      /* partitions revoked during poll */
+        int need_refresh; /* population re-read */
+        int need_resend;  /* the outbox sent again (start) */
         int64_t last_hist_ms;
         int64_t last_model_check_ms;
-        int64_t last_scan_ms;           /* of the outbox */
-        int64_t first_batch_ms;         /* wall clock of the first batch */
-        int64_t kpi_closed_day;         /* KPI days before it are closed */
-        struct timespec model_mtime;    /* of the model file last loaded */
+        int64_t last_scan_ms;        /* of the outbox */
+        int64_t first_batch_ms;      /* wall clock of the first batch */
+        int64_t kpi_closed_day;      /* KPI days before it are closed */
+        struct timespec model_mtime; /* of the model file last loaded */
         loy_proc_stats_t stats;
 };
 
 /* What prev holds. */
 enum {
-        PREV_NONE,      /* nothing */
-        PREV_APPLIED,   /* applied, not sent */
-        PREV_SENT,      /* customers sent, replies not read */
-        PREV_RESULT     /* its first attempt failed (prev_wrc) */
+        PREV_NONE,    /* nothing */
+        PREV_APPLIED, /* applied, not sent */
+        PREV_SENT,    /* customers sent, replies not read */
+        PREV_RESULT   /* its first attempt failed (prev_wrc) */
 };
 
 /* What finishing a batch came to. */
@@ -128,7 +128,7 @@ static struct timespec mtime_of(const char *path) {
  * done again on new ones. */
 static void release(loy_proc_t *p,
                     const rd_kafka_topic_partition_list_t *parts) {
-        char (*names)[LOY_OWNER_FIELD_MAX];
+        char(*names)[LOY_OWNER_FIELD_MAX];
         const char **fields;
         char err[256];
         if (!parts->cnt || !loy_store_is_connected(p->store))
@@ -138,8 +138,8 @@ static void release(loy_proc_t *p,
         if (names && fields) {
                 for (int i = 0; i < parts->cnt; i++) {
                         loy_agg_owner_field(parts->elems[i].topic,
-                                            parts->elems[i].partition,
-                                            names[i], sizeof(names[i]));
+                                            parts->elems[i].partition, names[i],
+                                            sizeof(names[i]));
                         fields[i] = names[i];
                 }
                 if (loy_store_release(p->store, fields, parts->cnt, err,
@@ -152,16 +152,15 @@ static void release(loy_proc_t *p,
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts,
-                         void *opaque) {
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
         loy_proc_t *p = opaque;
         int64_t now = loy_time_wall_ms();
-        int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk),
-                                  "COOPERATIVE");
+        int cooperative =
+            !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
         /* A batch applied but not written is written first, by the owner
          * it was read by, and before the partitions it checks change. */
-        if (p->prev_state != PREV_NONE &&
-            flush_prev(p) == DONE_REWIND && p->cur)
+        if (p->prev_state != PREV_NONE && flush_prev(p) == DONE_REWIND &&
+            p->cur)
                 loy_collect_rewind(p->prev, p->cur, rk);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 for (int i = 0; i < parts->cnt; i++) {
@@ -179,7 +178,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 for (int i = 0; i < parts->cnt; i++)
                         if (loy_agg_take_over(p->agg, parts->elems[i].topic,
                                               parts->elems[i].partition))
-                                LOY_ERROR("proc", "out of memory: %s [%d] "
+                                LOY_ERROR("proc",
+                                          "out of memory: %s [%d] "
                                           "not taken over, its batches "
                                           "will be refused",
                                           parts->elems[i].topic,
@@ -208,7 +208,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         loy_clockstore_revoked(p->clocks);
         LOY_INFO("proc", "revoked %d partitions", parts->cnt);
         if (cooperative)
-                rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+                rd_kafka_error_destroy(
+                    rd_kafka_incremental_unassign(rk, parts));
         else
                 rd_kafka_assign(rk, NULL);
 }
@@ -239,8 +240,8 @@ static int subscribe(loy_proc_t *p, char *errstr, size_t errstr_size) {
                 rd_kafka_topic_partition_list_add(
                     topics, p->conf.topic_purchase, RD_KAFKA_PARTITION_UA);
         if (p->conf.topic_browse[0])
-                rd_kafka_topic_partition_list_add(
-                    topics, p->conf.topic_browse, RD_KAFKA_PARTITION_UA);
+                rd_kafka_topic_partition_list_add(topics, p->conf.topic_browse,
+                                                  RD_KAFKA_PARTITION_UA);
         err = rd_kafka_subscribe(p->consumer, topics);
         rd_kafka_topic_partition_list_destroy(topics);
         if (err) {
@@ -296,8 +297,8 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         }
         p->conf = *conf;
         /* the kafka strings stay owned by the caller's conf */
-        if (loy_model_load(&p->model, conf->model_path, errstr,
-                           errstr_size) == -1)
+        if (loy_model_load(&p->model, conf->model_path, errstr, errstr_size) ==
+            -1)
                 goto fail;
         if (conf->discount_monthly >= 0)
                 p->model.discount_monthly = conf->discount_monthly;
@@ -307,26 +308,24 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->codec = loy_codec_create(&ids, errstr, errstr_size);
         if (!p->codec)
                 goto fail;
-        p->store = loy_store_create(conf->redis_host, conf->redis_port,
-                                    conf->redis_ns, conf->redis_timeout_ms,
-                                    errstr, errstr_size);
+        p->store =
+            loy_store_create(conf->redis_host, conf->redis_port, conf->redis_ns,
+                             conf->redis_timeout_ms, errstr, errstr_size);
         if (!p->store)
                 goto fail;
-        p->loads = loy_store_create(conf->redis_host, conf->redis_port,
-                                    conf->redis_ns, conf->redis_timeout_ms,
-                                    errstr, errstr_size);
+        p->loads =
+            loy_store_create(conf->redis_host, conf->redis_port, conf->redis_ns,
+                             conf->redis_timeout_ms, errstr, errstr_size);
         if (!p->loads)
                 goto fail;
         {
                 loy_rconn_opts_t ro;
                 char password[sizeof(conf->redis_password)];
-                int bad = loy_config_redis_opts(conf, &ro, password,
-                                                sizeof(password), errstr,
-                                                errstr_size) ||
-                          loy_store_set_conn(p->store, &ro, errstr,
-                                             errstr_size) ||
-                          loy_store_set_conn(p->loads, &ro, errstr,
-                                             errstr_size);
+                int bad =
+                    loy_config_redis_opts(conf, &ro, password, sizeof(password),
+                                          errstr, errstr_size) ||
+                    loy_store_set_conn(p->store, &ro, errstr, errstr_size) ||
+                    loy_store_set_conn(p->loads, &ro, errstr, errstr_size);
                 explicit_bzero(password, sizeof(password));
                 if (bad)
                         goto fail;
@@ -343,8 +342,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                                         sizeof(loy_cust_ext_t));
         p->rfm = loy_rfm_create();
         p->clock = loy_clock_create(conf->lateness_ms, conf->idle_ms);
-        if (loy_batch_init(&p->bat[0], &p->conf, errstr, errstr_size) ==
-                -1 ||
+        if (loy_batch_init(&p->bat[0], &p->conf, errstr, errstr_size) == -1 ||
             loy_batch_init(&p->bat[1], &p->conf, errstr, errstr_size) == -1)
                 goto fail;
         p->cur = &p->bat[0];
@@ -355,8 +353,7 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         p->agg = loy_agg_new();
         if (set_owner(p, errstr, errstr_size))
                 goto fail;
-        p->emit = loy_emit_create(p->conf.topic_triggers, p->codec,
-                                  &p->stats);
+        p->emit = loy_emit_create(p->conf.topic_triggers, p->codec, &p->stats);
         p->clocks = loy_clockstore_create(p->clock, &p->conf);
         p->recosync = loy_recosync_create(p->reco, conf->reco_flush_ms,
                                           conf->reco_refresh_items);
@@ -379,12 +376,12 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                 b->stats = &p->stats;
                 b->pseudo = p->pseudo;
         }
-        p->consumer = loy_kafka_consumer_new(conf, rebalance_cb, p, errstr,
-                                             errstr_size);
+        p->consumer =
+            loy_kafka_consumer_new(conf, rebalance_cb, p, errstr, errstr_size);
         if (!p->consumer)
                 goto fail;
-        p->producer = loy_kafka_producer_new(conf, dr_cb, p, errstr,
-                                             errstr_size);
+        p->producer =
+            loy_kafka_producer_new(conf, dr_cb, p, errstr, errstr_size);
         if (!p->producer)
                 goto fail;
         p->dlq = loy_dlq_create(p->producer, conf->topic_deadletter,
@@ -418,12 +415,12 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
                         snprintf(errstr, errstr_size, "out of memory");
                         goto fail;
                 }
-                p->http = loy_http_start(conf->http_listen,
-                                         conf->http_stall_ms, errstr,
-                                         errstr_size);
+                p->http = loy_http_start(conf->http_listen, conf->http_stall_ms,
+                                         errstr, errstr_size);
                 if (!p->http)
                         goto fail;
-                LOY_INFO("proc", "http: /metrics /healthz /readyz on "
+                LOY_INFO("proc",
+                         "http: /metrics /healthz /readyz on "
                          "port %d (http.listen %s)",
                          loy_http_port(p->http), conf->http_listen);
         }
@@ -513,8 +510,7 @@ int loy_proc_reload_model(loy_proc_t *p, char *errstr, size_t errstr_size) {
         loy_model_t m;
         /* remembered even when refused: a bad file is reported once */
         p->model_mtime = mtime_of(p->conf.model_path);
-        if (loy_model_load(&m, p->conf.model_path, errstr, errstr_size) ==
-            -1)
+        if (loy_model_load(&m, p->conf.model_path, errstr, errstr_size) == -1)
                 return -1;
         if (p->conf.discount_monthly >= 0)
                 m.discount_monthly = p->conf.discount_monthly;
@@ -550,8 +546,7 @@ static int begin_attempt(loy_proc_t *p, loy_batch_t *b, char *errstr,
         for (int i = 0; i < b->nmsgs; i++)
                 loy_agg_note_offset(p->agg,
                                     rd_kafka_topic_name(b->msgs[i]->rkt),
-                                    b->msgs[i]->partition,
-                                    b->msgs[i]->offset);
+                                    b->msgs[i]->partition, b->msgs[i]->offset);
         return LOY_STORE_OK;
 }
 
@@ -596,8 +591,7 @@ static int apply_batch(loy_proc_t *p, loy_batch_t *b, char *errstr,
         if (rc)
                 return rc;
         return loy_apply_events(b, errstr, errstr_size) == -1 ||
-                       loy_apply_due(b, b->clock_ms, errstr,
-                                     errstr_size) == -1
+                       loy_apply_due(b, b->clock_ms, errstr, errstr_size) == -1
                    ? LOY_STORE_ERR
                    : LOY_STORE_OK;
 }
@@ -648,8 +642,7 @@ static void http_render(loy_proc_t *p) {
         in.st = &p->stats;
         in.x = &x;
         in.rules = &p->conf.rules;
-        if (loy_metrics_parts(p->metrics, p->consumer, &in.parts,
-                              &in.nparts))
+        if (loy_metrics_parts(p->metrics, p->consumer, &in.parts, &in.nparts))
                 in.nparts = 0;
         in.redis_up = p->redis_ok;
         in.ready = in.nparts > 0 && p->redis_ok;
@@ -661,10 +654,12 @@ static void http_render(loy_proc_t *p) {
         in.now_s = (double)loy_time_wall_ms() / 1e3;
         if (!p->redis_ok)
                 snprintf(why, sizeof(why), "redis not answering: %s",
-                         p->redis_err[0] ? p->redis_err : "not connected "
-                                                           "yet");
+                         p->redis_err[0] ? p->redis_err
+                                         : "not connected "
+                                           "yet");
         else
-                snprintf(why, sizeof(why), "no partitions assigned "
+                snprintf(why, sizeof(why),
+                         "no partitions assigned "
                          "(joining the consumer group)");
         loy_http_set_ready(p->http, in.ready, why);
         if (loy_metrics_render(p->metrics, &in, &text, &len) ||
@@ -721,12 +716,10 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
                          * without it, batches are done one at a time */
                         if (pipelined(p) &&
                             loy_store_connect(p->loads, err, sizeof(err)))
-                                LOY_DEBUG("proc", "loads connection: %s",
-                                          err);
+                                LOY_DEBUG("proc", "loads connection: %s", err);
                         resend = p->need_resend ||
-                                     (loy_emit_failed(p->emit) &&
-                                      loy_time_wall_ms() - p->last_scan_ms >=
-                                          5000);
+                                 (loy_emit_failed(p->emit) &&
+                                  loy_time_wall_ms() - p->last_scan_ms >= 5000);
                         if (!was_down && !p->need_refresh && !resend)
                                 return 0;
                         if (was_down)
@@ -741,21 +734,22 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
                                                         sizeof(err)) == 0)
                                         p->last_hist_ms = loy_time_wall_ms();
                                 else
-                                        LOY_WARN("proc", "population: %s",
-                                                 err);
+                                        LOY_WARN("proc", "population: %s", err);
                                 p->need_refresh = 0;
                         }
                         if (!resend)
                                 return 0;
                         p->last_scan_ms = loy_time_wall_ms();
-                        if (loy_emit_resend(p->emit, p->producer, p->store,
-                                            err, sizeof(err)) == 0)
+                        if (loy_emit_resend(p->emit, p->producer, p->store, err,
+                                            sizeof(err)) == 0)
                                 p->need_resend = 0;
                         else
                                 /* triggers stay in the outbox; try again
                                  * later rather than stall the stream */
-                                LOY_WARN("proc", "outbox re-send "
-                                         "incomplete: %s", err);
+                                LOY_WARN("proc",
+                                         "outbox re-send "
+                                         "incomplete: %s",
+                                         err);
                         return 0;
                 }
                 if (rc == LOY_STORE_ERR_AUTH) {
@@ -793,7 +787,8 @@ static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
         int busy_backoff = 50;
         while (wrc != 0) {
                 if (loy_emit_suspect(p->emit, b))
-                        LOY_ERROR("proc", "out of memory: triggers of a "
+                        LOY_ERROR("proc",
+                                  "out of memory: triggers of a "
                                   "failed write are sent at the next start");
                 if (wrc == LOY_WRITE_STALE)
                         break;
@@ -815,8 +810,7 @@ static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
                         /* OOM, READONLY, MISCONF ...: the server's state,
                          * not the customer's; wait it out */
                         loy_time_sleep_ms(busy_backoff);
-                        busy_backoff = busy_backoff * 2 >
-                                               p->conf.backoff_max_ms
+                        busy_backoff = busy_backoff * 2 > p->conf.backoff_max_ms
                                            ? p->conf.backoff_max_ms
                                            : busy_backoff * 2;
                 } else if (wrc == LOY_STORE_ERR) {
@@ -841,7 +835,7 @@ static int retry_batch(loy_proc_t *p, loy_batch_t *b, int wrc, char *err,
                  * long, and read again). */
                 b->polled_ms = loy_time_mono_ms();
                 other_batch(p, b)->polled_ms = b->polled_ms;
-again:
+        again:
                 if (!*p->running)
                         break;
                 /* What an attempt adds to the shared recommender model
@@ -944,8 +938,8 @@ static int post_write(loy_proc_t *p, loy_batch_t *b) {
         now = loy_time_mono_ms();
         ms = now - b->t0_ms;
         p->stats.busy_s +=
-            (now - (b->t0_ms > p->busy_until_ms ? b->t0_ms
-                                                 : p->busy_until_ms)) /
+            (now -
+             (b->t0_ms > p->busy_until_ms ? b->t0_ms : p->busy_until_ms)) /
             1e3;
         p->busy_until_ms = now;
         loy_stats_batch(p->pub, ms);
@@ -1004,8 +998,7 @@ static int flush_prev(loy_proc_t *p) {
                 wrc = loy_write_batch_send(b, b->clock_ms, &sent, err,
                                            sizeof(err));
                 if (wrc == LOY_STORE_OK && sent)
-                        wrc = loy_store_write_recv(p->store, err,
-                                                   sizeof(err));
+                        wrc = loy_store_write_recv(p->store, err, sizeof(err));
         } else if (state == PREV_SENT) {
                 wrc = loy_store_write_recv(p->store, err, sizeof(err));
         } else {
@@ -1081,7 +1074,8 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 if (*reload) {
                         *reload = 0;
                         if (loy_proc_reload_model(p, err, sizeof(err)) == -1)
-                                LOY_ERROR("proc", "model reload refused, "
+                                LOY_ERROR("proc",
+                                          "model reload refused, "
                                           "keeping %s: %s",
                                           p->model.version, err);
                 }
@@ -1124,16 +1118,15 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                         /* the event clock is not read before the due
                          * checks, nor Redis's copy of it (read only after
                          * an assignment, or while idle) */
-                        cur->clock_ms = loy_clock_advance(
-                            p->clock, loy_time_wall_ms());
+                        cur->clock_ms =
+                            loy_clock_advance(p->clock, loy_time_wall_ms());
                         /* prev's customers are the cache's newest: a trim
                          * that leaves room for them keeps them */
                         if (p->prev->ntouched <= p->conf.cache_customers)
                                 loy_cache_trim(p->cache);
                         if (p->reco)
                                 loy_reco_stage_begin(p->reco);
-                        wrc = apply_events(p, cur, p->loads, err,
-                                           sizeof(err));
+                        wrc = apply_events(p, cur, p->loads, err, sizeof(err));
                         p->stats.batches_overlapped++;
                 }
                 if (p->prev_state != PREV_NONE) {
@@ -1148,9 +1141,11 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                             p->cache_epoch == epoch) {
                                 /* customers touched but not loaded, or
                                  * events half applied: from Redis again */
-                                LOY_WARN("proc", "batch applied while the "
+                                LOY_WARN("proc",
+                                         "batch applied while the "
                                          "last one was written: %s; done "
-                                         "again", err);
+                                         "again",
+                                         err);
                                 clear_cache(p);
                         }
                         /* prev was done again: the cache cur was applied
@@ -1173,8 +1168,8 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 if (!overlap) {
                         loy_clockstore_restore(p->clocks, p->store,
                                                !cur->nmsgs);
-                        cur->clock_ms = loy_clock_advance(
-                            p->clock, loy_time_wall_ms());
+                        cur->clock_ms =
+                            loy_clock_advance(p->clock, loy_time_wall_ms());
                 }
                 p->stats.clock_ms = cur->clock_ms;
                 if (loy_load_timers(cur, p->consumer, cur->clock_ms, err,
@@ -1219,12 +1214,10 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
         }
         /* drain: write what was applied, deliver what was emitted, commit
          * what was written */
-        if (p->prev_state != PREV_NONE &&
-            flush_prev(p) == DONE_REWIND)
+        if (p->prev_state != PREV_NONE && flush_prev(p) == DONE_REWIND)
                 loy_collect_rewind(p->prev, p->cur, p->consumer);
         if (loy_store_is_connected(p->store))
-                loy_recosync_run(p->recosync, p->store, p->stats.clock_ms,
-                                 1);
+                loy_recosync_run(p->recosync, p->store, p->stats.clock_ms, 1);
         rd_kafka_flush(p->producer, 10000);
         rd_kafka_poll(p->producer, 0);
         if (loy_store_is_connected(p->store))

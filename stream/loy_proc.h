@@ -20,34 +20,34 @@ typedef struct loy_proc loy_proc_t;
 
 /* Why a message was dead-lettered, as /metrics counts them. */
 typedef enum loy_dead_class {
-        LOY_DEAD_DECODE,        /* the bytes are not an event */
-        LOY_DEAD_INVALID,       /* an event that breaks docs/events.md */
-        LOY_DEAD_APPLY,         /* valid, but its customer's state refuses
-                                 * it (quarantined, unusable) */
+        LOY_DEAD_DECODE,  /* the bytes are not an event */
+        LOY_DEAD_INVALID, /* an event that breaks docs/events.md */
+        LOY_DEAD_APPLY,   /* valid, but its customer's state refuses
+                           * it (quarantined, unusable) */
         LOY_DEAD__COUNT
 } loy_dead_class_t;
 
 /* Counters since start (also mirrored into <ns>:stats). */
 typedef struct loy_proc_stats {
-        int64_t events_in;          /* messages consumed */
+        int64_t events_in; /* messages consumed */
         int64_t events_applied;
-        int64_t events_skipped_dup; /* at or below a customer's offset */
-        int64_t events_duplicate_id; /* an event_id the customer applied
-                                      * among its last LOY_RECENT_EVENTS */
-        int64_t customers_forgotten; /* forget requests applied */
-        int64_t events_forgotten;   /* dropped: an erasure covers them */
-        int64_t expiries_outdated;  /* not applied: the customer came back
-                                     * after the expiry was decided */
+        int64_t events_skipped_dup;    /* at or below a customer's offset */
+        int64_t events_duplicate_id;   /* an event_id the customer applied
+                                        * among its last LOY_RECENT_EVENTS */
+        int64_t customers_forgotten;   /* forget requests applied */
+        int64_t events_forgotten;      /* dropped: an erasure covers them */
+        int64_t expiries_outdated;     /* not applied: the customer came back
+                                        * after the expiry was decided */
         int64_t conversions_untracked; /* purchases that would convert a
                                         * trigger, on a customer with no
                                         * free slot to remember it */
         int64_t dead_lettered;
         int64_t dead_by_class[LOY_DEAD__COUNT];
-        int64_t triggers_out;       /* triggers written to the outbox */
+        int64_t triggers_out; /* triggers written to the outbox */
         /* of those, per rule of conf.rules: [r][0] rewards, [r][1]
          * holdouts (the control group: emitted with holdout = true) */
         int64_t triggers_by_rule[LOY_RULES_MAX][2];
-        int64_t triggers_acked;     /* delivered to Kafka */
+        int64_t triggers_acked; /* delivered to Kafka */
         int64_t timers_fired;
         int64_t batches;
         int64_t redis_failures;
@@ -56,7 +56,7 @@ typedef struct loy_proc_stats {
         int64_t batches_overlapped; /* applied while the one before was
                                      * written */
         int64_t clock_ms;
-        double busy_s;              /* wall time spent on batches */
+        double busy_s; /* wall time spent on batches */
 } loy_proc_stats_t;
 
 /* Builds every part from conf (copied). Redis may be down at start: the

@@ -20,7 +20,8 @@ loy_pseudo_t *loy_pseudo_create(const void *key, size_t len, char *errstr,
                                 size_t errstr_size) {
         loy_pseudo_t *p;
         if (len < KEY_MIN) {
-                snprintf(errstr, errstr_size, "pseudonym key of %zu bytes: "
+                snprintf(errstr, errstr_size,
+                         "pseudonym key of %zu bytes: "
                          "at least %d wanted (e.g. openssl rand -hex 32)",
                          len, KEY_MIN);
                 return NULL;
@@ -47,8 +48,8 @@ int loy_pseudo_of(const loy_pseudo_t *p, const char *id,
         static const char hex[] = "0123456789abcdef";
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int n = 0;
-        if (!HMAC(EVP_sha256(), p->key, (int)p->len,
-                  (const unsigned char *)id, strlen(id), md, &n) ||
+        if (!HMAC(EVP_sha256(), p->key, (int)p->len, (const unsigned char *)id,
+                  strlen(id), md, &n) ||
             n < LOY_PSEUDO_LEN / 2)
                 return -1;
         for (int i = 0; i < LOY_PSEUDO_LEN / 2; i++) {
@@ -66,9 +67,8 @@ loy_pseudo_t *loy_pseudo_from_config(const loy_config_t *conf, char *errstr,
         errstr[0] = '\0';
         if (!conf->pseudonymize)
                 return NULL;
-        if (loy_config_read_secret(conf->pseudonym_key_file,
-                                   "privacy.key.file", key, sizeof(key),
-                                   errstr, errstr_size))
+        if (loy_config_read_secret(conf->pseudonym_key_file, "privacy.key.file",
+                                   key, sizeof(key), errstr, errstr_size))
                 return NULL;
         p = loy_pseudo_create(key, strlen(key), errstr, errstr_size);
         explicit_bzero(key, sizeof(key));

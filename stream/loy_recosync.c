@@ -11,7 +11,7 @@
 struct loy_recosync {
         loy_reco_t *reco;
         int flush_ms, refresh_items;
-        loy_reco_incr_t *incr;          /* flush scratch */
+        loy_reco_incr_t *incr; /* flush scratch */
         size_t incr_cap;
         int64_t last_reco_flush_ms;
         int64_t reco_flushed, reco_refreshed, reco_skipped;
@@ -49,7 +49,7 @@ int64_t loy_recosync_skipped(const loy_recosync_t *s) {
 
 typedef struct refresh_ctx {
         loy_reco_t *reco;
-        double scale;   /* shared counts (epoch scale) -> event time now */
+        double scale; /* shared counts (epoch scale) -> event time now */
 } refresh_ctx_t;
 
 static double reco_sim(void *opaque, double c_ab, double n_a, double n_b) {
@@ -73,12 +73,12 @@ int loy_recosync_due(const loy_recosync_t *s) {
                loy_time_wall_ms() - s->last_reco_flush_ms >= s->flush_ms;
 }
 
-void loy_recosync_run(loy_recosync_t *s, loy_store_t *store,
-                      int64_t clock_ms, int force) {
+void loy_recosync_run(loy_recosync_t *s, loy_store_t *store, int64_t clock_ms,
+                      int force) {
         const loy_reco_conf_t *rc;
         size_t n, nsend;
         int k = 0, max = s->refresh_items;
-        char (*names)[LOY_SKU_MAX + 1] = NULL;
+        char(*names)[LOY_SKU_MAX + 1] = NULL;
         const char **ptrs = NULL;
         refresh_ctx_t ctx;
         char err[256];
@@ -107,15 +107,12 @@ void loy_recosync_run(loy_recosync_t *s, loy_store_t *store,
                 size_t w = 0;
                 for (size_t i = 0; i < n; i++)
                         if (loy_reco_pending_in_nbrs(s->reco, i))
-                                loy_reco_pending_get(s->reco, i,
-                                                     &s->incr[w++]);
+                                loy_reco_pending_get(s->reco, i, &s->incr[w++]);
                 s->reco_skipped += (int64_t)(n - w);
                 nsend = w;
         }
-        if (loy_store_reco_flush(store, s->incr, nsend, err,
-                                 sizeof(err))) {
-                LOY_WARN("proc", "reco flush: %s (kept for the next one)",
-                         err);
+        if (loy_store_reco_flush(store, s->incr, nsend, err, sizeof(err))) {
+                LOY_WARN("proc", "reco flush: %s (kept for the next one)", err);
                 return;
         }
         s->reco_flushed += (int64_t)nsend;
@@ -142,25 +139,22 @@ void loy_recosync_run(loy_recosync_t *s, loy_store_t *store,
                 /* each item's local neighbours are its candidates (copied:
                  * taking lists back moves the model's strings) */
                 int kk = rc->top_k;
-                char (*cn)[LOY_SKU_MAX + 1] =
+                char(*cn)[LOY_SKU_MAX + 1] =
                     malloc((size_t)k * (size_t)kk * sizeof(*cn));
-                const char **cp = calloc((size_t)k * (size_t)kk,
-                                         sizeof(*cp));
+                const char **cp = calloc((size_t)k * (size_t)kk, sizeof(*cp));
                 if (cn && cp) {
                         for (int i = 0; i < k; i++) {
                                 loy_reco_rec_t nb[LOY_RECO_K_MAX];
-                                int m = loy_reco_nbrs(s->reco, ptrs[i], nb,
-                                                      kk);
+                                int m = loy_reco_nbrs(s->reco, ptrs[i], nb, kk);
                                 for (int j = 0; j < m; j++) {
-                                        snprintf(cn[i * kk + j],
-                                                 sizeof(cn[0]), "%s",
-                                                 nb[j].sku);
+                                        snprintf(cn[i * kk + j], sizeof(cn[0]),
+                                                 "%s", nb[j].sku);
                                         cp[i * kk + j] = cn[i * kk + j];
                                 }
                         }
-                        if (loy_store_reco_refresh(store, ptrs, k, cp, kk,
-                                                   kk, reco_sim, reco_set,
-                                                   &ctx, err, sizeof(err)))
+                        if (loy_store_reco_refresh(store, ptrs, k, cp, kk, kk,
+                                                   reco_sim, reco_set, &ctx,
+                                                   err, sizeof(err)))
                                 LOY_WARN("proc", "reco refresh: %s", err);
                         else
                                 s->reco_refreshed += k;

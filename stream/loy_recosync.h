@@ -27,8 +27,8 @@ void loy_recosync_destroy(loy_recosync_t *s);
  * last flush (wall clock), or now with force; counts are decayed to event
  * time clock_ms. A flush that fails keeps the increments for the next one
  * (logged, not returned); so does one while an attempt is staged. */
-void loy_recosync_run(loy_recosync_t *s, loy_store_t *store,
-                      int64_t clock_ms, int force);
+void loy_recosync_run(loy_recosync_t *s, loy_store_t *store, int64_t clock_ms,
+                      int force);
 /* 1 when the next loy_recosync_run() would flush (flush_ms passed). It
  * flushes nothing while the model has a stage open (loy_reco_staging):
  * the processor then lets one batch go alone now and again. */

@@ -9,8 +9,8 @@
 #include <strings.h>
 #include <zlib.h>
 
-#define SRC_CHUNK (256 * 1024)      /* read buffer */
-#define SRC_RECORD_MAX (64 * 1024)  /* a longer record is malformed */
+#define SRC_CHUNK (256 * 1024)     /* read buffer */
+#define SRC_RECORD_MAX (64 * 1024) /* a longer record is malformed */
 #define SRC_FIELDS_MAX 32
 
 /* ------------------------------------------------------------------------
@@ -19,12 +19,12 @@
  * ------------------------------------------------------------------------ */
 
 typedef struct strpool {
-        char *chars;            /* NUL-terminated strings back to back */
+        char *chars; /* NUL-terminated strings back to back */
         size_t len, cap;
-        uint32_t *offs;         /* id -> offset in chars */
-        uint32_t *hashes;       /* id -> hash, so growing needs no rehash */
+        uint32_t *offs;   /* id -> offset in chars */
+        uint32_t *hashes; /* id -> hash, so growing needs no rehash */
         uint32_t n, ncap;
-        uint32_t *slots;        /* open addressing: id + 1, 0 = empty */
+        uint32_t *slots; /* open addressing: id + 1, 0 = empty */
         uint32_t nslots;
 } strpool_t;
 
@@ -123,22 +123,22 @@ static void pool_free(strpool_t *p) {
  * ------------------------------------------------------------------------ */
 
 typedef struct src_line {
-        uint32_t ev;            /* owning event, before the events are sorted */
-        uint32_t sku;           /* id in skus */
-        uint32_t cat;           /* id in skus ("" for every format today) */
+        uint32_t ev;  /* owning event, before the events are sorted */
+        uint32_t sku; /* id in skus */
+        uint32_t cat; /* id in skus ("" for every format today) */
         int32_t qty;
         double price;
 } src_line_t;
 
 typedef struct src_ev {
         int64_t ts_ms;
-        uint32_t cust;          /* id in custs */
-        uint32_t order;         /* id in orders, or the line number (CDNOW,
-                                 * generic) */
-        uint32_t chan;          /* id in chans */
-        uint32_t first;         /* lines[first .. first + nlines) */
+        uint32_t cust;  /* id in custs */
+        uint32_t order; /* id in orders, or the line number (CDNOW,
+                         * generic) */
+        uint32_t chan;  /* id in chans */
+        uint32_t first; /* lines[first .. first + nlines) */
         uint32_t nlines;
-        uint32_t seq;           /* order of first appearance: ties in time */
+        uint32_t seq; /* order of first appearance: ties in time */
         uint8_t is_return;
 } src_ev_t;
 
@@ -151,7 +151,7 @@ struct loy_source {
         size_t nlines, linecap;
         size_t next;
         uint32_t sku_cd, sku_item;
-        uint32_t empty;         /* "": id 0 in both skus and chans */
+        uint32_t empty; /* "": id 0 in both skus and chans */
         loy_source_stats_t st;
 };
 
@@ -200,7 +200,7 @@ typedef struct reader {
         char *buf;
         size_t len, pos, cap;
         int eof;
-        int64_t lineno;         /* line number of the next record */
+        int64_t lineno; /* line number of the next record */
 } reader_t;
 
 static int rd_fill(reader_t *r, char *errstr, size_t errstr_size) {
@@ -350,8 +350,8 @@ static int rd_record(reader_t *r, int csv, char **f, int *nf, int64_t *line,
                 if (csv)
                         found = csv_scan(r->buf, r->pos, r->len, &end);
                 else {
-                        char *nl = memchr(r->buf + r->pos, '\n',
-                                          r->len - r->pos);
+                        char *nl =
+                            memchr(r->buf + r->pos, '\n', r->len - r->pos);
                         found = nl != NULL;
                         if (nl)
                                 end = (size_t)(nl - r->buf);
@@ -379,7 +379,7 @@ static int rd_record(reader_t *r, int csv, char **f, int *nf, int64_t *line,
                 if (r->eof) {
                         if (r->pos == r->len)
                                 return RD_END;
-                        end = r->len;   /* last line without a newline */
+                        end = r->len; /* last line without a newline */
                         break;
                 }
                 if (rd_fill(r, errstr, errstr_size) < 0)
@@ -495,13 +495,12 @@ static int digits(const char **p, int minn, int maxn, int *v) {
         return n >= minn ? 0 : -1;
 }
 
-static int civil_ms(int y, int mo, int d, int h, int mi, int s,
-                    int64_t *ms) {
-        if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
-            d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59)
+static int civil_ms(int y, int mo, int d, int h, int mi, int s, int64_t *ms) {
+        if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
+            h > 23 || mi > 59 || s > 59)
                 return -1;
-        *ms = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) *
-              1000;
+        *ms =
+            (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1000;
         return 0;
 }
 
@@ -521,8 +520,7 @@ static int parse_datetime(const char *s, int64_t *ms) {
         } else if (*p == '/') {
                 mo = y;
                 p++;
-                if (digits(&p, 1, 2, &d) || *p++ != '/' ||
-                    digits(&p, 4, 4, &y))
+                if (digits(&p, 1, 2, &d) || *p++ != '/' || digits(&p, 4, 4, &y))
                         return -1;
         } else
                 return -1;
@@ -560,14 +558,22 @@ static int is_digit(char c) {
  * Online Retail
  * ------------------------------------------------------------------------ */
 
-enum { OR_INV, OR_SKU, OR_QTY, OR_DATE, OR_PRICE, OR_CUST, OR_COUNTRY,
-       OR__COLS };
+enum {
+        OR_INV,
+        OR_SKU,
+        OR_QTY,
+        OR_DATE,
+        OR_PRICE,
+        OR_CUST,
+        OR_COUNTRY,
+        OR__COLS
+};
 
 static const char *const or_names[OR__COLS][2] = {
-        {"InvoiceNo", "Invoice"}, {"StockCode", NULL},
-        {"Quantity", NULL},       {"InvoiceDate", NULL},
-        {"UnitPrice", "Price"},   {"CustomerID", "Customer ID"},
-        {"Country", NULL},
+    {"InvoiceNo", "Invoice"}, {"StockCode", NULL},
+    {"Quantity", NULL},       {"InvoiceDate", NULL},
+    {"UnitPrice", "Price"},   {"CustomerID", "Customer ID"},
+    {"Country", NULL},
 };
 
 /* Column positions from a header row; 1 if it was one, 0 if not, -1 when
@@ -600,7 +606,7 @@ static int or_header(char **f, int nf, int *col, char *errstr,
 typedef struct or_state {
         int col[OR__COLS];
         int ncols;
-        int32_t *inv_ev;        /* orders id -> event, -1 unseen, -2 guest */
+        int32_t *inv_ev; /* orders id -> event, -1 unseen, -2 guest */
         size_t inv_cap;
 } or_state_t;
 
@@ -754,7 +760,7 @@ static int cdnow_row(loy_source_t *src, char **f, int nf, int64_t line) {
         int n;
 
         if (nf == 0 || !is_digit(f[0][0]))
-                return 0;       /* blank or a header */
+                return 0; /* blank or a header */
         st->rows++;
         if (nf != want || parse_yyyymmdd(f[want - 3], &ts) ||
             parse_i32(f[want - 2], &cds) || cds <= 0 ||
@@ -769,8 +775,8 @@ static int cdnow_row(loy_source_t *src, char **f, int nf, int64_t line) {
                 st->skipped_bad++;
                 return 0;
         }
-        return one_line_event(src, f[0], ts, (uint32_t)line, src->sku_cd,
-                              cds, dollars / cds, 0);
+        return one_line_event(src, f[0], ts, (uint32_t)line, src->sku_cd, cds,
+                              dollars / cds, 0);
 }
 
 static int parse_generic_ts(const char *s, int64_t *ms) {
@@ -797,7 +803,7 @@ static int generic_row(loy_source_t *src, char **f, int nf, int64_t line,
         ts_s = nf > 1 ? trim(f[1]) : NULL;
         amt_s = nf > 2 ? trim(f[2]) : NULL;
         if (first && nf == 3 && parse_double(amt_s, &amount))
-                return 0;       /* the optional header */
+                return 0; /* the optional header */
         st->rows++;
         if (nf != 3 || parse_generic_ts(ts_s, &ts) ||
             parse_double(amt_s, &amount) || strlen(cust) > LOY_ID_MAX ||
@@ -812,8 +818,8 @@ static int generic_row(loy_source_t *src, char **f, int nf, int64_t line,
         if (amount < 0)
                 return one_line_event(src, cust, ts, (uint32_t)line,
                                       src->sku_item, -1, -amount, 1);
-        return one_line_event(src, cust, ts, (uint32_t)line, src->sku_item,
-                              1, amount, 0);
+        return one_line_event(src, cust, ts, (uint32_t)line, src->sku_item, 1,
+                              amount, 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -1038,13 +1044,14 @@ loy_source_t *loy_source_open(const char *path, loy_source_format_t fmt,
         if (rd_fill(&r, errstr, errstr_size) < 0)
                 goto fail;
         if (r.len >= 3 && !memcmp(r.buf, "\xef\xbb\xbf", 3))
-                r.pos = 3;      /* a spreadsheet's UTF-8 byte order mark */
+                r.pos = 3; /* a spreadsheet's UTF-8 byte order mark */
         if (fmt == LOY_SRC_AUTO) {
                 fmt = detect(&r);
                 if (fmt == LOY_SRC_UNKNOWN) {
                         snprintf(errstr, errstr_size,
                                  "%s: cannot tell the format from the "
-                                 "first line; name it", path);
+                                 "first line; name it",
+                                 path);
                         goto fail;
                 }
         }
@@ -1076,7 +1083,7 @@ static void copy_str(char *dst, size_t size, const char *s) {
 
 int loy_source_next(loy_source_t *src, loy_event_t *ev) {
         const src_ev_t *e;
-        char id[160];   /* lengths were checked at load: never truncated */
+        char id[160]; /* lengths were checked at load: never truncated */
         int y, m, d;
 
         if (src->next >= src->nev)
@@ -1116,8 +1123,7 @@ int loy_source_next(loy_source_t *src, loy_event_t *ev) {
                 loy_line_t *l = loy_event_add_line(ev);
                 if (!l)
                         return -1;
-                copy_str(l->sku, sizeof(l->sku),
-                         pool_str(&src->skus, sl->sku));
+                copy_str(l->sku, sizeof(l->sku), pool_str(&src->skus, sl->sku));
                 copy_str(l->category, sizeof(l->category),
                          pool_str(&src->skus, sl->cat));
                 l->quantity = sl->qty;
@@ -1139,7 +1145,7 @@ const loy_source_stats_t *loy_source_stats(const loy_source_t *src) {
 }
 
 static const char *const format_names[] = {
-        "auto", "online_retail", "cdnow_master", "cdnow_sample", "generic",
+    "auto", "online_retail", "cdnow_master", "cdnow_sample", "generic",
 };
 
 const char *loy_source_format_name(loy_source_format_t f) {

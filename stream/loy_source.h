@@ -80,13 +80,13 @@ typedef enum {
         LOY_SRC_CDNOW_MASTER,
         LOY_SRC_CDNOW_SAMPLE,
         LOY_SRC_GENERIC,
-        LOY_SRC_UNKNOWN = -1,   /* loy_source_format_parse() of a bad name */
+        LOY_SRC_UNKNOWN = -1, /* loy_source_format_parse() of a bad name */
 } loy_source_format_t;
 
 /* Totals over the whole file; all known as soon as the open succeeded. */
 typedef struct loy_source_stats {
-        int64_t rows;                /* data rows read (no header, no blank) */
-        int64_t events;              /* purchases + returns */
+        int64_t rows;   /* data rows read (no header, no blank) */
+        int64_t events; /* purchases + returns */
         int64_t purchases;
         int64_t returns;
         int64_t skipped_no_customer; /* rows without a customer id */

@@ -11,7 +11,7 @@
 struct loy_stats {
         double lat_ms[LOY_STATS_LAT_RING];
         int nlat;
-        int64_t pending[NINCR];  /* counters as last published */
+        int64_t pending[NINCR]; /* counters as last published */
 };
 
 loy_stats_t *loy_stats_create(void) {
@@ -48,8 +48,8 @@ int64_t loy_stats_lag(rd_kafka_t *consumer) {
         for (int i = 0; i < asg->cnt; i++) {
                 int64_t lo, hi;
                 if (rd_kafka_get_watermark_offsets(
-                        consumer, asg->elems[i].topic,
-                        asg->elems[i].partition, &lo, &hi) ||
+                        consumer, asg->elems[i].topic, asg->elems[i].partition,
+                        &lo, &hi) ||
                     hi < 0 || asg->elems[i].offset < 0)
                         continue;
                 if (hi > asg->elems[i].offset)
@@ -60,39 +60,66 @@ int64_t loy_stats_lag(rd_kafka_t *consumer) {
 }
 
 void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
-                       const loy_proc_stats_t *st,
-                       const loy_stats_extra_t *x, double batch_ms) {
-        static const char *const incr_names[] = {
-            "events_in", "events_applied", "events_skipped_dup",
-            "dead_lettered", "triggers_out", "timers_fired", "batches",
-            "redis_failures", "reco_increments", "reco_lists_rebuilt",
-            "batches_fenced", "redis_moved", "redis_ask",
-            "redis_map_reads", "redis_connects", "redis_conn_lost",
-            "redis_refused", "reco_increments_skipped",
-            "owner_conns_closed", "batches_overlapped",
-            "events_duplicate_id", "customers_forgotten",
-            "events_forgotten", "expiries_outdated",
-            "conversions_untracked"};
-        const int64_t now_vals[NINCR] = {
-            st->events_in, st->events_applied, st->events_skipped_dup,
-            st->dead_lettered, st->triggers_out, st->timers_fired,
-            st->batches, st->redis_failures, x->reco_flushed,
-            x->reco_refreshed, st->batches_fenced,
-            (int64_t)x->router.moved, (int64_t)x->router.ask,
-            (int64_t)x->router.refreshes, (int64_t)x->router.connects,
-            (int64_t)x->router.io_errors, (int64_t)x->router.refused,
-            x->reco_skipped, st->owner_conns_closed,
-            st->batches_overlapped, st->events_duplicate_id,
-            st->customers_forgotten, st->events_forgotten,
-            st->expiries_outdated, st->conversions_untracked};
+                       const loy_proc_stats_t *st, const loy_stats_extra_t *x,
+                       double batch_ms) {
+        static const char *const incr_names[] = {"events_in",
+                                                 "events_applied",
+                                                 "events_skipped_dup",
+                                                 "dead_lettered",
+                                                 "triggers_out",
+                                                 "timers_fired",
+                                                 "batches",
+                                                 "redis_failures",
+                                                 "reco_increments",
+                                                 "reco_lists_rebuilt",
+                                                 "batches_fenced",
+                                                 "redis_moved",
+                                                 "redis_ask",
+                                                 "redis_map_reads",
+                                                 "redis_connects",
+                                                 "redis_conn_lost",
+                                                 "redis_refused",
+                                                 "reco_increments_skipped",
+                                                 "owner_conns_closed",
+                                                 "batches_overlapped",
+                                                 "events_duplicate_id",
+                                                 "customers_forgotten",
+                                                 "events_forgotten",
+                                                 "expiries_outdated",
+                                                 "conversions_untracked"};
+        const int64_t now_vals[NINCR] = {st->events_in,
+                                         st->events_applied,
+                                         st->events_skipped_dup,
+                                         st->dead_lettered,
+                                         st->triggers_out,
+                                         st->timers_fired,
+                                         st->batches,
+                                         st->redis_failures,
+                                         x->reco_flushed,
+                                         x->reco_refreshed,
+                                         st->batches_fenced,
+                                         (int64_t)x->router.moved,
+                                         (int64_t)x->router.ask,
+                                         (int64_t)x->router.refreshes,
+                                         (int64_t)x->router.connects,
+                                         (int64_t)x->router.io_errors,
+                                         (int64_t)x->router.refused,
+                                         x->reco_skipped,
+                                         st->owner_conns_closed,
+                                         st->batches_overlapped,
+                                         st->events_duplicate_id,
+                                         st->customers_forgotten,
+                                         st->events_forgotten,
+                                         st->expiries_outdated,
+                                         st->conversions_untracked};
         _Static_assert(sizeof(incr_names) / sizeof(incr_names[0]) == NINCR,
                        "one name per counter");
-        const char *set_names[] = {"batch_ms_last", "batch_ms_p50",
-                                   "batch_ms_p99", "events_per_s", "clock_ms",
-                                   "lag", "cache_customers",
-                                   "first_batch_wall_ms", "reco_items",
-                                   "reco_pairs", "reco_bytes",
-                                   "last_batch_wall_ms"};
+        const char *set_names[] = {"batch_ms_last",   "batch_ms_p50",
+                                   "batch_ms_p99",    "events_per_s",
+                                   "clock_ms",        "lag",
+                                   "cache_customers", "first_batch_wall_ms",
+                                   "reco_items",      "reco_pairs",
+                                   "reco_bytes",      "last_batch_wall_ms"};
         double incr[NINCR], set[12], sorted[LOY_STATS_LAT_RING];
         int n = s->nlat < LOY_STATS_LAT_RING ? s->nlat : LOY_STATS_LAT_RING;
         char err[256];
@@ -112,7 +139,7 @@ void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
         set[9] = (double)x->reco.pairs;
         set[10] = (double)x->reco.bytes;
         set[11] = (double)loy_time_wall_ms();
-        if (loy_store_stats(store, incr_names, incr, NINCR, set_names, set,
-                            12, err, sizeof(err)) == 0)
+        if (loy_store_stats(store, incr_names, incr, NINCR, set_names, set, 12,
+                            err, sizeof(err)) == 0)
                 memcpy(s->pending, now_vals, sizeof(now_vals));
 }

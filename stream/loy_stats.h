@@ -23,14 +23,14 @@ typedef struct loy_stats loy_stats_t;
 
 /* What the stats show besides the processor's counters. */
 typedef struct loy_stats_extra {
-        int64_t reco_flushed;    /* increments sent to the shared model */
-        int64_t reco_refreshed;  /* neighbour lists rebuilt */
-        int64_t reco_skipped;    /* pair increments not sent */
-        int64_t lag;             /* loy_stats_lag */
+        int64_t reco_flushed;   /* increments sent to the shared model */
+        int64_t reco_refreshed; /* neighbour lists rebuilt */
+        int64_t reco_skipped;   /* pair increments not sent */
+        int64_t lag;            /* loy_stats_lag */
         int64_t cache_customers;
-        int64_t first_batch_ms;  /* wall clock of the first batch */
-        loy_reco_stats_t reco;   /* zero without a recommender */
-        loy_cluster_stats_t router;   /* the store's (loy_store_router_stats) */
+        int64_t first_batch_ms;     /* wall clock of the first batch */
+        loy_reco_stats_t reco;      /* zero without a recommender */
+        loy_cluster_stats_t router; /* the store's (loy_store_router_stats) */
 } loy_stats_extra_t;
 
 /* NULL on no memory. Free with loy_stats_destroy() (NULL ok). */
@@ -45,8 +45,8 @@ void loy_stats_batch(loy_stats_t *s, double ms);
  * batch_ms as the last batch's latency. A failed write is not an error:
  * its increments go with the next one. */
 void loy_stats_publish(loy_stats_t *s, loy_store_t *store,
-                       const loy_proc_stats_t *st,
-                       const loy_stats_extra_t *x, double batch_ms);
+                       const loy_proc_stats_t *st, const loy_stats_extra_t *x,
+                       double batch_ms);
 
 /* The q-quantile (0..1) of sorted[0 .. n-1], nearest rank; 0 when n is 0. */
 double loy_stats_percentile(const double *sorted, int n, double q);

@@ -37,17 +37,15 @@ static int reco_prepare(loy_batch_t *b, loy_touched_t *t, char *errstr,
                                b->conf->reco_top_n);
         t->nrecs = n > 0 ? n : 0;
         for (int i = 0; i < t->nrecs; i++) {
-                snprintf(t->rec_sku[i], sizeof(t->rec_sku[i]), "%s",
-                         rr[i].sku);
+                snprintf(t->rec_sku[i], sizeof(t->rec_sku[i]), "%s", rr[i].sku);
                 t->rec_ptr[i] = t->rec_sku[i];
                 t->rec_score[i] = rr[i].score;
         }
         return 0;
 }
 
-int loy_write_build(loy_batch_t *b, int *nwrites,
-                    const loy_batch_agg_t **agg, char *errstr,
-                    size_t errstr_size) {
+int loy_write_build(loy_batch_t *b, int *nwrites, const loy_batch_agg_t **agg,
+                    char *errstr, size_t errstr_size) {
         int n = 0;
         list_outbox(b);
         /* only customers something happened to are written: a replayed
@@ -62,8 +60,8 @@ int loy_write_build(loy_batch_t *b, int *nwrites,
                 w->cust = t->c;
                 w->shadow = &((loy_cust_ext_t *)loy_cache_ext(t->c))->shadow;
                 w->partition = t->partition;
-                w->old_timer_ms = t->partition >= 0 ? t->old_timer
-                                                    : t->c->next_check_ms;
+                w->old_timer_ms =
+                    t->partition >= 0 ? t->old_timer : t->c->next_check_ms;
                 w->timer_fired = t->by_timer;
                 w->fired_partition = t->fired_partition;
                 w->timer_only = t->by_timer && !t->existed && !t->by_event;
@@ -75,12 +73,10 @@ int loy_write_build(loy_batch_t *b, int *nwrites,
                         loy_agg_counted_t now;
                         loy_agg_counted_of(t->c, 1, &now);
                         if (loy_agg_cust(b->agg, t->c->id,
-                                         t->partition >= 0
-                                             ? t->partition
-                                             : t->event_partition,
+                                         t->partition >= 0 ? t->partition
+                                                           : t->event_partition,
                                          &t->counted, &now) == -1) {
-                                snprintf(errstr, errstr_size,
-                                         "out of memory");
+                                snprintf(errstr, errstr_size, "out of memory");
                                 return LOY_STORE_ERR;
                         }
                 }
@@ -116,23 +112,22 @@ int loy_write_batch_send(loy_batch_t *b, int64_t clock_ms, int *sent,
         if (!nwrites && !agg && !b->noutbox)
                 return LOY_STORE_OK;
         if (loy_time_mono_ms() - b->polled_ms > b->stale_ms) {
-                snprintf(errstr, errstr_size, "batch held %.0f ms since its "
+                snprintf(errstr, errstr_size,
+                         "batch held %.0f ms since its "
                          "poll, longer than the group's session timeout: "
                          "its partitions may belong to another process now",
                          loy_time_mono_ms() - b->polled_ms);
                 return LOY_WRITE_STALE;
         }
-        return loy_store_write_batch_send(b->store, b->entries, b->noutbox,
-                                          agg, b->writes, nwrites, clock_ms,
-                                          &b->conf->feat, sent, errstr,
-                                          errstr_size);
+        return loy_store_write_batch_send(
+            b->store, b->entries, b->noutbox, agg, b->writes, nwrites, clock_ms,
+            &b->conf->feat, sent, errstr, errstr_size);
 }
 
 int loy_write_batch(loy_batch_t *b, int64_t clock_ms, char *errstr,
                     size_t errstr_size) {
         int sent;
-        int rc = loy_write_batch_send(b, clock_ms, &sent, errstr,
-                                      errstr_size);
+        int rc = loy_write_batch_send(b, clock_ms, &sent, errstr, errstr_size);
         if (rc == LOY_STORE_OK && sent)
                 rc = loy_store_write_recv(b->store, errstr, errstr_size);
         return rc;

@@ -23,9 +23,8 @@
  * the touched customers, moves their counts in the aggregates and builds
  * these (*agg as loy_agg_build: NULL when there is nothing to add).
  * LOY_STORE_OK, or LOY_STORE_ERR with errstr (out of memory). */
-int loy_write_build(loy_batch_t *b, int *nwrites,
-                    const loy_batch_agg_t **agg, char *errstr,
-                    size_t errstr_size);
+int loy_write_build(loy_batch_t *b, int *nwrites, const loy_batch_agg_t **agg,
+                    char *errstr, size_t errstr_size);
 
 /* loy_write_build, then the store's write at clock_ms: LOY_STORE_OK (also
  * when there was nothing to write), LOY_WRITE_STALE, or the store's

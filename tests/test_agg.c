@@ -65,8 +65,7 @@ static loy_agg_t *start(const held_t *h) {
                                 vals[i] = (char *)h->value[j];
         }
         CU_ASSERT_FALSE(loy_agg_fences_known(a));
-        CU_ASSERT_EQUAL_FATAL(loy_agg_fence_load(a, vals, err, sizeof(err)),
-                          0);
+        CU_ASSERT_EQUAL_FATAL(loy_agg_fence_load(a, vals, err, sizeof(err)), 0);
         CU_ASSERT_TRUE(loy_agg_fences_known(a));
         return a;
 }
@@ -114,7 +113,7 @@ static void test_batch_and_redo(void) {
         f = fence_of(b, "o:purchases:0");
         CU_ASSERT_PTR_NOT_NULL_FATAL(f);
         CU_ASSERT_TRUE(f->check);
-        CU_ASSERT_PTR_NULL(f->expect);  /* none yet */
+        CU_ASSERT_PTR_NULL(f->expect); /* none yet */
         CU_ASSERT_STRING_EQUAL(f->value, "9");
         CU_ASSERT_PTR_NULL(fence_of(b, "o:purchases:1")); /* nothing read */
         f = fence_of(b, "f:0");
@@ -334,7 +333,7 @@ static void test_counts_redo_unmoved(void) {
         loy_agg_begin(a);
         CU_ASSERT_EQUAL(loy_agg_cust(a, "ca", 0, &none, &a1), 0);
         CU_ASSERT_EQUAL(loy_agg_build(a, &b), 0);
-        land(&h, b);     /* then the process dies before ca's hash */
+        land(&h, b); /* then the process dies before ca's hash */
         loy_agg_destroy(a);
 
         /* First redo: ca scored as listed; cb, in the same list, moves */
@@ -351,7 +350,7 @@ static void test_counts_redo_unmoved(void) {
         CU_ASSERT_STRING_EQUAL(fence_of(b, "v:0")->value,
                                "1 1900 0 300 30 ca\n"
                                "6 1800 101 420 25 cb\n");
-        land(&h, b);     /* and it dies again before the hashes */
+        land(&h, b); /* and it dies again before the hashes */
         loy_agg_destroy(a);
 
         /* Second redo: ca still starts from the list, not from nothing */
@@ -458,10 +457,10 @@ static void test_bad_fence(void) {
         CU_ASSERT_EQUAL(loy_agg_fence_load(a, vals, err, sizeof(err)), -1);
         CU_ASSERT_TRUE(strstr(err, "f:0") != NULL);
         vals[3] = NULL;
-        vals[4] = "3 1 2 3 4 c1\n3 1 2 c2\n";    /* a bin missing */
+        vals[4] = "3 1 2 3 4 c1\n3 1 2 c2\n"; /* a bin missing */
         CU_ASSERT_EQUAL(loy_agg_fence_load(a, vals, err, sizeof(err)), -1);
         CU_ASSERT_TRUE(strstr(err, "v:0") != NULL);
-        vals[4] = "99 1 2 3 4 c1\n";              /* no such segment */
+        vals[4] = "99 1 2 3 4 c1\n"; /* no such segment */
         CU_ASSERT_EQUAL(loy_agg_fence_load(a, vals, err, sizeof(err)), -1);
         loy_agg_destroy(a);
 }
@@ -478,12 +477,12 @@ int main(void) {
                     test_pending_kept);
         CU_add_test(su, "count moves and the redo after a crash",
                     test_counts_redo);
-        CU_add_test(su, "a listed customer the redo does not move stays "
+        CU_add_test(su,
+                    "a listed customer the redo does not move stays "
                     "listed until its hash lands",
                     test_counts_redo_unmoved);
         CU_add_test(su, "a fence that does not parse", test_bad_fence);
-        CU_add_test(su, "owner checks and partitions to take over",
-                    test_owner);
+        CU_add_test(su, "owner checks and partitions to take over", test_owner);
         CU_basic_set_mode(CU_BRM_VERBOSE);
         CU_basic_run_tests();
         fails = CU_get_number_of_failures();

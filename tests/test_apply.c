@@ -115,8 +115,8 @@ static void test_due(void) {
         loy_touched_t *t;
         int64_t first;
         CU_ASSERT_EQUAL_FATAL(tu_batch_init(&T, 0, 0), 0);
-        CU_ASSERT_EQUAL_FATAL(tu_batch_rule(&T, "silent",
-                                            "recency_days >= 1", 1), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_batch_rule(&T, "silent", "recency_days >= 1", 1), 0);
         tu_batch_purchase(&T, "e1", "c1", T0, "A", 10, 0, 5);
         CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
         t = &b->touched[0];
@@ -160,8 +160,8 @@ static void test_due_after_skipped_events(void) {
         loy_touched_t *t;
         int64_t first, clock_ms;
         CU_ASSERT_EQUAL_FATAL(tu_batch_init(&T, 0, 0), 0);
-        CU_ASSERT_EQUAL_FATAL(tu_batch_rule(&T, "silent",
-                                            "recency_days >= 1", 1), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_batch_rule(&T, "silent", "recency_days >= 1", 1), 0);
         tu_batch_purchase(&T, "e1", "c1", T0, "A", 10, 3, 5);
         CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
         first = b->touched[0].c->next_check_ms;
@@ -169,8 +169,8 @@ static void test_due_after_skipped_events(void) {
         /* partition 3 applied up to T0, more to read; another partition
          * has moved the clock far past the check */
         clock_ms = first + 100 * DAY;
-        CU_ASSERT_EQUAL(loy_clock_assign(b->clock, T.conf.topic_purchase, 3,
-                                         0), 0);
+        CU_ASSERT_EQUAL(loy_clock_assign(b->clock, T.conf.topic_purchase, 3, 0),
+                        0);
         loy_clock_observe(b->clock, T.conf.topic_purchase, 3, T0, 0);
         loy_clock_backlog(b->clock, T.conf.topic_purchase, 3, 1);
         tu_batch_next(&T);
@@ -190,7 +190,7 @@ static void test_due_after_skipped_events(void) {
         CU_ASSERT_EQUAL(loy_apply_due(b, clock_ms, err, sizeof(err)), 0);
         CU_ASSERT(T.stats.timers_fired >= 1);
         CU_ASSERT_EQUAL(t->timer_due > 0 && t->fired, 1);
-        CU_ASSERT_EQUAL(t->partition, 3);  /* its check in f:3 */
+        CU_ASSERT_EQUAL(t->partition, 3); /* its check in f:3 */
         tu_batch_free(&T);
 }
 
@@ -226,28 +226,24 @@ static void test_conversions(void) {
                 /* c1: fires on its first order, converted by the second */
                 tu_batch_purchase(&T, "a1", "c1", T0, "A", 10, 0, 1);
                 tu_batch_purchase(&T, "a2", "c1", T0 + DAY, "A", 10, 0, 2);
-                tu_batch_purchase(&T, "a3", "c1", T0 + 2 * DAY, "A", 10, 0,
-                                  3);
+                tu_batch_purchase(&T, "a3", "c1", T0 + 2 * DAY, "A", 10, 0, 3);
                 /* c2: its second order comes after the window (and fires
                  * the rule again: cooldown 30 days), the third converts
                  * that second trigger */
                 tu_batch_purchase(&T, "b1", "c2", T0, "A", 10, 1, 1);
-                tu_batch_purchase(&T, "b2", "c2", T0 + 31 * DAY, "A", 10, 1,
-                                  2);
-                tu_batch_purchase(&T, "b3", "c2", T0 + 40 * DAY, "A", 10, 1,
-                                  3);
+                tu_batch_purchase(&T, "b2", "c2", T0 + 31 * DAY, "A", 10, 1, 2);
+                tu_batch_purchase(&T, "b3", "c2", T0 + 40 * DAY, "A", 10, 1, 3);
                 CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
-                CU_ASSERT_EQUAL(kpi_sum(b, holdout ? "holdout:buyer"
-                                                   : "triggers:buyer"),
-                                3);
+                CU_ASSERT_EQUAL(
+                    kpi_sum(b, holdout ? "holdout:buyer" : "triggers:buyer"),
+                    3);
                 CU_ASSERT_EQUAL(kpi_sum(b, conv), 2);
                 CU_ASSERT_EQUAL(kpi_sum(b, other), 0);
                 CU_ASSERT_EQUAL(T.stats.conversions_untracked, 0);
                 /* a later batch: the conversion is remembered with the
                  * customer, not counted again */
                 tu_batch_next(&T);
-                tu_batch_purchase(&T, "a4", "c1", T0 + 3 * DAY, "A", 10, 0,
-                                  4);
+                tu_batch_purchase(&T, "a4", "c1", T0 + 3 * DAY, "A", 10, 0, 4);
                 CU_ASSERT_EQUAL(loy_apply_events(b, err, sizeof(err)), 0);
                 CU_ASSERT_EQUAL(kpi_sum(b, conv), 0);
                 CU_ASSERT_EQUAL(kpi_sum(b, "purchases"), 1);
@@ -263,8 +259,10 @@ int main(void) {
         if (!s || !CU_add_test(s, "next silence check", test_next_check) ||
             !CU_add_test(s, "events, fences, KPIs", test_events) ||
             !CU_add_test(s, "due checks", test_due) ||
-            !CU_add_test(s, "checks of a customer whose events were "
-                         "applied before", test_due_after_skipped_events) ||
+            !CU_add_test(s,
+                         "checks of a customer whose events were "
+                         "applied before",
+                         test_due_after_skipped_events) ||
             !CU_add_test(s, "conversions of triggers, treated and control",
                          test_conversions)) {
                 CU_cleanup_registry();

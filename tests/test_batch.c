@@ -39,11 +39,11 @@ static void test_touch(void) {
         /* no more than touched_cap customers */
         for (int i = 1; i < b->touched_cap; i++) {
                 snprintf(id, sizeof(id), "x%d", i);
-                CU_ASSERT_PTR_NOT_NULL(loy_batch_touch(b, id, err,
-                                                       sizeof(err)));
+                CU_ASSERT_PTR_NOT_NULL(
+                    loy_batch_touch(b, id, err, sizeof(err)));
         }
-        CU_ASSERT_PTR_NULL(loy_batch_touch(b, "one-too-many", err,
-                                           sizeof(err)));
+        CU_ASSERT_PTR_NULL(
+            loy_batch_touch(b, "one-too-many", err, sizeof(err)));
         CU_ASSERT_STRING_EQUAL(err, "batch holds too many customers");
         tu_batch_free(&T);
 }
@@ -76,8 +76,9 @@ static void test_quarantine(void) {
         CU_ASSERT_EQUAL(loy_batch_quarantine_from(b, "customer : x"), -1);
         CU_ASSERT_EQUAL(loy_batch_quarantine_from(b, "customer c7"), -1);
         CU_ASSERT_EQUAL(b->nquarantine, 0);
-        CU_ASSERT_EQUAL(loy_batch_quarantine_from(
-                            b, "customer c7: WRONGTYPE Operation"), 0);
+        CU_ASSERT_EQUAL(
+            loy_batch_quarantine_from(b, "customer c7: WRONGTYPE Operation"),
+            0);
         CU_ASSERT_EQUAL(b->nquarantine, 1);
         CU_ASSERT(loy_batch_quarantined(b, "c7"));
         CU_ASSERT(!loy_batch_quarantined(b, "c"));

@@ -137,22 +137,22 @@ static void test_recency(void) {
         loy_cache_put(c, "c", NULL);
         /* order (old -> new): a b c; get a: b c a */
         CU_ASSERT_PTR_NOT_NULL(loy_cache_get(c, "a"));
-        loy_cache_put(c, "d", NULL);              /* b c a d */
-        loy_cache_trim(c);                        /* c a d */
+        loy_cache_put(c, "d", NULL); /* b c a d */
+        loy_cache_trim(c);           /* c a d */
         /* a miss changes nothing */
         CU_ASSERT_PTR_NULL(loy_cache_get(c, "b"));
         /* put of an existing one refreshes it too */
-        loy_cache_put(c, "c", NULL);              /* a d c */
-        loy_cache_put(c, "e", NULL);              /* a d c e */
-        loy_cache_put(c, "f", NULL);              /* a d c e f */
-        loy_cache_trim(c);                        /* c e f */
+        loy_cache_put(c, "c", NULL); /* a d c */
+        loy_cache_put(c, "e", NULL); /* a d c e */
+        loy_cache_put(c, "f", NULL); /* a d c e f */
+        loy_cache_trim(c);           /* c e f */
         {
                 static const char *const keep[] = {"c", "e", "f"};
                 expect_members(c, pool, 6, keep, 3);
         }
         /* expect_members probed a..f in order: now c e f */
-        loy_cache_put(c, "a", NULL);              /* c e f a */
-        loy_cache_trim(c);                        /* e f a */
+        loy_cache_put(c, "a", NULL); /* c e f a */
+        loy_cache_trim(c);           /* e f a */
         {
                 static const char *const keep[] = {"a", "e", "f"};
                 expect_members(c, pool, 6, keep, 3);
@@ -205,17 +205,17 @@ static void test_remove(void) {
         loy_cust_t *x;
         CU_ASSERT_PTR_NOT_NULL_FATAL(c);
         for (int i = 0; i < 4; i++)
-                loy_cache_put(c, pool[i], NULL);  /* a b c d */
-        loy_cache_remove(c, "b");                 /* middle: a c d */
+                loy_cache_put(c, pool[i], NULL); /* a b c d */
+        loy_cache_remove(c, "b");                /* middle: a c d */
         CU_ASSERT_EQUAL(loy_cache_size(c), 3);
-        loy_cache_remove(c, "d");                 /* newest: a c */
-        loy_cache_remove(c, "zz");                /* absent: no-op */
-        loy_cache_remove(c, "b");                 /* twice: no-op */
+        loy_cache_remove(c, "d");  /* newest: a c */
+        loy_cache_remove(c, "zz"); /* absent: no-op */
+        loy_cache_remove(c, "b");  /* twice: no-op */
         CU_ASSERT_EQUAL(loy_cache_size(c), 2);
         CU_ASSERT_PTR_NULL(loy_cache_get(c, "b"));
         CU_ASSERT_PTR_NULL(loy_cache_get(c, "d"));
-        loy_cache_put(c, "e", NULL);              /* a c e */
-        loy_cache_trim(c);                        /* c e */
+        loy_cache_put(c, "e", NULL); /* a c e */
+        loy_cache_trim(c);           /* c e */
         {
                 static const char *const keep[] = {"c", "e"};
                 expect_members(c, pool, 5, keep, 2);
@@ -351,8 +351,8 @@ static void test_huge_capacity(void) {
 
 typedef struct {
         int present;
-        uint64_t stamp;     /* last use */
-        int64_t mark;       /* what we wrote into the customer */
+        uint64_t stamp; /* last use */
+        int64_t mark;   /* what we wrote into the customer */
 } model_t;
 
 static uint64_t rng_state = 88172645463325252ULL;
@@ -400,7 +400,7 @@ static void test_random(void) {
                 int is_new = -1;
 
                 snprintf(id, sizeof(id), "id%d", k);
-                if (what < 40) {                       /* put */
+                if (what < 40) { /* put */
                         cu = loy_cache_put(c, id, &is_new);
                         if (!cu || is_new != !m[k].present ||
                             strcmp(cu->id, id) ||
@@ -415,7 +415,7 @@ static void test_random(void) {
                         }
                         m[k].present = 1;
                         m[k].stamp = ++now;
-                } else if (what < 80) {                /* get */
+                } else if (what < 80) { /* get */
                         cu = loy_cache_get(c, id);
                         if ((cu != NULL) != m[k].present ||
                             (cu && cu->orders != m[k].mark)) {
@@ -424,13 +424,13 @@ static void test_random(void) {
                         }
                         if (cu)
                                 m[k].stamp = ++now;
-                } else if (what < 90) {                /* remove */
+                } else if (what < 90) { /* remove */
                         loy_cache_remove(c, id);
                         m[k].present = 0;
-                } else if (what < 99) {                /* trim */
+                } else if (what < 99) { /* trim */
                         loy_cache_trim(c);
                         model_trim(m);
-                } else if (rnd() % 20 == 0) {          /* clear, rarely */
+                } else if (rnd() % 20 == 0) { /* clear, rarely */
                         loy_cache_clear(c);
                         for (int i = 0; i < POOL; i++)
                                 m[i].present = 0;
@@ -473,8 +473,7 @@ int main(void) {
                          test_pointer_stable) ||
             !CU_add_test(s, "long ids", test_long_id) ||
             !CU_add_test(s, "huge capacity", test_huge_capacity) ||
-            !CU_add_test(s, "100k random operations vs model",
-                         test_random)) {
+            !CU_add_test(s, "100k random operations vs model", test_random)) {
                 CU_cleanup_registry();
                 return CU_get_error();
         }

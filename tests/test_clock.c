@@ -10,7 +10,7 @@
 #include "loy_clock.h"
 #include "tu.h"
 
-#define IDLE 1000   /* idle_ms of most tests */
+#define IDLE 1000 /* idle_ms of most tests */
 
 static void test_empty(void) {
         loy_clock_t *clk = loy_clock_create(0, IDLE);
@@ -77,7 +77,7 @@ static void test_hold_until_idle(void) {
         loy_clock_observe(clk, "t", 0, 5000, 100);
         loy_clock_observe(clk, "t", 0, 5000, 900);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 900), 0);
-        CU_ASSERT_EQUAL(loy_clock_advance(clk, 999), 0);   /* 999 < 1000 */
+        CU_ASSERT_EQUAL(loy_clock_advance(clk, 999), 0); /* 999 < 1000 */
         /* t/1 silent for exactly idle_ms; t/0 heard 100 ms ago */
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 1000), 5000);
 
@@ -238,11 +238,11 @@ static void test_timeless_messages(void) {
         loy_clock_assign(clk, "t", 1, 0);
         for (int64_t w = 0; w <= 3000; w += 500) {
                 loy_clock_observe(clk, "t", 0, 5000 + w, w);
-                loy_clock_observe(clk, "t", 1, 0, w);   /* garbage only */
+                loy_clock_observe(clk, "t", 1, 0, w); /* garbage only */
         }
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 999), 0);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 3000), 8000);
-        loy_clock_observe(clk, "t", 1, 7000, 3100);   /* a real one now */
+        loy_clock_observe(clk, "t", 1, 7000, 3100); /* a real one now */
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 3100), 8000);
         loy_clock_observe(clk, "t", 0, 9000, 3200);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 3200), 8000);
@@ -282,7 +282,7 @@ static void test_backlog_holds(void) {
         loy_clock_backlog(clk, "purchases", 0, 1);
         loy_clock_backlog(clk, "browse", 0, 1);
         loy_clock_observe(clk, "browse", 0, 90000, 10);
-        loy_clock_backlog(clk, "browse", 0, 0);        /* read to its end */
+        loy_clock_backlog(clk, "browse", 0, 0); /* read to its end */
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 50000), 0);
         /* its first events arrive much later by the wall clock */
         loy_clock_observe(clk, "purchases", 0, 3000, 60000);
@@ -336,7 +336,7 @@ static void test_restore(void) {
         loy_clock_assign(clk, "t", 1, 0);
         loy_clock_restore(clk, "t", 0, 7000);
         loy_clock_restore(clk, "t", 1, 5000);
-        loy_clock_restore(clk, "t", 9, 99000);          /* not owned */
+        loy_clock_restore(clk, "t", 9, 99000); /* not owned */
         /* what was applied before counts at once; idle, the newest */
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 500), 5000);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 1000), 7000);
@@ -364,7 +364,7 @@ static void test_global(void) {
         loy_clock_global(clk, 9000);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 500), 5000);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 1000), 9000);
-        loy_clock_global(clk, 8000);                   /* only raises */
+        loy_clock_global(clk, 8000); /* only raises */
         loy_clock_global(clk, 9500);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 1001), 9500);
         loy_clock_destroy(clk);
@@ -406,7 +406,7 @@ static void test_long_topic(void) {
         memset(topic, 'x', 249);
         topic[249] = '\0';
         memcpy(other, topic, sizeof(other));
-        other[200] = 'y';    /* differs after the 128th character */
+        other[200] = 'y'; /* differs after the 128th character */
         CU_ASSERT_EQUAL(loy_clock_assign(clk, topic, 0, 0), 0);
         for (int i = 0; i < 10; i++)
                 loy_clock_observe(clk, topic, 0, 1000 + i, i);
@@ -432,7 +432,7 @@ static void test_many(void) {
         CU_ASSERT_EQUAL(loy_clock_owned(clk), 100);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 10), 1000);
         for (int p = 0; p < 50; p += 2)
-                loy_clock_revoke(clk, "t", p);   /* 0, 2, ..., 48 */
+                loy_clock_revoke(clk, "t", p); /* 0, 2, ..., 48 */
         CU_ASSERT_EQUAL(loy_clock_owned(clk), 75);
         CU_ASSERT_EQUAL(loy_clock_advance(clk, 11), 1001);
         for (int p = 1; p < 50; p += 2)
@@ -462,8 +462,7 @@ int main(void) {
             !CU_add_test(s, "never backwards", test_monotonic) ||
             !CU_add_test(s, "revoke", test_revoke) ||
             !CU_add_test(s, "observe adopts", test_observe_adopts) ||
-            !CU_add_test(s, "messages without time",
-                         test_timeless_messages) ||
+            !CU_add_test(s, "messages without time", test_timeless_messages) ||
             !CU_add_test(s, "backlog is never idle", test_backlog_holds) ||
             !CU_add_test(s, "events read again", test_unobserve) ||
             !CU_add_test(s, "restored partition times", test_restore) ||

@@ -25,8 +25,8 @@ static void test_save_restore(void) {
         int64_t newest;
         CU_ASSERT_EQUAL_FATAL(tu_redis_start(&r, 0), 0);
         loy_config_defaults(&conf);
-        store = loy_store_create("127.0.0.1", r.port, NULL, 500, err,
-                                 sizeof(err));
+        store =
+            loy_store_create("127.0.0.1", r.port, NULL, 500, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(store);
         CU_ASSERT_EQUAL_FATAL(loy_store_connect(store, err, sizeof(err)), 0);
         clk = loy_clock_create(0, 1000);

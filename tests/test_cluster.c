@@ -56,8 +56,8 @@ static void rb_cmd(rbuf_t *b, const char *arg, ...) {
         rb_raw(b, hdr, (size_t)snprintf(hdr, sizeof(hdr), "*%d\r\n", n));
         for (int i = 0; i < n; i++) {
                 size_t l = strlen(args[i]);
-                rb_raw(b, hdr, (size_t)snprintf(hdr, sizeof(hdr), "$%zu\r\n",
-                                                l));
+                rb_raw(b, hdr,
+                       (size_t)snprintf(hdr, sizeof(hdr), "$%zu\r\n", l));
                 rb_raw(b, args[i], l);
                 rb_raw(b, "\r\n", 2);
         }
@@ -177,12 +177,32 @@ static loy_cluster_t *router(void) {
 /* Keys that exercise the hash tag rules, then random ones. */
 #define NKEYS 4000
 static void test_keyslot_server(void) {
-        static const char *const special[] = {
-            "loy:c:{42}", "loy:c:{42}:recs", "{}", "{a}{b}", "a{}b{c}",
-            "{}{a}", "{", "}", "}{", "{{a}}", "a{b", "a}b{", "{a", "a}",
-            "{}}", "{{}}", "x{}", "x{ }y", "{\xff}", "", "foo{}{bar}",
-            "foo{{bar}}zap", "foo{bar}{zap}", "{user1000}.following",
-            "loy:i:sku-1:nbrs", "loy:{agg}:kpi:2024-03-05"};
+        static const char *const special[] = {"loy:c:{42}",
+                                              "loy:c:{42}:recs",
+                                              "{}",
+                                              "{a}{b}",
+                                              "a{}b{c}",
+                                              "{}{a}",
+                                              "{",
+                                              "}",
+                                              "}{",
+                                              "{{a}}",
+                                              "a{b",
+                                              "a}b{",
+                                              "{a",
+                                              "a}",
+                                              "{}}",
+                                              "{{}}",
+                                              "x{}",
+                                              "x{ }y",
+                                              "{\xff}",
+                                              "",
+                                              "foo{}{bar}",
+                                              "foo{{bar}}zap",
+                                              "foo{bar}{zap}",
+                                              "{user1000}.following",
+                                              "loy:i:sku-1:nbrs",
+                                              "loy:{agg}:kpi:2024-03-05"};
         const int nspecial = (int)(sizeof(special) / sizeof(*special));
         static char keys[NKEYS][24];
         static size_t lens[NKEYS];
@@ -201,28 +221,36 @@ static void test_keyslot_server(void) {
                 for (size_t k = 0; k < lens[i]; k++) {
                         seed = seed * 1103515245u + 12345u;
                         switch ((seed >> 16) % 8) {
-                        case 0: keys[i][k] = '{'; break;
-                        case 1: keys[i][k] = '}'; break;
-                        case 2: keys[i][k] = '\0'; break;
-                        default: keys[i][k] = (char)(seed >> 8); break;
+                        case 0:
+                                keys[i][k] = '{';
+                                break;
+                        case 1:
+                                keys[i][k] = '}';
+                                break;
+                        case 2:
+                                keys[i][k] = '\0';
+                                break;
+                        default:
+                                keys[i][k] = (char)(seed >> 8);
+                                break;
                         }
                 }
         }
         for (int i = 0; i < NKEYS; i++)
-                redisAppendCommand(ctx, "CLUSTER KEYSLOT %b", keys[i],
-                                   lens[i]);
+                redisAppendCommand(ctx, "CLUSTER KEYSLOT %b", keys[i], lens[i]);
         for (int i = 0; i < NKEYS; i++) {
                 void *v = NULL;
                 redisReply *r;
                 CU_ASSERT_EQUAL_FATAL(redisGetReply(ctx, &v), REDIS_OK);
                 r = v;
                 CU_ASSERT_EQUAL(r->type, REDIS_REPLY_INTEGER);
-                if (r->integer != (long long)loy_cluster_slot(keys[i],
-                                                              lens[i])) {
+                if (r->integer !=
+                    (long long)loy_cluster_slot(keys[i], lens[i])) {
                         if (bad++ < 5)
-                                fprintf(stderr, "\n  key %d (%zu bytes): "
-                                        "server %lld, ours %u\n", i,
-                                        lens[i], r->integer,
+                                fprintf(stderr,
+                                        "\n  key %d (%zu bytes): "
+                                        "server %lld, ours %u\n",
+                                        i, lens[i], r->integer,
                                         loy_cluster_slot(keys[i], lens[i]));
                 }
                 freeReplyObject(r);
@@ -233,9 +261,11 @@ static void test_keyslot_server(void) {
 
 static void test_create_args(void) {
         static const char *const bad[] = {
-            "", " ", "host", "host:", ":6379", "host:0", "host:65536",
-            "host:12x", "a:1,,b:2", "a:1,", ",a:1", "[::1:6379", "[::1]",
-            "[::1]6379", "host:99999999999999999999"};
+            "",           " ",         "host",
+            "host:",      ":6379",     "host:0",
+            "host:65536", "host:12x",  "a:1,,b:2",
+            "a:1,",       ",a:1",      "[::1:6379",
+            "[::1]",      "[::1]6379", "host:99999999999999999999"};
         char seeds[600];
         loy_cluster_t *cl;
         CU_ASSERT_PTR_NULL(loy_cluster_create(NULL, 0, E, sizeof(E)));
@@ -243,8 +273,7 @@ static void test_create_args(void) {
                 E[0] = '\0';
                 cl = loy_cluster_create(bad[i], 0, E, sizeof(E));
                 if (cl)
-                        fprintf(stderr, "\n  seeds \"%s\" accepted\n",
-                                bad[i]);
+                        fprintf(stderr, "\n  seeds \"%s\" accepted\n", bad[i]);
                 CU_ASSERT_PTR_NULL(cl);
                 CU_ASSERT(E[0] != '\0');
                 loy_cluster_destroy(cl);
@@ -297,8 +326,8 @@ static void test_map(void) {
         for (unsigned s = 0; s < LOY_CLUSTER_SLOTS; s += 997)
                 CU_ASSERT_EQUAL(node_of_slot(cl, s),
                                 tu_cluster_owner(&C, 2, s));
-        CU_ASSERT_EQUAL(loy_cluster_node_of(cl, LOY_CLUSTER_SLOTS, addr,
-                                            sizeof(addr)), -1);
+        CU_ASSERT_EQUAL(
+            loy_cluster_node_of(cl, LOY_CLUSTER_SLOTS, addr, sizeof(addr)), -1);
         CU_ASSERT_EQUAL(loy_cluster_node_of(cl, 0, addr, 4), -1);
         loy_cluster_stats(cl, &st);
         CU_ASSERT_EQUAL(st.refreshes, 1u);
@@ -337,9 +366,8 @@ static void test_big_pipeline(void) {
                               LOY_CLUSTER_OK);
         for (int i = 0; i < BIG; i++) {
                 /* HSET of a new field: 1; HINCRBY: the count so far */
-                long long want = (i / BIG_CUST) % 2 == 0
-                                         ? 1
-                                         : i / (2 * BIG_CUST) + 1;
+                long long want =
+                    (i / BIG_CUST) % 2 == 0 ? 1 : i / (2 * BIG_CUST) + 1;
                 int n = 0;
                 loy_cluster_pipe_replies(p, (size_t)i, &n);
                 if (loy_cluster_pipe_status(p, (size_t)i) != LOY_CLUSTER_OK ||
@@ -379,8 +407,7 @@ static void test_big_pipeline(void) {
                                 where[c]++;
                                 found[i]++;
                                 if (n->type != REDIS_REPLY_STRING ||
-                                    strcmp(n->str, "2") ||
-                                    !is_int(l, 3))
+                                    strcmp(n->str, "2") || !is_int(l, 3))
                                         bad++;
                         }
                         freeReplyObject(n);
@@ -442,9 +469,9 @@ static void test_multi(void) {
                 CU_ASSERT_EQUAL(loy_cluster_pipe_exec(p, E, sizeof(E)),
                                 LOY_CLUSTER_ERR);
                 rb_cmd(&b, "PING", NULL);
-                CU_ASSERT_EQUAL(loy_cluster_pipe_add(p, 0, b.p, b.len, 1, E,
-                                                     sizeof(E)),
-                                LOY_CLUSTER_ERR);
+                CU_ASSERT_EQUAL(
+                    loy_cluster_pipe_add(p, 0, b.p, b.len, 1, E, sizeof(E)),
+                    LOY_CLUSTER_ERR);
                 b.len = 0;
                 b.ncmd = 0;
                 loy_cluster_pipe_reset(p);
@@ -483,11 +510,11 @@ static void test_multi(void) {
         CU_ASSERT(is_status(reply(p, 0, 1), "OK"));
         CU_ASSERT(is_status(reply(p, 0, 2), "QUEUED"));
         CU_ASSERT(reply(p, 0, 3) && reply(p, 0, 3)->type == REDIS_REPLY_ARRAY);
-        CU_ASSERT(reply(p, 0, 4) && reply(p, 0, 4)->type ==
-                  REDIS_REPLY_STRING && !strcmp(reply(p, 0, 4)->str, "5"));
+        CU_ASSERT(reply(p, 0, 4) &&
+                  reply(p, 0, 4)->type == REDIS_REPLY_STRING &&
+                  !strcmp(reply(p, 0, 4)->str, "5"));
         CU_ASSERT(is_status(reply(p, 1, 0), "OK"));
-        CU_ASSERT(reply(p, 1, 1) && reply(p, 1, 1)->type ==
-                  REDIS_REPLY_ERROR &&
+        CU_ASSERT(reply(p, 1, 1) && reply(p, 1, 1)->type == REDIS_REPLY_ERROR &&
                   !strncmp(reply(p, 1, 1)->str, "WRONGTYPE", 9));
         CU_ASSERT(is_status(reply(p, 2, 2), "OK"));
         CU_ASSERT(is_int(reply(p, 3, 0), 0));
@@ -512,26 +539,26 @@ static void test_multi(void) {
                     {"*1\r\n$4\r\nEXEC\r\n", 1},
                     {"*1\r\n$7\r\nDISCARD\r\n", 1},
                     {"*1\r\n$5\r\nMULTI\r\n*1\r\n$5\r\nmulti\r\n"
-                     "*1\r\n$4\r\nEXEC\r\n", 3},
+                     "*1\r\n$4\r\nEXEC\r\n",
+                     3},
                 };
                 for (size_t i = 0; i < sizeof(bad_units) / sizeof(*bad_units);
                      i++) {
                         int rc = loy_cluster_pipe_add(
-                                p, 0, bad_units[i].resp,
-                                strlen(bad_units[i].resp), bad_units[i].n, E,
-                                sizeof(E));
+                            p, 0, bad_units[i].resp, strlen(bad_units[i].resp),
+                            bad_units[i].n, E, sizeof(E));
                         if (rc != LOY_CLUSTER_ERR)
                                 fprintf(stderr, "\n  bad unit %zu accepted\n",
                                         i);
                         CU_ASSERT_EQUAL(rc, LOY_CLUSTER_ERR);
                 }
                 CU_ASSERT_EQUAL(loy_cluster_pipe_add(p, LOY_CLUSTER_SLOTS,
-                                                     "*1\r\n$4\r\nPING\r\n",
-                                                     14, 1, E, sizeof(E)),
+                                                     "*1\r\n$4\r\nPING\r\n", 14,
+                                                     1, E, sizeof(E)),
                                 LOY_CLUSTER_ERR);
-                CU_ASSERT_EQUAL(loy_cluster_pipe_add(p, 0, NULL, 0, 0, E,
-                                                     sizeof(E)),
-                                LOY_CLUSTER_ERR);
+                CU_ASSERT_EQUAL(
+                    loy_cluster_pipe_add(p, 0, NULL, 0, 0, E, sizeof(E)),
+                    LOY_CLUSTER_ERR);
                 CU_ASSERT_EQUAL(loy_cluster_pipe_units(p), 0u);
                 /* An empty pipe executes. */
                 CU_ASSERT_EQUAL(loy_cluster_pipe_exec(p, E, sizeof(E)),
@@ -547,16 +574,15 @@ static void test_multi(void) {
                 while (node_of_slot(cl, s2) == o1)
                         s2 = (s2 + 1000) % LOY_CLUSTER_SLOTS;
                 rb_cmd(&b, "HINCRBY", "{ws}", "n", "1", NULL);
-                CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_add(p, s2, b.p, b.len,
-                                                           1, E, sizeof(E)),
-                                      LOY_CLUSTER_OK);
+                CU_ASSERT_EQUAL_FATAL(
+                    loy_cluster_pipe_add(p, s2, b.p, b.len, 1, E, sizeof(E)),
+                    LOY_CLUSTER_OK);
                 b.len = 0;
                 b.ncmd = 0;
                 CU_ASSERT_EQUAL(loy_cluster_pipe_exec(p, E, sizeof(E)),
                                 LOY_CLUSTER_ERR);
                 CU_ASSERT_PTR_NOT_NULL(strstr(E, "slot"));
-                CU_ASSERT_EQUAL(loy_cluster_pipe_status(p, 0),
-                                LOY_CLUSTER_ERR);
+                CU_ASSERT_EQUAL(loy_cluster_pipe_status(p, 0), LOY_CLUSTER_ERR);
                 CU_ASSERT_EQUAL(node_hget(o1, "{ws}", "n"), -1);
                 CU_ASSERT_EQUAL(node_of_slot(cl, s1), o1);
         }
@@ -592,9 +618,9 @@ static void test_add_cmds(void) {
         rb_cmd(&b, "HINCRBY", "{tx}:a", "n", "1", NULL);
         rb_cmd(&b, "HINCRBY", "{tx}:b", "n", "2", NULL);
         rb_cmd(&b, "EXEC", NULL);
-        CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E,
-                                                        sizeof(E)),
-                              LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E, sizeof(E)),
+            LOY_CLUSTER_OK);
         CU_ASSERT_EQUAL(nu, 1 + 300 + 2 + 1);
         CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_exec(p, E, sizeof(E)),
                               LOY_CLUSTER_OK);
@@ -603,9 +629,9 @@ static void test_add_cmds(void) {
                 char key[32];
                 snprintf(key, sizeof(key), "ac:%d", i);
                 if (!is_int(reply(p, 1 + (size_t)i, 0), 1) ||
-                    node_hget(node_of_slot(cl, loy_cluster_slot(
-                                                   key, strlen(key))),
-                              key, "n") != 1)
+                    node_hget(
+                        node_of_slot(cl, loy_cluster_slot(key, strlen(key))),
+                        key, "n") != 1)
                         bad++;
         }
         CU_ASSERT_EQUAL(bad, 0);
@@ -613,10 +639,10 @@ static void test_add_cmds(void) {
         CU_ASSERT(is_int(reply(p, 302, 0), 5));
         CU_ASSERT(is_status(reply(p, 303, 0), "OK"));
         CU_ASSERT_EQUAL(reply(p, 303, 3)->type, REDIS_REPLY_ARRAY);
-        CU_ASSERT_EQUAL(node_hget(node_of_slot(cl, slot_of("{tx}")), "{tx}:b",
-                                  "n"), 2);
-        CU_ASSERT_EQUAL(node_hget(node_of_slot(cl, slot_of("{ev}")), "{ev}:a",
-                                  "n"), 1);
+        CU_ASSERT_EQUAL(
+            node_hget(node_of_slot(cl, slot_of("{tx}")), "{tx}:b", "n"), 2);
+        CU_ASSERT_EQUAL(
+            node_hget(node_of_slot(cl, slot_of("{ev}")), "{ev}:a", "n"), 1);
         /* Taken replies are the caller's; the pipe gives them once. */
         {
                 redisReply *r = loy_cluster_pipe_take(p, 302, 0);
@@ -633,24 +659,24 @@ static void test_add_cmds(void) {
         b.len = 0;
         rb_cmd(&b, "MULTI", NULL);
         rb_cmd(&b, "HINCRBY", "x", "n", "1", NULL);
-        CU_ASSERT_EQUAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E,
-                                                  sizeof(E)),
-                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(
+            loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E, sizeof(E)),
+            LOY_CLUSTER_ERR);
         CU_ASSERT_EQUAL(nu, 0);
         b.len = 0;
         rb_cmd(&b, "MULTI", NULL);
         rb_cmd(&b, "MULTI", NULL);
         rb_cmd(&b, "EXEC", NULL);
-        CU_ASSERT_EQUAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, NULL, E,
-                                                  sizeof(E)),
-                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(
+            loy_cluster_pipe_add_cmds(p, b.p, b.len, NULL, E, sizeof(E)),
+            LOY_CLUSTER_ERR);
         b.len = 0;
         rb_cmd(&b, "PING", NULL);
         rb_cmd(&b, "EXEC", NULL);
-        CU_ASSERT_EQUAL(loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E,
-                                                  sizeof(E)),
-                        LOY_CLUSTER_ERR);
-        CU_ASSERT_EQUAL(nu, 1);   /* the PING before it stays added */
+        CU_ASSERT_EQUAL(
+            loy_cluster_pipe_add_cmds(p, b.p, b.len, &nu, E, sizeof(E)),
+            LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(nu, 1); /* the PING before it stays added */
         CU_ASSERT_EQUAL(loy_cluster_pipe_units(p), 1);
         loy_cluster_pipe_destroy(p);
         loy_cluster_destroy(cl);
@@ -689,8 +715,7 @@ static void test_split(void) {
                         LOY_CLUSTER_ERR);
         CU_ASSERT_EQUAL(loy_cluster_pipe_recv(p2, E, sizeof(E)),
                         LOY_CLUSTER_ERR);
-        CU_ASSERT_EQUAL(loy_cluster_refresh(cl, E, sizeof(E)),
-                        LOY_CLUSTER_ERR);
+        CU_ASSERT_EQUAL(loy_cluster_refresh(cl, E, sizeof(E)), LOY_CLUSTER_ERR);
         CU_ASSERT_EQUAL(loy_cluster_pipe_send(p1, E, sizeof(E)),
                         LOY_CLUSTER_ERR);
         CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_recv(p1, E, sizeof(E)),
@@ -821,7 +846,7 @@ static void mig_stream(mig_t *m, int phase, void (*between)(void)) {
                 jobs[n++] = (job_t){J_LONE, j, 0};
         for (int k = 0; k < 50; k++)
                 jobs[n++] = (job_t){J_TXN, 2 * k, 2 * k + 1};
-        for (int k = 50; k < 100; k++)   /* either one redirected first */
+        for (int k = 50; k < 100; k++) /* either one redirected first */
                 jobs[n++] = k < 75 ? (job_t){J_PAIR, 2 * k, 2 * k + 1}
                                    : (job_t){J_PAIR, 2 * k + 1, 2 * k};
         jobs[n++] = (job_t){J_NEW, phase, 0};
@@ -831,8 +856,8 @@ static void mig_stream(mig_t *m, int phase, void (*between)(void)) {
         for (int i = 0; i < n; i++)
                 job_unit(m, &jobs[i]);
         if (between) {
-                CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_send(m->p, E,
-                                                            sizeof(E)), 0);
+                CU_ASSERT_EQUAL_FATAL(loy_cluster_pipe_send(m->p, E, sizeof(E)),
+                                      0);
                 between();
                 rc = loy_cluster_pipe_recv(m->p, E, sizeof(E));
         } else {
@@ -862,10 +887,10 @@ static void mig_stream(mig_t *m, int phase, void (*between)(void)) {
                 } else if (j->kind == J_PAIR) {
                         CU_ASSERT(reply(m->p, (size_t)i, 0) &&
                                   reply(m->p, (size_t)i, 0)->type ==
-                                          REDIS_REPLY_INTEGER);
+                                      REDIS_REPLY_INTEGER);
                         CU_ASSERT(reply(m->p, (size_t)i, 1) &&
                                   reply(m->p, (size_t)i, 1)->type ==
-                                          REDIS_REPLY_INTEGER);
+                                      REDIS_REPLY_INTEGER);
                         m->cnt[j->a]++;
                         m->cnt[j->b]++;
                 } else {
@@ -892,8 +917,8 @@ static void migrate_some_odd(void) {
                 mig_key(keys[i], sizeof(keys[i]), 2 * i + 1);
                 kv[i] = keys[i];
         }
-        CU_ASSERT_EQUAL(tu_cluster_migrate(&C, MIG_SRC, MIG_DST, kv, NULL,
-                                           25), 0);
+        CU_ASSERT_EQUAL(tu_cluster_migrate(&C, MIG_SRC, MIG_DST, kv, NULL, 25),
+                        0);
 }
 
 static void test_migration(void) {
@@ -921,8 +946,8 @@ static void test_migration(void) {
 
         /* Open: keys still on the source are served there; a new key is
          * asked for on the target. */
-        CU_ASSERT_EQUAL_FATAL(tu_cluster_migrate_begin(&C, MIG_SLOT, MIG_SRC,
-                                                       MIG_DST), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_cluster_migrate_begin(&C, MIG_SLOT, MIG_SRC, MIG_DST), 0);
         mig_stream(&m, 2, NULL);
         loy_cluster_stats(m.cl, &st);
         CU_ASSERT(st.ask > st0.ask);
@@ -934,16 +959,17 @@ static void test_migration(void) {
                 mig_key(keys[i], sizeof(keys[i]), 2 * i);
                 kv[i] = keys[i];
         }
-        CU_ASSERT_EQUAL_FATAL(tu_cluster_migrate(&C, MIG_SRC, MIG_DST, kv,
-                                                 NULL, MIG_KEYS / 2), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_cluster_migrate(&C, MIG_SRC, MIG_DST, kv, NULL, MIG_KEYS / 2),
+            0);
         mig_stream(&m, 3, NULL);
         CU_ASSERT(m.nretry > 0);
         CU_ASSERT(m.refused > 0);
         mig_stream(&m, 4, migrate_some_odd);
 
         /* Every key moved: all ASK, the transactions go through. */
-        CU_ASSERT_FATAL(tu_cluster_migrate_keys(&C, MIG_SLOT, MIG_SRC,
-                                                MIG_DST, 0) >= 0);
+        CU_ASSERT_FATAL(
+            tu_cluster_migrate_keys(&C, MIG_SLOT, MIG_SRC, MIG_DST, 0) >= 0);
         loy_cluster_stats(m.cl, &st0);
         mig_stream(&m, 5, NULL);
         loy_cluster_stats(m.cl, &st);
@@ -953,8 +979,8 @@ static void test_migration(void) {
         CU_ASSERT_EQUAL(node_of_slot(m.cl, MIG_SLOT), MIG_SRC);
 
         /* Closed: the source answers MOVED, the map follows. */
-        CU_ASSERT_EQUAL_FATAL(tu_cluster_migrate_end(&C, MIG_SLOT, MIG_SRC,
-                                                     MIG_DST), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_cluster_migrate_end(&C, MIG_SLOT, MIG_SRC, MIG_DST), 0);
         st0 = st;
         mig_stream(&m, 6, NULL);
         loy_cluster_stats(m.cl, &st);
@@ -987,9 +1013,10 @@ static void test_migration(void) {
                         if (m.cnt[j] != 16 ||
                             node_hget(MIG_DST, k, "n") != m.cnt[j]) {
                                 if (bad++ < 5)
-                                        fprintf(stderr, "\n  %s: %lld on "
-                                                "the target, %lld done\n", k,
-                                                node_hget(MIG_DST, k, "n"),
+                                        fprintf(stderr,
+                                                "\n  %s: %lld on "
+                                                "the target, %lld done\n",
+                                                k, node_hget(MIG_DST, k, "n"),
                                                 m.cnt[j]);
                         }
                 }
@@ -1011,8 +1038,10 @@ static void test_migration(void) {
         }
         loy_cluster_stats(m.cl, &st);
         if (getenv("LOY_TEST_VERBOSE"))
-                fprintf(stderr, "\n  ask %llu moved %llu refreshes %llu "
-                        "refused %d\n", (unsigned long long)st.ask,
+                fprintf(stderr,
+                        "\n  ask %llu moved %llu refreshes %llu "
+                        "refused %d\n",
+                        (unsigned long long)st.ask,
                         (unsigned long long)st.moved,
                         (unsigned long long)st.refreshes, m.refused);
         loy_cluster_pipe_destroy(m.p);
@@ -1047,14 +1076,14 @@ static void test_node_down(void) {
                 if (round == 1)
                         tu_cluster_kill(&C, victim, SIGKILL);
                 if (round == 3) {
-                        CU_ASSERT_EQUAL_FATAL(tu_cluster_wait_state(&C, "fail",
-                                                                    30000), 0);
+                        CU_ASSERT_EQUAL_FATAL(
+                            tu_cluster_wait_state(&C, "fail", 30000), 0);
                 }
                 if (round == 4) {
                         CU_ASSERT_EQUAL_FATAL(tu_cluster_restart(&C, victim),
                                               0);
-                        CU_ASSERT_EQUAL_FATAL(tu_cluster_wait_state(&C, "ok",
-                                                                    60000), 0);
+                        CU_ASSERT_EQUAL_FATAL(
+                            tu_cluster_wait_state(&C, "ok", 60000), 0);
                 }
                 loy_cluster_stats(cl, &st0);
                 rc = loy_cluster_pipe_exec(p, E, sizeof(E));
@@ -1075,8 +1104,7 @@ static void test_node_down(void) {
                 case 0:
                 case 4:
                         if (rc)
-                                fprintf(stderr, "\n  round %d: %s\n", round,
-                                        E);
+                                fprintf(stderr, "\n  round %d: %s\n", round, E);
                         CU_ASSERT_EQUAL(rc, LOY_CLUSTER_OK);
                         CU_ASSERT_EQUAL(ok, N);
                         if (round == 4)
@@ -1152,11 +1180,13 @@ static void test_named_guard(void) {
         CU_ASSERT_EQUAL(set_everywhere(p), LOY_CLUSTER_OK);
 
         /* another router closes them, on every master, and no other */
-        CU_ASSERT_EQUAL(loy_cluster_kill_named(b, "nobody", &killed, E,
-                                               sizeof(E)), LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(
+            loy_cluster_kill_named(b, "nobody", &killed, E, sizeof(E)),
+            LOY_CLUSTER_OK);
         CU_ASSERT_EQUAL(killed, 0);
-        CU_ASSERT_EQUAL(loy_cluster_kill_named(b, "proc-a", &killed, E,
-                                               sizeof(E)), LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(
+            loy_cluster_kill_named(b, "proc-a", &killed, E, sizeof(E)),
+            LOY_CLUSTER_OK);
         CU_ASSERT_EQUAL(killed, C.n);
 
         /* guarded: not opened again, every unit fails */
@@ -1174,8 +1204,9 @@ static void test_named_guard(void) {
         CU_ASSERT_EQUAL(set_everywhere(p), LOY_CLUSTER_OK);
         loy_cluster_stats(a, &st1);
         CU_ASSERT_EQUAL(st1.connects, st0.connects + (uint64_t)C.n);
-        CU_ASSERT_EQUAL(loy_cluster_kill_named(b, "proc-a", &killed, E,
-                                               sizeof(E)), LOY_CLUSTER_OK);
+        CU_ASSERT_EQUAL(
+            loy_cluster_kill_named(b, "proc-a", &killed, E, sizeof(E)),
+            LOY_CLUSTER_OK);
         CU_ASSERT_EQUAL(killed, C.n);
         loy_cluster_pipe_destroy(p);
         loy_cluster_destroy(a);
@@ -1205,11 +1236,11 @@ static void test_single(void) {
         cl = loy_cluster_create(seeds, 1000, E, sizeof(E));
         CU_ASSERT_PTR_NOT_NULL_FATAL(cl);
         CU_ASSERT_EQUAL(loy_cluster_is_cluster(cl), 0);
-        CU_ASSERT_EQUAL(node_of_slot(cl, 0), -1);  /* not a cluster node */
+        CU_ASSERT_EQUAL(node_of_slot(cl, 0), -1); /* not a cluster node */
         {
                 char addr[64];
-                CU_ASSERT_EQUAL(loy_cluster_node_of(cl, 16383, addr,
-                                                    sizeof(addr)), 0);
+                CU_ASSERT_EQUAL(
+                    loy_cluster_node_of(cl, 16383, addr, sizeof(addr)), 0);
                 CU_ASSERT_STRING_EQUAL(addr, seeds);
         }
         p = loy_cluster_pipe_create(cl, E, sizeof(E));
@@ -1254,9 +1285,8 @@ static void test_single(void) {
         loy_cluster_pipe_reset(p);
         rb_cmd(&b, "HINCRBY", "k1", "n", "1", NULL);
         CU_ASSERT_EQUAL_FATAL(add_unit(p, "k1", &b), 0);
-        CU_ASSERT_EQUAL(loy_cluster_pipe_exec(p, E, sizeof(E)),
-                        LOY_CLUSTER_OK);
-        CU_ASSERT(is_int(reply(p, 0, 0), 1));  /* no persistence */
+        CU_ASSERT_EQUAL(loy_cluster_pipe_exec(p, E, sizeof(E)), LOY_CLUSTER_OK);
+        CU_ASSERT(is_int(reply(p, 0, 0), 1)); /* no persistence */
         CU_ASSERT_EQUAL(loy_cluster_is_cluster(cl), 0);
         loy_cluster_pipe_destroy(p);
         loy_cluster_destroy(cl);
@@ -1265,8 +1295,8 @@ static void test_single(void) {
 
 /* Nobody answers: create works, everything else is an I/O error. */
 static void test_unreachable(void) {
-        loy_cluster_t *cl = loy_cluster_create("127.0.0.1:1", 500, E,
-                                               sizeof(E));
+        loy_cluster_t *cl =
+            loy_cluster_create("127.0.0.1:1", 500, E, sizeof(E));
         loy_cluster_pipe_t *p;
         rbuf_t b = {0};
         char addr[64];
@@ -1311,12 +1341,13 @@ int main(void) {
         CU_add_test(su, "10,000 units on 3 masters", test_big_pipeline);
         CU_add_test(su, "MULTI/EXEC units", test_multi);
         CU_add_test(su, "send, build the next, receive", test_split);
-        CU_add_test(su, "a pipeline cut into units by its keys",
-                    test_add_cmds);
+        CU_add_test(su, "a pipeline cut into units by its keys", test_add_cmds);
         CU_add_test(su, "slot migration under traffic", test_migration);
         CU_add_test(su, "a master killed and restarted", test_node_down);
-        CU_add_test(su, "named connections closed, not reopened while "
-                    "guarded", test_named_guard);
+        CU_add_test(su,
+                    "named connections closed, not reopened while "
+                    "guarded",
+                    test_named_guard);
         su = CU_add_suite("single", single_init, single_clean);
         if (!su)
                 return CU_get_error();

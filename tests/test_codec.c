@@ -117,18 +117,18 @@ static int decode_str(const char *s, loy_event_kind_t expect) {
         return decode(s, strlen(s), expect);
 }
 
-#define ASSERT_REJECT_AS(call, code, reason)                            \
-        do {                                                            \
-                CU_ASSERT_EQUAL((call), (code));                        \
-                CU_ASSERT_STRING_EQUAL(err, (reason));                  \
-                if (strcmp(err, (reason)))                              \
-                        fprintf(stderr, "\n  got reason: %s\n", err);   \
+#define ASSERT_REJECT_AS(call, code, reason)                                   \
+        do {                                                                   \
+                CU_ASSERT_EQUAL((call), (code));                               \
+                CU_ASSERT_STRING_EQUAL(err, (reason));                         \
+                if (strcmp(err, (reason)))                                     \
+                        fprintf(stderr, "\n  got reason: %s\n", err);          \
         } while (0)
 /* Bytes that are not an event of the schema. */
-#define ASSERT_REJECT(call, reason)                                     \
+#define ASSERT_REJECT(call, reason)                                            \
         ASSERT_REJECT_AS(call, LOY_CODEC_ERR_DECODE, reason)
 /* An event that decodes but breaks a rule of docs/events.md. */
-#define ASSERT_INVALID(call, reason)                                    \
+#define ASSERT_INVALID(call, reason)                                           \
         ASSERT_REJECT_AS(call, LOY_CODEC_ERR_INVALID, reason)
 
 /* Invoice 536365, all 7 lines, plus a returned line so negative
@@ -139,10 +139,9 @@ static void fill_536365(loy_event_t *e) {
                 int q;
                 double price;
         } l[] = {
-                { "85123A", 6, 2.55 }, { "71053", 6, 3.39 },
-                { "84406B", 8, 2.75 }, { "84029G", 6, 3.39 },
-                { "84029E", 6, 3.39 }, { "22752", 2, 7.65 },
-                { "21730", 6, 4.25 }, { "35004C", -1, 4.65 },
+            {"85123A", 6, 2.55}, {"71053", 6, 3.39},   {"84406B", 8, 2.75},
+            {"84029G", 6, 3.39}, {"84029E", 6, 3.39},  {"22752", 2, 7.65},
+            {"21730", 6, 4.25},  {"35004C", -1, 4.65},
         };
         loy_event_reset(e);
         e->kind = LOY_EV_PURCHASE;
@@ -183,17 +182,17 @@ static void fill_browse(loy_event_t *e, loy_browse_action_t a) {
  * ------------------------------------------------------------------------ */
 
 static void test_create_ids(void) {
-        loy_codec_ids_t ids = { 10, 11, 300 };
-        loy_codec_ids_t dup = { 1, 1, 3 };
+        loy_codec_ids_t ids = {10, 11, 300};
+        loy_codec_ids_t dup = {1, 1, 3};
         loy_codec_t *c;
-        loy_event_t e = { 0 };
+        loy_event_t e = {0};
         const uint8_t *out;
         size_t len;
 
         c = loy_codec_create(&dup, err, sizeof(err));
         CU_ASSERT_PTR_NULL(c);
         CU_ASSERT_STRING_EQUAL(err, "schema ids must be distinct and >= 0 "
-                               "(purchase 1, browse 1, trigger 3)");
+                                    "(purchase 1, browse 1, trigger 3)");
 
         c = loy_codec_create(&ids, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(c);
@@ -207,14 +206,15 @@ static void test_create_ids(void) {
         CU_ASSERT_EQUAL(out[4], 11);
         /* the default codec knows nothing of id 11 */
         ASSERT_REJECT(decode(out, len, 0), "unknown schema id 11");
-        CU_ASSERT_EQUAL(loy_codec_decode(c, out, len, LOY_EV_BROWSE, NOW_MS,
-                                         &e, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_codec_decode(c, out, len, LOY_EV_BROWSE, NOW_MS, &e,
+                                         err, sizeof(err)),
+                        0);
         loy_codec_destroy(c);
         loy_event_free(&e);
 }
 
 static void test_purchase_wire_bytes(void) {
-        loy_event_t e = { 0 };
+        loy_event_t e = {0};
         const uint8_t *out;
         size_t len;
         bb_t bb;
@@ -264,7 +264,7 @@ static void test_purchase_wire_bytes(void) {
 }
 
 static void test_purchase_roundtrip(void) {
-        loy_event_t in = { 0 };
+        loy_event_t in = {0};
         const void *out;
         size_t len;
 
@@ -303,13 +303,13 @@ static void test_purchase_roundtrip(void) {
 
 static void test_browse_roundtrip(void) {
         for (int a = 0; a < LOY_ACT__COUNT; a++) {
-                loy_event_t in = { 0 };
+                loy_event_t in = {0};
                 const uint8_t *out;
                 size_t len;
 
                 fill_browse(&in, (loy_browse_action_t)a);
-                out = loy_codec_encode_event(codec, &in, &len, err,
-                                             sizeof(err));
+                out =
+                    loy_codec_encode_event(codec, &in, &len, err, sizeof(err));
                 CU_ASSERT_PTR_NOT_NULL_FATAL(out);
                 CU_ASSERT_EQUAL(out[4], 2);
                 CU_ASSERT_EQUAL_FATAL(decode(out, len, LOY_EV_BROWSE), 0);
@@ -349,12 +349,12 @@ static void test_id_limits(void) {
 
 static void test_json_purchase(void) {
         const char *j =
-                "  \n{\"event_id\": \"536365\", \"customer_id\": \"17850\",\n"
-                " \"ts\": 1291191960000, \"order_id\": \"536365\",\n"
-                " \"lines\": [{\"sku\": \"85123A\", \"quantity\": 6,"
-                " \"unit_price\": 2.55},\n"
-                "  {\"sku\": \"22752\", \"category\": \"home\","
-                " \"quantity\": -2, \"unit_price\": 7}]}\n";
+            "  \n{\"event_id\": \"536365\", \"customer_id\": \"17850\",\n"
+            " \"ts\": 1291191960000, \"order_id\": \"536365\",\n"
+            " \"lines\": [{\"sku\": \"85123A\", \"quantity\": 6,"
+            " \"unit_price\": 2.55},\n"
+            "  {\"sku\": \"22752\", \"category\": \"home\","
+            " \"quantity\": -2, \"unit_price\": 7}]}\n";
 
         CU_ASSERT_EQUAL_FATAL(decode_str(j, LOY_EV_PURCHASE), 0);
         CU_ASSERT_EQUAL(ev.kind, LOY_EV_PURCHASE);
@@ -383,7 +383,8 @@ static void test_json_purchase(void) {
                                    " \"currency\": \"EUR\", \"channel\":"
                                    " \"app\", \"lines\": [{\"sku\": \"s\","
                                    " \"quantity\": 1, \"unit_price\": 0}]}",
-                                   0), 0);
+                                   0),
+                        0);
         CU_ASSERT_EQUAL(ev.kind, LOY_EV_PURCHASE);
         CU_ASSERT_STRING_EQUAL(ev.currency, "EUR");
         CU_ASSERT_STRING_EQUAL(ev.channel, "app");
@@ -410,7 +411,9 @@ static void test_json_browse(void) {
         CU_ASSERT_EQUAL(decode_str("{\"event_id\": \"b2\", \"customer_id\":"
                                    " \"13047\", \"ts\": 1291192081000,"
                                    " \"action\": \"search\", \"query\":"
-                                   " \"lantern\"}", LOY_EV_BROWSE), 0);
+                                   " \"lantern\"}",
+                                   LOY_EV_BROWSE),
+                        0);
         CU_ASSERT_EQUAL(ev.action, LOY_ACT_SEARCH);
         CU_ASSERT_STRING_EQUAL(ev.query, "lantern");
         CU_ASSERT_STRING_EQUAL(ev.session_id, "");
@@ -471,7 +474,7 @@ static json_t *trigger_json(const loy_trigger_t *t) {
         CU_ASSERT_EQUAL(out[4], 3);
         text = loy_codec_trigger_to_json(codec, out, len, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(text);
-        CU_ASSERT_PTR_NULL(strchr(text, '\n'));  /* one line */
+        CU_ASSERT_PTR_NULL(strchr(text, '\n')); /* one line */
         j = json_loads(text, 0, &jerr);
         free(text);
         CU_ASSERT_PTR_NOT_NULL_FATAL(j);
@@ -489,8 +492,7 @@ static void test_trigger_event(void) {
 
         fill_trigger(&t, recs);
         j = trigger_json(&t);
-        CU_ASSERT_STRING_EQUAL(JSTR(j, "trigger_id"),
-                               "r-winback-17850-536365");
+        CU_ASSERT_STRING_EQUAL(JSTR(j, "trigger_id"), "r-winback-17850-536365");
         CU_ASSERT_STRING_EQUAL(JSTR(j, "customer_id"), "17850");
         CU_ASSERT_STRING_EQUAL(JSTR(j, "rule"), "winback");
         CU_ASSERT(json_is_true(json_object_get(j, "holdout")));
@@ -531,8 +533,8 @@ static void test_trigger_event(void) {
                                "purchases");
         CU_ASSERT_EQUAL(JINT(o, "partition"), 3);
         CU_ASSERT_EQUAL(JINT(o, "offset"), 12345678901LL);
-        CU_ASSERT_STRING_EQUAL(JSTR(json_object_get(o, "event_id"),
-                                    "string"), "536365");
+        CU_ASSERT_STRING_EQUAL(JSTR(json_object_get(o, "event_id"), "string"),
+                               "536365");
         json_decref(j);
 }
 
@@ -551,8 +553,7 @@ static void test_trigger_timer(void) {
         t.recs = NULL;
         j = trigger_json(&t);
         CU_ASSERT(json_is_false(json_object_get(j, "holdout")));
-        CU_ASSERT_EQUAL(json_array_size(json_object_get(j,
-                                                        "recommendations")),
+        CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "recommendations")),
                         0);
         o = json_object_get(j, "cause");
         CU_ASSERT_STRING_EQUAL(JSTR(o, "kind"), "timer");
@@ -565,23 +566,23 @@ static void test_trigger_timer(void) {
         CU_ASSERT_PTR_NULL(loy_codec_encode_trigger(codec, &t, &(size_t){0},
                                                     err, sizeof(err)));
         CU_ASSERT_STRING_EQUAL(err, "trigger cause_kind must be \"event\" "
-                               "or \"timer\"");
+                                    "or \"timer\"");
 }
 
 static void test_trigger_to_json_rejects(void) {
-        loy_event_t in = { 0 };
+        loy_event_t in = {0};
         const void *out;
         size_t len;
 
         fill_browse(&in, LOY_ACT_VIEW);
         out = loy_codec_encode_event(codec, &in, &len, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(out);
-        CU_ASSERT_PTR_NULL(loy_codec_trigger_to_json(codec, out, len, err,
-                                                     sizeof(err)));
+        CU_ASSERT_PTR_NULL(
+            loy_codec_trigger_to_json(codec, out, len, err, sizeof(err)));
         CU_ASSERT_STRING_EQUAL(err,
                                "schema id 2 is not the trigger schema (3)");
-        CU_ASSERT_PTR_NULL(loy_codec_trigger_to_json(codec, "{}", 2, err,
-                                                     sizeof(err)));
+        CU_ASSERT_PTR_NULL(
+            loy_codec_trigger_to_json(codec, "{}", 2, err, sizeof(err)));
         CU_ASSERT_STRING_EQUAL(err, "not Avro (magic byte 0)");
 }
 
@@ -590,11 +591,11 @@ static void test_trigger_to_json_rejects(void) {
  * ------------------------------------------------------------------------ */
 
 static void test_bad_framing(void) {
-        static const uint8_t hdr3[] = { 0, 0, 0 };
-        static const uint8_t id7[] = { 0, 0, 0, 0, 7, 0x02, 'x' };
-        static const uint8_t big[] = { 0, 1, 0, 0, 0 };
-        static const uint8_t magic1[] = { 1, 0, 0, 0, 1, 0 };
-        loy_event_t in = { 0 };
+        static const uint8_t hdr3[] = {0, 0, 0};
+        static const uint8_t id7[] = {0, 0, 0, 0, 7, 0x02, 'x'};
+        static const uint8_t big[] = {0, 1, 0, 0, 0};
+        static const uint8_t magic1[] = {1, 0, 0, 0, 1, 0};
+        loy_event_t in = {0};
         const void *out;
         size_t len;
 
@@ -725,15 +726,15 @@ static void test_bad_json(void) {
                                  LOY_EV_PURCHASE),
                       "missing field 'customer_id'");
         ASSERT_REJECT(decode_str(J_E "\"customer_id\": 17850,"
-                                 " \"ts\": 1291191960000}", LOY_EV_PURCHASE),
+                                     " \"ts\": 1291191960000}",
+                                 LOY_EV_PURCHASE),
                       "field 'customer_id' must be a string");
-        ASSERT_REJECT(decode_str(J_EC
-                                 " \"ts\": \"2010-12-01 08:26:00\"}",
+        ASSERT_REJECT(decode_str(J_EC " \"ts\": \"2010-12-01 08:26:00\"}",
                                  LOY_EV_PURCHASE),
                       "field 'ts' must be an integer");
-        ASSERT_REJECT(decode_str(J_EC
-                                 " \"ts\": 1291191960000.5}", LOY_EV_BROWSE),
-                      "field 'ts' must be an integer");
+        ASSERT_REJECT(
+            decode_str(J_EC " \"ts\": 1291191960000.5}", LOY_EV_BROWSE),
+            "field 'ts' must be an integer");
         ASSERT_REJECT(decode_str(J_EC
                                  " \"ts\": 1291191960000, \"order_id\": \"o\","
                                  " \"lines\": [{\"sku\": \"s\", \"quantity\":"
@@ -744,11 +745,13 @@ static void test_bad_json(void) {
                                  " \"ts\": 1291191960000, \"order_id\": \"o\","
                                  " \"lines\": [{\"sku\": \"s\", \"quantity\":"
                                  " 1, \"unit_price\": 1}, {\"sku\": \"t\","
-                                 " \"quantity\": 1}]}", LOY_EV_PURCHASE),
+                                 " \"quantity\": 1}]}",
+                                 LOY_EV_PURCHASE),
                       "missing field 'lines[1].unit_price'");
         ASSERT_REJECT(decode_str(J_EC
                                  " \"ts\": 1291191960000, \"order_id\": \"o\","
-                                 " \"lines\": {}}", LOY_EV_PURCHASE),
+                                 " \"lines\": {}}",
+                                 LOY_EV_PURCHASE),
                       "field 'lines' must be an array");
         ASSERT_REJECT(decode_str("{\"event_id\": \"e1\"}", 0),
                       "missing field 'type'");
@@ -761,7 +764,7 @@ static void test_bad_json(void) {
 static void test_bad_values(void) {
         char j[512];
         char cid[70];
-        loy_event_t in = { 0 };
+        loy_event_t in = {0};
         const void *out;
         size_t len;
         bb_t bb;
@@ -769,15 +772,19 @@ static void test_bad_values(void) {
         /* 65-byte customer id, JSON (Avro is in test_id_limits) */
         memset(cid, '7', 65);
         cid[65] = '\0';
-        snprintf(j, sizeof(j), "{\"event_id\": \"e1\", \"customer_id\":"
+        snprintf(j, sizeof(j),
+                 "{\"event_id\": \"e1\", \"customer_id\":"
                  " \"%s\", \"ts\": 1291191960000, \"action\": \"view\","
-                 " \"sku\": \"s\"}", cid);
+                 " \"sku\": \"s\"}",
+                 cid);
         ASSERT_REJECT(decode_str(j, LOY_EV_BROWSE),
                       "customer_id longer than 64 bytes");
         cid[64] = '\0';
-        snprintf(j, sizeof(j), "{\"event_id\": \"e1\", \"customer_id\":"
+        snprintf(j, sizeof(j),
+                 "{\"event_id\": \"e1\", \"customer_id\":"
                  " \"%s\", \"ts\": 1291191960000, \"action\": \"view\","
-                 " \"sku\": \"s\"}", cid);
+                 " \"sku\": \"s\"}",
+                 cid);
         CU_ASSERT_EQUAL(decode_str(j, LOY_EV_BROWSE), 0);
 
         /* a purchase with zero lines, Avro and JSON */
@@ -786,50 +793,53 @@ static void test_bad_values(void) {
         out = loy_codec_encode_event(codec, &in, &len, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(out);
         ASSERT_INVALID(decode(out, len, LOY_EV_PURCHASE),
-                      "purchase has no lines");
+                       "purchase has no lines");
         ASSERT_INVALID(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
-                                 " \"c\", \"ts\": 1291191960000,"
-                                 " \"order_id\": \"o\", \"lines\": []}",
-                                 LOY_EV_PURCHASE),
-                      "purchase has no lines");
+                                  " \"c\", \"ts\": 1291191960000,"
+                                  " \"order_id\": \"o\", \"lines\": []}",
+                                  LOY_EV_PURCHASE),
+                       "purchase has no lines");
 
         /* unit prices that are not amounts */
         put_purchase1(&bb, "17850", NAN);
         ASSERT_INVALID(decode(bb.b, bb.n, 0), "line 0 unit_price nan is not "
-                      "a finite amount in [0, 1e9]");
+                                              "a finite amount in [0, 1e9]");
         put_purchase1(&bb, "17850", INFINITY);
         ASSERT_INVALID(decode(bb.b, bb.n, 0), "line 0 unit_price inf is not "
-                      "a finite amount in [0, 1e9]");
+                                              "a finite amount in [0, 1e9]");
         put_purchase1(&bb, "17850", -1.5);
         ASSERT_INVALID(decode(bb.b, bb.n, 0), "line 0 unit_price -1.5 is not "
-                      "a finite amount in [0, 1e9]");
+                                              "a finite amount in [0, 1e9]");
         ASSERT_INVALID(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
-                                 " \"c\", \"ts\": 1291191960000,"
-                                 " \"order_id\": \"o\", \"lines\": [{\"sku\":"
-                                 " \"s\", \"quantity\": 1, \"unit_price\":"
-                                 " -0.01}]}", LOY_EV_PURCHASE),
-                      "line 0 unit_price -0.01 is not a finite amount in "
-                      "[0, 1e9]");
+                                  " \"c\", \"ts\": 1291191960000,"
+                                  " \"order_id\": \"o\", \"lines\": [{\"sku\":"
+                                  " \"s\", \"quantity\": 1, \"unit_price\":"
+                                  " -0.01}]}",
+                                  LOY_EV_PURCHASE),
+                       "line 0 unit_price -0.01 is not a finite amount in "
+                       "[0, 1e9]");
 
         /* a sku with a control character would cut the customer's
          * recommendation history (tab-separated lines) on its next load;
          * a blank is fine */
         ASSERT_INVALID(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
-                                 " \"c\", \"ts\": 1291191960000,"
-                                 " \"order_id\": \"o\", \"lines\": [{\"sku\":"
-                                 " \"A\\tB\", \"quantity\": 1, \"unit_price\":"
-                                 " 1}]}", LOY_EV_PURCHASE),
-                      "line 0 sku has a control character (0x09)");
+                                  " \"c\", \"ts\": 1291191960000,"
+                                  " \"order_id\": \"o\", \"lines\": [{\"sku\":"
+                                  " \"A\\tB\", \"quantity\": 1, \"unit_price\":"
+                                  " 1}]}",
+                                  LOY_EV_PURCHASE),
+                       "line 0 sku has a control character (0x09)");
         ASSERT_INVALID(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
-                                 " \"c\", \"ts\": 1291191960000, \"action\":"
-                                 " \"view\", \"sku\": \"s\\n1\"}",
-                                 LOY_EV_BROWSE),
-                      "sku has a control character (0x0a)");
+                                  " \"c\", \"ts\": 1291191960000, \"action\":"
+                                  " \"view\", \"sku\": \"s\\n1\"}",
+                                  LOY_EV_BROWSE),
+                       "sku has a control character (0x0a)");
         CU_ASSERT_EQUAL(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
                                    " \"c\", \"ts\": 1291191960000,"
                                    " \"order_id\": \"o\", \"lines\": [{\"sku\":"
                                    " \"BANK CHARGES\", \"quantity\": 1,"
-                                   " \"unit_price\": 1}]}", LOY_EV_PURCHASE),
+                                   " \"unit_price\": 1}]}",
+                                   LOY_EV_PURCHASE),
                         0);
 
         /* timestamp in seconds instead of milliseconds */
@@ -838,13 +848,14 @@ static void test_bad_values(void) {
         out = loy_codec_encode_event(codec, &in, &len, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(out);
         ASSERT_INVALID(decode(out, len, LOY_EV_PURCHASE),
-                      "timestamp 1291191960 ms is before 1990 (seconds "
-                      "instead of milliseconds?)");
+                       "timestamp 1291191960 ms is before 1990 (seconds "
+                       "instead of milliseconds?)");
         ASSERT_INVALID(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
-                                 " \"c\", \"ts\": 1291191960, \"action\":"
-                                 " \"view\", \"sku\": \"s\"}", LOY_EV_BROWSE),
-                      "timestamp 1291191960 ms is before 1990 (seconds "
-                      "instead of milliseconds?)");
+                                  " \"c\", \"ts\": 1291191960, \"action\":"
+                                  " \"view\", \"sku\": \"s\"}",
+                                  LOY_EV_BROWSE),
+                       "timestamp 1291191960 ms is before 1990 (seconds "
+                       "instead of milliseconds?)");
 
         /* unknown browse action: a JSON name, an Avro enum index */
         ASSERT_REJECT(decode_str("{\"event_id\": \"e1\", \"customer_id\":"
@@ -857,13 +868,13 @@ static void test_bad_values(void) {
         put_str(&bb, "c");
         put_str(&bb, "");
         put_long(&bb, TS_536365);
-        put_long(&bb, 5);          /* symbols are 0..4 */
+        put_long(&bb, 5); /* symbols are 0..4 */
         put_str(&bb, "s");
         put_str(&bb, "");
         put_str(&bb, "");
         ASSERT_REJECT(decode(bb.b, bb.n, LOY_EV_BROWSE),
                       "avro: enum index out of range in field 'action'");
-        bb.b[bb.n - 5] = 2 * 4;    /* wishlist: the same bytes decode */
+        bb.b[bb.n - 5] = 2 * 4; /* wishlist: the same bytes decode */
         CU_ASSERT_EQUAL(decode(bb.b, bb.n, LOY_EV_BROWSE), 0);
         CU_ASSERT_EQUAL(ev.action, LOY_ACT_WISHLIST);
         loy_event_free(&in);
@@ -874,21 +885,21 @@ static void test_bad_values(void) {
  * read back as JSON ("avro: Cannot allocate JSON string"). */
 static void test_utf8(void) {
         static const char *const bad[] = {
-                "13\xdc\x34\x37",      /* lead byte 0xdc, then "47" */
-                "a\xc3",               /* truncated sequence */
-                "\xc0\xaf",            /* overlong '/' */
-                "\xe0\x80\xaf",        /* overlong, 3 bytes */
-                "\xed\xa0\x80",        /* surrogate U+D800 */
-                "\xf4\x90\x80\x80",    /* above U+10FFFF */
-                "\xff",
+            "13\xdc\x34\x37",   /* lead byte 0xdc, then "47" */
+            "a\xc3",            /* truncated sequence */
+            "\xc0\xaf",         /* overlong '/' */
+            "\xe0\x80\xaf",     /* overlong, 3 bytes */
+            "\xed\xa0\x80",     /* surrogate U+D800 */
+            "\xf4\x90\x80\x80", /* above U+10FFFF */
+            "\xff",
         };
         static const char *const good[] = {
-                "Zo\xc3\xab",            /* U+00EB */
-                "\xe9\xa1\xa7\xe5\xae\xa2",  /* two CJK characters */
-                "\xf0\x9f\x8e\x81",      /* U+1F381, 4 bytes */
-                "\xf4\x8f\xbf\xbf",      /* U+10FFFF */
+            "Zo\xc3\xab",               /* U+00EB */
+            "\xe9\xa1\xa7\xe5\xae\xa2", /* two CJK characters */
+            "\xf0\x9f\x8e\x81",         /* U+1F381, 4 bytes */
+            "\xf4\x8f\xbf\xbf",         /* U+10FFFF */
         };
-        loy_trigger_t t = { 0 };
+        loy_trigger_t t = {0};
         const void *out;
         char *json;
         size_t len;
@@ -921,8 +932,8 @@ static void test_utf8(void) {
                 t.cause_topic = "purchases";
                 t.cause_event_id = ev.event_id;
                 t.model_version = "m";
-                out = loy_codec_encode_trigger(codec, &t, &len, err,
-                                               sizeof(err));
+                out =
+                    loy_codec_encode_trigger(codec, &t, &len, err, sizeof(err));
                 CU_ASSERT_PTR_NOT_NULL_FATAL(out);
                 json = loy_codec_trigger_to_json(codec, out, len, err,
                                                  sizeof(err));
@@ -945,8 +956,8 @@ static uint32_t rng(void) {
         return (uint32_t)((rng_state * 0x2545f4914f6cdd1dULL) >> 32);
 }
 
-static void mutate_loop(const uint8_t *orig, size_t n, int is_trigger,
-                        int *ok, int *bad) {
+static void mutate_loop(const uint8_t *orig, size_t n, int is_trigger, int *ok,
+                        int *bad) {
         uint8_t buf[8192];
 
         CU_ASSERT_FATAL(n + 8 <= sizeof(buf));
@@ -962,11 +973,10 @@ static void mutate_loop(const uint8_t *orig, size_t n, int is_trigger,
                                 buf[at] = (uint8_t)rng();
                 }
                 if (iter % 5 == 0)
-                        len = rng() % (n + 8);   /* cut or extend */
+                        len = rng() % (n + 8); /* cut or extend */
                 if (is_trigger) {
                         char *s = loy_codec_trigger_to_json(codec, buf, len,
-                                                            err,
-                                                            sizeof(err));
+                                                            err, sizeof(err));
                         if (s)
                                 (*ok)++;
                         else
@@ -987,7 +997,7 @@ static void mutate_loop(const uint8_t *orig, size_t n, int is_trigger,
 }
 
 static void test_fuzz_flips(void) {
-        loy_event_t in = { 0 };
+        loy_event_t in = {0};
         loy_trigger_t t;
         loy_trigger_rec_t recs[2];
         uint8_t orig[4096];
@@ -1040,39 +1050,42 @@ static void test_forget_requests(void) {
         n = loy_codec_encode_forget(&ev, buf, sizeof(buf), err, sizeof(err));
         CU_ASSERT_FATAL(n > 0);
         CU_ASSERT_STRING_EQUAL(buf, "{\"customer_id\":\"17850\","
-                               "\"forget_ms\":1700000000000}");
+                                    "\"forget_ms\":1700000000000}");
         memset(&ev, 0, sizeof(ev));
         CU_ASSERT_EQUAL(loy_codec_decode_forget(buf, (size_t)n, NOW_MS, &ev,
-                                                err, sizeof(err)), 0);
+                                                err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(ev.kind, LOY_EV_FORGET);
         CU_ASSERT_STRING_EQUAL(ev.customer_id, "17850");
         CU_ASSERT_EQUAL(ev.forget_ms, NOW_MS);
         CU_ASSERT_EQUAL(ev.ts_ms, 0);
         CU_ASSERT_FALSE(ev.forget_by_key);
         CU_ASSERT_FALSE(ev.forget_if_silent);
-        CU_ASSERT_EQUAL(loy_codec_encode_forget(&ev, buf, 8, err,
-                                                sizeof(err)), -1);
+        CU_ASSERT_EQUAL(loy_codec_encode_forget(&ev, buf, 8, err, sizeof(err)),
+                        -1);
         /* as loyaltyctl expire sends it */
         ev.forget_by_key = 1;
         ev.forget_if_silent = 1;
         n = loy_codec_encode_forget(&ev, buf, sizeof(buf), err, sizeof(err));
         CU_ASSERT_FATAL(n > 0);
         CU_ASSERT_STRING_EQUAL(buf, "{\"customer_key\":\"17850\","
-                               "\"forget_ms\":1700000000000,"
-                               "\"if_silent\":true}");
+                                    "\"forget_ms\":1700000000000,"
+                                    "\"if_silent\":true}");
         memset(&ev, 0, sizeof(ev));
         CU_ASSERT_EQUAL(loy_codec_decode_forget(buf, (size_t)n, NOW_MS, &ev,
-                                                err, sizeof(err)), 0);
+                                                err, sizeof(err)),
+                        0);
         CU_ASSERT_TRUE(ev.forget_by_key);
         CU_ASSERT_TRUE(ev.forget_if_silent);
         CU_ASSERT_STRING_EQUAL(ev.customer_id, "17850");
         snprintf(ev.customer_id, sizeof(ev.customer_id), "a b");
-        CU_ASSERT_EQUAL(loy_codec_encode_forget(&ev, buf, sizeof(buf), err,
-                                                sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_codec_encode_forget(&ev, buf, sizeof(buf), err, sizeof(err)),
+            -1);
         CU_ASSERT_STRING_EQUAL(err, "customer_id has a blank or control "
-                               "character");
-#define FORGET(s) loy_codec_decode_forget(s, strlen(s), NOW_MS, &ev, err, \
-                                          sizeof(err))
+                                    "character");
+#define FORGET(s)                                                              \
+        loy_codec_decode_forget(s, strlen(s), NOW_MS, &ev, err, sizeof(err))
         ASSERT_REJECT(FORGET("{\"customer_id\": \"1\"}"),
                       "missing field 'forget_ms'");
         ASSERT_REJECT(FORGET("[1]"), "forget: json: not an object");
@@ -1091,9 +1104,9 @@ static void test_forget_requests(void) {
         ASSERT_INVALID(FORGET("{\"customer_id\": \"a\\tb\", "
                               "\"forget_ms\": 1291190400000}"),
                        "customer_id has a blank or control character");
-        CU_ASSERT_EQUAL(loy_codec_decode_forget("", 0, NOW_MS, &ev, err,
-                                                sizeof(err)),
-                        LOY_CODEC_ERR_DECODE);
+        CU_ASSERT_EQUAL(
+            loy_codec_decode_forget("", 0, NOW_MS, &ev, err, sizeof(err)),
+            LOY_CODEC_ERR_DECODE);
 #undef FORGET
         loy_event_free(&ev);
 }
@@ -1106,8 +1119,7 @@ int main(void) {
         s = CU_add_suite("codec", suite_init, suite_clean);
         if (!s)
                 return 1;
-        CU_add_test(s, "create with custom and duplicate ids",
-                    test_create_ids);
+        CU_add_test(s, "create with custom and duplicate ids", test_create_ids);
         CU_add_test(s, "purchase wire bytes", test_purchase_wire_bytes);
         CU_add_test(s, "purchase round trip", test_purchase_roundtrip);
         CU_add_test(s, "browse round trip, every action",

@@ -22,14 +22,18 @@ static void test_merge(void) {
         tu_batch_t T;
         loy_batch_t *b = &T.b;
         /* partition 0: t=10, 30, 20 (backwards); partition 1: t=5, 25 */
-        static const struct { int part; int off; int64_t ts; } in[] = {
+        static const struct {
+                int part;
+                int off;
+                int64_t ts;
+        } in[] = {
             {0, 100, 10}, {1, 7, 5}, {0, 101, 30}, {1, 8, 25}, {0, 102, 20}};
         static const int want[] = {1, 0, 3, 2, 4};
         CU_ASSERT_EQUAL_FATAL(tu_batch_init(&T, 0, 0), 0);
         for (int i = 0; i < 5; i++)
-                CU_ASSERT_PTR_NOT_NULL_FATAL(tu_batch_purchase(
-                    &T, "e", "c1", T0 + in[i].ts, "A", 1, in[i].part,
-                    in[i].off));
+                CU_ASSERT_PTR_NOT_NULL_FATAL(
+                    tu_batch_purchase(&T, "e", "c1", T0 + in[i].ts, "A", 1,
+                                      in[i].part, in[i].off));
         loy_collect_merge_order(b);
         for (int i = 0; i < 5; i++)
                 CU_ASSERT_EQUAL(b->order[i], want[i]);
@@ -69,8 +73,8 @@ static int64_t newest_of(const loy_clock_t *clk, const char *topic,
 
 /* A consumer assigned (topic, 0) from the start; polls n messages into
  * b->msgs. */
-static rd_kafka_t *poll_into(tu_kafka_t *k, const char *topic,
-                             loy_batch_t *b, int n) {
+static rd_kafka_t *poll_into(tu_kafka_t *k, const char *topic, loy_batch_t *b,
+                             int n) {
         char err[256];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_topic_partition_list_t *asg;
@@ -127,8 +131,8 @@ static void test_event_time_of_waiting_events(void) {
                                  "\"lines\":[{\"sku\":\"A\",\"quantity\":1,"
                                  "\"unit_price\":5}]}",
                                  i, i, T0 + (i + 1) * DAY, i);
-                CU_ASSERT_EQUAL(tu_kafka_produce(k, pt, 0, "c", json,
-                                                 (size_t)n), 0);
+                CU_ASSERT_EQUAL(
+                    tu_kafka_produce(k, pt, 0, "c", json, (size_t)n), 0);
         }
         rk = poll_into(k, pt, b, N);
         CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
@@ -176,8 +180,10 @@ int main(void) {
         if (!s || !CU_add_test(s, "merge by time, offsets kept", test_merge) ||
             !CU_add_test(s, "runs per topic and partition",
                          test_merge_topics) ||
-            !CU_add_test(s, "event time of events that wait or are read "
-                         "again", test_event_time_of_waiting_events)) {
+            !CU_add_test(s,
+                         "event time of events that wait or are read "
+                         "again",
+                         test_event_time_of_waiting_events)) {
                 CU_cleanup_registry();
                 return 1;
         }

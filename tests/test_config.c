@@ -72,8 +72,7 @@ static void expect_set_error(loy_config_t *c, const char *key,
         check_str(err, want);
 }
 
-static const loy_rule_t *rule_by_name(const loy_config_t *c,
-                                      const char *name) {
+static const loy_rule_t *rule_by_name(const loy_config_t *c, const char *name) {
         for (int i = 0; i < c->rules.n; i++)
                 if (!strcmp(c->rules.rule[i].name, name))
                         return &c->rules.rule[i];
@@ -107,8 +106,7 @@ static void test_defaults(void) {
         CU_ASSERT_EQUAL(c.feat.tier_silver_points, 500);
         CU_ASSERT_EQUAL(c.feat.tier_gold_points, 2000);
         /* without a config file: the model shipped in the source tree */
-        snprintf(want, sizeof(want), "%s/config/model.default",
-                 LOY_SOURCE_DIR);
+        snprintf(want, sizeof(want), "%s/config/model.default", LOY_SOURCE_DIR);
         check_str(c.model_path, want);
         CU_ASSERT_EQUAL(c.horizon_days, 90);
         CU_ASSERT_EQUAL(c.margin, 0.3);
@@ -127,8 +125,8 @@ static void test_defaults(void) {
         loy_config_free(&c);
 }
 
-static void check_term(const loy_rule_term_t *t, const char *field,
-                       loy_op_t op, double value) {
+static void check_term(const loy_rule_term_t *t, const char *field, loy_op_t op,
+                       double value) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(t->field);
         check_str(t->field->name, field);
         CU_ASSERT_EQUAL(t->op, op);
@@ -141,8 +139,7 @@ static void test_load_shipped(void) {
         const loy_rule_t *r;
         FILE *fp;
 
-        snprintf(path, sizeof(path), "%s",
-                 tu_src_path("config/loyaltyd.conf"));
+        snprintf(path, sizeof(path), "%s", tu_src_path("config/loyaltyd.conf"));
         loy_config_defaults(&c);
         CU_ASSERT_EQUAL_FATAL(loy_config_load(&c, path, err, sizeof(err)), 0);
 
@@ -155,8 +152,7 @@ static void test_load_shipped(void) {
         CU_ASSERT_EQUAL(c.rfm_weights[2], 0.4);
 
         /* model = model.default, relative to the file's folder */
-        snprintf(want, sizeof(want), "%s",
-                 tu_src_path("config/model.default"));
+        snprintf(want, sizeof(want), "%s", tu_src_path("config/model.default"));
         check_str(c.model_path, want);
         fp = fopen(c.model_path, "r");
         CU_ASSERT_PTR_NOT_NULL(fp);
@@ -181,7 +177,7 @@ static void test_load_shipped(void) {
         check_str(r->reward_kind, "points");
         CU_ASSERT_EQUAL(r->reward_value, 500);
         check_str(r->reward_currency, "");
-        CU_ASSERT_EQUAL(r->reward_expiry_days, 30);  /* default */
+        CU_ASSERT_EQUAL(r->reward_expiry_days, 30); /* default */
         CU_ASSERT_EQUAL(r->cooldown_days, 3650);
         CU_ASSERT_EQUAL(r->priority, 20);
         CU_ASSERT_EQUAL(r->holdout_pct, 0);
@@ -223,22 +219,24 @@ static void test_load_syntax(void) {
         const loy_rule_t *r;
 
         loy_config_defaults(&c);
-        CU_ASSERT_EQUAL_FATAL(load_text(&c,
-                "  # comment\r\n"
-                "\r\n"
-                "[ input ]\r\n"
-                "  batch.max   =   7   # trailing comment\r\n"
-                "topic.browse =\r\n"
-                "[rule a]\n"
-                "when = orders>=2\n"
-                "[redis]\n"
-                "namespace = shop1\n"
-                "[rule a]\n"
-                "priority = -3\n"
-                "on = timer\n"
-                "purchase_only = true\n"
-                "reward.currency = EUR\n",
-                err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            load_text(&c,
+                      "  # comment\r\n"
+                      "\r\n"
+                      "[ input ]\r\n"
+                      "  batch.max   =   7   # trailing comment\r\n"
+                      "topic.browse =\r\n"
+                      "[rule a]\n"
+                      "when = orders>=2\n"
+                      "[redis]\n"
+                      "namespace = shop1\n"
+                      "[rule a]\n"
+                      "priority = -3\n"
+                      "on = timer\n"
+                      "purchase_only = true\n"
+                      "reward.currency = EUR\n",
+                      err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(c.batch_max, 7);
         check_str(c.topic_browse, "");
         check_str(c.redis_ns, "shop1");
@@ -253,16 +251,18 @@ static void test_load_syntax(void) {
         check_str(r->reward_currency, "EUR");
 
         /* a second file changes only what it names */
-        CU_ASSERT_EQUAL_FATAL(load_text(&c,
-                "[input]\nbatch.ms = 250\n"
-                "[rule b]\nwhen = clv > 100\npriority = 4\n"
-                "[rule a]\npurchase_only = no\n",
-                err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            load_text(&c,
+                      "[input]\nbatch.ms = 250\n"
+                      "[rule b]\nwhen = clv > 100\npriority = 4\n"
+                      "[rule a]\npurchase_only = no\n",
+                      err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(c.batch_max, 7);
         CU_ASSERT_EQUAL(c.batch_ms, 250);
         check_str(c.redis_ns, "shop1");
         CU_ASSERT_EQUAL_FATAL(c.rules.n, 2);
-        check_str(c.rules.rule[0].name, "b");   /* 4 before -3 */
+        check_str(c.rules.rule[0].name, "b"); /* 4 before -3 */
         check_str(c.rules.rule[1].name, "a");
         r = rule_by_name(&c, "a");
         CU_ASSERT_EQUAL(r->purchase_only, 0);
@@ -270,19 +270,23 @@ static void test_load_syntax(void) {
         CU_ASSERT_EQUAL(r->nterms, 1);
 
         /* numbers: exponent, sign, whole-valued double for an int */
-        CU_ASSERT_EQUAL(load_text(&c,
-                "[input]\nbatch.max = 1e3\n[scoring]\nmargin = .25\n"
-                "[clock]\nlateness.ms = 2000.0\n",
-                err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            load_text(&c,
+                      "[input]\nbatch.max = 1e3\n[scoring]\nmargin = .25\n"
+                      "[clock]\nlateness.ms = 2000.0\n",
+                      err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(c.batch_max, 1000);
         CU_ASSERT_EQUAL(c.margin, 0.25);
         CU_ASSERT_EQUAL(c.lateness_ms, 2000);
 
         /* bounds are inclusive */
-        CU_ASSERT_EQUAL(load_text(&c,
-                "[avro]\nschema.trigger = 2147483647\n"
-                "[redis]\ncache.customers = 16\nport = 65535\n",
-                err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            load_text(&c,
+                      "[avro]\nschema.trigger = 2147483647\n"
+                      "[redis]\ncache.customers = 16\nport = 65535\n",
+                      err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(c.schema_trigger, 2147483647);
         CU_ASSERT_EQUAL(c.cache_customers, 16);
         CU_ASSERT_EQUAL(c.redis_port, 65535);
@@ -305,7 +309,8 @@ static void test_redis_secret(void) {
         fp = fopen(path, "w");
         CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
         fputs("[redis]\nuser = loyaltyd\npassword.file = redis.pw\n"
-              "db = 3\nconnect.timeout.ms = 700\ntimeout.ms = 900\n", fp);
+              "db = 3\nconnect.timeout.ms = 700\ntimeout.ms = 900\n",
+              fp);
         fclose(fp);
         fp = fopen(secret, "w");
         CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
@@ -315,8 +320,8 @@ static void test_redis_secret(void) {
         loy_config_defaults(&c);
         CU_ASSERT_EQUAL(loy_config_load(&c, path, err, sizeof(err)), 0);
         check_str(c.redis_password_file, secret);
-        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
-                                              sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_redis_opts(&c, &o, pw, sizeof(pw), err, sizeof(err)), 0);
         check_str(o.password, "s3cret pass");
         check_str(o.user, "loyaltyd");
         CU_ASSERT_EQUAL(o.db, 3);
@@ -328,10 +333,13 @@ static void test_redis_secret(void) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
         fputs("\nx\n", fp);
         fclose(fp);
-        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
-                                              sizeof(err)), -1);
-        snprintf(want, sizeof(want), "%s:1: redis.password.file: the first "
-                 "line is empty", secret);
+        CU_ASSERT_EQUAL(
+            loy_config_redis_opts(&c, &o, pw, sizeof(pw), err, sizeof(err)),
+            -1);
+        snprintf(want, sizeof(want),
+                 "%s:1: redis.password.file: the first "
+                 "line is empty",
+                 secret);
         check_str(err, want);
 
         /* one that does not fit is not cut */
@@ -340,33 +348,40 @@ static void test_redis_secret(void) {
         for (int i = 0; i < 80; i++)
                 fputc('p', fp);
         fclose(fp);
-        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
-                                              sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_config_redis_opts(&c, &o, pw, sizeof(pw), err, sizeof(err)),
+            -1);
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "secret longer than 62 bytes"));
 
         unlink(secret);
-        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
-                                              sizeof(err)), -1);
-        snprintf(want, sizeof(want), "%s: redis.password.file: No such file "
-                 "or directory", secret);
+        CU_ASSERT_EQUAL(
+            loy_config_redis_opts(&c, &o, pw, sizeof(pw), err, sizeof(err)),
+            -1);
+        snprintf(want, sizeof(want),
+                 "%s: redis.password.file: No such file "
+                 "or directory",
+                 secret);
         check_str(err, want);
 
         /* a password in the file itself, and both at once */
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.password.file", "",
-                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.password.file", "", err,
+                                       sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.password", "inline",
-                                       err, sizeof(err)), 0);
+                                       err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_redis_opts(&c, &o, pw, sizeof(pw), err,
-                                              sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_redis_opts(&c, &o, pw, sizeof(pw), err, sizeof(err)), 0);
         check_str(o.password, "inline");
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.password.file", "f",
-                                       err, sizeof(err)), 0);
+                                       err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), -1);
         check_str(err, "-X: redis.password: set redis.password or "
                        "redis.password.file, not both");
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.db", "-1", err,
-                                       sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "redis.db", "-1", err, sizeof(err)), -1);
         unlink(path);
         rmdir(dir);
         loy_config_free(&c);
@@ -379,25 +394,27 @@ static void test_model_path(void) {
         FILE *fp;
 
         loy_config_defaults(&c);
-        CU_ASSERT_EQUAL(load_text(&c, "[scoring]\nmodel = m.bin\n", err,
-                                  sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            load_text(&c, "[scoring]\nmodel = m.bin\n", err, sizeof(err)), 0);
         check_str(c.model_path, "/tmp/m.bin");
 
-        CU_ASSERT_EQUAL(load_text(&c, "[scoring]\nmodel = /opt/x/m.bin\n",
-                                  err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(load_text(&c, "[scoring]\nmodel = /opt/x/m.bin\n", err,
+                                  sizeof(err)),
+                        0);
         check_str(c.model_path, "/opt/x/m.bin");
 
         /* a file that does not name the model leaves it alone */
         snprintf(c.model_path, sizeof(c.model_path), "keep.bin");
-        CU_ASSERT_EQUAL(load_text(&c, "[input]\nbatch.max = 5\n", err,
-                                  sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            load_text(&c, "[input]\nbatch.max = 5\n", err, sizeof(err)), 0);
         check_str(c.model_path, "keep.bin");
 
         /* the same relative name as the current value is still this
          * file's relative path */
         snprintf(c.model_path, sizeof(c.model_path), "model.default");
-        CU_ASSERT_EQUAL(load_text(&c, "[scoring]\nmodel = model.default\n",
-                                  err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(load_text(&c, "[scoring]\nmodel = model.default\n", err,
+                                  sizeof(err)),
+                        0);
         check_str(c.model_path, "/tmp/model.default");
 
         /* a sub folder of a folder */
@@ -505,7 +522,7 @@ static void test_load_errors(void) {
         expect_load_error("[rule a.b]\n",
                           ":1: a.b: rule names use letters, digits, _ and -");
         snprintf(text, sizeof(text), "[rule %s]\nwhen = orders >= 1\n",
-                 "r23456789012345678901234567890123");   /* 33 */
+                 "r23456789012345678901234567890123"); /* 33 */
         expect_load_error(text, ":1: rule: rule name must be 1 to 32 "
                                 "characters");
 
@@ -520,8 +537,8 @@ static void test_load_errors(void) {
 
         /* a missing file */
         loy_config_defaults(&c);
-        CU_ASSERT_EQUAL(loy_config_load(&c, "/tmp/loy_no_such.conf", err,
-                                        sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_config_load(&c, "/tmp/loy_no_such.conf", err, sizeof(err)), -1);
         check_str(err, "/tmp/loy_no_such.conf: file: No such file or "
                        "directory");
         loy_config_free(&c);
@@ -533,28 +550,34 @@ static void test_set(void) {
         const loy_rule_t *r;
 
         loy_config_defaults(&c);
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.port", "6380", err,
-                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "redis.port", "6380", err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(c.redis_port, 6380);
         /* trailing blanks in a read-only string literal: parsed, not cut */
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "redis.port", "6381 ", err,
-                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "redis.port", "6381 ", err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(c.redis_port, 6381);
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "input.topic.purchase",
-                                       "orders", err, sizeof(err)), 0);
+                                       "orders", err, sizeof(err)),
+                        0);
         check_str(c.topic_purchase, "orders");
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "features.tier.gold.points",
-                                       "2500.5", err, sizeof(err)), 0);
+                                       "2500.5", err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(c.feat.tier_gold_points, 2500.5);
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "scoring.model", "rel.bin",
-                                       err, sizeof(err)), 0);
-        check_str(c.model_path, "rel.bin");   /* relative to the cwd */
+                                       err, sizeof(err)),
+                        0);
+        check_str(c.model_path, "rel.bin"); /* relative to the cwd */
 
         /* kafka pass-through: everything after "kafka." is the property */
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "kafka.foo", "bar", err,
-                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "kafka.foo", "bar", err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "kafka.bootstrap.servers",
-                                       "h:9092", err, sizeof(err)), 0);
+                                       "h:9092", err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL_FATAL(c.nkafka, 2);
         check_str(c.kafka_keys[0], "foo");
         check_str(c.kafka_vals[0], "bar");
@@ -564,13 +587,17 @@ static void test_set(void) {
         /* rules */
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.when",
                                        "orders >= 3 and clv > 50", err,
-                                       sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.priority", "7", err,
-                                       sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.kind",
-                                       "points", err, sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.on", "timer", err,
-                                       sizeof(err)), 0);
+                                       sizeof(err)),
+                        0);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "rule.x.priority", "7", err, sizeof(err)),
+            0);
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.kind", "points",
+                                       err, sizeof(err)),
+                        0);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "rule.x.on", "timer", err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL_FATAL(c.rules.n, 1);
         r = &c.rules.rule[0];
         check_str(r->name, "x");
@@ -582,9 +609,11 @@ static void test_set(void) {
         CU_ASSERT_EQUAL(r->on, LOY_ON_TIMER);
         /* a second rule of higher priority sorts first */
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.z-2.when", "tier >= 1",
-                                       err, sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.z-2.priority", "9",
-                                       err, sizeof(err)), 0);
+                                       err, sizeof(err)),
+                        0);
+        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.z-2.priority", "9", err,
+                                       sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL_FATAL(c.rules.n, 2);
         /* sorted by the check after the last set */
         CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), 0);
@@ -592,43 +621,55 @@ static void test_set(void) {
         check_str(c.rules.rule[1].name, "x");
         /* replacing a condition replaces all its terms */
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.when", "points > 1",
-                                       err, sizeof(err)), 0);
+                                       err, sizeof(err)),
+                        0);
         r = rule_by_name(&c, "x");
         CU_ASSERT_EQUAL_FATAL(r->nterms, 1);
         check_term(&r->terms[0], "points", LOY_OP_GT, 1);
 
         /* errors carry the origin and no line */
-        expect_set_error(&c, "noperiod", "1", "-X: noperiod: expected "
-                                             "section.key");
-        expect_set_error(&c, "bogus.key", "1", "-X: bogus.key: unknown "
-                                               "section");
-        expect_set_error(&c, "redis.nope", "1", "-X: nope: unknown key in "
-                                                "[redis]");
-        expect_set_error(&c, "redis.port", "x", "-X: port: 'x' is not a "
-                                                "number");
+        expect_set_error(&c, "noperiod", "1",
+                         "-X: noperiod: expected "
+                         "section.key");
+        expect_set_error(&c, "bogus.key", "1",
+                         "-X: bogus.key: unknown "
+                         "section");
+        expect_set_error(&c, "redis.nope", "1",
+                         "-X: nope: unknown key in "
+                         "[redis]");
+        expect_set_error(&c, "redis.port", "x",
+                         "-X: port: 'x' is not a "
+                         "number");
         /* junk then blanks, in a read-only literal: reported, not cut */
-        expect_set_error(&c, "redis.port", "1 x ", "-X: port: '1 x ' is not "
-                                                   "a number");
-        expect_set_error(&c, "redis.port", "0", "-X: port: 0 is out of "
-                                                "range [1, 65535]");
-        expect_set_error(&c, "kafka.", "x", "-X: kafka.: expected "
-                                            "section.key");
-        expect_set_error(&c, "rule.x", "1", "-X: rule.x: expected "
-                                            "rule.<name>.key");
+        expect_set_error(&c, "redis.port", "1 x ",
+                         "-X: port: '1 x ' is not "
+                         "a number");
+        expect_set_error(&c, "redis.port", "0",
+                         "-X: port: 0 is out of "
+                         "range [1, 65535]");
+        expect_set_error(&c, "kafka.", "x",
+                         "-X: kafka.: expected "
+                         "section.key");
+        expect_set_error(&c, "rule.x", "1",
+                         "-X: rule.x: expected "
+                         "rule.<name>.key");
         expect_set_error(&c, "rule.x.when", "nope > 1",
                          "-X: when: unknown field 'nope'");
-        expect_set_error(&c, "rule.x.bad", "1", "-X: bad: unknown key in "
-                                                "[rule x]");
+        expect_set_error(&c, "rule.x.bad", "1",
+                         "-X: bad: unknown key in "
+                         "[rule x]");
         expect_set_error(&c, "rule.b@d.when", "orders > 1",
                          "-X: b@d: rule names use letters, digits, _ and -");
         /* a rule is complete only with a condition: keys may come in any
          * order, the check after the last one says so */
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.y.priority", "1", err,
-                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "rule.y.priority", "1", err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), -1);
         check_str(err, "-X: y: rule has no 'when' condition");
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.y.when", "orders > 2",
-                                       err, sizeof(err)), 0);
+                                       err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_check(&c, "-X", err, sizeof(err)), 0);
         /* failed sets left the good values alone */
         CU_ASSERT_EQUAL(c.redis_port, 6381);
@@ -642,12 +683,13 @@ static void test_kafka_props(void) {
 
         loy_config_defaults(&c);
         CU_ASSERT_EQUAL_FATAL(load_text(&c,
-                "[kafka]\n"
-                "bootstrap.servers = a:1\n"
-                "client.id = me\n"
-                "bootstrap.servers = b:2\n"
-                "sasl.jaas.config = x=y z=w\n",
-                err, sizeof(err)), 0);
+                                        "[kafka]\n"
+                                        "bootstrap.servers = a:1\n"
+                                        "client.id = me\n"
+                                        "bootstrap.servers = b:2\n"
+                                        "sasl.jaas.config = x=y z=w\n",
+                                        err, sizeof(err)),
+                              0);
         CU_ASSERT_EQUAL_FATAL(c.nkafka, 3);
         check_str(c.kafka_keys[0], "bootstrap.servers");
         check_str(c.kafka_vals[0], "b:2");
@@ -657,7 +699,8 @@ static void test_kafka_props(void) {
         check_str(c.kafka_vals[2], "x=y z=w");
         /* the command line replaces (the old value is freed: ASan) */
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "kafka.bootstrap.servers",
-                                       "c:3", err, sizeof(err)), 0);
+                                       "c:3", err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(c.nkafka, 3);
         check_str(c.kafka_vals[0], "c:3");
         loy_config_free(&c);
@@ -667,15 +710,15 @@ static void test_kafka_props(void) {
         loy_config_defaults(&c);
         for (int i = 0; i < LOY_KAFKA_PROPS_MAX; i++) {
                 snprintf(key, sizeof(key), "kafka.p%d", i);
-                CU_ASSERT_EQUAL(loy_config_set(&c, "-X", key, "v", err,
-                                               sizeof(err)), 0);
+                CU_ASSERT_EQUAL(
+                    loy_config_set(&c, "-X", key, "v", err, sizeof(err)), 0);
         }
         CU_ASSERT_EQUAL(c.nkafka, LOY_KAFKA_PROPS_MAX);
         expect_set_error(&c, "kafka.one.more", "v",
                          "-X: one.more: more than 64 kafka properties");
         /* an existing one can still be replaced when full */
-        CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "kafka.p63", "w", err,
-                                       sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_set(&c, "-X", "kafka.p63", "w", err, sizeof(err)), 0);
         check_str(c.kafka_vals[63], "w");
         CU_ASSERT_EQUAL(c.nkafka, LOY_KAFKA_PROPS_MAX);
         loy_config_free(&c);
@@ -683,70 +726,76 @@ static void test_kafka_props(void) {
 
 /* Every key of the table with its section and default as written out. */
 static const char *const ref_keys[][3] = {
-        {"input", "topic.purchase", "purchases"},
-        {"input", "topic.browse", "browse"},
-        {"input", "group.id", "loyaltyd"},
-        {"input", "batch.max", "1000"},
-        {"input", "batch.ms", "100"},
-        {"input", "pipeline", "yes"},
-        {"output", "topic.triggers", "reward-triggers"},
-        {"output", "topic.deadletter", "loyaltyd-deadletter"},
-        {"redis", "host", "127.0.0.1"},
-        {"redis", "port", "6379"},
-        {"redis", "namespace", "loy"},
-        {"redis", "user", ""},
-        {"redis", "password", ""},
-        {"redis", "password.file", ""},
-        {"redis", "db", "0"},
-        {"redis", "connect.timeout.ms", "5000"},
-        {"redis", "timeout.ms", "5000"},
-        {"redis", "cache.customers", "100000"},
-        {"redis", "backoff.max.ms", "5000"},
-        {"privacy", "pseudonymize", "no"},
-        {"privacy", "key.file", ""},
-        {"privacy", "expire.days", "0"},
-        {"http", "listen", ""},
-        {"http", "stall.ms", "60000"},
-        {"clock", "lateness.ms", "0"},
-        {"clock", "idle.ms", "30000"},
-        {"features", "purchase.half_life.days", "90"},
-        {"features", "spend.half_life.days", "90"},
-        {"features", "session.gap.min", "30"},
-        {"features", "points.per.unit", "1"},
-        {"features", "tier.silver.points", "500"},
-        {"features", "tier.gold.points", "2000"},
-        {"scoring", "model", "model.default"},
-        {"scoring", "horizon.days", "90"},
-        {"scoring", "margin", "0.3"},
-        {"scoring", "discount.monthly", "-1"},
-        {"reco", "enabled", "yes"},
-        {"reco", "top_n", "10"},
-        {"reco", "flush.ms", "1000"},
-        {"reco", "refresh.items", "200"},
-        {"reco", "mem.mb", "64"},
-        {"reco", "half_life.days", "30"},
-        {"reco", "top_k", "20"},
-        {"reco", "max_basket", "20"},
-        {"reco", "weight.browse", "0.2"},
-        {"reco", "weight.purchase", "1"},
-        {"reco", "include_bought", "yes"},
-        {"scoring", "weight.recency", "0.3"},
-        {"scoring", "weight.frequency", "0.3"},
-        {"scoring", "weight.monetary", "0.4"},
-        {"timers", "first.days", "30"},
-        {"timers", "every.days", "30"},
-        {"timers", "max.days", "365"},
-        {"timers", "batch", "1000"},
-        {"avro", "schema.purchase", "1"},
-        {"avro", "schema.browse", "2"},
-        {"avro", "schema.trigger", "3"},
+    {"input", "topic.purchase", "purchases"},
+    {"input", "topic.browse", "browse"},
+    {"input", "group.id", "loyaltyd"},
+    {"input", "batch.max", "1000"},
+    {"input", "batch.ms", "100"},
+    {"input", "pipeline", "yes"},
+    {"output", "topic.triggers", "reward-triggers"},
+    {"output", "topic.deadletter", "loyaltyd-deadletter"},
+    {"redis", "host", "127.0.0.1"},
+    {"redis", "port", "6379"},
+    {"redis", "namespace", "loy"},
+    {"redis", "user", ""},
+    {"redis", "password", ""},
+    {"redis", "password.file", ""},
+    {"redis", "db", "0"},
+    {"redis", "connect.timeout.ms", "5000"},
+    {"redis", "timeout.ms", "5000"},
+    {"redis", "cache.customers", "100000"},
+    {"redis", "backoff.max.ms", "5000"},
+    {"privacy", "pseudonymize", "no"},
+    {"privacy", "key.file", ""},
+    {"privacy", "expire.days", "0"},
+    {"http", "listen", ""},
+    {"http", "stall.ms", "60000"},
+    {"clock", "lateness.ms", "0"},
+    {"clock", "idle.ms", "30000"},
+    {"features", "purchase.half_life.days", "90"},
+    {"features", "spend.half_life.days", "90"},
+    {"features", "session.gap.min", "30"},
+    {"features", "points.per.unit", "1"},
+    {"features", "tier.silver.points", "500"},
+    {"features", "tier.gold.points", "2000"},
+    {"scoring", "model", "model.default"},
+    {"scoring", "horizon.days", "90"},
+    {"scoring", "margin", "0.3"},
+    {"scoring", "discount.monthly", "-1"},
+    {"reco", "enabled", "yes"},
+    {"reco", "top_n", "10"},
+    {"reco", "flush.ms", "1000"},
+    {"reco", "refresh.items", "200"},
+    {"reco", "mem.mb", "64"},
+    {"reco", "half_life.days", "30"},
+    {"reco", "top_k", "20"},
+    {"reco", "max_basket", "20"},
+    {"reco", "weight.browse", "0.2"},
+    {"reco", "weight.purchase", "1"},
+    {"reco", "include_bought", "yes"},
+    {"scoring", "weight.recency", "0.3"},
+    {"scoring", "weight.frequency", "0.3"},
+    {"scoring", "weight.monetary", "0.4"},
+    {"timers", "first.days", "30"},
+    {"timers", "every.days", "30"},
+    {"timers", "max.days", "365"},
+    {"timers", "batch", "1000"},
+    {"avro", "schema.purchase", "1"},
+    {"avro", "schema.browse", "2"},
+    {"avro", "schema.trigger", "3"},
 };
 
 static const char *const ref_rule_keys[][2] = {
-        {"when", ""}, {"on", "any"}, {"purchase_only", "no"},
-        {"reward.kind", "coupon"}, {"reward.value", "10"},
-        {"reward.currency", ""}, {"reward.expiry.days", "30"},
-        {"cooldown.days", "30"}, {"priority", "0"}, {"holdout.pct", "0"},
+    {"when", ""},
+    {"on", "any"},
+    {"purchase_only", "no"},
+    {"reward.kind", "coupon"},
+    {"reward.value", "10"},
+    {"reward.currency", ""},
+    {"reward.expiry.days", "30"},
+    {"cooldown.days", "30"},
+    {"priority", "0"},
+    {"holdout.pct", "0"},
 };
 
 static void test_reference(void) {
@@ -778,8 +827,8 @@ static void test_reference(void) {
                 if (line[0] != '#' && strstr(line, " = ")) {
                         int hit = 0;
                         nkeys++;
-                        for (size_t i = 0; i < sizeof(ref_keys) /
-                                                   sizeof(ref_keys[0]); i++) {
+                        for (size_t i = 0;
+                             i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                                 char want[256];
                                 snprintf(want, sizeof(want), "%s = %s",
                                          ref_keys[i][1], ref_keys[i][2]);
@@ -794,8 +843,9 @@ static void test_reference(void) {
                                 fprintf(stderr, "\nunexpected: [%s] %s\n",
                                         section, line);
                 }
-                for (size_t i = 0; i < sizeof(ref_rule_keys) /
-                                           sizeof(ref_rule_keys[0]); i++) {
+                for (size_t i = 0;
+                     i < sizeof(ref_rule_keys) / sizeof(ref_rule_keys[0]);
+                     i++) {
                         char want[256];
                         snprintf(want, sizeof(want), "# %s = %s",
                                  ref_rule_keys[i][0], ref_rule_keys[i][1]);
@@ -812,11 +862,11 @@ static void test_reference(void) {
         for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
                 CU_ASSERT_EQUAL(found[i], 1);
                 if (found[i] != 1)
-                        fprintf(stderr, "\n[%s] %s: %d times\n",
-                                ref_keys[i][0], ref_keys[i][1], found[i]);
+                        fprintf(stderr, "\n[%s] %s: %d times\n", ref_keys[i][0],
+                                ref_keys[i][1], found[i]);
         }
-        for (size_t i = 0; i < sizeof(ref_rule_keys) /
-                                   sizeof(ref_rule_keys[0]); i++) {
+        for (size_t i = 0; i < sizeof(ref_rule_keys) / sizeof(ref_rule_keys[0]);
+             i++) {
                 CU_ASSERT_EQUAL(rfound[i], 1);
                 if (rfound[i] != 1)
                         fprintf(stderr, "\nrule %s: %d times\n",
@@ -869,9 +919,11 @@ static void test_utf8(void) {
         /* real UTF-8 is fine */
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.kind",
                                        "bon-d'achat-\xc3\xa9t\xc3\xa9", err,
-                                       sizeof(err)), 0);
+                                       sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_set(&c, "-X", "rule.x.reward.currency",
-                                       "\xe2\x82\xac", err, sizeof(err)), 0);
+                                       "\xe2\x82\xac", err, sizeof(err)),
+                        0);
         loy_config_free(&c);
 }
 
@@ -884,8 +936,7 @@ static void test_load_buffer(void) {
         long n;
         FILE *fp;
 
-        snprintf(path, sizeof(path), "%s",
-                 tu_src_path("config/loyaltyd.conf"));
+        snprintf(path, sizeof(path), "%s", tu_src_path("config/loyaltyd.conf"));
         fp = fopen(path, "r");
         CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
         fseek(fp, 0, SEEK_END);
@@ -899,9 +950,9 @@ static void test_load_buffer(void) {
         loy_config_defaults(&a);
         loy_config_defaults(&b);
         CU_ASSERT_EQUAL_FATAL(loy_config_load(&a, path, err, sizeof(err)), 0);
-        CU_ASSERT_EQUAL_FATAL(loy_config_load_buffer(&b, path, text,
-                                                     (size_t)n, err,
-                                                     sizeof(err)), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_config_load_buffer(&b, path, text, (size_t)n, err, sizeof(err)),
+            0);
         check_str(b.model_path, a.model_path);
         check_str(b.topic_purchase, a.topic_purchase);
         CU_ASSERT_EQUAL(b.cache_customers, a.cache_customers);
@@ -920,16 +971,19 @@ static void test_load_buffer(void) {
         /* no newline at the end, and no NUL: only len bytes are read */
         loy_config_defaults(&b);
         CU_ASSERT_EQUAL(loy_config_load_buffer(&b, "mem.conf",
-                                               "[input]\nbatch.max = 7XYZ",
-                                               21, err, sizeof(err)), 0);
+                                               "[input]\nbatch.max = 7XYZ", 21,
+                                               err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(b.batch_max, 7);
         CU_ASSERT_EQUAL(loy_config_load_buffer(&b, "mem.conf",
                                                "[input]\nbatch.max = 0", 21,
-                                               err, sizeof(err)), -1);
+                                               err, sizeof(err)),
+                        -1);
         check_str(err, "mem.conf:2: batch.max: 0 is out of range [1, 100000]");
         /* an empty buffer is an empty file: the defaults stand */
-        CU_ASSERT_EQUAL(loy_config_load_buffer(&b, "mem.conf", NULL, 0, err,
-                                               sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_config_load_buffer(&b, "mem.conf", NULL, 0, err, sizeof(err)),
+            0);
         loy_config_free(&b);
 }
 

@@ -55,7 +55,8 @@ static double hash_sum(const char *ns, const char *kind, const char *field) {
         snprintf(args, sizeof(args),
                  "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
                  "'%s:%s')) do s = s + tonumber(redis.call('HGET', k, "
-                 "'%s') or 0) end return tostring(s)\" 0", ns, kind, field);
+                 "'%s') or 0) end return tostring(s)\" 0",
+                 ns, kind, field);
         v = tu_redis_cli(&redis, args);
         d = v ? atof(v) : -1;
         free(v);
@@ -63,7 +64,7 @@ static double hash_sum(const char *ns, const char *kind, const char *field) {
 }
 
 static double lua_sum(const char *ns, const char *field) {
-        return hash_sum(ns, "c:{*}", field);  /* hashes, not :rh or :recs */
+        return hash_sum(ns, "c:{*}", field); /* hashes, not :rh or :recs */
 }
 
 static double kpi_sum(const char *ns, const char *field) {
@@ -92,9 +93,9 @@ static void on_trigger(const char *key, const void *val, size_t len,
         ids_t *ids = opaque;
         char err[256];
         loy_codec_t *codec = loy_codec_create(NULL, err, sizeof(err));
-        char *json = codec ? loy_codec_trigger_to_json(codec, val, len, err,
-                                                       sizeof(err))
-                           : NULL;
+        char *json =
+            codec ? loy_codec_trigger_to_json(codec, val, len, err, sizeof(err))
+                  : NULL;
         json_t *t = json ? json_loads(json, 0, NULL) : NULL;
         json_t *cause = json_object_get(t, "cause");
         (void)key;
@@ -166,9 +167,8 @@ static void test_kill9(void) {
                 double before = lua_sum("crash", "orders");
                 pid = spawn("crash", "crash", "g-crash");
                 /* let it get somewhere, then pull the plug */
-                for (int i = 0; i < 200 &&
-                                lua_sum("crash", "orders") <
-                                    before + 15 + 10 * round;
+                for (int i = 0; i < 200 && lua_sum("crash", "orders") <
+                                               before + 15 + 10 * round;
                      i++)
                         usleep(50000);
                 usleep((useconds_t)(rand() % 200) * 1000);
@@ -210,10 +210,10 @@ static void test_kill9(void) {
         /* the same rule fired for the same event; a different id for the
          * same cause would sort next to it and break the count above */
         for (int i = 0; i < ref.n && i < got.n; i++)
-                CU_ASSERT_EQUAL(strncmp(got.id[i], ref.id[i],
-                                        (size_t)(strrchr(ref.id[i], '|') -
-                                                 ref.id[i])),
-                                0);
+                CU_ASSERT_EQUAL(
+                    strncmp(got.id[i], ref.id[i],
+                            (size_t)(strrchr(ref.id[i], '|') - ref.id[i])),
+                    0);
         free(ref.id);
         free(got.id);
 }

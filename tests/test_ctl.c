@@ -18,9 +18,9 @@
 /* Commands the listing must have at least; every command it lists is
  * checked, so a new one is without being added here. */
 static const char *const known[] = {
-    "demo", "replay", "inspect", "triggers", "fields", "reco-eval",
-    "reco-bench", "fit", "eval", "bench-model", "bench", "pseudonym",
-    "forget", "expire", "dashboard", "kafka"};
+    "demo",       "replay", "inspect",   "triggers",    "fields", "reco-eval",
+    "reco-bench", "fit",    "eval",      "bench-model", "bench",  "pseudonym",
+    "forget",     "expire", "dashboard", "kafka"};
 
 /* Runs loyaltyctl with args (a shell word list); its exit status, stdout
  * and stderr into out/err (malloc'd, the caller frees). */
@@ -136,9 +136,11 @@ static void test_inspect_acl(void) {
         CU_ASSERT_EQUAL_FATAL(tu_write_file(pw, "dash-pw\n"), 0);
         snprintf(conf, sizeof(conf), "%s/loyaltyd.conf", dir);
         CU_ASSERT_EQUAL_FATAL(
-            tu_write_file(conf, "[redis]\nport = %d\nnamespace = shop\n"
-                                "user = dash\npassword.file = redis.pw\n",
-                          r.port), 0);
+            tu_write_file(conf,
+                          "[redis]\nport = %d\nnamespace = shop\n"
+                          "user = dash\npassword.file = redis.pw\n",
+                          r.port),
+            0);
 
         /* no credentials: the server's reason, exit 1 */
         snprintf(args, sizeof(args), "inspect -p %d -n shop c42", r.port);
@@ -147,8 +149,10 @@ static void test_inspect_acl(void) {
         free(out);
         free(err);
         /* wrong ones: the reason, not the password */
-        snprintf(args, sizeof(args), "inspect -p %d -n shop -X redis.user="
-                 "dash -X redis.password=bad-pw c42", r.port);
+        snprintf(args, sizeof(args),
+                 "inspect -p %d -n shop -X redis.user="
+                 "dash -X redis.password=bad-pw c42",
+                 r.port);
         CU_ASSERT_EQUAL(run(args, &out, &err), 1);
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "WRONGPASS"));
         CU_ASSERT_PTR_NULL(strstr(err, "bad-pw"));
@@ -165,21 +169,25 @@ static void test_inspect_acl(void) {
         free(out);
         free(err);
         /* the same with -X only */
-        snprintf(args, sizeof(args), "inspect -p %d -n shop -X redis.user="
-                 "dash -X redis.password.file=%s c42", r.port, pw);
+        snprintf(args, sizeof(args),
+                 "inspect -p %d -n shop -X redis.user="
+                 "dash -X redis.password.file=%s c42",
+                 r.port, pw);
         CU_ASSERT_EQUAL(run(args, &out, &err), 0);
         CU_ASSERT_PTR_NOT_NULL(strstr(out, "customer c42"));
         free(out);
         free(err);
         /* fit reads the same Redis the same way */
-        snprintf(args, sizeof(args), "fit -R 127.0.0.1:%d -n shop -X "
-                 "redis.user=dash -X redis.password=nope -o -", r.port);
+        snprintf(args, sizeof(args),
+                 "fit -R 127.0.0.1:%d -n shop -X "
+                 "redis.user=dash -X redis.password=nope -o -",
+                 r.port);
         CU_ASSERT_EQUAL(run(args, &out, &err), 1);
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "WRONGPASS"));
         free(out);
         free(err);
-        snprintf(args, sizeof(args), "fit -R 127.0.0.1:%d -C %s -o -",
-                 r.port, conf);
+        snprintf(args, sizeof(args), "fit -R 127.0.0.1:%d -C %s -o -", r.port,
+                 conf);
         run(args, &out, &err);
         CU_ASSERT_PTR_NOT_NULL(strstr(out, "read 1 customers from redis"));
         if (!strstr(out, "read 1 customers"))
@@ -217,7 +225,8 @@ static void test_kafka(void) {
         fp = fdopen(fd, "w");
         CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
         fputs("customer_id,timestamp,amount\n"
-              "c1,2024-03-05,10.5\nc2,2024-03-06,20\nc3,2024-03-07,5\n", fp);
+              "c1,2024-03-05,10.5\nc2,2024-03-06,20\nc3,2024-03-07,5\n",
+              fp);
         fclose(fp);
         CU_ASSERT_FATAL(pipe(fds) == 0);
         pid = fork();
@@ -249,9 +258,11 @@ static void test_kafka(void) {
         {
                 char cmd[1024], line[256];
                 FILE *kc;
-                snprintf(cmd, sizeof(cmd), "kcat -b %s -L -t purchases "
+                snprintf(cmd, sizeof(cmd),
+                         "kcat -b %s -L -t purchases "
                          "2>&1 && kcat -b %s -t purchases -C -e -q -f "
-                         "'key %%k\\n' 2>&1", addr, addr);
+                         "'key %%k\\n' 2>&1",
+                         addr, addr);
                 kc = popen(cmd, "r");
                 CU_ASSERT_PTR_NOT_NULL_FATAL(kc);
                 while (fgets(line, sizeof(line), kc)) {
@@ -294,11 +305,14 @@ static void test_replay_kafka_props(void) {
         fp = fdopen(fd, "w");
         CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
         fputs("customer_id,timestamp,amount\n"
-              "c1,2024-03-05,10.5\nc2,2024-03-06,20\nc1,2024-03-07,5\n", fp);
+              "c1,2024-03-05,10.5\nc2,2024-03-06,20\nc1,2024-03-07,5\n",
+              fp);
         fclose(fp);
         CU_ASSERT_EQUAL(tu_kafka_topic(k, "ctlin", 1), 0);
-        snprintf(args, sizeof(args), "replay -t ctlin -X bootstrap.servers=%s "
-                 "-X client.id=ctl-test %s", tu_kafka_bootstraps(k), path);
+        snprintf(args, sizeof(args),
+                 "replay -t ctlin -X bootstrap.servers=%s "
+                 "-X client.id=ctl-test %s",
+                 tu_kafka_bootstraps(k), path);
         CU_ASSERT_EQUAL(run(args, &out, &err), 0);
         CU_ASSERT_PTR_NOT_NULL(strstr(out, "replayed 3 events"));
         free(out);
@@ -306,8 +320,10 @@ static void test_replay_kafka_props(void) {
         CU_ASSERT_EQUAL(tu_kafka_consume_all(k, "ctlin", 500, count_msg, &n),
                         3);
         CU_ASSERT_EQUAL(n, 3);
-        snprintf(args, sizeof(args), "replay -t ctlin -X bootstrap.servers=%s "
-                 "-X no.such.property=1 %s", tu_kafka_bootstraps(k), path);
+        snprintf(args, sizeof(args),
+                 "replay -t ctlin -X bootstrap.servers=%s "
+                 "-X no.such.property=1 %s",
+                 tu_kafka_bootstraps(k), path);
         CU_ASSERT_NOT_EQUAL(run(args, &out, &err), 0);
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "no.such.property"));
         free(out);
@@ -328,10 +344,12 @@ static void test_pseudonym(void) {
         CU_ASSERT_EQUAL_FATAL(
             tu_write_file(key, "0123456789abcdef0123456789abcdef\n"), 0);
         snprintf(conf, sizeof(conf), "%s/loyaltyd.conf", dir);
-        CU_ASSERT_EQUAL_FATAL(
-            tu_write_file(conf, "[redis]\nport = %d\n[privacy]\n"
-                                "pseudonymize = yes\nkey.file = "
-                                "pseudonym.key\n", r.port), 0);
+        CU_ASSERT_EQUAL_FATAL(tu_write_file(conf,
+                                            "[redis]\nport = %d\n[privacy]\n"
+                                            "pseudonymize = yes\nkey.file = "
+                                            "pseudonym.key\n",
+                                            r.port),
+                              0);
         snprintf(args, sizeof(args), "pseudonym -c %s 17850 12346", conf);
         CU_ASSERT_EQUAL(run(args, &out, &err), 0);
         CU_ASSERT_PTR_NOT_NULL(

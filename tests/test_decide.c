@@ -55,8 +55,8 @@ static void test_event(void) {
         char want[33];
         setup();
         buyer(&c);
-        CU_ASSERT_EQUAL_FATAL(loy_decide(&rules, NULL, &c, &cause, T0 + 5,
-                                         T0 + 99, "m1", &d), 1);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_decide(&rules, NULL, &c, &cause, T0 + 5, T0 + 99, "m1", &d), 1);
         CU_ASSERT_EQUAL(d.rule, 0);
         loy_trigger_id("second", "c9", "purchases:3:41", want);
         CU_ASSERT_STRING_EQUAL(d.trigger_id, want);
@@ -76,8 +76,8 @@ static void test_event(void) {
         /* its cooldown is on the customer, at the scoring time */
         CU_ASSERT_EQUAL(loy_feat_slot_get(&c, "cool:second", -1), T0 + 5);
         /* in cooldown: nothing the next time */
-        CU_ASSERT_EQUAL(loy_decide(&rules, NULL, &c, &cause, T0 + 6, T0,
-                                   "m1", &d), 0);
+        CU_ASSERT_EQUAL(
+            loy_decide(&rules, NULL, &c, &cause, T0 + 6, T0, "m1", &d), 0);
 }
 
 static void test_kinds(void) {
@@ -89,12 +89,13 @@ static void test_kinds(void) {
         setup();
         buyer(&c);
         /* purchase_only: a browse event does not fire it */
-        CU_ASSERT_EQUAL(loy_decide(&rules, NULL, &c, &browse, T0, T0, "m",
-                                   &d), 0);
+        CU_ASSERT_EQUAL(loy_decide(&rules, NULL, &c, &browse, T0, T0, "m", &d),
+                        0);
         /* a timer rule at the check's due time; its cause names it */
         c.scored_ms = T0 + 30 * DAY;
-        CU_ASSERT_EQUAL_FATAL(loy_decide(&rules, NULL, &c, &timer,
-                                         T0 + 30 * DAY, T0, "m", &d), 1);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_decide(&rules, NULL, &c, &timer, T0 + 30 * DAY, T0, "m", &d),
+            1);
         CU_ASSERT_EQUAL(d.rule, 1);
         CU_ASSERT_STRING_EQUAL(d.trigger.cause_kind, "timer");
         CU_ASSERT_PTR_NULL(d.trigger.cause_topic);

@@ -28,8 +28,8 @@ static void test_acks(void) {
         char err[256], *v;
         memset(&st, 0, sizeof(st));
         CU_ASSERT_EQUAL_FATAL(tu_redis_start(&r, 0), 0);
-        store = loy_store_create("127.0.0.1", r.port, NULL, 500, err,
-                                 sizeof(err));
+        store =
+            loy_store_create("127.0.0.1", r.port, NULL, 500, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(store);
         CU_ASSERT_EQUAL_FATAL(loy_store_connect(store, err, sizeof(err)), 0);
         e = loy_emit_create("triggers", NULL, &st);
@@ -53,8 +53,7 @@ static void test_acks(void) {
         report(e, "t4", RD_KAFKA_RESP_ERR_NO_ERROR);
         {
                 loy_store_t *down = loy_store_create(
-                    "127.0.0.1", tu_free_port(), NULL, 200, err,
-                    sizeof(err));
+                    "127.0.0.1", tu_free_port(), NULL, 200, err, sizeof(err));
                 CU_ASSERT_PTR_NOT_NULL_FATAL(down);
                 loy_emit_ack(e, down);
                 loy_store_destroy(down);

@@ -24,8 +24,8 @@ static void test_auc(void) {
         }
         {
                 const double s[] = {3, 2, 1};
-                const int l[] = {0, 0, 1};    /* perfectly wrong */
-                const int l2[] = {1, 0, 0};   /* perfect */
+                const int l[] = {0, 0, 1};  /* perfectly wrong */
+                const int l2[] = {1, 0, 0}; /* perfect */
                 CU_ASSERT_DOUBLE_EQUAL(loy_eval_auc(s, l, 3), 0, 1e-15);
                 CU_ASSERT_DOUBLE_EQUAL(loy_eval_auc(s, l2, 3), 1, 1e-15);
         }

@@ -51,8 +51,7 @@ static void test_decide_event(void) {
         buyer(t->c);
         ev = tu_batch_purchase(&T, "e1", "c1", T0, "A", 40, 3, 41);
         CU_ASSERT_PTR_NOT_NULL_FATAL(ev);
-        CU_ASSERT_EQUAL(loy_evaluate_decide(b, t, ev, T0, err, sizeof(err)),
-                        0);
+        CU_ASSERT_EQUAL(loy_evaluate_decide(b, t, ev, T0, err, sizeof(err)), 0);
         CU_ASSERT_EQUAL_FATAL(b->noutbox, 1);
         CU_ASSERT_EQUAL(b->outbox[0].touched, 0);
         snprintf(cause, sizeof(cause), "%s:3:41", T.conf.topic_purchase);
@@ -68,8 +67,8 @@ static void test_decide_event(void) {
         CU_ASSERT_EQUAL(kpi_of(b, "triggers:welcome"), 1);
         CU_ASSERT_EQUAL(loy_feat_slot_get(t->c, "cool:welcome", -1), T0);
         /* in cooldown: nothing more */
-        CU_ASSERT_EQUAL(loy_evaluate_decide(b, t, ev, T0 + DAY, err,
-                                            sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_evaluate_decide(b, t, ev, T0 + DAY, err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(b->noutbox, 1);
         tu_batch_free(&T);
 }
@@ -81,16 +80,17 @@ static void test_evaluate_timer(void) {
         char err[256], cause[64], want[33];
         int64_t due = T0 + 40 * DAY;
         CU_ASSERT_EQUAL_FATAL(tu_batch_init(&T, 0, 0), 0);
-        CU_ASSERT_EQUAL_FATAL(tu_batch_rule(&T, "silent",
-                                            "recency_days >= 30", 1), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_batch_rule(&T, "silent", "recency_days >= 30", 1), 0);
         t = loy_batch_touch(b, "c2", err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(t);
         buyer(t->c);
         /* an event does not fire a timer rule */
-        CU_ASSERT_EQUAL(loy_evaluate(b, t,
-                                     tu_batch_purchase(&T, "e1", "c2", T0,
-                                                       "A", 40, 2, 9),
-                                     0, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_evaluate(b, t,
+                         tu_batch_purchase(&T, "e1", "c2", T0, "A", 40, 2, 9),
+                         0, err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(b->noutbox, 0);
         /* the check: scored at its due time, not the last event's */
         t->partition = 2;

@@ -21,8 +21,9 @@
 
 static loy_feat_conf_t conf;
 
-#define ASSERT_NEAR(a, b) CU_ASSERT(fabs((double)(a) - (double)(b)) <= \
-                                    1e-9 * (1 + fabs((double)(b))))
+#define ASSERT_NEAR(a, b)                                                      \
+        CU_ASSERT(fabs((double)(a) - (double)(b)) <=                           \
+                  1e-9 * (1 + fabs((double)(b))))
 
 static void purchase(loy_cust_t *c, int64_t ts, int n, const int *qty,
                      const double *price) {
@@ -151,7 +152,7 @@ static void test_purchase_sequence(void) {
         CU_ASSERT_EQUAL(c.purchase_days, 3);
         CU_ASSERT_EQUAL(c.ipt_n, 2);
         CU_ASSERT_EQUAL(c.ipt_mean_days, 2.75);
-        CU_ASSERT_EQUAL(c.ipt_m2, 1.125);  /* 0.75^2 + 0.75^2 */
+        CU_ASSERT_EQUAL(c.ipt_m2, 1.125); /* 0.75^2 + 0.75^2 */
         CU_ASSERT_EQUAL(c.points, 600.0);
         CU_ASSERT_EQUAL(c.tier, 1);
 
@@ -177,8 +178,8 @@ static void test_purchase_sequence(void) {
         CU_ASSERT_EQUAL(c.points, 630.0);
 
         {
-                int q[2] = { 1, -1 };
-                double p[2] = { 5.0, 50.0 };
+                int q[2] = {1, -1};
+                double p[2] = {5.0, 50.0};
                 purchase(&c, B + 7 * DAY, 2, q, p);
         }
         CU_ASSERT_EQUAL(c.orders, 6);
@@ -198,11 +199,11 @@ static void test_purchase_sequence(void) {
         /* derived at now = B+10d+3h */
         int64_t now = B + 10 * DAY + 3 * HOUR;
         CU_ASSERT_EQUAL(loy_feat_recency_days(&c, now), 4.0);
-        CU_ASSERT_EQUAL(loy_feat_age_days(&c, now), 10.875);   /* 11d-3h */
-        CU_ASSERT_EQUAL(loy_feat_tx_days(&c), 6.875);          /* 7d-3h */
+        CU_ASSERT_EQUAL(loy_feat_age_days(&c, now), 10.875); /* 11d-3h */
+        CU_ASSERT_EQUAL(loy_feat_tx_days(&c), 6.875);        /* 7d-3h */
         CU_ASSERT_EQUAL(loy_feat_repeats(&c), 4);
         CU_ASSERT_EQUAL(loy_feat_monetary(&c), 485.0);
-        CU_ASSERT_EQUAL(loy_feat_aov(&c), 110.0);              /* 660/6 */
+        CU_ASSERT_EQUAL(loy_feat_aov(&c), 110.0);               /* 660/6 */
         CU_ASSERT_EQUAL(loy_feat_mean_repeat_value(&c), 162.5); /* 650/4 */
         CU_ASSERT_EQUAL(loy_feat_ipt_var_days(&c), 1.125);
         /* never negative when the clock is behind the last purchase */
@@ -211,17 +212,16 @@ static void test_purchase_sequence(void) {
         /* decayed order count: each order weighted 2^-(age/90d) at the
          * reference time, which is the newest order */
         {
-                const int64_t t[6] = { B + 10 * HOUR, B + 15 * HOUR,
-                                       B + 2 * DAY + 15 * HOUR,
-                                       B + 6 * DAY + 3 * HOUR,
-                                       B + DAY + 12 * HOUR,
-                                       B - DAY + 6 * HOUR };
-                const double v[6] = { 100, 30, 100, 400, 20, 10 };
+                const int64_t t[6] = {
+                    B + 10 * HOUR,           B + 15 * HOUR,
+                    B + 2 * DAY + 15 * HOUR, B + 6 * DAY + 3 * HOUR,
+                    B + DAY + 12 * HOUR,     B - DAY + 6 * HOUR};
+                const double v[6] = {100, 30, 100, 400, 20, 10};
                 double np = 0, sp = 0;
                 int64_t ref = B + 6 * DAY + 3 * HOUR;
                 for (int i = 0; i < 6; i++) {
-                        double w = pow(2.0, -(double)(ref - t[i]) /
-                                                    (90.0 * DAY));
+                        double w =
+                            pow(2.0, -(double)(ref - t[i]) / (90.0 * DAY));
                         np += w;
                         sp += v[i] * w;
                 }
@@ -235,14 +235,14 @@ static void test_zero_value_and_points_floor(void) {
         loy_cust_t c;
 
         loy_feat_init(&c, "c2");
-        buy1(&c, B, 1, 0.0);             /* a free order: nothing counts */
+        buy1(&c, B, 1, 0.0); /* a free order: nothing counts */
         CU_ASSERT_EQUAL(c.orders, 0);
         CU_ASSERT_EQUAL(c.returns, 0);
         CU_ASSERT_EQUAL(c.first_purchase_ms, 0);
         CU_ASSERT_EQUAL(c.last_event_ms, B);
         {
-                int q[2] = { 1, -1 };    /* an even exchange is a return */
-                double p[2] = { 20.0, 20.0 };
+                int q[2] = {1, -1}; /* an even exchange is a return */
+                double p[2] = {20.0, 20.0};
                 purchase(&c, B + HOUR, 2, q, p);
         }
         CU_ASSERT_EQUAL(c.returns, 1);
@@ -299,13 +299,13 @@ static void test_decay(void) {
         CU_ASSERT_EQUAL(c.dec_ref_ms, B + 90 * DAY);
 
         /* two half-lives on: a quarter */
-        CU_ASSERT_EQUAL(loy_feat_dec_purchases(&c, B + 270 * DAY, &conf),
-                        0.5);
+        CU_ASSERT_EQUAL(loy_feat_dec_purchases(&c, B + 270 * DAY, &conf), 0.5);
         CU_ASSERT_EQUAL(loy_feat_dec_spend(&c, B + 270 * DAY, &conf), 22.5);
         /* the derived fields give the same */
-        CU_ASSERT_EQUAL(loy_feat_field_number(
-                &c, loy_feat_field_find("dec_spend_now"), B + 270 * DAY,
-                &conf), 22.5);
+        CU_ASSERT_EQUAL(
+            loy_feat_field_number(&c, loy_feat_field_find("dec_spend_now"),
+                                  B + 270 * DAY, &conf),
+            22.5);
 
         /* separate half-lives: spend at 45 days quarters in 90 days */
         conf.spend_half_life_days = 45;
@@ -319,8 +319,8 @@ static void test_decay(void) {
 
 /* Welford against a direct two-pass mean and sample variance. */
 static void test_welford(void) {
-        static const int day[8] = { 0, 1, 4, 5, 9, 16, 17, 30 };
-        static const int hour[8] = { 10, 3, 22, 8, 12, 0, 23, 5 };
+        static const int day[8] = {0, 1, 4, 5, 9, 16, 17, 30};
+        static const int hour[8] = {10, 3, 22, 8, 12, 0, 23, 5};
         double gaps[7], mean = 0, var = 0;
         int64_t t[8];
         loy_cust_t c;
@@ -473,45 +473,45 @@ static void fill(loy_cust_t *c) {
 /* Every member of loy_cust_t except id and the slots is in the table. */
 static void test_field_coverage(void) {
         static const size_t members[] = {
-                offsetof(loy_cust_t, first_purchase_ms),
-                offsetof(loy_cust_t, last_purchase_ms),
-                offsetof(loy_cust_t, orders),
-                offsetof(loy_cust_t, purchase_days),
-                offsetof(loy_cust_t, gross_value),
-                offsetof(loy_cust_t, first_day_value),
-                offsetof(loy_cust_t, returns),
-                offsetof(loy_cust_t, return_value),
-                offsetof(loy_cust_t, ipt_mean_days),
-                offsetof(loy_cust_t, ipt_m2),
-                offsetof(loy_cust_t, ipt_n),
-                offsetof(loy_cust_t, dec_purchases),
-                offsetof(loy_cust_t, dec_spend),
-                offsetof(loy_cust_t, dec_ref_ms),
-                offsetof(loy_cust_t, points),
-                offsetof(loy_cust_t, tier),
-                offsetof(loy_cust_t, views),
-                offsetof(loy_cust_t, carts),
-                offsetof(loy_cust_t, cart_removes),
-                offsetof(loy_cust_t, searches),
-                offsetof(loy_cust_t, wishlists),
-                offsetof(loy_cust_t, sessions),
-                offsetof(loy_cust_t, last_browse_ms),
-                offsetof(loy_cust_t, recent_views),
-                offsetof(loy_cust_t, last_event_ms),
-                offsetof(loy_cust_t, p_alive),
-                offsetof(loy_cust_t, churn_prob),
-                offsetof(loy_cust_t, exp_purchases),
-                offsetof(loy_cust_t, clv),
-                offsetof(loy_cust_t, r_score),
-                offsetof(loy_cust_t, f_score),
-                offsetof(loy_cust_t, m_score),
-                offsetof(loy_cust_t, loyalty_score),
-                offsetof(loy_cust_t, loyalty_group),
-                offsetof(loy_cust_t, segment),
-                offsetof(loy_cust_t, scored_ms),
-                offsetof(loy_cust_t, next_check_ms),
-                offsetof(loy_cust_t, recent_events),
-                offsetof(loy_cust_t, forgotten_ms),
+            offsetof(loy_cust_t, first_purchase_ms),
+            offsetof(loy_cust_t, last_purchase_ms),
+            offsetof(loy_cust_t, orders),
+            offsetof(loy_cust_t, purchase_days),
+            offsetof(loy_cust_t, gross_value),
+            offsetof(loy_cust_t, first_day_value),
+            offsetof(loy_cust_t, returns),
+            offsetof(loy_cust_t, return_value),
+            offsetof(loy_cust_t, ipt_mean_days),
+            offsetof(loy_cust_t, ipt_m2),
+            offsetof(loy_cust_t, ipt_n),
+            offsetof(loy_cust_t, dec_purchases),
+            offsetof(loy_cust_t, dec_spend),
+            offsetof(loy_cust_t, dec_ref_ms),
+            offsetof(loy_cust_t, points),
+            offsetof(loy_cust_t, tier),
+            offsetof(loy_cust_t, views),
+            offsetof(loy_cust_t, carts),
+            offsetof(loy_cust_t, cart_removes),
+            offsetof(loy_cust_t, searches),
+            offsetof(loy_cust_t, wishlists),
+            offsetof(loy_cust_t, sessions),
+            offsetof(loy_cust_t, last_browse_ms),
+            offsetof(loy_cust_t, recent_views),
+            offsetof(loy_cust_t, last_event_ms),
+            offsetof(loy_cust_t, p_alive),
+            offsetof(loy_cust_t, churn_prob),
+            offsetof(loy_cust_t, exp_purchases),
+            offsetof(loy_cust_t, clv),
+            offsetof(loy_cust_t, r_score),
+            offsetof(loy_cust_t, f_score),
+            offsetof(loy_cust_t, m_score),
+            offsetof(loy_cust_t, loyalty_score),
+            offsetof(loy_cust_t, loyalty_group),
+            offsetof(loy_cust_t, segment),
+            offsetof(loy_cust_t, scored_ms),
+            offsetof(loy_cust_t, next_check_ms),
+            offsetof(loy_cust_t, recent_events),
+            offsetof(loy_cust_t, forgotten_ms),
         };
         size_t nm = sizeof(members) / sizeof(members[0]);
         int stored = 0, derived = 0;
@@ -551,8 +551,7 @@ static void test_field_find(void) {
         CU_ASSERT_PTR_NULL(loy_feat_field_find("A"));
         CU_ASSERT_EQUAL(loy_feat_field_find("frequency")->offset,
                         offsetof(loy_cust_t, purchase_days));
-        CU_ASSERT_EQUAL(loy_feat_field_find("recent_views")->type,
-                        LOY_FT_STR);
+        CU_ASSERT_EQUAL(loy_feat_field_find("recent_views")->type, LOY_FT_STR);
         CU_ASSERT_EQUAL(loy_feat_field_find("T_days")->type, LOY_FT_DERIVED);
 }
 
@@ -567,8 +566,8 @@ static void test_purchase_kind(void) {
         } cases[] = {
             {1, {2, 0}, {5, 0}, LOY_PURCHASE_ORDER},
             {1, {-1, 0}, {5, 0}, LOY_PURCHASE_RETURN},
-            {1, {3, 0}, {0, 0}, LOY_PURCHASE_NONE},      /* free sample */
-            {2, {1, -1}, {5, 5}, LOY_PURCHASE_RETURN},   /* an exchange */
+            {1, {3, 0}, {0, 0}, LOY_PURCHASE_NONE},    /* free sample */
+            {2, {1, -1}, {5, 5}, LOY_PURCHASE_RETURN}, /* an exchange */
         };
         for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
                 loy_event_t ev;
@@ -587,8 +586,7 @@ static void test_purchase_kind(void) {
                 loy_feat_init(&c, "k");
                 purchase(&c, 1600000000000LL, cases[k].n, cases[k].qty,
                          cases[k].price);
-                CU_ASSERT_EQUAL(c.orders,
-                                cases[k].want == LOY_PURCHASE_ORDER);
+                CU_ASSERT_EQUAL(c.orders, cases[k].want == LOY_PURCHASE_ORDER);
                 CU_ASSERT_EQUAL(c.returns,
                                 cases[k].want == LOY_PURCHASE_RETURN);
         }
@@ -601,15 +599,23 @@ static void test_fmt_double(void) {
                 double v;
                 const char *want;
         } cases[] = {
-            {0, "0"},          {-0.0, "0"},        {3, "3"},
-            {-42, "-42"},      {0.1, "0.1"},       {12.34, "12.34"},
-            {-3.25, "-3.25"},  {150.5, "150.5"},   {1e-7, "0.0000001"},
-            {2.0 / 3, "0.6666666666666666"},       {1e300, "1e+300"},
+            {0, "0"},
+            {-0.0, "0"},
+            {3, "3"},
+            {-42, "-42"},
+            {0.1, "0.1"},
+            {12.34, "12.34"},
+            {-3.25, "-3.25"},
+            {150.5, "150.5"},
+            {1e-7, "0.0000001"},
+            {2.0 / 3, "0.6666666666666666"},
+            {1e300, "1e+300"},
             {9007199254740993.0, "9007199254740992"},
-            {123456.789, "123456.789"},            {0.07, "0.07"},
+            {123456.789, "123456.789"},
+            {0.07, "0.07"},
         };
         char buf[64], ref[64];
-        uint64_t x = 88172645463325252ULL;   /* xorshift64, fixed seed */
+        uint64_t x = 88172645463325252ULL; /* xorshift64, fixed seed */
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 CU_ASSERT(loy_fmt_double(buf, sizeof(buf), cases[i].v) > 0);
                 if (strcmp(buf, cases[i].want))
@@ -627,7 +633,7 @@ static void test_fmt_double(void) {
                 v = (double)(x >> 11) / 9007199254740992.0 *
                     pow(10, (int)(x % 25) - 12);
                 if (i % 3 == 0)
-                        v = round(v * 100) / 100;   /* money */
+                        v = round(v * 100) / 100; /* money */
                 if (i % 7 == 0)
                         v = -v;
                 /* exactly the room the text needs (the store's buffers
@@ -686,8 +692,8 @@ static void test_field_roundtrip(void) {
         fill(&a);
         loy_feat_init(&b, "full");
         for (const loy_field_t *f = loy_feat_fields; f->name; f++) {
-                int n = loy_feat_field_format(&a, f, now, &conf, buf,
-                                              sizeof(buf));
+                int n =
+                    loy_feat_field_format(&a, f, now, &conf, buf, sizeof(buf));
                 CU_ASSERT_FATAL(n >= 0);
                 CU_ASSERT_EQUAL((size_t)n, strlen(buf));
                 /* readable: no exponent for these values but churn_prob */
@@ -696,14 +702,15 @@ static void test_field_roundtrip(void) {
                         CU_ASSERT_PTR_NULL(strpbrk(buf, "eE"));
                 /* value need not be NUL-terminated */
                 buf[n] = '#';
-                CU_ASSERT_EQUAL(loy_feat_field_parse(&b, f->name, buf,
-                                                     (size_t)n), 0);
+                CU_ASSERT_EQUAL(
+                    loy_feat_field_parse(&b, f->name, buf, (size_t)n), 0);
         }
         for (int i = 0; i < a.nslots; i++) {
                 int n = snprintf(buf, sizeof(buf), "%lld",
                                  (long long)a.slots[i].value);
-                CU_ASSERT_EQUAL(loy_feat_field_parse(&b, a.slots[i].name, buf,
-                                                     (size_t)n), 0);
+                CU_ASSERT_EQUAL(
+                    loy_feat_field_parse(&b, a.slots[i].name, buf, (size_t)n),
+                    0);
         }
         for (const loy_field_t *f = loy_feat_fields; f->name; f++) {
                 double x, y;
@@ -721,7 +728,8 @@ static void test_field_roundtrip(void) {
                 CU_ASSERT_STRING_EQUAL(a.recent_views[i], b.recent_views[i]);
         CU_ASSERT_EQUAL(b.recent_events.n, a.recent_events.n);
         CU_ASSERT_EQUAL(memcmp(b.recent_events.key, a.recent_events.key,
-                               sizeof(a.recent_events.key)), 0);
+                               sizeof(a.recent_events.key)),
+                        0);
         CU_ASSERT_EQUAL(b.nslots, 2);
         CU_ASSERT_EQUAL(loy_feat_slot_get(&b, "off:purchases:3", -1), 4242);
         CU_ASSERT_EQUAL(loy_feat_slot_get(&b, "cool:winback", -1),
@@ -751,7 +759,8 @@ static void test_field_format(void) {
         CU_ASSERT_STRING_EQUAL(fmt(&c, "gross_value", now), "1234.56");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "first_day_value", now), "0.1");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "dec_spend", now), "98765432.1");
-        CU_ASSERT_STRING_EQUAL(fmt(&c, "ipt_mean_days", now), "0.6666666666666666");
+        CU_ASSERT_STRING_EQUAL(fmt(&c, "ipt_mean_days", now),
+                               "0.6666666666666666");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "first_purchase_ms", now),
                                "1577836800123");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "tier", now), "2");
@@ -759,8 +768,7 @@ static void test_field_format(void) {
         CU_ASSERT_STRING_EQUAL(fmt(&c, "segment", now), "3");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "segment_name", now), "loyal");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "loyalty_group", now), "3");
-        CU_ASSERT_STRING_EQUAL(fmt(&c, "loyalty_group_name", now),
-                               "very_high");
+        CU_ASSERT_STRING_EQUAL(fmt(&c, "loyalty_group_name", now), "very_high");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "recency_days", now), "10");
         /* 366 days (2020 is a leap year) plus 0.333 s */
         CU_ASSERT_STRING_EQUAL(fmt(&c, "t_x_days", now), "366.00000385416666");
@@ -770,7 +778,8 @@ static void test_field_format(void) {
         /* (1234.56 - 0.1) / 10 */
         CU_ASSERT_STRING_EQUAL(fmt(&c, "mean_repeat_value", now), "123.446");
         /* 12345.6789012345 / 8 */
-        CU_ASSERT_STRING_EQUAL(fmt(&c, "ipt_var_days", now), "1543.2098626543125");
+        CU_ASSERT_STRING_EQUAL(fmt(&c, "ipt_var_days", now),
+                               "1543.2098626543125");
         CU_ASSERT_STRING_EQUAL(fmt(&c, "recent_views", now),
                                "plain,with%2Ccomma,100%25%2Cpct%252C,x,"
                                "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
@@ -802,17 +811,17 @@ static void test_field_format(void) {
 
         /* too small a buffer */
         f = loy_feat_field_find("first_purchase_ms");
-        CU_ASSERT_EQUAL(loy_feat_field_format(&c, f, now, &conf, small,
-                                              sizeof(small)), -1);
+        CU_ASSERT_EQUAL(
+            loy_feat_field_format(&c, f, now, &conf, small, sizeof(small)), -1);
         f = loy_feat_field_find("recent_views");
-        CU_ASSERT_EQUAL(loy_feat_field_format(&c, f, now, &conf, small,
-                                              sizeof(small)), -1);
+        CU_ASSERT_EQUAL(
+            loy_feat_field_format(&c, f, now, &conf, small, sizeof(small)), -1);
         f = loy_feat_field_find("segment_name");
-        CU_ASSERT_EQUAL(loy_feat_field_format(&c, f, now, &conf, small,
-                                              sizeof(small)), -1);
+        CU_ASSERT_EQUAL(
+            loy_feat_field_format(&c, f, now, &conf, small, sizeof(small)), -1);
         f = loy_feat_field_find("tier");
-        CU_ASSERT_EQUAL(loy_feat_field_format(&c, f, now, &conf, small,
-                                              sizeof(small)), 1);
+        CU_ASSERT_EQUAL(
+            loy_feat_field_format(&c, f, now, &conf, small, sizeof(small)), 1);
         CU_ASSERT_STRING_EQUAL(small, "2");
 
         /* the longest text there is fits LOY_FIELD_TEXT_MAX */
@@ -825,13 +834,14 @@ static void test_field_format(void) {
                         w.recent_views[i][LOY_SKU_MAX - 1] = (char)('a' + i);
                 }
                 f = loy_feat_field_find("recent_views");
-                CU_ASSERT_EQUAL(loy_feat_field_format(&w, f, now, &conf, big,
-                                                      sizeof(big)),
-                                LOY_RECENT_VIEWS * (3 * LOY_SKU_MAX - 2) +
-                                LOY_RECENT_VIEWS - 1);
+                CU_ASSERT_EQUAL(
+                    loy_feat_field_format(&w, f, now, &conf, big, sizeof(big)),
+                    LOY_RECENT_VIEWS * (3 * LOY_SKU_MAX - 2) +
+                        LOY_RECENT_VIEWS - 1);
                 loy_feat_init(&c, "e");
-                CU_ASSERT_EQUAL(loy_feat_field_parse(&c, "recent_views", big,
-                                                     strlen(big)), 0);
+                CU_ASSERT_EQUAL(
+                    loy_feat_field_parse(&c, "recent_views", big, strlen(big)),
+                    0);
                 for (int i = 0; i < LOY_RECENT_VIEWS; i++)
                         CU_ASSERT_STRING_EQUAL(c.recent_views[i],
                                                w.recent_views[i]);
@@ -978,28 +988,31 @@ static void test_event_window(void) {
                 loy_feat_event_note(&c, loy_feat_event_key(id));
         }
         CU_ASSERT_EQUAL(c.recent_events.n, LOY_RECENT_EVENTS);
-        CU_ASSERT_TRUE(loy_feat_event_seen(&c, k0));    /* the oldest */
+        CU_ASSERT_TRUE(loy_feat_event_seen(&c, k0)); /* the oldest */
         loy_feat_event_note(&c, loy_feat_event_key("ev-new"));
-        CU_ASSERT_FALSE(loy_feat_event_seen(&c, k0));   /* pushed out */
+        CU_ASSERT_FALSE(loy_feat_event_seen(&c, k0)); /* pushed out */
         CU_ASSERT_EQUAL(c.recent_events.n, LOY_RECENT_EVENTS);
         CU_ASSERT_EQUAL(c.recent_events.key[0], loy_feat_event_key("ev-new"));
 
         CU_ASSERT(loy_feat_field_format(&c, f, 0, NULL, buf, sizeof(buf)) ==
                   LOY_RECENT_EVENTS * 17 - 1);
         loy_feat_init(&d, "c1");
-        CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, buf, strlen(buf)),
-                        0);
-        CU_ASSERT_EQUAL(memcmp(&d.recent_events, &c.recent_events,
-                               sizeof(c.recent_events)), 0);
+        CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, buf, strlen(buf)), 0);
+        CU_ASSERT_EQUAL(
+            memcmp(&d.recent_events, &c.recent_events, sizeof(c.recent_events)),
+            0);
         CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, "", 0), 0);
         CU_ASSERT_EQUAL(d.recent_events.n, 0);
-        static const char *const bad[] = {
-            "12", "00000000000000zz", "0000000000000000,",
-            ",0000000000000000", "0000000000000000000",
-            "0000000000000000,,0000000000000001"};
+        static const char *const bad[] = {"12",
+                                          "00000000000000zz",
+                                          "0000000000000000,",
+                                          ",0000000000000000",
+                                          "0000000000000000000",
+                                          "0000000000000000,,0000000000000001"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-                CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, bad[i],
-                                                     strlen(bad[i])), -1);
+                CU_ASSERT_EQUAL(
+                    loy_feat_field_parse(&d, f->name, bad[i], strlen(bad[i])),
+                    -1);
         /* more keys than the window holds */
         strcat(buf, ",0000000000000001");
         CU_ASSERT_EQUAL(loy_feat_field_parse(&d, f->name, buf, strlen(buf)),
@@ -1044,8 +1057,7 @@ int main(void) {
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return CU_get_error();
         s = CU_add_suite("features", NULL, NULL);
-        if (!s ||
-            !CU_add_test(s, "conf defaults", test_conf_default) ||
+        if (!s || !CU_add_test(s, "conf defaults", test_conf_default) ||
             !CU_add_test(s, "init", test_init) ||
             !CU_add_test(s, "purchase sequence", test_purchase_sequence) ||
             !CU_add_test(s, "zero value, points floor",

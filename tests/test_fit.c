@@ -48,8 +48,8 @@ static int load_cdnow(void) {
         ncust = 0;
         /* rows are grouped by customer and sorted by date */
         for (;;) {
-                int got = fscanf(f, "%31s %*s %ld %d %lf", id, &date, &cds,
-                                 &dollars);
+                int got =
+                    fscanf(f, "%31s %*s %ld %d %lf", id, &date, &cds, &dollars);
                 int flush = got != 4 || strcmp(id, prev_id) != 0;
 
                 if (flush && prev_id[0]) {
@@ -65,8 +65,8 @@ static int load_cdnow(void) {
                 }
                 if (got != 4)
                         break;
-                day = days_from_civil(date / 10000, date / 100 % 100,
-                                      date % 100);
+                day =
+                    days_from_civil(date / 10000, date / 100 % 100, date % 100);
                 if (flush) {
                         snprintf(prev_id, sizeof(prev_id), "%s", id);
                         first = last = prev_day = day;
@@ -108,8 +108,7 @@ static void test_summaries(void) {
         CU_ASSERT_EQUAL(cust[0].x, 2);
         CU_ASSERT_DOUBLE_EQUAL(cust[0].t_x, 213 / 7.0, 1e-12);
         CU_ASSERT_DOUBLE_EQUAL(cust[0].T, 272 / 7.0, 1e-12);
-        CU_ASSERT_DOUBLE_EQUAL(cust[0].mean_value, (29.73 + 14.96) / 2,
-                               1e-12);
+        CU_ASSERT_DOUBLE_EQUAL(cust[0].mean_value, (29.73 + 14.96) / 2, 1e-12);
 }
 
 static void test_fit_bgnbd(void) {
@@ -120,8 +119,8 @@ static void test_fit_bgnbd(void) {
         memset(&m, 0, sizeof(m));
         m.variant = LOY_VARIANT_BGNBD;
         CU_ASSERT_FATAL(ncust == 2357);
-        CU_ASSERT_EQUAL(loy_fit_purchases(&m, cust, ncust, &ll, err,
-                                          sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_fit_purchases(&m, cust, ncust, &ll, err, sizeof(err)), 0);
         CU_ASSERT_DOUBLE_EQUAL(m.r, 0.243, 0.0005);
         CU_ASSERT_DOUBLE_EQUAL(m.alpha, 4.414, 0.0005);
         CU_ASSERT_DOUBLE_EQUAL(m.a, 0.793, 0.0005);
@@ -142,10 +141,10 @@ static void test_fit_mbgnbd(void) {
         m.variant = LOY_VARIANT_MBGNBD;
         bg = m;
         bg.variant = LOY_VARIANT_BGNBD;
-        CU_ASSERT_EQUAL(loy_fit_purchases(&m, cust, ncust, &ll, err,
-                                          sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_fit_purchases(&bg, cust, ncust, &llbg, err,
-                                          sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_fit_purchases(&m, cust, ncust, &ll, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_fit_purchases(&bg, cust, ncust, &llbg, err, sizeof(err)), 0);
         /* a maximum: every one-step move in any parameter is worse */
         for (int i = 0; i < 4; i++)
                 for (int sgn = -1; sgn <= 1; sgn += 2) {
@@ -155,7 +154,7 @@ static void test_fit_mbgnbd(void) {
                                              ncust) < ll);
                 }
         CU_ASSERT(isfinite(ll));
-        CU_ASSERT(fabs(ll - llbg) < 5);   /* both describe CDNOW well */
+        CU_ASSERT(fabs(ll - llbg) < 5); /* both describe CDNOW well */
         CU_ASSERT(m.r > 0 && m.alpha > 0 && m.a > 0 && m.b > 0);
 }
 
@@ -181,17 +180,16 @@ static void test_fit_errors(void) {
         char err[256];
 
         memset(&m, 0, sizeof(m));
-        CU_ASSERT_EQUAL(loy_fit_purchases(&m, cust, 0, NULL, err,
-                                          sizeof(err)), -1);
-        CU_ASSERT_STRING_EQUAL(err, "no customers to fit");
-        CU_ASSERT_EQUAL(loy_fit_spend(&m, &one, 1, NULL, err, sizeof(err)),
+        CU_ASSERT_EQUAL(loy_fit_purchases(&m, cust, 0, NULL, err, sizeof(err)),
                         -1);
+        CU_ASSERT_STRING_EQUAL(err, "no customers to fit");
+        CU_ASSERT_EQUAL(loy_fit_spend(&m, &one, 1, NULL, err, sizeof(err)), -1);
         CU_ASSERT_STRING_EQUAL(err, "no repeat customers with a spend to fit");
         CU_ASSERT_EQUAL(m.has_gg, 0);
         CU_ASSERT(isinf(loy_fit_ll(LOY_VARIANT_BGNBD, bad, cust, ncust)));
         /* nobody ever repeats: the likelihood runs off to r -> 0 */
-        CU_ASSERT_EQUAL(loy_fit_purchases(&m, &one, 1, NULL, err,
-                                          sizeof(err)), -1);
+        CU_ASSERT_EQUAL(loy_fit_purchases(&m, &one, 1, NULL, err, sizeof(err)),
+                        -1);
 }
 
 /* The analytic gradient against central differences (both variants). */
@@ -200,8 +198,7 @@ static void test_gradient(void) {
         for (int v = 0; v < 2; v++) {
                 double g[4];
                 double ll = loy_fit_ll_grad(v, p, cust, ncust, g);
-                CU_ASSERT_DOUBLE_EQUAL(ll, loy_fit_ll(v, p, cust, ncust),
-                                       1e-9);
+                CU_ASSERT_DOUBLE_EQUAL(ll, loy_fit_ll(v, p, cust, ncust), 1e-9);
                 for (int i = 0; i < 4; i++) {
                         double hi[4], lo[4], h = 1e-6 * p[i], num;
                         memcpy(hi, p, sizeof(hi));
@@ -209,7 +206,8 @@ static void test_gradient(void) {
                         hi[i] += h;
                         lo[i] -= h;
                         num = (loy_fit_ll(v, hi, cust, ncust) -
-                               loy_fit_ll(v, lo, cust, ncust)) / (2 * h);
+                               loy_fit_ll(v, lo, cust, ncust)) /
+                              (2 * h);
                         CU_ASSERT(fabs(num - g[i]) <=
                                   1e-5 * fmax(1, fabs(g[i])));
                 }
@@ -226,8 +224,8 @@ static void test_duplicates(void) {
                 two[i] = cust[ncust - 1 - i];
                 two[ncust + i] = cust[i];
         }
-        CU_ASSERT_DOUBLE_EQUAL(loy_fit_ll(LOY_VARIANT_BGNBD, p, two,
-                                          2 * ncust), 2 * one, 1e-6);
+        CU_ASSERT_DOUBLE_EQUAL(loy_fit_ll(LOY_VARIANT_BGNBD, p, two, 2 * ncust),
+                               2 * one, 1e-6);
 }
 
 /* The ridge: customers who all kept buying to the very end (t_x = T)
@@ -247,13 +245,14 @@ static void test_ridge(void) {
         }
         memset(&m, 0, sizeof(m));
         m.variant = LOY_VARIANT_MBGNBD;
-        CU_ASSERT_EQUAL(loy_fit_purchases_ex(&m, r, 200, &none, &rep, err,
-                                             sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_fit_purchases_ex(&m, r, 200, &none, &rep, err, sizeof(err)),
+            -1);
         CU_ASSERT(!strncmp(err, "no interior maximum", 19));
         CU_ASSERT_EQUAL(rep.ridge, 1);
-        CU_ASSERT_EQUAL(m.r, 0);   /* untouched on failure */
-        CU_ASSERT_EQUAL(loy_fit_purchases_ex(&m, r, 200, &aut, &rep, err,
-                                             sizeof(err)), 0);
+        CU_ASSERT_EQUAL(m.r, 0); /* untouched on failure */
+        CU_ASSERT_EQUAL(
+            loy_fit_purchases_ex(&m, r, 200, &aut, &rep, err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(rep.ridge, 1);
         CU_ASSERT_EQUAL(rep.penalised, 1);
         CU_ASSERT_EQUAL(rep.converged, 1);
@@ -261,11 +260,11 @@ static void test_ridge(void) {
         CU_ASSERT(rep.ll <= rep.ll_ml);
         CU_ASSERT(!strncmp(rep.note, "ML has no interior maximum", 26));
         CU_ASSERT_EQUAL(rep.customers, 200);
-        CU_ASSERT_EQUAL(rep.unique, 7 * 13);   /* lcm(7, 13) = 91 */
+        CU_ASSERT_EQUAL(rep.unique, 7 * 13); /* lcm(7, 13) = 91 */
         {
                 double p[4] = {m.r, m.alpha, m.a, m.b};
-                CU_ASSERT_DOUBLE_EQUAL(loy_fit_ll(m.variant, p, r, 200),
-                                       rep.ll, 1e-9);
+                CU_ASSERT_DOUBLE_EQUAL(loy_fit_ll(m.variant, p, r, 200), rep.ll,
+                                       1e-9);
         }
 }
 
@@ -279,8 +278,9 @@ static void test_auto_prior(void) {
 
         memset(&m, 0, sizeof(m));
         pm = m;
-        CU_ASSERT_EQUAL(loy_fit_purchases_ex(&m, cust, ncust, NULL, &rep,
-                                             err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_fit_purchases_ex(&m, cust, ncust, NULL, &rep, err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(rep.ridge, 0);
         CU_ASSERT_EQUAL(rep.penalised, 0);
         CU_ASSERT_DOUBLE_EQUAL(m.a, 0.793, 0.0005);
@@ -288,7 +288,8 @@ static void test_auto_prior(void) {
         CU_ASSERT_STRING_EQUAL(rep.note, "maximum likelihood, converged");
         CU_ASSERT_EQUAL(rep.unique, 1016);
         CU_ASSERT_EQUAL(loy_fit_purchases_ex(&pm, cust, ncust, &always, &rep,
-                                             err, sizeof(err)), 0);
+                                             err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(rep.penalised, 1);
         CU_ASSERT(rep.ll < -9582.4 && rep.ll > -9583.5);
 }
@@ -298,10 +299,10 @@ static void test_bad_summary(void) {
         loy_fit_cust_t bad[2] = {{1, 5, 3, 0, 0}, {0, 0, 1, 0, 0}};
         char err[256];
         memset(&m, 0, sizeof(m));
-        CU_ASSERT_EQUAL(loy_fit_purchases(&m, bad, 2, NULL, err,
-                                          sizeof(err)), -1);
+        CU_ASSERT_EQUAL(loy_fit_purchases(&m, bad, 2, NULL, err, sizeof(err)),
+                        -1);
         CU_ASSERT_STRING_EQUAL(err, "customer 0: need 0 <= t_x <= T and "
-                               "x >= 0 (got x=1 t_x=5 T=3)");
+                                    "x >= 0 (got x=1 t_x=5 T=3)");
 }
 
 int main(void) {

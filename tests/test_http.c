@@ -137,47 +137,56 @@ static void test_render(void) {
         in.model_version = "2011-12-09-default";
         in.model_mtime_s = 1000;
         in.now_s = 4600;
-        loy_metrics_batch(m, 3);       /* 0.003 s */
-        loy_metrics_batch(m, 40);      /* 0.04 s */
-        loy_metrics_batch(m, 90000);   /* past the last bucket */
+        loy_metrics_batch(m, 3);     /* 0.003 s */
+        loy_metrics_batch(m, 40);    /* 0.04 s */
+        loy_metrics_batch(m, 90000); /* past the last bucket */
         CU_ASSERT_EQUAL_FATAL(loy_metrics_render(m, &in, &text, &len), 0);
         CU_ASSERT_EQUAL(strlen(text), len);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_events_in_total"), 12);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_events_applied_total"), 9);
-        CU_ASSERT_EQUAL(series(text,
-                               "loyaltyd_dead_letters_total{reason=\"decode\"}"),
-                        2);
+        CU_ASSERT_EQUAL(
+            series(text, "loyaltyd_dead_letters_total{reason=\"decode\"}"), 2);
         CU_ASSERT_EQUAL(
             series(text, "loyaltyd_dead_letters_total{reason=\"invalid\"}"), 1);
         CU_ASSERT_EQUAL(
             series(text, "loyaltyd_dead_letters_total{reason=\"apply\"}"), 0);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_triggers_total{rule=\"winback\","
-                                     "group=\"reward\"}"), 5);
+                                     "group=\"reward\"}"),
+                        5);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_triggers_total{rule=\"winback\","
-                                     "group=\"holdout\"}"), 1);
+                                     "group=\"holdout\"}"),
+                        1);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_triggers_total{rule=\"odd\\\"na"
-                                     "\\\\me\",group=\"reward\"}"), 7);
+                                     "\\\\me\",group=\"reward\"}"),
+                        7);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_batch_duration_seconds_bucket"
-                                     "{le=\"0.005\"}"), 1);
+                                     "{le=\"0.005\"}"),
+                        1);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_batch_duration_seconds_bucket"
-                                     "{le=\"0.05\"}"), 2);
+                                     "{le=\"0.05\"}"),
+                        2);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_batch_duration_seconds_bucket"
-                                     "{le=\"30\"}"), 2);
+                                     "{le=\"30\"}"),
+                        2);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_batch_duration_seconds_bucket"
-                                     "{le=\"+Inf\"}"), 3);
+                                     "{le=\"+Inf\"}"),
+                        3);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_batch_duration_seconds_count"),
                         3);
         CU_ASSERT_DOUBLE_EQUAL(
             series(text, "loyaltyd_batch_duration_seconds_sum"), 90.043, 1e-9);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_consumer_lag_messages{topic="
-                                     "\"purchases\",partition=\"0\"}"), 40);
+                                     "\"purchases\",partition=\"0\"}"),
+                        40);
         /* a lag not known yet is left out, not shown as 0 */
         CU_ASSERT_PTR_NULL(strstr(text, "partition=\"1\""));
         CU_ASSERT_EQUAL(series(text, "loyaltyd_partitions_assigned"), 2);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_redis_errors_total{kind="
-                                     "\"connection\"}"), 3);
+                                     "\"connection\"}"),
+                        3);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_model_info{version="
-                                     "\"2011-12-09-default\"}"), 1);
+                                     "\"2011-12-09-default\"}"),
+                        1);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_model_age_seconds"), 3600);
         CU_ASSERT_EQUAL(series(text, "loyaltyd_ready"), 1);
         /* every series has its TYPE line, and only once */
@@ -187,7 +196,8 @@ static void test_render(void) {
             strstr(text, "# TYPE loyaltyd_dead_letters_total counter\n"));
         CU_ASSERT_PTR_NULL(strstr(strstr(text, "# TYPE loyaltyd_ready ") + 1,
                                   "# TYPE loyaltyd_ready "));
-        /* and Prometheus's own linter takes it (promtool: scripts/bootstrap.sh) */
+        /* and Prometheus's own linter takes it (promtool: scripts/bootstrap.sh)
+         */
         {
                 char path[] = "/tmp/loy-metrics-XXXXXX", cmd[256];
                 int fd = mkstemp(path);

@@ -36,8 +36,7 @@ static void test_sgd(void) {
         p = 1 / (1 + exp(-1.25));
         CU_ASSERT_DOUBLE_EQUAL(loy_logreg_logit(&lr, x), 1.25, 1e-15);
         loy_logreg_update(&lr, x, 0, 0.5, 0.1);
-        CU_ASSERT_DOUBLE_EQUAL(lr.w[0], 0.5 - 0.5 * (p * 2 + 0.1 * 0.5),
-                               1e-15);
+        CU_ASSERT_DOUBLE_EQUAL(lr.w[0], 0.5 - 0.5 * (p * 2 + 0.1 * 0.5), 1e-15);
         CU_ASSERT_DOUBLE_EQUAL(lr.bias, 0.25 - 0.5 * p, 1e-15);
         CU_ASSERT_EQUAL(lr.updates, 2);
         /* no overflow at huge logits */
@@ -56,8 +55,7 @@ static void test_batch(void) {
         char err[128];
 
         CU_ASSERT_FATAL(loy_logreg_init(&lr, 1, err, sizeof(err)) == 0);
-        CU_ASSERT_EQUAL(loy_logreg_train(&lr, X, y, 8, 0, err, sizeof(err)),
-                        0);
+        CU_ASSERT_EQUAL(loy_logreg_train(&lr, X, y, 8, 0, err, sizeof(err)), 0);
         CU_ASSERT_DOUBLE_EQUAL(lr.mean[0], 0, 1e-15);
         CU_ASSERT_DOUBLE_EQUAL(lr.scale[0], 1, 1e-15);
         CU_ASSERT_DOUBLE_EQUAL(lr.w[0], log(3), 1e-6);
@@ -74,15 +72,14 @@ static void test_batch(void) {
 /* Two features, classes split by x0 + x1 > 10: with a little L2 every
  * point is on the right side and the weights stay finite. */
 static void test_separable(void) {
-        const double X[16] = {1, 2, 2, 1, 3, 3, 4, 2,
-                              8, 7, 9, 9, 7, 8, 10, 6};
+        const double X[16] = {1, 2, 2, 1, 3, 3, 4, 2, 8, 7, 9, 9, 7, 8, 10, 6};
         const int y[8] = {0, 0, 0, 0, 1, 1, 1, 1};
         loy_logreg_t lr;
         char err[128];
 
         CU_ASSERT_FATAL(loy_logreg_init(&lr, 2, err, sizeof(err)) == 0);
-        CU_ASSERT_EQUAL(loy_logreg_train(&lr, X, y, 8, 0.01, err,
-                                         sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_logreg_train(&lr, X, y, 8, 0.01, err, sizeof(err)),
+                        0);
         for (int i = 0; i < 8; i++) {
                 double p = loy_logreg_predict(&lr, X + 2 * i);
                 CU_ASSERT(y[i] ? p > 0.5 : p < 0.5);
@@ -96,10 +93,11 @@ static void test_separable(void) {
         {
                 double bad[2] = {1, NAN};
                 int yy[1] = {1};
-                CU_ASSERT_EQUAL(loy_logreg_train(&lr, bad, yy, 1, 0.01, err,
-                                                 sizeof(err)), -1);
+                CU_ASSERT_EQUAL(
+                    loy_logreg_train(&lr, bad, yy, 1, 0.01, err, sizeof(err)),
+                    -1);
                 CU_ASSERT_STRING_EQUAL(err, "logistic regression: row 0 "
-                                       "feature 1 is not finite");
+                                            "feature 1 is not finite");
         }
 }
 

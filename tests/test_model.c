@@ -20,8 +20,7 @@
 #include "loy_model.h"
 #include "tu.h"
 
-#define ASSERT_REL(v, ref, tol) \
-        CU_ASSERT(fabs((v) - (ref)) <= (tol) * fabs(ref))
+#define ASSERT_REL(v, ref, tol) CU_ASSERT(fabs((v) - (ref)) <= (tol)*fabs(ref))
 
 /* Writes text to a fresh temp file; path must hold 64 bytes. */
 static void write_tmp(char *path, const char *text) {
@@ -38,8 +37,7 @@ static void write_tmp(char *path, const char *text) {
 
 /* Loads text as a model file; returns the rc and leaves the message with
  * the temp path replaced by "F" in msg. */
-static int load_text(loy_model_t *m, const char *text, char *msg,
-                     size_t size) {
+static int load_text(loy_model_t *m, const char *text, char *msg, size_t size) {
         char path[64], err[512];
         int rc;
         size_t plen;
@@ -56,21 +54,20 @@ static int load_text(loy_model_t *m, const char *text, char *msg,
         return rc;
 }
 
-static const char *good =
-        "# comment\n"
-        "\n"
-        "version = v7\n"
-        "variant = bgnbd   # trailing comment\n"
-        "time_unit = weeks\n"
-        "  r = 0.243\n"
-        "alpha=4.414\n"
-        "a = 0.793\n"
-        "b = 2.426\n"
-        "log_likelihood = -9582.4\n"
-        "fitted_at = 2024-01-01T00:00:00Z\n"
-        "customers = 2357\n"
-        "calibration_end = 1997-09-30\n"
-        "note = FHL 2005 CDNOW\n";
+static const char *good = "# comment\n"
+                          "\n"
+                          "version = v7\n"
+                          "variant = bgnbd   # trailing comment\n"
+                          "time_unit = weeks\n"
+                          "  r = 0.243\n"
+                          "alpha=4.414\n"
+                          "a = 0.793\n"
+                          "b = 2.426\n"
+                          "log_likelihood = -9582.4\n"
+                          "fitted_at = 2024-01-01T00:00:00Z\n"
+                          "customers = 2357\n"
+                          "calibration_end = 1997-09-30\n"
+                          "note = FHL 2005 CDNOW\n";
 
 static void test_load_ok(void) {
         loy_model_t m;
@@ -107,8 +104,8 @@ static void test_load_default(void) {
  * errors name the buffer and carry the line. */
 static void test_load_buffer(void) {
         static const char text[] =
-                "version = mem-1\nvariant = bgnbd\ntime_unit = weeks\n"
-                "r = 0.243\nalpha = 4.414\na = 0.793\nb = 2.426";
+            "version = mem-1\nvariant = bgnbd\ntime_unit = weeks\n"
+            "r = 0.243\nalpha = 4.414\na = 0.793\nb = 2.426";
         loy_model_t m;
         char err[512] = "";
 
@@ -116,22 +113,26 @@ static void test_load_buffer(void) {
         /* no newline at the end, no NUL: only the given bytes count */
         CU_ASSERT_EQUAL_FATAL(loy_model_load_buffer(&m, "mem.model", text,
                                                     sizeof(text) - 1, err,
-                                                    sizeof(err)), 0);
+                                                    sizeof(err)),
+                              0);
         CU_ASSERT_STRING_EQUAL(m.version, "mem-1");
         CU_ASSERT_EQUAL(m.variant, LOY_VARIANT_BGNBD);
         CU_ASSERT_EQUAL(m.unit_days, 7);
         CU_ASSERT_EQUAL(m.b, 2.426);
         CU_ASSERT_EQUAL(loy_model_load_buffer(&m, "mem.model", text,
                                               sizeof(text) - 3, err,
-                                              sizeof(err)), 0);
+                                              sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(m.b, 2.4);
         /* cut inside "weeks" */
-        CU_ASSERT_EQUAL(loy_model_load_buffer(&m, "mem.model", text, 47, err,
-                                              sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_model_load_buffer(&m, "mem.model", text, 47, err, sizeof(err)),
+            -1);
         CU_ASSERT_STRING_EQUAL(err, "mem.model:3: time_unit: must be days or "
                                     "weeks");
-        CU_ASSERT_EQUAL(loy_model_load_buffer(&m, "mem.model", NULL, 0, err,
-                                              sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_model_load_buffer(&m, "mem.model", NULL, 0, err, sizeof(err)),
+            -1);
         CU_ASSERT_STRING_EQUAL(err, "mem.model: version: missing");
 }
 
@@ -178,27 +179,34 @@ static void test_load_errors(void) {
         expect_error(text, "F:8: rfm_frequency: want four numbers");
         snprintf(text, sizeof(text), "%srfm_frequency = 2 3 4 x\n", base);
         expect_error(text, "F:8: rfm_frequency: want four numbers");
-        snprintf(text, sizeof(text), "%srfm_frequency = 2 3 4 5\n"
-                 "rfm_monetary = 1 2 3 4\n", base);
+        snprintf(text, sizeof(text),
+                 "%srfm_frequency = 2 3 4 5\n"
+                 "rfm_monetary = 1 2 3 4\n",
+                 base);
         expect_error(text, "F: rfm_recency_days: missing");
-        snprintf(text, sizeof(text), "%srfm_recency_days = 90 180 30 7\n"
-                 "rfm_frequency = 2 3 4 5\nrfm_monetary = 1 2 3 4\n", base);
+        snprintf(text, sizeof(text),
+                 "%srfm_recency_days = 90 180 30 7\n"
+                 "rfm_frequency = 2 3 4 5\nrfm_monetary = 1 2 3 4\n",
+                 base);
         expect_error(text, "F: rfm_recency_days: cut points must be finite, "
                            "recency ones not increasing, the others not "
                            "decreasing");
-        snprintf(text, sizeof(text), "%srfm_recency_days = 180 90 30 7\n"
-                 "rfm_frequency = 2 3 4 5\nrfm_monetary = 1 2 9 4\n", base);
+        snprintf(text, sizeof(text),
+                 "%srfm_recency_days = 180 90 30 7\n"
+                 "rfm_frequency = 2 3 4 5\nrfm_monetary = 1 2 9 4\n",
+                 base);
         expect_error(text, "F: rfm_monetary: cut points must be finite, "
                            "recency ones not increasing, the others not "
                            "decreasing");
         {
                 loy_model_t m;
                 char msg[512];
-                snprintf(text, sizeof(text), "%srfm_recency_days = 180 90 30 "
+                snprintf(text, sizeof(text),
+                         "%srfm_recency_days = 180 90 30 "
                          "7.5\nrfm_frequency = 2 2 3 1e15\n"
-                         "rfm_monetary = 10 100 1000 10000\n", base);
-                CU_ASSERT_EQUAL_FATAL(load_text(&m, text, msg, sizeof(msg)),
-                                      0);
+                         "rfm_monetary = 10 100 1000 10000\n",
+                         base);
+                CU_ASSERT_EQUAL_FATAL(load_text(&m, text, msg, sizeof(msg)), 0);
                 CU_ASSERT_TRUE(m.rfm.set);
                 CU_ASSERT_EQUAL(m.rfm.recency_days[3], 7.5);
                 CU_ASSERT_EQUAL(m.rfm.frequency[3], 1e15);
@@ -218,10 +226,11 @@ static void test_load_errors(void) {
         {
                 loy_model_t m;
                 char err[256];
-                CU_ASSERT_EQUAL(loy_model_load(&m, "/nonexistent/model", err,
-                                               sizeof(err)), -1);
+                CU_ASSERT_EQUAL(
+                    loy_model_load(&m, "/nonexistent/model", err, sizeof(err)),
+                    -1);
                 CU_ASSERT_STRING_EQUAL(err, "/nonexistent/model: "
-                                       "No such file or directory");
+                                            "No such file or directory");
         }
 }
 
@@ -244,7 +253,7 @@ static void test_validate(void) {
         m.unit_days = 30;
         CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), -1);
         m.unit_days = 7;
-        m.has_gg = 1;   /* gg parameters still 0 */
+        m.has_gg = 1; /* gg parameters still 0 */
         CU_ASSERT_EQUAL(loy_model_validate(&m, err, sizeof(err)), -1);
         CU_ASSERT_STRING_EQUAL(err, "gg_p: must be finite and > 0");
 }
@@ -311,8 +320,7 @@ static void test_small_a(void) {
         ASSERT_REL(loy_model_expected_purchases(&bg, &in, 365),
                    0.77698688588672816925, 1e-12);
         in = input(3000, 1990, 2000);
-        ASSERT_REL(loy_model_p_alive(&bg, &in), 0.013475132385189764016,
-                   1e-12);
+        ASSERT_REL(loy_model_p_alive(&bg, &in), 0.013475132385189764016, 1e-12);
         ASSERT_REL(loy_model_expected_purchases(&bg, &in, 52),
                    1.0194424355753854422, 1e-12);
 
@@ -354,38 +362,73 @@ static void test_extreme_matrix(void) {
         const double as[] = {0.01, 0.5, 1, 3, 200};
         const double bs[] = {0.05, 1.5, 1e4};
         const double xs[][3] = {
-                {0, 0, 0}, {0, 0, 14000}, {1, 0.5, 1}, {5, 20, 400},
-                {3000, 13990, 14000}, {9000, 2000, 2000}, {5000, 10, 14000},
+            {0, 0, 0},         {0, 0, 14000},        {1, 0.5, 1},
+            {5, 20, 400},      {3000, 13990, 14000}, {9000, 2000, 2000},
+            {5000, 10, 14000},
         };
         const double hs[] = {0, 1e-6, 1, 7, 30, 90, 365, 730, 3650};
         int bad = 0;
 
         for (int v = 0; v < 2; v++)
-        for (size_t i = 0; i < 3; i++)
-        for (size_t j = 0; j < 4; j++)
-        for (size_t k = 0; k < 5; k++)
-        for (size_t l = 0; l < 3; l++)
-        for (size_t c = 0; c < sizeof(xs) / sizeof(xs[0]); c++) {
-                loy_model_t m = model(v, rs[i], alphas[j], as[k], bs[l]);
-                loy_model_input_t in = input(xs[c][0], xs[c][1], xs[c][2]);
-                double pa = loy_model_p_alive(&m, &in), prev = 0;
+                for (size_t i = 0; i < 3; i++)
+                        for (size_t j = 0; j < 4; j++)
+                                for (size_t k = 0; k < 5; k++)
+                                        for (size_t l = 0; l < 3; l++)
+                                                for (size_t c = 0;
+                                                     c <
+                                                     sizeof(xs) / sizeof(xs[0]);
+                                                     c++) {
+                                                        loy_model_t m = model(
+                                                            v, rs[i], alphas[j],
+                                                            as[k], bs[l]);
+                                                        loy_model_input_t in =
+                                                            input(xs[c][0],
+                                                                  xs[c][1],
+                                                                  xs[c][2]);
+                                                        double
+                                                            pa =
+                                                                loy_model_p_alive(
+                                                                    &m, &in),
+                                                            prev = 0;
 
-                if (!(pa >= 0 && pa <= 1))
-                        bad++;
-                for (size_t h = 0; h < sizeof(hs) / sizeof(hs[0]); h++) {
-                        double e = loy_model_expected_purchases(&m, &in,
-                                                                hs[h]);
-                        if (!isfinite(e) || e < 0 || e < prev) {
-                                if (bad++ < 5)
-                                        fprintf(stderr, "\nv%d r=%g al=%g "
-                                                "a=%g b=%g x=%g h=%g: %g "
-                                                "(prev %g)\n", v, rs[i],
-                                                alphas[j], as[k], bs[l],
-                                                xs[c][0], hs[h], e, prev);
-                        }
-                        prev = e;
-                }
-        }
+                                                        if (!(pa >= 0 &&
+                                                              pa <= 1))
+                                                                bad++;
+                                                        for (size_t h = 0;
+                                                             h <
+                                                             sizeof(hs) /
+                                                                 sizeof(hs[0]);
+                                                             h++) {
+                                                                double e =
+                                                                    loy_model_expected_purchases(
+                                                                        &m, &in,
+                                                                        hs[h]);
+                                                                if (!isfinite(
+                                                                        e) ||
+                                                                    e < 0 ||
+                                                                    e < prev) {
+                                                                        if (bad++ <
+                                                                            5)
+                                                                                fprintf(
+                                                                                    stderr,
+                                                                                    "\nv%d r=%g al=%g "
+                                                                                    "a=%g b=%g x=%g h=%g: %g "
+                                                                                    "(prev %g)\n",
+                                                                                    v,
+                                                                                    rs[i],
+                                                                                    alphas
+                                                                                        [j],
+                                                                                    as[k],
+                                                                                    bs[l],
+                                                                                    xs[c]
+                                                                                      [0],
+                                                                                    hs[h],
+                                                                                    e,
+                                                                                    prev);
+                                                                }
+                                                                prev = e;
+                                                        }
+                                                }
         CU_ASSERT_EQUAL(bad, 0);
 }
 
@@ -422,8 +465,8 @@ static void test_gamma_gamma(void) {
         ASSERT_REL(s.exp_value, 846.5 / 21.49, 1e-14);
         ASSERT_REL(s.p_alive, loy_model_p_alive(&m, &in), 1e-15);
         ASSERT_REL(s.churn_prob, 1 - s.p_alive, 1e-15);
-        ASSERT_REL(s.exp_purchases,
-                   loy_model_expected_purchases(&m, &in, 39), 1e-15);
+        ASSERT_REL(s.exp_purchases, loy_model_expected_purchases(&m, &in, 39),
+                   1e-15);
         ASSERT_REL(s.clv, s.exp_purchases * 846.5 / 21.49 * 0.25, 1e-14);
 
         /* no repeat yet: population mean gamma p / (q - 1) */
@@ -460,8 +503,8 @@ static void test_score_units(void) {
 
 /* Month by month through the public undiscounted expectation: an
  * independent route to the one-pass discounted sum. */
-static double disc_by_months(const loy_model_t *m,
-                             const loy_model_input_t *in, double hdays) {
+static double disc_by_months(const loy_model_t *m, const loy_model_input_t *in,
+                             double hdays) {
         double month = 365.25 / 12, prev = 0, sum = 0;
         int k_max = (int)ceil(hdays / month);
         for (int k = 1; k <= k_max; k++) {
@@ -477,8 +520,8 @@ static void test_discount(void) {
         loy_model_t m = model(LOY_VARIANT_MBGNBD, 0.83, 69, 0.05, 1.5);
         loy_model_input_t in = input(4, 200, 300);
         loy_model_scores_t s, s0;
-        const double xs[][3] = {{0, 0, 10}, {4, 200, 300}, {60, 360, 365},
-                                {3000, 13990, 14000}};
+        const double xs[][3] = {
+            {0, 0, 10}, {4, 200, 300}, {60, 360, 365}, {3000, 13990, 14000}};
 
         /* no discount: the plain expectation */
         CU_ASSERT_EQUAL(loy_model_discounted_purchases(&m, &in, 365),
@@ -486,17 +529,17 @@ static void test_discount(void) {
         m.discount_monthly = 0.01;
         for (int v = 0; v < 2; v++)
                 for (size_t c = 0; c < 4; c++) {
-                        loy_model_input_t i2 = input(xs[c][0], xs[c][1],
-                                                     xs[c][2]);
+                        loy_model_input_t i2 =
+                            input(xs[c][0], xs[c][1], xs[c][2]);
                         double hs[] = {10, 365, 730, 3653 * 2 /* fallback */};
                         m.variant = v;
                         for (int h = 0; h < 4; h++) {
                                 double d = loy_model_discounted_purchases(
-                                        &m, &i2, hs[h]);
+                                    &m, &i2, hs[h]);
                                 ASSERT_REL(d, disc_by_months(&m, &i2, hs[h]),
                                            1e-10);
                                 CU_ASSERT(d <= loy_model_expected_purchases(
-                                                       &m, &i2, hs[h]));
+                                                   &m, &i2, hs[h]));
                         }
                 }
         /* one month: a single weight 1/1.01 */
@@ -530,22 +573,26 @@ static void test_discount(void) {
 static void test_discount_extreme(void) {
         const double as[] = {0.01, 0.5, 3, 200};
         const double alphas[] = {1e-3, 60, 1e6};
-        const double xs[][3] = {{0, 0, 0}, {9000, 2000, 2000},
-                                {5000, 10, 14000}, {3000, 13990, 14000}};
+        const double xs[][3] = {{0, 0, 0},
+                                {9000, 2000, 2000},
+                                {5000, 10, 14000},
+                                {3000, 13990, 14000}};
         int bad = 0;
         for (size_t i = 0; i < 4; i++)
-        for (size_t j = 0; j < 3; j++)
-        for (size_t c = 0; c < 4; c++) {
-                loy_model_t m = model(LOY_VARIANT_MBGNBD, 0.8, alphas[j],
-                                      as[i], 1.5);
-                loy_model_input_t in = input(xs[c][0], xs[c][1], xs[c][2]);
-                loy_model_scores_t s;
-                m.discount_monthly = 0.05;
-                loy_model_score(&m, &in, 3650, 1, &s);
-                if (!isfinite(s.clv) || s.clv < 0 ||
-                    s.clv > s.exp_purchases * s.exp_value * (1 + 1e-12))
-                        bad++;
-        }
+                for (size_t j = 0; j < 3; j++)
+                        for (size_t c = 0; c < 4; c++) {
+                                loy_model_t m = model(LOY_VARIANT_MBGNBD, 0.8,
+                                                      alphas[j], as[i], 1.5);
+                                loy_model_input_t in =
+                                    input(xs[c][0], xs[c][1], xs[c][2]);
+                                loy_model_scores_t s;
+                                m.discount_monthly = 0.05;
+                                loy_model_score(&m, &in, 3650, 1, &s);
+                                if (!isfinite(s.clv) || s.clv < 0 ||
+                                    s.clv > s.exp_purchases * s.exp_value *
+                                                (1 + 1e-12))
+                                        bad++;
+                        }
         CU_ASSERT_EQUAL(bad, 0);
 }
 
@@ -571,9 +618,11 @@ static void test_load_discount(void) {
 
         CU_ASSERT_EQUAL(load_text(&m, base, msg, sizeof(msg)), 0);
         CU_ASSERT_EQUAL(m.discount_monthly, 0);
-        snprintf(text, sizeof(text), "%sdiscount_monthly = 0.015\n"
+        snprintf(text, sizeof(text),
+                 "%sdiscount_monthly = 0.015\n"
                  "format = 1\nsource = x.csv\nridge = no\n"
-                 "ml_stopped_at = r 1 alpha 2 a 3 b 4\n", base);
+                 "ml_stopped_at = r 1 alpha 2 a 3 b 4\n",
+                 base);
         CU_ASSERT_EQUAL(load_text(&m, text, msg, sizeof(msg)), 0);
         CU_ASSERT_EQUAL(m.discount_monthly, 0.015);
         snprintf(text, sizeof(text), "%sdiscount_monthly = -0.1\n", base);
@@ -596,12 +645,13 @@ static int tmp_files(const char *dir) {
 static void test_write(void) {
         char dir[] = "/tmp/test_model_w_XXXXXX", path[128], err[512];
         loy_model_t m = model(LOY_VARIANT_BGNBD, 0.2425, 4.4136, 0.7929,
-                              2.4259), back, bad;
+                              2.4259),
+                    back, bad;
         FILE *f;
 
         CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
         snprintf(path, sizeof(path), "%s/model", dir);
-        m.r = 1.0 / 3;   /* needs all 17 digits */
+        m.r = 1.0 / 3; /* needs all 17 digits */
         m.unit_days = 7;
         m.has_gg = 1;
         m.gg_p = 6.25;
@@ -615,8 +665,9 @@ static void test_write(void) {
                 m.rfm.monetary[k] = 10.5 * (k + 1);
         }
         strcpy(m.version, "fit-1");
-        CU_ASSERT_EQUAL(loy_model_write(&m, "customers = 2357\nnote = ok",
-                                        path, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_model_write(&m, "customers = 2357\nnote = ok", path,
+                                        err, sizeof(err)),
+                        0);
         memset(&back, 0, sizeof(back));
         CU_ASSERT_EQUAL(loy_model_load(&back, path, err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(memcmp(&back, &m, sizeof(m)), 0);
@@ -629,8 +680,8 @@ static void test_write(void) {
                         -1);
         CU_ASSERT(strstr(err, "alpha: must be finite and > 0") != NULL);
         /* info the loader would refuse: not written either */
-        CU_ASSERT_EQUAL(loy_model_write(&m, "bogus = 1\n", path, err,
-                                        sizeof(err)), -1);
+        CU_ASSERT_EQUAL(
+            loy_model_write(&m, "bogus = 1\n", path, err, sizeof(err)), -1);
         CU_ASSERT(strstr(err, "bogus: unknown key") != NULL);
         CU_ASSERT_EQUAL(tmp_files(dir), 0);
         memset(&back, 0, sizeof(back));
@@ -648,8 +699,9 @@ static void test_write(void) {
         CU_ASSERT_EQUAL(back.discount_monthly, 0);
 
         /* a directory that does not exist */
-        CU_ASSERT_EQUAL(loy_model_write(&m, NULL, "/nonexistent/dir/model",
-                                        err, sizeof(err)), -1);
+        CU_ASSERT_EQUAL(loy_model_write(&m, NULL, "/nonexistent/dir/model", err,
+                                        sizeof(err)),
+                        -1);
         CU_ASSERT(strstr(err, "No such file or directory") != NULL);
         f = fopen(path, "r");
         CU_ASSERT(f != NULL);

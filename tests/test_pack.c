@@ -49,8 +49,9 @@ static void full(loy_cust_t *c) {
         CU_ASSERT_EQUAL(loy_feat_slot_set(c, "cool:welcome", -5), 0);
         /* a full window of event keys, the extremes among them */
         for (int i = 0; i < LOY_RECENT_EVENTS; i++)
-                loy_feat_event_note(c, i == 3 ? 0 : i == 4 ? UINT64_MAX
-                                              : loy_feat_event_key("e") + i);
+                loy_feat_event_note(c, i == 3   ? 0
+                                       : i == 4 ? UINT64_MAX
+                                                : loy_feat_event_key("e") + i);
 }
 
 static void same(const loy_cust_t *a, const loy_cust_t *b) {
@@ -58,10 +59,10 @@ static void same(const loy_cust_t *a, const loy_cust_t *b) {
                 char x[LOY_FIELD_TEXT_MAX], y[LOY_FIELD_TEXT_MAX];
                 if (f->type == LOY_FT_DERIVED)
                         continue;
-                CU_ASSERT_TRUE(loy_feat_field_format(a, f, 0, NULL, x,
-                                                     sizeof(x)) >= 0);
-                CU_ASSERT_TRUE(loy_feat_field_format(b, f, 0, NULL, y,
-                                                     sizeof(y)) >= 0);
+                CU_ASSERT_TRUE(
+                    loy_feat_field_format(a, f, 0, NULL, x, sizeof(x)) >= 0);
+                CU_ASSERT_TRUE(
+                    loy_feat_field_format(b, f, 0, NULL, y, sizeof(y)) >= 0);
                 if (strcmp(x, y))
                         fprintf(stderr, "\n  %s: %s != %s\n", f->name, x, y);
                 CU_ASSERT_STRING_EQUAL(x, y);
@@ -87,8 +88,8 @@ static void test_round_trip(void) {
         CU_ASSERT_EQUAL_FATAL(loy_pack_unpack(&b, buf, (size_t)n), 0);
         same(&a, &b);
         /* bit for bit, and the same input gives the same bytes */
-        CU_ASSERT_EQUAL(memcmp(&a.gross_value, &b.gross_value,
-                               sizeof(double)), 0);
+        CU_ASSERT_EQUAL(memcmp(&a.gross_value, &b.gross_value, sizeof(double)),
+                        0);
         {
                 unsigned char again[LOY_PACK_MAX];
                 CU_ASSERT_EQUAL(loy_pack_cust(&b, again, sizeof(again)), n);
@@ -167,7 +168,7 @@ static void test_chunks(void) {
                                        : LOY_PACK_CHUNK);
         }
         names[nch] = "orders";
-        vals[nch] = "junk";      /* the view is not read */
+        vals[nch] = "junk"; /* the view is not read */
         lens[nch] = 4;
         /* a stale chunk after the last one */
         loy_pack_chunk_name(nch, nm[nch + 1]);
@@ -175,18 +176,19 @@ static void test_chunks(void) {
         vals[nch + 1] = "stale";
         lens[nch + 1] = 5;
         loy_feat_init(&b, "cust-1");
-        CU_ASSERT_EQUAL_FATAL(loy_pack_from_hash(&b, names, vals, lens,
-                                                 (size_t)nch + 2, &bad), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_pack_from_hash(&b, names, vals, lens, (size_t)nch + 2, &bad),
+            0);
         same(&a, &b);
         /* the last chunk missing: refused, naming the state */
         loy_feat_init(&b, "cust-1");
         CU_ASSERT_EQUAL(loy_pack_from_hash(&b, names + 1, vals + 1, lens + 1,
-                                           (size_t)nch - 1, &bad), -1);
+                                           (size_t)nch - 1, &bad),
+                        -1);
         CU_ASSERT_STRING_EQUAL(bad, "e0");
         /* a chunk longer than a chunk can be */
         lens[0] = LOY_PACK_CHUNK + 1;
-        CU_ASSERT_EQUAL(loy_pack_from_hash(&b, names, vals, lens, 1, &bad),
-                        -1);
+        CU_ASSERT_EQUAL(loy_pack_from_hash(&b, names, vals, lens, 1, &bad), -1);
 
         /* no chunks: the readable fields, as an older version wrote them */
         {
@@ -194,8 +196,7 @@ static void test_chunks(void) {
                 const char *ov[] = {"7", "12.5", "42"};
                 size_t ol[] = {1, 4, 2};
                 loy_feat_init(&b, "old");
-                CU_ASSERT_EQUAL(loy_pack_from_hash(&b, on, ov, ol, 3, &bad),
-                                0);
+                CU_ASSERT_EQUAL(loy_pack_from_hash(&b, on, ov, ol, 3, &bad), 0);
                 CU_ASSERT_EQUAL(b.orders, 7);
                 CU_ASSERT_DOUBLE_EQUAL(b.gross_value, 12.5, 0);
                 CU_ASSERT_EQUAL(loy_feat_slot_get(&b, "off:p:1", -1), 42);

@@ -53,14 +53,13 @@ static void make_conf(loy_config_t *conf, const char *group) {
         char err[512], v[64];
         int n = ++topic_seq;
         loy_config_defaults(conf);
-        CU_ASSERT_EQUAL_FATAL(loy_config_load(conf,
-                                              tu_src_path("config/loyaltyd.conf"),
-                                              err, sizeof(err)),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_config_load(conf, tu_src_path("config/loyaltyd.conf"), err,
+                            sizeof(err)),
+            0);
         snprintf(conf->topic_purchase, sizeof(conf->topic_purchase),
                  "purchases%d", n);
-        snprintf(conf->topic_browse, sizeof(conf->topic_browse), "browse%d",
-                 n);
+        snprintf(conf->topic_browse, sizeof(conf->topic_browse), "browse%d", n);
         snprintf(conf->topic_triggers, sizeof(conf->topic_triggers),
                  "triggers%d", n);
         snprintf(conf->topic_deadletter, sizeof(conf->topic_deadletter),
@@ -70,12 +69,12 @@ static void make_conf(loy_config_t *conf, const char *group) {
          * asks for one) */
         conf->http_listen[0] = '\0';
         snprintf(v, sizeof(v), "%d", redis.port);
-        CU_ASSERT_EQUAL(loy_config_set(conf, "test", "redis.port", v, err,
-                                       sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_set(conf, "test",
-                                       "kafka.bootstrap.servers",
+        CU_ASSERT_EQUAL(
+            loy_config_set(conf, "test", "redis.port", v, err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(conf, "test", "kafka.bootstrap.servers",
                                        tu_kafka_bootstraps(kafka), err,
-                                       sizeof(err)), 0);
+                                       sizeof(err)),
+                        0);
         /* the mock coordinator holds a re-join for session.timeout - 1 s */
         loy_config_set(conf, "test", "kafka.session.timeout.ms", "6000", err,
                        sizeof(err));
@@ -144,15 +143,15 @@ static char *hget(const char *key, const char *field) {
         return tu_redis_field(&redis, key, field);
 }
 
-#define ASSERT_FIELD(key, field, expect)                                     \
-        do {                                                                 \
-                char *v_ = hget(key, field);                                 \
-                CU_ASSERT_PTR_NOT_NULL(v_);                                  \
-                if (v_ && strcmp(v_, expect))                                \
-                        fprintf(stderr, "%s %s: got '%s' want '%s'\n", key,  \
-                                field, v_, expect);                          \
-                CU_ASSERT_STRING_EQUAL(v_ ? v_ : "", expect);                \
-                free(v_);                                                    \
+#define ASSERT_FIELD(key, field, expect)                                       \
+        do {                                                                   \
+                char *v_ = hget(key, field);                                   \
+                CU_ASSERT_PTR_NOT_NULL(v_);                                    \
+                if (v_ && strcmp(v_, expect))                                  \
+                        fprintf(stderr, "%s %s: got '%s' want '%s'\n", key,    \
+                                field, v_, expect);                            \
+                CU_ASSERT_STRING_EQUAL(v_ ? v_ : "", expect);                  \
+                free(v_);                                                      \
         } while (0)
 
 static void json_purchase(char *buf, size_t size, const char *eid,
@@ -170,7 +169,7 @@ typedef struct seen {
         char *json[SEEN_MAX];
         char key[SEEN_MAX][64];
         int n;
-        int more;               /* beyond SEEN_MAX */
+        int more; /* beyond SEEN_MAX */
         loy_codec_t *codec;
 } seen_t;
 
@@ -187,8 +186,8 @@ static void on_trigger(const char *key, const void *val, size_t len,
                 return;
         }
         snprintf(s->key[s->n], sizeof(s->key[0]), "%s", key ? key : "");
-        s->json[s->n] = loy_codec_trigger_to_json(s->codec, val, len, err,
-                                                  sizeof(err));
+        s->json[s->n] =
+            loy_codec_trigger_to_json(s->codec, val, len, err, sizeof(err));
         s->n++;
 }
 
@@ -276,7 +275,7 @@ static void test_exact_state_and_trigger(void) {
         ASSERT_FIELD(key, "first_purchase_ms", "1291190400000");
         /* day 10, one hour later: the same purchase day */
         ASSERT_FIELD(key, "last_purchase_ms", "1292058000000");
-        ASSERT_FIELD(key, "last_event_ms", "1293004800000");    /* day 21 */
+        ASSERT_FIELD(key, "last_event_ms", "1293004800000"); /* day 21 */
         ASSERT_FIELD(key, "points", "31");
         ASSERT_FIELD(key, "views", "1");
         ASSERT_FIELD(key, "recent_views", "D");
@@ -288,7 +287,8 @@ static void test_exact_state_and_trigger(void) {
         ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "purchases", "1");
         ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "new_customers", "1");
         ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "revenue", "25");
-        ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "triggers:second_purchase", "1");
+        ASSERT_FIELD("loy:{agg}:kpi:2010-12-01", "triggers:second_purchase",
+                     "1");
         ASSERT_FIELD("loy:{agg}:kpi:2010-12-11", "purchases", "2");
         ASSERT_FIELD("loy:{agg}:kpi:2010-12-11", "repeat_purchases", "2");
         ASSERT_FIELD("loy:{agg}:kpi:2010-12-11", "repurchase_rate", "1.0000");
@@ -324,8 +324,7 @@ static void test_exact_state_and_trigger(void) {
                 CU_ASSERT_STRING_EQUAL(jstr(t, "reward", "kind"), "coupon");
                 CU_ASSERT_DOUBLE_EQUAL(jnum(t, "reward", "value"), 10, 1e-9);
                 CU_ASSERT_EQUAL(json_integer_value(json_object_get(
-                                    json_object_get(t, "reward"),
-                                    "expiry_ts")),
+                                    json_object_get(t, "reward"), "expiry_ts")),
                                 T0 + 45 * DAY);
                 CU_ASSERT_STRING_EQUAL(jstr(t, "cause", "topic"),
                                        conf.topic_purchase);
@@ -334,11 +333,9 @@ static void test_exact_state_and_trigger(void) {
                                 0);
                 CU_ASSERT_STRING_EQUAL(jstr(t, "cause", "event_id"), "e1");
                 CU_ASSERT_EQUAL(json_integer_value(json_object_get(
-                                    json_object_get(t, "scores"),
-                                    "frequency")),
+                                    json_object_get(t, "scores"), "frequency")),
                                 1);
-                CU_ASSERT_DOUBLE_EQUAL(jnum(t, "scores", "monetary"), 25,
-                                       1e-9);
+                CU_ASSERT_DOUBLE_EQUAL(jnum(t, "scores", "monetary"), 25, 1e-9);
                 CU_ASSERT_STRING_EQUAL(jstr(t, "model_version", NULL),
                                        "default-1");
                 /* when e1 fired the model knew e1's items; "B" is on the
@@ -349,16 +346,14 @@ static void test_exact_state_and_trigger(void) {
                         CU_ASSERT_STRING_EQUAL(
                             jstr(json_array_get(recs, 0), "item", NULL), "A");
                 }
-                CU_ASSERT_EQUAL(json_integer_value(json_object_get(
-                                    t, "event_time")),
-                                T0);
+                CU_ASSERT_EQUAL(
+                    json_integer_value(json_object_get(t, "event_time")), T0);
                 json_decref(t);
         }
         /* the customer's current top items: the products it met (B and
          * D are non-product codes) */
         {
-                char *n = tu_redis_cli(&redis,
-                                       "ZRANGE loy:c:{c1}:recs 0 -1");
+                char *n = tu_redis_cli(&redis, "ZRANGE loy:c:{c1}:recs 0 -1");
                 CU_ASSERT(n && (!strcmp(n, "A\nC") || !strcmp(n, "C\nA")));
                 free(n);
         }
@@ -444,8 +439,8 @@ static void test_replay_changes_nothing(void) {
         free(tu_redis_cli(&redis, "FLUSHALL"));
         make_conf(&conf, "replay-a");
         n = produce_file(conf.topic_purchase,
-                         tu_src_path("tests/data/online_retail_head300.csv"),
-                         0, 0);
+                         tu_src_path("tests/data/online_retail_head300.csv"), 0,
+                         0);
         CU_ASSERT(n > 10);
         start(&r, &conf);
         CU_ASSERT_EQUAL(wait_consumed(&r, n), 0);
@@ -466,8 +461,14 @@ static void test_replay_changes_nothing(void) {
         if (before && after && strcmp(before, after)) {
                 FILE *fb = fopen("/tmp/replay_before.txt", "w");
                 FILE *fa = fopen("/tmp/replay_after.txt", "w");
-                if (fb) { fputs(before, fb); fclose(fb); }
-                if (fa) { fputs(after, fa); fclose(fa); }
+                if (fb) {
+                        fputs(before, fb);
+                        fclose(fb);
+                }
+                if (fa) {
+                        fputs(after, fa);
+                        fclose(fa);
+                }
         }
         CU_ASSERT_STRING_EQUAL(before ? before : "x", after ? after : "y");
         collect_triggers(conf.topic_triggers, &s2);
@@ -517,14 +518,13 @@ static void test_same_event_id_again(void) {
  * sorted), and as loy:{agg}:seg has them (zeros left out). */
 static char *seg_recount(void) {
         return tu_redis_cli(
-            &redis,
-            "EVAL \"local n = {} "
-            "for _, k in ipairs(redis.call('KEYS', 'loy:c:{*}')) do "
-            "local s = redis.call('HGET', k, 'segment_name') "
-            "if s then n[s] = (n[s] or 0) + 1 end end "
-            "local out = {} for s, v in pairs(n) do "
-            "table.insert(out, s .. '=' .. v) end "
-            "table.sort(out) return table.concat(out, ' ')\" 0");
+            &redis, "EVAL \"local n = {} "
+                    "for _, k in ipairs(redis.call('KEYS', 'loy:c:{*}')) do "
+                    "local s = redis.call('HGET', k, 'segment_name') "
+                    "if s then n[s] = (n[s] or 0) + 1 end end "
+                    "local out = {} for s, v in pairs(n) do "
+                    "table.insert(out, s .. '=' .. v) end "
+                    "table.sort(out) return table.concat(out, ' ')\" 0");
 }
 
 static char *seg_counts(void) {
@@ -536,15 +536,15 @@ static char *seg_counts(void) {
             "table.sort(out) return table.concat(out, ' ')\" 0");
 }
 
-#define ASSERT_CLI(args, expect)                                             \
-        do {                                                                 \
-                char *v_ = tu_redis_cli(&redis, args);                       \
-                CU_ASSERT_PTR_NOT_NULL(v_);                                  \
-                if (v_ && strcmp(v_, expect))                                \
-                        fprintf(stderr, "%s: got '%s' want '%s'\n", args,    \
-                                v_, expect);                                 \
-                CU_ASSERT_STRING_EQUAL(v_ ? v_ : "", expect);                \
-                free(v_);                                                    \
+#define ASSERT_CLI(args, expect)                                               \
+        do {                                                                   \
+                char *v_ = tu_redis_cli(&redis, args);                         \
+                CU_ASSERT_PTR_NOT_NULL(v_);                                    \
+                if (v_ && strcmp(v_, expect))                                  \
+                        fprintf(stderr, "%s: got '%s' want '%s'\n", args, v_,  \
+                                expect);                                       \
+                CU_ASSERT_STRING_EQUAL(v_ ? v_ : "", expect);                  \
+                free(v_);                                                      \
         } while (0)
 
 static void assert_counts_agree(void) {
@@ -573,18 +573,20 @@ static void test_forget(void) {
         free(tu_redis_cli(&redis, "FLUSHALL"));
         make_conf(&conf, "forget-a");
         n = produce_file(conf.topic_purchase,
-                         tu_src_path("tests/data/online_retail_head300.csv"),
-                         0, 0);
+                         tu_src_path("tests/data/online_retail_head300.csv"), 0,
+                         0);
         start(&r, &conf);
         CU_ASSERT_EQUAL_FATAL(wait_consumed(&r, n), 0);
         ASSERT_FIELD("loy:c:{17850}", "orders", "7");
         ASSERT_CLI("EXISTS loy:c:{17850}:rh", "1");
         ASSERT_CLI("EXISTS loy:c:{17850}:recs", "1");
         ASSERT_CLI("EVAL \"return redis.call('ZSCORE', 'loy:rank:churn', "
-                   "'17850') and 1 or 0\" 0", "1");
+                   "'17850') and 1 or 0\" 0",
+                   "1");
         ASSERT_CLI("EVAL \"return (redis.call('ZSCORE', 'loy:timers:0', "
                    "'17850') or redis.call('ZSCORE', 'loy:timers:1', "
-                   "'17850')) and 1 or 0\" 0", "1");
+                   "'17850')) and 1 or 0\" 0",
+                   "1");
         assert_counts_agree();
 
         /* the real tool, its request through Kafka to this processor */
@@ -620,7 +622,8 @@ static void test_forget(void) {
                    "'17850') or redis.call('ZSCORE', 'loy:rank:clv', "
                    "'17850') or redis.call('ZSCORE', 'loy:timers:0', "
                    "'17850') or redis.call('ZSCORE', 'loy:timers:1', "
-                   "'17850')) and 1 or 0\" 0", "0");
+                   "'17850')) and 1 or 0\" 0",
+                   "0");
         ASSERT_CLI("HLEN loy:outbox", "0");
         ASSERT_FIELD("loy:stats", "customers_forgotten", "1");
         assert_counts_agree();
@@ -650,7 +653,8 @@ static void test_forget(void) {
         snprintf(msg, sizeof(msg), "%lld", (long long)at_ms);
         ASSERT_FIELD("loy:c:{17850}", "forgotten_ms", msg);
         ASSERT_CLI("EVAL \"return redis.call('ZSCORE', 'loy:rank:churn', "
-                   "'17850') and 1 or 0\" 0", "1");
+                   "'17850') and 1 or 0\" 0",
+                   "1");
         assert_counts_agree();
         loy_config_free(&conf);
 }
@@ -754,18 +758,17 @@ static void check_grafana_dashboard(void) {
         int checked = 0;
         CU_ASSERT_PTR_NOT_NULL_FATAL(g);
         json_array_foreach(json_object_get(g, "panels"), i, panel) {
-                json_t *t = json_array_get(json_object_get(panel, "targets"),
-                                           0);
-                const char *cmd = json_string_value(json_object_get(t,
-                                                                    "command"));
-                const char *key = json_string_value(json_object_get(t,
-                                                                    "keyName"));
+                json_t *t =
+                    json_array_get(json_object_get(panel, "targets"), 0);
+                const char *cmd =
+                    json_string_value(json_object_get(t, "command"));
+                const char *key =
+                    json_string_value(json_object_get(t, "keyName"));
                 json_t *names = json_object_get(
                     json_object_get(
                         json_object_get(
-                            json_array_get(json_object_get(panel,
-                                                           "transformations"),
-                                           0),
+                            json_array_get(
+                                json_object_get(panel, "transformations"), 0),
                             "options"),
                         "include"),
                     "names");
@@ -776,9 +779,9 @@ static void check_grafana_dashboard(void) {
                 CU_ASSERT_PTR_NOT_NULL_FATAL(key);
                 snprintf(q, sizeof(q), "TYPE %s", key);
                 type = tu_redis_cli(&redis, q);
-                if (!type || strcmp(type, !strcmp(cmd, "xrange") ? "stream"
-                                              : !strcmp(cmd, "hgetall") ? "hash"
-                                                                        : "?"))
+                if (!type || strcmp(type, !strcmp(cmd, "xrange")    ? "stream"
+                                          : !strcmp(cmd, "hgetall") ? "hash"
+                                                                    : "?"))
                         fprintf(stderr, "grafana: %s %s is a %s\n", cmd, key,
                                 type ? type : "(none)");
                 CU_ASSERT_STRING_EQUAL(type ? type : "",
@@ -800,8 +803,8 @@ static void check_grafana_dashboard(void) {
                                  key, f);
                         has = tu_redis_cli(&redis, q);
                         if (!has || strcmp(has, "1"))
-                                fprintf(stderr, "grafana: %s has no %s\n",
-                                        key, f);
+                                fprintf(stderr, "grafana: %s has no %s\n", key,
+                                        f);
                         CU_ASSERT_STRING_EQUAL(has ? has : "", "1");
                         free(has);
                 }
@@ -825,7 +828,8 @@ static int closed_days(long long *closed, long long *before) {
         for (int p = 0; p < 2; p++) {
                 snprintf(q, sizeof(q),
                          "ZRANGEBYSCORE loy:timers:%d -inf %lld WITHSCORES "
-                         "LIMIT 0 1", p, bound);
+                         "LIMIT 0 1",
+                         p, bound);
                 v = tu_redis_cli(&redis, q);
                 if (v && strchr(v, '\n') && atoll(strchr(v, '\n') + 1) < bound)
                         bound = atoll(strchr(v, '\n') + 1);
@@ -833,7 +837,8 @@ static int closed_days(long long *closed, long long *before) {
         }
         snprintf(q, sizeof(q),
                  "EVAL \"return redis.call('ZCOUNT', KEYS[1], '-inf', "
-                 "'(%lld')\" 1 loy:{agg}:kpi_days", bound / DAY);
+                 "'(%lld')\" 1 loy:{agg}:kpi_days",
+                 bound / DAY);
         v = tu_redis_cli(&redis, q);
         *before = v ? atoll(v) : -1;
         free(v);
@@ -843,8 +848,8 @@ static int closed_days(long long *closed, long long *before) {
         return *closed == *before && bound == clock ? 0 : -1;
 }
 
-/* 20,000 orders of the real file (a year): every KPI day is indexed, every day before
- * the clock's is closed into the stream exactly as its hash stands (the
+/* 20,000 orders of the real file (a year): every KPI day is indexed, every day
+ * before the clock's is closed into the stream exactly as its hash stands (the
  * input is in time order: nothing late), and loyaltyctl dashboard shows
  * what Redis holds, as JSON and as the page a browser renders. */
 static void test_dashboard(void) {
@@ -862,8 +867,8 @@ static void test_dashboard(void) {
         free(tu_redis_cli(&redis, "FLUSHALL"));
         make_conf(&conf, "dashboard");
         n = produce_file(conf.topic_purchase,
-                         tu_src_path("../shared/data/online_retail.csv.gz"),
-                         0, 20000);
+                         tu_src_path("../shared/data/online_retail.csv.gz"), 0,
+                         20000);
         CU_ASSERT_EQUAL_FATAL(n, 20000);
         start(&r, &conf);
         CU_ASSERT_EQUAL(wait_consumed(&r, n), 0);
@@ -871,8 +876,7 @@ static void test_dashboard(void) {
         /* closed: every day before the clock's, or before the earliest
          * silence check still to fire (a batch fires a bounded number; the
          * processor keeps at it while idle) */
-        for (int i = 0; i < 600 && closed_days(&closed, &open_from) != 0;
-             i++)
+        for (int i = 0; i < 600 && closed_days(&closed, &open_from) != 0; i++)
                 usleep(100000);
         stop(&r);
         CU_ASSERT_EQUAL(closed_days(&closed, &open_from), 0);
@@ -881,8 +885,8 @@ static void test_dashboard(void) {
         /* the index holds every day there is a hash for */
         days_list = tu_redis_cli(&redis, "ZRANGE loy:{agg}:kpi_days 0 -1");
         CU_ASSERT_PTR_NOT_NULL_FATAL(days_list);
-        for (char *l = days_list; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1
-                                                          : l + strlen(l))
+        for (char *l = days_list; *l;
+             l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
                 ndays++;
         CU_ASSERT(ndays > closed);
         ASSERT_CLI("EVAL \"return #redis.call('KEYS', 'loy:{agg}:kpi:*')\" 0",
@@ -920,26 +924,25 @@ static void test_dashboard(void) {
                 snprintf(key, sizeof(key), "HGET loy:{agg}:kpi:%s purchases",
                          json_string_value(json_object_get(day, "day")));
                 v = tu_redis_cli(&redis, key);
-                CU_ASSERT_EQUAL(json_integer_value(
-                                    json_object_get(day, "purchases")),
-                                v && *v ? atoll(v) : 0);
+                CU_ASSERT_EQUAL(
+                    json_integer_value(json_object_get(day, "purchases")),
+                    v && *v ? atoll(v) : 0);
                 purchases += v ? atoll(v) : 0;
                 free(v);
-                if (i)  /* oldest first */
-                        CU_ASSERT(strcmp(json_string_value(json_object_get(
-                                             json_array_get(days, i - 1),
-                                             "day")),
-                                         json_string_value(json_object_get(
-                                             day, "day"))) < 0);
+                if (i) /* oldest first */
+                        CU_ASSERT(
+                            strcmp(json_string_value(json_object_get(
+                                       json_array_get(days, i - 1), "day")),
+                                   json_string_value(
+                                       json_object_get(day, "day"))) < 0);
         }
         CU_ASSERT(purchases > 100);
         CU_ASSERT(json_integer_value(json_object_get(
                       json_object_get(doc, "health"), "events_in")) == n);
         {
-                char *top = tu_redis_cli(&redis,
-                                         "ZREVRANGE loy:rank:clv 0 0");
-                json_t *first = json_array_get(
-                    json_object_get(doc, "top_value"), 0);
+                char *top = tu_redis_cli(&redis, "ZREVRANGE loy:rank:clv 0 0");
+                json_t *first =
+                    json_array_get(json_object_get(doc, "top_value"), 0);
                 CU_ASSERT_PTR_NOT_NULL(first);
                 const char *cust =
                     json_string_value(json_object_get(first, "customer"));
@@ -1005,7 +1008,7 @@ static void test_dashboard(void) {
         if (!strstr(dom, want))
                 fprintf(stderr, "dashboard: no %s in the page\n", want);
         CU_ASSERT_PTR_NOT_NULL(strstr(dom, want));
-        CU_ASSERT_PTR_NOT_NULL(strstr(dom, "<rect"));   /* bars drawn */
+        CU_ASSERT_PTR_NOT_NULL(strstr(dom, "<rect")); /* bars drawn */
         CU_ASSERT_PTR_NOT_NULL(strstr(dom, ">champion<"));
         CU_ASSERT_PTR_NOT_NULL(strstr(dom, ">holdout converted<"));
         CU_ASSERT_PTR_NOT_NULL(strstr(dom, ">second_purchase<"));
@@ -1081,8 +1084,7 @@ static void test_expire(void) {
         stop(&r);
         /* comes back while loyaltyd is stopped: not applied yet when
          * expire looks */
-        json_purchase(msg, sizeof(msg), "back-2", "back", T0 + 401 * DAY,
-                      line);
+        json_purchase(msg, sizeof(msg), "back-2", "back", T0 + 401 * DAY, line);
         tu_kafka_produce(kafka, conf.topic_purchase, 1, "back", msg,
                          strlen(msg));
         snprintf(args, sizeof(args),
@@ -1134,9 +1136,11 @@ static void test_pseudonymized(void) {
         free(tu_redis_cli(&redis, "FLUSHALL"));
         make_conf(&conf, "pseudo");
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "privacy.pseudonymize",
-                                       "yes", err, sizeof(err)), 0);
+                                       "yes", err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "privacy.key.file",
-                                       key_path, err, sizeof(err)), 0);
+                                       key_path, err, sizeof(err)),
+                        0);
         json_purchase(msg, sizeof(msg), "p-1", "17850", T0,
                       "{\"sku\":\"A\",\"quantity\":2,\"unit_price\":3}");
         tu_kafka_produce(kafka, conf.topic_purchase, 0, "17850", msg,
@@ -1156,9 +1160,8 @@ static void test_pseudonymized(void) {
         CU_ASSERT_EQUAL(seen.n, 1);
         for (int i = 0; i < seen.n; i++) {
                 CU_ASSERT_STRING_EQUAL(seen.key[i], pseudonym);
-                CU_ASSERT_PTR_NOT_NULL(seen.json[i] ? strstr(seen.json[i],
-                                                             pseudonym)
-                                                    : NULL);
+                CU_ASSERT_PTR_NOT_NULL(
+                    seen.json[i] ? strstr(seen.json[i], pseudonym) : NULL);
                 CU_ASSERT_PTR_NULL(seen.json[i] ? strstr(seen.json[i], "17850")
                                                 : "");
         }
@@ -1193,8 +1196,8 @@ static void test_pipelined_same_state(void) {
 
         make_conf(&conf, "pipe-0");
         n = produce_file(conf.topic_purchase,
-                         tu_src_path("../shared/data/online_retail.csv.gz"),
-                         0, 600);
+                         tu_src_path("../shared/data/online_retail.csv.gz"), 0,
+                         600);
         CU_ASSERT_EQUAL(n, 600);
         /* and a few customers buying again and again, so most batches
          * share customers with the one before */
@@ -1204,12 +1207,14 @@ static void test_pipelined_same_state(void) {
                 snprintf(cid, sizeof(cid), "r%d", i % 8);
                 snprintf(line, sizeof(line),
                          "{\"sku\":\"S%d\",\"quantity\":%d,"
-                         "\"unit_price\":%d.5}", i % 13, 1 + i % 3, 2 + i % 7);
+                         "\"unit_price\":%d.5}",
+                         i % 13, 1 + i % 3, 2 + i % 7);
                 json_purchase(msg, sizeof(msg), eid, cid,
                               1291200000000LL + i * 600000LL, line);
                 CU_ASSERT_EQUAL(tu_kafka_produce(kafka, conf.topic_purchase,
                                                  (i % 8) % 2, cid, msg,
-                                                 strlen(msg)), 0);
+                                                 strlen(msg)),
+                                0);
         }
         n += 400;
         snprintf(topic[0], sizeof(topic[0]), "%s", conf.topic_triggers);
@@ -1220,10 +1225,9 @@ static void test_pipelined_same_state(void) {
         for (int run = 0; run < 2; run++) {
                 free(tu_redis_cli(&redis, "FLUSHALL"));
                 conf.pipeline = run;
-                snprintf(conf.group_id, sizeof(conf.group_id), "pipe-%d",
-                         run);
-                snprintf(conf.topic_triggers, sizeof(conf.topic_triggers),
-                         "%s", topic[run]);
+                snprintf(conf.group_id, sizeof(conf.group_id), "pipe-%d", run);
+                snprintf(conf.topic_triggers, sizeof(conf.topic_triggers), "%s",
+                         topic[run]);
                 int calls = 0;
                 start_hooked(&r, &conf, pause_writes, &calls);
                 CU_ASSERT_EQUAL(wait_consumed(&r, n), 0);
@@ -1245,8 +1249,14 @@ static void test_pipelined_same_state(void) {
         if (state[0] && state[1] && strcmp(state[0], state[1])) {
                 FILE *f0 = fopen("/tmp/pipe_one_at_a_time.txt", "w");
                 FILE *f1 = fopen("/tmp/pipe_pipelined.txt", "w");
-                if (f0) { fputs(state[0], f0); fclose(f0); }
-                if (f1) { fputs(state[1], f1); fclose(f1); }
+                if (f0) {
+                        fputs(state[0], f0);
+                        fclose(f0);
+                }
+                if (f1) {
+                        fputs(state[1], f1);
+                        fclose(f1);
+                }
         }
         CU_ASSERT_STRING_EQUAL(state[0] ? state[0] : "x",
                                state[1] ? state[1] : "y");
@@ -1336,13 +1346,12 @@ static void test_dead_letters(void) {
         ASSERT_FIELD("loy:stats", "dead_lettered", "4");
 
         memset(&dead, 0, sizeof(dead));
-        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
-                             &dead);
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead, &dead);
         CU_ASSERT_EQUAL_FATAL(dead.n, 4);
         CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[0], "loy.reason=avro"));
         CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[1], "loy.reason=json"));
-        CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[2],
-                                      "missing field 'customer_id'"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(dead.reason[2], "missing field 'customer_id'"));
         CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[3], "longer than 64"));
         CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[3], "loy.offset=3"));
         CU_ASSERT_STRING_EQUAL(dead.payload[1], bad_json);
@@ -1356,8 +1365,7 @@ static double metric(const char *text, const char *name, int prefix) {
         size_t n = strlen(name);
         double sum = -1;
         for (const char *l = text; l && *l;) {
-                if (!strncmp(l, name, n) &&
-                    (prefix || l[n] == ' ')) {
+                if (!strncmp(l, name, n) && (prefix || l[n] == ' ')) {
                         const char *v = strchr(l, ' ');
                         sum = (sum < 0 ? 0 : sum) + (v ? atof(v + 1) : 0);
                         if (!prefix)
@@ -1404,7 +1412,8 @@ static void test_metrics_http(void) {
         free(tu_redis_cli(&redis, "FLUSHALL"));
         make_conf(&conf, "metrics");
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "http.listen",
-                                       "127.0.0.1:0", err, sizeof(err)), 0);
+                                       "127.0.0.1:0", err, sizeof(err)),
+                        0);
         start(&r, &conf);
         port = loy_proc_http_port(r.proc);
         CU_ASSERT_FATAL(port > 0);
@@ -1412,8 +1421,8 @@ static void test_metrics_http(void) {
         CU_ASSERT_EQUAL(wait_http(port, "/readyz", 200, "ready"), 0);
 
         n = produce_file(conf.topic_purchase,
-                         tu_src_path("tests/data/online_retail_head300.csv"),
-                         0, 0);
+                         tu_src_path("tests/data/online_retail_head300.csv"), 0,
+                         0);
         tu_kafka_produce(kafka, conf.topic_purchase, 0, "k", bad_avro,
                          sizeof(bad_avro) - 1);
         tu_kafka_produce(kafka, conf.topic_purchase, 1, "k", missing,
@@ -1432,8 +1441,7 @@ static void test_metrics_http(void) {
                 tu_http(port, "GET", "/metrics", &body);
                 if (body && st->events_applied + st->dead_lettered == n &&
                     st->triggers_acked == st->triggers_out &&
-                    metric(body, "loyaltyd_events_in_total", 0) ==
-                        (double)n &&
+                    metric(body, "loyaltyd_events_in_total", 0) == (double)n &&
                     metric(body, "loyaltyd_events_applied_total", 0) ==
                         (double)st->events_applied &&
                     metric(body, "loyaltyd_triggers_total{", 1) ==
@@ -1442,22 +1450,30 @@ static void test_metrics_http(void) {
                 usleep(100000);
         }
         CU_ASSERT_PTR_NOT_NULL_FATAL(body);
-        CU_ASSERT_EQUAL(metric(body, "loyaltyd_events_in_total", 0),
-                        (double)n);
+        CU_ASSERT_EQUAL(metric(body, "loyaltyd_events_in_total", 0), (double)n);
         CU_ASSERT_EQUAL(metric(body, "loyaltyd_events_applied_total", 0),
                         (double)loy_proc_stats(r.proc)->events_applied);
-        CU_ASSERT_EQUAL(metric(body, "loyaltyd_dead_letters_total{reason="
-                                     "\"decode\"}", 0), 2);
-        CU_ASSERT_EQUAL(metric(body, "loyaltyd_dead_letters_total{reason="
-                                     "\"invalid\"}", 0), 1);
+        CU_ASSERT_EQUAL(metric(body,
+                               "loyaltyd_dead_letters_total{reason="
+                               "\"decode\"}",
+                               0),
+                        2);
+        CU_ASSERT_EQUAL(metric(body,
+                               "loyaltyd_dead_letters_total{reason="
+                               "\"invalid\"}",
+                               0),
+                        1);
         /* purchases and browse, two each */
         CU_ASSERT_EQUAL(metric(body, "loyaltyd_partitions_assigned", 0), 4);
         CU_ASSERT(metric(body, "loyaltyd_batch_duration_seconds_count", 0) >=
                   1);
         CU_ASSERT(metric(body, "loyaltyd_consumer_lag_messages{", 1) >= 0);
         CU_ASSERT_EQUAL(metric(body, "loyaltyd_redis_up", 0), 1);
-        CU_ASSERT_EQUAL(metric(body, "loyaltyd_model_info{version="
-                                     "\"default-1\"}", 0), 1);
+        CU_ASSERT_EQUAL(metric(body,
+                               "loyaltyd_model_info{version="
+                               "\"default-1\"}",
+                               0),
+                        1);
         /* the triggers by rule add up to what came out */
         collect_triggers(conf.topic_triggers, &seen);
         CU_ASSERT(seen.n > 0);
@@ -1467,8 +1483,8 @@ static void test_metrics_http(void) {
         free(body);
 
         tu_redis_kill(&redis, SIGKILL);
-        CU_ASSERT_EQUAL(wait_http(port, "/readyz", 503,
-                                  "redis not answering"), 0);
+        CU_ASSERT_EQUAL(wait_http(port, "/readyz", 503, "redis not answering"),
+                        0);
         CU_ASSERT_EQUAL(tu_http(port, "GET", "/healthz", NULL), 200);
         CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&redis), 0);
         CU_ASSERT_EQUAL(wait_http(port, "/readyz", 200, "ready"), 0);
@@ -1484,7 +1500,8 @@ static double sum_field(const char *field) {
         snprintf(args, sizeof(args),
                  "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', "
                  "'loy:c:{*}')) do s = s + tonumber(redis.call('HGET', k, "
-                 "'%s') or 0) end return tostring(s)\" 0", field);
+                 "'%s') or 0) end return tostring(s)\" 0",
+                 field);
         v = tu_redis_cli(&redis, args);
         d = v ? atof(v) : -1;
         free(v);
@@ -1511,7 +1528,8 @@ static void test_redis_restart(void) {
         usleep(1500000); /* the processor meets the dead server */
         CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&redis), 0);
         for (int i = 0; i < 600 && sum_field("orders") + sum_field("returns") <
-                                        (double)(n1 + n2); i++)
+                                       (double)(n1 + n2);
+             i++)
                 usleep(50000);
         stop(&r);
         /* every event once: orders + returns over customers = events */
@@ -1585,8 +1603,7 @@ static void test_model_reload(void) {
         CU_ASSERT_EQUAL(seen.n, 3);
         for (int i = 0; i < seen.n && i < 3; i++) {
                 json_t *t = json_loads(seen.json[i], 0, NULL);
-                CU_ASSERT_STRING_EQUAL(jstr(t, "model_version", NULL),
-                                       want[i]);
+                CU_ASSERT_STRING_EQUAL(jstr(t, "model_version", NULL), want[i]);
                 json_decref(t);
         }
         seen_free(&seen);
@@ -1609,13 +1626,15 @@ static void test_silence_timer(void) {
         make_conf(&conf, "timers");
         conf.rules.n = 0; /* only the rule under test */
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.when",
-                                       "recency_days >= 60", err,
-                                       sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.on",
-                                       "timer", err, sizeof(err)), 0);
+                                       "recency_days >= 60", err, sizeof(err)),
+                        0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.on", "timer",
+                                       err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test",
-                                       "rule.silent.cooldown.days", "1000",
-                                       err, sizeof(err)), 0);
+                                       "rule.silent.cooldown.days", "1000", err,
+                                       sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_check(&conf, "test", err, sizeof(err)), 0);
         json_purchase(msg, sizeof(msg), "t1a", "t1", T0,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":300}");
@@ -1630,8 +1649,7 @@ static void test_silence_timer(void) {
         for (int i = 0; i < 3; i++) {
                 char eid[16];
                 snprintf(eid, sizeof(eid), "t2-%d", i);
-                json_purchase(msg, sizeof(msg), eid, "t2",
-                              T0 + days[i] * DAY,
+                json_purchase(msg, sizeof(msg), eid, "t2", T0 + days[i] * DAY,
                               "{\"sku\":\"B\",\"quantity\":1,"
                               "\"unit_price\":1}");
                 tu_kafka_produce(kafka, conf.topic_purchase, 0, "t2", msg,
@@ -1677,19 +1695,18 @@ static void test_timer_after_restart(void) {
         make_conf(&conf, "restart-timer");
         conf.rules.n = 0;
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.when",
-                                       "recency_days >= 30", err,
-                                       sizeof(err)), 0);
-        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.on",
-                                       "timer", err, sizeof(err)), 0);
+                                       "recency_days >= 30", err, sizeof(err)),
+                        0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "rule.silent.on", "timer",
+                                       err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_check(&conf, "test", err, sizeof(err)), 0);
         json_purchase(msg, sizeof(msg), "r3a", "t3", T0,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":30}");
-        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t3", msg,
-                         strlen(msg));
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t3", msg, strlen(msg));
         json_purchase(msg, sizeof(msg), "r4a", "t4", T0 + 40 * DAY,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":30}");
-        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t4", msg,
-                         strlen(msg));
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "t4", msg, strlen(msg));
         /* first run: the empty partitions never go idle, the clock stays */
         conf.idle_ms = 3600000;
         start(&r, &conf);
@@ -1766,7 +1783,7 @@ static void test_quarantine(void) {
         make_conf(&conf, "quarantine");
         conf.backoff_max_ms = 50;
         free(tu_redis_cli(&redis, "HSET loy:c:{bad} orders abc "
-                              "last_event_ms 1"));
+                                  "last_event_ms 1"));
         json_purchase(msg, sizeof(msg), "q1", "bad", T0,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":3}");
         tu_kafka_produce(kafka, conf.topic_purchase, 0, "bad", msg,
@@ -1786,8 +1803,7 @@ static void test_quarantine(void) {
                 free(v);
         }
         memset(&dead, 0, sizeof(dead));
-        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
-                             &dead);
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead, &dead);
         CU_ASSERT_EQUAL_FATAL(dead.n, 1);
         CU_ASSERT_PTR_NOT_NULL(strstr(dead.reason[0], "loy.reason=state:"));
         CU_ASSERT_PTR_NOT_NULL(strstr(dead.payload[0], "\"q1\""));
@@ -1814,12 +1830,12 @@ static void test_huge_dead_letter(void) {
         memset(huge, 'x', big);
         memcpy(huge, "{\"pad\":\"", 8);
         memcpy(huge + big - 2, "\"}", 2);
-        CU_ASSERT_EQUAL_FATAL(tu_kafka_produce(kafka, conf.topic_purchase, 0,
-                                               "h1", huge, big), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            tu_kafka_produce(kafka, conf.topic_purchase, 0, "h1", huge, big),
+            0);
         json_purchase(msg, sizeof(msg), "h2", "h2", T0,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":7}");
-        tu_kafka_produce(kafka, conf.topic_purchase, 0, "h2", msg,
-                         strlen(msg));
+        tu_kafka_produce(kafka, conf.topic_purchase, 0, "h2", msg, strlen(msg));
         start(&r, &conf);
         CU_ASSERT_EQUAL(wait_consumed(&r, 3), 0);
         for (int i = 0; i < 100 && loy_proc_stats(r.proc)->events_applied < 1;
@@ -1828,8 +1844,7 @@ static void test_huge_dead_letter(void) {
         stop(&r);
         ASSERT_FIELD("loy:c:{h2}", "gross_value", "7");
         memset(&dead, 0, sizeof(dead));
-        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
-                             &dead);
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead, &dead);
         CU_ASSERT_EQUAL(dead.n, 2);
         if (dead.n == 2) {
                 char want[64];
@@ -1876,8 +1891,8 @@ static void test_outbox_resend_key(void) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
         rc = redisConnect("127.0.0.1", redis.port);
         CU_ASSERT_FATAL(rc && !rc->err);
-        rep = redisCommand(rc, "HSET loy:outbox %s %b", tr.trigger_id, buf,
-                           len);
+        rep =
+            redisCommand(rc, "HSET loy:outbox %s %b", tr.trigger_id, buf, len);
         CU_ASSERT_PTR_NOT_NULL(rep);
         freeReplyObject(rep);
         redisFree(rc);
@@ -1961,8 +1976,7 @@ static void test_redis_refusal(void) {
         ASSERT_FIELD("loy:c:{ref1}", "gross_value", "3");
         ASSERT_FIELD("loy:c:{ref2}", "gross_value", "4");
         memset(&dead, 0, sizeof(dead));
-        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead,
-                             &dead);
+        tu_kafka_consume_all(kafka, conf.topic_deadletter, 500, on_dead, &dead);
         CU_ASSERT_EQUAL(dead.n, 0);
         loy_config_free(&conf);
 }
@@ -1992,10 +2006,12 @@ static void test_redis_acl_user(void) {
         close(fd);
 
         make_conf(&conf, "acl");
-        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.user", "loyd",
-                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.user", "loyd", err,
+                                       sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.password",
-                                       "wrong-pw", err, sizeof(err)), 0);
+                                       "wrong-pw", err, sizeof(err)),
+                        0);
         json_purchase(msg, sizeof(msg), "acl0", "acl0", T0,
                       "{\"sku\":\"A\",\"quantity\":1,\"unit_price\":2}");
         tu_kafka_produce(kafka, conf.topic_purchase, 0, "acl0", msg,
@@ -2010,10 +2026,12 @@ static void test_redis_acl_user(void) {
         CU_ASSERT_STRING_EQUAL(v, "0");
         free(v);
 
-        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.password", "",
-                                       err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.password", "", err,
+                                       sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_set(&conf, "test", "redis.password.file",
-                                       pwfile, err, sizeof(err)), 0);
+                                       pwfile, err, sizeof(err)),
+                        0);
         CU_ASSERT_EQUAL(loy_config_check(&conf, "test", err, sizeof(err)), 0);
         start(&r, &conf);
         CU_ASSERT_EQUAL(wait_consumed(&r, 1), 0);
@@ -2055,8 +2073,7 @@ static void test_two_processes_one_model(void) {
         snprintf(one.redis_ns, sizeof(one.redis_ns), "one");
         n = produce_file(one.topic_purchase, path, 0, 0);
         start(&r1, &one);
-        for (int i = 0; i < 600 && loy_proc_stats(r1.proc)->events_in < n;
-             i++)
+        for (int i = 0; i < 600 && loy_proc_stats(r1.proc)->events_in < n; i++)
                 usleep(50000);
         stop(&r1);
 
@@ -2069,10 +2086,10 @@ static void test_two_processes_one_model(void) {
         /* a rebalance may hand a partition over before its offsets were
          * committed: the new owner reads those messages again and skips
          * them, so count what was applied, not what was read */
-        for (int i = 0; i < 900 && loy_proc_stats(r1.proc)->events_applied +
-                                           loy_proc_stats(r2.proc)
-                                               ->events_applied <
-                                       n;
+        for (int i = 0;
+             i < 900 && loy_proc_stats(r1.proc)->events_applied +
+                                loy_proc_stats(r2.proc)->events_applied <
+                            n;
              i++)
                 usleep(50000);
         r1.running = r2.running = 0;
@@ -2092,9 +2109,8 @@ static void test_two_processes_one_model(void) {
         b = item_counts("two");
         CU_ASSERT(a && strlen(a) > 100);
         CU_ASSERT_STRING_EQUAL(a ? a : "x", b ? b : "y");
-        lists = tu_redis_cli(&redis,
-                             "EVAL \"return #redis.call('KEYS', "
-                             "'two:i:*:nbrs')\" 0");
+        lists = tu_redis_cli(&redis, "EVAL \"return #redis.call('KEYS', "
+                                     "'two:i:*:nbrs')\" 0");
         CU_ASSERT(lists && atoi(lists) > 10);
         free(a);
         free(b);
@@ -2168,7 +2184,8 @@ static void test_browse_order(void) {
         add_engaged_rule(&conf[0]);
         /* customers of their own: other tests share the Redis */
         CU_ASSERT_EQUAL(loy_config_set(&conf[0], "test", "redis.namespace",
-                                       "order0", err, sizeof(err)), 0);
+                                       "order0", err, sizeof(err)),
+                        0);
         {
                 rd_kafka_mock_cluster_t *mc = tu_kafka_mock(kafka);
                 for (int32_t p = 0; p < 2; p++) {
@@ -2188,17 +2205,18 @@ static void test_browse_order(void) {
                         add_engaged_rule(c);
                         snprintf(c->topic_purchase, sizeof(c->topic_purchase),
                                  "%s", conf[0].topic_purchase);
-                        snprintf(c->topic_browse, sizeof(c->topic_browse),
-                                 "%s", conf[0].topic_browse);
-                        CU_ASSERT_EQUAL(loy_config_set(c, "test", "redis.namespace",
-                                                       "order1", err,
-                                                       sizeof(err)), 0);
+                        snprintf(c->topic_browse, sizeof(c->topic_browse), "%s",
+                                 conf[0].topic_browse);
+                        CU_ASSERT_EQUAL(
+                            loy_config_set(c, "test", "redis.namespace",
+                                           "order1", err, sizeof(err)),
+                            0);
                         rd_kafka_mock_broker_set_rtt(tu_kafka_mock(kafka), 2,
                                                      1500);
                 }
                 start(&r, c);
-                for (int i = 0; i < 600 &&
-                                loy_proc_stats(r.proc)->events_in < 3 * NCUST;
+                for (int i = 0;
+                     i < 600 && loy_proc_stats(r.proc)->events_in < 3 * NCUST;
                      i++)
                         usleep(50000);
                 CU_ASSERT_EQUAL(loy_proc_stats(r.proc)->events_in, 3 * NCUST);
@@ -2209,10 +2227,11 @@ static void test_browse_order(void) {
                         int engaged = 0;
                         for (int i = 0; i < seen.n; i++) {
                                 json_t *t = json_loads(seen.json[i], 0, NULL);
-                                char cause[sizeof(c->topic_browse) + 32], want[33];
+                                char cause[sizeof(c->topic_browse) + 32],
+                                    want[33];
                                 const char *cid = seen.key[i];
-                                if (!t || strcmp(jstr(t, "rule", NULL),
-                                                 "engaged")) {
+                                if (!t ||
+                                    strcmp(jstr(t, "rule", NULL), "engaged")) {
                                         json_decref(t);
                                         continue;
                                 }
@@ -2224,9 +2243,10 @@ static void test_browse_order(void) {
                                          2 * (atoi(cid + 1) / 2) + 1);
                                 loy_trigger_id("engaged", cid, cause, want);
                                 if (strcmp(jstr(t, "trigger_id", NULL), want))
-                                        fprintf(stderr, "run %d %s: want "
-                                                "cause %s, got %s\n", run,
-                                                cid, cause, seen.json[i]);
+                                        fprintf(stderr,
+                                                "run %d %s: want "
+                                                "cause %s, got %s\n",
+                                                run, cid, cause, seen.json[i]);
                                 CU_ASSERT_STRING_EQUAL(
                                     jstr(t, "trigger_id", NULL), want);
                                 json_decref(t);
@@ -2258,17 +2278,27 @@ int main(void) {
         CU_initialize_registry();
         s = CU_add_suite("pipeline", NULL, NULL);
         CU_add_test(s, "exact state and trigger", test_exact_state_and_trigger);
-        CU_add_test(s, "browse and purchases in one order, whatever the "
-                    "batching", test_browse_order);
+        CU_add_test(s,
+                    "browse and purchases in one order, whatever the "
+                    "batching",
+                    test_browse_order);
         CU_add_test(s, "replay changes nothing", test_replay_changes_nothing);
-        CU_add_test(s, "KPI days closed and the owner's dashboard in a "
-                       "browser", test_dashboard);
-        CU_add_test(s, "the same event_id again is applied once, across a "
-                    "restart", test_same_event_id_again);
-        CU_add_test(s, "loyaltyctl forget: erased everywhere, counted out, "
-                    "not brought back", test_forget);
-        CU_add_test(s, "loyaltyctl expire: the silent go, who came back "
-                    "stays", test_expire);
+        CU_add_test(s,
+                    "KPI days closed and the owner's dashboard in a "
+                    "browser",
+                    test_dashboard);
+        CU_add_test(s,
+                    "the same event_id again is applied once, across a "
+                    "restart",
+                    test_same_event_id_again);
+        CU_add_test(s,
+                    "loyaltyctl forget: erased everywhere, counted out, "
+                    "not brought back",
+                    test_forget);
+        CU_add_test(s,
+                    "loyaltyctl expire: the silent go, who came back "
+                    "stays",
+                    test_expire);
         CU_add_test(s, "pseudonymized ids: the raw id nowhere",
                     test_pseudonymized);
         CU_add_test(s, "pipelined batches end as one at a time",
@@ -2285,10 +2315,8 @@ int main(void) {
                     test_timer_after_restart);
         CU_add_test(s, "quarantine of broken state", test_quarantine);
         CU_add_test(s, "redis refusals are waited out", test_redis_refusal);
-        CU_add_test(s, "an ACL user with a password file",
-                    test_redis_acl_user);
-        CU_add_test(s, "outbox re-send keeps the key",
-                    test_outbox_resend_key);
+        CU_add_test(s, "an ACL user with a password file", test_redis_acl_user);
+        CU_add_test(s, "outbox re-send keeps the key", test_outbox_resend_key);
         CU_add_test(s, "two processes, one recommender model",
                     test_two_processes_one_model);
         CU_add_test(s, "redis killed and restarted", test_redis_restart);

@@ -17,8 +17,7 @@
 
 static void test_known_answer(void) {
         char err[256], out[LOY_PSEUDO_LEN + 1], again[LOY_PSEUDO_LEN + 1];
-        loy_pseudo_t *p = loy_pseudo_create(KEY, strlen(KEY), err,
-                                            sizeof(err));
+        loy_pseudo_t *p = loy_pseudo_create(KEY, strlen(KEY), err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(p);
         /* python3 -c "import hmac,hashlib; print(hmac.new(b'0123456789abcdef
          * 0123456789abcdef', b'17850', hashlib.sha256).hexdigest()[:32])" */
@@ -56,12 +55,13 @@ static void test_from_config(void) {
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "privacy.key.file"));
 
         /* a key file beside the config, named relative to it */
-        CU_ASSERT_EQUAL_FATAL(
-            tu_write_file(conf_path, "[privacy]\npseudonymize = yes\n"
-                                     "key.file = pseudonym.key\n"), 0);
+        CU_ASSERT_EQUAL_FATAL(tu_write_file(conf_path,
+                                            "[privacy]\npseudonymize = yes\n"
+                                            "key.file = pseudonym.key\n"),
+                              0);
         loy_config_defaults(&conf);
-        CU_ASSERT_EQUAL_FATAL(loy_config_load(&conf, conf_path, err,
-                                              sizeof(err)), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_config_load(&conf, conf_path, err, sizeof(err)), 0);
         /* not there yet: the file and the key named */
         CU_ASSERT_PTR_NULL(loy_pseudo_from_config(&conf, err, sizeof(err)));
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "pseudonym.key"));

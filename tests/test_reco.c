@@ -16,7 +16,7 @@
 #include "tu.h"
 
 #define DAY 86400000LL
-#define T0 1291161600000LL      /* 2010-12-01T00:00:00Z */
+#define T0 1291161600000LL /* 2010-12-01T00:00:00Z */
 #define EPS 1e-5
 
 static char err[256];
@@ -68,7 +68,7 @@ static void test_cooccurrence(void) {
         static const struct {
                 const char *sku;
                 int qty;
-        } lines[] = {{"A", 1}, {"POST", 1}, {"B", 2}, {"A", 5},
+        } lines[] = {{"A", 1},  {"POST", 1},         {"B", 2}, {"A", 5},
                      {"E", -1}, {"gift_0001_20", 1}, {"C", 1}};
 
         basket(r, T0, "A", "B", "C");
@@ -159,17 +159,17 @@ static void test_decay(void) {
 
         basket(r, T0, "A", "B", NULL);
         CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0), 1, EPS);
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 10 * DAY),
-                               0.5, EPS);
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 20 * DAY),
-                               0.25, EPS);
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "A", T0 + 5 * DAY),
-                               sqrt(0.5), EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 10 * DAY), 0.5,
+                               EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 20 * DAY), 0.25,
+                               EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "A", T0 + 5 * DAY), sqrt(0.5),
+                               EPS);
         basket(r, T0 + 10 * DAY, "A", "B", "C");
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 10 * DAY),
-                               1.5, EPS);
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "A", T0 + 20 * DAY),
-                               0.75, EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 10 * DAY), 1.5,
+                               EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "A", T0 + 20 * DAY), 0.75,
+                               EPS);
         /* decay alone does not move a cosine: A-B is 1.5/sqrt(1.5*1.5) */
         CU_ASSERT_DOUBLE_EQUAL(nbr_sim(r, "A", "B"), 1, EPS);
         loy_reco_destroy(r);
@@ -181,8 +181,8 @@ static void test_decay(void) {
         for (int d = 50; d <= 350; d += 50)
                 basket(r, T0 + d * DAY, "X", "Y", NULL);
         basket(r, T0 + 365 * DAY, "A", "B", NULL);
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 365 * DAY),
-                               1, EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 365 * DAY), 1,
+                               EPS);
         CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "X", T0 + 351 * DAY), 0.5,
                                EPS);
         CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "A", T0 + 366 * DAY), 0.5,
@@ -198,8 +198,8 @@ static void test_normalisation(void) {
         c.shrink = 0;
         CU_ASSERT_DOUBLE_EQUAL(loy_reco_sim(&c, 2, 2, 3), 2 / sqrt(6), EPS);
         c.shrink = 1;
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_sim(&c, 2, 2, 3),
-                               2 / sqrt(6) * 2 / 3, EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_sim(&c, 2, 2, 3), 2 / sqrt(6) * 2 / 3,
+                               EPS);
         CU_ASSERT_DOUBLE_EQUAL(loy_reco_sim(&c, 0, 2, 3), 0, EPS);
         CU_ASSERT_DOUBLE_EQUAL(loy_reco_sim(&c, 1, 0, 3), 0, EPS);
 
@@ -289,8 +289,7 @@ static void test_pruning(void) {
         CU_ASSERT_DOUBLE_EQUAL(loy_reco_pair(r, "A", "B", T0 + 30 * DAY), 1,
                                EPS);
         /* counts were rebased to day 30 without changing them */
-        CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "A", T0 + 40 * DAY), 0.5,
-                               EPS);
+        CU_ASSERT_DOUBLE_EQUAL(loy_reco_count(r, "A", T0 + 40 * DAY), 0.5, EPS);
         /* the neighbour list keeps what it learned */
         CU_ASSERT_DOUBLE_EQUAL(nbr_sim(r, "X", "Y"), 1, EPS);
         /* X-Y again starts from scratch: 1, not 1.125 */
@@ -349,8 +348,8 @@ static void test_scoring(void) {
         CU_ASSERT_DOUBLE_EQUAL(out[0].score, 1, EPS);
         CU_ASSERT_DOUBLE_EQUAL(out[1].score, sb / 2, EPS);
         /* a second purchase of A half a day later: 1 * 2^-0.5 + 1 */
-        CU_ASSERT_EQUAL(loy_reco_hist_add(r, &h, "A", NULL, T0 + DAY / 2, 1,
-                                          1), 0);
+        CU_ASSERT_EQUAL(loy_reco_hist_add(r, &h, "A", NULL, T0 + DAY / 2, 1, 1),
+                        0);
         CU_ASSERT_EQUAL(h.n, 2);
         CU_ASSERT_EQUAL(h.it[0].bought, 2);
         CU_ASSERT_EQUAL(loy_reco_recommend(r, &h, T0 + DAY / 2, out, 1), 1);
@@ -439,8 +438,7 @@ static void test_cold_start(void) {
         CU_ASSERT_EQUAL(loy_reco_recommend(r, NULL, T0, out, 2), 2);
         CU_ASSERT_STRING_EQUAL(out[1].sku, "X2");
         /* a customer who only viewed a new toy Z: toys first */
-        CU_ASSERT_EQUAL(loy_reco_hist_add(r, &h, "Z", "toys", T0, 0.2, 0),
-                        0);
+        CU_ASSERT_EQUAL(loy_reco_hist_add(r, &h, "Z", "toys", T0, 0.2, 0), 0);
         CU_ASSERT_EQUAL(loy_reco_recommend(r, &h, T0, out, 6), 4);
         CU_ASSERT_STRING_EQUAL(out[0].sku, "X2");
         CU_ASSERT_EQUAL(out[0].src, LOY_RECO_SRC_CAT_POP);
@@ -519,8 +517,8 @@ static void pending_text(loy_reco_t *r, char *buf, size_t size) {
         qsort(lines, n, sizeof(lines[0]), cmp_line);
         buf[0] = '\0';
         for (size_t i = 0; i < n && len < size; i++)
-                len += (size_t)snprintf(buf + len, size - len, "%s\n",
-                                        lines[i]);
+                len +=
+                    (size_t)snprintf(buf + len, size - len, "%s\n", lines[i]);
 }
 
 /* A batch done again after a failed write: its staged increments are
@@ -730,8 +728,7 @@ static void test_hist_text(void) {
         /* truncated at a whole item */
         n = loy_reco_hist_format(r, &h, buf, 30);
         CU_ASSERT_STRING_EQUAL(buf, "85123A\t1291161600000\t1\t1\n");
-        CU_ASSERT_EQUAL(loy_reco_hist_parse(r, &back, "85123A\tx\t1\t1\n"),
-                        -1);
+        CU_ASSERT_EQUAL(loy_reco_hist_parse(r, &back, "85123A\tx\t1\t1\n"), -1);
         CU_ASSERT_EQUAL(back.n, 0);
         CU_ASSERT_EQUAL(loy_reco_hist_parse(r, &back, "A\t1\t-1\t0"), -1);
         loy_reco_destroy(r);
@@ -775,10 +772,10 @@ static void test_memory_limit(void) {
                 }
                 for (int j = 0; j < n; j++)
                         s[j] = names[j];
-                CU_ASSERT_EQUAL_FATAL(loy_reco_learn_basket(
-                                              r, s, NULL, n,
-                                              T0 + (int64_t)b * 60000, 1),
-                                      0);
+                CU_ASSERT_EQUAL_FATAL(
+                    loy_reco_learn_basket(r, s, NULL, n,
+                                          T0 + (int64_t)b * 60000, 1),
+                    0);
                 if (b == 19999) {
                         loy_reco_stats(r, &st);
                         CU_ASSERT(st.pair_prunes > 0);
@@ -827,8 +824,7 @@ int main(void) {
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return CU_get_error();
         s = CU_add_suite("reco", NULL, NULL);
-        if (!s ||
-            !CU_add_test(s, "co-occurrence counts", test_cooccurrence) ||
+        if (!s || !CU_add_test(s, "co-occurrence counts", test_cooccurrence) ||
             !CU_add_test(s, "basket cap", test_max_basket) ||
             !CU_add_test(s, "decay and rebase", test_decay) ||
             !CU_add_test(s, "cosine", test_normalisation) ||

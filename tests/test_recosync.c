@@ -31,8 +31,8 @@ static void test_share(void) {
         char err[256], *v, *n1;
         const char *ab[] = {"A", "B"}, *ac[] = {"A", "C"};
         CU_ASSERT_EQUAL_FATAL(tu_redis_start(&r, 0), 0);
-        store = loy_store_create("127.0.0.1", r.port, NULL, 500, err,
-                                 sizeof(err));
+        store =
+            loy_store_create("127.0.0.1", r.port, NULL, 500, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(store);
         CU_ASSERT_EQUAL_FATAL(loy_store_connect(store, err, sizeof(err)), 0);
         loy_reco_conf_default(&rc);

@@ -11,7 +11,7 @@
 
 #define DAY LOY_MS_PER_DAY
 #define WEEK (7 * DAY)
-#define E1990 631152000000LL     /* 1990-01-01T00:00:00Z */
+#define E1990 631152000000LL /* 1990-01-01T00:00:00Z */
 
 /* Customer k of a test population, built from its fields directly. */
 static void mk(loy_cust_t *c, int64_t last_ms, int64_t days, double spend) {
@@ -157,10 +157,10 @@ static void test_fenwick(void) {
                         CU_ASSERT_EQUAL_FATAL(loy_rfm_below(rfm, d, q), below);
                         CU_ASSERT_EQUAL_FATAL(loy_rfm_total(rfm, d), total);
                         if (q < LOY_HIST_BINS)
-                                CU_ASSERT_EQUAL_FATAL(
-                                        loy_rfm_count(rfm, d, q), brute[d][q]);
+                                CU_ASSERT_EQUAL_FATAL(loy_rfm_count(rfm, d, q),
+                                                      brute[d][q]);
                         CU_ASSERT_EQUAL_FATAL(
-                                loy_rfm_below(rfm, d, LOY_HIST_BINS), total);
+                            loy_rfm_below(rfm, d, LOY_HIST_BINS), total);
                 }
         }
         /* every bin, every dimension at the end */
@@ -168,10 +168,9 @@ static void test_fenwick(void) {
                 int64_t below = 0;
                 for (int i = 0; i < LOY_HIST_BINS; i++) {
                         CU_ASSERT_EQUAL_FATAL(
-                                loy_rfm_below(rfm, (loy_dim_t)d, i), below);
+                            loy_rfm_below(rfm, (loy_dim_t)d, i), below);
                         CU_ASSERT_EQUAL_FATAL(
-                                loy_rfm_count(rfm, (loy_dim_t)d, i),
-                                brute[d][i]);
+                            loy_rfm_count(rfm, (loy_dim_t)d, i), brute[d][i]);
                         below += brute[d][i];
                 }
         }
@@ -182,8 +181,8 @@ static void test_fenwick(void) {
         loy_rfm_clear(rfm);
         for (int d = 0; d < LOY_DIM__COUNT; d++) {
                 CU_ASSERT_EQUAL(loy_rfm_total(rfm, (loy_dim_t)d), 0);
-                CU_ASSERT_EQUAL(loy_rfm_below(rfm, (loy_dim_t)d,
-                                              LOY_HIST_BINS), 0);
+                CU_ASSERT_EQUAL(loy_rfm_below(rfm, (loy_dim_t)d, LOY_HIST_BINS),
+                                0);
         }
         loy_rfm_destroy(rfm);
 }
@@ -195,19 +194,23 @@ static void test_fenwick(void) {
  * 1 1 2 2 3 3 4 4 5 5.
  */
 static void test_quintiles(void) {
-        static const int q[10] = { 1, 1, 2, 2, 3, 3, 4, 4, 5, 5 };
+        static const int q[10] = {1, 1, 2, 2, 3, 3, 4, 4, 5, 5};
         /* segments by the map, with purchase_days 10 .. 1 */
         static const int seg[10] = {
-                LOY_SEG_CANT_LOSE, LOY_SEG_CANT_LOSE,     /* R1 F5 */
-                LOY_SEG_AT_RISK, LOY_SEG_AT_RISK,         /* R2 F4 M2 */
-                LOY_SEG_NEEDS_ATTENTION, LOY_SEG_NEEDS_ATTENTION, /* R3 F3 */
-                LOY_SEG_POTENTIAL, LOY_SEG_POTENTIAL,     /* R4 F2 */
-                LOY_SEG_POTENTIAL,                        /* R5 F1, 2 days */
-                LOY_SEG_NEW,                              /* R5, 1 day */
+            LOY_SEG_CANT_LOSE,
+            LOY_SEG_CANT_LOSE, /* R1 F5 */
+            LOY_SEG_AT_RISK,
+            LOY_SEG_AT_RISK, /* R2 F4 M2 */
+            LOY_SEG_NEEDS_ATTENTION,
+            LOY_SEG_NEEDS_ATTENTION, /* R3 F3 */
+            LOY_SEG_POTENTIAL,
+            LOY_SEG_POTENTIAL, /* R4 F2 */
+            LOY_SEG_POTENTIAL, /* R5 F1, 2 days */
+            LOY_SEG_NEW,       /* R5, 1 day */
         };
         /* loyalty (R+F+M)/3 in tenths: 23 23 27 27 30 30 33 33 37 37;
          * group floor(4 (below + 1) / 10): 0.4 1.2 2.0 2.8 3.6 */
-        static const int group[10] = { 0, 0, 1, 1, 2, 2, 2, 2, 3, 3 };
+        static const int group[10] = {0, 0, 1, 1, 2, 2, 2, 2, 3, 3};
         loy_rfm_t *rfm = loy_rfm_create();
         loy_cust_t c[10];
 
@@ -225,8 +228,7 @@ static void test_quintiles(void) {
                         CU_ASSERT_EQUAL(c[i].m_score, q[i]);
                         CU_ASSERT_EQUAL(c[i].segment, seg[i]);
                         CU_ASSERT(fabs(c[i].loyalty_score -
-                                       (q[i] + q[9 - i] + q[i]) / 3.0) <
-                                  1e-12);
+                                       (q[i] + q[9 - i] + q[i]) / 3.0) < 1e-12);
                         if (pass > 0)
                                 CU_ASSERT_EQUAL(c[i].loyalty_group, group[i]);
                 }
@@ -237,16 +239,16 @@ static void test_quintiles(void) {
 
         /* weights: R counts double; (2*1 + 5 + 1) / 4 = 2 */
         {
-                const double w[3] = { 2, 1, 1 };
-                const double w2[3] = { 4, 2, 2 };
-                const double wr[3] = { 1, -1, 0 };
+                const double w[3] = {2, 1, 1};
+                const double w2[3] = {4, 2, 2};
+                const double wr[3] = {1, -1, 0};
                 loy_cust_t t = c[0];
                 loy_rfm_score(rfm, &t, w);
                 CU_ASSERT_EQUAL(t.loyalty_score, 2.0);
                 loy_rfm_score(rfm, &t, w2);
                 CU_ASSERT_EQUAL(t.loyalty_score, 2.0);
                 t = c[6];
-                loy_rfm_score(rfm, &t, wr);   /* negative counts as 0 */
+                loy_rfm_score(rfm, &t, wr); /* negative counts as 0 */
                 CU_ASSERT_EQUAL(t.loyalty_score, 4.0);
         }
 
@@ -275,7 +277,7 @@ static void test_small_populations(void) {
         CU_ASSERT_EQUAL(t.f_score, 3);
         CU_ASSERT_EQUAL(t.m_score, 3);
         CU_ASSERT_EQUAL(t.loyalty_score, 3.0);
-        CU_ASSERT_EQUAL(t.loyalty_group, 2);    /* 3 <= score < 4: high */
+        CU_ASSERT_EQUAL(t.loyalty_group, 2); /* 3 <= score < 4: high */
         CU_ASSERT_EQUAL(t.segment, LOY_SEG_NEEDS_ATTENTION);
 
         /* a population of one: midpoint rank 0.5 -> 3 */
@@ -323,7 +325,7 @@ static void test_small_populations(void) {
 
         /* never bought: zeros, no bins, segment none */
         loy_feat_init(&n, "n");
-        n.r_score = 4;     /* stale */
+        n.r_score = 4; /* stale */
         loy_rfm_score(rfm, &n, NULL);
         CU_ASSERT_EQUAL(n.r_score, 0);
         CU_ASSERT_EQUAL(n.f_score, 0);
@@ -338,7 +340,7 @@ static void test_small_populations(void) {
 /* Loyalty groups from the cut points 2, 3, 4 when nobody else is in the
  * loyalty histogram, then from quartiles. */
 static void test_loyalty_groups(void) {
-        const double only_r[3] = { 1, 0, 0 };
+        const double only_r[3] = {1, 0, 0};
         loy_rfm_t *rfm = loy_rfm_create();
         loy_cust_t c[10];
 
@@ -348,16 +350,16 @@ static void test_loyalty_groups(void) {
                 add_rfm(rfm, &c[k - 1]);
         }
         /* loyalty histogram empty: score R only */
-        loy_rfm_score(rfm, &c[0], only_r);      /* R 1 */
+        loy_rfm_score(rfm, &c[0], only_r); /* R 1 */
         CU_ASSERT_EQUAL(c[0].loyalty_score, 1.0);
         CU_ASSERT_EQUAL(c[0].loyalty_group, 0);
-        loy_rfm_score(rfm, &c[2], only_r);      /* R 2 */
+        loy_rfm_score(rfm, &c[2], only_r); /* R 2 */
         CU_ASSERT_EQUAL(c[2].loyalty_group, 1);
-        loy_rfm_score(rfm, &c[4], only_r);      /* R 3 */
+        loy_rfm_score(rfm, &c[4], only_r); /* R 3 */
         CU_ASSERT_EQUAL(c[4].loyalty_group, 2);
-        loy_rfm_score(rfm, &c[6], only_r);      /* R 4 */
+        loy_rfm_score(rfm, &c[6], only_r); /* R 4 */
         CU_ASSERT_EQUAL(c[6].loyalty_group, 3);
-        loy_rfm_score(rfm, &c[9], only_r);      /* R 5 */
+        loy_rfm_score(rfm, &c[9], only_r); /* R 5 */
         CU_ASSERT_EQUAL(c[9].loyalty_group, 3);
         /* equal weights: 7/3 -> 1, 11/3 -> 2 */
         loy_rfm_score(rfm, &c[0], NULL);
@@ -384,7 +386,7 @@ static void test_loyalty_groups(void) {
         /* c[0] is one of the two at 10 and moves to 23: without it, one
          * at 10 and two at 20 are below, so (3 + 1/2) / 9 -> floor(1.56) */
         c[0].r_score = 1;
-        c[0].loyalty_score = 1.0;               /* bin 10 */
+        c[0].loyalty_score = 1.0; /* bin 10 */
         loy_rfm_score(rfm, &c[0], NULL);
         CU_ASSERT_EQUAL(loy_rfm_bin(&c[0], LOY_DIM_LOYALTY), 23);
         CU_ASSERT_EQUAL(c[0].loyalty_group, 1);
@@ -396,32 +398,32 @@ static void test_segments(void) {
                 int64_t days;
                 int r, f, m, seg;
         } cases[] = {
-                { 0, 5, 5, 5, LOY_SEG_NONE },
-                { 1, 5, 1, 1, LOY_SEG_NEW },
-                { 1, 4, 5, 5, LOY_SEG_NEW },
-                { 1, 3, 3, 3, LOY_SEG_NEEDS_ATTENTION },
-                { 1, 2, 5, 5, LOY_SEG_HIBERNATING },
-                { 1, 1, 5, 5, LOY_SEG_LOST },
-                { 2, 4, 4, 1, LOY_SEG_CHAMPION },
-                { 9, 5, 5, 5, LOY_SEG_CHAMPION },
-                { 2, 4, 3, 5, LOY_SEG_POTENTIAL },
-                { 2, 5, 1, 1, LOY_SEG_POTENTIAL },
-                { 3, 3, 4, 1, LOY_SEG_LOYAL },
-                { 3, 3, 5, 5, LOY_SEG_LOYAL },
-                { 3, 3, 3, 5, LOY_SEG_NEEDS_ATTENTION },
-                { 3, 3, 1, 1, LOY_SEG_NEEDS_ATTENTION },
-                { 5, 2, 5, 1, LOY_SEG_CANT_LOSE },
-                { 5, 1, 5, 5, LOY_SEG_CANT_LOSE },
-                { 5, 1, 4, 5, LOY_SEG_CANT_LOSE },
-                { 5, 2, 4, 4, LOY_SEG_AT_RISK },
-                { 5, 1, 3, 5, LOY_SEG_AT_RISK },
-                { 5, 2, 3, 1, LOY_SEG_AT_RISK },
-                { 2, 2, 2, 5, LOY_SEG_HIBERNATING },
-                { 2, 2, 1, 1, LOY_SEG_HIBERNATING },
-                { 2, 1, 2, 5, LOY_SEG_LOST },
-                { 2, 1, 1, 1, LOY_SEG_LOST },
+            {0, 5, 5, 5, LOY_SEG_NONE},
+            {1, 5, 1, 1, LOY_SEG_NEW},
+            {1, 4, 5, 5, LOY_SEG_NEW},
+            {1, 3, 3, 3, LOY_SEG_NEEDS_ATTENTION},
+            {1, 2, 5, 5, LOY_SEG_HIBERNATING},
+            {1, 1, 5, 5, LOY_SEG_LOST},
+            {2, 4, 4, 1, LOY_SEG_CHAMPION},
+            {9, 5, 5, 5, LOY_SEG_CHAMPION},
+            {2, 4, 3, 5, LOY_SEG_POTENTIAL},
+            {2, 5, 1, 1, LOY_SEG_POTENTIAL},
+            {3, 3, 4, 1, LOY_SEG_LOYAL},
+            {3, 3, 5, 5, LOY_SEG_LOYAL},
+            {3, 3, 3, 5, LOY_SEG_NEEDS_ATTENTION},
+            {3, 3, 1, 1, LOY_SEG_NEEDS_ATTENTION},
+            {5, 2, 5, 1, LOY_SEG_CANT_LOSE},
+            {5, 1, 5, 5, LOY_SEG_CANT_LOSE},
+            {5, 1, 4, 5, LOY_SEG_CANT_LOSE},
+            {5, 2, 4, 4, LOY_SEG_AT_RISK},
+            {5, 1, 3, 5, LOY_SEG_AT_RISK},
+            {5, 2, 3, 1, LOY_SEG_AT_RISK},
+            {2, 2, 2, 5, LOY_SEG_HIBERNATING},
+            {2, 2, 1, 1, LOY_SEG_HIBERNATING},
+            {2, 1, 2, 5, LOY_SEG_LOST},
+            {2, 1, 1, 1, LOY_SEG_LOST},
         };
-        int seen[LOY_SEG__COUNT] = { 0 };
+        int seen[LOY_SEG__COUNT] = {0};
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 int s = loy_rfm_segment(cases[i].days, cases[i].r, cases[i].f,
@@ -434,7 +436,7 @@ static void test_segments(void) {
         /* total: every score combination of a buyer has a segment, and
          * the counts over the 125 combinations are as in the table */
         {
-                int n2[LOY_SEG__COUNT] = { 0 }, n1[LOY_SEG__COUNT] = { 0 };
+                int n2[LOY_SEG__COUNT] = {0}, n1[LOY_SEG__COUNT] = {0};
                 for (int r = 1; r <= 5; r++)
                         for (int f = 1; f <= 5; f++)
                                 for (int m = 1; m <= 5; m++) {
@@ -447,12 +449,12 @@ static void test_segments(void) {
                                         n2[a]++;
                                         n1[b]++;
                                 }
-                CU_ASSERT_EQUAL(n2[LOY_SEG_CHAMPION], 20);   /* 2 x 2 x 5 */
+                CU_ASSERT_EQUAL(n2[LOY_SEG_CHAMPION], 20); /* 2 x 2 x 5 */
                 CU_ASSERT_EQUAL(n2[LOY_SEG_POTENTIAL], 30);
                 CU_ASSERT_EQUAL(n2[LOY_SEG_LOYAL], 10);
                 CU_ASSERT_EQUAL(n2[LOY_SEG_NEEDS_ATTENTION], 15);
-                CU_ASSERT_EQUAL(n2[LOY_SEG_CANT_LOSE], 12);  /* 2x(5+1) */
-                CU_ASSERT_EQUAL(n2[LOY_SEG_AT_RISK], 18);    /* 2x(5+4) */
+                CU_ASSERT_EQUAL(n2[LOY_SEG_CANT_LOSE], 12); /* 2x(5+1) */
+                CU_ASSERT_EQUAL(n2[LOY_SEG_AT_RISK], 18);   /* 2x(5+4) */
                 CU_ASSERT_EQUAL(n2[LOY_SEG_HIBERNATING], 10);
                 CU_ASSERT_EQUAL(n2[LOY_SEG_LOST], 10);
                 CU_ASSERT_EQUAL(n2[LOY_SEG_NEW], 0);
@@ -503,10 +505,10 @@ static void test_cut_points(void) {
         }
         /* the loyalty group from the fixed cut points 2, 3, 4 */
         {
-                loy_cust_t b = c[0];  /* R1 F5 M1: 7/3 */
+                loy_cust_t b = c[0]; /* R1 F5 M1: 7/3 */
                 loy_rfm_score_cuts(&cuts, &b, NULL, now);
                 CU_ASSERT_EQUAL(b.loyalty_group, 1);
-                b = c[9];             /* R5 F1 M5: 11/3 */
+                b = c[9]; /* R5 F1 M5: 11/3 */
                 loy_rfm_score_cuts(&cuts, &b, NULL, now);
                 CU_ASSERT_EQUAL(b.loyalty_group, 2);
         }
@@ -531,7 +533,7 @@ static void test_cut_points(void) {
                 double one[3] = {5, 5, 5};
                 loy_rfm_cuts_t k1;
                 CU_ASSERT_EQUAL(loy_rfm_fit_cuts(one, one, one, 3, &k1), 0);
-                CU_ASSERT_EQUAL(k1.frequency[0], 5);    /* all score 3 */
+                CU_ASSERT_EQUAL(k1.frequency[0], 5); /* all score 3 */
                 CU_ASSERT_EQUAL(k1.frequency[1], 5);
                 CU_ASSERT_TRUE(k1.frequency[2] > 1e14);
                 CU_ASSERT_TRUE(k1.recency_days[2] < -1e14);
@@ -547,9 +549,10 @@ static void test_cut_points(void) {
 
 static void test_names(void) {
         static const char *const segs[] = {
-                "none", "new", "champion", "loyal", "potential",
-                "needs_attention", "at_risk", "cant_lose", "hibernating",
-                "lost",
+            "none",    "new",       "champion",
+            "loyal",   "potential", "needs_attention",
+            "at_risk", "cant_lose", "hibernating",
+            "lost",
         };
         for (int i = 0; i < LOY_SEG__COUNT; i++) {
                 CU_ASSERT_STRING_EQUAL(loy_segment_name(i), segs[i]);
@@ -574,8 +577,7 @@ int main(void) {
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return CU_get_error();
         s = CU_add_suite("rfm", NULL, NULL);
-        if (!s ||
-            !CU_add_test(s, "bins", test_bins) ||
+        if (!s || !CU_add_test(s, "bins", test_bins) ||
             !CU_add_test(s, "fenwick vs brute force", test_fenwick) ||
             !CU_add_test(s, "quintiles of ten", test_quintiles) ||
             !CU_add_test(s, "small populations", test_small_populations) ||

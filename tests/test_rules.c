@@ -49,10 +49,13 @@ static void test_parse_ok(void) {
         char err[256];
 
         loy_rule_init(&r, "x");
-        CU_ASSERT_EQUAL(loy_rule_parse_when(&r,
+        CU_ASSERT_EQUAL(
+            loy_rule_parse_when(
+                &r,
                 "churn_prob >= 0.6 and clv>200 AND orders != 3  and "
-                "points<=-1.5e2 and tier == 2 and p_alive < 1", err,
-                sizeof(err)), 0);
+                "points<=-1.5e2 and tier == 2 and p_alive < 1",
+                err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL_FATAL(r.nterms, 6);
         CU_ASSERT_PTR_EQUAL(r.terms[0].field,
                             loy_feat_field_find("churn_prob"));
@@ -68,12 +71,16 @@ static void test_parse_ok(void) {
         CU_ASSERT_EQUAL(r.terms[5].op, LOY_OP_LT);
 
         /* a new condition replaces the old one */
-        CU_ASSERT_EQUAL(loy_rule_parse_when(&r, "  clv > 1  ", err,
-                                            sizeof(err)), 0);
+        CU_ASSERT_EQUAL(
+            loy_rule_parse_when(&r, "  clv > 1  ", err, sizeof(err)), 0);
         CU_ASSERT_EQUAL(r.nterms, 1);
-        CU_ASSERT_EQUAL(loy_rule_parse_when(&r,
+        CU_ASSERT_EQUAL(
+            loy_rule_parse_when(
+                &r,
                 "clv>1 and clv>2 and clv>3 and clv>4 and clv>5 and clv>6 "
-                "and clv>7 and clv>8", err, sizeof(err)), 0);
+                "and clv>7 and clv>8",
+                err, sizeof(err)),
+            0);
         CU_ASSERT_EQUAL(r.nterms, 8);
 }
 
@@ -82,9 +89,9 @@ static void test_parse_errors(void) {
         expect_parse_error("churn_prob > 0.5 and bar < 2",
                            "unknown field 'bar'");
         expect_parse_error("churn_prob 0.6", "expected an operator after "
-                           "'churn_prob'");
+                                             "'churn_prob'");
         expect_parse_error("churn_prob => 0.6", "expected an operator after "
-                           "'churn_prob'");
+                                                "'churn_prob'");
         expect_parse_error("churn_prob >= abc", "'abc' is not a number");
         expect_parse_error("clv > 1.5.2", "'1.5.2' is not a number");
         expect_parse_error("clv > inf", "'inf' is not a number");
@@ -96,15 +103,12 @@ static void test_parse_errors(void) {
         expect_parse_error("", "empty condition");
         expect_parse_error("   ", "empty condition");
         expect_parse_error("clv > 1 or clv < 0", "expected 'and' instead of "
-                           "'or'");
-        expect_parse_error("clv > 1 and",
-                           "expected a field name after 'and'");
-        expect_parse_error("clv > 1 and ",
-                           "expected a field name after 'and'");
+                                                 "'or'");
+        expect_parse_error("clv > 1 and", "expected a field name after 'and'");
+        expect_parse_error("clv > 1 and ", "expected a field name after 'and'");
         expect_parse_error("clv > 1 andy", "expected 'and' instead of "
-                           "'andy'");
-        expect_parse_error("clv > 1 and > 2",
-                           "expected a field name at '>'");
+                                           "'andy'");
+        expect_parse_error("clv > 1 and > 2", "expected a field name at '>'");
 }
 
 static void cust(loy_cust_t *c, double churn, double clv, int64_t orders) {
@@ -210,16 +214,17 @@ static void test_pick_cooldown(void) {
         CU_ASSERT_EQUAL(loy_feat_slot_set(&c, "cool:vip", NOW), 0);
         /* within the cooldown the next rule gets its turn */
         CU_ASSERT_EQUAL(loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1, NOW, &fc), 1);
-        CU_ASSERT_EQUAL(loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1,
-                                       NOW + 7 * DAY - 1, &fc), 1);
-        CU_ASSERT_EQUAL(loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1,
-                                       NOW + 7 * DAY, &fc), 0);
+        CU_ASSERT_EQUAL(
+            loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1, NOW + 7 * DAY - 1, &fc),
+            1);
+        CU_ASSERT_EQUAL(
+            loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1, NOW + 7 * DAY, &fc), 0);
         /* a late event, before the last firing, does not fire again */
-        CU_ASSERT_EQUAL(loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1,
-                                       NOW - 30 * DAY, &fc), 1);
+        CU_ASSERT_EQUAL(
+            loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1, NOW - 30 * DAY, &fc), 1);
         CU_ASSERT_EQUAL(loy_feat_slot_set(&c, "cool:any", NOW), 0);
-        CU_ASSERT_EQUAL(loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1, NOW + DAY,
-                                       &fc), -1);
+        CU_ASSERT_EQUAL(
+            loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1, NOW + DAY, &fc), -1);
         /* cooldown 0: fires every time */
         rs.rule[1].cooldown_days = 0;
         CU_ASSERT_EQUAL(loy_rules_pick(&rs, &c, LOY_ON_EVENT, 1, NOW, &fc), 1);
@@ -274,9 +279,9 @@ static void test_holdout(void) {
         }
         /* stable: the same answer every time, from "<rule>|<cid>" */
         r.holdout_pct = 50;
-        CU_ASSERT_EQUAL(loy_rule_in_holdout(&r, "17850"),
-                        (int)(loy_hash64("winback|17850", 13, 0) % 10000 <
-                              5000));
+        CU_ASSERT_EQUAL(
+            loy_rule_in_holdout(&r, "17850"),
+            (int)(loy_hash64("winback|17850", 13, 0) % 10000 < 5000));
         CU_ASSERT_EQUAL(loy_rule_in_holdout(&r, "17850"),
                         loy_rule_in_holdout(&r, "17850"));
 }
@@ -303,7 +308,8 @@ static void test_trigger_id(void) {
         /* first half: plain FNV-1a 64 of "rule|cid|cause" */
         snprintf(c, sizeof(c), "%016llx",
                  (unsigned long long)loy_hash64("winback|17850|"
-                                                "purchases:3:1234", 30, 0));
+                                                "purchases:3:1234",
+                                                30, 0));
         CU_ASSERT_EQUAL(strncmp(a, c, 16), 0);
         /* the two halves are different hashes */
         CU_ASSERT_NOT_EQUAL(strncmp(a, a + 16, 16), 0);

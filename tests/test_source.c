@@ -17,8 +17,8 @@
 
 static loy_source_t *open_src(const char *rel, loy_source_format_t fmt) {
         char err[256] = "";
-        loy_source_t *s = loy_source_open(tu_src_path(rel), fmt, err,
-                                          sizeof(err));
+        loy_source_t *s =
+            loy_source_open(tu_src_path(rel), fmt, err, sizeof(err));
         if (!s)
                 fprintf(stderr, "open %s: %s\n", rel, err);
         return s;
@@ -43,8 +43,8 @@ static void check_stats(const loy_source_t *s, const want_stats_t *w) {
         CU_ASSERT_EQUAL(st->customers, w->customers);
         CU_ASSERT_EQUAL(st->skipped_invoices, w->skipped_invoices);
         /* every row ends up somewhere */
-        CU_ASSERT_EQUAL(st->rows, st->lines + st->skipped_no_customer +
-                                          st->skipped_bad);
+        CU_ASSERT_EQUAL(st->rows,
+                        st->lines + st->skipped_no_customer + st->skipped_bad);
 }
 
 static void check_line(const loy_event_t *ev, int i, const char *sku,
@@ -58,8 +58,7 @@ static void check_line(const loy_event_t *ev, int i, const char *sku,
 
 static void check_event(const loy_event_t *ev, const char *event_id,
                         const char *order_id, const char *cust, int64_t ts,
-                        const char *currency, const char *channel,
-                        int nlines) {
+                        const char *currency, const char *channel, int nlines) {
         CU_ASSERT_EQUAL(ev->kind, LOY_EV_PURCHASE);
         CU_ASSERT_STRING_EQUAL(ev->event_id, event_id);
         CU_ASSERT_STRING_EQUAL(ev->order_id, order_id);
@@ -100,8 +99,9 @@ static void test_format_names(void) {
         CU_ASSERT_EQUAL(loy_source_format_parse("csv"), LOY_SRC_UNKNOWN);
         CU_ASSERT_EQUAL(loy_source_format_parse(NULL), LOY_SRC_UNKNOWN);
         for (int f = LOY_SRC_AUTO; f <= LOY_SRC_GENERIC; f++)
-                CU_ASSERT_EQUAL(loy_source_format_parse(
-                        loy_source_format_name((loy_source_format_t)f)), f);
+                CU_ASSERT_EQUAL(loy_source_format_parse(loy_source_format_name(
+                                    (loy_source_format_t)f)),
+                                f);
         CU_ASSERT_STRING_EQUAL(loy_source_format_name(LOY_SRC_UNKNOWN),
                                "unknown");
 }
@@ -109,11 +109,17 @@ static void test_format_names(void) {
 /* First 300 lines of online_retail.csv.gz (header + 299 rows, all with a
  * customer): 34 invoices, 3 of them cancellations, 24 customers. */
 static const want_stats_t or_head300 = {
-        .rows = 299, .events = 34, .purchases = 31, .returns = 3,
-        .no_customer = 0, .bad = 0, .lines = 299,
-        .first_ts = 1291191960000LL,    /* 2010-12-01 08:26:00 */
-        .last_ts = 1291200720000LL,     /* 2010-12-01 10:52:00 */
-        .customers = 24, .skipped_invoices = 0,
+    .rows = 299,
+    .events = 34,
+    .purchases = 31,
+    .returns = 3,
+    .no_customer = 0,
+    .bad = 0,
+    .lines = 299,
+    .first_ts = 1291191960000LL, /* 2010-12-01 08:26:00 */
+    .last_ts = 1291200720000LL,  /* 2010-12-01 10:52:00 */
+    .customers = 24,
+    .skipped_invoices = 0,
 };
 
 static void check_or_head300(const char *rel) {
@@ -131,18 +137,18 @@ static void check_or_head300(const char *rel) {
                 switch (n) {
                 case 0:
                         check_event(&ev, "or-536365", "536365", "17850",
-                                    1291191960000LL, "GBP",
-                                    "United Kingdom", 7);
+                                    1291191960000LL, "GBP", "United Kingdom",
+                                    7);
                         check_line(&ev, 0, "85123A", 6, 2.55);
                         check_line(&ev, 6, "21730", 6, 4.25);
-                        CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev),
-                                               139.12, 1e-6);
+                        CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev), 139.12,
+                                               1e-6);
                         break;
                 case 5:
                         check_event(&ev, "or-536370", "536370", "12583",
                                     1291193100000LL, "GBP", "France", 20);
-                        CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev),
-                                               855.86, 1e-6);
+                        CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev), 855.86,
+                                               1e-6);
                         break;
                 /* 536380, 536381, C536379 share 09:41:00: file order */
                 case 14:
@@ -151,21 +157,21 @@ static void check_or_head300(const char *rel) {
                 case 15:
                         /* holds "AIRLINE LOUNGE,METAL SIGN" */
                         check_event(&ev, "or-536381", "536381", "15311",
-                                    1291196460000LL, "GBP",
-                                    "United Kingdom", 35);
-                        CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev),
-                                               449.98, 1e-6);
+                                    1291196460000LL, "GBP", "United Kingdom",
+                                    35);
+                        CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev), 449.98,
+                                               1e-6);
                         break;
                 case 16:
                         check_event(&ev, "or-C536379", "C536379", "14527",
-                                    1291196460000LL, "GBP",
-                                    "United Kingdom", 1);
+                                    1291196460000LL, "GBP", "United Kingdom",
+                                    1);
                         check_line(&ev, 0, "D", -1, 27.5);
                         break;
                 case 26:
                         check_event(&ev, "or-C536391", "C536391", "17548",
-                                    1291199040000LL, "GBP",
-                                    "United Kingdom", 7);
+                                    1291199040000LL, "GBP", "United Kingdom",
+                                    7);
                         check_line(&ev, 0, "22556", -12, 1.65);
                         check_line(&ev, 6, "22553", -24, 1.65);
                         CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev),
@@ -173,8 +179,8 @@ static void check_or_head300(const char *rel) {
                         break;
                 case 33:
                         check_event(&ev, "or-536398", "536398", "13448",
-                                    1291200720000LL, "GBP",
-                                    "United Kingdom", 1);
+                                    1291200720000LL, "GBP", "United Kingdom",
+                                    1);
                         break;
                 }
                 n++;
@@ -216,8 +222,7 @@ static void test_or_gz_equals_plain(void) {
                 CU_ASSERT_EQUAL(x.ts_ms, y.ts_ms);
                 CU_ASSERT_FATAL(x.nlines == y.nlines);
                 for (int i = 0; i < x.nlines; i++) {
-                        CU_ASSERT_STRING_EQUAL(x.lines[i].sku,
-                                               y.lines[i].sku);
+                        CU_ASSERT_STRING_EQUAL(x.lines[i].sku, y.lines[i].sku);
                         CU_ASSERT_EQUAL(x.lines[i].quantity,
                                         y.lines[i].quantity);
                         CU_ASSERT_EQUAL(x.lines[i].unit_price,
@@ -240,14 +245,20 @@ static void test_or_gz_equals_plain(void) {
  * trailing newline. */
 static void test_or_edge(void) {
         static const want_stats_t w = {
-                .rows = 13, .events = 6, .purchases = 5, .returns = 1,
-                .no_customer = 2, .bad = 3, .lines = 8,
-                .first_ts = 1298937599000LL, /* 2011-02-28 23:59:59 */
-                .last_ts = 1299196800000LL,  /* 2011-03-04 00:00:00 */
-                .customers = 5, .skipped_invoices = 1,
+            .rows = 13,
+            .events = 6,
+            .purchases = 5,
+            .returns = 1,
+            .no_customer = 2,
+            .bad = 3,
+            .lines = 8,
+            .first_ts = 1298937599000LL, /* 2011-02-28 23:59:59 */
+            .last_ts = 1299196800000LL,  /* 2011-03-04 00:00:00 */
+            .customers = 5,
+            .skipped_invoices = 1,
         };
-        loy_source_t *s = open_src("tests/data/online_retail_edge.csv",
-                                   LOY_SRC_AUTO);
+        loy_source_t *s =
+            open_src("tests/data/online_retail_edge.csv", LOY_SRC_AUTO);
         loy_event_t ev = {0};
         char err[256];
 
@@ -255,14 +266,14 @@ static void test_or_edge(void) {
         check_stats(s, &w);
 
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "or-600001", "600001", "17850", 1298937599000LL,
-                    "GBP", "EIRE", 1);
+        check_event(&ev, "or-600001", "600001", "17850", 1298937599000LL, "GBP",
+                    "EIRE", 1);
         check_line(&ev, 0, "21212", 24, 0.55);
 
         /* grouped across the file; earliest minute; lines in file order */
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "or-600002", "600002", "12345", 1298973600000LL,
-                    "GBP", "United Kingdom", 3);
+        check_event(&ev, "or-600002", "600002", "12345", 1298973600000LL, "GBP",
+                    "United Kingdom", 3);
         check_line(&ev, 0, "85123A", 2, 2.55);
         check_line(&ev, 1, "22633", 3, 1.85);
         check_line(&ev, 2, "84879", 8, 1.69);
@@ -284,13 +295,13 @@ static void test_or_edge(void) {
         CU_ASSERT_PTR_NOT_NULL(strstr(err, "unit_price"));
 
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "or-600006", "600006", "12346", 1299157200000LL,
-                    "GBP", "France", 1);
+        check_event(&ev, "or-600006", "600006", "12346", 1299157200000LL, "GBP",
+                    "France", 1);
         check_line(&ev, 0, "22222", 1, 1.0);
 
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "or-600010", "600010", "12347", 1299196800000LL,
-                    "GBP", "Spain", 1);
+        check_event(&ev, "or-600010", "600010", "12347", 1299196800000LL, "GBP",
+                    "Spain", 1);
         check_line(&ev, 0, "22226", 1, 3.5);
 
         CU_ASSERT_EQUAL(loy_source_next(s, &ev), 0);
@@ -310,11 +321,17 @@ static void test_or_edge(void) {
  * event must not keep the 39 lines when the 2-line one follows. */
 static void test_or_interleaved(void) {
         static const want_stats_t w = {
-                .rows = 44, .events = 4, .purchases = 2, .returns = 2,
-                .no_customer = 0, .bad = 0, .lines = 44,
-                .first_ts = 1296558720000LL, /* 2011-02-01 11:12:00 */
-                .last_ts = 1296559140000LL,  /* 2011-02-01 11:19:00 */
-                .customers = 2, .skipped_invoices = 0,
+            .rows = 44,
+            .events = 4,
+            .purchases = 2,
+            .returns = 2,
+            .no_customer = 0,
+            .bad = 0,
+            .lines = 44,
+            .first_ts = 1296558720000LL, /* 2011-02-01 11:12:00 */
+            .last_ts = 1296559140000LL,  /* 2011-02-01 11:19:00 */
+            .customers = 2,
+            .skipped_invoices = 0,
         };
         loy_source_t *s = open_src("tests/data/online_retail_interleaved.csv",
                                    LOY_SRC_ONLINE_RETAIL);
@@ -326,14 +343,14 @@ static void test_or_interleaved(void) {
         check_event(&ev, "or-C542799", "C542799", "14606", 1296558720000LL,
                     "GBP", "United Kingdom", 1);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "or-542800", "542800", "14606", 1296558960000LL,
-                    "GBP", "United Kingdom", 2);
+        check_event(&ev, "or-542800", "542800", "14606", 1296558960000LL, "GBP",
+                    "United Kingdom", 2);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "or-542806", "542806", "12836", 1296559140000LL,
-                    "GBP", "United Kingdom", 39);
+        check_event(&ev, "or-542806", "542806", "12836", 1296559140000LL, "GBP",
+                    "United Kingdom", 39);
         check_line(&ev, 0, "48194", 1, 7.95);
         check_line(&ev, 3, "48188", 2, 7.95);
-        check_line(&ev, 4, "22692", 2, 7.95);    /* after C542805's rows */
+        check_line(&ev, 4, "22692", 2, 7.95); /* after C542805's rows */
         check_line(&ev, 38, "21755", 10, 5.95);
         CU_ASSERT_DOUBLE_EQUAL(loy_event_net_value(&ev), 846.69, 1e-6);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
@@ -350,14 +367,20 @@ static void test_or_interleaved(void) {
  * customers, last date 19980620 on line 25, dollars sum 3405.31. */
 static void test_cdnow_sample(void) {
         static const want_stats_t w = {
-                .rows = 100, .events = 100, .purchases = 100, .returns = 0,
-                .no_customer = 0, .bad = 0, .lines = 100,
-                .first_ts = 852076800000LL,     /* 1997-01-01 */
-                .last_ts = 898300800000LL,      /* 1998-06-20 */
-                .customers = 35, .skipped_invoices = 0,
+            .rows = 100,
+            .events = 100,
+            .purchases = 100,
+            .returns = 0,
+            .no_customer = 0,
+            .bad = 0,
+            .lines = 100,
+            .first_ts = 852076800000LL, /* 1997-01-01 */
+            .last_ts = 898300800000LL,  /* 1998-06-20 */
+            .customers = 35,
+            .skipped_invoices = 0,
         };
-        loy_source_t *s = open_src("tests/data/cdnow_sample_head100.txt",
-                                   LOY_SRC_AUTO);
+        loy_source_t *s =
+            open_src("tests/data/cdnow_sample_head100.txt", LOY_SRC_AUTO);
         loy_event_t ev = {0};
         double sum = 0;
         int n = 0;
@@ -397,11 +420,17 @@ static void test_cdnow_sample(void) {
  * tie), dollars sum 3987.82. */
 static void test_cdnow_master(void) {
         static const want_stats_t w = {
-                .rows = 100, .events = 100, .purchases = 100, .returns = 0,
-                .no_customer = 0, .bad = 0, .lines = 100,
-                .first_ts = 852076800000LL,     /* 1997-01-01 */
-                .last_ts = 897264000000LL,      /* 1998-06-08 */
-                .customers = 32, .skipped_invoices = 0,
+            .rows = 100,
+            .events = 100,
+            .purchases = 100,
+            .returns = 0,
+            .no_customer = 0,
+            .bad = 0,
+            .lines = 100,
+            .first_ts = 852076800000LL, /* 1997-01-01 */
+            .last_ts = 897264000000LL,  /* 1998-06-08 */
+            .customers = 32,
+            .skipped_invoices = 0,
         };
         loy_source_t *s = open_src("tests/data/cdnow_master_head100.txt.gz",
                                    LOY_SRC_CDNOW_MASTER);
@@ -436,26 +465,32 @@ static void test_cdnow_master(void) {
  * missing its dollars (bad), a blank line, a good row. */
 static void test_cdnow_edge(void) {
         static const want_stats_t w = {
-                .rows = 5, .events = 2, .purchases = 2, .returns = 0,
-                .no_customer = 0, .bad = 3, .lines = 2,
-                .first_ts = 857606400000LL,     /* 1997-03-06 */
-                .last_ts = 883526400000LL,      /* 1997-12-31 */
-                .customers = 2, .skipped_invoices = 0,
+            .rows = 5,
+            .events = 2,
+            .purchases = 2,
+            .returns = 0,
+            .no_customer = 0,
+            .bad = 3,
+            .lines = 2,
+            .first_ts = 857606400000LL, /* 1997-03-06 */
+            .last_ts = 883526400000LL,  /* 1997-12-31 */
+            .customers = 2,
+            .skipped_invoices = 0,
         };
-        loy_source_t *s = open_src("tests/data/cdnow_master_edge.txt",
-                                   LOY_SRC_AUTO);
+        loy_source_t *s =
+            open_src("tests/data/cdnow_master_edge.txt", LOY_SRC_AUTO);
         loy_event_t ev = {0};
 
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
         CU_ASSERT_EQUAL(loy_source_format(s), LOY_SRC_CDNOW_MASTER);
         check_stats(s, &w);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "cd-00007-19970306-3", "cd-00007-19970306-3",
-                    "00007", 857606400000LL, "USD", "", 1);
+        check_event(&ev, "cd-00007-19970306-3", "cd-00007-19970306-3", "00007",
+                    857606400000LL, "USD", "", 1);
         check_line(&ev, 0, "cd", 3, 10.0);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "cd-00010-19971231-7", "cd-00010-19971231-7",
-                    "00010", 883526400000LL, "USD", "", 1);
+        check_event(&ev, "cd-00010-19971231-7", "cd-00010-19971231-7", "00010",
+                    883526400000LL, "USD", "", 1);
         check_line(&ev, 0, "cd", 4, 2.5);
         CU_ASSERT_EQUAL(loy_source_next(s, &ev), 0);
         loy_event_free(&ev);
@@ -468,11 +503,17 @@ static void test_cdnow_edge(void) {
  * UTC and keep their file order (lines 3, 4, 9). */
 static void test_generic(void) {
         static const want_stats_t w = {
-                .rows = 7, .events = 4, .purchases = 3, .returns = 1,
-                .no_customer = 1, .bad = 2, .lines = 4,
-                .first_ts = 1293840000000LL,    /* 2011-01-01 00:00:00 */
-                .last_ts = 1293937445000LL,     /* 2011-01-02 03:04:05 */
-                .customers = 2, .skipped_invoices = 0,
+            .rows = 7,
+            .events = 4,
+            .purchases = 3,
+            .returns = 1,
+            .no_customer = 1,
+            .bad = 2,
+            .lines = 4,
+            .first_ts = 1293840000000LL, /* 2011-01-01 00:00:00 */
+            .last_ts = 1293937445000LL,  /* 2011-01-02 03:04:05 */
+            .customers = 2,
+            .skipped_invoices = 0,
         };
         loy_source_t *s = open_src("tests/data/generic.csv", LOY_SRC_AUTO);
         loy_event_t ev = {0};
@@ -481,20 +522,16 @@ static void test_generic(void) {
         CU_ASSERT_EQUAL(loy_source_format(s), LOY_SRC_GENERIC);
         check_stats(s, &w);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "gen-3", "gen-3", "bob", 1293840000000LL, "", "",
-                    1);
+        check_event(&ev, "gen-3", "gen-3", "bob", 1293840000000LL, "", "", 1);
         check_line(&ev, 0, "item", 1, 7.0);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "gen-4", "gen-4", "alice", 1293840000000LL, "", "",
-                    1);
+        check_event(&ev, "gen-4", "gen-4", "alice", 1293840000000LL, "", "", 1);
         check_line(&ev, 0, "item", -1, 2.5);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "gen-9", "gen-9", "bob", 1293840000000LL, "", "",
-                    1);
+        check_event(&ev, "gen-9", "gen-9", "bob", 1293840000000LL, "", "", 1);
         check_line(&ev, 0, "item", 1, 4.25);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
-        check_event(&ev, "gen-2", "gen-2", "alice", 1293937445000LL, "", "",
-                    1);
+        check_event(&ev, "gen-2", "gen-2", "alice", 1293937445000LL, "", "", 1);
         check_line(&ev, 0, "item", 1, 12.5);
         CU_ASSERT_EQUAL(loy_source_next(s, &ev), 0);
         loy_event_free(&ev);
@@ -505,8 +542,8 @@ static void test_generic(void) {
  * As CDNOW, the 11 lines of online_retail_edge.csv that start with a digit
  * are rows (the others look like headers) and none splits into 4 numbers. */
 static void test_wrong_format(void) {
-        loy_source_t *s = open_src("tests/data/online_retail_edge.csv",
-                                   LOY_SRC_CDNOW_MASTER);
+        loy_source_t *s =
+            open_src("tests/data/online_retail_edge.csv", LOY_SRC_CDNOW_MASTER);
         const loy_source_stats_t *st;
 
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -560,15 +597,13 @@ static void test_open_errors(void) {
         loy_source_close(s);
         unlink(path);
 
-        CU_ASSERT_EQUAL_FATAL(write_tmp(path, sizeof(path), "hello\n", 6),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(write_tmp(path, sizeof(path), "hello\n", 6), 0);
         s = loy_source_open(path, LOY_SRC_AUTO, err, sizeof(err));
         CU_ASSERT_PTR_NULL(s);
         unlink(path);
 
         /* a gzip file cut short is an error, not a short file */
-        f = fopen(tu_src_path("tests/data/online_retail_head300.csv.gz"),
-                  "rb");
+        f = fopen(tu_src_path("tests/data/online_retail_head300.csv.gz"), "rb");
         CU_ASSERT_PTR_NOT_NULL_FATAL(f);
         n = fread(gz, 1, sizeof(gz), f);
         fclose(f);
@@ -587,22 +622,22 @@ static void test_open_errors(void) {
  * A header without a needed column is an error. */
 static void test_or_header_variants(void) {
         static const char ii[] =
-                "Customer ID,Country,Invoice,StockCode,Description,"
-                "Quantity,InvoiceDate,Price\n"
-                "13085.0,United Kingdom,489434,85048,\"15CM, LIGHTS\",12,"
-                "12/1/2009 7:45,6.95\n"
-                "13085.0,United Kingdom,489434,79323P,PINK LIGHTS,12,"
-                "2009-12-01 07:45:00,6.75\n";
+            "Customer ID,Country,Invoice,StockCode,Description,"
+            "Quantity,InvoiceDate,Price\n"
+            "13085.0,United Kingdom,489434,85048,\"15CM, LIGHTS\",12,"
+            "12/1/2009 7:45,6.95\n"
+            "13085.0,United Kingdom,489434,79323P,PINK LIGHTS,12,"
+            "2009-12-01 07:45:00,6.75\n";
         static const char nocust[] =
-                "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,"
-                "UnitPrice,Country\n"
-                "536365,85123A,X,6,2010-12-01 08:26:00,2.55,United Kingdom\n";
+            "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,"
+            "UnitPrice,Country\n"
+            "536365,85123A,X,6,2010-12-01 08:26:00,2.55,United Kingdom\n";
         char path[64], err[256];
         loy_source_t *s;
         loy_event_t ev = {0};
 
-        CU_ASSERT_EQUAL_FATAL(write_tmp(path, sizeof(path), ii,
-                                        sizeof(ii) - 1), 0);
+        CU_ASSERT_EQUAL_FATAL(write_tmp(path, sizeof(path), ii, sizeof(ii) - 1),
+                              0);
         s = loy_source_open(path, LOY_SRC_AUTO, err, sizeof(err));
         unlink(path);
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -611,15 +646,15 @@ static void test_or_header_variants(void) {
         CU_ASSERT_EQUAL(loy_source_stats(s)->events, 1);
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
         /* 2009-12-01 07:45:00 UTC */
-        check_event(&ev, "or-489434", "489434", "13085", 1259653500000LL,
-                    "GBP", "United Kingdom", 2);
+        check_event(&ev, "or-489434", "489434", "13085", 1259653500000LL, "GBP",
+                    "United Kingdom", 2);
         check_line(&ev, 0, "85048", 12, 6.95);
         check_line(&ev, 1, "79323P", 12, 6.75);
         loy_event_free(&ev);
         loy_source_close(s);
 
-        CU_ASSERT_EQUAL_FATAL(write_tmp(path, sizeof(path), nocust,
-                                        sizeof(nocust) - 1), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            write_tmp(path, sizeof(path), nocust, sizeof(nocust) - 1), 0);
         err[0] = '\0';
         s = loy_source_open(path, LOY_SRC_AUTO, err, sizeof(err));
         unlink(path);
@@ -639,11 +674,9 @@ static void test_runaway_quote(void) {
         const loy_source_stats_t *st;
 
         CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
-        len += (size_t)snprintf(buf + len, cap - len,
-                                "x,\"1300000000000,1\n");
+        len += (size_t)snprintf(buf + len, cap - len, "x,\"1300000000000,1\n");
         for (int i = 0; i < good; i++)
-                len += (size_t)snprintf(buf + len, cap - len,
-                                        "c%d,%lld,2\n", i,
+                len += (size_t)snprintf(buf + len, cap - len, "c%d,%lld,2\n", i,
                                         1300000000000LL - i * 1000LL);
         CU_ASSERT_FATAL(len > 64 * 1024 + 100 && len < cap);
         CU_ASSERT_EQUAL_FATAL(write_tmp(path, sizeof(path), buf, len), 0);
@@ -656,8 +689,7 @@ static void test_runaway_quote(void) {
         CU_ASSERT_EQUAL(st->skipped_bad, 1);
         CU_ASSERT_EQUAL(st->events, good);
         CU_ASSERT_EQUAL(st->customers, good);
-        CU_ASSERT_EQUAL(st->first_ts_ms,
-                        1300000000000LL - (good - 1) * 1000LL);
+        CU_ASSERT_EQUAL(st->first_ts_ms, 1300000000000LL - (good - 1) * 1000LL);
         /* the last row of the file is the earliest event */
         CU_ASSERT_EQUAL_FATAL(loy_source_next(s, &ev), 1);
         CU_ASSERT_STRING_EQUAL(ev.customer_id, "c4999");
@@ -680,11 +712,13 @@ static void test_oversized_invoice(void) {
         for (int i = 0; i < LOY_LINES_MAX + 1; i++)
                 len += (size_t)snprintf(buf + len, cap - len,
                                         "1,S%d,D,1,2011-01-01 10:00:00,1.5,"
-                                        "7.0,UK\n", i);
+                                        "7.0,UK\n",
+                                        i);
         for (int i = 0; i < LOY_LINES_MAX; i++)
                 len += (size_t)snprintf(buf + len, cap - len,
                                         "2,S%d,D,2,2011-01-02 10:00:00,1.5,"
-                                        "8.0,UK\n", i);
+                                        "8.0,UK\n",
+                                        i);
         CU_ASSERT_FATAL(len < cap);
         CU_ASSERT_EQUAL_FATAL(write_tmp(path, sizeof(path), buf, len), 0);
         free(buf);
@@ -713,12 +747,17 @@ static void test_oversized_invoice(void) {
  * customer. */
 static void test_full_online_retail(void) {
         static const want_stats_t w = {
-                .rows = 541909, .events = 22190, .purchases = 18536,
-                .returns = 3654, .no_customer = 135080, .bad = 0,
-                .lines = 406829,
-                .first_ts = 1291191960000LL,    /* 2010-12-01 08:26:00 */
-                .last_ts = 1323435000000LL,     /* 2011-12-09 12:50:00 */
-                .customers = 4372, .skipped_invoices = 3710,
+            .rows = 541909,
+            .events = 22190,
+            .purchases = 18536,
+            .returns = 3654,
+            .no_customer = 135080,
+            .bad = 0,
+            .lines = 406829,
+            .first_ts = 1291191960000LL, /* 2010-12-01 08:26:00 */
+            .last_ts = 1323435000000LL,  /* 2011-12-09 12:50:00 */
+            .customers = 4372,
+            .skipped_invoices = 3710,
         };
         const char *path = tu_src_path("../shared/data/online_retail.csv.gz");
         loy_source_t *s;
@@ -759,8 +798,8 @@ static void test_full_online_retail(void) {
         CU_ASSERT_EQUAL(unordered, 0);
         CU_ASSERT_EQUAL(neg_price, 0);
         CU_ASSERT(fabs(net - 8300065.81) < 0.01);
-        check_event(&ev, "or-581587", "581587", "12680", 1323435000000LL,
-                    "GBP", "France", 15);
+        check_event(&ev, "or-581587", "581587", "12680", 1323435000000LL, "GBP",
+                    "France", 15);
         loy_event_free(&ev);
         loy_source_close(s);
 }
@@ -771,8 +810,7 @@ int main(void) {
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return CU_get_error();
         s = CU_add_suite("source", NULL, NULL);
-        if (!s ||
-            !CU_add_test(s, "format names", test_format_names) ||
+        if (!s || !CU_add_test(s, "format names", test_format_names) ||
             !CU_add_test(s, "online retail head300 plain",
                          test_or_head300_plain) ||
             !CU_add_test(s, "online retail head300 gz", test_or_head300_gz) ||

@@ -42,8 +42,8 @@ static void test_publish(void) {
         loy_store_t *store;
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
         CU_ASSERT_EQUAL_FATAL(tu_redis_start(&R, 0), 0);
-        store = loy_store_create("127.0.0.1", R.port, NULL, 500, err,
-                                 sizeof(err));
+        store =
+            loy_store_create("127.0.0.1", R.port, NULL, 500, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(store);
         CU_ASSERT_EQUAL_FATAL(loy_store_connect(store, err, sizeof(err)), 0);
         memset(&st, 0, sizeof(st));

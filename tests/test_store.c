@@ -58,8 +58,7 @@ static int cluster_init(void) {
         R.port = C.node[0].port;
         R.cluster = 1;
         S = loy_store_create("127.0.0.1", R.port, NULL, 2000, E, sizeof(E));
-        return S && loy_store_connect(S, E, sizeof(E)) == LOY_STORE_OK ? 0
-                                                                       : -1;
+        return S && loy_store_connect(S, E, sizeof(E)) == LOY_STORE_OK ? 0 : -1;
 }
 
 static int cluster_clean(void) {
@@ -74,8 +73,8 @@ static int cluster_clean(void) {
 static tu_redis_t holder(const char *key) {
         tu_redis_t at = R;
         if (on_cluster) {
-                int i = tu_cluster_owner(&C, 0,
-                                         loy_cluster_slot(key, strlen(key)));
+                int i =
+                    tu_cluster_owner(&C, 0, loy_cluster_slot(key, strlen(key)));
                 at.port = C.node[i < 0 ? 0 : i].port;
         }
         return at;
@@ -93,15 +92,15 @@ static void flush(void) {
 }
 
 /* Asserts that redis-cli prints exactly want for args. */
-#define CLI_EQ(r, args, want)                                                \
-        do {                                                                 \
-                char *out_ = tu_redis_cli((r), (args));                      \
-                CU_ASSERT_PTR_NOT_NULL_FATAL(out_);                          \
-                if (strcmp(out_, (want)))                                    \
-                        fprintf(stderr, "\n  %s -> \"%s\", want \"%s\"\n",   \
-                                (args), out_, (want));                       \
-                CU_ASSERT_STRING_EQUAL(out_, (want));                        \
-                free(out_);                                                  \
+#define CLI_EQ(r, args, want)                                                  \
+        do {                                                                   \
+                char *out_ = tu_redis_cli((r), (args));                        \
+                CU_ASSERT_PTR_NOT_NULL_FATAL(out_);                            \
+                if (strcmp(out_, (want)))                                      \
+                        fprintf(stderr, "\n  %s -> \"%s\", want \"%s\"\n",     \
+                                (args), out_, (want));                         \
+                CU_ASSERT_STRING_EQUAL(out_, (want));                          \
+                free(out_);                                                    \
         } while (0)
 
 /* A buyer: bought on 3 days, 3 orders, scored. */
@@ -187,19 +186,18 @@ static void fmt(const loy_cust_t *c, const loy_field_t *f, char *buf,
 
 static void test_create_args(void) {
         loy_store_t *s;
-        CU_ASSERT_PTR_NULL(loy_store_create(NULL, 6379, NULL, 100, E,
-                                            sizeof(E)));
-        CU_ASSERT_PTR_NULL(loy_store_create("", 6379, NULL, 100, E,
-                                            sizeof(E)));
-        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 0, NULL, 100, E,
-                                            sizeof(E)));
-        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 70000, NULL, 100, E,
-                                            sizeof(E)));
-        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 6379, "a{b}", 100,
-                                            E, sizeof(E)));
+        CU_ASSERT_PTR_NULL(
+            loy_store_create(NULL, 6379, NULL, 100, E, sizeof(E)));
+        CU_ASSERT_PTR_NULL(loy_store_create("", 6379, NULL, 100, E, sizeof(E)));
+        CU_ASSERT_PTR_NULL(
+            loy_store_create("127.0.0.1", 0, NULL, 100, E, sizeof(E)));
+        CU_ASSERT_PTR_NULL(
+            loy_store_create("127.0.0.1", 70000, NULL, 100, E, sizeof(E)));
+        CU_ASSERT_PTR_NULL(
+            loy_store_create("127.0.0.1", 6379, "a{b}", 100, E, sizeof(E)));
         CU_ASSERT_TRUE(strstr(E, "namespace") != NULL);
-        CU_ASSERT_PTR_NULL(loy_store_create("127.0.0.1", 6379, "loy", -1, E,
-                                            sizeof(E)));
+        CU_ASSERT_PTR_NULL(
+            loy_store_create("127.0.0.1", 6379, "loy", -1, E, sizeof(E)));
 
         s = loy_store_create("127.0.0.1", R.port, NULL, 0, E, sizeof(E));
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -232,9 +230,9 @@ static void test_server_down(void) {
         CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, T0, &FC, E, sizeof(E)),
                         LOY_STORE_ERR_IO);
         CU_ASSERT_TRUE(strstr(E, "not connected") != NULL);
-        CU_ASSERT_EQUAL(loy_store_timers_due(s, 0, T0, 10, &ids, &n, E,
-                                             sizeof(E)),
-                        LOY_STORE_ERR_IO);
+        CU_ASSERT_EQUAL(
+            loy_store_timers_due(s, 0, T0, 10, &ids, &n, E, sizeof(E)),
+            LOY_STORE_ERR_IO);
         CU_ASSERT_PTR_NULL(ids);
         CU_ASSERT_EQUAL(n, 0);
 
@@ -264,14 +262,13 @@ static void test_round_trip(void) {
         snprintf(a.recent_views[1], sizeof(a.recent_views[1]), "sku-1");
         a.ipt_n = 2;
         CU_ASSERT_EQUAL(loy_feat_slot_set(&a, "off:purchases:0", 17), 0);
-        CU_ASSERT_EQUAL(loy_feat_slot_set(&a, "cool:winback",
-                                          T0 - 5 * DAY), 0);
+        CU_ASSERT_EQUAL(loy_feat_slot_set(&a, "cool:winback", T0 - 5 * DAY), 0);
         wr_init(&w, &a);
         CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
 
         loy_feat_init(&b, "42");
-        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &pb, 1, &found, E,
-                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &pb, 1, &found, E, sizeof(E)),
+                              LOY_STORE_OK);
         CU_ASSERT_EQUAL(found, 1);
         /* Every field of the table, derived ones too (they are computed
          * from stored ones at the same now_ms). */
@@ -358,8 +355,8 @@ static void test_load_legacy(void) {
                               "1707048000000 last_event_ms 1707048000000 "
                               "recent_views a,b off:purchases:1 9"));
         loy_feat_init(&x, "old");
-        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &px, 1, &found, E,
-                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &px, 1, &found, E, sizeof(E)),
+                              LOY_STORE_OK);
         CU_ASSERT_EQUAL(found, 1);
         CU_ASSERT_EQUAL(x.orders, 5);
         CU_ASSERT_EQUAL(x.purchase_days, 2);
@@ -382,17 +379,19 @@ static void test_load_legacy(void) {
                 char name[LOY_SLOT_NAME_MAX];
                 buyer(&a, "long");
                 for (int i = a.nslots; i < LOY_SLOTS_MAX; i++) {
-                        snprintf(name, sizeof(name), "cool:a_rule_with_a_"
-                                 "rather_long_name_to_fill_the_slot_%02d", i);
+                        snprintf(name, sizeof(name),
+                                 "cool:a_rule_with_a_"
+                                 "rather_long_name_to_fill_the_slot_%02d",
+                                 i);
                         CU_ASSERT_EQUAL(loy_feat_slot_set(&a, name, i), 0);
                 }
                 wr_init(&w, &a);
                 CU_ASSERT_EQUAL_FATAL(write1(&w), LOY_STORE_OK);
                 CLI_EQ(&R, "HEXISTS loy:c:{long} e8", "1");
                 loy_feat_init(&x, "long");
-                CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &px, 1, &found, E,
-                                                     sizeof(E)),
-                                      LOY_STORE_OK);
+                CU_ASSERT_EQUAL_FATAL(
+                    loy_store_load(S, &px, 1, &found, E, sizeof(E)),
+                    LOY_STORE_OK);
                 CU_ASSERT_EQUAL(found, 1);
                 CU_ASSERT_EQUAL(x.nslots, LOY_SLOTS_MAX);
                 CU_ASSERT_EQUAL(loy_feat_slot_get(&x, name, -1),
@@ -484,10 +483,10 @@ static void test_ranks(void) {
 static void test_seg_hist(void) {
         loy_batch_agg_t *a = agg_zero();
         loy_count_delta_t mv[4] = {
-                {-1, LOY_SEG_NEW, -1},
-                {-1, LOY_SEG_LOYAL, 2},
-                {LOY_DIM_RECENCY, 1900, 1},
-                {LOY_DIM_MONETARY, 0, 0},     /* zero: not sent */
+            {-1, LOY_SEG_NEW, -1},
+            {-1, LOY_SEG_LOYAL, 2},
+            {LOY_DIM_RECENCY, 1900, 1},
+            {LOY_DIM_MONETARY, 0, 0}, /* zero: not sent */
         };
         loy_kpi_delta_t k = {T0, "purchases", 1};
         loy_cust_t c;
@@ -537,8 +536,8 @@ static void test_seg_hist(void) {
 static void test_agg_fence(void) {
         loy_batch_agg_t *a = agg_zero();
         loy_agg_fence_t f[2] = {
-                {"o:purchases:3", 1, NULL, "41"},
-                {"f:3", 0, NULL, "1709596800000 42\n"},
+            {"o:purchases:3", 1, NULL, "41"},
+            {"f:3", 0, NULL, "1709596800000 42\n"},
         };
         loy_kpi_delta_t k = {T0, "purchases", 1};
         loy_outbox_entry_t ob = {"t-z", "zombie", 6};
@@ -554,8 +553,9 @@ static void test_agg_fence(void) {
         a->nfence = 2;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "41");
-        CU_ASSERT_EQUAL_FATAL(loy_store_fence_get(S, fields, 3, vals, E,
-                                                  sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_fence_get(S, fields, 3, vals, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_STRING_EQUAL(vals[0], "41");
         CU_ASSERT_STRING_EQUAL(vals[1], "1709596800000 42\n");
         CU_ASSERT_PTR_NULL(vals[2]);
@@ -570,9 +570,9 @@ static void test_agg_fence(void) {
         f[0].value = "60";
         buyer(&c, "z");
         wr_init(&w, &c);
-        CU_ASSERT_EQUAL(loy_store_write_batch(S, &ob, 1, a, &w, 1, T0, &FC,
-                                              E, sizeof(E)),
-                        LOY_STORE_ERR_FENCED);
+        CU_ASSERT_EQUAL(
+            loy_store_write_batch(S, &ob, 1, a, &w, 1, T0, &FC, E, sizeof(E)),
+            LOY_STORE_ERR_FENCED);
         CU_ASSERT_TRUE(strstr(E, "o:purchases:3") != NULL);
         CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "50");
         CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 purchases", "1");
@@ -586,8 +586,9 @@ static void test_agg_fence(void) {
 
         /* The expected value: written, with everything else. */
         f[0].expect = "50";
-        CU_ASSERT_EQUAL(loy_store_write_batch(S, &ob, 1, a, &w, 1, T0, &FC,
-                                              E, sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_write_batch(S, &ob, 1, a, &w, 1, T0, &FC, E, sizeof(E)),
+            LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "60");
         CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 purchases", "2");
         CLI_EQ(&R, "HGET loy:c:{z} orders", "3");
@@ -612,22 +613,22 @@ static void new_owner_writes(loy_store_t *old, void *opaque) {
         new_owner_t *no = opaque;
         const char *own[1] = {"own:purchases:3"};
         loy_agg_fence_t f[2] = {
-                {"o:purchases:3", 1, "42", "43"},
-                {"own:purchases:3", 1, "proc-b", "proc-b"},
+            {"o:purchases:3", 1, "42", "43"},
+            {"own:purchases:3", 1, "proc-b", "proc-b"},
         };
         loy_batch_agg_t a;
         loy_cust_t c;
         loy_cust_write_t w;
         char err[512];
-        loy_store_t *b = loy_store_create("127.0.0.1", R.port, NULL, 2000,
-                                          err, sizeof(err));
+        loy_store_t *b =
+            loy_store_create("127.0.0.1", R.port, NULL, 2000, err, sizeof(err));
         (void)old;
         no->called++;
         CU_ASSERT_PTR_NOT_NULL_FATAL(b);
         CU_ASSERT_EQUAL(loy_store_set_owner(b, "proc-b", err, sizeof(err)),
                         LOY_STORE_OK);
-        no->rc_take = loy_store_take_over(b, own, 1, &no->closed, err,
-                                          sizeof(err));
+        no->rc_take =
+            loy_store_take_over(b, own, 1, &no->closed, err, sizeof(err));
         memset(&a, 0, sizeof(a));
         a.fence = f;
         a.nfence = 2;
@@ -647,8 +648,8 @@ static void new_owner_writes(loy_store_t *old, void *opaque) {
 static void test_take_over(void) {
         const char *own[1] = {"own:purchases:3"};
         loy_agg_fence_t f[2] = {
-                {"o:purchases:3", 1, NULL, "41"},
-                {"own:purchases:3", 1, "proc-a", "proc-a"},
+            {"o:purchases:3", 1, NULL, "41"},
+            {"own:purchases:3", 1, "proc-a", "proc-a"},
         };
         loy_batch_agg_t *a = agg_zero();
         new_owner_t no = {0};
@@ -662,17 +663,18 @@ static void test_take_over(void) {
         flush();
         sa = loy_store_create("127.0.0.1", R.port, NULL, 2000, E, sizeof(E));
         CU_ASSERT_PTR_NOT_NULL_FATAL(sa);
-        CU_ASSERT_EQUAL(loy_store_take_over(sa, own, 1, &closed, E,
-                                            sizeof(E)), LOY_STORE_ERR);
-        CU_ASSERT_EQUAL_FATAL(loy_store_set_owner(sa, "proc-a", E,
-                                                  sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_take_over(sa, own, 1, &closed, E, sizeof(E)),
+                        LOY_STORE_ERR);
+        CU_ASSERT_EQUAL_FATAL(loy_store_set_owner(sa, "proc-a", E, sizeof(E)),
+                              LOY_STORE_OK);
         /* its connections carry the name, also the one opened at create */
         name = tu_redis_cli(&R, "CLIENT LIST TYPE normal");
         CU_ASSERT_PTR_NOT_NULL_FATAL(name);
         CU_ASSERT_TRUE(strstr(name, "name=proc-a ") != NULL);
         free(name);
-        CU_ASSERT_EQUAL_FATAL(loy_store_take_over(sa, own, 1, &closed, E,
-                                                  sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_take_over(sa, own, 1, &closed, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_EQUAL(closed, 0);
         CLI_EQ(&R, "HGET loy:{agg}:fence own:purchases:3", "proc-a");
 
@@ -682,9 +684,9 @@ static void test_take_over(void) {
         buyer(&c, "z");
         c.orders = 3;
         wr_init(&w, &c);
-        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0,
-                                                    &FC, E, sizeof(E)),
-                              LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0, &FC, E, sizeof(E)),
+            LOY_STORE_OK);
         CLI_EQ(&hz, "HGET loy:c:{z} orders", "3");
 
         /* A's next batch stops after its aggregates; B takes over and
@@ -693,9 +695,9 @@ static void test_take_over(void) {
         f[0].value = "42";
         c.orders = 4;
         loy_store_set_after_agg_hook(sa, new_owner_writes, &no);
-        CU_ASSERT_EQUAL(loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0, &FC,
-                                              E, sizeof(E)),
-                        LOY_STORE_ERR_IO);
+        CU_ASSERT_EQUAL(
+            loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0, &FC, E, sizeof(E)),
+            LOY_STORE_ERR_IO);
         loy_store_set_after_agg_hook(sa, NULL, NULL);
         CU_ASSERT_EQUAL(no.called, 1);
         CU_ASSERT_EQUAL(no.rc_take, LOY_STORE_OK);
@@ -710,9 +712,9 @@ static void test_take_over(void) {
                               LOY_STORE_OK);
         f[0].expect = "43";
         f[0].value = "44";
-        CU_ASSERT_EQUAL(loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0, &FC,
-                                              E, sizeof(E)),
-                        LOY_STORE_ERR_FENCED);
+        CU_ASSERT_EQUAL(
+            loy_store_write_batch(sa, NULL, 0, a, &w, 1, T0, &FC, E, sizeof(E)),
+            LOY_STORE_ERR_FENCED);
         CU_ASSERT_TRUE(strstr(E, "own:purchases:3") != NULL);
         CLI_EQ(&hz, "HGET loy:c:{z} orders", "9");
         CLI_EQ(&R, "HGET loy:{agg}:fence o:purchases:3", "43");
@@ -771,16 +773,16 @@ static void test_load_hist(void) {
 static void test_kpi(void) {
         loy_batch_agg_t *a = agg_zero();
         loy_kpi_delta_t k1[] = {
-                {T0 + 12 * 3600000LL - 1, "purchases", 1}, /* 23:59:59.999 */
-                {T0, "revenue_micros", 12500000},
-                {T0, "triggers:winback", 1},
-                {T0 + 12 * 3600000LL, "purchases", 1},     /* next day */
-                {-1, "purchases", 1},                      /* 1969-12-31 */
+            {T0 + 12 * 3600000LL - 1, "purchases", 1}, /* 23:59:59.999 */
+            {T0, "revenue_micros", 12500000},
+            {T0, "triggers:winback", 1},
+            {T0 + 12 * 3600000LL, "purchases", 1}, /* next day */
+            {-1, "purchases", 1},                  /* 1969-12-31 */
         };
         loy_kpi_delta_t k2[] = {
-                {T0, "purchases", 1},
-                {T0, "revenue_micros", 10000000},
-                {T0, "return_value_micros", -2250000},
+            {T0, "purchases", 1},
+            {T0, "revenue_micros", 10000000},
+            {T0, "return_value_micros", -2250000},
         };
 
         flush();
@@ -796,11 +798,14 @@ static void test_kpi(void) {
         CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-05 return_value", "-2.25");
         CLI_EQ(&R, "HGET loy:{agg}:kpi:2024-03-06 purchases", "1");
         CLI_EQ(&R, "HGET loy:{agg}:kpi:1969-12-31 purchases", "1");
-        CLI_EQ(&R, "EXISTS loy:{agg}:kpi:1969-12-31 loy:{agg}:kpi:2024-03-05 "
-                   "loy:{agg}:kpi:2024-03-06", "3");
+        CLI_EQ(&R,
+               "EXISTS loy:{agg}:kpi:1969-12-31 loy:{agg}:kpi:2024-03-05 "
+               "loy:{agg}:kpi:2024-03-06",
+               "3");
         /* the key only routes the script to the aggregates' node */
-        CLI_EQ(&R, "EVAL \"return #redis.call('KEYS', 'loy:{agg}:kpi:*')\" "
-                   "1 loy:{agg}:kpi:x",
+        CLI_EQ(&R,
+               "EVAL \"return #redis.call('KEYS', 'loy:{agg}:kpi:*')\" "
+               "1 loy:{agg}:kpi:x",
                "3");
 }
 
@@ -810,10 +815,10 @@ static void test_kpi_close(void) {
         loy_batch_agg_t *a = agg_zero();
         tu_redis_t at = holder("loy:{agg}:kpi_days");
         loy_kpi_delta_t k1[] = {
-                {T0 - DAY, "purchases", 2},             /* 2024-03-04 */
-                {T0 - DAY, "revenue_micros", 1500000},
-                {T0, "purchases", 1},                   /* 2024-03-05 */
-                {T0 + DAY, "purchases", 4},             /* 2024-03-06 */
+            {T0 - DAY, "purchases", 2}, /* 2024-03-04 */
+            {T0 - DAY, "revenue_micros", 1500000},
+            {T0, "purchases", 1},       /* 2024-03-05 */
+            {T0 + DAY, "purchases", 4}, /* 2024-03-06 */
         };
         loy_kpi_delta_t late = {T0 - DAY, "purchases", 1};
         int n = -1;
@@ -846,9 +851,9 @@ static void test_kpi_close(void) {
         a->nkpi = 1;
         CU_ASSERT_EQUAL_FATAL(write_agg(a), LOY_STORE_OK);
         CLI_EQ(&at, "HGET loy:{agg}:kpi:2024-03-04 purchases", "3");
-        CU_ASSERT_EQUAL(loy_store_kpi_close(S, T0 + 2 * DAY, 5, &n, E,
-                                            sizeof(E)),
-                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_kpi_close(S, T0 + 2 * DAY, 5, &n, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_EQUAL(n, 1);
         CLI_EQ(&at, "XLEN loy:{agg}:kpi_closed", "3");
         CLI_EQ(&at, "XREVRANGE loy:{agg}:kpi_closed + - COUNT 1",
@@ -894,27 +899,25 @@ static void test_dashboard_reads(void) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
         days = json_object_get(doc, "days");
         CU_ASSERT_EQUAL(json_array_size(days), 2);
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
-                                   json_array_get(days, 1), "day")),
-                               "2024-03-05");
+        CU_ASSERT_STRING_EQUAL(
+            json_string_value(json_object_get(json_array_get(days, 1), "day")),
+            "2024-03-05");
         CU_ASSERT_EQUAL(json_integer_value(json_object_get(
                             json_array_get(days, 1), "purchases")),
                         5);
-        CU_ASSERT_EQUAL(json_integer_value(json_object_get(
-                            json_object_get(json_object_get(doc, "rules"),
-                                            "winback"),
-                            "triggers")),
-                        3);
-        for (size_t i = 0; i < json_array_size(json_object_get(doc,
-                                                               "segments"));
-             i++) {
-                json_t *g = json_array_get(json_object_get(doc, "segments"),
-                                           i);
+        CU_ASSERT_EQUAL(
+            json_integer_value(json_object_get(
+                json_object_get(json_object_get(doc, "rules"), "winback"),
+                "triggers")),
+            3);
+        for (size_t i = 0;
+             i < json_array_size(json_object_get(doc, "segments")); i++) {
+                json_t *g = json_array_get(json_object_get(doc, "segments"), i);
                 if (!strcmp(json_string_value(json_object_get(g, "segment")),
                             loy_segment_name(LOY_SEG_CHAMPION)))
-                        CU_ASSERT_EQUAL(json_integer_value(
-                                            json_object_get(g, "customers")),
-                                        7);
+                        CU_ASSERT_EQUAL(
+                            json_integer_value(json_object_get(g, "customers")),
+                            7);
         }
         json_decref(doc);
 }
@@ -935,8 +938,11 @@ static void test_refusals(void) {
             "NOREPLICAS Not enough good replicas to write."};
         static const char *const fail[] = {
             "WRONGTYPE Operation against a key holding the wrong kind of value",
-            "ERR value is not a valid float", "EXECABORT Transaction discarded",
-            "OOMX", "", "MOVED 3999 127.0.0.1:6381"};
+            "ERR value is not a valid float",
+            "EXECABORT Transaction discarded",
+            "OOMX",
+            "",
+            "MOVED 3999 127.0.0.1:6381"};
         for (size_t i = 0; i < sizeof(wait) / sizeof(wait[0]); i++)
                 CU_ASSERT_EQUAL(loy_store_is_refusal(wait[i]), 1);
         for (size_t i = 0; i < sizeof(fail) / sizeof(fail[0]); i++)
@@ -950,8 +956,7 @@ static void test_refusals(void) {
  * day's counters. */
 static void test_kpi_rate_in_write(void) {
         loy_batch_agg_t *a = agg_zero();
-        loy_kpi_delta_t k1[] = {{T0, "purchases", 1},
-                                {T0, "new_customers", 1}};
+        loy_kpi_delta_t k1[] = {{T0, "purchases", 1}, {T0, "new_customers", 1}};
         loy_kpi_delta_t k2[] = {{T0, "purchases", 1},
                                 {T0, "repeat_purchases", 1},
                                 {T0, "revenue_micros", 12340000},
@@ -993,31 +998,35 @@ static void test_timers(void) {
                 wr_init(&w[i], &c[i]);
                 w[i].partition = 3;
         }
-        CU_ASSERT_EQUAL_FATAL(loy_store_write(S, w, 4, T0, &FC, E,
-                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(loy_store_write(S, w, 4, T0, &FC, E, sizeof(E)),
+                              LOY_STORE_OK);
         CLI_EQ(&R, "ZSCORE loy:timers:3 b", "1709640000100");
 
-        CU_ASSERT_EQUAL(loy_store_timers_due(S, 3, T0 + 300, 10, &ids, &n, E,
-                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_timers_due(S, 3, T0 + 300, 10, &ids, &n, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_EQUAL_FATAL(n, 3);
         CU_ASSERT_STRING_EQUAL(ids[0], "b");
         CU_ASSERT_STRING_EQUAL(ids[1], "c");
         CU_ASSERT_STRING_EQUAL(ids[2], "a");
         loy_store_free_ids(ids, n);
 
-        CU_ASSERT_EQUAL(loy_store_timers_due(S, 3, T0 + 1000, 2, &ids, &n, E,
-                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_timers_due(S, 3, T0 + 1000, 2, &ids, &n, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_EQUAL_FATAL(n, 2);
         CU_ASSERT_STRING_EQUAL(ids[0], "b");
         CU_ASSERT_STRING_EQUAL(ids[1], "c");
         loy_store_free_ids(ids, n);
 
-        CU_ASSERT_EQUAL(loy_store_timers_due(S, 3, T0 + 99, 10, &ids, &n, E,
-                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_timers_due(S, 3, T0 + 99, 10, &ids, &n, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_EQUAL(n, 0);
         loy_store_free_ids(ids, n);
-        CU_ASSERT_EQUAL(loy_store_timers_due(S, 4, T0 + 1000, 10, &ids, &n,
-                                             E, sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_timers_due(S, 4, T0 + 1000, 10, &ids, &n, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_EQUAL(n, 0);
         loy_store_free_ids(ids, n);
 
@@ -1057,8 +1066,7 @@ static int outbox_cb(const char *trigger_id, const void *payload, size_t len,
         if (!strcmp(trigger_id, "t-bin"))
                 s->bin_ok = len == 6 && !memcmp(payload, "\0\001ab\0c", 6);
         if (s->calls < 2000)
-                snprintf(s->ids[s->calls], sizeof(s->ids[0]), "%s",
-                         trigger_id);
+                snprintf(s->ids[s->calls], sizeof(s->ids[0]), "%s", trigger_id);
         s->calls++;
         return s->stop_after && s->calls >= s->stop_after;
 }
@@ -1071,8 +1079,8 @@ static void test_outbox(void) {
         loy_cust_t c;
         loy_cust_write_t w;
         loy_outbox_entry_t ob[2] = {
-                {"t-bin", "\0\001ab\0c", 6},
-                {"t-2", "hello", 5},
+            {"t-bin", "\0\001ab\0c", 6},
+            {"t-2", "hello", 5},
         };
         const char *ack[2] = {"t-bin", "t-2"};
         seen_t *seen = calloc(1, sizeof(*seen));
@@ -1081,15 +1089,15 @@ static void test_outbox(void) {
         flush();
         buyer(&c, "o");
         wr_init(&w, &c);
-        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(S, ob, 2, NULL, &w, 1,
-                                                    T0, &FC, E, sizeof(E)),
-                              LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_write_batch(S, ob, 2, NULL, &w, 1, T0, &FC, E, sizeof(E)),
+            LOY_STORE_OK);
         CLI_EQ(&R, "HSTRLEN loy:outbox t-bin", "6");
         CLI_EQ(&R, "--no-raw HGET loy:outbox t-bin", "\"\\x00\\x01ab\\x00c\"");
         CLI_EQ(&R, "HGET loy:outbox t-2", "hello");
 
-        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E,
-                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E, sizeof(E)),
+                        LOY_STORE_OK);
         CU_ASSERT_EQUAL(seen->calls, 2);
         CU_ASSERT_TRUE(seen->bin_ok);
 
@@ -1106,8 +1114,8 @@ static void test_outbox(void) {
                               "return 1\" 1 loy:outbox"));
         CLI_EQ(&R, "HLEN loy:outbox", "1200");
         memset(seen, 0, sizeof(*seen));
-        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E,
-                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E, sizeof(E)),
+                        LOY_STORE_OK);
         /* HSCAN may repeat an entry, never miss one. */
         CU_ASSERT_TRUE_FATAL(seen->calls >= 1200 && seen->calls <= 2000);
         qsort(seen->ids, (size_t)seen->calls, sizeof(seen->ids[0]), cmp_str);
@@ -1124,8 +1132,8 @@ static void test_outbox(void) {
         /* The callback stops the scan. */
         memset(seen, 0, sizeof(*seen));
         seen->stop_after = 3;
-        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E,
-                                              sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_outbox_scan(S, outbox_cb, seen, E, sizeof(E)),
+                        LOY_STORE_OK);
         CU_ASSERT_EQUAL(seen->calls, 3);
         free(seen);
 }
@@ -1141,10 +1149,11 @@ static void test_stats(void) {
         double v[] = {12.5, 1709640000123.0, 3, 0.1};
 
         flush();
-        CU_ASSERT_EQUAL(loy_store_stats(S, inc, d1, 3, set, v, 4, E,
-                                        sizeof(E)), LOY_STORE_OK);
-        CU_ASSERT_EQUAL(loy_store_stats(S, inc, d2, 3, NULL, NULL, 0, E,
-                                        sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(loy_store_stats(S, inc, d1, 3, set, v, 4, E, sizeof(E)),
+                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_stats(S, inc, d2, 3, NULL, NULL, 0, E, sizeof(E)),
+            LOY_STORE_OK);
         CLI_EQ(&R, "HGET loy:stats events_in", "12");
         CLI_EQ(&R, "HGET loy:stats dead_lettered", "1");
         CLI_EQ(&R, "HGET loy:stats batches", "2");
@@ -1152,11 +1161,13 @@ static void test_stats(void) {
         CLI_EQ(&R, "HGET loy:stats clock_ms", "1709640000123");
         CLI_EQ(&R, "HGET loy:stats lag", "3");
         CLI_EQ(&R, "HGET loy:stats events_per_s", "0.1");
-        CU_ASSERT_EQUAL(loy_store_stats(S, NULL, NULL, 0, NULL, NULL, 0, E,
-                                        sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_stats(S, NULL, NULL, 0, NULL, NULL, 0, E, sizeof(E)),
+            LOY_STORE_OK);
         v[0] = NAN;
-        CU_ASSERT_EQUAL(loy_store_stats(S, NULL, NULL, 0, set, v, 1, E,
-                                        sizeof(E)), LOY_STORE_ERR);
+        CU_ASSERT_EQUAL(
+            loy_store_stats(S, NULL, NULL, 0, set, v, 1, E, sizeof(E)),
+            LOY_STORE_ERR);
         CLI_EQ(&R, "HGET loy:stats batch_ms_last", "12.5");
 }
 
@@ -1184,8 +1195,7 @@ static void test_namespace(void) {
         kv_t kv = {""};
 
         flush();
-        s2 = loy_store_create("127.0.0.1", R.port, "shop2", 1000, E,
-                              sizeof(E));
+        s2 = loy_store_create("127.0.0.1", R.port, "shop2", 1000, E, sizeof(E));
         CU_ASSERT_PTR_NOT_NULL_FATAL(s2);
         CU_ASSERT_STRING_EQUAL(loy_store_ns(s2), "shop2");
         buyer(&c, "7");
@@ -1193,12 +1203,13 @@ static void test_namespace(void) {
         wr_init(&w, &c);
         a->kpi = &k;
         a->nkpi = 1;
-        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(s2, &ob, 1, a, &w, 1, T0,
-                                                    &FC, E, sizeof(E)),
-                              LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_write_batch(s2, &ob, 1, a, &w, 1, T0, &FC, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_EQUAL(loy_store_stats(s2, (const char *[]){"events_in"},
                                         (double[]){1}, 1, NULL, NULL, 0, E,
-                                        sizeof(E)), LOY_STORE_OK);
+                                        sizeof(E)),
+                        LOY_STORE_OK);
         CLI_EQ(&R, "HGET shop2:c:{7} orders", "3");
         /* Every key this store wrote carries the namespace. */
         {
@@ -1230,16 +1241,19 @@ static void test_namespace(void) {
                         LOY_STORE_OK);
         CU_ASSERT_EQUAL(found, 1);
 
-        CU_ASSERT_EQUAL(loy_store_hgetall(s2, "shop2:outbox", kv_cb, &kv, E,
-                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_hgetall(s2, "shop2:outbox", kv_cb, &kv, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_STRING_EQUAL(kv.text, "t1=x;");
         kv.text[0] = '\0';
-        CU_ASSERT_EQUAL(loy_store_hgetall(s2, "shop2:stats", kv_cb, &kv, E,
-                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_hgetall(s2, "shop2:stats", kv_cb, &kv, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_STRING_EQUAL(kv.text, "events_in=1;");
         kv.text[0] = '\0';
-        CU_ASSERT_EQUAL(loy_store_hgetall(s2, "nothing-here", kv_cb, &kv, E,
-                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_hgetall(s2, "nothing-here", kv_cb, &kv, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_STRING_EQUAL(kv.text, "");
         loy_store_destroy(s2);
 }
@@ -1298,8 +1312,9 @@ static void test_errors(void) {
         CU_ASSERT_TRUE(strstr(E, "WRONGTYPE") != NULL);
         CU_ASSERT_TRUE(loy_store_is_connected(S));
         CLI_EQ(&R, "HGET loy:c:{good} orders", "3");
-        CU_ASSERT_EQUAL(loy_store_hgetall(S, "loy:c:{good}", kv_cb, &kv, E,
-                                          sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_hgetall(S, "loy:c:{good}", kv_cb, &kv, E, sizeof(E)),
+            LOY_STORE_OK);
         CU_ASSERT_TRUE(strstr(kv.text, "orders=3;") != NULL);
 
         /* A hash without the packed field whose fields do not parse. */
@@ -1312,8 +1327,8 @@ static void test_errors(void) {
                 loy_cust_t *px = &x;
                 int found = -1;
                 loy_feat_init(&x, "good");
-                CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E,
-                                               sizeof(E)), LOY_STORE_ERR);
+                CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E, sizeof(E)),
+                                LOY_STORE_ERR);
                 CU_ASSERT_TRUE(strstr(E, "orders") != NULL);
         }
         /* Replies are still in step afterwards. */
@@ -1330,8 +1345,8 @@ static redisContext *authed(int port, const char *user, const char *pass,
                             int db) {
         loy_rconn_opts_t o = {user, pass, db, 1000, 1000};
         char why[256];
-        redisContext *c = loy_rconn_open("127.0.0.1", port, &o, NULL, why,
-                                         sizeof(why));
+        redisContext *c =
+            loy_rconn_open("127.0.0.1", port, &o, NULL, why, sizeof(why));
         if (!c)
                 fprintf(stderr, "\n  authed: %s\n", why);
         return c;
@@ -1369,8 +1384,7 @@ static void test_credentials(void) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 
         /* none given */
-        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
-                        LOY_STORE_ERR_AUTH);
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)), LOY_STORE_ERR_AUTH);
         CU_ASSERT_PTR_NOT_NULL(strstr(e, "NOAUTH"));
 
         /* wrong ones, and a user without a password */
@@ -1385,8 +1399,8 @@ static void test_credentials(void) {
                         memset(&o, 0, sizeof(o));
                         o.user = bad[i].user;
                         o.password = bad[i].pass;
-                        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e,
-                                                           sizeof(e)), 0);
+                        CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e, sizeof(e)),
+                                        0);
                         CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
                                         LOY_STORE_ERR_AUTH);
                         CU_ASSERT_PTR_NOT_NULL(strstr(e, bad[i].why));
@@ -1400,8 +1414,7 @@ static void test_credentials(void) {
         o.password = "default-pass";
         o.db = 16;
         CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, e, sizeof(e)), 0);
-        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
-                        LOY_STORE_ERR_AUTH);
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)), LOY_STORE_ERR_AUTH);
         CU_ASSERT_PTR_NOT_NULL(strstr(e, "SELECT 16"));
 
         /* the password of the default user, database 3: the customer is
@@ -1444,8 +1457,7 @@ static void test_credentials(void) {
         CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, T0, &FC, e, sizeof(e)),
                         LOY_STORE_ERR_IO);
         CU_ASSERT_PTR_NOT_NULL(strstr(e, "NOPERM"));
-        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)),
-                        LOY_STORE_ERR_AUTH);
+        CU_ASSERT_EQUAL(loy_store_connect(s, e, sizeof(e)), LOY_STORE_ERR_AUTH);
         CU_ASSERT_PTR_NOT_NULL(strstr(e, "NOPERM"));
         loy_store_destroy(s);
         tu_redis_stop(&a);
@@ -1454,8 +1466,8 @@ static void test_credentials(void) {
 /* A database other than 0: a redis-server has 16, a Redis Cluster only
  * database 0, and says so (a configuration error). */
 static void test_database(void) {
-        loy_store_t *s = loy_store_create("127.0.0.1", R.port, NULL, 1000, E,
-                                          sizeof(E));
+        loy_store_t *s =
+            loy_store_create("127.0.0.1", R.port, NULL, 1000, E, sizeof(E));
         loy_rconn_opts_t o = {NULL, NULL, 1, 0, 0};
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
         CU_ASSERT_EQUAL(loy_store_set_conn(s, &o, E, sizeof(E)), 0);
@@ -1486,8 +1498,8 @@ static void test_connection_loss(void) {
         buyer(&c1, "1");
         c1.next_check_ms = T0 + DAY;
         wr_init(&w1, &c1);
-        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(s, &ob, 1, NULL, &w1, 1,
-                                                    T0, &FC, E, sizeof(E)),
+        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(s, &ob, 1, NULL, &w1, 1, T0,
+                                                    &FC, E, sizeof(E)),
                               LOY_STORE_OK);
 
         tu_redis_kill(&a, SIGKILL);
@@ -1499,16 +1511,15 @@ static void test_connection_loss(void) {
         wr_init(&w2, &c2);
         for (int i = 0; i < LOSS_N; i++)
                 wl[i] = w2;
-        CU_ASSERT_EQUAL(loy_store_write(s, wl, LOSS_N, T0, &FC, E,
-                                        sizeof(E)), LOY_STORE_ERR_IO);
+        CU_ASSERT_EQUAL(loy_store_write(s, wl, LOSS_N, T0, &FC, E, sizeof(E)),
+                        LOY_STORE_ERR_IO);
         CU_ASSERT_FALSE(loy_store_is_connected(s));
         CU_ASSERT_EQUAL(loy_store_write(s, &w2, 1, T0, &FC, E, sizeof(E)),
                         LOY_STORE_ERR_IO);
         CU_ASSERT_EQUAL(loy_store_connect(s, E, sizeof(E)), LOY_STORE_ERR_IO);
 
         CU_ASSERT_EQUAL_FATAL(tu_redis_restart(&a), 0);
-        CU_ASSERT_EQUAL_FATAL(loy_store_connect(s, E, sizeof(E)),
-                              LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(loy_store_connect(s, E, sizeof(E)), LOY_STORE_OK);
         CU_ASSERT_EQUAL(loy_store_write(s, &w2, 1, T0, &FC, E, sizeof(E)),
                         LOY_STORE_OK);
         CLI_EQ(&a, "HGET loy:c:{1} orders", "3");
@@ -1551,8 +1562,8 @@ static void test_write_split(void) {
         wr_init(&w[0], &c[0]);
         wr_init(&w[1], &c[1]);
         CU_ASSERT_EQUAL(loy_store_write_recv(S, E, sizeof(E)), LOY_STORE_ERR);
-        CU_ASSERT_EQUAL_FATAL(loy_store_write_send(S, w, 2, T0, &FC, E,
-                                                   sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_write_send(S, w, 2, T0, &FC, E, sizeof(E)), LOY_STORE_OK);
         /* Sent, not waited for: Redis has it before _recv is called. */
         for (int i = 0; i < 100; i++) {
                 char *o = tu_redis_cli(&R, "EXISTS loy:c:{s1}");
@@ -1567,8 +1578,9 @@ static void test_write_split(void) {
         CU_ASSERT_EQUAL(loy_store_load(S, &px, 1, &found, E, sizeof(E)),
                         LOY_STORE_ERR);
         CU_ASSERT_TRUE(strstr(E, "in flight") != NULL);
-        CU_ASSERT_EQUAL(loy_store_timers_due(S, 0, T0, 5, &ids, &n, E,
-                                             sizeof(E)), LOY_STORE_ERR);
+        CU_ASSERT_EQUAL(
+            loy_store_timers_due(S, 0, T0, 5, &ids, &n, E, sizeof(E)),
+            LOY_STORE_ERR);
         CU_ASSERT_EQUAL(loy_store_write_send(S, w, 2, T0, &FC, E, sizeof(E)),
                         LOY_STORE_ERR);
         CU_ASSERT_EQUAL(loy_store_connect(S, E, sizeof(E)), LOY_STORE_ERR);
@@ -1585,8 +1597,8 @@ static void test_write_split(void) {
         s = loy_store_create("127.0.0.1", a.port, NULL, 1000, E, sizeof(E));
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
         kill(a.pid, SIGSTOP);
-        CU_ASSERT_EQUAL_FATAL(loy_store_write_send(s, w, 2, T0, &FC, E,
-                                                   sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_write_send(s, w, 2, T0, &FC, E, sizeof(E)), LOY_STORE_OK);
         tu_redis_kill(&a, SIGKILL);
         CU_ASSERT_EQUAL(loy_store_write_recv(s, E, sizeof(E)),
                         LOY_STORE_ERR_IO);
@@ -1624,9 +1636,9 @@ static void test_big_pipeline(void) {
         }
         a->kpi = &k;
         a->nkpi = 1;
-        CU_ASSERT_EQUAL_FATAL(loy_store_write_batch(S, NULL, 0, a, w, BIG,
-                                                    T0, &FC, E, sizeof(E)),
-                              LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            loy_store_write_batch(S, NULL, 0, a, w, BIG, T0, &FC, E, sizeof(E)),
+            LOY_STORE_OK);
         snprintf(want, sizeof(want), "%d", BIG);
         CLI_EQ(&R, "ZCARD loy:rank:churn", want);
         CLI_EQ(&R, "ZCARD loy:timers:0", want);
@@ -1708,8 +1720,8 @@ static void test_erase(void) {
         free(v);
 
         loy_feat_init(&back, "42");
-        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &pb, 1, &found, E,
-                                             sizeof(E)), LOY_STORE_OK);
+        CU_ASSERT_EQUAL_FATAL(loy_store_load(S, &pb, 1, &found, E, sizeof(E)),
+                              LOY_STORE_OK);
         CU_ASSERT_EQUAL(found, 1);
         CU_ASSERT_EQUAL(back.forgotten_ms, T0 - DAY);
         CU_ASSERT_TRUE(loy_feat_is_forgotten(&back));

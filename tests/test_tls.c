@@ -47,8 +47,10 @@ static char *tls_cli(const char *args) {
         char cmd[1024], buf[4096] = "";
         FILE *p;
         size_t n;
-        snprintf(cmd, sizeof(cmd), "redis-cli --tls --cacert %s/ca.pem -p %d "
-                 "--no-auth-warning -a tls-pw %s 2>&1", dir, tls_port, args);
+        snprintf(cmd, sizeof(cmd),
+                 "redis-cli --tls --cacert %s/ca.pem -p %d "
+                 "--no-auth-warning -a tls-pw %s 2>&1",
+                 dir, tls_port, args);
         if (!(p = popen(cmd, "r")))
                 return NULL;
         n = fread(buf, 1, sizeof(buf) - 1, p);
@@ -94,12 +96,28 @@ static pid_t start_stunnel(const char *name, const char *host, int *port) {
 
 static int suite_init(void) {
         char cmd[1024], port[16], cert[600], key[600], ca[600], *pong = NULL;
-        const char *argv[] = {"redis-server", "--port", "0", "--tls-port",
-                              port, "--bind", "127.0.0.1", "--tls-cert-file",
-                              cert, "--tls-key-file", key,
-                              "--tls-ca-cert-file", ca, "--tls-auth-clients",
-                              "no", "--requirepass", "tls-pw", "--save", "",
-                              "--dir", dir, NULL};
+        const char *argv[] = {"redis-server",
+                              "--port",
+                              "0",
+                              "--tls-port",
+                              port,
+                              "--bind",
+                              "127.0.0.1",
+                              "--tls-cert-file",
+                              cert,
+                              "--tls-key-file",
+                              key,
+                              "--tls-ca-cert-file",
+                              ca,
+                              "--tls-auth-clients",
+                              "no",
+                              "--requirepass",
+                              "tls-pw",
+                              "--save",
+                              "",
+                              "--dir",
+                              dir,
+                              NULL};
         if (!mkdtemp(dir))
                 return -1;
         /* a CA, and a server certificate for localhost signed by it */
@@ -114,8 +132,7 @@ static int suite_init(void) {
                  dir);
         {
                 char sh[1200];
-                snprintf(sh, sizeof(sh), "bash -c \"%s\" >/dev/null 2>&1",
-                         cmd);
+                snprintf(sh, sizeof(sh), "bash -c \"%s\" >/dev/null 2>&1", cmd);
                 if (system(sh) != 0) {
                         fprintf(stderr, "openssl failed\n");
                         return -1;
@@ -173,9 +190,9 @@ static void test_through_stunnel(void) {
         c.last_event_ms = c.last_purchase_ms = 1709640000000LL;
         memset(&w, 0, sizeof(w));
         w.cust = &c;
-        CU_ASSERT_EQUAL(loy_store_write(s, &w, 1, c.last_event_ms, &fc, e,
-                                        sizeof(e)),
-                        LOY_STORE_OK);
+        CU_ASSERT_EQUAL(
+            loy_store_write(s, &w, 1, c.last_event_ms, &fc, e, sizeof(e)),
+            LOY_STORE_OK);
         /* read on the TLS port itself: the only way in */
         v = tls_cli("HGET loy:c:{tls1} orders");
         CU_ASSERT_PTR_NOT_NULL_FATAL(v);
@@ -204,8 +221,7 @@ int main(void) {
         CU_pSuite su;
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return 1;
-        su = CU_add_suite("redis over TLS (stunnel)", suite_init,
-                          suite_clean);
+        su = CU_add_suite("redis over TLS (stunnel)", suite_init, suite_clean);
         if (!su ||
             !CU_add_test(su, "the store through a stunnel client",
                          test_through_stunnel) ||

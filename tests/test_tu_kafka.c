@@ -77,8 +77,8 @@ static void test_keys_roundtrip(void) {
                 for (int i = 0; i < 20; i++) {
                         snprintf(key, sizeof(key), "c%d", i);
                         snprintf(val, sizeof(val), "v%d-%c", i, 'a' + r);
-                        CU_ASSERT_FATAL(tu_kafka_produce(k, "tuk.keys", -1,
-                                                         key, val,
+                        CU_ASSERT_FATAL(tu_kafka_produce(k, "tuk.keys", -1, key,
+                                                         val,
                                                          strlen(val)) == 0);
                 }
         memset(&g, 0, sizeof(g));
@@ -122,8 +122,8 @@ static void test_headers_and_partition(void) {
         CU_ASSERT_FATAL(tu_kafka_topic(k, "tuk.hdr", 2) == 0);
         CU_ASSERT_FATAL(tu_kafka_produce_hdr(k, "tuk.hdr", 1, "c7", "bad", 3,
                                              "reason", "not avro") == 0);
-        CU_ASSERT_FATAL(tu_kafka_produce(k, "tuk.hdr", 0, NULL, "plain",
-                                         5) == 0);
+        CU_ASSERT_FATAL(tu_kafka_produce(k, "tuk.hdr", 0, NULL, "plain", 5) ==
+                        0);
         memset(&g, 0, sizeof(g));
         CU_ASSERT_EQUAL(tu_kafka_consume_all(k, "tuk.hdr", 300, collect, &g),
                         2);
@@ -145,8 +145,7 @@ static void test_delivery_error(void) {
         static struct got g;
 
         CU_ASSERT_FATAL(tu_kafka_topic(k, "tuk.err", 4) == 0);
-        CU_ASSERT_EQUAL(tu_kafka_produce(k, "tuk.err", 9, "x", "lost", 4),
-                        -1);
+        CU_ASSERT_EQUAL(tu_kafka_produce(k, "tuk.err", 9, "x", "lost", 4), -1);
         CU_ASSERT_EQUAL(tu_kafka_produce(k, "tuk.err", 3, "x", "kept", 4), 0);
         memset(&g, 0, sizeof(g));
         CU_ASSERT_EQUAL(tu_kafka_consume_all(k, "tuk.err", 300, collect, &g),
@@ -166,17 +165,15 @@ static void test_async_many(void) {
         for (int i = 1; i <= 300; i++) {
                 snprintf(val, sizeof(val), "%d", i);
                 CU_ASSERT_FATAL(tu_kafka_produce_async(k, "tuk.many", -1, val,
-                                                       val,
-                                                       strlen(val)) == 0);
+                                                       val, strlen(val)) == 0);
         }
         CU_ASSERT_EQUAL(tu_kafka_flush(k, 10000), 0);
         /* A failed async delivery makes the flush fail, once. The error
          * is permanent, so the producer does not retry it. */
-        rd_kafka_mock_push_request_errors(
-                tu_kafka_mock(k), 0 /* Produce */, 1,
-                RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-        CU_ASSERT_FATAL(tu_kafka_produce_async(k, "tuk.fail", 0, "x", "x",
-                                               1) == 0);
+        rd_kafka_mock_push_request_errors(tu_kafka_mock(k), 0 /* Produce */, 1,
+                                          RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+        CU_ASSERT_FATAL(tu_kafka_produce_async(k, "tuk.fail", 0, "x", "x", 1) ==
+                        0);
         CU_ASSERT_EQUAL(tu_kafka_flush(k, 10000), -1);
         CU_ASSERT_EQUAL(tu_kafka_flush(k, 10000), 0);
         CU_ASSERT_EQUAL(tu_kafka_produce(k, "tuk.fail", 0, "y", "y", 1), 0);
@@ -201,15 +198,15 @@ static void test_group_commit(void) {
         CU_ASSERT_EQUAL(tu_kafka_committed(k, "tuk-g", "tuk.grp", 0), -1001);
 
         memset(&g, 0, sizeof(g));
-        CU_ASSERT_EQUAL(tu_kafka_consume_group(k, "tuk.grp", "tuk-g", 200,
-                                               collect, &g), 3);
+        CU_ASSERT_EQUAL(
+            tu_kafka_consume_group(k, "tuk.grp", "tuk-g", 200, collect, &g), 3);
         CU_ASSERT_EQUAL(tu_kafka_committed(k, "tuk-g", "tuk.grp", 0), 1);
         CU_ASSERT_EQUAL(tu_kafka_committed(k, "tuk-g", "tuk.grp", 1), 2);
 
         CU_ASSERT_FATAL(tu_kafka_produce(k, "tuk.grp", 0, "a", "g4", 2) == 0);
         memset(&g, 0, sizeof(g));
-        CU_ASSERT_EQUAL(tu_kafka_consume_group(k, "tuk.grp", "tuk-g", 200,
-                                               collect, &g), 1);
+        CU_ASSERT_EQUAL(
+            tu_kafka_consume_group(k, "tuk.grp", "tuk-g", 200, collect, &g), 1);
         CU_ASSERT_STRING_EQUAL(g.val[0], "g4");
         CU_ASSERT_EQUAL(g.off[0], 1);
         CU_ASSERT_EQUAL(tu_kafka_committed(k, "tuk-g", "tuk.grp", 0), 2);
@@ -223,8 +220,9 @@ static int on_path(const char *bin) {
 
 /* An external, real Kafka client sees the mock cluster's topic. */
 static void test_external_client(void) {
-        const char *bin = on_path("kcat") ? "kcat" :
-                          on_path("kafkacat") ? "kafkacat" : NULL;
+        const char *bin = on_path("kcat")       ? "kcat"
+                          : on_path("kafkacat") ? "kafkacat"
+                                                : NULL;
         char cmd[512], line[512], want[128];
         int topic_line = 0, partitions = 0;
         FILE *p;
@@ -235,8 +233,10 @@ static void test_external_client(void) {
                 return;
         }
         CU_ASSERT_FATAL(tu_kafka_topic(k, "tuk.ext", 4) == 0);
-        snprintf(cmd, sizeof(cmd), "timeout 20 %s -b %s -L -t tuk.ext -m 10 "
-                 "2>&1", bin, tu_kafka_bootstraps(k));
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 20 %s -b %s -L -t tuk.ext -m 10 "
+                 "2>&1",
+                 bin, tu_kafka_bootstraps(k));
         snprintf(want, sizeof(want), "topic \"tuk.ext\" with 4 partitions:");
         p = popen(cmd, "r");
         CU_ASSERT_FATAL(p != NULL);
@@ -259,8 +259,7 @@ int main(void) {
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return CU_get_error();
         s = CU_add_suite("tu_kafka", suite_init, suite_clean);
-        if (!s ||
-            !CU_add_test(s, "keys_roundtrip", test_keys_roundtrip) ||
+        if (!s || !CU_add_test(s, "keys_roundtrip", test_keys_roundtrip) ||
             !CU_add_test(s, "headers_and_partition",
                          test_headers_and_partition) ||
             !CU_add_test(s, "delivery_error", test_delivery_error) ||

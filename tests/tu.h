@@ -12,9 +12,9 @@
 typedef struct tu_redis {
         pid_t pid;
         int port;
-        char dir[256];     /* temp dir holding its data files */
-        int aof;           /* appendonly with fsync always */
-        int cluster;       /* a cluster node: redis-cli follows MOVED (-c) */
+        char dir[256]; /* temp dir holding its data files */
+        int aof;       /* appendonly with fsync always */
+        int cluster;   /* a cluster node: redis-cli follows MOVED (-c) */
 } tu_redis_t;
 
 /* A loopback port nobody listens on now (the kernel's choice), or -1. */
@@ -68,9 +68,9 @@ int tu_kafka_produce(tu_kafka_t *k, const char *topic, int32_t partition,
  * and a direct assignment of all partitions: no group join, no commit.
  * A partition that never reports its end (leader down) stops the wait
  * 10 s after the last message. */
-typedef void (tu_msg_cb_t)(const char *key, const void *val, size_t len,
-                           const char *headers, int32_t partition,
-                           int64_t offset, void *opaque);
+typedef void(tu_msg_cb_t)(const char *key, const void *val, size_t len,
+                          const char *headers, int32_t partition,
+                          int64_t offset, void *opaque);
 int tu_kafka_consume_all(tu_kafka_t *k, const char *topic, int idle_ms,
                          tu_msg_cb_t *cb, void *opaque);
 /* Flushes and stops the producer, then the mock cluster; NULL ok. */
@@ -82,9 +82,8 @@ int tu_kafka_produce_hdr(tu_kafka_t *k, const char *topic, int32_t partition,
                          const char *hname, const char *hval);
 /* Produce-many: enqueues one message without waiting (val is copied) ...
  * 0 or -1 (queue still full after ~10 s of retrying) ... */
-int tu_kafka_produce_async(tu_kafka_t *k, const char *topic,
-                           int32_t partition, const char *key,
-                           const void *val, size_t len);
+int tu_kafka_produce_async(tu_kafka_t *k, const char *topic, int32_t partition,
+                           const char *key, const void *val, size_t len);
 /* ... then waits for every enqueued message's delivery report. 0 when all
  * were delivered; -1 when any failed since the last flush or timeout_ms
  * passed first. */
@@ -98,13 +97,12 @@ int tu_kafka_flush(tu_kafka_t *k, int timeout_ms);
  * commit failed). Members use session.timeout.ms=3000 because the mock
  * coordinator holds the next join after a group's last member left for
  * session.timeout.ms - 1 s: a second call on the same group takes ~2 s. */
-int tu_kafka_consume_group(tu_kafka_t *k, const char *topic,
-                           const char *group, int idle_ms, tu_msg_cb_t *cb,
-                           void *opaque);
+int tu_kafka_consume_group(tu_kafka_t *k, const char *topic, const char *group,
+                           int idle_ms, tu_msg_cb_t *cb, void *opaque);
 /* Committed offset of group on topic/partition (the next offset to read),
  * -1001 (RD_KAFKA_OFFSET_INVALID) when none, -1 on error. */
-int64_t tu_kafka_committed(tu_kafka_t *k, const char *group,
-                           const char *topic, int32_t partition);
+int64_t tu_kafka_committed(tu_kafka_t *k, const char *group, const char *topic,
+                           int32_t partition);
 
 /* The mock cluster, for fault injection with rdkafka_mock.h
  * (rd_kafka_mock_broker_set_down, rd_kafka_mock_push_request_errors ...).
@@ -119,7 +117,7 @@ int64_t tu_produce_file(tu_kafka_t *k, const char *topic, const char *path,
 
 /* Writes a file (printf format); 0 or -1. */
 int tu_write_file(const char *path, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* An HTTP/1.0 request to 127.0.0.1:port (method "GET", "POST" ...):
  * returns the status code (-1: no answer), *body the body (malloc'd, NUL

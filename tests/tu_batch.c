@@ -12,10 +12,9 @@ int tu_batch_init(tu_batch_t *t, int redis_port, int reco) {
         char err[512];
         memset(t, 0, sizeof(*t));
         loy_config_defaults(&t->conf);
-        if (loy_config_load(&t->conf, tu_src_path("config/loyaltyd.conf"),
-                            err, sizeof(err)) ||
-            loy_model_load(&t->model, t->conf.model_path, err,
-                           sizeof(err))) {
+        if (loy_config_load(&t->conf, tu_src_path("config/loyaltyd.conf"), err,
+                            sizeof(err)) ||
+            loy_model_load(&t->model, t->conf.model_path, err, sizeof(err))) {
                 fprintf(stderr, "tu_batch: %s\n", err);
                 return -1;
         }
@@ -30,10 +29,9 @@ int tu_batch_init(tu_batch_t *t, int redis_port, int reco) {
         if (!b->codec)
                 goto fail;
         if (redis_port) {
-                b->store = loy_store_create("127.0.0.1", redis_port, NULL,
-                                            2000, err, sizeof(err));
-                if (!b->store || loy_store_connect(b->store, err,
-                                                   sizeof(err)))
+                b->store = loy_store_create("127.0.0.1", redis_port, NULL, 2000,
+                                            err, sizeof(err));
+                if (!b->store || loy_store_connect(b->store, err, sizeof(err)))
                         goto fail;
         }
         if (reco) {
@@ -96,10 +94,9 @@ int tu_batch_rule(tu_batch_t *t, const char *name, const char *when,
         return 0;
 }
 
-loy_event_t *tu_batch_purchase(tu_batch_t *t, const char *eid,
-                               const char *cid, int64_t ts, const char *sku,
-                               double price, int32_t partition,
-                               int64_t offset) {
+loy_event_t *tu_batch_purchase(tu_batch_t *t, const char *eid, const char *cid,
+                               int64_t ts, const char *sku, double price,
+                               int32_t partition, int64_t offset) {
         loy_batch_t *b = &t->b;
         loy_event_t *ev = &b->events[b->nevents];
         char json[512], err[256];
@@ -109,8 +106,8 @@ loy_event_t *tu_batch_purchase(tu_batch_t *t, const char *eid,
                          "[{\"sku\":\"%s\",\"quantity\":1,"
                          "\"unit_price\":%g}]}",
                          eid, cid, (long long)ts, eid, sku, price);
-        if (loy_codec_decode(b->codec, json, (size_t)n, LOY_EV_PURCHASE, ts,
-                             ev, err, sizeof(err))) {
+        if (loy_codec_decode(b->codec, json, (size_t)n, LOY_EV_PURCHASE, ts, ev,
+                             err, sizeof(err))) {
                 fprintf(stderr, "tu_batch: %s\n", err);
                 return NULL;
         }

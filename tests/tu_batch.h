@@ -31,10 +31,9 @@ int tu_batch_rule(tu_batch_t *t, const char *name, const char *when,
 /* Appends a purchase of one line (sku, quantity 1, price) by cid at ts on
  * (purchase topic, partition, offset), decoded by the codec, in arrival
  * order (b->order follows). Returns the event or NULL. */
-loy_event_t *tu_batch_purchase(tu_batch_t *t, const char *eid,
-                               const char *cid, int64_t ts, const char *sku,
-                               double price, int32_t partition,
-                               int64_t offset);
+loy_event_t *tu_batch_purchase(tu_batch_t *t, const char *eid, const char *cid,
+                               int64_t ts, const char *sku, double price,
+                               int32_t partition, int64_t offset);
 
 /* A new attempt at the batch (loy_batch_restart) and one more for the
  * next batch: events, timers and outbox emptied. */

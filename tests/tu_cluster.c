@@ -49,9 +49,11 @@ int tu_cluster_tools(void) {
         const char *tools[] = {"redis-server", "redis-cli"};
         for (int i = 0; i < 2; i++)
                 if (!on_path(tools[i])) {
-                        fprintf(stderr, "tu_cluster: %s not found on PATH "
+                        fprintf(stderr,
+                                "tu_cluster: %s not found on PATH "
                                 "(install redis-server; these tests do "
-                                "not skip)\n", tools[i]);
+                                "not skip)\n",
+                                tools[i]);
                         ok = 0;
                 }
         return ok ? 0 : -1;
@@ -59,8 +61,8 @@ int tu_cluster_tools(void) {
 
 redisContext *tu_cluster_connect(const tu_cluster_t *c, int i) {
         struct timeval tv = {2, 0};
-        redisContext *ctx = redisConnectWithTimeout("127.0.0.1",
-                                                    c->node[i].port, tv);
+        redisContext *ctx =
+            redisConnectWithTimeout("127.0.0.1", c->node[i].port, tv);
         if (!ctx)
                 return NULL;
         if (ctx->err || redisSetTimeout(ctx, tv) != REDIS_OK) {
@@ -111,13 +113,11 @@ static int spawn(tu_cluster_t *c, int i) {
                         dup2(fd, 1);
                         dup2(fd, 2);
                 }
-                execlp("redis-server", "redis-server", "--port", port,
-                       "--bind", "127.0.0.1", "--dir", n->dir,
-                       "--cluster-enabled", "yes", "--cluster-config-file",
-                       "nodes.conf", "--cluster-port", bus,
-                       "--cluster-node-timeout", "3000", "--save", "",
-                       "--appendonly", "no", "--daemonize", "no",
-                       (char *)NULL);
+                execlp("redis-server", "redis-server", "--port", port, "--bind",
+                       "127.0.0.1", "--dir", n->dir, "--cluster-enabled", "yes",
+                       "--cluster-config-file", "nodes.conf", "--cluster-port",
+                       bus, "--cluster-node-timeout", "3000", "--save", "",
+                       "--appendonly", "no", "--daemonize", "no", (char *)NULL);
                 _exit(127);
         }
         n->pid = pid;
@@ -134,8 +134,10 @@ static int spawn(tu_cluster_t *c, int i) {
                 }
                 sleep_ms(25);
         }
-        fprintf(stderr, "tu_cluster: node on port %d did not start (see "
-                "%s)\n", n->port, log);
+        fprintf(stderr,
+                "tu_cluster: node on port %d did not start (see "
+                "%s)\n",
+                n->port, log);
         return -1;
 }
 
@@ -184,13 +186,12 @@ int tu_cluster_start(tu_cluster_t *c, int n) {
                 } while (nd->port > 0 && nd->port == nd->bus);
                 if (nd->port < 0 || nd->bus < 0)
                         goto fail;
-                snprintf(nd->dir, sizeof(nd->dir), "%s/%d", c->dir,
-                         nd->port);
+                snprintf(nd->dir, sizeof(nd->dir), "%s/%d", c->dir, nd->port);
                 if (mkdir(nd->dir, 0755) || spawn(c, i))
                         goto fail;
         }
-        len = (size_t)snprintf(line, sizeof(line),
-                               "redis-cli --cluster create");
+        len =
+            (size_t)snprintf(line, sizeof(line), "redis-cli --cluster create");
         for (int i = 0; i < n; i++)
                 len += (size_t)snprintf(line + len, sizeof(line) - len,
                                         " 127.0.0.1:%d", c->node[i].port);
@@ -199,8 +200,10 @@ int tu_cluster_start(tu_cluster_t *c, int n) {
                  " --cluster-replicas 0 --cluster-yes >'%s' 2>&1", log);
         rc = system(line);
         if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-                fprintf(stderr, "tu_cluster: redis-cli --cluster create "
-                        "failed (see %s)\n", log);
+                fprintf(stderr,
+                        "tu_cluster: redis-cli --cluster create "
+                        "failed (see %s)\n",
+                        log);
                 goto fail;
         }
         if (tu_cluster_wait_state(c, "ok", 30000)) {
@@ -257,8 +260,9 @@ void tu_cluster_stop(tu_cluster_t *c) {
 int tu_cluster_owner(const tu_cluster_t *c, int asker, unsigned slot) {
         redisReply *r = cmd(c, asker, "CLUSTER SLOTS");
         int owner = -1;
-        for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY &&
-                           k < r->elements && owner < 0; k++) {
+        for (size_t k = 0;
+             r && r->type == REDIS_REPLY_ARRAY && k < r->elements && owner < 0;
+             k++) {
                 redisReply *e = r->element[k];
                 if (e->elements < 3 ||
                     (long long)slot < e->element[0]->integer ||
@@ -387,8 +391,7 @@ int tu_cluster_cunit_run(void) {
         unsigned failed;
         CU_basic_set_mode(CU_BRM_VERBOSE);
         CU_basic_run_tests();
-        failed = CU_get_number_of_failures() +
-                 CU_get_number_of_tests_failed() +
+        failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
                  CU_get_number_of_suites_failed();
         CU_cleanup_registry();
         return failed ? 1 : CU_get_error();

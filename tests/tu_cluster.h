@@ -15,17 +15,17 @@
 #define TU_CLUSTER_MAX 6
 
 typedef struct tu_cluster_node {
-        pid_t pid;           /* 0 while not running */
+        pid_t pid; /* 0 while not running */
         int port;
-        int bus;             /* cluster bus port (--cluster-port) */
-        char dir[300];       /* its working dir: nodes.conf, log */
-        char id[48];         /* CLUSTER MYID */
+        int bus;       /* cluster bus port (--cluster-port) */
+        char dir[300]; /* its working dir: nodes.conf, log */
+        char id[48];   /* CLUSTER MYID */
 } tu_cluster_node_t;
 
 typedef struct tu_cluster {
         int n;
-        char dir[256];       /* temp dir holding one dir per node */
-        char seeds[512];     /* "127.0.0.1:p1,127.0.0.1:p2,..." */
+        char dir[256];   /* temp dir holding one dir per node */
+        char seeds[512]; /* "127.0.0.1:p1,127.0.0.1:p2,..." */
         tu_cluster_node_t node[TU_CLUSTER_MAX];
 } tu_cluster_t;
 

@@ -9,8 +9,8 @@
 int64_t tu_produce_file(tu_kafka_t *k, const char *topic, const char *path,
                         int skip, int limit) {
         char err[256];
-        loy_source_t *src = loy_source_open(path, LOY_SRC_AUTO, err,
-                                            sizeof(err));
+        loy_source_t *src =
+            loy_source_open(path, LOY_SRC_AUTO, err, sizeof(err));
         loy_codec_t *codec = loy_codec_create(NULL, err, sizeof(err));
         loy_event_t ev;
         int64_t n = 0, i = 0;
@@ -29,11 +29,10 @@ int64_t tu_produce_file(tu_kafka_t *k, const char *topic, const char *path,
                         continue;
                 if (limit && n == limit)
                         break;
-                buf = loy_codec_encode_event(codec, &ev, &len, err,
-                                             sizeof(err));
-                if (!buf || tu_kafka_produce_async(k, topic, -1,
-                                                   ev.customer_id, buf,
-                                                   len) != 0) {
+                buf =
+                    loy_codec_encode_event(codec, &ev, &len, err, sizeof(err));
+                if (!buf || tu_kafka_produce_async(k, topic, -1, ev.customer_id,
+                                                   buf, len) != 0) {
                         n = -1;
                         break;
                 }

@@ -13,12 +13,12 @@
 #include <librdkafka/rdkafka_mock.h>
 
 struct tu_kafka {
-        rd_kafka_t *host;               /* owns the mock cluster */
+        rd_kafka_t *host; /* owns the mock cluster */
         rd_kafka_mock_cluster_t *mc;
         char *bootstraps;
-        rd_kafka_t *prod;               /* a real client of the cluster */
-        int inflight;                   /* async messages without a report */
-        int failed;                     /* async failures since last flush */
+        rd_kafka_t *prod; /* a real client of the cluster */
+        int inflight;     /* async messages without a report */
+        int failed;       /* async failures since last flush */
 };
 
 /* Per-message opaque of a synchronous produce. */
@@ -61,8 +61,8 @@ static rd_kafka_conf_t *new_conf(const char *k1, ...) {
         va_start(ap, k1);
         for (key = k1; key; key = va_arg(ap, const char *)) {
                 val = va_arg(ap, const char *);
-                if (rd_kafka_conf_set(conf, key, val, errstr,
-                                      sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+                if (rd_kafka_conf_set(conf, key, val, errstr, sizeof(errstr)) !=
+                    RD_KAFKA_CONF_OK) {
                         fprintf(stderr, "tu_kafka: %s=%s: %s\n", key, val,
                                 errstr);
                         va_end(ap);
@@ -125,15 +125,14 @@ static int produce(tu_kafka_t *k, const char *topic, int32_t partition,
                 }
                 /* RD_KAFKA_V_HEADERS only takes ownership on success. */
                 err = rd_kafka_producev(
-                        k->prod, RD_KAFKA_V_TOPIC(topic),
-                        RD_KAFKA_V_PARTITION(partition < 0 ?
-                                             RD_KAFKA_PARTITION_UA :
-                                             partition),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                        RD_KAFKA_V_VALUE((void *)val, len),
-                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(dr),
-                        RD_KAFKA_V_END);
+                    k->prod, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA
+                                                       : partition),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                    RD_KAFKA_V_VALUE((void *)val, len),
+                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(dr),
+                    RD_KAFKA_V_END);
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         if (!dr)
                                 k->inflight++;
@@ -168,8 +167,8 @@ tu_kafka_t *tu_kafka_start(int brokers) {
         /* The hosting handle bootstraps to its own cluster rather than to
          * nothing, which would log a warning. */
         k->host = new_handle(RD_KAFKA_PRODUCER,
-                             new_conf("test.mock.num.brokers", nb,
-                                      "client.id", "tu-mock-host", NULL));
+                             new_conf("test.mock.num.brokers", nb, "client.id",
+                                      "tu-mock-host", NULL));
         if (!k->host)
                 goto fail;
         k->mc = rd_kafka_handle_mock_cluster(k->host);
@@ -177,13 +176,13 @@ tu_kafka_t *tu_kafka_start(int brokers) {
         if (!bs || !(k->bootstraps = strdup(bs)))
                 goto fail;
 
-        conf = new_conf(
-                "bootstrap.servers", k->bootstraps, "client.id", "tu-producer",
-                "enable.idempotence", "true", "linger.ms", "2",
-                "message.timeout.ms", "10000",
-                /* as large as a broker allows (1 MiB), not librdkafka's
-                 * smaller default, so tests can send what Kafka takes */
-                "message.max.bytes", "1048588", NULL);
+        conf =
+            new_conf("bootstrap.servers", k->bootstraps, "client.id",
+                     "tu-producer", "enable.idempotence", "true", "linger.ms",
+                     "2", "message.timeout.ms", "10000",
+                     /* as large as a broker allows (1 MiB), not librdkafka's
+                      * smaller default, so tests can send what Kafka takes */
+                     "message.max.bytes", "1048588", NULL);
         if (!conf)
                 goto fail;
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
@@ -250,16 +249,15 @@ int tu_kafka_produce_hdr(tu_kafka_t *k, const char *topic, int32_t partition,
         if (!dr.done) {
                 /* dr lives on this stack: the report must not outlive it. */
                 rd_kafka_purge(k->prod, RD_KAFKA_PURGE_F_QUEUE |
-                                        RD_KAFKA_PURGE_F_INFLIGHT);
+                                            RD_KAFKA_PURGE_F_INFLIGHT);
                 while (!dr.done)
                         rd_kafka_poll(k->prod, 100);
-                fprintf(stderr, "tu_kafka: no delivery report for %s\n",
-                        topic);
+                fprintf(stderr, "tu_kafka: no delivery report for %s\n", topic);
                 return -1;
         }
         if (dr.err) {
-                fprintf(stderr, "tu_kafka: delivery to %s failed: %s\n",
-                        topic, rd_kafka_err2str(dr.err));
+                fprintf(stderr, "tu_kafka: delivery to %s failed: %s\n", topic,
+                        rd_kafka_err2str(dr.err));
                 return -1;
         }
         return 0;
@@ -271,9 +269,8 @@ int tu_kafka_produce(tu_kafka_t *k, const char *topic, int32_t partition,
                                     NULL);
 }
 
-int tu_kafka_produce_async(tu_kafka_t *k, const char *topic,
-                           int32_t partition, const char *key,
-                           const void *val, size_t len) {
+int tu_kafka_produce_async(tu_kafka_t *k, const char *topic, int32_t partition,
+                           const char *key, const void *val, size_t len) {
         return produce(k, topic, partition, key, val, len, NULL, NULL, NULL);
 }
 
@@ -295,8 +292,7 @@ int tu_kafka_flush(tu_kafka_t *k, int timeout_ms) {
 /* ---------------------------------------------------------------- consume */
 
 /* "name=value;name=value" into *buf (grown as needed). */
-static int headers_text(const rd_kafka_message_t *m, char **buf,
-                        size_t *cap) {
+static int headers_text(const rd_kafka_message_t *m, char **buf, size_t *cap) {
         rd_kafka_headers_t *hdrs;
         const char *name;
         const void *v;
@@ -348,8 +344,8 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic) {
                         rd_kafka_err2str(err));
         else if (md->topic_cnt != 1 || md->topics[0].err)
                 fprintf(stderr, "tu_kafka: topic %s: %s\n", topic,
-                        md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) :
-                                        "not in metadata");
+                        md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
+                                      : "not in metadata");
         else
                 n = md->topics[0].partition_cnt;
         if (md)
@@ -406,13 +402,15 @@ static int consume_loop(rd_kafka_t *rk, const char *topic, int nparts,
                                 if (!rd_kafka_assignment(rk, &a)) {
                                         assigned = a->cnt > 0;
                                         rd_kafka_topic_partition_list_destroy(
-                                                a);
+                                            a);
                                 }
                                 if (assigned) {
                                         last = now;
                                 } else if (now - start > 30000) {
-                                        fprintf(stderr, "tu_kafka: no "
-                                                "assignment for %s\n", topic);
+                                        fprintf(stderr,
+                                                "tu_kafka: no "
+                                                "assignment for %s\n",
+                                                topic);
                                         count = -1;
                                         break;
                                 }
@@ -480,13 +478,13 @@ static int consume_loop(rd_kafka_t *rk, const char *topic, int nparts,
  * with the default), so a test that restarts a member would stall. */
 static rd_kafka_t *consumer(tu_kafka_t *k, const char *group) {
         return new_handle(
-                RD_KAFKA_CONSUMER,
-                new_conf("bootstrap.servers", k->bootstraps, "group.id", group,
-                         "client.id", "tu-consumer", "auto.offset.reset",
-                         "earliest", "enable.auto.commit", "false",
-                         "enable.partition.eof", "true", "fetch.wait.max.ms",
-                         "100", "session.timeout.ms", "3000",
-                         "heartbeat.interval.ms", "500", NULL));
+            RD_KAFKA_CONSUMER,
+            new_conf("bootstrap.servers", k->bootstraps, "group.id", group,
+                     "client.id", "tu-consumer", "auto.offset.reset",
+                     "earliest", "enable.auto.commit", "false",
+                     "enable.partition.eof", "true", "fetch.wait.max.ms", "100",
+                     "session.timeout.ms", "3000", "heartbeat.interval.ms",
+                     "500", NULL));
 }
 
 int tu_kafka_consume_all(tu_kafka_t *k, const char *topic, int idle_ms,
@@ -510,7 +508,7 @@ int tu_kafka_consume_all(tu_kafka_t *k, const char *topic, int idle_ms,
                 goto out;
         for (int p = 0; p < n; p++)
                 rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
-                        RD_KAFKA_OFFSET_BEGINNING;
+                    RD_KAFKA_OFFSET_BEGINNING;
         err = rd_kafka_assign(rk, parts);
         rd_kafka_topic_partition_list_destroy(parts);
         if (err) {
@@ -525,9 +523,8 @@ out:
         return count;
 }
 
-int tu_kafka_consume_group(tu_kafka_t *k, const char *topic,
-                           const char *group, int idle_ms, tu_msg_cb_t *cb,
-                           void *opaque) {
+int tu_kafka_consume_group(tu_kafka_t *k, const char *topic, const char *group,
+                           int idle_ms, tu_msg_cb_t *cb, void *opaque) {
         rd_kafka_topic_partition_list_t *sub;
         rd_kafka_resp_err_t err;
         rd_kafka_t *rk;
@@ -566,8 +563,8 @@ out:
         return count;
 }
 
-int64_t tu_kafka_committed(tu_kafka_t *k, const char *group,
-                           const char *topic, int32_t partition) {
+int64_t tu_kafka_committed(tu_kafka_t *k, const char *group, const char *topic,
+                           int32_t partition) {
         rd_kafka_topic_partition_list_t *parts;
         rd_kafka_resp_err_t err;
         rd_kafka_t *rk;
@@ -581,9 +578,9 @@ int64_t tu_kafka_committed(tu_kafka_t *k, const char *group,
                 rd_kafka_topic_partition_list_add(parts, topic, partition);
                 err = rd_kafka_committed(rk, parts, 10000);
                 if (err || parts->elems[0].err)
-                        fprintf(stderr, "tu_kafka: committed %s: %s\n", group,
-                                rd_kafka_err2str(err ? err :
-                                                 parts->elems[0].err));
+                        fprintf(
+                            stderr, "tu_kafka: committed %s: %s\n", group,
+                            rd_kafka_err2str(err ? err : parts->elems[0].err));
                 else
                         off = parts->elems[0].offset;
                 rd_kafka_topic_partition_list_destroy(parts);

@@ -219,8 +219,7 @@ int tu_cunit_run(void) {
         CU_basic_run_tests();
         /* a suite whose set-up failed (no redis-server, say) runs none of
          * its tests, and CUnit does not count that as a failure */
-        failed = CU_get_number_of_failures() +
-                 CU_get_number_of_tests_failed() +
+        failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
                  CU_get_number_of_suites_failed();
         CU_cleanup_registry();
         return failed ? 1 : CU_get_error();
@@ -259,8 +258,7 @@ static char *customer_field(redisContext *c, const char *key,
                 goto done;
         loy_feat_init(cu, strchr(key, '{') + 1);
         if (loy_store_cust_from_reply(r, cu, &bad)) {
-                fprintf(stderr, "tu_redis_field: %s: bad field %s\n", key,
-                        bad);
+                fprintf(stderr, "tu_redis_field: %s: bad field %s\n", key, bad);
                 goto done;
         }
         if (!strncmp(field, "off:", 4) || !strncmp(field, "cool:", 5)) {
@@ -281,8 +279,7 @@ done:
         return out;
 }
 
-char *tu_redis_field(const tu_redis_t *r, const char *key,
-                     const char *field) {
+char *tu_redis_field(const tu_redis_t *r, const char *key, const char *field) {
         redisContext *c = redisConnect("127.0.0.1", r->port);
         char *out = NULL;
         if (!c || c->err) {

@@ -30,7 +30,7 @@ void fx_rng_seed(fx_rng_t *r, uint64_t seed) {
                 fx_rng_next(r);
 }
 
-uint64_t fx_rng_next(fx_rng_t *r) {  /* splitmix64 */
+uint64_t fx_rng_next(fx_rng_t *r) { /* splitmix64 */
         uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -123,8 +123,8 @@ static int add_forget(fx_data_t *d, int *cap, const loy_event_t *ev) {
 
 int fx_data_load(fx_data_t *d, const char *path, int limit) {
         char err[256];
-        loy_source_t *src = loy_source_open(path, LOY_SRC_AUTO, err,
-                                            sizeof(err));
+        loy_source_t *src =
+            loy_source_open(path, LOY_SRC_AUTO, err, sizeof(err));
         loy_codec_t *codec = loy_codec_create(NULL, err, sizeof(err));
         loy_event_t ev;
         int cap = 0, rc = 0;
@@ -140,8 +140,8 @@ int fx_data_load(fx_data_t *d, const char *path, int limit) {
         memset(&ev, 0, sizeof(ev));
         while ((!limit || d->n < limit) && loy_source_next(src, &ev) == 1) {
                 size_t len;
-                const void *buf = loy_codec_encode_event(codec, &ev, &len,
-                                                         err, sizeof(err));
+                const void *buf =
+                    loy_codec_encode_event(codec, &ev, &len, err, sizeof(err));
                 fx_msg_t *m;
                 if (!buf) {
                         fprintf(stderr, "fx: encode: %s\n", err);
@@ -233,30 +233,26 @@ static rd_kafka_t *prod_for(tu_kafka_t *k) {
         }
         memset(&prod, 0, sizeof(prod));
         conf = rd_kafka_conf_new();
-        if (rd_kafka_conf_set(conf, "bootstrap.servers",
-                              tu_kafka_bootstraps(k), errstr,
-                              sizeof(errstr)) ||
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", tu_kafka_bootstraps(k),
+                              errstr, sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
                               sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "message.timeout.ms", "0", errstr,
                               sizeof(errstr)) ||
-            rd_kafka_conf_set(conf, "linger.ms", "2", errstr,
-                              sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "linger.ms", "2", errstr, sizeof(errstr)) ||
             /* a request lost to a downed broker is retried after 3 s,
              * not after the 30-60 s defaults */
             rd_kafka_conf_set(conf, "request.timeout.ms", "3000", errstr,
                               sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "socket.timeout.ms", "3000", errstr,
                               sizeof(errstr)) ||
-            rd_kafka_conf_set(conf, "log_level", "2", errstr,
-                              sizeof(errstr))) {
+            rd_kafka_conf_set(conf, "log_level", "2", errstr, sizeof(errstr))) {
                 fprintf(stderr, "fx: producer conf: %s\n", errstr);
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
         rd_kafka_conf_set_dr_msg_cb(conf, prod_dr);
-        prod.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr,
-                               sizeof(errstr));
+        prod.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (!prod.rk) {
                 fprintf(stderr, "fx: producer: %s\n", errstr);
                 rd_kafka_conf_destroy(conf);
@@ -287,12 +283,11 @@ int fx_data_enqueue(tu_kafka_t *k, const char *topic, const fx_data_t *d,
                                                     LOY_CODEC_OP_FORGET, -1);
                         }
                         err = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_KEY(d->m[i].key,
-                                               strlen(d->m[i].key)),
-                                RD_KAFKA_V_VALUE(d->m[i].val, d->m[i].len),
-                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+                            rk, RD_KAFKA_V_TOPIC(topic),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(d->m[i].key, strlen(d->m[i].key)),
+                            RD_KAFKA_V_VALUE(d->m[i].val, d->m[i].len),
+                            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
                         if (err && h)
                                 rd_kafka_headers_destroy(h);
                         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -447,8 +442,8 @@ static void print_log_tail(const fx_env_t *e, int seq, int lines) {
         log_path(e, seq, logf, sizeof(logf));
         printf("    log %s, last lines:\n", logf);
         fflush(stdout);
-        snprintf(cmd, sizeof(cmd), "tail -n %d '%s' | sed 's/^/      /'",
-                 lines, logf);
+        snprintf(cmd, sizeof(cmd), "tail -n %d '%s' | sed 's/^/      /'", lines,
+                 logf);
         if (system(cmd) != 0)
                 printf("      (no log)\n");
         fflush(stdout);
@@ -456,8 +451,8 @@ static void print_log_tail(const fx_env_t *e, int seq, int lines) {
 
 static void describe_status(int st, char *buf, size_t size) {
         if (WIFSIGNALED(st))
-                snprintf(buf, size, "killed by signal %d (%s)%s",
-                         WTERMSIG(st), strsignal(WTERMSIG(st)),
+                snprintf(buf, size, "killed by signal %d (%s)%s", WTERMSIG(st),
+                         strsignal(WTERMSIG(st)),
                          WCOREDUMP(st) ? ", core dumped" : "");
         else if (WIFEXITED(st))
                 snprintf(buf, size, "exit status %d", WEXITSTATUS(st));
@@ -471,16 +466,15 @@ static void on_exit_status(fx_env_t *e, int i, int st) {
         char why[128];
         /* a SIGKILL we sent, or a clean exit after our SIGTERM (it may
          * finish just before the kill -9 that was to interrupt it) */
-        int ours = (p->killed && WIFSIGNALED(st) &&
-                    WTERMSIG(st) == SIGKILL) ||
+        int ours = (p->killed && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) ||
                    (p->termed && WIFEXITED(st) && WEXITSTATUS(st) == 0);
         p->pid = 0;
         if (ours)
                 return;
         describe_status(st, why, sizeof(why));
         e->crashes++;
-        fx_fail(e->res, "loyaltyd #%d (slot %d) ended on its own: %s",
-                p->seq, i, why);
+        fx_fail(e->res, "loyaltyd #%d (slot %d) ended on its own: %s", p->seq,
+                i, why);
         print_log_tail(e, p->seq, 6);
 }
 
@@ -534,8 +528,10 @@ int fx_term(fx_env_t *e, int i, int timeout_ms) {
                 }
                 fx_sleep_ms(20);
         }
-        fx_fail(e->res, "loyaltyd #%d (slot %d) did not stop within %d ms of "
-                "SIGTERM (SIGKILLed)", p->seq, i, timeout_ms);
+        fx_fail(e->res,
+                "loyaltyd #%d (slot %d) did not stop within %d ms of "
+                "SIGTERM (SIGKILLed)",
+                p->seq, i, timeout_ms);
         print_log_tail(e, p->seq, 6);
         p->killed = 1;
         kill(p->pid, SIGKILL);
@@ -584,18 +580,16 @@ static rd_kafka_t *probe_for(tu_kafka_t *k, const char *group) {
                 rd_kafka_destroy(probe.rk);
         probe.rk = NULL;
         conf = rd_kafka_conf_new();
-        if (rd_kafka_conf_set(conf, "bootstrap.servers",
-                              tu_kafka_bootstraps(k), errstr,
-                              sizeof(errstr)) ||
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", tu_kafka_bootstraps(k),
+                              errstr, sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "group.id", group, errstr,
                               sizeof(errstr)) ||
-            rd_kafka_conf_set(conf, "log_level", "0", errstr,
-                              sizeof(errstr))) {
+            rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof(errstr))) {
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
-        probe.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
-                                sizeof(errstr));
+        probe.rk =
+            rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!probe.rk) {
                 rd_kafka_conf_destroy(conf);
                 return NULL;
@@ -625,9 +619,8 @@ int64_t fx_group_lag(tu_kafka_t *k, const char *group,
         for (int i = 0; i < l->cnt; i++) {
                 rd_kafka_topic_partition_t *tp = &l->elems[i];
                 int64_t lo, hi, c = tp->offset < 0 ? 0 : tp->offset;
-                if (rd_kafka_query_watermark_offsets(rk, tp->topic,
-                                                     tp->partition, &lo, &hi,
-                                                     5000)) {
+                if (rd_kafka_query_watermark_offsets(
+                        rk, tp->topic, tp->partition, &lo, &hi, 5000)) {
                         lag = -1;
                         break;
                 }
@@ -670,8 +663,8 @@ static void on_trigger(const char *key, const void *val, size_t len,
         struct ids_ctx *c = opaque;
         fx_ids_t *ids = c->ids;
         char err[256];
-        char *json = loy_codec_trigger_to_json(c->codec, val, len, err,
-                                               sizeof(err));
+        char *json =
+            loy_codec_trigger_to_json(c->codec, val, len, err, sizeof(err));
         json_t *t = json ? json_loads(json, 0, NULL) : NULL;
         const char *tid = json_string_value(json_object_get(t, "trigger_id"));
         char id[256];
@@ -683,12 +676,14 @@ static void on_trigger(const char *key, const void *val, size_t len,
         /* "id rule/cause-kind": compared on the id only */
         if (tid)
                 snprintf(id, sizeof(id), "%s %s/%s", tid,
-                         json_string_value(json_object_get(t, "rule")) ?
-                         json_string_value(json_object_get(t, "rule")) : "?",
+                         json_string_value(json_object_get(t, "rule"))
+                             ? json_string_value(json_object_get(t, "rule"))
+                             : "?",
                          json_string_value(json_object_get(
-                             json_object_get(t, "cause"), "kind")) ?
-                         json_string_value(json_object_get(
-                             json_object_get(t, "cause"), "kind")) : "?");
+                             json_object_get(t, "cause"), "kind"))
+                             ? json_string_value(json_object_get(
+                                   json_object_get(t, "cause"), "kind"))
+                             : "?");
         if (!tid) {
                 ids->undecodable++;
         } else {
@@ -771,8 +766,9 @@ int fx_ids_compare(const fx_ids_t *ref, const fx_ids_t *got, int max) {
         char tm[16][64], te[16][64];
         int cm[16], ce[16], ntm = 0, nte = 0;
         while (i < ref->n || j < got->n) {
-                int c = i == ref->n ? 1 : j == got->n ? -1 :
-                        id_cmp(ref->id[i], got->id[j]);
+                int c = i == ref->n   ? 1
+                        : j == got->n ? -1
+                                      : id_cmp(ref->id[i], got->id[j]);
                 if (c < 0)
                         tally(tm, &ntm, cm, ref->id[i]);
                 else if (c > 0)
@@ -782,21 +778,20 @@ int fx_ids_compare(const fx_ids_t *ref, const fx_ids_t *got, int max) {
                         j++;
                 } else if (c < 0) {
                         if (missing++ < max)
-                                printf("    trigger missing: %s\n",
-                                       ref->id[i]);
+                                printf("    trigger missing: %s\n", ref->id[i]);
                         i++;
                 } else {
                         if (extra++ < max)
-                                printf("    trigger extra:   %s\n",
-                                       got->id[j]);
+                                printf("    trigger extra:   %s\n", got->id[j]);
                         j++;
                 }
         }
         printf("  triggers: reference %d distinct, this run %d distinct "
                "(%d messages, %d re-sent with the same id, %d undecodable); "
                "missing %d, extra %d\n",
-               ref->n, got->n, got->total, got->total - got->n -
-               got->undecodable, got->undecodable, missing, extra);
+               ref->n, got->n, got->total,
+               got->total - got->n - got->undecodable, got->undecodable,
+               missing, extra);
         for (int k = 0; k < ntm; k++)
                 printf("    missing by rule/cause: %-24s %d\n", tm[k], cm[k]);
         for (int k = 0; k < nte; k++)
@@ -807,14 +802,14 @@ int fx_ids_compare(const fx_ids_t *ref, const fx_ids_t *got, int max) {
 /* ---------------------------------------------------------------- redis */
 
 const char *const fx_snap_skip[][2] = {
-        {"stats", "processor counters count re-deliveries by design and its "
-                  "gauges are wall-clock (latency, events/s, lag)"},
-        {"outbox", "transient by design; checked on its own: must be empty "
-                   "once settled"},
-        {LOY_KEY_FENCE, "internal: lists the silence checks of the last batch "
-                     "that fired any, which depend on how events were "
-                     "batched; what it fences is checked by exactly-once"},
-        {NULL, NULL},
+    {"stats", "processor counters count re-deliveries by design and its "
+              "gauges are wall-clock (latency, events/s, lag)"},
+    {"outbox", "transient by design; checked on its own: must be empty "
+               "once settled"},
+    {LOY_KEY_FENCE, "internal: lists the silence checks of the last batch "
+                    "that fired any, which depend on how events were "
+                    "batched; what it fences is checked by exactly-once"},
+    {NULL, NULL},
 };
 
 static int skipped(const char *ns, const char *key) {
@@ -944,12 +939,10 @@ static int snap_customer(fx_snap_t *s, const char *key, const redisReply *r) {
         loy_feat_init(c, id + 1);
         if (loy_store_cust_from_reply(r, c, &bad))
                 goto out;
-        for (const loy_field_t *f = loy_feat_fields; f->name && rc == 0;
-             f++) {
+        for (const loy_field_t *f = loy_feat_fields; f->name && rc == 0; f++) {
                 /* the record of an erasure is its time and its fences: no
                  * customer (in no segment, no bin) */
-                if (loy_feat_is_forgotten(c) && strcmp(f->name,
-                                                       "forgotten_ms"))
+                if (loy_feat_is_forgotten(c) && strcmp(f->name, "forgotten_ms"))
                         continue;
                 int len = loy_feat_field_format(c, f, c->scored_ms, NULL, buf,
                                                 sizeof(buf));
@@ -959,9 +952,9 @@ static int snap_customer(fx_snap_t *s, const char *key, const redisReply *r) {
         }
         for (int i = 0; i < c->nslots && rc == 0; i++) {
                 int len = loy_fmt_i64(buf, sizeof(buf), c->slots[i].value);
-                if (len < 0 || snap_add(s, key, c->slots[i].name,
-                                        strlen(c->slots[i].name), buf,
-                                        (size_t)len, 'h'))
+                if (len < 0 ||
+                    snap_add(s, key, c->slots[i].name, strlen(c->slots[i].name),
+                             buf, (size_t)len, 'h'))
                         rc = -1;
         }
         if (rc == 0)
@@ -997,8 +990,7 @@ static int snap_node(int port, const char *ns, fx_snap_t *s) {
                 return -1;
         snprintf(pat, sizeof(pat), "%s:*", ns);
         do {
-                r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor,
-                                 pat);
+                r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pat);
                 if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
                         if (r)
                                 freeReplyObject(r);
@@ -1012,8 +1004,8 @@ static int snap_node(int port, const char *ns, fx_snap_t *s) {
                                 continue;
                         if (nkeys == cap) {
                                 cap = cap ? cap * 2 : 1024;
-                                keys = realloc(keys, (size_t)cap *
-                                                         sizeof(*keys));
+                                keys =
+                                    realloc(keys, (size_t)cap * sizeof(*keys));
                         }
                         keys[nkeys++] = strdup(k);
                 }
@@ -1043,20 +1035,20 @@ static int snap_node(int port, const char *ns, fx_snap_t *s) {
                                 rc = -1;
                                 goto out;
                         }
-                        types[i] = !strcmp(r->str, "hash")   ? 'h' :
-                                   !strcmp(r->str, "zset")   ? 'z' :
-                                   !strcmp(r->str, "string") ? 's' :
-                                   !strcmp(r->str, "set")    ? 'S' :
-                                   !strcmp(r->str, "list")   ? 'l' : '-';
+                        types[i] = !strcmp(r->str, "hash")     ? 'h'
+                                   : !strcmp(r->str, "zset")   ? 'z'
+                                   : !strcmp(r->str, "string") ? 's'
+                                   : !strcmp(r->str, "set")    ? 'S'
+                                   : !strcmp(r->str, "list")   ? 'l'
+                                                               : '-';
                         freeReplyObject(r);
                         switch (types[i]) {
                         case 'h':
                                 redisAppendCommand(c, "HGETALL %s", keys[i]);
                                 break;
                         case 'z':
-                                redisAppendCommand(c,
-                                                   "ZRANGE %s 0 -1 WITHSCORES",
-                                                   keys[i]);
+                                redisAppendCommand(
+                                    c, "ZRANGE %s 0 -1 WITHSCORES", keys[i]);
                                 break;
                         case 's':
                                 redisAppendCommand(c, "GET %s", keys[i]);
@@ -1089,20 +1081,18 @@ static int snap_node(int port, const char *ns, fx_snap_t *s) {
                                    (types[i] == 'h' || types[i] == 'z')) {
                                 int counts = types[i] == 'h' &&
                                              is_count_key(keys[i], ns);
-                                for (size_t j = 0; j + 1 < r->elements;
-                                     j += 2)
+                                for (size_t j = 0; j + 1 < r->elements; j += 2)
                                         /* a count back at 0 keeps its
                                          * field; one never moved has
                                          * none: the same population */
                                         if (!counts ||
-                                            strcmp(r->element[j + 1]->str,
-                                                   "0"))
-                                        snap_add(s, keys[i],
-                                                 r->element[j]->str,
-                                                 r->element[j]->len,
-                                                 r->element[j + 1]->str,
-                                                 r->element[j + 1]->len,
-                                                 types[i]);
+                                            strcmp(r->element[j + 1]->str, "0"))
+                                                snap_add(s, keys[i],
+                                                         r->element[j]->str,
+                                                         r->element[j]->len,
+                                                         r->element[j + 1]->str,
+                                                         r->element[j + 1]->len,
+                                                         types[i]);
                         } else if (r->type == REDIS_REPLY_ARRAY) {
                                 for (size_t j = 0; j < r->elements; j++) {
                                         char idx[32];
@@ -1133,8 +1123,7 @@ out:
         return rc;
 }
 
-int fx_snap_take_nodes(const int *ports, int n, const char *ns,
-                       fx_snap_t *s) {
+int fx_snap_take_nodes(const int *ports, int n, const char *ns, fx_snap_t *s) {
         memset(s, 0, sizeof(*s));
         for (int i = 0; i < n; i++)
                 if (snap_node(ports[i], ns, s)) {
@@ -1237,8 +1226,7 @@ double fx_snap_sum(const fx_snap_t *s, const char *ns, const char *field) {
 }
 
 /* "c:{*} field", "kpi:* field", "rank:churn (members)" ... for counting. */
-static void kind_of(const fx_ent_t *e, const char *ns, char *buf,
-                    size_t size) {
+static void kind_of(const fx_ent_t *e, const char *ns, char *buf, size_t size) {
         const char *k = e->k + strlen(ns) + 1, *tab = strchr(e->k, '\t');
         char kind[128];
         size_t n = 0;
@@ -1247,7 +1235,7 @@ static void kind_of(const fx_ent_t *e, const char *ns, char *buf,
                 snprintf(buf, size, "%s", e->k);
                 return;
         }
-        if (!strncmp(k, "{agg}:", 6))   /* the aggregates' slot tag */
+        if (!strncmp(k, "{agg}:", 6)) /* the aggregates' slot tag */
                 k += 6;
         /* replace the customer id, the day, the partition, the sku by * */
         for (const char *p = k; p < tab && n + 2 < sizeof(kind); p++) {
@@ -1270,8 +1258,8 @@ static void kind_of(const fx_ent_t *e, const char *ns, char *buf,
         else if (!strncmp(kind, "i:", 2)) {
                 const char *last = strrchr(kind, ':');
                 char tmp[128];
-                snprintf(tmp, sizeof(tmp), "i:*%s", last && last > kind + 1 ?
-                         last : "");
+                snprintf(tmp, sizeof(tmp), "i:*%s",
+                         last && last > kind + 1 ? last : "");
                 snprintf(kind, sizeof(kind), "%s", tmp);
         }
         if (e->type == 'h' && strncmp(kind, "i:", 2) &&
@@ -1284,7 +1272,7 @@ static void kind_of(const fx_ent_t *e, const char *ns, char *buf,
 typedef struct kcount {
         char kind[200];
         int missing, extra, differ;
-        char ex[320];           /* one example: key field ref got */
+        char ex[320]; /* one example: key field ref got */
 } kcount_t;
 
 /* Keys and fields compared but not failed: see fx_snap_soft. */
@@ -1297,16 +1285,16 @@ static int soft_kind(const char *kind) {
 }
 
 const char *const fx_snap_soft[][2] = {
-        {"i:*", "the shared item model: each process flushes its "
-                "co-occurrence increments about once a second of wall "
-                "time, only for pairs in its local neighbour lists at that "
-                "moment (docs/redis-keys.md), so its counts depend on "
-                "timing"},
-        {"c:{*}:recs", "top-N items scored from those neighbour lists"},
-        /* The R/F/M scores, loyalty and segments are compared strictly:
-         * the default model's cut points make them a function of each
-         * customer alone (docs/models.md). */
-        {NULL, NULL},
+    {"i:*", "the shared item model: each process flushes its "
+            "co-occurrence increments about once a second of wall "
+            "time, only for pairs in its local neighbour lists at that "
+            "moment (docs/redis-keys.md), so its counts depend on "
+            "timing"},
+    {"c:{*}:recs", "top-N items scored from those neighbour lists"},
+    /* The R/F/M scores, loyalty and segments are compared strictly:
+     * the default model's cut points make them a function of each
+     * customer alone (docs/models.md). */
+    {NULL, NULL},
 };
 
 static void count_kind(kcount_t *kc, int *nk, int cap, const char *kind,
@@ -1322,9 +1310,11 @@ static void count_kind(kcount_t *kc, int *nk, int cap, const char *kind,
                         return;
                 memset(&kc[i], 0, sizeof(kc[i]));
                 snprintf(kc[i].kind, sizeof(kc[i].kind), "%s", kind);
-                snprintf(kc[i].ex, sizeof(kc[i].ex), "%.*s %s: ref=%.50s "
-                         "got=%.50s", tab ? (int)(tab - e->k) : 80, e->k,
-                         tab ? tab + 1 : "", rv, gv);
+                snprintf(kc[i].ex, sizeof(kc[i].ex),
+                         "%.*s %s: ref=%.50s "
+                         "got=%.50s",
+                         tab ? (int)(tab - e->k) : 80, e->k, tab ? tab + 1 : "",
+                         rv, gv);
                 for (char *p = kc[i].ex; *p; p++)
                         if (*p == '\n' || *p == '\r' || *p == '\t')
                                 *p = ' ';
@@ -1364,8 +1354,9 @@ int fx_snap_diff(const fx_snap_t *ref, const fx_snap_t *got, const char *ns,
         if (!kc)
                 return -1;
         while (i < ref->n || j < got->n) {
-                int c = i == ref->n ? 1 : j == got->n ? -1 :
-                        strcmp(ref->e[i].k, got->e[j].k);
+                int c = i == ref->n   ? 1
+                        : j == got->n ? -1
+                                      : strcmp(ref->e[i].k, got->e[j].k);
                 const fx_ent_t *e = c <= 0 ? &ref->e[i] : &got->e[j];
                 const char *rv = c <= 0 ? ref->e[i].v : "(none)";
                 const char *gv = c >= 0 ? got->e[j].v : "(none)";
@@ -1378,8 +1369,10 @@ int fx_snap_diff(const fx_snap_t *ref, const fx_snap_t *got, const char *ns,
                 if (soft_kind(kind)) {
                         soft++;
                 } else if (hard++ < max) {
-                        print_ent(c == 0 ? "differ" : c < 0 ? "missing" :
-                                  "extra", e, rv, gv);
+                        print_ent(c == 0  ? "differ"
+                                  : c < 0 ? "missing"
+                                          : "extra",
+                                  e, rv, gv);
                 }
                 count_kind(kc, &nk, KC_MAX, kind, c, e, rv, gv);
                 if (c <= 0)
@@ -1395,7 +1388,9 @@ int fx_snap_diff(const fx_snap_t *ref, const fx_snap_t *got, const char *ns,
                                kc[k].kind, kc[k].missing, kc[k].extra,
                                kc[k].differ,
                                soft_kind(kc[k].kind) ? " (not failed, see "
-                               "docs/faults.md)" : "", kc[k].ex);
+                                                       "docs/faults.md)"
+                                                     : "",
+                               kc[k].ex);
         }
         free(kc);
         return hard;
@@ -1403,9 +1398,8 @@ int fx_snap_diff(const fx_snap_t *ref, const fx_snap_t *got, const char *ns,
 
 /* -------------------------------------------------------------- settle */
 
-int fx_settle(fx_env_t *e, const char *const *topics, int ntopics,
-              int nparts, const char *ns, int quiet_ms, int timeout_ms,
-              int restart) {
+int fx_settle(fx_env_t *e, const char *const *topics, int ntopics, int nparts,
+              const char *ns, int quiet_ms, int timeout_ms, int restart) {
         int64_t end = fx_now_ms() + timeout_ms, since = 0;
         uint64_t last = 0;
         char stuck[256] = "";
@@ -1415,8 +1409,8 @@ int fx_settle(fx_env_t *e, const char *const *topics, int ntopics,
                 fx_snap_t s;
                 uint64_t d;
                 fx_reap(e, restart);
-                lag = fx_group_lag(e->kafka, e->group, topics, ntopics,
-                                   nparts, stuck, sizeof(stuck));
+                lag = fx_group_lag(e->kafka, e->group, topics, ntopics, nparts,
+                                   stuck, sizeof(stuck));
                 outbox = fx_env_outbox(e, ns);
                 if (lag == 0 && outbox == 0 && fx_env_snap(e, ns, &s) == 0) {
                         d = fx_snap_digest(&s);

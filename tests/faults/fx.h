@@ -51,7 +51,7 @@ typedef struct fx_result {
 
 /* Prints "  FAIL: <msg>" (or "  note: <msg>") and counts the failure. */
 void fx_fail(fx_result_t *res, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void fx_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* -------------------------------------------------------------- dataset */
@@ -60,7 +60,7 @@ typedef struct fx_msg {
         char *key;
         void *val;
         size_t len;
-        int forget;             /* a forget request (loyaltyd-op header) */
+        int forget; /* a forget request (loyaltyd-op header) */
 } fx_msg_t;
 
 /* Every this many events the data holds a forget request for the
@@ -72,9 +72,9 @@ typedef struct fx_msg {
 typedef struct fx_data {
         fx_msg_t *m;
         int n;
-        int purchases;          /* positive net value */
+        int purchases; /* positive net value */
         int returns;
-        int forgets;            /* of the n messages */
+        int forgets; /* of the n messages */
 } fx_data_t;
 
 /* Loads the first limit events (0 = all) of a data file (loy_source,
@@ -100,35 +100,35 @@ void fx_data_close(void);
 #define FX_XARGS_MAX 24
 
 typedef struct fx_proc {
-        pid_t pid;              /* 0: not running */
-        int killed;             /* we sent SIGKILL / SIGSTOP games */
-        int termed;             /* we sent SIGTERM: exit 0 is ours too */
-        int stopped;            /* SIGSTOPped by us */
-        int seq;                /* spawn number (log file name) */
-        const char *failpoint;  /* LOY_FAILPOINT of the next spawn */
+        pid_t pid;             /* 0: not running */
+        int killed;            /* we sent SIGKILL / SIGSTOP games */
+        int termed;            /* we sent SIGTERM: exit 0 is ours too */
+        int stopped;           /* SIGSTOPped by us */
+        int seq;               /* spawn number (log file name) */
+        const char *failpoint; /* LOY_FAILPOINT of the next spawn */
 } fx_proc_t;
 
 /* Where and how loyaltyd runs for one scenario. */
 typedef struct fx_env {
-        const char *bin;        /* loyaltyd binary */
-        const char *conf;       /* config file */
-        const char *logdir;     /* one log file per spawn */
-        const char *tag;        /* scenario name, in log names */
+        const char *bin;    /* loyaltyd binary */
+        const char *conf;   /* config file */
+        const char *logdir; /* one log file per spawn */
+        const char *tag;    /* scenario name, in log names */
         tu_kafka_t *kafka;
         tu_redis_t *redis;
-        tu_cluster_t *cluster;  /* when set, the state lives there */
+        tu_cluster_t *cluster; /* when set, the state lives there */
         const char *group;
-        const char *xargs[FX_XARGS_MAX];  /* extra -X values */
+        const char *xargs[FX_XARGS_MAX]; /* extra -X values */
         int nxargs;
         fx_proc_t procs[FX_PROCS_MAX];
         int spawns;
-        int crashes;            /* exits we did not cause */
+        int crashes; /* exits we did not cause */
         fx_result_t *res;
 } fx_env_t;
 
 /* Adds one -X section.key=value (copied). */
 void fx_env_x(fx_env_t *e, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Starts loyaltyd in slot i. 0 or -1. */
 int fx_spawn(fx_env_t *e, int i);
 /* SIGKILL slot i and reap it (a crash found while reaping is reported). */
@@ -185,9 +185,9 @@ int fx_ids_compare(const fx_ids_t *ref, const fx_ids_t *got, int max);
  * fields, zset members (score as Redis prints it), strings (sub ""),
  * set and list members. Skipped keys are listed in fx_snap_skip(). */
 typedef struct fx_ent {
-        char *k;        /* "key\tsub" */
+        char *k; /* "key\tsub" */
         char *v;
-        char type;      /* 'h' hash, 'z' zset, 's' string, 'S' set, 'l' list */
+        char type; /* 'h' hash, 'z' zset, 's' string, 'S' set, 'l' list */
 } fx_ent_t;
 
 typedef struct fx_snap {
@@ -199,8 +199,7 @@ typedef struct fx_snap {
 /* Takes a snapshot of ns:* on port. 0 or -1 (Redis unreachable). */
 int fx_snap_take(int port, const char *ns, fx_snap_t *s);
 /* The same over the n servers (a cluster's masters), merged. */
-int fx_snap_take_nodes(const int *ports, int n, const char *ns,
-                       fx_snap_t *s);
+int fx_snap_take_nodes(const int *ports, int n, const char *ns, fx_snap_t *s);
 /* A snapshot of e's state (its redis-server or its cluster). */
 int fx_env_snap(const fx_env_t *e, const char *ns, fx_snap_t *s);
 /* A number from e's ns:stats (0 when absent). */
@@ -229,7 +228,7 @@ extern const char *const fx_snap_soft[][2];
  * as "ERR ..."); malloc'ed, NULL when Redis is unreachable. printf-style,
  * arguments split on blanks. */
 char *fx_redis(int port, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* HGET ns:stats field as a number (0 when absent, -1 unreachable). */
 double fx_stat(int port, const char *ns, const char *field);
 
@@ -239,8 +238,7 @@ double fx_stat(int port, const char *ns, const char *field);
  * empty and the snapshot has not changed for quiet_ms, or timeout_ms
  * passed. Reaps processes meanwhile (restart when restart is set).
  * Returns 0 when settled; -1 on timeout (the reason is printed). */
-int fx_settle(fx_env_t *e, const char *const *topics, int ntopics,
-              int nparts, const char *ns, int quiet_ms, int timeout_ms,
-              int restart);
+int fx_settle(fx_env_t *e, const char *const *topics, int ntopics, int nparts,
+              const char *ns, int quiet_ms, int timeout_ms, int restart);
 
 #endif

@@ -43,8 +43,8 @@ static const char *const IN_TOPICS[] = {"purchases", "browse"};
 static struct {
         int quick;
         uint64_t seed;
-        int iterations;         /* 0: the scenario's default */
-        int events;             /* 0: quick 2000, full all */
+        int iterations; /* 0: the scenario's default */
+        int events;     /* 0: quick 2000, full all */
         const char *bin;
         const char *data;
         const char *conf;
@@ -59,7 +59,7 @@ static struct {
         fx_data_t data;
         fx_snap_t snap;
         fx_ids_t ids;
-        double events;          /* orders + returns over customers */
+        double events; /* orders + returns over customers */
         int64_t ms;
 } ref;
 
@@ -73,8 +73,8 @@ static int make_topics(tu_kafka_t *k) {
 }
 
 /* Cluster, Redis and the loyaltyd settings of one scenario. */
-static int env_open(fx_env_t *e, fx_result_t *res, const char *tag,
-                    int brokers, int aof, const char *const *redis_args) {
+static int env_open(fx_env_t *e, fx_result_t *res, const char *tag, int brokers,
+                    int aof, const char *const *redis_args) {
         memset(e, 0, sizeof(*e));
         e->res = res;
         e->tag = tag;
@@ -117,7 +117,7 @@ static void env_close(fx_env_t *e) {
                         fx_kill9(e, i);
         if (e->redis) {
                 if (e->redis->pid <= 0 && e->redis->dir[0])
-                        tu_redis_restart(e->redis);  /* so stop cleans up */
+                        tu_redis_restart(e->redis); /* so stop cleans up */
                 tu_redis_stop(e->redis);
                 free(e->redis);
         }
@@ -136,18 +136,28 @@ static uint64_t scenario_seed(const char *name) {
         uint64_t h = opt.seed;
         for (const char *p = name; *p; p++)
                 h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-        return h & 0xffffffffffffULL;  /* short enough to type */
+        return h & 0xffffffffffffULL; /* short enough to type */
 }
 
 /* Fields that are pure counts or sums of a customer's events (or the
  * offsets fencing them): a lost or double-counted event changes one. */
 static int counting_field(const char *f) {
-        static const char *const names[] = {
-                "orders", "returns", "frequency", "gross_value",
-                "return_value", "first_purchase_ms", "last_purchase_ms",
-                "first_day_value", "views", "carts", "cart_removes",
-                "searches", "wishlists", "last_event_ms", "last_browse_ms",
-                NULL};
+        static const char *const names[] = {"orders",
+                                            "returns",
+                                            "frequency",
+                                            "gross_value",
+                                            "return_value",
+                                            "first_purchase_ms",
+                                            "last_purchase_ms",
+                                            "first_day_value",
+                                            "views",
+                                            "carts",
+                                            "cart_removes",
+                                            "searches",
+                                            "wishlists",
+                                            "last_event_ms",
+                                            "last_browse_ms",
+                                            NULL};
         if (!strncmp(f, "off:", 4))
                 return 1;
         for (int i = 0; names[i]; i++)
@@ -184,16 +194,17 @@ static int check_counting(const fx_snap_t *ref_s, const fx_snap_t *got,
         snprintf(cpre, sizeof(cpre), "%s:c:{", NS);
         snprintf(kpre, sizeof(kpre), "%s:" LOY_KEY_KPI, NS);
         while (i < ref_s->n || j < got->n) {
-                int c = i == ref_s->n ? 1 : j == got->n ? -1 :
-                        strcmp(ref_s->e[i].k, got->e[j].k);
+                int c = i == ref_s->n ? 1
+                        : j == got->n ? -1
+                                      : strcmp(ref_s->e[i].k, got->e[j].k);
                 const fx_ent_t *e = c <= 0 ? &ref_s->e[i] : &got->e[j];
                 const char *tab = strchr(e->k, '\t');
                 const char *f = tab ? tab + 1 : "";
-                int relevant = tab && e->type == 'h' &&
-                        ((!strncmp(e->k, cpre, strlen(cpre)) &&
-                          tab[-1] == '}' && counting_field(f)) ||
-                         (!strncmp(e->k, kpre, strlen(kpre)) &&
-                          kpi_field(f)));
+                int relevant =
+                    tab && e->type == 'h' &&
+                    ((!strncmp(e->k, cpre, strlen(cpre)) && tab[-1] == '}' &&
+                      counting_field(f)) ||
+                     (!strncmp(e->k, kpre, strlen(kpre)) && kpi_field(f)));
                 if (relevant &&
                     (c != 0 || !num_equal(ref_s->e[i].v, got->e[j].v))) {
                         if (shown++ < 12)
@@ -209,9 +220,11 @@ static int check_counting(const fx_snap_t *ref_s, const fx_snap_t *got,
                         j++;
         }
         if (nd)
-                fx_fail(res, "exactly-once broken: %d per-customer counts, "
+                fx_fail(res,
+                        "exactly-once broken: %d per-customer counts, "
                         "sums, offsets or KPI counts differ from the "
-                        "reference", nd);
+                        "reference",
+                        nd);
         else
                 printf("  exactly-once: every per-customer count, sum and "
                        "offset and every KPI event count and sum equal to "
@@ -222,7 +235,10 @@ static int check_counting(const fx_snap_t *ref_s, const fx_snap_t *got,
 /* loy:{agg}:seg must count the customers by their segment_name. */
 static int check_seg(const fx_snap_t *s, fx_result_t *res) {
         char cpre[32], seg[32];
-        struct { char name[32]; long hash, count; } t[16];
+        struct {
+                char name[32];
+                long hash, count;
+        } t[16];
         int nt = 0, bad = 0;
         snprintf(cpre, sizeof(cpre), "%s:c:{", NS);
         snprintf(seg, sizeof(seg), "%s:" LOY_KEY_SEG "\t", NS);
@@ -232,8 +248,8 @@ static int check_seg(const fx_snap_t *s, fx_result_t *res) {
                 int from_hash;
                 if (!tab)
                         continue;
-                from_hash = !strncmp(k, cpre, strlen(cpre)) &&
-                            tab[-1] == '}' && !strcmp(tab + 1, "segment_name");
+                from_hash = !strncmp(k, cpre, strlen(cpre)) && tab[-1] == '}' &&
+                            !strcmp(tab + 1, "segment_name");
                 if (!from_hash && strncmp(k, seg, strlen(seg)))
                         continue;
                 name = from_hash ? s->e[i].v : tab + 1;
@@ -256,29 +272,31 @@ static int check_seg(const fx_snap_t *s, fx_result_t *res) {
                         if (!bad++)
                                 printf("  %s:" LOY_KEY_SEG " vs customers' "
                                        "segment_name (seg count / "
-                                       "customers):\n", NS);
+                                       "customers):\n",
+                                       NS);
                         printf("    %-16s %ld / %ld\n", t[j].name, t[j].count,
                                t[j].hash);
                 }
         if (bad)
-                fx_fail(res, "%s:" LOY_KEY_SEG " disagrees with the "
-                        "customer hashes in %d segments", NS, bad);
+                fx_fail(res,
+                        "%s:" LOY_KEY_SEG " disagrees with the "
+                        "customer hashes in %d segments",
+                        NS, bad);
         return bad;
 }
 
 /* Silent customers are not forgotten: once everything is consumed and the
  * processes idle, no timer may stay due at or before the event-time clock
  * they published (loy:stats clock_ms). Returns the number overdue. */
-static int check_timers(const fx_snap_t *s, const fx_env_t *e,
-                        const char *who, fx_result_t *res) {
+static int check_timers(const fx_snap_t *s, const fx_env_t *e, const char *who,
+                        fx_result_t *res) {
         char pre[32];
         double clock = fx_env_stat(e, NS, "clock_ms");
         int overdue = 0, total = 0;
         const char *ex = NULL;
         snprintf(pre, sizeof(pre), "%s:timers:", NS);
         for (int i = 0; i < s->n; i++) {
-                if (s->e[i].type != 'z' ||
-                    strncmp(s->e[i].k, pre, strlen(pre)))
+                if (s->e[i].type != 'z' || strncmp(s->e[i].k, pre, strlen(pre)))
                         continue;
                 total++;
                 if (atof(s->e[i].v) <= clock) {
@@ -289,8 +307,8 @@ static int check_timers(const fx_snap_t *s, const fx_env_t *e,
         }
         if (overdue) {
                 printf("  %s: %d of %d timers due at or before clock_ms "
-                       "%.0f are still waiting (e.g. %s)\n", who, overdue,
-                       total, clock, ex);
+                       "%.0f are still waiting (e.g. %s)\n",
+                       who, overdue, total, clock, ex);
                 if (res)
                         fx_fail(res, "%d due timers not fired once settled",
                                 overdue);
@@ -315,15 +333,14 @@ static void compare_with_ref(fx_env_t *e, fx_result_t *res) {
                "entries); events counted %.0f (reference %.0f)\n",
                got.keys, got.n, ref.snap.keys, ref.snap.n,
                fx_snap_sum(&got, NS, "orders") +
-                       fx_snap_sum(&got, NS, "returns"),
+                   fx_snap_sum(&got, NS, "returns"),
                ref.events);
         check_counting(&ref.snap, &got, res);
         check_seg(&got, res);
         check_timers(&got, e, "this run", res);
         nd = fx_snap_diff(&ref.snap, &got, NS, 12);
         if (nd)
-                fx_fail(res, "%d state entries differ from the reference",
-                        nd);
+                fx_fail(res, "%d state entries differ from the reference", nd);
         outbox = fx_env_outbox(e, NS);
         if (outbox != 0)
                 fx_fail(res, "outbox not empty at the end: %ld", outbox);
@@ -350,12 +367,13 @@ static int reference(void) {
         if (fx_data_load(&ref.data, path, opt.events) != 0)
                 return -1;
         printf("reference: %d messages of %s (%d purchases, %d returns, "
-               "%d forget requests)\n", ref.data.n, path,
-               ref.data.purchases, ref.data.returns, ref.data.forgets);
+               "%d forget requests)\n",
+               ref.data.n, path, ref.data.purchases, ref.data.returns,
+               ref.data.forgets);
         fflush(stdout);
         if (env_open(&e, &res, "reference", 1, 0, NULL) != 0 ||
-            fx_data_produce(e.kafka, "purchases", &ref.data, 0,
-                            ref.data.n) != 0) {
+            fx_data_produce(e.kafka, "purchases", &ref.data, 0, ref.data.n) !=
+                0) {
                 env_close(&e);
                 return -1;
         }
@@ -390,8 +408,8 @@ static int reference(void) {
 static void sc_clean2(fx_result_t *res) {
         fx_env_t e;
         if (env_open(&e, res, "clean2", 1, 0, NULL) != 0 ||
-            fx_data_produce(e.kafka, "purchases", &ref.data, 0,
-                            ref.data.n) != 0) {
+            fx_data_produce(e.kafka, "purchases", &ref.data, 0, ref.data.n) !=
+                0) {
                 fx_fail(res, "setup failed");
                 env_close(&e);
                 return;
@@ -440,16 +458,15 @@ static void agg_twice(fx_env_t *e, int k, int *produced, int to) {
                             first) == 0)
                 *produced = first;
         died = die_after_aggregates(e);
-        if (*produced < to &&
-            fx_data_produce(e->kafka, "purchases", &ref.data, *produced,
-                            to) == 0)
+        if (*produced < to && fx_data_produce(e->kafka, "purchases", &ref.data,
+                                              *produced, to) == 0)
                 *produced = to;
         if (died)
                 died += die_after_aggregates(e);
         if (died < 2)
                 printf("  kill %d: %s: died there %d of 2 times (no batch "
-                       "with aggregates to die in)\n", k,
-                       kmode[K_AGG_TWICE], died);
+                       "with aggregates to die in)\n",
+                       k, kmode[K_AGG_TWICE], died);
         fx_kill9(e, 0);
 }
 
@@ -477,8 +494,7 @@ static void sc_kill9(fx_result_t *res, fx_rng_t *rng) {
                 env_close(&e);
                 return;
         }
-        printf("  %d kills, %d events fed in slices of %d\n", kills, n,
-               chunk);
+        printf("  %d kills, %d events fed in slices of %d\n", kills, n, chunk);
         for (int k = 0; k < kills; k++) {
                 int mode = (int)fx_rng_range(rng, 0, K__COUNT - 1);
                 int to = produced + chunk;
@@ -494,8 +510,8 @@ static void sc_kill9(fx_result_t *res, fx_rng_t *rng) {
                         continue;
                 }
                 if (produced < to &&
-                    fx_data_produce(e.kafka, "purchases", &ref.data,
-                                    produced, to) == 0)
+                    fx_data_produce(e.kafka, "purchases", &ref.data, produced,
+                                    to) == 0)
                         produced = to;
                 in0 = fx_stat(e.redis->port, NS, "events_in");
                 t0 = fx_stat(e.redis->port, NS, "timers_fired");
@@ -529,7 +545,8 @@ static void sc_kill9(fx_result_t *res, fx_rng_t *rng) {
                                         if (!WIFEXITED(st) ||
                                             WEXITSTATUS(st) != 0) {
                                                 e.crashes++;
-                                                fx_fail(res, "loyaltyd #%d "
+                                                fx_fail(res,
+                                                        "loyaltyd #%d "
                                                         "exit after SIGTERM: "
                                                         "status 0x%x",
                                                         e.procs[0].seq, st);
@@ -562,22 +579,23 @@ enum { R_KILL, R_OOM, R_READONLY, R_MISCONF, R_SLOW };
 static const char *const rname[] = {"kill-9", "OOM", "READONLY", "MISCONF",
                                     "DEBUG SLEEP"};
 static const char *const redis_debug_args[] = {
-        "--enable-debug-command", "local", "--enable-protected-configs",
-        "local", NULL};
+    "--enable-debug-command", "local", "--enable-protected-configs", "local",
+    NULL};
 
 /* A write from outside during a window: did the window take effect? */
 static void probe_write(fx_env_t *e, const char *want) {
         char *r = fx_redis(e->redis->port, "SET loy-faults-probe 1");
         if (!r || !strstr(r, want))
                 printf("    (window check: a write answered '%.60s', "
-                       "expected %s)\n", r ? r : "(no answer)", want);
+                       "expected %s)\n",
+                       r ? r : "(no answer)", want);
         free(r);
 }
 
 /* The next slice of events goes in while the fault is on. */
 static void feed(fx_env_t *e, int *produced, int to) {
-        if (fx_data_produce(e->kafka, "purchases", &ref.data, *produced,
-                            to) == 0)
+        if (fx_data_produce(e->kafka, "purchases", &ref.data, *produced, to) ==
+            0)
                 *produced = to;
         else
                 fx_fail(e->res, "could not produce events %d..%d", *produced,
@@ -620,7 +638,7 @@ static void redis_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                 mkdir(dir, 0755);
                 d0 = fx_redis(port, "CONFIG SET dir %s", dir);
                 free(d0);
-                rmdir(dir);  /* the snapshot cannot be written any more */
+                rmdir(dir); /* the snapshot cannot be written any more */
                 free(fx_redis(port, "CONFIG SET save %s", "3600 1"));
                 free(fx_redis(port, "BGSAVE"));
                 fx_sleep_ms(300);
@@ -668,8 +686,9 @@ static void sc_redis(fx_result_t *res, fx_rng_t *rng) {
                 return;
         }
         for (int i = 0; i < nf; i++)
-                plan[i] = i < kills ? R_KILL : i < kills + 3 ?
-                          R_OOM + (i - kills) : R_SLOW;
+                plan[i] = i < kills       ? R_KILL
+                          : i < kills + 3 ? R_OOM + (i - kills)
+                                          : R_SLOW;
         for (int i = nf - 1; i > 0; i--) {
                 int j = (int)fx_rng_range(rng, 0, i), t = plan[i];
                 plan[i] = plan[j];
@@ -679,8 +698,8 @@ static void sc_redis(fx_result_t *res, fx_rng_t *rng) {
         fx_spawn(&e, 0);
         for (int i = 0; i < nf; i++) {
                 int to = produced + chunk > n ? n : produced + chunk;
-                fx_sleep_ms((int)fx_rng_range(rng, 200, opt.quick ? 500 :
-                                                                   1000));
+                fx_sleep_ms(
+                    (int)fx_rng_range(rng, 200, opt.quick ? 500 : 1000));
                 printf("  fault %d/%d: %s\n", i + 1, nf, rname[plan[i]]);
                 fflush(stdout);
                 redis_fault(&e, plan[i], rng, &produced, to);
@@ -691,7 +710,8 @@ static void sc_redis(fx_result_t *res, fx_rng_t *rng) {
         /* no restart: processing must resume by itself */
         if (settle(&e, opt.settle_s, 0) == 0)
                 printf("  resumed and caught up %.1f s after the last "
-                       "fault\n", (fx_now_ms() - t_end) / 1000.0);
+                       "fault\n",
+                       (fx_now_ms() - t_end) / 1000.0);
         compare_with_ref(&e, res);
         free(plan);
         env_close(&e);
@@ -699,13 +719,30 @@ static void sc_redis(fx_result_t *res, fx_rng_t *rng) {
 
 /* --------------------------------------------------------------- kafka */
 
-enum { F_BROKER, F_FETCH, F_PRODUCE, F_COMMIT, F_RTT, F_ADD, F_KILL,
-       F_FREEZE, F_THAW_TERM, F_FREEZE_AGG, F__COUNT };
+enum {
+        F_BROKER,
+        F_FETCH,
+        F_PRODUCE,
+        F_COMMIT,
+        F_RTT,
+        F_ADD,
+        F_KILL,
+        F_FREEZE,
+        F_THAW_TERM,
+        F_FREEZE_AGG,
+        F__COUNT
+};
 static const char *const fname[] = {
-        "broker down/up", "Fetch errors", "Produce errors",
-        "OffsetCommit errors", "RTT", "member added", "member kill -9",
-        "member frozen (SIGSTOP)", "member frozen, SIGTERM as it wakes",
-        "member frozen between its aggregates and its customers"};
+    "broker down/up",
+    "Fetch errors",
+    "Produce errors",
+    "OffsetCommit errors",
+    "RTT",
+    "member added",
+    "member kill -9",
+    "member frozen (SIGSTOP)",
+    "member frozen, SIGTERM as it wakes",
+    "member frozen between its aggregates and its customers"};
 
 static int frozen_after_agg; /* F_FREEZE_AGG faults that hit their moment */
 
@@ -742,9 +779,8 @@ static int pick_alive(fx_env_t *e, fx_rng_t *rng) {
 /* Enqueues the next slice without waiting for its delivery (a broker may
  * be down right now); kafka_fault flushes after the fault. */
 static void enqueue(fx_env_t *e, int *produced, int to) {
-        if (*produced < to &&
-            fx_data_enqueue(e->kafka, "purchases", &ref.data, *produced,
-                            to) == 0)
+        if (*produced < to && fx_data_enqueue(e->kafka, "purchases", &ref.data,
+                                              *produced, to) == 0)
                 *produced = to;
 }
 
@@ -766,42 +802,41 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                 break;
         case F_FETCH:
                 rd_kafka_mock_push_request_errors(
-                        mc, 1 /* Fetch */, 6,
-                        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                        RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-                        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                        RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE,
-                        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+                    mc, 1 /* Fetch */, 6,
+                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                    RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE,
+                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
                 enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 break;
         case F_PRODUCE:
                 rd_kafka_mock_push_request_errors(
-                        mc, 0 /* Produce */, 5,
-                        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-                        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+                    mc, 0 /* Produce */, 5,
+                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
                 enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 break;
         case F_COMMIT:
                 rd_kafka_mock_push_request_errors(
-                        mc, 8 /* OffsetCommit */, 5,
-                        RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
-                        RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
-                        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                        RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
-                        RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+                    mc, 8 /* OffsetCommit */, 5,
+                    RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                    RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                    RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                    RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
                 enqueue(e, produced, to);
                 fx_sleep_ms(ms);
                 break;
         case F_RTT: {
                 int rtt = (int)fx_rng_range(rng, 200, 1000);
-                printf("    broker %d RTT %d ms for %d ms\n", (int)b, rtt,
-                       ms);
+                printf("    broker %d RTT %d ms for %d ms\n", (int)b, rtt, ms);
                 rd_kafka_mock_broker_set_rtt(mc, b, rtt);
                 enqueue(e, produced, to);
                 fx_sleep_ms(ms);
@@ -831,10 +866,11 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
         case F_FREEZE:
                 slot = pick_alive(e, rng);
                 if (slot >= 0) {
-                        int fr = 3000 + (int)fx_rng_range(rng, opt.quick ? 500 : 1000,
-                                                          opt.quick ? 1000 : 3000);
-                        printf("    member in slot %d frozen for %d ms\n",
-                               slot, fr);
+                        int fr = 3000 +
+                                 (int)fx_rng_range(rng, opt.quick ? 500 : 1000,
+                                                   opt.quick ? 1000 : 3000);
+                        printf("    member in slot %d frozen for %d ms\n", slot,
+                               fr);
                         kill(e->procs[slot].pid, SIGSTOP);
                         e->procs[slot].stopped = 1;
                         enqueue(e, produced, to);
@@ -857,8 +893,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                          * rebalance that gives its partitions to the
                          * other member, which then writes them */
                         int fr = 3000 + (int)fx_rng_range(rng, 5000, 7000);
-                        snprintf(fp, sizeof(fp), "stop-after-aggregates:%d",
-                                 k);
+                        snprintf(fp, sizeof(fp), "stop-after-aggregates:%d", k);
                         fx_term(e, slot, 30000);
                         e->procs[slot].failpoint = fp;
                         fx_spawn(e, slot);
@@ -868,12 +903,14 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                          * leave this one no batch to stop in */
                         if (!fx_log_wait(e, slot, "proc: assigned ", 20000))
                                 printf("    member in slot %d got no "
-                                       "partitions within 20 s\n", slot);
+                                       "partitions within 20 s\n",
+                                       slot);
                         enqueue(e, produced, to);
                         if (!wait_stopped(e->procs[slot].pid, 30000)) {
                                 printf("    member in slot %d did not reach "
                                        "batch %d; restarted without the "
-                                       "failpoint\n", slot, k);
+                                       "failpoint\n",
+                                       slot, k);
                                 /* still armed, it would stop itself
                                  * during a later fault (seed 105897542:
                                  * under fault 10's SIGTERM, which it then
@@ -886,7 +923,8 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                         frozen_after_agg++;
                         printf("    member in slot %d stopped itself after "
                                "the aggregates of batch %d; woken after "
-                               "%d ms\n", slot, k, fr);
+                               "%d ms\n",
+                               slot, k, fr);
                         fx_sleep_ms(fr);
                         kill(e->procs[slot].pid, SIGCONT);
                         e->procs[slot].stopped = 0;
@@ -906,8 +944,8 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                          * fail and it rejoins */
                         int after = (int)fx_rng_range(rng, 0, 400);
                         printf("    member in slot %d frozen for %d ms, "
-                               "SIGTERM %d ms after it wakes\n", slot, fr,
-                               after);
+                               "SIGTERM %d ms after it wakes\n",
+                               slot, fr, after);
                         kill(e->procs[slot].pid, SIGSTOP);
                         e->procs[slot].stopped = 1;
                         enqueue(e, produced, to);
@@ -920,7 +958,7 @@ static void kafka_fault(fx_env_t *e, int kind, fx_rng_t *rng, int *produced,
                 }
                 break;
         }
-        enqueue(e, produced, to);  /* when the fault found no member */
+        enqueue(e, produced, to); /* when the fault found no member */
         /* the delivery of the slice, after the fault */
         if (fx_data_flush(e->kafka, 120000) != 0)
                 fx_fail(e->res, "events %d..%d not all delivered", *produced,
@@ -942,8 +980,9 @@ static int group_open(fx_env_t *e, fx_result_t *res, const char *tag) {
 
 static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
         fx_env_t e;
-        int rounds = opt.iterations ? opt.iterations :
-                     opt.quick ? F__COUNT : 3 * F__COUNT;
+        int rounds = opt.iterations ? opt.iterations
+                     : opt.quick    ? F__COUNT
+                                    : 3 * F__COUNT;
         int n = ref.data.n, produced = 0, chunk = (n + rounds) / (rounds + 1);
         int64_t t_end;
         if (group_open(&e, res, "kafka"))
@@ -962,8 +1001,8 @@ static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
                                 order[r] = t;
                         }
                 }
-                fx_sleep_ms((int)fx_rng_range(rng, 200, opt.quick ? 500 :
-                                                                   1000));
+                fx_sleep_ms(
+                    (int)fx_rng_range(rng, 200, opt.quick ? 500 : 1000));
                 printf("  fault %d/%d: %s\n", i + 1, rounds,
                        fname[order[i % F__COUNT]]);
                 fflush(stdout);
@@ -998,10 +1037,11 @@ static void sc_kafka(fx_result_t *res, fx_rng_t *rng) {
                                        "moment this run\n");
                         else
                                 fx_fail(res, "no member stopped between its "
-                                        "aggregates and its customers");
+                                             "aggregates and its customers");
                 }
                 if (frozen_after_agg && closed < 1)
-                        fx_fail(res, "a member was frozen with its "
+                        fx_fail(res,
+                                "a member was frozen with its "
                                 "aggregates in, but no take-over closed its "
                                 "connections");
         }
@@ -1073,11 +1113,11 @@ static int hx_produce(tu_kafka_t *k, hx_corpus_t *c, fx_result_t *res) {
                 rd_kafka_resp_err_t err;
                 do {
                         err = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(IN_TOPICS[m->topic]),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_KEY(m->key, m->key ? m->klen : 0),
-                                RD_KAFKA_V_VALUE(m->val, m->len),
-                                RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+                            rk, RD_KAFKA_V_TOPIC(IN_TOPICS[m->topic]),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(m->key, m->key ? m->klen : 0),
+                            RD_KAFKA_V_VALUE(m->val, m->len),
+                            RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
                         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                 rd_kafka_poll(rk, 50);
                 } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
@@ -1097,14 +1137,15 @@ static int hx_produce(tu_kafka_t *k, hx_corpus_t *c, fx_result_t *res) {
         rd_kafka_destroy(rk);
         if (failed)
                 printf("  note: %d messages not accepted by the mock broker "
-                       "(left out of the checks)\n", failed);
+                       "(left out of the checks)\n",
+                       failed);
         (void)res;
         return 0;
 }
 
 struct dl_ctx {
         hx_corpus_t *c;
-        int *dl;                /* per message */
+        int *dl; /* per message */
         char **reason;
         int unknown, noreason, changed, truncated, total;
 };
@@ -1144,8 +1185,7 @@ static void on_dl(const char *key, const void *val, size_t len,
                         hx_msg_t *m = &d->c->m[i];
                         if (m->delivered == 1 &&
                             !strcmp(IN_TOPICS[m->topic], t) &&
-                            m->partition == atoi(p) &&
-                            m->offset == atoll(o)) {
+                            m->partition == atoi(p) && m->offset == atoll(o)) {
                                 found = i;
                                 break;
                         }
@@ -1156,8 +1196,7 @@ static void on_dl(const char *key, const void *val, size_t len,
                 return;
         }
         d->dl[found]++;
-        if (!hdr(headers, "loy.reason", reason, sizeof(reason)) ||
-            !reason[0])
+        if (!hdr(headers, "loy.reason", reason, sizeof(reason)) || !reason[0])
                 d->noreason++;
         else if (!d->reason[found])
                 d->reason[found] = strdup(reason);
@@ -1196,8 +1235,8 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
 
         memset(&ev, 0, sizeof(ev));
         if (hx_generate(&c, fx_rng_next(rng), ngood, nbad,
-                        opt.quick ? big_quick : big_full) != 0 || !codec ||
-            env_open(&e, res, "hostile", 1, 0, NULL) != 0) {
+                        opt.quick ? big_quick : big_full) != 0 ||
+            !codec || env_open(&e, res, "hostile", 1, 0, NULL) != 0) {
                 fx_fail(res, "setup failed");
                 env_close(&e);
                 return;
@@ -1218,12 +1257,14 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                         continue;
                 total++;
                 if (m->verdict == HX_AMBIG)
-                        m->verdict = loy_codec_decode(
-                                codec, m->val, m->len,
-                                m->topic ? LOY_EV_BROWSE : LOY_EV_PURCHASE,
-                                (int64_t)time(NULL) * 1000, &ev, err,
-                                sizeof(err)) == 0 ?
-                                HX_AMBIG : HX_BAD;
+                        m->verdict =
+                            loy_codec_decode(codec, m->val, m->len,
+                                             m->topic ? LOY_EV_BROWSE
+                                                      : LOY_EV_PURCHASE,
+                                             (int64_t)time(NULL) * 1000, &ev,
+                                             err, sizeof(err)) == 0
+                                ? HX_AMBIG
+                                : HX_BAD;
                 if (m->verdict == HX_BAD)
                         expect_dl++;
                 else
@@ -1238,46 +1279,46 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                 if (m->delivered != 1)
                         continue;
                 if (m->verdict == HX_BAD && d.dl[i] == 0) {
-                        int64_t cm = fx_committed(e.kafka, GROUP,
-                                                  IN_TOPICS[m->topic],
-                                                  m->partition);
+                        int64_t cm = fx_committed(
+                            e.kafka, GROUP, IN_TOPICS[m->topic], m->partition);
                         int behind = cm >= 0 && m->offset > cm;
                         if (behind)
                                 bad_unread++;
                         if (bad_missed++ < 12)
-                                printf("    not dead-lettered: #%d %s, %zu "
-                                       "bytes, %s[%d]@%lld%s\n", i, m->cls,
-                                       m->len, IN_TOPICS[m->topic],
-                                       (int)m->partition,
-                                       (long long)m->offset,
-                                       behind ? " (behind the partition's "
-                                       "committed offset: never processed)"
-                                              : cm == m->offset ?
-                                       " (the partition is stuck here)" :
-                                       " (consumed and passed as valid)");
+                                printf(
+                                    "    not dead-lettered: #%d %s, %zu "
+                                    "bytes, %s[%d]@%lld%s\n",
+                                    i, m->cls, m->len, IN_TOPICS[m->topic],
+                                    (int)m->partition, (long long)m->offset,
+                                    behind
+                                        ? " (behind the partition's "
+                                          "committed offset: never processed)"
+                                    : cm == m->offset
+                                        ? " (the partition is stuck here)"
+                                        : " (consumed and passed as valid)");
                 } else if (m->verdict == HX_BAD && d.dl[i] > 1) {
                         if (bad_twice++ < 8)
                                 printf("    dead-lettered %d times: #%d %s, "
-                                       "%s[%d]@%lld\n", d.dl[i], i, m->cls,
-                                       IN_TOPICS[m->topic],
-                                       (int)m->partition,
-                                       (long long)m->offset);
+                                       "%s[%d]@%lld\n",
+                                       d.dl[i], i, m->cls, IN_TOPICS[m->topic],
+                                       (int)m->partition, (long long)m->offset);
                 } else if (m->verdict == HX_GOOD && d.dl[i]) {
                         if (good_dl++ < 10)
                                 printf("    good event dead-lettered: #%d "
-                                       "%s: %s\n", i, m->cls,
+                                       "%s: %s\n",
+                                       i, m->cls,
                                        d.reason[i] ? d.reason[i] : "?");
                 } else if (m->verdict == HX_AMBIG && d.dl[i]) {
                         if (ambig_wrong++ < 10)
                                 printf("    decodable mutation "
-                                       "dead-lettered: #%d %s: %s\n", i,
-                                       m->cls,
+                                       "dead-lettered: #%d %s: %s\n",
+                                       i, m->cls,
                                        d.reason[i] ? d.reason[i] : "?");
                 }
         }
         /* per class: expected dead letters, and what happened to them */
-        printf("  %-22s %6s %6s %6s %6s %6s %6s\n", "class", "msgs",
-               "bad", "dl=1", "dl>1", "passed", "unread");
+        printf("  %-22s %6s %6s %6s %6s %6s %6s\n", "class", "msgs", "bad",
+               "dl=1", "dl>1", "passed", "unread");
         for (int i = 0; i < c.n; i++) {
                 int seen = 0, nm = 0, nb = 0, d1 = 0, d2 = 0, pass = 0;
                 int unread = 0;
@@ -1308,8 +1349,8 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                                         pass++;
                         }
                 }
-                printf("  %-22s %6d %6d %6d %6d %6d %6d\n", c.m[i].cls, nm,
-                       nb, d1, d2, pass, unread);
+                printf("  %-22s %6d %6d %6d %6d %6d %6d\n", c.m[i].cls, nm, nb,
+                       d1, d2, pass, unread);
         }
         printf("  (bad: expected dead-lettered; passed: consumed, not "
                "dead-lettered; unread: at or past the committed offset)\n");
@@ -1333,9 +1374,10 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                d.total, expect_dl, d.noreason, d.changed, d.truncated,
                d.unknown);
         if (bad_missed)
-                fx_fail(res, "%d bad messages not dead-lettered (%d of them "
-                        "behind a stuck partition position)", bad_missed,
-                        bad_unread);
+                fx_fail(res,
+                        "%d bad messages not dead-lettered (%d of them "
+                        "behind a stuck partition position)",
+                        bad_missed, bad_unread);
         if (bad_twice)
                 fx_fail(res, "%d bad messages dead-lettered more than once",
                         bad_twice);
@@ -1345,15 +1387,15 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                 fx_fail(res, "%d decodable mutations dead-lettered",
                         ambig_wrong);
         if (d.noreason || d.changed || d.unknown)
-                fx_fail(res, "dead letters without reason / changed / of "
-                        "unknown origin: %d / %d / %d", d.noreason,
-                        d.changed, d.unknown);
+                fx_fail(res,
+                        "dead letters without reason / changed / of "
+                        "unknown origin: %d / %d / %d",
+                        d.noreason, d.changed, d.unknown);
 
         /* every good event applied, per test customer */
         if (fx_snap_take(e.redis->port, NS, &s) == 0) {
-                static const char *const bf[5] = {"views", "carts",
-                                                  "cart_removes", "searches",
-                                                  "wishlists"};
+                static const char *const bf[5] = {
+                    "views", "carts", "cart_removes", "searches", "wishlists"};
                 for (int i = 0; i < HX_CUSTOMERS; i++) {
                         char key[128];
                         double want[6], got[6];
@@ -1372,7 +1414,8 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                                                 got[f] = atof(s.e[j].v);
                                 if (got[f] != want[f] && cust_wrong++ < 10)
                                         printf("    %s %s: want %.0f got "
-                                               "%.0f\n", key,
+                                               "%.0f\n",
+                                               key,
                                                f == 0 ? "orders" : bf[f - 1],
                                                want[f], got[f]);
                         }
@@ -1389,11 +1432,11 @@ static void sc_hostile(fx_result_t *res, fx_rng_t *rng) {
                 printf("  stats: events_in %.0f (produced %lld), "
                        "events_applied %.0f (expected %d), dead_lettered "
                        "%.0f (expected %d)\n",
-                       in, (long long)total, ap, expect_applied, dl,
-                       expect_dl);
+                       in, (long long)total, ap, expect_applied, dl, expect_dl);
                 if (in != (double)total || ap != expect_applied ||
                     dl != expect_dl || in != ap + dl)
-                        fx_fail(res, "in = applied + dead-lettered does not "
+                        fx_fail(res,
+                                "in = applied + dead-lettered does not "
                                 "hold: %.0f != %.0f + %.0f (produced %lld)",
                                 in, ap, dl, (long long)total);
         }
@@ -1459,8 +1502,7 @@ static void sc_cluster(fx_result_t *res, fx_rng_t *rng) {
         for (int m = 0; m < nmove; m++) {
                 from[m] = tu_cluster_owner(&c, 0, slot[m]);
                 to[m] = (from[m] + 1 + (int)fx_rng_range(rng, 0, 1)) % c.n;
-                printf("  slot %u: master %d -> %d\n", slot[m], from[m],
-                       to[m]);
+                printf("  slot %u: master %d -> %d\n", slot[m], from[m], to[m]);
         }
         fflush(stdout);
 
@@ -1494,10 +1536,9 @@ static void sc_cluster(fx_result_t *res, fx_rng_t *rng) {
         printf("  %d keys migrated while input was fed\n", keys_moved);
         for (int m = 0; m < nmove; m++)
                 if (tu_cluster_migrate_keys(&c, slot[m], from[m], to[m], 0) <
-                            0 ||
+                        0 ||
                     tu_cluster_migrate_end(&c, slot[m], from[m], to[m]))
-                        fx_fail(res, "slot %u: migration did not end",
-                                slot[m]);
+                        fx_fail(res, "slot %u: migration did not end", slot[m]);
         /* the rest meets MOVED until the processes read the map again */
         feed(&e, &produced, n);
         settle(&e, opt.settle_s, 1);
@@ -1508,7 +1549,8 @@ static void sc_cluster(fx_result_t *res, fx_rng_t *rng) {
                        failed = fx_env_stat(&e, NS, "redis_failures");
                 printf("  loyaltyd followed %.0f MOVED and %.0f ASK; %.0f "
                        "command groups refused (TRYAGAIN), %.0f batches "
-                       "done again\n", moved, ask, refused, failed);
+                       "done again\n",
+                       moved, ask, refused, failed);
                 /* the slots moved under traffic, or the scenario tested
                  * nothing */
                 if (moved < 1)
@@ -1539,34 +1581,34 @@ static void run_clean2(fx_result_t *res, fx_rng_t *rng) {
 }
 
 static const scenario_t scenarios[] = {
-        {"clean2", run_clean2, 1}, {"kill9", sc_kill9, 1},
-        {"redis", sc_redis, 1},    {"kafka", sc_kafka, 1},
-        {"hostile", sc_hostile, 0}, {"cluster", sc_cluster, 1},
-        {"thaw", sc_thaw, 1},
+    {"clean2", run_clean2, 1},  {"kill9", sc_kill9, 1},
+    {"redis", sc_redis, 1},     {"kafka", sc_kafka, 1},
+    {"hostile", sc_hostile, 0}, {"cluster", sc_cluster, 1},
+    {"thaw", sc_thaw, 1},
 };
 #define NSCEN ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 
 static void usage(FILE *fp) {
-        fprintf(fp,
-                "usage: loy_faults [--quick] [--seed N] [--iterations N] "
-                "[--events N]\n"
-                "                  [--bin PATH] [--data PATH] [--keep] "
-                "[SCENARIO ...]\n"
-                "scenarios: clean2 kill9 redis kafka hostile cluster thaw (default: "
-                "all)\n");
+        fprintf(fp, "usage: loy_faults [--quick] [--seed N] [--iterations N] "
+                    "[--events N]\n"
+                    "                  [--bin PATH] [--data PATH] [--keep] "
+                    "[SCENARIO ...]\n"
+                    "scenarios: clean2 kill9 redis kafka hostile cluster thaw "
+                    "(default: "
+                    "all)\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option lo[] = {
-                {"quick", no_argument, NULL, 'q'},
-                {"seed", required_argument, NULL, 's'},
-                {"iterations", required_argument, NULL, 'i'},
-                {"events", required_argument, NULL, 'e'},
-                {"bin", required_argument, NULL, 'b'},
-                {"data", required_argument, NULL, 'd'},
-                {"keep", no_argument, NULL, 'k'},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0}};
+            {"quick", no_argument, NULL, 'q'},
+            {"seed", required_argument, NULL, 's'},
+            {"iterations", required_argument, NULL, 'i'},
+            {"events", required_argument, NULL, 'e'},
+            {"bin", required_argument, NULL, 'b'},
+            {"data", required_argument, NULL, 'd'},
+            {"keep", no_argument, NULL, 'k'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0}};
         int c, want[NSCEN] = {0}, any = 0, failed = 0, seeded = 0;
         int64_t t0 = fx_now_ms();
         static char bin[1024], data[1024], conf[1024];
@@ -1575,18 +1617,34 @@ int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         while ((c = getopt_long(argc, argv, "qs:i:e:b:d:kh", lo, NULL)) != -1)
                 switch (c) {
-                case 'q': opt.quick = 1; break;
+                case 'q':
+                        opt.quick = 1;
+                        break;
                 case 's':
                         opt.seed = strtoull(optarg, NULL, 0);
                         seeded = 1;
                         break;
-                case 'i': opt.iterations = atoi(optarg); break;
-                case 'e': opt.events = atoi(optarg); break;
-                case 'b': opt.bin = optarg; break;
-                case 'd': opt.data = optarg; break;
-                case 'k': opt.keep = 1; break;
-                case 'h': usage(stdout); return 0;
-                default: usage(stderr); return 2;
+                case 'i':
+                        opt.iterations = atoi(optarg);
+                        break;
+                case 'e':
+                        opt.events = atoi(optarg);
+                        break;
+                case 'b':
+                        opt.bin = optarg;
+                        break;
+                case 'd':
+                        opt.data = optarg;
+                        break;
+                case 'k':
+                        opt.keep = 1;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
                 }
         for (int i = optind; i < argc; i++) {
                 int j;
@@ -1601,7 +1659,7 @@ int main(int argc, char **argv) {
                 }
                 want[j] = any = 1;
         }
-        if (!any)  /* --quick leaves out clean2 and thaw unless named */
+        if (!any) /* --quick leaves out clean2 and thaw unless named */
                 for (int j = 0; j < NSCEN; j++)
                         want[j] = !(opt.quick &&
                                     (!strcmp(scenarios[j].name, "clean2") ||
@@ -1615,8 +1673,8 @@ int main(int argc, char **argv) {
         }
         if (!opt.bin) {
                 snprintf(bin, sizeof(bin), "%s/loyaltyd",
-                         getenv("LOY_BUILD_DIR") ? getenv("LOY_BUILD_DIR") :
-                                                   LOY_FAULTS_BUILD_DIR);
+                         getenv("LOY_BUILD_DIR") ? getenv("LOY_BUILD_DIR")
+                                                 : LOY_FAULTS_BUILD_DIR);
                 opt.bin = bin;
         }
         if (!opt.data) {
@@ -1624,14 +1682,17 @@ int main(int argc, char **argv) {
                          tu_src_path("../shared/data/online_retail.csv.gz"));
                 opt.data = data;
         }
-        snprintf(conf, sizeof(conf), "%s", tu_src_path("tests/data/faults.conf"));
+        snprintf(conf, sizeof(conf), "%s",
+                 tu_src_path("tests/data/faults.conf"));
         opt.conf = conf;
         if (!opt.events && opt.quick)
                 opt.events = 2000;
         opt.settle_s = opt.quick ? 20 : 180;
         if (access(opt.bin, X_OK) != 0) {
-                fprintf(stderr, "loy_faults: %s is not executable (build "
-                        "first)\n", opt.bin);
+                fprintf(stderr,
+                        "loy_faults: %s is not executable (build "
+                        "first)\n",
+                        opt.bin);
                 return 2;
         }
         snprintf(opt.logdir, sizeof(opt.logdir), "/tmp/loy-faults-%ld",

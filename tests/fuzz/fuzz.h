@@ -9,15 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CHECK(cond, ...)                                                 \
-        do {                                                             \
-                if (!(cond)) {                                           \
-                        fprintf(stderr, "%s:%d: %s: ", __FILE__,         \
-                                __LINE__, #cond);                        \
-                        fprintf(stderr, __VA_ARGS__);                    \
-                        fputc('\n', stderr);                             \
-                        abort();                                         \
-                }                                                        \
+#define CHECK(cond, ...)                                                       \
+        do {                                                                   \
+                if (!(cond)) {                                                 \
+                        fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__,     \
+                                #cond);                                        \
+                        fprintf(stderr, __VA_ARGS__);                          \
+                        fputc('\n', stderr);                                   \
+                        abort();                                               \
+                }                                                              \
         } while (0)
 
 #endif

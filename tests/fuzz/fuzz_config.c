@@ -28,14 +28,14 @@
 #define NAME "etc/fuzz.conf"
 #define ORIGIN "-X"
 
-#define TERMINATED(buf)                                                  \
-        CHECK(memchr((buf), '\0', sizeof(buf)) != NULL,                  \
+#define TERMINATED(buf)                                                        \
+        CHECK(memchr((buf), '\0', sizeof(buf)) != NULL,                        \
               #buf " is not terminated")
 
 static void check_refusal(const char *err, const char *origin) {
         CHECK(err[0], "refused without a message");
         CHECK(!strncmp(err, origin, strlen(origin)) &&
-                      err[strlen(origin)] == ':',
+                  err[strlen(origin)] == ':',
               "message does not start with '%s:': %s", origin, err);
 }
 
@@ -96,25 +96,25 @@ static void check_accepted(const loy_config_t *c) {
                 CHECK(r->nterms >= 1 && r->nterms <= LOY_RULE_TERMS_MAX,
                       "rule %s has %d terms", r->name, r->nterms);
                 for (int t = 0; t < r->nterms; t++)
-                        CHECK(r->terms[t].field, "rule %s term %d", r->name,
-                              t);
+                        CHECK(r->terms[t].field, "rule %s term %d", r->name, t);
                 if (i > 0)
                         CHECK(c->rules.rule[i - 1].priority >= r->priority,
                               "rules not sorted by priority");
                 check_trigger(r);
         }
         loy_feat_init(&cust, "c1");
-        (void)loy_rules_pick(&c->rules, &cust, LOY_ON_EVENT, 1,
-                             1700000000000LL, &c->feat);
-        (void)loy_rules_pick(&c->rules, &cust, LOY_ON_TIMER, 0,
-                             1700000000000LL, &c->feat);
+        (void)loy_rules_pick(&c->rules, &cust, LOY_ON_EVENT, 1, 1700000000000LL,
+                             &c->feat);
+        (void)loy_rules_pick(&c->rules, &cust, LOY_ON_TIMER, 0, 1700000000000LL,
+                             &c->feat);
 }
 
 /* The start of the line "%%" that ends the file part, or NULL. */
 static const uint8_t *find_split(const uint8_t *data, size_t size) {
         for (size_t i = 0; i + 2 <= size; i++)
                 if ((i == 0 || data[i - 1] == '\n') && data[i] == '%' &&
-                    data[i + 1] == '%' && (i + 2 == size || data[i + 2] == '\n'))
+                    data[i + 1] == '%' &&
+                    (i + 2 == size || data[i + 2] == '\n'))
                         return data + i;
         return NULL;
 }
@@ -145,8 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         loy_config_defaults(&conf);
         err[0] = '\0';
-        rc = loy_config_load_buffer(&conf, NAME, (const char *)data, flen,
-                                    err, sizeof(err));
+        rc = loy_config_load_buffer(&conf, NAME, (const char *)data, flen, err,
+                                    sizeof(err));
         if (rc) {
                 CHECK(rc == -1, "returned %d", rc);
                 check_refusal(err, NAME);

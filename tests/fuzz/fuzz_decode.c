@@ -47,17 +47,16 @@ static int same_double(double a, double b) {
         return !memcmp(&a, &b, sizeof(a));
 }
 
-#define SAME_STR(f)                                                      \
-        CHECK(!strcmp(a->f, b->f), "field " #f ": '%s' became '%s'",     \
-              a->f, b->f)
+#define SAME_STR(f)                                                            \
+        CHECK(!strcmp(a->f, b->f), "field " #f ": '%s' became '%s'", a->f, b->f)
 
 static void check_same_event(const loy_event_t *a, const loy_event_t *b) {
         CHECK(a->kind == b->kind, "kind %d became %d", (int)a->kind,
               (int)b->kind);
         SAME_STR(event_id);
         SAME_STR(customer_id);
-        CHECK(a->ts_ms == b->ts_ms, "ts %lld became %lld",
-              (long long)a->ts_ms, (long long)b->ts_ms);
+        CHECK(a->ts_ms == b->ts_ms, "ts %lld became %lld", (long long)a->ts_ms,
+              (long long)b->ts_ms);
         SAME_STR(order_id);
         SAME_STR(currency);
         SAME_STR(channel);
@@ -66,12 +65,11 @@ static void check_same_event(const loy_event_t *a, const loy_event_t *b) {
         for (int i = 0; i < a->nlines; i++) {
                 const loy_line_t *x = &a->lines[i], *y = &b->lines[i];
                 CHECK(!strcmp(x->sku, y->sku), "line %d sku", i);
-                CHECK(!strcmp(x->category, y->category), "line %d category",
-                      i);
+                CHECK(!strcmp(x->category, y->category), "line %d category", i);
                 CHECK(x->quantity == y->quantity, "line %d quantity", i);
                 CHECK(same_double(x->unit_price, y->unit_price),
-                      "line %d unit_price %.17g became %.17g", i,
-                      x->unit_price, y->unit_price);
+                      "line %d unit_price %.17g became %.17g", i, x->unit_price,
+                      y->unit_price);
         }
         SAME_STR(session_id);
         CHECK(a->action == b->action, "action %d became %d", (int)a->action,
@@ -133,10 +131,11 @@ static void check_trigger(const loy_event_t *e) {
         root = json_loads(json, 0, &jerr);
         CHECK(root, "trigger JSON does not parse: %s: %s", jerr.text, json);
         CHECK(!strcmp(json_string_value(json_object_get(root, "trigger_id")),
-                      e->event_id), "trigger_id in %s", json);
-        CHECK(!strcmp(json_string_value(json_object_get(root,
-                                                        "customer_id")),
-                      e->customer_id), "customer_id in %s", json);
+                      e->event_id),
+              "trigger_id in %s", json);
+        CHECK(!strcmp(json_string_value(json_object_get(root, "customer_id")),
+                      e->customer_id),
+              "customer_id in %s", json);
         json_decref(root);
         free(json);
 }
@@ -189,7 +188,7 @@ static void keep_encoded(const loy_event_t *e, int slot) {
 /* A purchase of 4 lines and a search, every string at its longest (more
  * lines would cost more than the rest of an execution: 40 take 200 us) */
 static void make_dirty(void) {
-        loy_event_t e = { 0 };
+        loy_event_t e = {0};
         char err[512];
 
         loy_event_reset(&e);
@@ -221,8 +220,8 @@ static void make_dirty(void) {
         e.action = LOY_ACT_SEARCH;
         keep_encoded(&e, 1);
         for (int k = 0; k < 2; k++)
-                CHECK(loy_codec_decode(codec, dirty[k], dirty_len[k], 0,
-                                       NOW_MS, &ev3, err, sizeof(err)) == 0,
+                CHECK(loy_codec_decode(codec, dirty[k], dirty_len[k], 0, NOW_MS,
+                                       &ev3, err, sizeof(err)) == 0,
                       "canned event %d does not decode: %s", k, err);
         loy_event_free(&e);
 }
@@ -244,26 +243,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static const loy_event_kind_t kinds[] = {
-                0, LOY_EV_PURCHASE, LOY_EV_BROWSE,
+            0,
+            LOY_EV_PURCHASE,
+            LOY_EV_BROWSE,
         };
         char err[512], *json;
 
         for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
                 err[0] = '\0';
-                if (loy_codec_decode(codec, data, size, kinds[k], NOW_MS,
-                                     &ev, err, sizeof(err)) == 0) {
+                if (loy_codec_decode(codec, data, size, kinds[k], NOW_MS, &ev,
+                                     err, sizeof(err)) == 0) {
                         CHECK(!kinds[k] || ev.kind == kinds[k],
                               "asked for kind %d, got %d", (int)kinds[k],
                               (int)ev.kind);
                         round_trip(&ev);
                         /* again after another message: same event */
-                        (void)loy_codec_decode(codec,
-                                               dirty[ev.kind ==
-                                                     LOY_EV_BROWSE],
-                                               dirty_len[ev.kind ==
-                                                         LOY_EV_BROWSE],
-                                               0, NOW_MS, &ev3, err,
-                                               sizeof(err));
+                        (void)loy_codec_decode(
+                            codec, dirty[ev.kind == LOY_EV_BROWSE],
+                            dirty_len[ev.kind == LOY_EV_BROWSE], 0, NOW_MS,
+                            &ev3, err, sizeof(err));
                         CHECK(loy_codec_decode(codec, data, size, kinds[k],
                                                NOW_MS, &ev3, err,
                                                sizeof(err)) == 0,
@@ -271,9 +269,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         check_same_event(&ev, &ev3);
                 } else {
                         char why[512];
-                        int rc = loy_codec_decode(codec, data, size, kinds[k],
-                                                  NOW_MS, &ev3, err,
-                                                  sizeof(err));
+                        int rc =
+                            loy_codec_decode(codec, data, size, kinds[k],
+                                             NOW_MS, &ev3, err, sizeof(err));
                         CHECK(rc == LOY_CODEC_ERR_DECODE ||
                                   rc == LOY_CODEC_ERR_INVALID,
                               "rejected with code %d", rc);
@@ -283,17 +281,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         /* and again after a message of the kind asked
                          * for, alike */
                         memcpy(why, err, sizeof(why));
-                        (void)loy_codec_decode(codec,
-                                               dirty[kinds[k] ==
-                                                     LOY_EV_BROWSE],
-                                               dirty_len[kinds[k] ==
-                                                         LOY_EV_BROWSE],
-                                               0, NOW_MS, &ev3, err,
-                                               sizeof(err));
+                        (void)loy_codec_decode(
+                            codec, dirty[kinds[k] == LOY_EV_BROWSE],
+                            dirty_len[kinds[k] == LOY_EV_BROWSE], 0, NOW_MS,
+                            &ev3, err, sizeof(err));
                         CHECK(loy_codec_decode(codec, data, size, kinds[k],
                                                NOW_MS, &ev3, err,
                                                sizeof(err)) == rc &&
-                                      !strcmp(err, why),
+                                  !strcmp(err, why),
                               "rejected once ('%s'), then '%s'", why, err);
                 }
         }
@@ -305,13 +300,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 char val[512];
                 int n;
                 CHECK(rc == 0 || ((rc == LOY_CODEC_ERR_DECODE ||
-                                   rc == LOY_CODEC_ERR_INVALID) && err[0]),
+                                   rc == LOY_CODEC_ERR_INVALID) &&
+                                  err[0]),
                       "forget rejected with code %d, reason '%s'", rc, err);
                 if (rc == 0) {
-                        n = loy_codec_encode_forget(&ev, val, sizeof(val),
-                                                    err, sizeof(err));
-                        CHECK(n > 0, "a valid forget does not encode: %s",
-                              err);
+                        n = loy_codec_encode_forget(&ev, val, sizeof(val), err,
+                                                    sizeof(err));
+                        CHECK(n > 0, "a valid forget does not encode: %s", err);
                         CHECK(loy_codec_decode_forget(val, (size_t)n, NOW_MS,
                                                       &ev3, err,
                                                       sizeof(err)) == 0,
@@ -325,8 +320,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         /* the same bytes as a framed trigger (loyaltyctl triggers) */
         err[0] = '\0';
-        json = loy_codec_trigger_to_json(codec, data, size, err,
-                                         sizeof(err));
+        json = loy_codec_trigger_to_json(codec, data, size, err, sizeof(err));
         CHECK(json || err[0], "trigger rejected without a reason");
         free(json);
         return 0;

@@ -42,9 +42,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         return 0;
 }
 
-#define SAME(f)                                                          \
-        CHECK(!memcmp(&m.f, &back.f, sizeof(m.f)), "field " #f           \
-              " changed in the round trip")
+#define SAME(f)                                                                \
+        CHECK(!memcmp(&m.f, &back.f, sizeof(m.f)),                             \
+              "field " #f " changed in the round trip")
 
 /* loy_model_write, then loy_model_load: the same model. */
 static void check_write(const loy_model_t *mp) {
@@ -86,7 +86,7 @@ static uint32_t fnv1a(const uint8_t *p, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         loy_model_t m, before;
-        loy_model_input_t in = { 3, 60, 200, 25, 20 };
+        loy_model_input_t in = {3, 60, 200, 25, 20};
         loy_model_scores_t s;
         char err[512];
         int rc;

@@ -23,7 +23,8 @@ static loy_cust_t a, b, c;
 static unsigned char p1[LOY_PACK_MAX], p2[LOY_PACK_MAX];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        const char *names[LOY_PACK_CHUNKS_MAX + 2], *vals[LOY_PACK_CHUNKS_MAX + 2];
+        const char *names[LOY_PACK_CHUNKS_MAX + 2],
+            *vals[LOY_PACK_CHUNKS_MAX + 2];
         char nm[LOY_PACK_CHUNKS_MAX + 2][8];
         size_t lens[LOY_PACK_CHUNKS_MAX + 2];
         const char *bad;

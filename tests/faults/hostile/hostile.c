@@ -34,7 +34,7 @@ static void sb_put(sb_t *s, const void *p, size_t n) {
                 size_t cap = (s->n + n + 1) * 2;
                 char *nb = realloc(s->b, cap);
                 if (!nb)
-                        abort();  /* test scaffolding */
+                        abort(); /* test scaffolding */
                 s->b = nb;
                 s->cap = cap;
         }
@@ -44,7 +44,7 @@ static void sb_put(sb_t *s, const void *p, size_t n) {
 }
 
 static void sb_printf(sb_t *s, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void sb_printf(sb_t *s, const char *fmt, ...) {
         char buf[2048];
         va_list ap;
@@ -73,8 +73,7 @@ const char *hx_customer(int i) {
         return buf;
 }
 
-static hx_msg_t *add(hx_corpus_t *c, int topic, int verdict,
-                     const char *cls) {
+static hx_msg_t *add(hx_corpus_t *c, int topic, int verdict, const char *cls) {
         hx_msg_t *m;
         if (c->n == c->cap) {
                 hx_msg_t *nm;
@@ -118,8 +117,7 @@ static void take_sb(hx_msg_t *m, sb_t *s) {
 
 /* A valid event of customer cid at time ts (purchase or browse). */
 static void make_event(loy_event_t *ev, int browse, const char *cid,
-                       const char *eid, int64_t ts, int action,
-                       uint64_t *rs) {
+                       const char *eid, int64_t ts, int action, uint64_t *rs) {
         loy_event_reset(ev);
         ev->kind = browse ? LOY_EV_BROWSE : LOY_EV_PURCHASE;
         snprintf(ev->event_id, sizeof(ev->event_id), "%s", eid);
@@ -138,8 +136,7 @@ static void make_event(loy_event_t *ev, int browse, const char *cid,
                         l->unit_price = rint_(rs, 25, 2000) / 100.0;
                 }
         } else {
-                snprintf(ev->session_id, sizeof(ev->session_id), "s-%s",
-                         cid);
+                snprintf(ev->session_id, sizeof(ev->session_id), "s-%s", cid);
                 ev->action = (loy_browse_action_t)action;
                 if (action == LOY_ACT_SEARCH)
                         snprintf(ev->query, sizeof(ev->query), "red mug");
@@ -152,8 +149,8 @@ static void make_event(loy_event_t *ev, int browse, const char *cid,
 static int encode(loy_codec_t *codec, const loy_event_t *ev, sb_t *out) {
         char err[256];
         size_t len;
-        const void *b = loy_codec_encode_event(codec, ev, &len, err,
-                                               sizeof(err));
+        const void *b =
+            loy_codec_encode_event(codec, ev, &len, err, sizeof(err));
         out->n = 0;
         if (!b)
                 return -1;
@@ -170,9 +167,8 @@ static void json_event(sb_t *s, int browse, const char *cid, const char *eid,
                           "\"action\": \"%s\"%s}",
                           eid, cid, cid, (long long)ts,
                           loy_browse_action_name((loy_browse_action_t)action),
-                          action == LOY_ACT_SEARCH ?
-                                  ", \"query\": \"red mug\"" :
-                                  ", \"sku\": \"HX007\"");
+                          action == LOY_ACT_SEARCH ? ", \"query\": \"red mug\""
+                                                   : ", \"sku\": \"HX007\"");
         else
                 sb_printf(s,
                           "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
@@ -185,28 +181,61 @@ static void json_event(sb_t *s, int browse, const char *cid, const char *eid,
 
 /* The bad classes; each builds one message. */
 enum {
-        C_RANDOM, C_ZERO_GARBAGE, C_TRUNC_HEADER, C_TRUNC_AVRO, C_BITFLIP,
-        C_SCHEMA_ID, C_CROSS_SCHEMA, C_TRAILING, C_JSON_TYPE, C_JSON_SYNTAX,
-        C_JSON_HUGE, C_AVRO_NAN, C_DEEP, C_EMPTY, C_TOMBSTONE, C_NUL,
-        C_CONTROL, C_UTF8_JSON, C_UTF8_AVRO, C_TS, C_LONG_ID, C_SEMANTIC,
+        C_RANDOM,
+        C_ZERO_GARBAGE,
+        C_TRUNC_HEADER,
+        C_TRUNC_AVRO,
+        C_BITFLIP,
+        C_SCHEMA_ID,
+        C_CROSS_SCHEMA,
+        C_TRAILING,
+        C_JSON_TYPE,
+        C_JSON_SYNTAX,
+        C_JSON_HUGE,
+        C_AVRO_NAN,
+        C_DEEP,
+        C_EMPTY,
+        C_TOMBSTONE,
+        C_NUL,
+        C_CONTROL,
+        C_UTF8_JSON,
+        C_UTF8_AVRO,
+        C_TS,
+        C_LONG_ID,
+        C_SEMANTIC,
         C__COUNT
 };
 
 static const char *const cls_name[C__COUNT] = {
-        "random-bytes", "zero-garbage", "truncated-header", "truncated-avro",
-        "bitflip-avro", "wrong-schema-id", "cross-schema-id",
-        "trailing-bytes", "json-wrong-type", "json-syntax", "json-nan-huge",
-        "avro-nan-huge", "deep-nesting", "empty-value", "tombstone",
-        "nul-bytes", "control-bytes", "invalid-utf8-json",
-        "invalid-utf8-avro-id", "bad-timestamp", "id-too-long",
-        "semantic-invalid",
+    "random-bytes",
+    "zero-garbage",
+    "truncated-header",
+    "truncated-avro",
+    "bitflip-avro",
+    "wrong-schema-id",
+    "cross-schema-id",
+    "trailing-bytes",
+    "json-wrong-type",
+    "json-syntax",
+    "json-nan-huge",
+    "avro-nan-huge",
+    "deep-nesting",
+    "empty-value",
+    "tombstone",
+    "nul-bytes",
+    "control-bytes",
+    "invalid-utf8-json",
+    "invalid-utf8-avro-id",
+    "bad-timestamp",
+    "id-too-long",
+    "semantic-invalid",
 };
 
 static void bad_key(hx_msg_t *m, uint64_t *rs) {
         char k[16];
         switch (rint_(rs, 0, 3)) {
         case 0:
-                break;  /* no key */
+                break; /* no key */
         case 1:
                 set_key(m, "", 0);
                 break;
@@ -276,8 +305,8 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
                 break;
         }
         case C_SCHEMA_ID: {
-                static const uint32_t ids[] = {0, 3, 7, 99, 0x7fffffff,
-                                               0xffffffff};
+                static const uint32_t ids[] = {0,  3,          7,
+                                               99, 0x7fffffff, 0xffffffff};
                 uint32_t id = ids[rint_(rs, 0, 5)];
                 make_event(&ev, topic, cid, eid, ts, rint_(rs, 0, 4), rs);
                 encode(codec, &ev, &s);
@@ -305,31 +334,31 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
         }
         case C_JSON_TYPE: {
                 static const char *const t[] = {
-                        "{\"event_id\": \"%s\", \"customer_id\": 42, \"ts\": "
-                        "%lld, \"order_id\": \"o\", \"lines\": [{\"sku\": "
-                        "\"A\", \"quantity\": 1, \"unit_price\": 1}]}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
-                        "\"ts\": \"%lld\", \"order_id\": \"o\", \"lines\": "
-                        "[{\"sku\": \"A\", \"quantity\": 1, \"unit_price\": "
-                        "1}]}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
-                        "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
-                        "{\"sku\": \"A\"}}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
-                        "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
-                        "[{\"sku\": \"A\", \"quantity\": \"two\", "
-                        "\"unit_price\": 1}]}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
-                        "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
-                        "[{\"sku\": \"A\", \"quantity\": 1, \"unit_price\": "
-                        "true}]}",
-                        "{\"event_id\": [\"%s\"], \"customer_id\": \"c\", "
-                        "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
-                        "\"view\", \"sku\": \"A\"}",
-                        "{\"event_id\": \"%s\", \"customer_id\": null, "
-                        "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
-                        "\"view\", \"sku\": \"A\"}",
-                        "[\"%s\", %lld]",
+                    "{\"event_id\": \"%s\", \"customer_id\": 42, \"ts\": "
+                    "%lld, \"order_id\": \"o\", \"lines\": [{\"sku\": "
+                    "\"A\", \"quantity\": 1, \"unit_price\": 1}]}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
+                    "\"ts\": \"%lld\", \"order_id\": \"o\", \"lines\": "
+                    "[{\"sku\": \"A\", \"quantity\": 1, \"unit_price\": "
+                    "1}]}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
+                    "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
+                    "{\"sku\": \"A\"}}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
+                    "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
+                    "[{\"sku\": \"A\", \"quantity\": \"two\", "
+                    "\"unit_price\": 1}]}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"c\", "
+                    "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
+                    "[{\"sku\": \"A\", \"quantity\": 1, \"unit_price\": "
+                    "true}]}",
+                    "{\"event_id\": [\"%s\"], \"customer_id\": \"c\", "
+                    "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
+                    "\"view\", \"sku\": \"A\"}",
+                    "{\"event_id\": \"%s\", \"customer_id\": null, "
+                    "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
+                    "\"view\", \"sku\": \"A\"}",
+                    "[\"%s\", %lld]",
                 };
                 sb_printf(&s, t[rint_(rs, 0, 7)], eid, (long long)ts);
                 break;
@@ -340,13 +369,13 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
                 break;
         case C_JSON_HUGE: {
                 static const char *const t[] = {
-                        "\"quantity\": 1, \"unit_price\": 1e400",
-                        "\"quantity\": 1, \"unit_price\": NaN",
-                        "\"quantity\": 1, \"unit_price\": -1",
-                        "\"quantity\": 1, \"unit_price\": 1e300",
-                        "\"quantity\": 1, \"unit_price\": Infinity",
-                        "\"quantity\": 99999999999, \"unit_price\": 1",
-                        "\"quantity\": -99999999999, \"unit_price\": 1",
+                    "\"quantity\": 1, \"unit_price\": 1e400",
+                    "\"quantity\": 1, \"unit_price\": NaN",
+                    "\"quantity\": 1, \"unit_price\": -1",
+                    "\"quantity\": 1, \"unit_price\": 1e300",
+                    "\"quantity\": 1, \"unit_price\": Infinity",
+                    "\"quantity\": 99999999999, \"unit_price\": 1",
+                    "\"quantity\": -99999999999, \"unit_price\": 1",
                 };
                 sb_printf(&s,
                           "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
@@ -361,7 +390,7 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
                                            -5.0};
                 make_event(&ev, 0, cid, eid, ts, 0, rs);
                 ev.lines[rint_(rs, 0, ev.nlines - 1)].unit_price =
-                        v[rint_(rs, 0, 4)];
+                    v[rint_(rs, 0, 4)];
                 encode(codec, &ev, &s);
                 topic = 0;
                 break;
@@ -369,17 +398,21 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
         case C_DEEP: {
                 int depth = rint_(rs, 0, 1) ? 100000 : 3000;
                 if (rint_(rs, 0, 1)) {
-                        sb_printf(&s, "{\"event_id\": \"%s\", "
-                                  "\"customer_id\": ", eid);
+                        sb_printf(&s,
+                                  "{\"event_id\": \"%s\", "
+                                  "\"customer_id\": ",
+                                  eid);
                         sb_repeat(&s, '[', (size_t)depth);
                         sb_repeat(&s, ']', (size_t)depth);
-                        sb_printf(&s, ", \"ts\": %lld, \"session_id\": "
+                        sb_printf(&s,
+                                  ", \"ts\": %lld, \"session_id\": "
                                   "\"s\", \"action\": \"view\", \"sku\": "
-                                  "\"A\"}", (long long)ts);
+                                  "\"A\"}",
+                                  (long long)ts);
                 } else {
                         sb_repeat(&s, '[', (size_t)depth);
                         sb_repeat(&s, ']', (size_t)depth);
-                        s.b[0] = '{';  /* '{[[[...]]]' : deep and broken */
+                        s.b[0] = '{'; /* '{[[[...]]]' : deep and broken */
                 }
                 break;
         }
@@ -395,7 +428,8 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
                 goto done;
         case C_NUL:
                 if (rint_(rs, 0, 1)) {
-                        sb_printf(&s, "{\"event_id\": \"%s\", "
+                        sb_printf(&s,
+                                  "{\"event_id\": \"%s\", "
                                   "\"customer_id\": \"ab\\u0000cd\", \"ts\": "
                                   "%lld, \"session_id\": \"s\", \"action\": "
                                   "\"view\", \"sku\": \"A\"}",
@@ -417,7 +451,10 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
                 }
                 break;
         case C_UTF8_JSON:
-                json_event(&s, topic, "ab\xff\xfe" "cd", eid, ts, 0);
+                json_event(&s, topic,
+                           "ab\xff\xfe"
+                           "cd",
+                           eid, ts, 0);
                 break;
         case C_UTF8_AVRO:
                 make_event(&ev, topic, "hx-\xc3\x28-\xff", eid, ts, 0, rs);
@@ -425,9 +462,9 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
                 break;
         case C_TS: {
                 time_t now = time(NULL);
-                int64_t bad = rint_(rs, 0, 1) ?
-                        (int64_t)now * 1000 + 3 * 86400000LL :
-                        1291191960LL;  /* seconds, not ms */
+                int64_t bad = rint_(rs, 0, 1)
+                                  ? (int64_t)now * 1000 + 3 * 86400000LL
+                                  : 1291191960LL; /* seconds, not ms */
                 make_event(&ev, topic, cid, eid, bad, 0, rs);
                 encode(codec, &ev, &s);
                 break;
@@ -436,7 +473,8 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
                 sb_printf(&s, "{\"event_id\": \"%s\", \"customer_id\": \"",
                           eid);
                 sb_repeat(&s, 'x', (size_t)rint_(rs, 65, 400));
-                sb_printf(&s, "\", \"ts\": %lld, \"session_id\": \"s\", "
+                sb_printf(&s,
+                          "\", \"ts\": %lld, \"session_id\": \"s\", "
                           "\"action\": \"view\", \"sku\": \"A\"}",
                           (long long)ts);
                 topic = 1;
@@ -444,31 +482,31 @@ static void build_bad(hx_corpus_t *c, loy_codec_t *codec, int cls, int seq,
         }
         case C_SEMANTIC: {
                 static const char *const t[] = {
-                        "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
-                        "\"ts\": %lld, \"order_id\": \"o\", \"lines\": []}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
-                        "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
-                        "[{\"sku\": \"A\", \"quantity\": 0, \"unit_price\": "
-                        "1}]}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
-                        "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
-                        "[{\"sku\": \"\", \"quantity\": 1, \"unit_price\": "
-                        "1}]}",
-                        "{\"event_id\": \"\", \"customer_id\": \"%s%s\", "
-                        "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
-                        "[{\"sku\": \"A\", \"quantity\": 1, \"unit_price\": "
-                        "1}]}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
+                    "\"ts\": %lld, \"order_id\": \"o\", \"lines\": []}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
+                    "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
+                    "[{\"sku\": \"A\", \"quantity\": 0, \"unit_price\": "
+                    "1}]}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
+                    "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
+                    "[{\"sku\": \"\", \"quantity\": 1, \"unit_price\": "
+                    "1}]}",
+                    "{\"event_id\": \"\", \"customer_id\": \"%s%s\", "
+                    "\"ts\": %lld, \"order_id\": \"o\", \"lines\": "
+                    "[{\"sku\": \"A\", \"quantity\": 1, \"unit_price\": "
+                    "1}]}",
                 };
                 static const char *const tb[] = {
-                        "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
-                        "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
-                        "\"buy\", \"sku\": \"A\"}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
-                        "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
-                        "\"view\"}",
-                        "{\"event_id\": \"%s\", \"customer_id\": \"c d\", "
-                        "\"ts\": %lld%s, \"session_id\": \"s\", \"action\": "
-                        "\"view\", \"sku\": \"A\"}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
+                    "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
+                    "\"buy\", \"sku\": \"A\"}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"%s\", "
+                    "\"ts\": %lld, \"session_id\": \"s\", \"action\": "
+                    "\"view\"}",
+                    "{\"event_id\": \"%s\", \"customer_id\": \"c d\", "
+                    "\"ts\": %lld%s, \"session_id\": \"s\", \"action\": "
+                    "\"view\", \"sku\": \"A\"}",
                 };
                 int i = rint_(rs, 0, 3);
                 if (!topic) {
@@ -502,19 +540,21 @@ done:
 /* A big message: a JSON browse whose customer id is far too long, or
  * random bytes; both must be dead-lettered. */
 static void build_big(hx_corpus_t *c, size_t size, int seq, uint64_t *rs) {
-        hx_msg_t *m = add(c, seq % 2, HX_BAD, seq % 2 ? "big-random" :
-                                                        "big-json-long-id");
+        hx_msg_t *m = add(c, seq % 2, HX_BAD,
+                          seq % 2 ? "big-random" : "big-json-long-id");
         sb_t s = {0};
         if (seq % 2) {
                 sb_repeat(&s, 'Z', size);
                 for (size_t i = 0; i < size; i += 7)
                         s.b[i] = (char)(0x80 | (rnd(rs) & 0x7f));
         } else {
-                sb_printf(&s, "{\"event_id\": \"hx-big-%d\", "
-                          "\"customer_id\": \"", seq);
+                sb_printf(&s,
+                          "{\"event_id\": \"hx-big-%d\", "
+                          "\"customer_id\": \"",
+                          seq);
                 sb_repeat(&s, 'x', size > 200 ? size - 200 : 1);
                 sb_printf(&s, "\", \"ts\": 1293840000000, \"session_id\": "
-                          "\"s\", \"action\": \"view\", \"sku\": \"A\"}");
+                              "\"s\", \"action\": \"view\", \"sku\": \"A\"}");
         }
         take_sb(m, &s);
         set_key(m, hx_customer(seq % HX_CUSTOMERS),
@@ -529,7 +569,7 @@ int hx_generate(hx_corpus_t *c, uint64_t seed, int ngood, int nbad,
         uint64_t rs = seed ^ 0x686f7374696c65ULL;
         /* slot kinds: -1 good, >= 0 bad class, -2 - i big[i] */
         int nbig = 0, total, *slot;
-        int64_t ts = 1293840000000LL;  /* 2011-01-01 */
+        int64_t ts = 1293840000000LL; /* 2011-01-01 */
         loy_event_t ev;
         sb_t s = {0};
 
@@ -547,8 +587,7 @@ int hx_generate(hx_corpus_t *c, uint64_t seed, int ngood, int nbad,
         for (int i = 0; i < ngood; i++)
                 slot[i] = -1;
         for (int i = 0; i < nbad; i++)
-                slot[ngood + i] = i < C__COUNT ? i :
-                                  (int)(rnd(&rs) % C__COUNT);
+                slot[ngood + i] = i < C__COUNT ? i : (int)(rnd(&rs) % C__COUNT);
         for (int i = 0; i < nbig; i++)
                 slot[ngood + nbad + i] = -2 - i;
         for (int i = total - 1; i > 0; i--) {
@@ -576,8 +615,8 @@ int hx_generate(hx_corpus_t *c, uint64_t seed, int ngood, int nbad,
                                 json_event(&s, browse, hx_customer(cust), eid,
                                            ts, action);
                         } else {
-                                make_event(&ev, browse, hx_customer(cust),
-                                           eid, ts, action, &rs);
+                                make_event(&ev, browse, hx_customer(cust), eid,
+                                           ts, action, &rs);
                                 if (encode(codec, &ev, &s))
                                         continue;
                         }

@@ -20,15 +20,15 @@
 enum { HX_GOOD = 0, HX_BAD = 1, HX_AMBIG = 2 };
 
 typedef struct hx_msg {
-        int topic;              /* 0 purchases, 1 browse */
-        char *key;              /* NULL: no key */
+        int topic; /* 0 purchases, 1 browse */
+        char *key; /* NULL: no key */
         size_t klen;
-        void *val;              /* NULL: tombstone */
+        void *val; /* NULL: tombstone */
         size_t len;
         int verdict;
-        const char *cls;        /* class name, e.g. "truncated-avro" */
-        int cust;               /* HX_GOOD: index of the test customer */
-        int action;             /* HX_GOOD browse: loy_browse_action_t */
+        const char *cls; /* class name, e.g. "truncated-avro" */
+        int cust;        /* HX_GOOD: index of the test customer */
+        int action;      /* HX_GOOD browse: loy_browse_action_t */
         /* filled by the producer's delivery report */
         int32_t partition;
         int64_t offset;
