@@ -1,5 +1,5 @@
 # Thin wrapper: the two README commands and a few conveniences.
-.PHONY: all demo test build clean format fuzz fuzz-quick readme-check
+.PHONY: all demo test build clean format check-style fuzz fuzz-quick readme-check
 all: build
 build:
 	scripts/bootstrap.sh
@@ -18,8 +18,12 @@ fuzz-quick:
 	scripts/fuzz.sh --quick
 clean:
 	rm -rf build build-asan
+# .clang-format on every C file; check-style also keeps features/ and
+# models/ pure (scripts/check-style.sh, the first step of make test)
 format:
-	clang-format -i */*.c */*.h
+	scripts/check-style.sh --fix
+check-style:
+	scripts/check-style.sh
 # Every command of README.md as written, in private namespaces
 # (scripts/readme-commands says how each one runs); FULL=1 also runs the
 # long ones (benchmarks, full faults, fuzzing) to their end.

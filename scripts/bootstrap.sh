@@ -13,9 +13,9 @@ pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev
 # the alert rules, systemd-analyze the unit, headless chromium renders the
 # dashboard, socat puts the README's localhost:9092 in front of the mock
 # cluster for scripts/readme-check.sh, whose private network needs ip to
-# bring its loopback up); not installed for the demo, as
+# bring its loopback up, clang-format checks the format); not installed for the demo, as
 # Debian's prometheus package also sets up a Prometheus server.
-[ "${1:-}" = --test ] && pkgs+=(prometheus systemd chromium fonts-dejavu-core socat iproute2)
+[ "${1:-}" = --test ] && pkgs+=(prometheus systemd chromium fonts-dejavu-core socat iproute2 clang-format)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds and runs every test twice: a normal build, then under
-# AddressSanitizer + UndefinedBehaviorSanitizer; then the install check
+# Checks the format and the purity of features/ and models/
+# (scripts/check-style.sh), then builds and runs every test twice: a
+# normal build, then under AddressSanitizer + UndefinedBehaviorSanitizer;
+# then the install check
 # (scripts/check-install.sh), the fault suite's quick
 # subset (build/loy_faults --quick), a short libFuzzer run of every fuzz
 # target (scripts/fuzz.sh --quick, ~20 s each; needs clang) and every
@@ -8,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test
+# format and purity first: seconds, and what a change most often breaks
+echo "== style"
+make --no-print-directory check-style
 jobs=$(nproc)
 for variant in build build-asan; do
   flags=()
