@@ -1,5 +1,5 @@
 # Thin wrapper: the two README commands and a few conveniences.
-.PHONY: all demo test build clean format check-style fuzz fuzz-quick readme-check
+.PHONY: all demo test build clean format check-style fuzz fuzz-quick readme-check config
 all: build
 build:
 	scripts/bootstrap.sh
@@ -41,3 +41,12 @@ faults-quick:
 	cmake -S . -B build >/dev/null
 	cmake --build build -j2 --target loyaltyd loy_faults
 	build/loy_faults --quick $(FAULTS_ARGS)
+
+# The shipped config and docs/configuration.md, from the settings tables
+# and config/loyaltyd.conf.in (test_config fails when they are stale).
+.PHONY: config
+config:
+	cmake -S . -B build >/dev/null
+	cmake --build build -j2 --target loyaltyctl
+	build/loyaltyctl config -t config/loyaltyd.conf.in > config/loyaltyd.conf
+	build/loyaltyctl config --markdown > docs/configuration.md

@@ -28,6 +28,7 @@ int ctl_forget_main(int argc, char **argv);
 int ctl_expire_main(int argc, char **argv);
 int ctl_dashboard_main(int argc, char **argv);
 int ctl_kafka_main(int argc, char **argv);
+int ctl_config_main(int argc, char **argv);
 /* Each command's options, for -h and for a mistake. */
 void ctl_demo_usage(FILE *fp);
 void ctl_replay_usage(FILE *fp);
@@ -45,6 +46,7 @@ void ctl_forget_usage(FILE *fp);
 void ctl_expire_usage(FILE *fp);
 void ctl_dashboard_usage(FILE *fp);
 void ctl_kafka_usage(FILE *fp);
+void ctl_config_usage(FILE *fp);
 
 /* The id Redis and the triggers hold for customer id: its pseudonym when
  * conf pseudonymizes (docs/privacy.md), else id itself. -1 (said on

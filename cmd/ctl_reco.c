@@ -414,16 +414,37 @@ void ctl_reco_eval_usage(FILE *fp) {
                 "                       tune on --split 2011-10-01 --until\n"
                 "                       2011-11-01, report on the default\n"
                 "  -n N                 list length (10)\n"
-                "  --half-life D        co-occurrence half-life, days (30)\n"
-                "  --hist-half-life D   customer history half-life (365)\n"
-                "  --repeat-weight X    self-similarity of bought items (20)\n"
-                "  --shrink X           support shrinkage of sim (1)\n"
-                "  --pop-weight X       popularity term of a candidate (30)\n"
-                "  --top-k K            neighbours per item (20)\n"
-                "  --max-basket N       distinct items per basket (50)\n"
-                "  --hist-size N        items in a history (128)\n"
+                "  -X KEY=VALUE         a model setting of the [reco] section\n"
+                "                       (docs/configuration.md), e.g. -X\n"
+                "                       max_basket=50; repeatable. Defaults:\n"
+                "                       the daemon's\n"
                 "  --mode static|progressive|both (both)\n",
                 DEFAULT_DATA);
+}
+
+/* -X KEY=VALUE: one row of loy_reco_conf_map. 0, or -1 said on stderr. */
+static int set_reco_key(loy_reco_conf_t *conf, const char *arg) {
+        char key[64], why[200];
+        const char *eq = strchr(arg, '=');
+        const loy_confmap_t *row;
+        if (!eq || (size_t)(eq - arg) >= sizeof(key)) {
+                fprintf(stderr, "reco-eval: -X %s: expected KEY=VALUE\n", arg);
+                return -1;
+        }
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - arg), arg);
+        row = loy_confmap_find(loy_reco_conf_map, key);
+        if (!row) {
+                fprintf(stderr,
+                        "reco-eval: -X %s: no such [reco] model setting "
+                        "(docs/configuration.md)\n",
+                        key);
+                return -1;
+        }
+        if (loy_confmap_set(row, conf, eq + 1, why, sizeof(why))) {
+                fprintf(stderr, "reco-eval: -X %s: %s\n", key, why);
+                return -1;
+        }
+        return 0;
 }
 
 static int64_t parse_day(const char *s) {
@@ -439,13 +460,8 @@ static int64_t parse_day(const char *s) {
 
 int ctl_reco_eval_main(int argc, char **argv) {
         static const struct option lo[] = {
-            {"data", 1, 0, 'd'},          {"split", 1, 0, 's'},
-            {"half-life", 1, 0, 'H'},     {"hist-half-life", 1, 0, 'R'},
-            {"repeat-weight", 1, 0, 'w'}, {"shrink", 1, 0, 'k'},
-            {"top-k", 1, 0, 'K'},         {"max-basket", 1, 0, 'b'},
-            {"hist-size", 1, 0, 'z'},     {"mode", 1, 0, 'm'},
-            {"pop-weight", 1, 0, 'P'},    {"until", 1, 0, 'u'},
-            {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
+            {"data", 1, 0, 'd'},  {"split", 1, 0, 's'}, {"mode", 1, 0, 'm'},
+            {"until", 1, 0, 'u'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
         const char *data = DEFAULT_DATA, *mode = "both";
         int64_t split = SPLIT_MS, until = INT64_MAX, customers;
         loy_reco_conf_t base;
@@ -457,8 +473,10 @@ int ctl_reco_eval_main(int argc, char **argv) {
         memset(&e, 0, sizeof(e));
         e.topn = 10;
         loy_reco_conf_default(&base);
+        /* the whole data set fits, as it would in a daemon given room */
+        base.mem_limit = 256u << 20;
         optind = 1;
-        while ((opt = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, "n:X:h", lo, NULL)) != -1) {
                 switch (opt) {
                 case 'd':
                         data = optarg;
@@ -480,29 +498,9 @@ int ctl_reco_eval_main(int argc, char **argv) {
                 case 'n':
                         e.topn = atoi(optarg);
                         break;
-                case 'H':
-                        base.half_life_days = atof(optarg);
-                        break;
-                case 'R':
-                        base.hist_half_life_days = atof(optarg);
-                        break;
-                case 'w':
-                        base.repeat_weight = atof(optarg);
-                        break;
-                case 'k':
-                        base.shrink = atof(optarg);
-                        break;
-                case 'P':
-                        base.pop_weight = atof(optarg);
-                        break;
-                case 'K':
-                        base.top_k = atoi(optarg);
-                        break;
-                case 'b':
-                        base.max_basket = atoi(optarg);
-                        break;
-                case 'z':
-                        base.hist_size = atoi(optarg);
+                case 'X':
+                        if (set_reco_key(&base, optarg))
+                                return 2;
                         break;
                 case 'm':
                         mode = optarg;
@@ -521,7 +519,6 @@ int ctl_reco_eval_main(int argc, char **argv) {
                 ctl_reco_eval_usage(stderr);
                 return 2;
         }
-        base.mem_limit = 256u << 20;
         /* the default blend, then what each of its parts is worth */
         e.v[0].name = "reco (default blend)";
         e.v[0].conf = base;

@@ -55,6 +55,8 @@ static const struct {
      "the shop owner's web page (KPIs, segments)"},
     {"kafka", ctl_kafka_main, ctl_kafka_usage,
      "an embedded Kafka with loyaltyd's topics"},
+    {"config", ctl_config_main, ctl_config_usage,
+     "the config reference: every key, its default and meaning"},
 };
 
 static int is_help(const char *a) {

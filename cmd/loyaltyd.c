@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "loy_confdoc.h"
 #include "loy_config.h"
 #include "loy_log.h"
 #include "loy_model.h"
@@ -148,7 +149,7 @@ int main(int argc, char **argv) {
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
                 if (!strcmp(a, "--help-config")) {
-                        loy_config_print_reference(stdout);
+                        loy_confdoc_reference(stdout);
                         return 0;
                 } else if (!strcmp(a, "--check")) {
                         check_only = 1;

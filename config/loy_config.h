@@ -4,10 +4,12 @@
  * INI-like text: "[section]" lines, "key = value" lines, '#' comments.
  * Sections: input, output, redis, clock, features, scoring, timers, avro,
  * kafka (every key passes straight to librdkafka) and one "[rule <name>]"
- * per reward rule. One declarative table (loy_config.c) gives every key its
- * type, default, bounds and doc; it drives parsing, `loyaltyd --help-config`
- * and the shipped config/loyaltyd.conf. Unknown keys are errors, reported as
- * "file:line: key: message".
+ * per reward rule. Declarative tables (loy_confmap.h: the daemon's own in
+ * loy_config.c, the modules' in features/ and models/) give every key its
+ * type, default, bounds and doc; they drive parsing and defaults here, and
+ * the reference, the shipped config/loyaltyd.conf and docs/configuration.md
+ * (loy_confdoc.h). Unknown keys are errors, reported as "file:line: key:
+ * message".
  */
 #ifndef LOY_CONFIG_H
 #define LOY_CONFIG_H
@@ -16,6 +18,7 @@
 #include <stdio.h>
 
 #include "../features/loy_feat.h"
+#include "loy_confmap.h"
 #include "../models/loy_reco.h"
 #include "../models/loy_rules.h"
 
@@ -79,8 +82,7 @@ typedef struct loy_config {
         int reco_top_n;         /* items per customer and trigger */
         int reco_flush_ms;      /* increments to Redis at least this often */
         int reco_refresh_items; /* neighbour lists re-read per flush */
-        int reco_mem_mb;        /* local model memory bound */
-        loy_reco_conf_t reco;   /* model knobs (mem_limit from mem_mb) */
+        loy_reco_conf_t reco;   /* model knobs */
 
         /* avro framing */
         int schema_purchase, schema_browse, schema_trigger;
@@ -122,6 +124,12 @@ int loy_config_set(loy_config_t *conf, const char *origin,
 int loy_config_check(loy_config_t *conf, const char *origin, char *errstr,
                      size_t errstr_size);
 
+/* "file:line: key: message" (without ":line" when line is 0) into
+ * errstr; returns -1, so that an error return is one statement. */
+int loy_config_error(char *errstr, size_t errstr_size, const char *file,
+                     int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
 /* Frees the kafka property strings. */
 void loy_config_free(loy_config_t *conf);
 
@@ -140,7 +148,16 @@ int loy_config_redis_opts(const loy_config_t *conf, struct loy_rconn_opts *o,
                           char *password, size_t password_size, char *errstr,
                           size_t errstr_size);
 
-/* Writes every key with its default and doc, as a config file. */
-void loy_config_print_reference(FILE *fp);
+/* A section of the file and the tables of its keys, in file order (the
+ * rules' keys are loy_rule_map; [kafka] has no table). */
+typedef struct loy_config_section {
+        const char *name;
+        const char *doc;
+        /* each table and the offset of its struct in loy_config_t */
+        const loy_confmap_t *maps[2];
+        size_t bases[2];
+} loy_config_section_t;
+
+const loy_config_section_t *loy_config_sections(size_t *n);
 
 #endif

@@ -10,13 +10,30 @@
 
 #include "loy_rfm.h"
 
+#define FEAT_FIELD(f) LOY_CM_FIELD(loy_feat_conf_t, f)
+#define FEAT_KEY(...) LOY_CM_KEY(loy_feat_conf_t, __VA_ARGS__)
+
+const loy_confmap_t loy_feat_conf_map[] = {
+    FEAT_KEY("purchase.half_life.days", LOY_CM_DBL, purchase_half_life_days,
+             "90", 0.01, 36500, "half-life of the decayed order counter"),
+    FEAT_KEY("spend.half_life.days", LOY_CM_DBL, spend_half_life_days, "90",
+             0.01, 36500, "half-life of the decayed spend counter"),
+    FEAT_KEY("session.gap.min", LOY_CM_DBL, browse_session_gap_min, "30", 0.1,
+             10080, "browse events further apart start a new session"),
+    FEAT_KEY("points.per.unit", LOY_CM_DBL, points_per_unit, "1", 0, 1e6,
+             "loyalty points per currency unit spent"),
+    FEAT_KEY("tier.silver.points", LOY_CM_DBL, tier_silver_points, "500", 0,
+             1e12, "points for silver"),
+    FEAT_KEY("tier.gold.points", LOY_CM_DBL, tier_gold_points, "2000", 0, 1e12,
+             "points for gold"),
+    {0},
+};
+
 void loy_feat_conf_default(loy_feat_conf_t *conf) {
-        conf->purchase_half_life_days = 90;
-        conf->spend_half_life_days = 90;
-        conf->browse_session_gap_min = 30;
-        conf->points_per_unit = 1.0;
-        conf->tier_silver_points = 500;
-        conf->tier_gold_points = 2000;
+        char why[160];
+        memset(conf, 0, sizeof(*conf));
+        /* cannot fail: test_config applies every table */
+        (void)loy_confmap_defaults(loy_feat_conf_map, conf, why, sizeof(why));
 }
 
 static const loy_feat_conf_t *conf_or_default(const loy_feat_conf_t *conf,

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../config/loy_confmap.h"
 #include "loy_event.h"
 
 #define LOY_RECENT_VIEWS 5 /* last viewed skus kept per customer */
@@ -33,6 +34,10 @@ typedef struct loy_feat_conf {
         double tier_gold_points;
 } loy_feat_conf_t;
 
+/* The [features] settings: names, defaults, bounds, docs. */
+extern const loy_confmap_t loy_feat_conf_map[];
+
+/* Every field from loy_feat_conf_map's defaults. */
 void loy_feat_conf_default(loy_feat_conf_t *conf);
 
 /* A named int64 kept in the customer hash under its own field name:

@@ -66,6 +66,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../config/loy_confmap.h"
 #include "../features/loy_event.h"
 
 #define LOY_RECO_K_MAX 64     /* top_k upper bound */
@@ -96,7 +97,7 @@ typedef struct loy_reco_conf {
         size_t mem_limit;     /* bytes, whole model */
         double pair_mem_frac; /* share of mem_limit for pairs */
         int track_pending;    /* keep increments for a Redis flush */
-        size_t pending_max;   /* pending entries at most */
+        int pending_max;      /* pending entries at most */
         int64_t epoch_ms;     /* scale reference of pending deltas */
         /* Stock codes that are not products (fees, postage, vouchers),
          * comma separated, case-insensitive; "x*" matches a prefix. */
@@ -174,17 +175,15 @@ typedef struct loy_reco_stats {
 
 typedef struct loy_reco loy_reco_t;
 
-/* Defaults (tuned on a validation month, see docs/recommendations.md):
- * half-life 30 d, history half-life 365 d, purchase 1, browse 0.3, history
- * purchase 1 / view 0.2 / cart 0.5 / remove 0 / search 0 / wishlist 0.4,
- * repeat_weight 20, pop_weight 30, shrink 1, min_pair 0.01, top_k 20,
- * max_basket 50, session_window 8, hist_size 128, include_bought 1, pop_k
- * 20, mem_limit 64 MiB, pair_mem_frac 0.5, no pending, pending_max 262144,
- * epoch 2010-01-01, LOY_RECO_EXCLUDE_DEFAULT. */
+/* The [reco] settings of the model: names, defaults, bounds, docs. */
+extern const loy_confmap_t loy_reco_conf_map[];
+
+/* Every knob from loy_reco_conf_map's defaults (docs/configuration.md);
+ * no pending increments, epoch 2010-01-01. */
 void loy_reco_conf_default(loy_reco_conf_t *conf);
 
 /* Creates a model (conf is copied; NULL = defaults). NULL with errstr on a
- * bad value (bounds are in the doc of each field, mem_limit at least 1 MiB)
+ * value out of loy_reco_conf_map's bounds
  * or when memory runs out. Free with loy_reco_destroy(). */
 loy_reco_t *loy_reco_create(const loy_reco_conf_t *conf, char *errstr,
                             size_t errstr_size);

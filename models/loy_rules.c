@@ -41,14 +41,51 @@ static uint64_t hash_parts(uint64_t seed, const char *a, const char *b,
         return h;
 }
 
+static int parse_when(void *rule, const char *value, char *why,
+                      size_t why_size) {
+        return loy_rule_parse_when(rule, value, why, why_size);
+}
+
+#define RULE_FIELD(f) LOY_CM_FIELD(loy_rule_t, f)
+#define RULE_KEY(...) LOY_CM_KEY(loy_rule_t, __VA_ARGS__)
+
+static const char *const rule_on_names[] = {NULL, "event", "timer", "any"};
+
+const loy_confmap_t loy_rule_map[] = {
+    {"when", LOY_CM_PARSE, RULE_FIELD(terms), "", 0, 0,
+     "condition: <field> <op> <number> [and ...] (required)", NULL, parse_when},
+    {"on", LOY_CM_ENUM, RULE_FIELD(on), "any", 0, 4,
+     "when the rule is evaluated: after an event, when a silence timer fires, "
+     "or both",
+     rule_on_names, NULL},
+    RULE_KEY("purchase_only", LOY_CM_BOOL, purchase_only, "no", 0, 0,
+             "on events, only purchases (not browse) can fire it"),
+    RULE_KEY("reward.kind", LOY_CM_STR, reward_kind, "coupon", 0, 0,
+             "coupon, points, tier, ..."),
+    RULE_KEY("reward.value", LOY_CM_DBL, reward_value, "10", 0, 1e9,
+             "amount (percent for coupons, points for points)"),
+    RULE_KEY("reward.currency", LOY_CM_STR, reward_currency, "", 0, 0,
+             "currency of a money reward; empty for percent"),
+    RULE_KEY("reward.expiry.days", LOY_CM_DBL, reward_expiry_days, "30", 0,
+             3650,
+             "reward valid this long after the trigger (event time); a "
+             "purchase within it counts as the trigger's conversion"),
+    RULE_KEY("cooldown.days", LOY_CM_DBL, cooldown_days, "30", 0, 36500,
+             "never fire twice for one customer within this"),
+    RULE_KEY("priority", LOY_CM_INT, priority, "0", -1000, 1000,
+             "higher first; one reward per evaluation"),
+    RULE_KEY(
+        "holdout.pct", LOY_CM_DBL, holdout_pct, "0", 0, 100,
+        "share of customers kept as control group (trigger flagged holdout)"),
+    {0},
+};
+
 void loy_rule_init(loy_rule_t *r, const char *name) {
+        char why[160];
         memset(r, 0, sizeof(*r));
         snprintf(r->name, sizeof(r->name), "%s", name ? name : "");
-        r->on = LOY_ON_ANY;
-        snprintf(r->reward_kind, sizeof(r->reward_kind), "coupon");
-        r->reward_value = 10; /* percent: currency stays empty */
-        r->reward_expiry_days = 30;
-        r->cooldown_days = 30;
+        /* cannot fail: test_config applies every table */
+        (void)loy_confmap_defaults(loy_rule_map, r, why, sizeof(why));
 }
 
 /* ------------------------------------------------------------------ */

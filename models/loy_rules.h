@@ -66,8 +66,11 @@ typedef struct loy_rules {
 int loy_rule_parse_when(loy_rule_t *r, const char *text, char *errstr,
                         size_t errstr_size);
 
-/* Fills defaults for a new rule: on = any, cooldown 30 days, priority 0,
- * holdout 0, reward coupon 10 %. */
+/* The keys of a [rule <name>] section: names, defaults, bounds, docs. */
+extern const loy_confmap_t loy_rule_map[];
+
+/* A new rule named name, every key at loy_rule_map's default, no
+ * condition yet. */
 void loy_rule_init(loy_rule_t *r, const char *name);
 
 /* Sorts rules by priority (highest first), stable. */

@@ -332,7 +332,6 @@ loy_proc_t *loy_proc_create(const loy_config_t *conf, char *errstr,
         }
         if (conf->reco_enabled) {
                 loy_reco_conf_t rc = conf->reco;
-                rc.mem_limit = (size_t)conf->reco_mem_mb << 20;
                 rc.track_pending = 1;
                 p->reco = loy_reco_create(&rc, errstr, errstr_size);
                 if (!p->reco)

@@ -5,11 +5,13 @@
  */
 #include <CUnit/Basic.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "loy_confdoc.h"
 #include "loy_config.h"
 #include "loy_feat.h"
 #include "loy_rconn.h"
@@ -486,7 +488,7 @@ static void test_load_errors(void) {
                           "purchase_only = maybe\n",
                           ":3: purchase_only: 'maybe' is not yes/no");
         expect_load_error("[rule r]\nwhen = orders >= 1\non = Event\n",
-                          ":3: on: 'Event' is not event, timer or any");
+                          ":3: on: 'Event' is not one of event|timer|any");
 
         /* strings: 127 characters fit topic.purchase[128], 128 do not */
         memset(text, 0, sizeof(text));
@@ -724,154 +726,66 @@ static void test_kafka_props(void) {
         loy_config_free(&c);
 }
 
-/* Every key of the table with its section and default as written out. */
-static const char *const ref_keys[][3] = {
-    {"input", "topic.purchase", "purchases"},
-    {"input", "topic.browse", "browse"},
-    {"input", "group.id", "loyaltyd"},
-    {"input", "batch.max", "1000"},
-    {"input", "batch.ms", "100"},
-    {"input", "pipeline", "yes"},
-    {"output", "topic.triggers", "reward-triggers"},
-    {"output", "topic.deadletter", "loyaltyd-deadletter"},
-    {"redis", "host", "127.0.0.1"},
-    {"redis", "port", "6379"},
-    {"redis", "namespace", "loy"},
-    {"redis", "user", ""},
-    {"redis", "password", ""},
-    {"redis", "password.file", ""},
-    {"redis", "db", "0"},
-    {"redis", "connect.timeout.ms", "5000"},
-    {"redis", "timeout.ms", "5000"},
-    {"redis", "cache.customers", "100000"},
-    {"redis", "backoff.max.ms", "5000"},
-    {"privacy", "pseudonymize", "no"},
-    {"privacy", "key.file", ""},
-    {"privacy", "expire.days", "0"},
-    {"http", "listen", ""},
-    {"http", "stall.ms", "60000"},
-    {"clock", "lateness.ms", "0"},
-    {"clock", "idle.ms", "30000"},
-    {"features", "purchase.half_life.days", "90"},
-    {"features", "spend.half_life.days", "90"},
-    {"features", "session.gap.min", "30"},
-    {"features", "points.per.unit", "1"},
-    {"features", "tier.silver.points", "500"},
-    {"features", "tier.gold.points", "2000"},
-    {"scoring", "model", "model.default"},
-    {"scoring", "horizon.days", "90"},
-    {"scoring", "margin", "0.3"},
-    {"scoring", "discount.monthly", "-1"},
-    {"reco", "enabled", "yes"},
-    {"reco", "top_n", "10"},
-    {"reco", "flush.ms", "1000"},
-    {"reco", "refresh.items", "200"},
-    {"reco", "mem.mb", "64"},
-    {"reco", "half_life.days", "30"},
-    {"reco", "top_k", "20"},
-    {"reco", "max_basket", "20"},
-    {"reco", "weight.browse", "0.2"},
-    {"reco", "weight.purchase", "1"},
-    {"reco", "include_bought", "yes"},
-    {"scoring", "weight.recency", "0.3"},
-    {"scoring", "weight.frequency", "0.3"},
-    {"scoring", "weight.monetary", "0.4"},
-    {"timers", "first.days", "30"},
-    {"timers", "every.days", "30"},
-    {"timers", "max.days", "365"},
-    {"timers", "batch", "1000"},
-    {"avro", "schema.purchase", "1"},
-    {"avro", "schema.browse", "2"},
-    {"avro", "schema.trigger", "3"},
-};
-
-static const char *const ref_rule_keys[][2] = {
-    {"when", ""},
-    {"on", "any"},
-    {"purchase_only", "no"},
-    {"reward.kind", "coupon"},
-    {"reward.value", "10"},
-    {"reward.currency", ""},
-    {"reward.expiry.days", "30"},
-    {"cooldown.days", "30"},
-    {"priority", "0"},
-    {"holdout.pct", "0"},
-};
+/* How often "key = default" (prefix: "" or "# ") stands in section sec of
+ * text; sec NULL: anywhere. */
+static int count_key_line(const char *text, const char *sec, const char *prefix,
+                          const loy_confmap_t *row) {
+        char want[1024], section[64] = "";
+        const char *p = text;
+        int n = 0;
+        snprintf(want, sizeof(want), "%s%s =%s%s", prefix, row->name,
+                 row->def[0] ? " " : "", row->def);
+        while (*p) {
+                size_t len = strcspn(p, "\n");
+                if (p[0] == '[')
+                        snprintf(section, sizeof(section), "%.*s",
+                                 (int)strcspn(p + 1, "]"), p + 1);
+                else if (len == strlen(want) && !strncmp(p, want, len) &&
+                         (!sec || !strcmp(section, sec)))
+                        n++;
+                p += len;
+                if (*p)
+                        p++;
+        }
+        return n;
+}
 
 static void test_reference(void) {
         loy_config_t def, c;
-        char err[512] = "", *text = NULL, line[512], section[64] = "";
-        size_t len = 0;
-        FILE *mem, *fp;
-        int fd, found[sizeof(ref_keys) / sizeof(ref_keys[0])] = {0};
-        int rfound[sizeof(ref_rule_keys) / sizeof(ref_rule_keys[0])] = {0};
-        int nkeys = 0;
+        char err[512] = "", *text = NULL;
+        size_t len = 0, nsec, nrows = 0;
+        const loy_config_section_t *sec = loy_config_sections(&nsec);
+        FILE *mem;
+        int fd, nkeys = 0;
 
         mem = open_memstream(&text, &len);
         CU_ASSERT_PTR_NOT_NULL_FATAL(mem);
-        loy_config_print_reference(mem);
+        loy_confdoc_reference(mem);
         fclose(mem);
 
-        /* every key, once, in its section, with its default */
-        fp = fmemopen(text, len, "r");
-        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
-        while (fgets(line, sizeof(line), fp)) {
-                char *nl = strchr(line, '\n');
-                if (nl)
-                        *nl = '\0';
-                if (line[0] == '[') {
-                        snprintf(section, sizeof(section), "%.*s",
-                                 (int)strcspn(line + 1, "]"), line + 1);
-                        continue;
-                }
-                if (line[0] != '#' && strstr(line, " = ")) {
-                        int hit = 0;
-                        nkeys++;
-                        for (size_t i = 0;
-                             i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
-                                char want[256];
-                                snprintf(want, sizeof(want), "%s = %s",
-                                         ref_keys[i][1], ref_keys[i][2]);
-                                if (!strcmp(section, ref_keys[i][0]) &&
-                                    !strcmp(line, want)) {
-                                        found[i]++;
-                                        hit = 1;
-                                }
+        /* every row of every table, once, in its section, at its default */
+        for (size_t i = 0; i < nsec; i++)
+                for (int m = 0; m < 2 && sec[i].maps[m]; m++)
+                        for (const loy_confmap_t *row = sec[i].maps[m];
+                             row->name; row++, nrows++) {
+                                int n =
+                                    count_key_line(text, sec[i].name, "", row);
+                                CU_ASSERT_EQUAL(n, 1);
+                                if (n != 1)
+                                        fprintf(stderr, "\n[%s] %s: %d times\n",
+                                                sec[i].name, row->name, n);
                         }
-                        CU_ASSERT(hit);
-                        if (!hit)
-                                fprintf(stderr, "\nunexpected: [%s] %s\n",
-                                        section, line);
-                }
-                for (size_t i = 0;
-                     i < sizeof(ref_rule_keys) / sizeof(ref_rule_keys[0]);
-                     i++) {
-                        char want[256];
-                        snprintf(want, sizeof(want), "# %s = %s",
-                                 ref_rule_keys[i][0], ref_rule_keys[i][1]);
-                        /* "# when = " may lose its blank to nothing */
-                        if (!strcmp(line, want) ||
-                            (!*ref_rule_keys[i][1] &&
-                             !strncmp(line, want, strlen(want) - 1) &&
-                             !line[strlen(want) - 1]))
-                                rfound[i]++;
-                }
-        }
-        fclose(fp);
-        CU_ASSERT_EQUAL(nkeys, 57);
-        for (size_t i = 0; i < sizeof(ref_keys) / sizeof(ref_keys[0]); i++) {
-                CU_ASSERT_EQUAL(found[i], 1);
-                if (found[i] != 1)
-                        fprintf(stderr, "\n[%s] %s: %d times\n", ref_keys[i][0],
-                                ref_keys[i][1], found[i]);
-        }
-        for (size_t i = 0; i < sizeof(ref_rule_keys) / sizeof(ref_rule_keys[0]);
-             i++) {
-                CU_ASSERT_EQUAL(rfound[i], 1);
-                if (rfound[i] != 1)
-                        fprintf(stderr, "\nrule %s: %d times\n",
-                                ref_rule_keys[i][0], rfound[i]);
-        }
+        for (const loy_confmap_t *row = loy_rule_map; row->name; row++)
+                CU_ASSERT_EQUAL(count_key_line(text, NULL, "# ", row), 1);
+        /* and nothing else */
+        for (const char *p = text; *p; p += strcspn(p, "\n"), p += !!*p)
+                if (*p != '#' && *p != '[' && *p != '\n')
+                        nkeys++;
+        CU_ASSERT_EQUAL((size_t)nkeys, nrows);
+        /* the modules' tables are in it: a key of each */
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nmax_basket = 20\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\ntier.gold.points = 2000\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nschema.trigger = 3\n"));
         CU_ASSERT_PTR_NOT_NULL(strstr(text, "\n[kafka]\n"));
 
         /* read back as it is: the defaults, model relative to its folder */
@@ -987,6 +901,246 @@ static void test_load_buffer(void) {
         loy_config_free(&b);
 }
 
+/* The whole of file path (malloc'd, NUL-terminated), or NULL. */
+static char *slurp(const char *path, size_t *len) {
+        FILE *fp = fopen(path, "r");
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *mem;
+        int ch;
+        if (!fp)
+                return NULL;
+        mem = open_memstream(&buf, &size);
+        if (!mem) {
+                fclose(fp);
+                return NULL;
+        }
+        while ((ch = fgetc(fp)) != EOF)
+                fputc(ch, mem);
+        fclose(fp);
+        fclose(mem);
+        *len = size;
+        return buf;
+}
+
+/* The first line where got and the file differ, said on stderr. */
+static void same_as_file(const char *got, size_t got_len, const char *rel) {
+        size_t len = 0, line = 1;
+        char *want = slurp(tu_src_path(rel), &len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(want);
+        CU_ASSERT(len == got_len && !memcmp(want, got, len));
+        for (size_t i = 0; i < len && i < got_len; i++) {
+                if (want[i] != got[i]) {
+                        fprintf(stderr,
+                                "\n%s:%zu differs from what the tables "
+                                "generate: make config regenerates it\n",
+                                rel, line);
+                        break;
+                }
+                line += want[i] == '\n';
+        }
+        if (len != got_len)
+                fprintf(stderr,
+                        "\n%s: %zu bytes, the tables make %zu: make "
+                        "config regenerates it\n",
+                        rel, len, got_len);
+        free(want);
+}
+
+static void test_generated_files(void) {
+        char err[512] = "", *text = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&text, &len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mem);
+        CU_ASSERT_EQUAL(
+            loy_confdoc_filled(mem, tu_src_path("config/loyaltyd.conf.in"), err,
+                               sizeof(err)),
+            0);
+        fclose(mem);
+        if (*err)
+                fprintf(stderr, "\n%s\n", err);
+        same_as_file(text, len, "config/loyaltyd.conf");
+        free(text);
+
+        text = NULL;
+        mem = open_memstream(&text, &len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mem);
+        loy_confdoc_markdown(mem);
+        fclose(mem);
+        same_as_file(text, len, "docs/configuration.md");
+        /* every key of every table is documented there */
+        for (const loy_confmap_t *row = loy_reco_conf_map; row->name; row++) {
+                char cell[128];
+                snprintf(cell, sizeof(cell), "| `%s` |", row->name);
+                CU_ASSERT_PTR_NOT_NULL(strstr(text, cell));
+        }
+        free(text);
+}
+
+/* A template filled in: its values set, every other key commented out at
+ * its default, its comments kept with their key, the rules copied. */
+static void test_filled(void) {
+        char err[512] = "", *text = NULL;
+        size_t len = 0;
+        loy_config_t c, def;
+        FILE *mem;
+        CU_ASSERT_EQUAL_FATAL(
+            write_tmp("# my shop\n\n[reco]\n# few items\nmax_basket = 7\n"
+                      "[input]\nbatch.max = 10   # small\n"
+                      "[kafka]\nbootstrap.servers = b:9092\n"
+                      "# the one rule\n[rule r]\nwhen = orders >= 1\n"),
+            0);
+        mem = open_memstream(&text, &len);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mem);
+        CU_ASSERT_EQUAL(loy_confdoc_filled(mem, tmp_path, err, sizeof(err)), 0);
+        fclose(mem);
+        unlink(tmp_path);
+        CU_ASSERT(!strncmp(text, "# my shop\n\n[input]\n", 19));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\n# few items\nmax_basket = 7\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "; default 20)\n# few items\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nbatch.max = 10   # small\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\n# top_k = 20\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(
+            text, "\n[kafka]\nbootstrap.servers = b:9092\n# the one rule\n"
+                  "[rule r]\nwhen = orders >= 1\n"));
+        /* [input] comes first, as in the tables, not as in the template */
+        CU_ASSERT(strstr(text, "[input]") < strstr(text, "[reco]"));
+
+        /* and it loads to what the template says */
+        CU_ASSERT_EQUAL_FATAL(write_tmp(text), 0);
+        loy_config_defaults(&c);
+        CU_ASSERT_EQUAL(loy_config_load(&c, tmp_path, err, sizeof(err)), 0);
+        unlink(tmp_path);
+        loy_config_defaults(&def);
+        CU_ASSERT_EQUAL(c.reco.max_basket, 7);
+        CU_ASSERT_EQUAL(c.batch_max, 10);
+        CU_ASSERT_EQUAL(c.reco.top_k, def.reco.top_k);
+        CU_ASSERT_EQUAL(c.rules.n, 1);
+        loy_config_free(&c);
+        free(text);
+}
+
+/* What a template must not do, with file, line and key. */
+static void expect_filled_error(const char *tmpl, const char *suffix) {
+        char err[512] = "";
+        FILE *null = fopen("/dev/null", "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(null);
+        CU_ASSERT_EQUAL_FATAL(write_tmp(tmpl), 0);
+        CU_ASSERT_EQUAL(loy_confdoc_filled(null, tmp_path, err, sizeof(err)),
+                        -1);
+        fclose(null);
+        unlink(tmp_path);
+        CU_ASSERT(strlen(err) >= strlen(suffix) &&
+                  !strcmp(err + strlen(err) - strlen(suffix), suffix));
+        CU_ASSERT(!strncmp(err, tmp_path, strlen(tmp_path)));
+        if (strlen(err) < strlen(suffix) ||
+            strcmp(err + strlen(err) - strlen(suffix), suffix))
+                fprintf(stderr, "\n got '%s'\nwant '...%s'\n", err, suffix);
+}
+
+static void test_filled_errors(void) {
+        expect_filled_error("[redis]\nport = 0\n",
+                            ":2: port: 0 is out of range [1, 65535]");
+        expect_filled_error("[redis]\nport = 7000\n# loose\n\n[input]\n",
+                            ":3: comment: in a table section a comment must "
+                            "sit right above its key (every key's doc comes "
+                            "from the tables)");
+        expect_filled_error("[kafka]\na = b\n[redis]\nport = 1\n",
+                            ":3: [redis]: sections with keys of their own "
+                            "come before [kafka] and the rules");
+}
+
+/* The table type itself: types, bounds, enums, MiB, checks. */
+typedef struct cm_test {
+        int n, e;
+        double d;
+        size_t bytes;
+        char s[4];
+} cm_test_t;
+
+static void test_confmap(void) {
+        cm_test_t v = {0};
+        static const char *const names[] = {"zero", NULL, "two"};
+        const loy_confmap_t map[] = {
+            {"n", LOY_CM_INT, offsetof(cm_test_t, n), sizeof(int), "3", -5, 5,
+             "an int", NULL, NULL},
+            {"e", LOY_CM_ENUM, offsetof(cm_test_t, e), sizeof(int), "two", 0, 3,
+             "an enum", names, NULL},
+            {"d", LOY_CM_DBL, offsetof(cm_test_t, d), sizeof(double), "0.5", 0,
+             1, "a double", NULL, NULL},
+            {"m", LOY_CM_MIB, offsetof(cm_test_t, bytes), sizeof(size_t), "2",
+             1, 8, "MiB", NULL, NULL},
+            {"s", LOY_CM_STR, offsetof(cm_test_t, s), 4, "abc", 0, 0,
+             "a string", NULL, NULL},
+            {0},
+        };
+        char why[200], names_buf[64];
+        CU_ASSERT_EQUAL(loy_confmap_defaults(map, &v, why, sizeof(why)), 0);
+        CU_ASSERT_EQUAL(v.n, 3);
+        CU_ASSERT_EQUAL(v.e, 2);
+        CU_ASSERT_EQUAL(v.d, 0.5);
+        CU_ASSERT_EQUAL(v.bytes, 2u << 20);
+        CU_ASSERT_STRING_EQUAL(v.s, "abc");
+        CU_ASSERT_PTR_EQUAL(loy_confmap_find(map, "m"), &map[3]);
+        CU_ASSERT_PTR_NULL(loy_confmap_find(map, "x"));
+
+        CU_ASSERT_EQUAL(loy_confmap_set(&map[0], &v, "-6", why, sizeof(why)),
+                        -1);
+        check_str(why, "-6 is out of range [-5, 5]");
+        CU_ASSERT_EQUAL(loy_confmap_set(&map[0], &v, "1.5", why, sizeof(why)),
+                        -1);
+        check_str(why, "'1.5' is not a whole number");
+        CU_ASSERT_EQUAL(loy_confmap_set(&map[1], &v, "zero", why, sizeof(why)),
+                        0);
+        CU_ASSERT_EQUAL(v.e, 0);
+        /* a value without a name cannot be written */
+        CU_ASSERT_EQUAL(loy_confmap_set(&map[1], &v, "", why, sizeof(why)), -1);
+        check_str(why, "'' is not one of zero|two");
+        check_str(loy_confmap_type_name(&map[1], names_buf, sizeof(names_buf)),
+                  "zero|two");
+        CU_ASSERT_EQUAL(loy_confmap_set(&map[3], &v, "8", why, sizeof(why)), 0);
+        CU_ASSERT_EQUAL(v.bytes, 8u << 20);
+        CU_ASSERT_EQUAL(loy_confmap_set(&map[4], &v, "abcd", why, sizeof(why)),
+                        -1);
+        check_str(why, "longer than 3 characters");
+        CU_ASSERT_STRING_EQUAL(v.s, "abc");
+        CU_ASSERT_EQUAL(loy_confmap_set(&map[2], &v, "nan", why, sizeof(why)),
+                        -1);
+
+        /* a struct filled in code is checked against the same bounds */
+        CU_ASSERT_EQUAL(loy_confmap_check(map, &v, why, sizeof(why)), 0);
+        v.d = 1.5;
+        CU_ASSERT_EQUAL(loy_confmap_check(map, &v, why, sizeof(why)), -1);
+        check_str(why, "d = 1.5 is out of range [0, 1]");
+        v.d = NAN;
+        CU_ASSERT_EQUAL(loy_confmap_check(map, &v, why, sizeof(why)), -1);
+        v.d = 0;
+        v.bytes = 1000;
+        CU_ASSERT_EQUAL(loy_confmap_check(map, &v, why, sizeof(why)), -1);
+}
+
+/* The modules' defaults are their tables': what loy_config and reco-eval
+ * use is what the reference documents. */
+static void test_module_defaults(void) {
+        loy_reco_conf_t rc;
+        loy_feat_conf_t fc;
+        loy_rule_t r;
+        char why[200];
+        loy_reco_conf_default(&rc);
+        CU_ASSERT_EQUAL(rc.max_basket, 20);
+        CU_ASSERT_EQUAL(rc.w_browse, 0.3);
+        CU_ASSERT_EQUAL(rc.mem_limit, 64u << 20);
+        CU_ASSERT_EQUAL(
+            loy_confmap_check(loy_reco_conf_map, &rc, why, sizeof(why)), 0);
+        loy_feat_conf_default(&fc);
+        CU_ASSERT_EQUAL(fc.tier_gold_points, 2000);
+        loy_rule_init(&r, "x");
+        CU_ASSERT_EQUAL(r.on, LOY_ON_ANY);
+        CU_ASSERT_EQUAL(r.cooldown_days, 30);
+        CU_ASSERT_STRING_EQUAL(r.reward_kind, "coupon");
+        CU_ASSERT_EQUAL(r.nterms, 0);
+}
+
 int main(void) {
         CU_pSuite s;
         if (CU_initialize_registry() != CUE_SUCCESS)
@@ -1002,7 +1156,13 @@ int main(void) {
             !CU_add_test(s, "kafka properties", test_kafka_props) ||
             !CU_add_test(s, "reference reads back", test_reference) ||
             !CU_add_test(s, "load from a buffer", test_load_buffer) ||
-            !CU_add_test(s, "strings are UTF-8", test_utf8)) {
+            !CU_add_test(s, "strings are UTF-8", test_utf8) ||
+            !CU_add_test(s, "shipped config and docs are generated",
+                         test_generated_files) ||
+            !CU_add_test(s, "a template filled in", test_filled) ||
+            !CU_add_test(s, "template errors", test_filled_errors) ||
+            !CU_add_test(s, "settings tables", test_confmap) ||
+            !CU_add_test(s, "module defaults", test_module_defaults)) {
                 CU_cleanup_registry();
                 return CU_get_error();
         }

@@ -20,7 +20,7 @@
 static const char *const known[] = {
     "demo",       "replay", "inspect",   "triggers",    "fields", "reco-eval",
     "reco-bench", "fit",    "eval",      "bench-model", "bench",  "pseudonym",
-    "forget",     "expire", "dashboard", "kafka"};
+    "forget",     "expire", "dashboard", "kafka",       "config"};
 
 /* Runs loyaltyctl with args (a shell word list); its exit status, stdout
  * and stderr into out/err (malloc'd, the caller frees). */
@@ -384,6 +384,54 @@ static void test_pseudonym(void) {
         tu_redis_stop(&r);
 }
 
+/* config: what make config runs, and its mistakes. */
+static void test_config(void) {
+        char args[1024], *out, *err, *want;
+        size_t len = 0;
+        FILE *fp;
+        int ch;
+
+        /* --markdown is docs/configuration.md, byte for byte */
+        CU_ASSERT_EQUAL(run("config --markdown", &out, &err), 0);
+        fp = fopen(tu_src_path("docs/configuration.md"), "r");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+        {
+                FILE *mem = open_memstream(&want, &len);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(mem);
+                while ((ch = fgetc(fp)) != EOF)
+                        fputc(ch, mem);
+                fclose(mem);
+        }
+        fclose(fp);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+        CU_ASSERT_STRING_EQUAL(out, want);
+        free(want);
+        free(out);
+        free(err);
+
+        /* -t fills the template in: the shipped values, the rules */
+        snprintf(args, sizeof(args), "config -t %s",
+                 tu_src_path("config/loyaltyd.conf.in"));
+        CU_ASSERT_EQUAL(run(args, &out, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "\ncache.customers = 20000\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "\n# max_basket = 20\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "\n[rule gold_tier]\n"));
+        free(out);
+        free(err);
+
+        /* a bad template: file, line and key; no output */
+        CU_ASSERT_EQUAL(run("config -t /nonexistent.conf", &out, &err), 1);
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(err, "config: /nonexistent.conf: file: No such file"));
+        CU_ASSERT_STRING_EQUAL(out, "");
+        free(out);
+        free(err);
+        CU_ASSERT_EQUAL(run("config -t x --markdown", &out, &err), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "exclude each other"));
+        free(out);
+        free(err);
+}
+
 int main(void) {
         static const tu_test_t tests[] = {
             {"every command answers -h and --help", test_help},
@@ -393,6 +441,7 @@ int main(void) {
             {"kafka: the embedded Kafka alone, reached by replay and kcat",
              test_kafka},
             {"pseudonym, and inspect by the shop's own id", test_pseudonym},
+            {"config: the reference, filled in and as Markdown", test_config},
         };
         return tu_cunit_main("loyaltyctl", tests,
                              (int)(sizeof(tests) / sizeof(tests[0])));

@@ -669,6 +669,7 @@ static void test_pending(void) {
         /* a full list drops increments and counts them */
         c.pending_max = 1024;
         c.half_life_days = 0;
+        c.max_basket = 50;
         r = loy_reco_create(&c, err, sizeof(err));
         CU_ASSERT_PTR_NOT_NULL_FATAL(r);
         {
@@ -808,7 +809,7 @@ static void test_conf(void) {
         conf_test(&c);
         c.top_k = 0;
         CU_ASSERT_PTR_NULL(loy_reco_create(&c, err, sizeof(err)));
-        CU_ASSERT_STRING_EQUAL(err, "reco: top_k must be in 1..64");
+        CU_ASSERT_STRING_EQUAL(err, "reco: top_k = 0 is out of range [1, 64]");
         conf_test(&c);
         c.w_browse = NAN;
         CU_ASSERT_PTR_NULL(loy_reco_create(&c, err, sizeof(err)));
