@@ -1,5 +1,5 @@
 # Thin wrapper: the two README commands and a few conveniences.
-.PHONY: all demo test build clean format check-style fuzz fuzz-quick readme-check config
+.PHONY: all demo test build clean format check-style check-builds fuzz fuzz-quick readme-check config
 all: build
 build:
 	scripts/bootstrap.sh
@@ -17,13 +17,17 @@ fuzz:
 fuzz-quick:
 	scripts/fuzz.sh --quick
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-matrix
 # .clang-format on every C file; check-style also keeps features/ and
 # models/ pure (scripts/check-style.sh, the first step of make test)
 format:
 	scripts/check-style.sh --fix
 check-style:
 	scripts/check-style.sh
+# Debug, RelWithDebInfo and Release with gcc and clang, every target,
+# warnings as errors (build-matrix/; make test builds the gcc ones itself)
+check-builds:
+	scripts/check-builds.sh
 # Every command of README.md as written, in private namespaces
 # (scripts/readme-commands says how each one runs); FULL=1 also runs the
 # long ones (benchmarks, full faults, fuzzing) to their end.

@@ -13,6 +13,8 @@ scripts/bootstrap.sh --test
 # format and purity first: seconds, and what a change most often breaks
 echo "== style"
 make --no-print-directory check-style
+echo "== build types"
+make --no-print-directory check-builds
 jobs=$(nproc)
 for variant in build build-asan; do
   flags=()

@@ -928,8 +928,8 @@ static void test_refusals(void) {
         static const char *const wait[] = {
             "OOM command not allowed when used memory > 'maxmemory'.",
             "READONLY You can't write against a read only replica.",
-            "MISCONF Redis is configured to save RDB snapshots, but it's "
-            "currently unable to persist to disk.",
+            ("MISCONF Redis is configured to save RDB snapshots, but it's "
+             "currently unable to persist to disk."),
             "LOADING Redis is loading the dataset in memory",
             "BUSY Redis is busy running a script.",
             "TRYAGAIN Multiple keys request during rehashing of slot",
