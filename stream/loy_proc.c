@@ -68,6 +68,7 @@ struct loy_proc {
         volatile sig_atomic_t *running;
         int fatal;                /* a batch could not be finished */
         int refused;              /* Redis refused the credentials */
+        int kafka_fatal;          /* librdkafka raised a fatal error */
         unsigned cache_epoch;     /* loy_cache_clear()s so far */
         double busy_until_ms;     /* busy time counted up to here */
         loy_emit_t *emit;         /* triggers out, delivery acks */
@@ -773,6 +774,32 @@ static int ensure_redis(loy_proc_t *p, volatile sig_atomic_t *running) {
         return -1;
 }
 
+/* A fatal librdkafka error (the idempotent producer fenced or refused its
+ * id, e.g. by a missing IdempotentWrite ACL; a fenced static member) leaves
+ * that client unusable for good: stop and say why, rather than run on with
+ * nothing going out. Nothing is lost: a written batch's triggers wait in
+ * the outbox for the next start, and what was not written is read again. */
+static int kafka_fatal(loy_proc_t *p) {
+        char why[512];
+        const char *who = "producer";
+        rd_kafka_resp_err_t err =
+            rd_kafka_fatal_error(p->producer, why, sizeof(why));
+        if (!err) {
+                who = "consumer";
+                err = rd_kafka_fatal_error(p->consumer, why, sizeof(why));
+        }
+        if (!err)
+                return 0;
+        if (!p->kafka_fatal)
+                LOY_ERROR("proc",
+                          "fatal Kafka error in the %s: %s: %s; stopping "
+                          "(nothing is lost: what was not delivered goes "
+                          "out at the next start)",
+                          who, rd_kafka_err2name(err), why);
+        p->kafka_fatal = 1;
+        return 1;
+}
+
 static loy_batch_t *other_batch(loy_proc_t *p, const loy_batch_t *b) {
         return b == p->cur ? p->prev : p->cur;
 }
@@ -1091,6 +1118,10 @@ int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                 }
                 if (p->fatal)
                         break;
+                if (kafka_fatal(p)) {
+                        rc = -1;
+                        break;
+                }
                 cur = p->cur;
                 if (p->revoked) {
                         p->revoked = 0;

@@ -72,7 +72,9 @@ void loy_proc_set_after_agg_hook(loy_proc_t *p, loy_store_hook_fn *fn,
 
 /* Runs batches until *running becomes 0, then drains: triggers delivered,
  * offsets committed. *reload set to 1 asks for a model reload (SIGHUP); it
- * is reset. Returns 0, or -1 on a fatal Kafka error. */
+ * is reset. Returns 0, or -1 when it stopped on an error no retry mends:
+ * a fatal Kafka error (rd_kafka_fatal_error) or Redis refusing the
+ * credentials, said in the log. */
 int loy_proc_run(loy_proc_t *p, volatile sig_atomic_t *running,
                  volatile sig_atomic_t *reload);
 

@@ -40,11 +40,13 @@ typedef struct runner {
         loy_proc_t *proc;
         volatile sig_atomic_t running, reload;
         int rc;
+        volatile int done; /* loy_proc_run returned */
 } runner_t;
 
 static void *run_thread(void *arg) {
         runner_t *r = arg;
         r->rc = loy_proc_run(r->proc, &r->running, &r->reload);
+        r->done = 1;
         return NULL;
 }
 
@@ -1810,6 +1812,34 @@ static void test_quarantine(void) {
         loy_config_free(&conf);
 }
 
+/* A fatal librdkafka error, here the broker refusing the idempotent
+ * producer an id as a missing IdempotentWrite ACL does, stops the
+ * processor with -1 instead of letting it run on with nothing going out;
+ * started again, it does what came meanwhile, once. */
+static void test_kafka_fatal(void) {
+        loy_config_t conf;
+        runner_t r;
+        make_conf(&conf, "fatal");
+        produce_first_order(&conf, "fatal1");
+        rd_kafka_mock_push_request_errors(
+            tu_kafka_mock(kafka), 22 /* InitProducerId */, 1,
+            RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+        start(&r, &conf);
+        for (int i = 0; i < 400 && !r.done; i++)
+                usleep(50000);
+        CU_ASSERT(r.done);
+        r.running = 0;
+        pthread_join(r.th, NULL);
+        CU_ASSERT_EQUAL(r.rc, -1);
+        loy_proc_destroy(r.proc);
+
+        start(&r, &conf);
+        CU_ASSERT_EQUAL(wait_consumed(&r, 1), 0);
+        stop(&r);
+        ASSERT_FIELD("loy:c:{fatal1}", "orders", "1");
+        loy_config_free(&conf);
+}
+
 /* Regression: a message Kafka accepted (1 MiB) but the processor's
  * producer may not re-send whole used to block every partition: its dead
  * letter failed, the batch was read again forever, and every retry sent
@@ -2314,6 +2344,8 @@ int main(void) {
         CU_add_test(s, "due timers fire after a restart",
                     test_timer_after_restart);
         CU_add_test(s, "quarantine of broken state", test_quarantine);
+        CU_add_test(s, "a fatal Kafka error stops it; nothing lost",
+                    test_kafka_fatal);
         CU_add_test(s, "redis refusals are waited out", test_redis_refusal);
         CU_add_test(s, "an ACL user with a password file", test_redis_acl_user);
         CU_add_test(s, "outbox re-send keeps the key", test_outbox_resend_key);
