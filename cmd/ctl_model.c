@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "loy_date.h"
 #include "loy_event.h"
+#include "loy_hash.h"
 #include "loy_model.h"
 
 #define DAY_MS 86400000LL
@@ -25,36 +27,17 @@ static int32_t floor_day(int64_t ms) {
         return (int32_t)d;
 }
 
-/* Howard Hinnant's days_from_civil / civil_from_days. */
-static long days_from_civil(long y, long m, long d) {
-        long era, yoe, doy;
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-}
-
 int ctl_parse_day(const char *s, int32_t *day) {
         int y, m, d, n = 0;
         if (sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || s[n] || m < 1 ||
             m > 12 || d < 1 || d > 31)
                 return -1;
-        *day = (int32_t)days_from_civil(y, m, d);
+        *day = (int32_t)loy_date_to_days(y, m, d);
         return 0;
 }
 
 void ctl_format_day(int32_t day, char *buf, size_t size) {
-        long z = day + 719468L, era, doe, yoe, y, doy, mp, d, m;
-        era = (z >= 0 ? z : z - 146096) / 146097;
-        doe = z - era * 146097;
-        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        y = yoe + era * 400;
-        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        mp = (5 * doy + 2) / 153;
-        d = doy - (153 * mp + 2) / 5 + 1;
-        m = mp < 10 ? mp + 3 : mp - 9;
-        snprintf(buf, size, "%04ld-%02ld-%02ld", y + (m <= 2), m, d);
+        loy_date_format(day, buf, size);
 }
 
 /* ------------------------------------------------------------------ */
@@ -62,10 +45,7 @@ void ctl_format_day(int32_t day, char *buf, size_t size) {
 /* ------------------------------------------------------------------ */
 
 static uint64_t fnv(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        while (*s)
-                h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-        return h;
+        return loy_hash64_str(s);
 }
 
 int ctl_data_load(ctl_data_t *d, const char *path, loy_source_format_t fmt,

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "loy_hash.h"
 #include "loy_reco.h"
 
 #define DEFAULT_DATA "../shared/data/online_retail.csv.gz"
@@ -46,10 +47,7 @@ typedef struct strtab {
 } strtab_t;
 
 static uint64_t st_hash(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        return h;
+        return loy_hash64_str(s);
 }
 
 static int st_find(const strtab_t *t, const char *s) {

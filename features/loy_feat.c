@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loy_hash.h"
 #include "loy_rfm.h"
 
 #define FEAT_FIELD(f) LOY_CM_FIELD(loy_feat_conf_t, f)
@@ -370,13 +371,7 @@ static loy_slot_t *slot_find(const loy_cust_t *c, const char *name) {
 }
 
 uint64_t loy_feat_event_key(const char *event_id) {
-        uint64_t h = 0xcbf29ce484222325ULL;
-        for (const unsigned char *q = (const unsigned char *)event_id; *q;
-             q++) {
-                h ^= *q;
-                h *= 0x100000001b3ULL;
-        }
-        return h;
+        return loy_hash64_str(event_id);
 }
 
 int loy_feat_event_seen(const loy_cust_t *c, uint64_t key) {

@@ -23,6 +23,7 @@
 #include "loy_reco.h"
 
 #include "../features/loy_feat.h"
+#include "../features/loy_hash.h"
 
 #define NONE UINT32_MAX
 #define MS_PER_DAY 86400000.0
@@ -148,11 +149,7 @@ struct loy_reco {
  * ------------------------------------------------------------------------ */
 
 static uint64_t hash_str(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++) {
-                h ^= (unsigned char)*s;
-                h *= 1099511628211ULL;
-        }
+        uint64_t h = loy_hash64_str(s);
         return h ^ (h >> 29);
 }
 

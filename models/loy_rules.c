@@ -1,6 +1,8 @@
 /* loy_rules: see loy_rules.h. */
 #include "loy_rules.h"
 
+#include "../features/loy_hash.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -9,34 +11,19 @@
 #include <string.h>
 #include <strings.h>
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
 /* second trigger-id pass: any constant that differs from 0 does */
 #define TRIGGER_SEED2 0x9e3779b97f4a7c15ULL
-
-static uint64_t fnv_update(uint64_t h, const void *data, size_t len) {
-        const unsigned char *p = data;
-        for (size_t i = 0; i < len; i++) {
-                h ^= p[i];
-                h *= FNV_PRIME;
-        }
-        return h;
-}
-
-uint64_t loy_hash64(const void *data, size_t len, uint64_t seed) {
-        return fnv_update(FNV_OFFSET ^ seed, data, len);
-}
 
 /* Hash of "a|b" or "a|b|c" without building the string. */
 static uint64_t hash_parts(uint64_t seed, const char *a, const char *b,
                            const char *c) {
-        uint64_t h = FNV_OFFSET ^ seed;
-        h = fnv_update(h, a, strlen(a));
-        h = fnv_update(h, "|", 1);
-        h = fnv_update(h, b, strlen(b));
+        uint64_t h = LOY_HASH_OFFSET ^ seed;
+        h = loy_hash64_update(h, a, strlen(a));
+        h = loy_hash64_update(h, "|", 1);
+        h = loy_hash64_update(h, b, strlen(b));
         if (c) {
-                h = fnv_update(h, "|", 1);
-                h = fnv_update(h, c, strlen(c));
+                h = loy_hash64_update(h, "|", 1);
+                h = loy_hash64_update(h, c, strlen(c));
         }
         return h;
 }

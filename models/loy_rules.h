@@ -101,7 +101,4 @@ int loy_rule_in_holdout(const loy_rule_t *r, const char *cid);
 void loy_trigger_id(const char *rule, const char *cid, const char *cause,
                     char *buf);
 
-/* 64-bit FNV-1a, exposed so ids and holdout draws use one hash. */
-uint64_t loy_hash64(const void *data, size_t len, uint64_t seed);
-
 #endif

@@ -1,6 +1,8 @@
 /* loy_cache: see loy_cache.h. Chained hash + intrusive LRU list. */
 #include "loy_cache.h"
 
+#include "../features/loy_hash.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +26,7 @@ struct loy_cache {
 /* Keys are ids as loy_feat_init stores them: at most LOY_ID_MAX bytes, so
  * a longer id finds the customer it was stored as. */
 static uint64_t hash_id(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        for (size_t i = 0; i < LOY_ID_MAX && s[i]; i++) {
-                h ^= (unsigned char)s[i];
-                h *= 1099511628211ULL;
-        }
-        return h;
+        return loy_hash64(s, strnlen(s, LOY_ID_MAX), 0);
 }
 
 loy_cache_t *loy_cache_create(size_t capacity) {

@@ -34,6 +34,8 @@
 #include "loy_rconn.h"
 #include "loy_sigpipe.h"
 
+#include "../features/loy_date.h"
+#include "../features/loy_hash.h"
 #include "../features/loy_pack.h"
 
 #define NS_MAX 64
@@ -822,29 +824,14 @@ int loy_store_load_hist(loy_store_t *s, loy_rfm_t *rfm, char *errstr,
 
 /* -------------------------------------------------------------- writing */
 
-/* Days since the epoch -> civil date (H. Hinnant's algorithm); avoids
- * gmtime's range and locale concerns and is exact for any int64 day. */
-static void civil(int64_t days, int64_t *y, unsigned *m, unsigned *d) {
-        int64_t z = days + 719468;
-        int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-        unsigned doe = (unsigned)(z - era * 146097);
-        unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        unsigned mp = (5 * doy + 2) / 153;
-        *d = doy - (153 * mp + 2) / 5 + 1;
-        *m = mp < 10 ? mp + 3 : mp - 9;
-        *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 /* "<ns>:{agg}:kpi:yyyy-mm-dd" for the UTC day holding ms. */
 static void kpi_key(const loy_store_t *s, int64_t ms, char *dst, size_t size) {
-        int64_t days = ms / LOY_MS_PER_DAY, y;
-        unsigned m, d;
+        int64_t days = ms / LOY_MS_PER_DAY;
+        char day[32];
         if (ms % LOY_MS_PER_DAY < 0)
                 days--;
-        civil(days, &y, &m, &d);
-        snprintf(dst, size, "%s:" LOY_KEY_KPI "%04lld-%02u-%02u", s->ns,
-                 (long long)y, m, d);
+        loy_date_format(days, day, sizeof(day));
+        snprintf(dst, size, "%s:" LOY_KEY_KPI "%s", s->ns, day);
 }
 
 static int check_write(const loy_cust_write_t *w, char *errstr, size_t size) {
@@ -872,13 +859,12 @@ static int check_write(const loy_cust_write_t *w, char *errstr, size_t size) {
 }
 
 static uint64_t views_hash(const loy_cust_t *c) {
-        uint64_t h = 1469598103934665603ULL;
+        uint64_t h = LOY_HASH_OFFSET;
         for (int i = 0; i < LOY_RECENT_VIEWS; i++) {
-                for (const unsigned char *q =
-                         (const unsigned char *)c->recent_views[i];
-                     *q; q++)
-                        h = (h ^ *q) * 1099511628211ULL;
-                h = (h ^ 0xffu) * 1099511628211ULL;
+                h = loy_hash64_update(h, c->recent_views[i],
+                                      strlen(c->recent_views[i]));
+                /* a byte no UTF-8 text holds ends each sku */
+                h = loy_hash64_update(h, "\xff", 1);
         }
         return h;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loy_hash.h"
 #include "loy_log.h"
 
 int loy_batch_init(loy_batch_t *b, const loy_config_t *conf, char *errstr,

@@ -1,6 +1,8 @@
 /* loy_source: see loy_source.h. */
 #include "loy_source.h"
 
+#include "../features/loy_date.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -452,30 +454,6 @@ static int parse_i32(const char *s, int32_t *v) {
         return 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
-        int64_t era, yoe, doy, doe;
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int *y, int *m, int *d) {
-        int64_t era, doe, yoe, doy, mp;
-        z += 719468;
-        era = (z >= 0 ? z : z - 146096) / 146097;
-        doe = z - era * 146097;
-        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        mp = (5 * doy + 2) / 153;
-        *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-        *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-        *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 static int days_in_month(int y, int m) {
         static const int dm[12] = {31, 28, 31, 30, 31, 30,
                                    31, 31, 30, 31, 30, 31};
@@ -499,8 +477,8 @@ static int civil_ms(int y, int mo, int d, int h, int mi, int s, int64_t *ms) {
         if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
             h > 23 || mi > 59 || s > 59)
                 return -1;
-        *ms =
-            (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1000;
+        *ms = (loy_date_to_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) *
+              1000;
         return 0;
 }
 
@@ -1084,7 +1062,8 @@ static void copy_str(char *dst, size_t size, const char *s) {
 int loy_source_next(loy_source_t *src, loy_event_t *ev) {
         const src_ev_t *e;
         char id[160]; /* lengths were checked at load: never truncated */
-        int y, m, d;
+        int64_t y;
+        int m, d;
 
         if (src->next >= src->nev)
                 return 0;
@@ -1110,9 +1089,9 @@ int loy_source_next(loy_source_t *src, loy_event_t *ev) {
                 copy_str(ev->order_id, sizeof(ev->order_id), ev->event_id);
                 break;
         default:
-                civil_from_days(e->ts_ms / 86400000, &y, &m, &d);
+                loy_date_from_days(e->ts_ms / 86400000, &y, &m, &d);
                 snprintf(id, sizeof(id), "cd-%s-%04d%02d%02d-%u",
-                         ev->customer_id, y, m, d, (unsigned)e->order);
+                         ev->customer_id, (int)y, m, d, (unsigned)e->order);
                 copy_str(ev->event_id, sizeof(ev->event_id), id);
                 copy_str(ev->order_id, sizeof(ev->order_id), ev->event_id);
                 copy_str(ev->currency, sizeof(ev->currency), "USD");

@@ -9,6 +9,7 @@
 
 #include <CUnit/CUnit.h>
 
+#include "loy_date.h"
 #include "loy_feat.h"
 #include "loy_rfm.h"
 #include "tu.h"
@@ -63,6 +64,32 @@ static void browse(loy_cust_t *c, int64_t ts, loy_browse_action_t a,
         snprintf(ev.customer_id, sizeof(ev.customer_id), "%s", c->id);
         snprintf(ev.sku, sizeof(ev.sku), "%s", sku);
         loy_feat_apply(c, &ev, &conf);
+}
+
+/* Civil dates: known days, both sides of the epoch, every day of 1600 to
+ * 2400 there and back, and the text form. */
+static void test_dates(void) {
+        char buf[16];
+        int64_t y;
+        int m, d;
+        CU_ASSERT_EQUAL(loy_date_to_days(1970, 1, 1), 0);
+        CU_ASSERT_EQUAL(loy_date_to_days(1969, 12, 31), -1);
+        CU_ASSERT_EQUAL(loy_date_to_days(2000, 3, 1), 11017);
+        CU_ASSERT_EQUAL(loy_date_to_days(2010, 12, 1), 14944);
+        for (int64_t day = loy_date_to_days(1600, 1, 1);
+             day <= loy_date_to_days(2400, 12, 31); day++) {
+                loy_date_from_days(day, &y, &m, &d);
+                if (loy_date_to_days(y, m, d) != day) {
+                        CU_FAIL("round trip");
+                        break;
+                }
+        }
+        loy_date_from_days(-1, &y, &m, &d);
+        CU_ASSERT(y == 1969 && m == 12 && d == 31);
+        loy_date_format(loy_date_to_days(2024, 2, 29), buf, sizeof(buf));
+        CU_ASSERT_STRING_EQUAL(buf, "2024-02-29");
+        loy_date_format(loy_date_to_days(2023, 3, 1) - 1, buf, sizeof(buf));
+        CU_ASSERT_STRING_EQUAL(buf, "2023-02-28");
 }
 
 static void test_conf_default(void) {
@@ -1058,6 +1085,7 @@ int main(void) {
                 return CU_get_error();
         s = CU_add_suite("features", NULL, NULL);
         if (!s || !CU_add_test(s, "conf defaults", test_conf_default) ||
+            !CU_add_test(s, "civil dates", test_dates) ||
             !CU_add_test(s, "init", test_init) ||
             !CU_add_test(s, "purchase sequence", test_purchase_sequence) ||
             !CU_add_test(s, "zero value, points floor",

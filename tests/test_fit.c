@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loy_date.h"
 #include "loy_fit.h"
 #include "tu.h"
 
@@ -20,20 +21,9 @@
 static loy_fit_cust_t cust[MAXC];
 static size_t ncust;
 
-/* Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm). */
-static long days_from_civil(long y, long m, long d) {
-        long era, yoe, doy, doe;
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
 static int load_cdnow(void) {
         const char *path = tu_src_path("../shared/data/cdnow_sample.txt");
-        long end = days_from_civil(1997, 9, 30);
+        long end = loy_date_to_days(1997, 9, 30);
         char id[32], prev_id[32] = "";
         long date, first = 0, last = 0, day, prev_day = -1;
         int cds;
@@ -65,8 +55,8 @@ static int load_cdnow(void) {
                 }
                 if (got != 4)
                         break;
-                day =
-                    days_from_civil(date / 10000, date / 100 % 100, date % 100);
+                day = loy_date_to_days(date / 10000, date / 100 % 100,
+                                       date % 100);
                 if (flush) {
                         snprintf(prev_id, sizeof(prev_id), "%s", id);
                         first = last = prev_day = day;

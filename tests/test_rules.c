@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "loy_feat.h"
+#include "loy_hash.h"
 #include "loy_rules.h"
 #include "tu.h"
 

@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "loy_codec.h"
+#include "loy_hash.h"
 #include "loy_pack.h"
 #include "loy_store.h"
 #include "loy_source.h"
@@ -1193,14 +1194,12 @@ void fx_snap_free(fx_snap_t *s) {
 }
 
 uint64_t fx_snap_digest(const fx_snap_t *s) {
-        uint64_t h = 1469598103934665603ULL;
+        uint64_t h = LOY_HASH_OFFSET;
         for (int i = 0; i < s->n; i++) {
-                for (const char *p = s->e[i].k; *p; p++)
-                        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-                h = (h ^ 0xff) * 1099511628211ULL;
-                for (const char *p = s->e[i].v; *p; p++)
-                        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-                h = (h ^ 0xfe) * 1099511628211ULL;
+                h = loy_hash64_update(h, s->e[i].k, strlen(s->e[i].k));
+                h = loy_hash64_update(h, "\xff", 1);
+                h = loy_hash64_update(h, s->e[i].v, strlen(s->e[i].v));
+                h = loy_hash64_update(h, "\xfe", 1);
         }
         return h;
 }

@@ -26,6 +26,7 @@
 #include "fx.h"
 #include "hostile/hostile.h"
 #include "loy_codec.h"
+#include "loy_hash.h"
 #include "loy_cluster.h"
 #include "loy_store.h"
 
@@ -133,9 +134,7 @@ static int settle(fx_env_t *e, int timeout_s, int restart) {
 }
 
 static uint64_t scenario_seed(const char *name) {
-        uint64_t h = opt.seed;
-        for (const char *p = name; *p; p++)
-                h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        uint64_t h = loy_hash64_update(opt.seed, name, strlen(name));
         return h & 0xffffffffffffULL; /* short enough to type */
 }
 
