@@ -4,7 +4,8 @@
 # loyaltyd checks the installed config and model, the systemd unit passes
 # systemd-analyze without a warning, a second install keeps an edited
 # config, and the Prometheus examples pass promtool (config, rules, the
-# rules' unit tests). Usage: scripts/check-install.sh [BUILD_DIR]
+# rules' unit tests), and the examples' sources build from where they are
+# installed. Usage: scripts/check-install.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -20,6 +21,21 @@ for f in "$prefix/bin/loyaltyd" "$prefix/bin/loyaltyctl" "$conf" \
          "$prefix/share/doc/loyaltyd/operations.md" \
          "$prefix/share/loyaltyd/prometheus/loyaltyd-alerts.yml"; do
   [ -e "$f" ] || fail "missing $f"
+done
+examples="$prefix/share/doc/loyaltyd/examples"
+for f in README.md produce_purchase.c read_scores.c consume_triggers.c \
+         purchase.avsc reward_trigger.avsc; do
+  [ -e "$examples/$f" ] || fail "missing $examples/$f"
+done
+# as examples/README.md says to build them: public libraries only
+for e in produce_purchase:"rdkafka avro-c" consume_triggers:"rdkafka avro-c" \
+         read_scores:hiredis; do
+  # shellcheck disable=SC2046
+  out=$(cc -Wall -Wextra -Werror -o "$prefix/${e%%:*}" "$examples/${e%%:*}.c" \
+        $(pkg-config --cflags --libs ${e#*:}) 2>&1) \
+    || fail "installed ${e%%:*}.c does not build: $out"
+  (cd "$examples" && "$prefix/${e%%:*}" --help >/dev/null) \
+    || fail "installed ${e%%:*} does not answer --help"
 done
 # from elsewhere: the model path is relative to the config file
 (cd / && "$prefix/bin/loyaltyd" -c "$conf" --check) || fail "installed config refused"

@@ -140,5 +140,10 @@ typedef struct tu_test {
         void (*fn)(void);
 } tu_test_t;
 int tu_cunit_main(const char *suite, const tu_test_t *tests, int n);
+/* The same with a set-up and a clean-up (CUnit's suite init and cleanup:
+ * 0 = fine; a set-up that fails runs none of the tests and fails the
+ * program). */
+int tu_cunit_suite(const char *suite, int (*init)(void), int (*clean)(void),
+                   const tu_test_t *tests, int n);
 
 #endif

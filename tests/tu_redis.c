@@ -226,10 +226,15 @@ int tu_cunit_run(void) {
 }
 
 int tu_cunit_main(const char *suite, const tu_test_t *tests, int n) {
+        return tu_cunit_suite(suite, NULL, NULL, tests, n);
+}
+
+int tu_cunit_suite(const char *suite, int (*init)(void), int (*clean)(void),
+                   const tu_test_t *tests, int n) {
         CU_pSuite s;
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return 1;
-        s = CU_add_suite(suite, NULL, NULL);
+        s = CU_add_suite(suite, init, clean);
         for (int i = 0; s && i < n; i++)
                 if (!CU_add_test(s, tests[i].name, tests[i].fn))
                         s = NULL;
